@@ -1,0 +1,9 @@
+"""The Azure Functions app: registers the blueprints in ``functions/`` and nothing else at import."""
+
+import azure.functions as func
+
+from functions import hl7_intake, launch, reminders, writeback
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp):
+    app.register_functions(blueprint)

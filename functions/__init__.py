@@ -1,0 +1,1 @@
+"""Thin triggers: parse input, call ``lib/``, map errors to HTTP / ACK / retry."""

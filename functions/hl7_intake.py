@@ -1,0 +1,52 @@
+"""HTTP trigger ``POST /api/hl7/{environmentId}``: HL7 v2 SIU in, HL7 ACK out."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.dependencies import services
+from functions.http import correlation_id, problem
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("hl7_intake")
+@bp.route(route="hl7/{environmentId}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
+    """Accept one HL7 message; answer the ACK (``AA``/``AE``/``AR``) or an HTTP problem.
+
+    The body size is checked before anything is read into the parser (413). Texts that are due at once
+    (confirmations) are handed to the ``sms-outbox`` queue after the ACK is decided.
+    """
+    correlation = correlation_id(req)
+    svc = services()
+    body = req.get_body() or b""
+    if len(body) > svc.settings.hl7_max_bytes:
+        return problem(
+            413,
+            "Message too large",
+            f"The message is {len(body)} bytes; this connector accepts at most {svc.settings.hl7_max_bytes}.",
+            correlation=correlation,
+        )
+    environment_id = req.route_params.get("environmentId", "")
+    try:
+        result = svc.intake.handle(environment_id, body, dict(req.headers))
+    except Exception:
+        log.exception("hl7 intake failed correlation=%s", correlation)
+        return problem(503, "Intake unavailable", "The message was not accepted; send it again later.",
+                       correlation=correlation)
+    if result.outbox_to_send:
+        try:
+            for item_id, bucket in result.outbox_to_send:
+                svc.queues.send("sms-outbox", {"id": item_id, "bucket": bucket, "correlationId": correlation})
+        except Exception:  # the reminder timer sends due outbox items anyway
+            log.warning("could not enqueue texts correlation=%s; the timer will send them", correlation)
+    return func.HttpResponse(
+        result.body,
+        status_code=result.status,
+        mimetype=result.content_type,
+        headers={"x-correlation-id": correlation},
+    )

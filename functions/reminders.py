@@ -1,0 +1,48 @@
+"""SMS sending: the ``sms-outbox`` queue (texts due now) and the every-minute timer (reminders due)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.dependencies import services
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("sms_outbox")
+@bp.queue_trigger(arg_name="msg", queue_name="sms-outbox", connection="AzureWebJobsStorage")
+def sms_outbox(msg: func.QueueMessage) -> None:
+    """Send one outbox item now (confirmations). Redelivery is harmless: the outbox state decides.
+
+    A store outage raises, so the host retries the message and moves it to ``sms-outbox-poison`` after
+    ``maxDequeueCount`` attempts; the timer still sends the item when it is due.
+    """
+    from lib.queues import decode
+
+    try:
+        message = decode(msg.get_body())
+        item_id, bucket = str(message["id"]), str(message["bucket"])
+    except (ValueError, KeyError):
+        log.error("sms-outbox message %s is malformed; dropped", msg.id)
+        return
+    outcome = services().dispatcher.send_one(item_id, bucket)
+    log.info("sms-outbox message=%s outcome=%s", msg.id, outcome)
+
+
+@bp.function_name("reminders_due")
+@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False, use_monitor=True)
+def reminders_due(timer: func.TimerRequest) -> None:
+    """Every minute: send the texts now due, then purge phone numbers past their visit."""
+    svc = services()
+    report = svc.dispatcher.run_due()
+    purged = 0
+    now = svc.clock.now()
+    for key in svc.repos.contacts.expired_keys(now):
+        purged += svc.repos.contacts.delete(key)
+    log.info(
+        "reminders_due past_due=%s outcomes=%s buckets=%d purged=%d",
+        timer.past_due, report.outcomes, report.buckets_read, purged,
+    )

@@ -1,0 +1,261 @@
+"""Domain records shared by the services, with their Cosmos document shapes.
+
+Times are aware UTC datetimes inside the program and ISO-8601 strings with ``+00:00`` in documents.
+No record holds a patient name or clinical data; the phone number lives only in :class:`Contact`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+EnvironmentKind = Literal["test", "production"]
+AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
+SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
+OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
+
+#: Terminal statuses: no reminder is sent for an appointment in one of them.
+ENDED_STATUSES: frozenset[str] = frozenset({"cancelled", "deleted", "noshow"})
+
+
+def iso(at: datetime | None) -> str | None:
+    """Format an aware datetime as ISO-8601 UTC, or ``None``."""
+    return at.astimezone(UTC).isoformat() if at else None
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Parse what :func:`iso` wrote; ``None`` stays ``None``."""
+    return datetime.fromisoformat(text) if text else None
+
+
+def appointment_key(environment_id: str, appointment_id: str) -> str:
+    """The document ID of an appointment: ``{environmentId}|{appointmentId}``."""
+    return f"{environment_id}|{appointment_id}"
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    """SMS settings of one environment (issue: SMS confirmations and reminders).
+
+    ``reminder_offsets_minutes`` are minutes before the start; ``quiet_hours`` are local ``HH:MM`` strings
+    in the patient's zone (the environment's zone).
+    """
+
+    enabled: bool = False
+    sender: str | None = None
+    confirm_booked: bool = True
+    confirm_changed: bool = True
+    confirm_cancelled: bool = True
+    reminder_offsets_minutes: tuple[int, ...] = (1440, 60)
+    quiet_hours: tuple[str, str] = ("21:00", "08:00")
+    join_link_base_url: str | None = None
+    default_language: str = "en"
+    help_text: str = "Reply STOP to opt out."
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """One Epic environment (test or production) of the hospital, as the admin configured it.
+
+    Attributes:
+        id: environment ID used in URLs (``/api/hl7/{id}``).
+        kind: ``test`` or ``production``; HL7 MSH-11 T/P must match.
+        display_name: organization name shown in texts and pages.
+        fhir_base_urls: approved FHIR base URLs (SMART ``iss`` values), compared exactly.
+        approved: whether the Epic analyst approved the configuration.
+        epic_client_id: our client ID registered in this Epic environment.
+        time_zone: IANA zone for HL7 times without an offset and for texts.
+        default_region: ISO 3166 region for phone numbers without a country code.
+        appointment_id_order: which HL7 fields give the appointment ID, in order of preference.
+        fallback_organizer_id: Entra object ID that organizes meetings when the provider has none.
+        writeback_vendor_name: ``VendorName`` sent to ``SetExternalConnectionStatus``.
+        sms: the SMS settings.
+    """
+
+    id: str
+    kind: EnvironmentKind
+    display_name: str
+    fhir_base_urls: tuple[str, ...]
+    approved: bool
+    epic_client_id: str
+    time_zone: str = "America/New_York"
+    default_region: str = "US"
+    appointment_id_order: tuple[str, ...] = ("SCH-2", "SCH-1", "PV1-19")
+    fallback_organizer_id: str | None = None
+    writeback_vendor_name: str = "OpenVirtualVisits"
+    sms: SmsSettings = field(default_factory=SmsSettings)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The Cosmos document (container ``environments``, partition key ``/id``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> EnvironmentConfig:
+        """Build from a stored document, ignoring Cosmos system properties (``_etag``...)."""
+        sms = doc.get("sms") or {}
+        sms_fields = {k: v for k, v in sms.items() if k in SmsSettings.__dataclass_fields__}
+        for name in ("reminder_offsets_minutes", "quiet_hours"):
+            if name in sms_fields:
+                sms_fields[name] = tuple(sms_fields[name])
+        own = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__ and k != "sms"}
+        own["fhir_base_urls"] = tuple(own.get("fhir_base_urls", ()))
+        if "appointment_id_order" in own:
+            own["appointment_id_order"] = tuple(own["appointment_id_order"])
+        return cls(**own, sms=SmsSettings(**sms_fields))
+
+
+@dataclass
+class Meeting:
+    """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``."""
+
+    id: str
+    join_url: str
+    organizer_id: str
+    external_id: str
+
+
+@dataclass
+class Appointment:
+    """A scheduled visit, keyed by environment + appointment ID (the CSN for Epic).
+
+    ``order_key`` is the ordering key of the newest applied HL7 message (MSH-7 UTC ISO + ``|`` + MSH-10):
+    a message sorting at or below it is stale. ``schedule_revision`` increases whenever the start time
+    changes; texts are unique per (appointment, kind, revision).
+    """
+
+    environment_id: str
+    appointment_id: str
+    status: AppointmentStatus
+    start_utc: datetime | None
+    end_utc: datetime | None
+    duration_minutes: int | None
+    source_time_zone: str | None
+    department: str | None = None
+    provider_ehr_id: str | None = None
+    visit_type: str | None = None
+    language: str | None = None
+    order_key: str = ""
+    schedule_revision: int = 0
+    link_id: str | None = None
+    meeting: Meeting | None = None
+    sms_phone_reason: str | None = None
+    outbox_refs: list[dict[str, str]] = field(default_factory=list)
+    etag: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Document ID and partition key."""
+        return appointment_key(self.environment_id, self.appointment_id)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The Cosmos document (container ``appointments``, partition key ``/id``)."""
+        return {
+            "id": self.key,
+            "environmentId": self.environment_id,
+            "appointmentId": self.appointment_id,
+            "status": self.status,
+            "start_utc": iso(self.start_utc),
+            "end_utc": iso(self.end_utc),
+            "duration_minutes": self.duration_minutes,
+            "source_time_zone": self.source_time_zone,
+            "department": self.department,
+            "provider_ehr_id": self.provider_ehr_id,
+            "visit_type": self.visit_type,
+            "language": self.language,
+            "order_key": self.order_key,
+            "schedule_revision": self.schedule_revision,
+            "link_id": self.link_id,
+            "meeting": asdict(self.meeting) if self.meeting else None,
+            "sms_phone_reason": self.sms_phone_reason,
+            "outbox_refs": self.outbox_refs,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Appointment:
+        """Build from a stored document; keeps its ``_etag`` for optimistic concurrency."""
+        meeting = doc.get("meeting")
+        return cls(
+            environment_id=doc["environmentId"],
+            appointment_id=doc["appointmentId"],
+            status=doc["status"],
+            start_utc=parse_iso(doc.get("start_utc")),
+            end_utc=parse_iso(doc.get("end_utc")),
+            duration_minutes=doc.get("duration_minutes"),
+            source_time_zone=doc.get("source_time_zone"),
+            department=doc.get("department"),
+            provider_ehr_id=doc.get("provider_ehr_id"),
+            visit_type=doc.get("visit_type"),
+            language=doc.get("language"),
+            order_key=doc.get("order_key", ""),
+            schedule_revision=doc.get("schedule_revision", 0),
+            link_id=doc.get("link_id"),
+            meeting=Meeting(**meeting) if meeting else None,
+            sms_phone_reason=doc.get("sms_phone_reason"),
+            outbox_refs=list(doc.get("outbox_refs") or []),
+            etag=doc.get("_etag"),
+        )
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One text to one appointment: created before sending, then moved through its states.
+
+    ``id`` is ``{appointmentKey}|{kind}|{revision}`` (reminders add ``-{offsetMinutes}`` to the kind), so
+    the same text can never be created twice. ``bucket`` is the due time's UTC hour (partition key).
+    """
+
+    id: str
+    bucket: str
+    appointment_key: str
+    environment_id: str
+    kind: SmsKind
+    revision: int
+    due_utc: datetime
+    state: OutboxState = "pending"
+    attempts: int = 0
+    message_id: str | None = None
+    reason: str | None = None
+    sent_utc: datetime | None = None
+    etag: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        """The Cosmos document (container ``outbox``, partition key ``/bucket``)."""
+        return {
+            "id": self.id,
+            "bucket": self.bucket,
+            "appointmentKey": self.appointment_key,
+            "environmentId": self.environment_id,
+            "kind": self.kind,
+            "revision": self.revision,
+            "due_utc": iso(self.due_utc),
+            "state": self.state,
+            "attempts": self.attempts,
+            "message_id": self.message_id,
+            "reason": self.reason,
+            "sent_utc": iso(self.sent_utc),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> OutboxItem:
+        """Build from a stored document, keeping its ``_etag``."""
+        return cls(
+            id=doc["id"],
+            bucket=doc["bucket"],
+            appointment_key=doc["appointmentKey"],
+            environment_id=doc["environmentId"],
+            kind=doc["kind"],
+            revision=doc["revision"],
+            due_utc=parse_iso(doc["due_utc"]),  # type: ignore[arg-type]
+            state=doc["state"],
+            attempts=doc.get("attempts", 0),
+            message_id=doc.get("message_id"),
+            reason=doc.get("reason"),
+            sent_utc=parse_iso(doc.get("sent_utc")),
+            etag=doc.get("_etag"),
+        )
+
+
+def hour_bucket(at: datetime) -> str:
+    """The outbox partition of a due time: its UTC hour as ``YYYY-MM-DDTHH``."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H")

@@ -1,0 +1,116 @@
+"""Apply one SIU message to the stored appointment: pure decisions, no I/O.
+
+Ordering rule: a message is applied only if its order key (MSH-7 as UTC ISO, then MSH-10 to break ties
+deterministically) sorts after the one the appointment last applied. The same key again is a redelivery:
+nothing changes but its side effects are re-run (they are idempotent). So a cancel or delete is never undone
+by an older S12/S14 arriving late, whatever order the feed delivers in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from lib.models import Appointment
+
+Outcome = Literal["created", "updated", "redelivered", "stale"]
+
+
+class SiuFields(Protocol):
+    """What this module reads from a parsed SIU message (``lib.hl7.siu.SiuMessage``)."""
+
+    appointment_id: str
+    status: str
+    start_utc: datetime | None
+    end_utc: datetime | None
+    duration_minutes: int | None
+    source_time_zone: str | None
+    department: str | None
+    provider_ehr_id: str | None
+    visit_type: str | None
+    language: str | None
+    sms_phone_reason: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The result of :func:`apply_message`.
+
+    ``before`` is the stored appointment (``None`` when new), ``after`` the one to store (``None`` when
+    the message is stale), ``time_changed`` whether the start moved (a new schedule revision).
+    """
+
+    outcome: Outcome
+    before: Appointment | None
+    after: Appointment | None
+    time_changed: bool
+
+
+def order_key(message_time: datetime, control_id: str) -> str:
+    """The ordering key of a message: MSH-7 in UTC (microseconds) + ``|`` + MSH-10."""
+    return f"{message_time.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}|{control_id}"
+
+
+def apply_message(
+    existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str
+) -> Applied:
+    """Decide what ``message`` (with ordering key ``key``) does to ``existing``.
+
+    Times missing from a cancel/no-show message keep the stored ones. A newer S12 after a cancel books the
+    appointment again with a new schedule revision.
+    """
+    if existing is not None:
+        if key == existing.order_key:
+            return Applied("redelivered", existing, existing, time_changed=False)
+        if key < existing.order_key:
+            return Applied("stale", existing, None, time_changed=False)
+
+    start = message.start_utc or (existing.start_utc if existing else None)
+    end = message.end_utc or (existing.end_utc if existing else None)
+    duration = message.duration_minutes or (existing.duration_minutes if existing else None)
+    if existing is None:
+        return Applied(
+            "created",
+            None,
+            Appointment(
+                environment_id=environment_id,
+                appointment_id=message.appointment_id,
+                status=message.status,  # type: ignore[arg-type]
+                start_utc=start,
+                end_utc=end,
+                duration_minutes=duration,
+                source_time_zone=message.source_time_zone,
+                department=message.department,
+                provider_ehr_id=message.provider_ehr_id,
+                visit_type=message.visit_type,
+                language=message.language,
+                order_key=key,
+                schedule_revision=1,
+                link_id=secrets.token_urlsafe(16),
+                sms_phone_reason=message.sms_phone_reason,
+            ),
+            time_changed=True,
+        )
+
+    time_changed = start != existing.start_utc
+    rebooked = existing.status != "booked" and message.status == "booked"
+    after = dataclasses.replace(
+        existing,
+        status=message.status,  # type: ignore[arg-type]
+        start_utc=start,
+        end_utc=end,
+        duration_minutes=duration,
+        source_time_zone=message.source_time_zone or existing.source_time_zone,
+        department=message.department or existing.department,
+        provider_ehr_id=message.provider_ehr_id or existing.provider_ehr_id,
+        visit_type=message.visit_type or existing.visit_type,
+        language=message.language or existing.language,
+        order_key=key,
+        schedule_revision=existing.schedule_revision + (1 if time_changed or rebooked else 0),
+        sms_phone_reason=message.sms_phone_reason or existing.sms_phone_reason,
+        outbox_refs=list(existing.outbox_refs),
+    )
+    return Applied("updated", existing, after, time_changed=time_changed or rebooked)

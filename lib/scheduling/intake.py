@@ -1,0 +1,296 @@
+"""HL7 SIU intake: from the request body to a stored appointment, planned texts and an ACK.
+
+Order of work for one message (DESIGN.md "HL7 intake"):
+1. the environment must exist; request authentication (``RequestVerifier``) runs before any parsing;
+2. MLLP framing stripped, MSH read (no MSH: an HTTP problem, since no ACK can be built);
+3. a known (environment, MSH-4, MSH-10) gets the ACK it got before and is not applied again;
+4. the SIU is parsed (a message we cannot accept gets ``AR`` with the reason and is kept for replay);
+5. the appointment is updated with ``If-Match`` (a stale message changes nothing), the phone number is
+   stored apart, the texts are planned and created in the outbox;
+6. only then the ``AA`` is recorded and returned. A store outage gives ``AE`` with HTTP 503.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from lib.clock import Clock
+from lib.hl7.ack import build_ack
+from lib.hl7.errors import HL7Rejected, NotHL7
+from lib.hl7.framing import unframe
+from lib.hl7.header import MessageHeader, read_header
+from lib.hl7.siu import parse_siu
+from lib.models import Appointment, EnvironmentConfig, appointment_key
+from lib.scheduling.apply import Applied, apply_message, order_key
+from lib.sms.planner import plan_texts
+from lib.store.appointments import AppointmentRepository
+from lib.store.contacts import ContactRepository
+from lib.store.environments import EnvironmentRepository
+from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
+from lib.store.links import LinkRepository
+from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
+from lib.store.outbox import OutboxRepository
+
+log = logging.getLogger(__name__)
+
+HL7_CONTENT_TYPE = "application/hl7-v2+er7"
+#: Phone numbers are kept until the visit's end plus this grace period.
+CONTACT_GRACE = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class IntakeResponse:
+    """What the HTTP trigger answers.
+
+    ``status`` is the HTTP status; ``body`` an HL7 ACK (``content_type`` ``application/hl7-v2+er7``) or an
+    RFC 9457 problem document (``application/problem+json``); ``ack_code`` is MSA-1 when an ACK was built;
+    ``rejected_id`` the ID under which a rejected message was kept.
+    """
+
+    status: int
+    body: bytes
+    content_type: str
+    ack_code: str | None = None
+    rejected_id: str | None = None
+    outbox_to_send: tuple[tuple[str, str], ...] = ()
+
+
+class Problem(Exception):
+    """An HTTP problem answer (RFC 9457): ``status``, ``title``, ``detail`` (no PHI)."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+class RequestVerifier(Protocol):
+    """Authenticates an intake request before anything is parsed (issue: HL7 intake authentication)."""
+
+    def verify(self, environment: EnvironmentConfig, headers: dict[str, str], body: bytes) -> None:
+        """Return when the request is authentic; raise :class:`Problem` (401/403) otherwise."""
+        ...
+
+
+class AcceptAll:
+    """The verifier used until the hospital's certificate check is configured for an environment."""
+
+    def verify(self, environment: EnvironmentConfig, headers: dict[str, str], body: bytes) -> None:
+        """Accept every request."""
+
+
+class IntakeService:
+    """Applies SIU messages. Collaborators are injected (see ``functions/dependencies.py``)."""
+
+    def __init__(
+        self,
+        *,
+        environments: EnvironmentRepository,
+        appointments: AppointmentRepository,
+        contacts: ContactRepository,
+        outbox: OutboxRepository,
+        links: LinkRepository,
+        processed: ProcessedMessages,
+        rejected: RejectedMessages,
+        verifier: RequestVerifier,
+        clock: Clock,
+    ) -> None:
+        self._environments = environments
+        self._appointments = appointments
+        self._contacts = contacts
+        self._outbox = outbox
+        self._links = links
+        self._processed = processed
+        self._rejected = rejected
+        self._verifier = verifier
+        self._clock = clock
+
+    def handle(self, environment_id: str, body: bytes, headers: dict[str, str]) -> IntakeResponse:
+        """Process one request to ``POST /api/hl7/{environmentId}``; never raises for bad input.
+
+        Raises:
+            StoreUnavailable: only while keeping a rejected message fails too (the trigger answers 503).
+        """
+        now = self._clock.now()
+        try:
+            environment = self._environments.get(environment_id)
+        except StoreUnavailable:
+            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+        if environment is None:
+            rejected_id = self._keep(environment_id, body, "unknown environment", "207", None)
+            return _problem(
+                404,
+                "Unknown environment",
+                f"No environment '{environment_id}' is configured in the connector. Check the URL the "
+                "interface sends to, or add the environment in the configuration portal.",
+                rejected_id,
+            )
+        try:
+            self._verifier.verify(environment, headers, body)
+            raw = unframe(body)
+            header = read_header(raw)
+        except Problem as problem:
+            return _problem(problem.status, problem.title, problem.detail)
+        except (NotHL7, HL7Rejected) as exc:
+            reason = getattr(exc, "reason", str(exc))
+            rejected_id = self._keep(environment_id, body, reason, "100", None)
+            return _problem(400, "Not an HL7 v2 message", reason, rejected_id)
+
+        try:
+            return self._handle_message(environment, header, raw, body)
+        except StoreUnavailable:
+            log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id, header.control_id)
+            ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
+            return IntakeResponse(503, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack))
+
+    def _handle_message(
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes
+    ) -> IntakeResponse:
+        now = self._clock.now()
+        dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
+        if header.control_id:
+            previous = self._processed.ack_for(dedupe_id)
+            if previous is not None:
+                return IntakeResponse(200, previous, HL7_CONTENT_TYPE, ack_code=_msa(previous))
+        try:
+            _check_processing_id(environment, header)
+            message = parse_siu(
+                raw,
+                time_zone=environment.time_zone,
+                default_region=environment.default_region,
+                appointment_id_order=environment.appointment_id_order,
+            )
+        except HL7Rejected as rejected:
+            rejected_id = self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id)
+            log.info(
+                "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
+                environment.id, header.control_id, rejected.ack_code, rejected.err_code, rejected_id,
+            )
+            ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
+            return IntakeResponse(200, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack), rejected_id=rejected_id)
+
+        key = order_key(header.message_time_utc or now, header.control_id or "")
+        applied, to_send = self._apply(environment, message, key)
+        ack = self._ack(header, "AA", None, None)
+        if header.control_id:
+            self._processed.record(dedupe_id, ack, code="AA", now=now)
+        log.info(
+            "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
+            environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
+        )
+        return IntakeResponse(200, ack, HL7_CONTENT_TYPE, ack_code="AA", outbox_to_send=to_send)
+
+    def _apply(
+        self, environment: EnvironmentConfig, message: object, key: str
+    ) -> tuple[Applied, tuple[tuple[str, str], ...]]:
+        now = self._clock.now()
+        doc_key = appointment_key(environment.id, message.appointment_id)  # type: ignore[attr-defined]
+        for _ in range(5):
+            existing = self._appointments.get(doc_key)
+            applied = apply_message(existing, message, environment_id=environment.id, key=key)  # type: ignore[arg-type]
+            if applied.outcome == "stale" or applied.after is None:
+                return applied, ()
+            after = applied.after
+            phone = getattr(message, "sms_phone_e164", None)
+            has_phone = phone is not None or (
+                existing is not None and self._contacts.phone(doc_key, now=now) is not None
+            )
+            plan = plan_texts(environment.sms, applied.before, after, has_phone=has_phone, now=now)
+            refs = {r["id"]: r for r in after.outbox_refs}
+            for item in plan.create:
+                refs[item.id] = {"id": item.id, "bucket": item.bucket}
+            after = dataclasses.replace(after, outbox_refs=list(refs.values()))
+            try:
+                stored = self._store(existing, after, applied)
+            except (ConcurrencyConflict, AlreadyExists):
+                continue  # another message for the same appointment won the race: decide again
+            self._side_effects(environment, stored, phone, plan.cancel, now)
+            to_send = []
+            for item in plan.create:
+                created, _ = self._outbox.create_once(item)
+                if created.state == "pending" and created.due_utc <= now:
+                    to_send.append((created.id, created.bucket))
+            return applied, tuple(to_send)
+        raise StoreUnavailable("appointment kept changing under concurrent updates")
+
+    def _store(self, existing: Appointment | None, after: Appointment, applied: Applied) -> Appointment:
+        if applied.outcome == "redelivered":
+            return existing  # type: ignore[return-value]
+        if existing is None:
+            return self._appointments.create(after)
+        return self._appointments.replace(after)
+
+    def _side_effects(
+        self,
+        environment: EnvironmentConfig,
+        appointment: Appointment,
+        phone: str | None,
+        cancel: tuple[dict[str, str], ...],
+        now: object,
+    ) -> None:
+        end = appointment.end_utc or appointment.start_utc
+        if end is not None and appointment.link_id:
+            self._links.put(appointment.link_id, appointment.key, expires=end + CONTACT_GRACE, now=now)  # type: ignore[arg-type]
+            if phone is not None:
+                self._contacts.put(
+                    appointment.key, environment.id, phone, delete_after=end + CONTACT_GRACE, now=now  # type: ignore[arg-type]
+                )
+        for ref in cancel:
+            item = self._outbox.get(ref["id"], ref["bucket"])
+            if item is not None and item.state == "pending":
+                try:
+                    self._outbox.transition(item, state="skipped", reason="superseded or cancelled")
+                except ConcurrencyConflict:
+                    pass  # a dispatcher claimed it; it re-checks the appointment before sending
+
+    def _keep(self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None) -> str:
+        return self._rejected.add(
+            environment_id, body, reason=reason, err_code=err_code, control_id=control_id, now=self._clock.now()
+        )
+
+    def _ack(
+        self, header: MessageHeader, code: str, reason: str | None, err_code: str | None, location: str | None = None
+    ) -> bytes:
+        return build_ack(
+            header,
+            code=code,
+            reason=reason,
+            err_code=err_code,
+            now=self._clock.now(),
+            control_id=uuid.uuid4().hex[:20],
+            error_location=location,
+        )
+
+
+def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) -> None:
+    expected = "P" if environment.kind == "production" else "T"
+    actual = (header.processing_id or "").upper()[:1]
+    if actual and actual in "PT" and actual != expected:
+        raise HL7Rejected(
+            f"MSH-11 processing ID '{actual}' does not match this {environment.kind} environment "
+            f"(expected '{expected}'): a test feed is pointed at production or the reverse",
+            err_code="202",
+            location="MSH^1^11",
+        )
+
+
+def _msa(ack: bytes) -> str | None:
+    for segment in ack.split(b"\r"):
+        if segment.startswith(b"MSA"):
+            return segment[4:6].decode("ascii", "replace")
+    return None
+
+
+def _problem(status: int, title: str, detail: str, rejected_id: str | None = None) -> IntakeResponse:
+    import json
+
+    doc = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if rejected_id:
+        doc["rejectedMessageId"] = rejected_id
+    return IntakeResponse(
+        status, json.dumps(doc).encode(), "application/problem+json", rejected_id=rejected_id
+    )

@@ -1,0 +1,127 @@
+"""Application settings: the only module in ``lib/`` that reads environment variables.
+
+The names are listed in ``docs/contracts.md``. In Azure they are app settings (some are Key Vault
+references); locally they come from ``local.settings.json`` or from ``python -m local.services env``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(Exception):
+    """A required setting is missing or malformed. The message names the setting, never its value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide configuration, read once.
+
+    Attributes (units and shapes):
+        cosmos_endpoint: Cosmos DB account URL, e.g. ``https://acct.documents.azure.com:443/``.
+        cosmos_key: account key, or ``None`` in Azure (managed identity through DefaultAzureCredential).
+        cosmos_database: database name.
+        cosmos_emulator: local only; turns TLS verification off for the Cosmos client only.
+        storage_connection: ``AzureWebJobsStorage`` connection string, or ``None`` with identity.
+        storage_queue_uri: ``AzureWebJobsStorage__queueServiceUri`` when identity-based.
+        acs_connection_string: ``endpoint=...;accesskey=...`` (local), or ``None`` in Azure.
+        acs_endpoint: ACS endpoint used with managed identity.
+        public_base_url: the app's public URL without trailing slash (redirect URIs, JWKS, join links).
+        link_signing_key: secret bytes that sign SMS join-link tokens (HMAC-SHA256).
+        smart_private_keys_file: PEM file holding our RSA signing key(s); the first is the active one.
+        graph_tenant_id, graph_client_id: Entra app registration for Microsoft Graph.
+        graph_client_cert_file: PEM with private key and certificate (MSAL certificate credential).
+        graph_authority_host: Entra authority host URL.
+        graph_base_url: Microsoft Graph base URL including the version segment.
+        local_ca_bundle: local only; CA file that clients trust for the local stand-ins.
+        dev_clock_file: local only; file whose ISO-8601 content is "now" (tests and the demo).
+        hl7_max_bytes: size cap of one HL7 request body, in bytes.
+    """
+
+    cosmos_endpoint: str
+    cosmos_key: str | None
+    cosmos_database: str
+    cosmos_emulator: bool
+    storage_connection: str | None
+    storage_queue_uri: str | None
+    acs_connection_string: str | None
+    acs_endpoint: str | None
+    public_base_url: str
+    link_signing_key: bytes
+    smart_private_keys_file: Path | None
+    graph_tenant_id: str | None
+    graph_client_id: str | None
+    graph_client_cert_file: Path | None
+    graph_authority_host: str
+    graph_base_url: str
+    local_ca_bundle: Path | None
+    dev_clock_file: Path | None
+    hl7_max_bytes: int
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """What outbound HTTP clients pass as ``verify``: the local CA bundle when set, else True."""
+        return str(self.local_ca_bundle) if self.local_ca_bundle else True
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``environ`` (default ``os.environ``).
+
+    Raises:
+        SettingsError: a required setting (``COSMOS_ENDPOINT``, ``LINK_SIGNING_KEY``, ``PUBLIC_BASE_URL``)
+            is missing, or a value has the wrong shape.
+    """
+    import base64
+    import binascii
+
+    env = os.environ if environ is None else environ
+
+    def required(name: str) -> str:
+        value = env.get(name, "").strip()
+        if not value:
+            raise SettingsError(f"setting {name} is required (see docs/contracts.md)")
+        return value
+
+    try:
+        link_key = base64.b64decode(required("LINK_SIGNING_KEY"), validate=True)
+    except binascii.Error as exc:
+        raise SettingsError("setting LINK_SIGNING_KEY must be base64") from exc
+    if len(link_key) < 32:
+        raise SettingsError("setting LINK_SIGNING_KEY must hold at least 32 bytes")
+    try:
+        max_bytes = int(env.get("HL7_MAX_BYTES", "1048576"))
+    except ValueError as exc:
+        raise SettingsError("setting HL7_MAX_BYTES must be a whole number of bytes") from exc
+
+    return Settings(
+        cosmos_endpoint=required("COSMOS_ENDPOINT"),
+        cosmos_key=env.get("COSMOS_KEY") or None,
+        cosmos_database=env.get("COSMOS_DATABASE", "virtualvisits"),
+        cosmos_emulator=_flag(env.get("COSMOS_EMULATOR")),
+        storage_connection=env.get("AzureWebJobsStorage") or None,
+        storage_queue_uri=env.get("AzureWebJobsStorage__queueServiceUri") or None,
+        acs_connection_string=env.get("ACS_CONNECTION_STRING") or None,
+        acs_endpoint=env.get("ACS_ENDPOINT") or None,
+        public_base_url=required("PUBLIC_BASE_URL").rstrip("/"),
+        link_signing_key=link_key,
+        smart_private_keys_file=_path(env.get("SMART_PRIVATE_KEYS_FILE")),
+        graph_tenant_id=env.get("GRAPH_TENANT_ID") or None,
+        graph_client_id=env.get("GRAPH_CLIENT_ID") or None,
+        graph_client_cert_file=_path(env.get("GRAPH_CLIENT_CERT_FILE")),
+        graph_authority_host=env.get("GRAPH_AUTHORITY_HOST", "https://login.microsoftonline.com").rstrip("/"),
+        graph_base_url=env.get("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0").rstrip("/"),
+        local_ca_bundle=_path(env.get("LOCAL_CA_BUNDLE")),
+        dev_clock_file=_path(env.get("DEV_CLOCK_FILE")),
+        hl7_max_bytes=max_bytes,
+    )

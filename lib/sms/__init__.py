@@ -1,0 +1,1 @@
+"""SMS: planning, wording, join links, sending through ACS and the outbox dispatcher."""

@@ -1,0 +1,94 @@
+"""Sending one text through Azure Communication Services with the real ``azure-communication-sms`` SDK.
+
+Outcomes are classified for the outbox state machine:
+- ``sent``: ACS accepted it (HTTP 202 per recipient); delivery comes later through Event Grid.
+- ``retry``: nothing was accepted and trying later is safe (429 with Retry-After, 5xx, connection refused).
+- ``permanent``: ACS refused this recipient or sender for good (invalid number, blocked sender...).
+- ``unknown``: the request may have reached ACS but no answer came (read timeout): never resent blindly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SendStatus = Literal["sent", "retry", "permanent", "unknown"]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one send: ``status``, ACS ``message_id`` when sent, ``retry_after`` seconds,
+    and ``reason`` (no phone number in it)."""
+
+    status: SendStatus
+    message_id: str | None = None
+    retry_after: float | None = None
+    reason: str | None = None
+
+
+class AcsSmsSender:
+    """Sends texts with ``azure.communication.sms.SmsClient``.
+
+    Args:
+        connection_string: ``endpoint=https://...;accesskey=...`` (local or key-based), or
+        endpoint: the ACS endpoint, used with ``DefaultAzureCredential`` when no connection string is given.
+        verify: TLS verification (``True`` or a CA bundle path; the bundle only locally).
+        timeout: read timeout per request, in seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        connection_string: str | None = None,
+        endpoint: str | None = None,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+    ) -> None:
+        from azure.communication.sms import SmsClient
+
+        options: dict[str, Any] = {"connection_verify": verify, "retry_total": 0, "read_timeout": timeout}
+        if connection_string:
+            self._client = SmsClient.from_connection_string(connection_string, **options)
+        elif endpoint:
+            from azure.identity import DefaultAzureCredential
+
+            self._client = SmsClient(endpoint, DefaultAzureCredential(), **options)
+        else:
+            raise ValueError("ACS is not configured: set ACS_CONNECTION_STRING or ACS_ENDPOINT")
+
+    def send(self, *, sender: str, to: str, message: str, tag: str | None = None) -> SendResult:
+        """Send ``message`` from ``sender`` to ``to`` (both E.164) with a delivery report requested.
+
+        ``tag`` travels back in the delivery report (an outbox ID; never PHI). Never raises for ACS
+        outcomes: they are returned as a :class:`SendResult`.
+        """
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+        try:
+            results = self._client.send(from_=sender, to=to, message=message, enable_delivery_report=True, tag=tag)
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if status == 429 or status >= 500:
+                return SendResult("retry", retry_after=_retry_after(exc), reason=f"ACS answered HTTP {status}")
+            return SendResult("permanent", reason=f"ACS refused the request: HTTP {status}")
+        except ServiceRequestError as exc:  # the request never left: safe to try again
+            return SendResult("retry", reason=f"ACS unreachable: {type(exc).__name__}")
+        except (ServiceResponseError, TimeoutError) as exc:
+            return SendResult("unknown", reason=f"no answer from ACS: {type(exc).__name__}")
+        result = results[0]
+        if result.successful:
+            return SendResult("sent", message_id=result.message_id)
+        code = result.http_status_code or 0
+        detail = result.error_message or "no detail"
+        if code == 429 or code >= 500:
+            return SendResult("retry", reason=f"ACS answered {code} for the recipient: {detail}")
+        return SendResult("permanent", reason=f"ACS refused the recipient ({code}): {detail}")
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""Cosmos DB persistence: one repository per container, built on :mod:`lib.store.cosmos`."""

@@ -1,0 +1,40 @@
+"""Appointments (container ``appointments``, partition key ``/id`` = ``{environmentId}|{appointmentId}``)."""
+
+from __future__ import annotations
+
+from lib.models import Appointment
+from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
+
+
+class AppointmentRepository:
+    """Point reads and ETag-guarded writes of :class:`Appointment`."""
+
+    def __init__(self, store: CosmosStore) -> None:
+        self._container = store.container("appointments")
+
+    def get(self, key: str) -> Appointment | None:
+        """The appointment with document ID ``key``, or ``None``."""
+        doc = read_or_none(self._container, key, key)
+        return Appointment.from_doc(doc) if doc else None
+
+    def create(self, appointment: Appointment) -> Appointment:
+        """Store a new appointment.
+
+        Raises:
+            AlreadyExists: another writer created it first.
+        """
+        with translated_errors():
+            doc = self._container.create_item(appointment.to_doc())
+        return Appointment.from_doc(doc)
+
+    def replace(self, appointment: Appointment) -> Appointment:
+        """Replace an appointment read earlier, only if nobody changed it since (``If-Match``).
+
+        Raises:
+            ConcurrencyConflict: the stored document's ETag differs.
+        """
+        with translated_errors():
+            doc = self._container.replace_item(
+                item=appointment.key, body=appointment.to_doc(), **if_match(appointment.etag)
+            )
+        return Appointment.from_doc(doc)

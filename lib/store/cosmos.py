@@ -1,0 +1,137 @@
+"""Cosmos DB access: one client per process, container handles, and SDK-error translation.
+
+Uses the real ``azure-cosmos`` SDK everywhere. Locally it talks to the Cosmos-compatible server, whose
+bundled certificate expired in 2021, so ``COSMOS_EMULATOR=1`` switches verification off for this client only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.cosmos import CosmosClient, PartitionKey
+from azure.cosmos import exceptions as cosmos_errors
+
+from lib.settings import Settings
+from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreError, StoreUnavailable
+from lib.store.schema import CONTAINERS
+
+_TRANSIENT_STATUS = {408, 429, 449, 500, 502, 503, 504}
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn Cosmos SDK exceptions into :mod:`lib.store.errors` (``NotFound`` is left to callers).
+
+    Raises:
+        AlreadyExists: HTTP 409.
+        ConcurrencyConflict: HTTP 412 (ETag mismatch).
+        StoreUnavailable: throttling, server errors, timeouts and connection failures.
+        StoreError: any other store failure (the status code is in the message, never the document).
+    """
+    try:
+        yield
+    except cosmos_errors.CosmosResourceExistsError as exc:
+        raise AlreadyExists("document already exists") from exc
+    except cosmos_errors.CosmosAccessConditionFailedError as exc:
+        raise ConcurrencyConflict("document changed since it was read") from exc
+    except cosmos_errors.CosmosResourceNotFoundError:
+        raise
+    except cosmos_errors.CosmosHttpResponseError as exc:
+        if exc.status_code in _TRANSIENT_STATUS:
+            raise StoreUnavailable(f"Cosmos DB answered {exc.status_code}") from exc
+        raise StoreError(f"Cosmos DB answered {exc.status_code}") from exc
+    except (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError) as exc:
+        raise StoreUnavailable(f"Cosmos DB unreachable: {type(exc).__name__}") from exc
+
+
+class CosmosStore:
+    """The database and its containers, shared by the repositories.
+
+    Args:
+        client: a ready ``CosmosClient``.
+        database: database name.
+    """
+
+    def __init__(self, client: CosmosClient, database: str) -> None:
+        self._db = client.get_database_client(database)
+        self._client = client
+        self._containers: dict[str, Any] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CosmosStore:
+        """Open the account named by the settings (key locally, managed identity in Azure)."""
+        credential: Any
+        if settings.cosmos_key:
+            credential = settings.cosmos_key
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        options: dict[str, Any] = {}
+        if settings.cosmos_emulator:
+            # Local only: the Cosmos-compatible server's bundled certificate expired in 2021.
+            options["connection_verify"] = False
+            options["enable_endpoint_discovery"] = False
+        client = CosmosClient(settings.cosmos_endpoint, credential=credential, **options)
+        return cls(client, settings.cosmos_database)
+
+    def container(self, name: str) -> Any:
+        """The ``ContainerProxy`` for ``name`` (cached)."""
+        proxy = self._containers.get(name)
+        if proxy is None:
+            proxy = self._containers[name] = self._db.get_container_client(name)
+        return proxy
+
+    def ensure_schema(self) -> None:
+        """Create the database and every container of :data:`CONTAINERS` if missing.
+
+        For local servers and tests; in Azure, Bicep creates them (data-plane RBAC cannot).
+        """
+        with translated_errors():
+            self._client.create_database_if_not_exists(self._db.id)
+            for spec in CONTAINERS:
+                kwargs: dict[str, Any] = {}
+                if spec.default_ttl is not None:
+                    kwargs["default_ttl"] = spec.default_ttl
+                self._db.create_container_if_not_exists(
+                    id=spec.name, partition_key=PartitionKey(path=spec.partition_key), **kwargs
+                )
+
+
+def if_match(etag: str | None) -> dict[str, Any]:
+    """Keyword arguments for an ETag-guarded write (``If-Match``), or none when ``etag`` is ``None``."""
+    if etag is None:
+        return {}
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def strip_system(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` without Cosmos system properties (``_rid``, ``_etag``, ``_ts``...)."""
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+def read_or_none(container: Any, item_id: str, partition_key: str) -> dict[str, Any] | None:
+    """Point-read one document; ``None`` when it does not exist.
+
+    Raises:
+        StoreUnavailable, StoreError: see :func:`translated_errors`.
+    """
+    with translated_errors():
+        try:
+            return container.read_item(item=item_id, partition_key=partition_key)
+        except cosmos_errors.CosmosResourceNotFoundError:
+            return None
+
+
+def delete_if_exists(container: Any, item_id: str, partition_key: str) -> bool:
+    """Delete one document; ``False`` when it was already gone."""
+    with translated_errors():
+        try:
+            container.delete_item(item=item_id, partition_key=partition_key)
+            return True
+        except cosmos_errors.CosmosResourceNotFoundError:
+            return False

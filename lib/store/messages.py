@@ -1,0 +1,117 @@
+"""HL7 message bookkeeping: processed control IDs (duplicates) and rejected messages (replay).
+
+``processed``: one document per (environment, sending facility, MSH-10) holding the ACK we answered, so a
+resend gets the same ACK and is not applied twice. ``rejected``: the raw bytes of a message we could not
+accept, restricted to operators, kept for ``ttl`` seconds, never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lib.models import iso
+from lib.store.cosmos import CosmosStore, delete_if_exists, read_or_none, translated_errors
+
+
+def processed_id(environment_id: str, sending_facility: str, control_id: str) -> str:
+    """The ``processed`` document ID for one message."""
+    return f"{environment_id}|{sending_facility}|{control_id}"
+
+
+class ProcessedMessages:
+    """MSH-10 duplicate detection per environment and sender."""
+
+    def __init__(self, store: CosmosStore, *, ttl_seconds: int = 30 * 86400) -> None:
+        self._container = store.container("processed")
+        self._ttl = ttl_seconds
+
+    def ack_for(self, doc_id: str) -> bytes | None:
+        """The ACK answered earlier for this message, or ``None`` if it was never processed."""
+        doc = read_or_none(self._container, doc_id, doc_id)
+        return base64.b64decode(doc["ack"]) if doc else None
+
+    def record(self, doc_id: str, ack: bytes, *, code: str, now: datetime) -> None:
+        """Remember the ACK (``code`` = MSA-1) answered for this message."""
+        with translated_errors():
+            self._container.upsert_item(
+                {"id": doc_id, "ack": base64.b64encode(ack).decode(), "code": code, "at": iso(now), "ttl": self._ttl}
+            )
+
+
+@dataclass(frozen=True)
+class RejectedMessage:
+    """A message we did not accept: enough for an operator to see why and replay it.
+
+    ``raw`` holds the original bytes (PHI): it is only returned to operators, never logged.
+    """
+
+    id: str
+    environment_id: str
+    received_utc: str
+    reason: str
+    err_code: str
+    control_id: str | None
+    raw: bytes
+
+
+class RejectedMessages:
+    """Store, list, read and delete rejected messages (container ``rejected``)."""
+
+    def __init__(self, store: CosmosStore, *, ttl_seconds: int = 30 * 86400) -> None:
+        self._container = store.container("rejected")
+        self._ttl = ttl_seconds
+
+    def add(
+        self, environment_id: str, raw: bytes, *, reason: str, err_code: str, control_id: str | None, now: datetime
+    ) -> str:
+        """Keep a rejected message; returns its ID (quoted in the ACK / problem response)."""
+        doc_id = str(uuid.uuid4())
+        with translated_errors():
+            self._container.create_item(
+                {
+                    "id": doc_id,
+                    "environmentId": environment_id,
+                    "received_utc": iso(now),
+                    "reason": reason,
+                    "err_code": err_code,
+                    "control_id": control_id,
+                    "raw": base64.b64encode(raw).decode(),
+                    "ttl": self._ttl,
+                }
+            )
+        return doc_id
+
+    def list(self, environment_id: str, *, limit: int = 100) -> list[RejectedMessage]:
+        """The newest rejected messages of one environment."""
+        with translated_errors():
+            docs = self._container.query_items(
+                "SELECT TOP @limit * FROM c ORDER BY c.received_utc DESC",
+                parameters=[{"name": "@limit", "value": limit}],
+                partition_key=environment_id,
+            )
+            return [_rejected(d) for d in docs]
+
+    def get(self, environment_id: str, doc_id: str) -> RejectedMessage | None:
+        """One rejected message, or ``None``."""
+        doc = read_or_none(self._container, doc_id, environment_id)
+        return _rejected(doc) if doc else None
+
+    def delete(self, environment_id: str, doc_id: str) -> bool:
+        """Forget a rejected message (after a successful replay)."""
+        return delete_if_exists(self._container, doc_id, environment_id)
+
+
+def _rejected(doc: dict[str, Any]) -> RejectedMessage:
+    return RejectedMessage(
+        id=doc["id"],
+        environment_id=doc["environmentId"],
+        received_utc=doc["received_utc"],
+        reason=doc["reason"],
+        err_code=doc["err_code"],
+        control_id=doc.get("control_id"),
+        raw=base64.b64decode(doc["raw"]),
+    )

@@ -1,0 +1,34 @@
+"""The Cosmos DB containers the code expects: name, partition key path and default TTL.
+
+Used by the local set-up (to create them on the Cosmos-compatible server) and by the Bicep structure tests
+(every container here must exist in ``infra/`` with the same partition key and TTL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container: ``partition_key`` is a path like ``/id``; ``default_ttl`` in seconds, ``-1`` = on
+    with per-item ``ttl``, ``None`` = off."""
+
+    name: str
+    partition_key: str
+    default_ttl: int | None = None
+
+
+CONTAINERS: tuple[ContainerSpec, ...] = (
+    ContainerSpec("environments", "/id"),
+    ContainerSpec("appointments", "/id", default_ttl=-1),
+    ContainerSpec("contacts", "/id", default_ttl=-1),
+    ContainerSpec("outbox", "/bucket", default_ttl=-1),
+    ContainerSpec("processed", "/id", default_ttl=-1),
+    ContainerSpec("rejected", "/environmentId", default_ttl=-1),
+    ContainerSpec("links", "/id", default_ttl=-1),
+    ContainerSpec("launch_states", "/id", default_ttl=-1),
+    ContainerSpec("visit_events", "/appointmentKey", default_ttl=-1),
+    ContainerSpec("users", "/id"),
+    ContainerSpec("timer_state", "/id"),
+)
