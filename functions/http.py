@@ -16,7 +16,9 @@ def correlation_id(req: func.HttpRequest) -> str:
     return uuid.uuid4().hex
 
 
-def problem(status: int, title: str, detail: str, *, correlation: str | None = None, **extra: object) -> func.HttpResponse:
+def problem(
+    status: int, title: str, detail: str, *, correlation: str | None = None, **extra: object
+) -> func.HttpResponse:
     """An RFC 9457 ``application/problem+json`` response (never a stack trace, never PHI)."""
     doc: dict[str, object] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if correlation:

@@ -115,7 +115,6 @@ class IntakeService:
         Raises:
             StoreUnavailable: only while keeping a rejected message fails too (the trigger answers 503).
         """
-        now = self._clock.now()
         try:
             environment = self._environments.get(environment_id)
         except StoreUnavailable:

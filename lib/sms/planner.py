@@ -79,7 +79,8 @@ def plan_texts(
                 due = after.start_utc - timedelta(minutes=offset)
                 if due > now:
                     create.append(_item(after, f"reminder-{offset}", due))
-    elif after.status in ("cancelled", "deleted") and before is not None and before.status == "booked":
-        if sms.confirm_cancelled:
-            create.append(_item(after, "cancelled", now))
+    elif after.status in ("cancelled", "deleted") and before is not None and before.status == "booked" and (
+        sms.confirm_cancelled
+    ):
+        create.append(_item(after, "cancelled", now))
     return SmsPlan(create=tuple(create), cancel=stale_reminders)

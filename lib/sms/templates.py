@@ -20,7 +20,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "booked": "{org}: su visita por video es el {when}. Entre aquí: {link} Responda STOP para no recibir más.",
         "changed": "{org}: su visita por video cambió al {when}. Entre aquí: {link} Responda STOP para no recibir más.",
         "cancelled": "{org}: su visita por video del {when} fue cancelada. Responda STOP para no recibir más.",
-        "reminder": "{org}: recordatorio de su visita por video el {when}. Entre aquí: {link} Responda STOP para no recibir más.",
+        "reminder": (
+            "{org}: recordatorio de su visita por video el {when}. Entre aquí: {link} "
+            "Responda STOP para no recibir más."
+        ),
     },
 }
 
