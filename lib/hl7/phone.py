@@ -1,0 +1,174 @@
+"""Choice of the patient's SMS number from PID-13 / PID-40 / PID-14 (hl7.md §6, "Design rule for SMS").
+
+XTN components used (v2.5.1 numbering): 1 formatted number, 2 use code (table 0201), 3 equipment
+type (table 0202), 4 e-mail / communication address, 5 country code, 6 area code, 7 local number,
+12 unformatted number.
+
+Rules, in order:
+
+1. Candidates are every repetition of PID-13, then PID-40 (v2.7+), then PID-14.
+2. Skipped: e-mail (XTN-2 ``NET``, XTN-3 ``Internet``/``X.400``, a number containing ``@``, or
+   use word ``EMAIL``), fax (XTN-3 ``FX``), pagers (XTN-3 ``BP``, XTN-2 ``BPN``), ``TDD``/``TTY``,
+   and empty values (``""`` is the HL7 null).
+3. A repetition is flagged mobile when XTN-3 = ``CP``, XTN-2 = ``PRS``, or XTN-2/XTN-4 text
+   matches MOBILE or CELL (case-insensitive; Barts and NHS PAS feeds).
+4. The number is built from XTN-12, else XTN-5 + XTN-6 + XTN-7 (XTN-8 extension ignored), else
+   XTN-1; ``phonenumbers`` parses it with the configured default region and formats E.164.
+   Invalid numbers are skipped.
+5. The first valid flagged-mobile number wins. Otherwise the first valid number of any other type
+   is used only when ``phonenumbers`` classifies it MOBILE or FIXED_LINE_OR_MOBILE (e.g. any US
+   geographic number); landline-only numbers give no SMS number.
+
+The reason text names where the number came from or why there is none; it never contains the
+number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+from lib.hl7.er7 import Er7Message, split_part, unescape
+
+__all__ = ["PhoneChoice", "choose_sms_phone"]
+
+_MOBILE_WORD = re.compile(r"MOBILE|CELL", re.IGNORECASE)
+_EMAIL_WORD = re.compile(r"E-?MAIL", re.IGNORECASE)
+_MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
+_SOURCES = ((13, "PID-13"), (40, "PID-40"), (14, "PID-14"))
+_MAX_NUMBER_LEN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneChoice:
+    """Outcome of the SMS number choice.
+
+    Attributes:
+        e164: the number in E.164 (``+12015550123``) or None.
+        reason: where it came from (``mobile (PID-13 rep 2, use PRS)``) or why there is none
+            (``no SMS number: only a landline``). Never contains the number.
+    """
+
+    e164: str | None
+    reason: str
+
+
+def _xtn(msg: Er7Message, rep: str, comp: int) -> str:
+    seps = msg.seps
+    v = split_part(rep, seps, 1, comp, 1)
+    if not v:
+        return v
+    if seps.escape in v:
+        v = unescape(v, seps, msg.codec)
+    v = v.strip()
+    return "" if v == '""' else v
+
+
+def _normalise(number: str, region: str) -> phonenumbers.PhoneNumber | None:
+    if not number or len(number) > _MAX_NUMBER_LEN:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except NumberParseException:
+        return None
+    return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str) -> PhoneChoice:
+    """Pick the SMS number of the patient from the PID segment ``pid`` of ``msg``.
+
+    Args:
+        msg: the decoded message (for delimiters and codec).
+        pid: the PID segment fields, or None when the message has no PID.
+        default_region: ISO 3166 region for numbers without a country code (e.g. ``US``, ``GB``).
+
+    Returns:
+        A :class:`PhoneChoice`; never raises for any field content.
+    """
+    if pid is None:
+        return PhoneChoice(None, "no SMS number: no PID segment")
+    seps = msg.seps
+    seen_any = seen_email = seen_excluded = seen_invalid = False
+    bad_mobile: str | None = None
+    landline = False
+    fallback: tuple[phonenumbers.PhoneNumber, str] | None = None
+    for field_no, label in _SOURCES:
+        raw = msg.raw(pid, field_no)
+        if not raw:
+            continue
+        for index, rep in enumerate(raw.split(seps.repetition), start=1):
+            c1 = _xtn(msg, rep, 1)
+            use = _xtn(msg, rep, 2)
+            equip = _xtn(msg, rep, 3).upper()
+            c4 = _xtn(msg, rep, 4)
+            c12 = _xtn(msg, rep, 12)
+            c5, c6, c7 = _xtn(msg, rep, 5), _xtn(msg, rep, 6), _xtn(msg, rep, 7)
+            if not (c1 or c4 or c12 or c7):
+                continue
+            seen_any = True
+            use_up = use.upper()
+            where = f"{label} rep {index}"
+            if c12:
+                number = c12
+            elif c7:
+                cc = "".join(ch for ch in c5 if ch.isdigit())
+                number = ("+" + cc if cc else "") + c6 + c7
+            else:
+                number = c1
+            if (
+                use_up == "NET"
+                or equip in ("INTERNET", "X.400")
+                or "@" in number
+                or _EMAIL_WORD.fullmatch(use)
+                or (not number and "@" in c4)
+            ):
+                seen_email = True
+                continue
+            if equip in ("FX", "BP", "TDD", "TTY") or use_up == "BPN":
+                seen_excluded = True
+                continue
+            if not number:
+                continue
+            if equip == "CP":
+                why = "equipment CP"
+            elif use_up == "PRS":
+                why = "use PRS"
+            elif _MOBILE_WORD.search(use) or _MOBILE_WORD.search(c4):
+                why = "text MOBILE/CELL"
+            else:
+                why = ""
+            parsed = _normalise(number, default_region)
+            if parsed is None:
+                if why and bad_mobile is None:
+                    bad_mobile = where
+                seen_invalid = True
+                continue
+            if why:
+                e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+                return PhoneChoice(e164, f"mobile ({where}, {why})")
+            if fallback is None:
+                kind = phonenumbers.number_type(parsed)
+                if kind in _MOBILE_TYPES:
+                    name = "MOBILE" if kind == PhoneNumberType.MOBILE else "FIXED_LINE_OR_MOBILE"
+                    fallback = (parsed, f"phone of unspecified type ({where}, number type {name})")
+                else:
+                    landline = True
+    if fallback is not None:
+        e164 = phonenumbers.format_number(fallback[0], phonenumbers.PhoneNumberFormat.E164)
+        return PhoneChoice(e164, fallback[1])
+    if bad_mobile is not None:
+        return PhoneChoice(None, f"no SMS number: the mobile number is not valid ({bad_mobile})")
+    if landline:
+        return PhoneChoice(None, "no SMS number: only a landline")
+    if seen_invalid:
+        return PhoneChoice(None, "no SMS number: no valid phone number")
+    if seen_excluded:
+        return PhoneChoice(None, "no SMS number: only fax, pager or TDD/TTY numbers")
+    if seen_email:
+        return PhoneChoice(None, "no SMS number: only e-mail addresses")
+    if not seen_any:
+        return PhoneChoice(None, "no SMS number: PID-13 empty")
+    return PhoneChoice(None, "no SMS number: no phone number")

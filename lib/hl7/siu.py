@@ -1,0 +1,420 @@
+"""SIU (scheduling information unsolicited) reader: one message -> one :class:`SiuMessage`.
+
+Rules and their sources (hl7.md sections):
+
+- §1: route on MSH-9.1/MSH-9.2 only (MSH-9.3 ignored); the status follows the trigger event, not
+  SCH-25 (vendors disagree on SCH-25; it is kept as a hint).
+- §2: segments are located by ID anywhere (first SCH, first PID, first PV1, all TQ1/RGS/AIS/AIG/
+  AIL/AIP in message order); EVN, NTE, OBX, DG1 and Z-segments are ignored; order is never checked.
+- §3: appointment ID = first non-empty of the configured order (default SCH-2.1, SCH-1.1, PV1-19.1).
+- §4/§5: start/end/duration and time zones, see :func:`parse_siu`.
+- §6: SMS number (see :mod:`lib.hl7.phone`) and language PID-15.1.
+- §7: department AIL-3 -> PV1-3 -> RGS-3; provider AIP-3 -> PV1-7.
+- §10: values are unescaped (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\ \\.br\\``), see
+  :func:`lib.hl7.er7.unescape`.
+
+Privacy: the result holds identifiers, codes and times only: no patient name, birth date,
+address or clinical text (DESIGN.md privacy rule). The phone number is the one PHI field kept.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from lib.hl7.er7 import Er7Message
+from lib.hl7.errors import HL7Rejected
+from lib.hl7.framing import unframe
+from lib.hl7.header import MessageHeader, header_from_message
+from lib.hl7.phone import choose_sms_phone
+from lib.hl7.times import format_offset, parse_dtm, parse_duration, parse_duration_text, to_utc
+
+__all__ = ["STATUS_BY_EVENT", "SiuMessage", "parse_siu"]
+
+#: Appointment status per trigger event (hl7.md §1): the event is authoritative, SCH-25 is a hint.
+STATUS_BY_EVENT: dict[str, str] = {
+    "S12": "booked",
+    "S13": "booked",
+    "S14": "booked",
+    "S15": "cancelled",
+    "S17": "deleted",
+    "S26": "noshow",
+}
+_START_REQUIRED = frozenset({"S12", "S13", "S14"})
+_ID_SOURCES = ("SCH-2", "SCH-1", "PV1-19")
+_PROCESSING_IDS = frozenset({"P", "T", "D"})
+_MIN_DIGITS = 10  # appointment times need at least hour precision (YYYYMMDDHH)
+
+
+@dataclass(frozen=True, slots=True)
+class SiuMessage:
+    """What the intake keeps of one SIU message (no patient name, no clinical data).
+
+    Attributes:
+        header: the MSH segment (:class:`lib.hl7.header.MessageHeader`).
+        event: trigger event MSH-9.2, one of S12 S13 S14 S15 S17 S26.
+        status: from the event (not SCH-25): S12/S13/S14 ``booked``, S15 ``cancelled``,
+            S17 ``deleted``, S26 ``noshow``.
+        filler_status_hint: SCH-25.1 as sent (e.g. ``Booked``, ``5``, ``Cancelled``), or None.
+        appointment_id: first non-empty of ``appointment_id_order`` (default SCH-2.1, SCH-1.1,
+            PV1-19.1), sub-component 1, unescaped.
+        appointment_id_source: which of those gave it: ``SCH-2``, ``SCH-1`` or ``PV1-19``.
+        placer_id: SCH-1.1 (placer appointment ID) or None.
+        filler_id: SCH-2.1 (filler appointment ID; Epic Cadence is the filler) or None.
+        visit_number: PV1-19.1 (visit number) or None.
+        conference_id: video conference ID; no HL7 source is defined yet (hl7.md §9), always None.
+        start_utc: appointment start, aware UTC datetime; None only for S15/S17/S26 without a start.
+        end_utc: appointment end, aware UTC datetime, or None when neither an end nor a duration
+            is given.
+        duration_minutes: whole minutes (rounded) between start and end, or None.
+        start_source: field the start came from (``TQ1-7``, ``SCH-11.4``, ``AIS-4``, ``AIG-8``,
+            ``AIL-6``, ``AIP-6``) or None.
+        source_time_zone: the IANA zone the start was localised in (no offset sent), or the sent
+            fixed offset as ``+02:00``; None when there is no start.
+        sms_phone_e164: the patient's SMS number in E.164 (PID-13/PID-40/PID-14), or None.
+        sms_phone_reason: where the number came from or why there is none (never the number).
+        language: PID-15.1 lower-cased (``eng``, ``spa``, ``en``...), or None.
+        department: AIL-3.1 (AIL-3.4 when .1 is empty), else PV1-3.1, else RGS-3.1; or None.
+        department_name: component 2 of the field the department came from, or None.
+        provider_ehr_id: AIP-3.1, else PV1-7.1 (first repetition); or None.
+        visit_type: AIS-3.1, else SCH-7.1, else SCH-8.1 (code only); or None.
+    """
+
+    header: MessageHeader
+    event: str
+    status: str
+    filler_status_hint: str | None
+    appointment_id: str
+    appointment_id_source: str
+    placer_id: str | None
+    filler_id: str | None
+    visit_number: str | None
+    conference_id: str | None
+    start_utc: datetime | None
+    end_utc: datetime | None
+    duration_minutes: int | None
+    start_source: str | None
+    source_time_zone: str | None
+    sms_phone_e164: str | None
+    sms_phone_reason: str
+    language: str | None
+    department: str | None
+    department_name: str | None
+    provider_ehr_id: str | None
+    visit_type: str | None
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+
+
+def _version_ok(version: str) -> bool:
+    parts = version.split(".")
+    return parts[0] == "2" and len(parts) >= 2 and all(p.isascii() and p.isdigit() for p in parts[1:])
+
+
+def _check_header(header: MessageHeader) -> str:
+    """Validate the routing fields; return the trigger event (upper case)."""
+    mtype = header.message_type.upper()
+    if not mtype:
+        raise HL7Rejected("MSH-9.1 message type is missing", "101", segment="MSH", field=9)
+    if mtype != "SIU":
+        raise HL7Rejected(
+            "unsupported message type in MSH-9.1: only SIU scheduling messages are accepted",
+            "200",
+            segment="MSH",
+            field=9,
+        )
+    event = header.trigger_event.upper()
+    if not event:
+        raise HL7Rejected("MSH-9.2 trigger event is missing", "101", segment="MSH", field=9)
+    if event not in STATUS_BY_EVENT:
+        raise HL7Rejected(
+            "unsupported SIU event in MSH-9.2: accepted are S12, S13, S14, S15, S17 and S26",
+            "201",
+            segment="MSH",
+            field=9,
+        )
+    if not header.control_id:
+        raise HL7Rejected("MSH-10 message control ID is missing", "101", segment="MSH", field=10)
+    pid = header.processing_id.upper()
+    if not pid:
+        raise HL7Rejected("MSH-11 processing ID is missing", "101", segment="MSH", field=11)
+    if pid not in _PROCESSING_IDS:
+        raise HL7Rejected(
+            "unsupported processing ID in MSH-11: accepted are P, T and D", "202", segment="MSH", field=11
+        )
+    if not header.version:
+        raise HL7Rejected("MSH-12 version ID is missing", "101", segment="MSH", field=12)
+    if not _version_ok(header.version):
+        raise HL7Rejected("unsupported version in MSH-12: only HL7 v2.x is accepted", "203", segment="MSH", field=12)
+    return event
+
+
+def _first_value(msg: Er7Message, sid: str, field: int, comp: int = 1) -> tuple[str, list[str] | None]:
+    for seg in msg.segments(sid):
+        v = msg.value(seg, field, 1, comp)
+        if v:
+            return v, seg
+    return "", None
+
+
+class _Times:
+    """Start/end/duration resolution (hl7.md §4)."""
+
+    # (label, segment, start field, duration field, unit field)
+    _RESOURCE = (
+        ("AIS", 4, 7, 8),
+        ("AIG", 8, 11, 12),
+        ("AIL", 6, 9, 10),
+        ("AIP", 6, 9, 10),
+    )
+
+    def __init__(self, msg: Er7Message, sch: list[str], zone: ZoneInfo, zone_name: str) -> None:
+        self.msg = msg
+        self.sch = sch
+        self.zone = zone
+        self.zone_name = zone_name
+        self.bad_start: str | None = None
+
+    def _utc(self, raw: str, label: str, is_start: bool) -> tuple[datetime, str] | None:
+        dt = parse_dtm(raw, min_digits=_MIN_DIGITS)
+        if dt is None:
+            if is_start and self.bad_start is None:
+                self.bad_start = label
+            return None
+        try:
+            utc = to_utc(dt, self.zone)
+        except (OverflowError, ValueError):
+            if is_start and self.bad_start is None:
+                self.bad_start = label
+            return None
+        return utc, (self.zone_name if dt.tzinfo is None else format_offset(dt))
+
+    def resolve(self) -> tuple[datetime | None, datetime | None, int | None, str | None, str | None]:
+        msg = self.msg
+        v = msg.value
+        tq1s = msg.segments("TQ1")
+        sch = self.sch
+        sch11_reps = msg.raw(sch, 11)
+        n_sch11 = sch11_reps.count(msg.seps.repetition) + 1 if sch11_reps else 0
+
+        start: tuple[datetime, str] | None = None
+        label: str | None = None
+        resource: tuple[list[str], int, int] | None = None
+        for tq1 in tq1s:
+            raw = v(tq1, 7)
+            if raw and (start := self._utc(raw, "TQ1-7", True)):
+                label = "TQ1-7"
+                break
+        if start is None:
+            for rep in range(1, n_sch11 + 1):
+                raw = v(sch, 11, rep, 4)
+                if raw and (start := self._utc(raw, "SCH-11.4", True)):
+                    label = "SCH-11.4"
+                    break
+        if start is None:
+            for sid, f_start, f_dur, f_unit in self._RESOURCE:
+                for seg in msg.segments(sid):
+                    raw = v(seg, f_start)
+                    if raw and (start := self._utc(raw, f"{sid}-{f_start}", True)):
+                        label = f"{sid}-{f_start}"
+                        resource = (seg, f_dur, f_unit)
+                        break
+                if start is not None:
+                    break
+        if start is None:
+            return None, None, None, None, None
+        start_utc, tz_text = start
+
+        end_utc: datetime | None = None
+        ends = [v(tq1, 8) for tq1 in tq1s] + [v(sch, 11, rep, 5) for rep in range(1, n_sch11 + 1)]
+        for raw in ends:
+            if raw and (end := self._utc(raw, "end", False)) and end[0] >= start_utc:
+                end_utc = end[0]
+                break
+        if end_utc is None:
+            duration = self._duration(resource)
+            if duration is not None:
+                try:
+                    end_utc = start_utc + duration
+                except OverflowError:
+                    end_utc = None
+        minutes = None if end_utc is None else round((end_utc - start_utc).total_seconds() / 60)
+        return start_utc, end_utc, minutes, label, tz_text
+
+    def _duration(self, resource: tuple[list[str], int, int] | None) -> timedelta | None:
+        msg, v, sch = self.msg, self.msg.value, self.sch
+        for tq1 in msg.segments("TQ1"):
+            d = parse_duration(v(tq1, 13), v(tq1, 13, 1, 2))
+            if d is not None:
+                return d
+        sch11 = msg.raw(sch, 11)
+        for rep in range(1, sch11.count(msg.seps.repetition) + 2 if sch11 else 1):
+            d = parse_duration_text(v(sch, 11, rep, 3))
+            if d is not None:
+                return d
+        d = parse_duration(v(sch, 9), v(sch, 10))
+        if d is not None:
+            return d
+        if resource is not None:
+            seg, f_dur, f_unit = resource
+            d = parse_duration(v(seg, f_dur), v(seg, f_unit))
+            if d is not None:
+                return d
+        for sid, _f_start, f_dur, f_unit in self._RESOURCE:
+            for seg in msg.segments(sid):
+                d = parse_duration(v(seg, f_dur), v(seg, f_unit))
+                if d is not None:
+                    return d
+        return None
+
+
+def _department(msg: Er7Message, pv1: list[str] | None) -> tuple[str | None, str | None]:
+    v = msg.value
+    for ail in msg.segments("AIL"):
+        dept = v(ail, 3) or v(ail, 3, 1, 4)
+        if dept:
+            return dept, v(ail, 3, 1, 2) or None
+    dept = v(pv1, 3)
+    if dept:
+        return dept, v(pv1, 3, 1, 2) or None
+    for rgs in msg.segments("RGS"):
+        dept = v(rgs, 3)
+        if dept:
+            return dept, v(rgs, 3, 1, 2) or None
+    return None, None
+
+
+def parse_siu(
+    raw: bytes,
+    *,
+    time_zone: str,
+    default_region: str,
+    appointment_id_order: Sequence[str] = _ID_SOURCES,
+) -> SiuMessage:
+    """Read one SIU^S12/S13/S14/S15/S17/S26 message into a :class:`SiuMessage`.
+
+    Args:
+        raw: request body, MLLP-framed or not, ``\\r``/``\\n``/``\\r\\n`` segment separators,
+            character set per MSH-18 (utf-8 with cp1252 fallback when absent).
+        time_zone: IANA zone of the sending facility (e.g. ``America/New_York``), used for times
+            sent without an offset (hl7.md §5).
+        default_region: ISO 3166 region for phone numbers without country code (e.g. ``US``).
+        appointment_id_order: where to look for the appointment ID, first non-empty wins; items
+            among ``"SCH-2"`` (filler), ``"SCH-1"`` (placer), ``"PV1-19"`` (visit number).
+
+    Times (hl7.md §4): the start is the first that parses of TQ1-7, SCH-11.4 (any repetition),
+    AIS-4, AIG-8, AIL-6, AIP-6 (component 1 only, so a TS degree-of-precision component is
+    ignored; at least hour precision). The end is TQ1-8, else SCH-11.5, when not before the start;
+    otherwise start + the first duration of TQ1-13, SCH-11.3 text (``M30``, ``60``), SCH-9/SCH-10,
+    the duration of the resource segment that gave the start, then AIS-7/8, AIG-11/12, AIL-9/10,
+    AIP-9/10. Units: minutes (default), seconds, hours (:func:`lib.hl7.times.parse_duration`).
+    A time with ``+/-ZZZZ`` is an instant; without it is wall-clock time in ``time_zone`` with
+    ``fold=0``: a nonexistent time (spring-forward gap) is shifted forward by the gap (02:30 ->
+    03:30 local), an ambiguous time (fall-back) is the FIRST occurrence.
+
+    Returns:
+        The :class:`SiuMessage`.
+
+    Raises:
+        NotHL7: no MSH segment / broken framing (answer with an HTTP problem, no ACK possible).
+        HL7Rejected: with HL7 table 0357 codes: 200 MSH-9.1 not SIU; 201 event not supported
+            (e.g. S16); 202 MSH-11 not P/T/D; 203 MSH-12 not 2.x; 101 MSH-9/10/11/12 missing, no SCH
+            segment, no appointment ID, or no start time for S12/S13/S14; 102 unusable MSH-2, or a
+            start time present but not a valid date/time (S12/S13/S14).
+        ValueError: configuration errors: unknown ``time_zone``, ``default_region`` or
+            ``appointment_id_order`` item.
+    """
+    zone = _zone(time_zone)
+    if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown phone region {default_region!r}")
+    for item in appointment_id_order:
+        if item not in _ID_SOURCES:
+            raise ValueError(f"appointment_id_order item {item!r} is not one of {_ID_SOURCES}")
+
+    msg = Er7Message.from_bytes(unframe(raw))
+    header = header_from_message(msg)
+    event = _check_header(header)
+
+    sch = msg.first("SCH")
+    if sch is None:
+        raise HL7Rejected("the SCH segment is missing (required in SIU messages)", "101", segment="SCH")
+    pid = msg.first("PID")
+    pv1 = msg.first("PV1")
+    v = msg.value
+
+    filler = v(sch, 2) or None
+    placer = v(sch, 1) or None
+    visit = v(pv1, 19) or None
+    by_source = {"SCH-2": filler, "SCH-1": placer, "PV1-19": visit}
+    appointment_id = source = None
+    for item in appointment_id_order:
+        if by_source[item]:
+            appointment_id, source = by_source[item], item
+            break
+    if appointment_id is None or source is None:
+        raise HL7Rejected(
+            "no appointment ID: " + ", ".join(appointment_id_order) + " are all empty",
+            "101",
+            segment="SCH",
+            field=2,
+        )
+
+    times = _Times(msg, sch, zone, time_zone)
+    start_utc, end_utc, minutes, start_source, tz_text = times.resolve()
+    if start_utc is None and event in _START_REQUIRED:
+        if times.bad_start is not None:
+            seg_id, _, fld = times.bad_start.partition("-")
+            raise HL7Rejected(
+                f"the appointment start time in {times.bad_start} is not a valid HL7 date/time (at least YYYYMMDDHH)",
+                "102",
+                segment=seg_id,
+                field=int(fld.split(".")[0]),
+            )
+        raise HL7Rejected(
+            "no appointment start time in TQ1-7, SCH-11.4, AIS-4, AIG-8, AIL-6 or AIP-6",
+            "101",
+            segment="SCH",
+            field=11,
+        )
+
+    phone = choose_sms_phone(msg, pid, default_region.upper())
+    language = v(pid, 15).lower() or None
+    department, department_name = _department(msg, pv1)
+    provider = _first_value(msg, "AIP", 3)[0] or v(pv1, 7) or None
+    visit_type = _first_value(msg, "AIS", 3)[0] or v(sch, 7) or v(sch, 8) or None
+
+    return SiuMessage(
+        header=header,
+        event=event,
+        status=STATUS_BY_EVENT[event],
+        filler_status_hint=v(sch, 25) or None,
+        appointment_id=appointment_id,
+        appointment_id_source=source,
+        placer_id=placer,
+        filler_id=filler,
+        visit_number=visit,
+        conference_id=None,
+        start_utc=start_utc,
+        end_utc=end_utc,
+        duration_minutes=minutes,
+        start_source=start_source,
+        source_time_zone=tz_text,
+        sms_phone_e164=phone.e164,
+        sms_phone_reason=phone.reason,
+        language=language,
+        department=department,
+        department_name=department_name,
+        provider_ehr_id=provider,
+        visit_type=visit_type,
+    )
