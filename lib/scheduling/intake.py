@@ -16,8 +16,9 @@ import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from lib.clock import Clock
 from lib.hl7.ack import build_ack
@@ -25,6 +26,7 @@ from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_header
 from lib.hl7.siu import parse_siu
+from lib.hl7.times import to_utc
 from lib.models import Appointment, EnvironmentConfig, appointment_key
 from lib.scheduling.apply import Applied, apply_message, order_key
 from lib.sms.planner import plan_texts
@@ -172,7 +174,7 @@ class IntakeService:
             ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
             return IntakeResponse(200, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack), rejected_id=rejected_id)
 
-        key = order_key(header.message_time_utc or now, header.control_id or "")
+        key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
         ack = self._ack(header, "AA", None, None)
         if header.control_id:
@@ -275,6 +277,13 @@ def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) 
             err_code="202",
             location="MSH^1^11",
         )
+
+
+def _message_instant(header: MessageHeader, environment: EnvironmentConfig) -> datetime | None:
+    """MSH-7 as an instant: its own offset when it has one, else the environment's zone."""
+    if header.message_datetime is None:
+        return None
+    return to_utc(header.message_datetime, ZoneInfo(environment.time_zone))
 
 
 def _msa(ack: bytes) -> str | None:

@@ -1,0 +1,104 @@
+"""The Functions host would index exactly these functions, routes and triggers (engineering.md §3.2)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED_HTTP = {
+    "hl7_intake": ("hl7/{environmentId}", ["POST"]),
+    "launch_provider": ("launch/provider", ["GET"]),
+    "launch_patient": ("launch/patient", ["GET"]),
+    "launch_callback": ("launch/callback", ["GET"]),
+    "jwks": (".well-known/jwks.json", ["GET"]),
+    "join_page": ("join/{token}", ["GET"]),
+    "join_events": ("join/{token}/events", ["POST"]),
+}
+EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
+EXPECTED_TIMERS = {"reminders_due": "0 * * * * *"}
+
+
+@pytest.fixture(scope="module")
+def functions():
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def bindings(fn) -> list[dict]:
+    return json.loads(fn.get_function_json())["bindings"]
+
+
+def trigger(fn) -> dict:
+    return next(b for b in bindings(fn) if b["type"].endswith("Trigger"))
+
+
+def test_exactly_the_expected_functions_are_registered(functions):
+    assert set(functions) == set(EXPECTED_HTTP) | set(EXPECTED_QUEUES) | set(EXPECTED_TIMERS)
+
+
+@pytest.mark.parametrize(("name", "route_methods"), sorted(EXPECTED_HTTP.items()))
+def test_http_routes_and_methods(functions, name, route_methods):
+    route, methods = route_methods
+    t = trigger(functions[name])
+    assert t["type"] == "httpTrigger"
+    assert t["route"] == route
+    assert [m.upper() for m in t["methods"]] == methods
+    assert t["authLevel"].upper() == "ANONYMOUS"
+
+
+@pytest.mark.parametrize(("name", "queue"), sorted(EXPECTED_QUEUES.items()))
+def test_queue_triggers_read_the_right_queue_through_azurewebjobsstorage(functions, name, queue):
+    t = trigger(functions[name])
+    assert (t["type"], t["queueName"], t["connection"]) == ("queueTrigger", queue, "AzureWebJobsStorage")
+
+
+def test_reminder_timer_runs_every_minute_and_not_on_startup(functions):
+    t = trigger(functions["reminders_due"])
+    assert t["type"] == "timerTrigger"
+    assert t["schedule"] == EXPECTED_TIMERS["reminders_due"]
+    assert not t.get("runOnStartup", False)
+
+
+def test_every_binding_name_is_a_parameter_of_its_function(functions):
+    for name, fn in functions.items():
+        params = set(inspect.signature(fn.get_user_function()).parameters)
+        names = {b["name"] for b in bindings(fn) if b["name"] != "$return"}
+        assert names == params, name
+
+
+def test_import_has_no_side_effects_with_an_empty_environment():
+    result = subprocess.run(
+        [sys.executable, "-c", "import function_app; print(len(function_app.app.get_functions()))"],
+        cwd=ROOT, env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == len(EXPECTED_HTTP) + len(EXPECTED_QUEUES) + len(EXPECTED_TIMERS)
+
+
+def test_import_loads_no_heavy_sdk():
+    code = (
+        "import sys, function_app; heavy = [m for m in ('azure.cosmos', 'azure.storage.queue', "
+        "'azure.communication.sms', 'msal', 'requests', 'joserfc', 'phonenumbers', 'azure.identity') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_host_json_queue_settings_match_what_the_dev_runner_and_host_read():
+    host = json.loads((ROOT / "host.json").read_text())
+    queues = host["extensions"]["queues"]
+    assert queues["messageEncoding"] == "base64"
+    assert queues["maxDequeueCount"] == 5
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
