@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
-from lib.hl7.er7 import Er7Message, split_part, unescape
+from lib.hl7.er7 import Er7Message, unescape
 
 __all__ = ["PhoneChoice", "choose_sms_phone"]
 
@@ -56,24 +56,45 @@ class PhoneChoice:
     reason: str
 
 
-def _xtn(msg: Er7Message, rep: str, comp: int) -> str:
+def _components(msg: Er7Message, rep: str) -> list[str]:
+    """Components 1..12 of one XTN repetition: sub-component 1, unescaped, stripped, ``""`` null -> empty."""
     seps = msg.seps
-    v = split_part(rep, seps, 1, comp, 1)
-    if not v:
-        return v
-    if seps.escape in v:
-        v = unescape(v, seps, msg.codec)
-    v = v.strip()
-    return "" if v == '""' else v
+    comps = rep.split(seps.component)[:12]
+    comps += [""] * (12 - len(comps))
+    out = []
+    for c in comps:
+        if c:
+            if seps.subcomponent in c:
+                c = c.split(seps.subcomponent, 1)[0]
+            if seps.escape in c:
+                c = unescape(c, seps, msg.codec)
+            c = c.strip()
+            if c == '""':
+                c = ""
+        out.append(c)
+    return out
 
 
 def _normalise(number: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """Parse and validate; None when invalid.
+
+    Fast paths: ``is_possible_number`` (a length check), then ``is_valid_number_for_region`` for
+    the default region, before the full ``is_valid_number``, which scans every region sharing the
+    country code (25 for +1).
+    """
     if not number or len(number) > _MAX_NUMBER_LEN:
         return None
     try:
         parsed = phonenumbers.parse(number, region)
     except NumberParseException:
         return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    if parsed.country_code == phonenumbers.country_code_for_region(region):
+        if phonenumbers.is_valid_number_for_region(parsed, region):
+            return parsed
+        if len(phonenumbers.region_codes_for_country_code(parsed.country_code)) == 1:
+            return None
     return parsed if phonenumbers.is_valid_number(parsed) else None
 
 
@@ -100,12 +121,8 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
         if not raw:
             continue
         for index, rep in enumerate(raw.split(seps.repetition), start=1):
-            c1 = _xtn(msg, rep, 1)
-            use = _xtn(msg, rep, 2)
-            equip = _xtn(msg, rep, 3).upper()
-            c4 = _xtn(msg, rep, 4)
-            c12 = _xtn(msg, rep, 12)
-            c5, c6, c7 = _xtn(msg, rep, 5), _xtn(msg, rep, 6), _xtn(msg, rep, 7)
+            c1, use, equip, c4, c5, c6, c7, _c8, _c9, _c10, _c11, c12 = _components(msg, rep)
+            equip = equip.upper()
             if not (c1 or c4 or c12 or c7):
                 continue
             seen_any = True
