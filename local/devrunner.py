@@ -44,7 +44,7 @@ input/output bindings fails when called), no retry policies, no binding expressi
 in queue names, identity-based connections (``<name>__queueServiceUri``) are not supported, no timer
 schedule monitor (missed occurrences while stopped are not replayed), no message-lease renewal (messages are
 received invisible for 10 minutes), no ``newBatchThreshold`` (a batch is finished before the next poll), no
-``functionTimeout``, no Application Insights. The admin endpoint answers after the run has finished (the host
+``functionTimeout``, no CORS (``Host.CORS`` in local.settings.json is ignored), no Application Insights. The admin endpoint answers after the run has finished (the host
 answers 202 at once and runs in the background). Dev-only: never deploy this module.
 """
 
@@ -525,7 +525,8 @@ class DevRunner:
         check it is (``now`` - 1 s, ``now``]. Each timer runs at most once per call, with ``past_due`` true
         when ``now`` is more than a second after the occurrence. A timer whose previous run is still in
         progress is skipped. ``now`` is a UTC datetime (naive is taken as UTC). Returns the names of the
-        functions that ran, in index order.
+        functions that ran, in index order. Meant for tests and scripts with ``timers=False``: the
+        background scheduler moves the same last-check time.
         """
         now = now if now.tzinfo else now.replace(tzinfo=UTC)
         ran = []
