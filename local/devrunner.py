@@ -44,8 +44,9 @@ input/output bindings fails when called), no retry policies, no binding expressi
 in queue names, identity-based connections (``<name>__queueServiceUri``) are not supported, no timer
 schedule monitor (missed occurrences while stopped are not replayed), no message-lease renewal (messages are
 received invisible for 10 minutes), no ``newBatchThreshold`` (a batch is finished before the next poll), no
-``functionTimeout``, no CORS (``Host.CORS`` in local.settings.json is ignored), no Application Insights. The admin endpoint answers after the run has finished (the host
-answers 202 at once and runs in the background). Dev-only: never deploy this module.
+``functionTimeout``, no CORS (``Host.CORS`` in local.settings.json is ignored), no Application Insights.
+The admin endpoint answers after the run has finished (the host answers 202 at once and runs in the
+background). Dev-only: never deploy this module.
 """
 
 from __future__ import annotations
