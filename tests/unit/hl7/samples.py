@@ -1,0 +1,64 @@
+"""Fixtures for the HL7 tests: the shared real-world samples and a builder for fictional messages.
+
+The shared samples live beside the checkout (``<checkout>/../shared/hl7-samples``); they are read
+in binary and used exactly as they are (see their SOURCES.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["SAMPLES_DIR", "load_sample", "sample_names", "siu"]
+
+
+def _find_samples_dir() -> Path:
+    here = Path(__file__).resolve()
+    checkout = here.parents[3]
+    candidate = checkout.parent / "shared" / "hl7-samples"
+    if candidate.is_dir():
+        return candidate
+    for parent in here.parents:  # fallback: any ancestor holding shared/hl7-samples
+        if (parent / "shared" / "hl7-samples").is_dir():
+            return parent / "shared" / "hl7-samples"
+    return candidate
+
+
+SAMPLES_DIR = _find_samples_dir()
+
+
+def load_sample(name: str) -> bytes:
+    """Bytes of one shared sample, e.g. ``load_sample("01-epic-cadence-spec-s12-v23.hl7")``.
+
+    A unique prefix such as ``"01"`` or ``"01-"`` also works.
+    """
+    path = SAMPLES_DIR / name
+    if not path.is_file():
+        matches = sorted(SAMPLES_DIR.glob(f"{name}*.hl7"))
+        if len(matches) != 1:
+            raise FileNotFoundError(f"no unique HL7 sample named {name!r} in {SAMPLES_DIR}")
+        path = matches[0]
+    return path.read_bytes()
+
+
+def sample_names() -> list[str]:
+    """File names of all shared samples (``*.hl7``), sorted."""
+    return sorted(p.name for p in SAMPLES_DIR.glob("*.hl7"))
+
+
+def siu(
+    *segments: str,
+    event: str = "S12",
+    msh_extra: str = "P|2.5.1",
+    control_id: str = "MSG0001",
+    msh18: str = "",
+    sep: str = "\r",
+) -> bytes:
+    """A fictional SIU message: an MSH line followed by ``segments`` (strings, ``|`` separated).
+
+    Defaults give a valid header (``SIU^<event>``, MSH-10 ``MSG0001``, ``P``, ``2.5.1``).
+    """
+    msh = f"MSH|^~\\&|SCHED|TESTFAC|VV|VVFAC|20260110090000||SIU^{event}|{control_id}|{msh_extra}"
+    if msh18:
+        msh += "||||||" + msh18
+    text = sep.join([msh, *segments]) + sep
+    return text.encode("latin-1" if msh18 == "8859/1" else "utf-8")
