@@ -62,3 +62,9 @@ def siu(
         msh += "||||||" + msh18
     text = sep.join([msh, *segments]) + sep
     return text.encode("latin-1" if msh18 == "8859/1" else "utf-8")
+
+
+def seg(sid: str, fields: dict[int, str]) -> str:
+    """One segment from ``{field position: raw value}``, e.g. ``seg("PV1", {2: "O", 19: "V1"})``."""
+    top = max(fields, default=0)
+    return "|".join([sid] + [fields.get(i, "") for i in range(1, top + 1)])
