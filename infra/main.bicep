@@ -1,0 +1,230 @@
+// Open Virtual Visits: everything one environment (test or production) needs, in one resource group.
+//
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.<env>.bicepparam
+//
+// scripts/deploy.sh runs this, publishes the code, then runs it again with the Event Grid subscriptions
+// on (docs/deploy.md). No keys, passwords or connection strings are created, passed or output: every
+// service is reached with the user-assigned managed identity, and the three secrets the app needs live
+// in Key Vault and reach it as Key Vault references.
+
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(32)
+@description('Short environment name, e.g. "test" or "production"; part of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of every regional resource. Pick a region that offers Flex Consumption and where the hospital\'s data may live.')
+param location string
+
+@minLength(1)
+@description('Where Azure Communication Services stores data at rest, e.g. "United States" (data residency).')
+param acsDataLocation string
+
+@description('Tags put on every resource that takes tags.')
+param tags object
+
+@description('Cosmos DB database name (COSMOS_DATABASE).')
+param cosmosDatabaseName string = 'virtualvisits'
+
+@description('Public URL of the app without trailing slash, when a custom domain fronts it. Empty = the Function App\'s default host name.')
+param publicBaseUrl string = ''
+
+@description('Entra tenant of the Graph app registration (GRAPH_TENANT_ID). Empty until the registration exists.')
+param graphTenantId string = ''
+
+@description('Client ID of the Graph app registration (GRAPH_CLIENT_ID). Empty until the registration exists.')
+param graphClientId string = ''
+
+param graphAuthorityHost string = 'https://login.microsoftonline.com'
+
+param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
+
+@description('Largest HL7 request body accepted, in bytes (HL7_MAX_BYTES).')
+param hl7MaxBytes int = 1048576
+
+@description('Upper bound of Function App instances (bounds SMS and Cosmos request rates).')
+param maximumInstanceCount int = 10
+
+@description('Days Log Analytics keeps logs.')
+param logRetentionInDays int = 30
+
+@description('Object ID of the operator who uploads secrets into Key Vault (Key Vault Secrets Officer on that vault only). Empty = no grant.')
+param operatorPrincipalId string = ''
+
+@description('Create the Event Grid subscriptions to the app\'s webhook. Event Grid validates the webhook on creation, so this is on only once the code is published.')
+param enableEventSubscriptions bool = false
+
+// Every name derives from one token, stable for a (subscription, resource group, environment, region).
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
+
+var identityName = 'id-${resourceToken}'
+var storageAccountName = 'st${resourceToken}'
+var deploymentContainerName = 'deploymentpackage'
+var cosmosAccountName = 'cosmos-${resourceToken}'
+var keyVaultName = 'kv-${resourceToken}'
+var logAnalyticsName = 'log-${resourceToken}'
+var applicationInsightsName = 'appi-${resourceToken}'
+var communicationServiceName = 'acs-${resourceToken}'
+var systemTopicName = 'evgt-acs-${resourceToken}'
+var planName = 'plan-${resourceToken}'
+var functionAppName = 'func-${resourceToken}'
+
+// lib/queues.py: the work queues and the host's poison queues (<queue>-poison after maxDequeueCount).
+var queueNames = [
+  'sms-outbox'
+  'sms-outbox-poison'
+  'visit-events'
+  'visit-events-poison'
+]
+
+// Key Vault secret names. Values are uploaded after deployment (docs/deploy.md).
+var linkSigningKeySecretName = 'link-signing-key'
+var smartPrivateKeysSecretName = 'smart-private-keys'
+var graphClientCertSecretName = 'graph-client-cert'
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: identityName
+  location: location
+  tags: tags
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: storageAccountName
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    queueNames: queueNames
+  }
+}
+
+module cosmos 'app/cosmos.bicep' = {
+  name: 'cosmos'
+  params: {
+    name: cosmosAccountName
+    location: location
+    tags: tags
+    databaseName: cosmosDatabaseName
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: keyVaultName
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: logAnalyticsName
+    applicationInsightsName: applicationInsightsName
+    location: location
+    tags: tags
+    retentionInDays: logRetentionInDays
+  }
+}
+
+module functionApp 'app/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    planName: planName
+    name: functionAppName
+    location: location
+    tags: tags
+    identityId: identity.id
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+var appBaseUrl = empty(publicBaseUrl) ? 'https://${functionApp.outputs.defaultHostName}' : publicBaseUrl
+
+module communication 'app/communication.bicep' = {
+  name: 'communication'
+  params: {
+    name: communicationServiceName
+    dataLocation: acsDataLocation
+    tags: tags
+    systemTopicName: systemTopicName
+    webhookUrl: '${appBaseUrl}/api/events/acs'
+    enableEventSubscriptions: enableEventSubscriptions
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    principalId: identity.properties.principalId
+    operatorPrincipalId: operatorPrincipalId
+    storageAccountName: storage.outputs.name
+    cosmosAccountName: cosmos.outputs.name
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    communicationServiceName: communication.outputs.name
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+// Every app setting, in one place. tests/infra/test_bicep_structure.py checks this list against the
+// names lib/settings.py reads: nothing the code requires is missing, nothing it does not read is here
+// (apart from the host and SDK settings the test lists with their reasons).
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: {
+    // Functions host storage (timers, leases, queue triggers), identity-based: no connection string.
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identity.properties.clientId
+    AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+    AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+    // DefaultAzureCredential picks the user-assigned identity from this (Cosmos, queues, ACS).
+    AZURE_CLIENT_ID: identity.properties.clientId
+    APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+    COSMOS_ENDPOINT: cosmos.outputs.endpoint
+    COSMOS_DATABASE: cosmos.outputs.databaseName
+    ACS_ENDPOINT: communication.outputs.endpoint
+    PUBLIC_BASE_URL: appBaseUrl
+    LINK_SIGNING_KEY: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${linkSigningKeySecretName})'
+    // PEM text in Key Vault, not files: see docs/deploy.md "Settings that come from Key Vault".
+    SMART_PRIVATE_KEYS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${smartPrivateKeysSecretName})'
+    GRAPH_CLIENT_CERT: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${graphClientCertSecretName})'
+    GRAPH_TENANT_ID: graphTenantId
+    GRAPH_CLIENT_ID: graphClientId
+    GRAPH_AUTHORITY_HOST: graphAuthorityHost
+    GRAPH_BASE_URL: graphBaseUrl
+    HL7_MAX_BYTES: string(hl7MaxBytes)
+  }
+  // Key Vault references resolve only once the identity may read the vault.
+  dependsOn: [
+    functionApp
+    rbac
+  ]
+}
+
+// Outputs: names and public endpoints only, never a key or a secret value.
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output FUNCTION_APP_NAME string = functionApp.outputs.name
+output PUBLIC_BASE_URL string = appBaseUrl
+output EVENT_GRID_WEBHOOK_URL string = '${appBaseUrl}/api/events/acs'
+output EVENT_SUBSCRIPTIONS_ENABLED bool = enableEventSubscriptions
+output IDENTITY_CLIENT_ID string = identity.properties.clientId
+output IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
+output STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output COSMOS_DATABASE string = cosmos.outputs.databaseName
+output KEY_VAULT_NAME string = keyVault.outputs.name
+output ACS_NAME string = communication.outputs.name
+output ACS_ENDPOINT string = communication.outputs.endpoint
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
