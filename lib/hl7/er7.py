@@ -134,8 +134,8 @@ class Er7Message:
     """One decoded HL7 v2 message, indexed by segment ID, split lazily.
 
     Build with :meth:`from_bytes`. Segment IDs are the three characters before the first field
-    separator; lines that do not look like a segment (e.g. continuation text after a literal
-    newline) are ignored. Segments are never validated for order (hl7.md §2).
+    separator (a line needs at least one field separator to count); other lines (e.g. continuation
+    text after a literal newline) are ignored. Segments are never validated for order (hl7.md §2).
 
     Attributes:
         text: the decoded message, segments separated by ``\\r``.
@@ -154,7 +154,7 @@ class Er7Message:
         fs = seps.field
         raw: dict[str, list[str]] = {}
         for seg in text.split("\r"):
-            if len(seg) >= 3 and (len(seg) == 3 or seg[3] == fs):
+            if len(seg) > 3 and seg[3] == fs:
                 sid = seg[:3]
                 bucket = raw.get(sid)
                 if bucket is None:
