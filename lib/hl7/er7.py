@@ -236,6 +236,21 @@ class Er7Message:
             return value
         return split_part(value, seps, rep, comp, sub)
 
+    def repetitions(self, seg: list[str] | None, field: int) -> list[str]:
+        """Raw repetitions of a field (``[]`` when empty); split once, so loops stay linear."""
+        value = self.raw(seg, field)
+        return value.split(self.seps.repetition) if value else []
+
+    def rep_value(self, rep: str, comp: int = 1, sub: int = 1) -> str:
+        """Unescaped, stripped component/sub-component of one raw repetition; ``""`` reads as ``""``."""
+        v = split_part(rep, self.seps, 1, comp, sub) if rep else ""
+        if not v:
+            return v
+        if self.seps.escape in v:
+            v = unescape(v, self.seps, self.codec)
+        v = v.strip()
+        return "" if v == _NULL else v
+
     def value(self, seg: list[str] | None, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
         """Like :meth:`part` but unescaped and stripped; the HL7 null ``\"\"`` reads as ``""``."""
         v = self.part(seg, field, rep, comp, sub)

@@ -185,6 +185,7 @@ class _Times:
         self.zone = zone
         self.zone_name = zone_name
         self.bad_start: str | None = None
+        self.sch11: list[str] = []
 
     def _utc(self, raw: str, label: str, is_start: bool) -> tuple[datetime, str] | None:
         dt = parse_dtm(raw, min_digits=_MIN_DIGITS)
@@ -205,8 +206,8 @@ class _Times:
         v = msg.value
         tq1s = msg.segments("TQ1")
         sch = self.sch
-        sch11_reps = msg.raw(sch, 11)
-        n_sch11 = sch11_reps.count(msg.seps.repetition) + 1 if sch11_reps else 0
+        sch11 = self.sch11 = msg.repetitions(sch, 11)
+        rv = msg.rep_value
 
         start: tuple[datetime, str] | None = None
         label: str | None = None
@@ -217,8 +218,8 @@ class _Times:
                 label = "TQ1-7"
                 break
         if start is None:
-            for rep in range(1, n_sch11 + 1):
-                raw = v(sch, 11, rep, 4)
+            for rep in sch11:
+                raw = rv(rep, 4)
                 if raw and (start := self._utc(raw, "SCH-11.4", True)):
                     label = "SCH-11.4"
                     break
@@ -237,7 +238,7 @@ class _Times:
         start_utc, tz_text = start
 
         end_utc: datetime | None = None
-        ends = [v(tq1, 8) for tq1 in tq1s] + [v(sch, 11, rep, 5) for rep in range(1, n_sch11 + 1)]
+        ends = [v(tq1, 8) for tq1 in tq1s] + [rv(rep, 5) for rep in sch11]
         for raw in ends:
             if raw and (end := self._utc(raw, "end", False)) and end[0] >= start_utc:
                 end_utc = end[0]
@@ -258,9 +259,8 @@ class _Times:
             d = parse_duration(v(tq1, 13), v(tq1, 13, 1, 2))
             if d is not None:
                 return d
-        sch11 = msg.raw(sch, 11)
-        for rep in range(1, sch11.count(msg.seps.repetition) + 2 if sch11 else 1):
-            d = parse_duration_text(v(sch, 11, rep, 3))
+        for rep in self.sch11:
+            d = parse_duration_text(msg.rep_value(rep, 3))
             if d is not None:
                 return d
         d = parse_duration(v(sch, 9), v(sch, 10))
