@@ -314,11 +314,12 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             alg = header.get("alg")
             if alg not in ("RS256", "PS256"):
                 raise ClientAuthError("client assertion alg must be RS256 or PS256")
+            # MSAL Python keeps the base64url '=' padding on thumbprints; Entra accepts both forms.
             if header.get("x5t#S256"):
-                if header["x5t#S256"] != reg.x5t_s256:
+                if str(header["x5t#S256"]).rstrip("=") != reg.x5t_s256:
                     raise ClientAuthError("the x5t#S256 thumbprint is not a registered certificate")
             elif header.get("x5t"):
-                if header["x5t"] != reg.x5t:
+                if str(header["x5t"]).rstrip("=") != reg.x5t:
                     raise ClientAuthError("the x5t thumbprint is not a registered certificate")
             else:
                 raise ClientAuthError("client assertion header needs x5t or x5t#S256")
