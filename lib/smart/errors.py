@@ -1,0 +1,146 @@
+"""The typed error of the launch and join flows: ``LaunchError(code, admin_hint)``.
+
+Every failure a clinician or patient can meet in a launch, a join page or a meeting creation is one of the
+codes of :data:`CATALOG`. A code says *what* failed, the admin hint says *how to fix it* (both are safe to
+show and to log: never a token, a code, a CSN or a phone number). The HTML error page is rendered in one
+place (:func:`lib.visits.pages.error_page`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Defaults of one error code: HTTP status, message for the person at the screen, fix for the admin."""
+
+    status: int
+    user_message: str
+    admin_hint: str
+
+
+_RETRY = "Please try again in a moment."
+_ADMIN = "Please contact your clinic or IT support."
+
+#: Every code the launch, join and meeting code raises, with its defaults.
+CATALOG: dict[str, ErrorInfo] = {
+    "ISS_MISSING": ErrorInfo(400, f"The video visit could not be started. {_ADMIN}",
+                             "The launch URL was opened without an 'iss' parameter. Check the launch URL in the "
+                             "Epic integration record: Epic adds iss and launch itself."),
+    "LAUNCH_MISSING": ErrorInfo(400, f"The video visit could not be started. {_ADMIN}",
+                                "The launch URL was opened without a 'launch' parameter; only the EHR launch "
+                                "(from Epic) is supported."),
+    "ISS_NOT_ALLOWED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
+                                 "The FHIR base URL (iss) of this launch is not registered for any environment. "
+                                 "Register it exactly (scheme, host, path, no trailing slash) in the "
+                                 "configuration portal."),
+    "ENVIRONMENT_NOT_APPROVED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
+                                          "The environment of this FHIR base URL is configured but not yet "
+                                          "approved by the Epic analyst. Approve it in the configuration portal."),
+    "DISCOVERY_FAILED": ErrorInfo(502, f"The video visit could not be started. {_RETRY}",
+                                  "Neither {iss}/.well-known/smart-configuration nor {iss}/metadata answered "
+                                  "with a usable document. Check that the FHIR base URL is reachable from the "
+                                  "app and that the Epic client ID is correct."),
+    "DISCOVERY_INVALID": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
+                                   "The SMART configuration of the EHR is incomplete, points to another host than "
+                                   "the FHIR base URL, or does not offer PKCE S256."),
+    "SMART_KEYS_MISSING": ErrorInfo(500, f"The video visit could not be started. {_ADMIN}",
+                                    "No RSA signing key is configured: set SMART_PRIVATE_KEYS_FILE to a PEM file "
+                                    "holding at least one RSA private key (2048 bits or more)."),
+    "STATE_MISSING": ErrorInfo(400, f"The sign-in could not be completed. {_ADMIN}",
+                               "The callback arrived without 'state' or 'code'. Someone opened the callback URL "
+                               "directly, or the EHR dropped the parameters."),
+    "STATE_INVALID": ErrorInfo(400, "This sign-in link was already used or has expired. Start the visit again "
+                                    "from the EHR.",
+                               "The 'state' of the callback is unknown, expired (10 minutes) or already used. A "
+                               "reloaded or shared callback URL looks like this."),
+    "STATE_BROWSER_MISMATCH": ErrorInfo(400, "The sign-in was started in another browser window. Start the "
+                                             "visit again from the EHR.",
+                                        "The callback's state belongs to another browser (launch cookie missing "
+                                        "or different). Check that the browser embedded in the EHR keeps "
+                                        "cookies for this site (SameSite=Lax)."),
+    "EPIC_AUTHORIZE_ERROR": ErrorInfo(403, f"The EHR did not allow the video visit to start. {_ADMIN}",
+                                      "The EHR's authorize endpoint answered with an error. Check the client "
+                                      "ID, the redirect URI ({public}/api/launch/callback) and the scopes "
+                                      "registered for this app in Epic."),
+    "EPIC_OAUTH_ERROR": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
+                                  "The EHR's token endpoint refused the request. Check that the app's JWKS URL "
+                                  "({public}/api/.well-known/jwks.json) is registered in Epic and that the "
+                                  "client ID matches the environment."),
+    "EPIC_UNAVAILABLE": ErrorInfo(503, f"The EHR is not answering. {_RETRY}",
+                                  "The EHR's OAuth or FHIR endpoint timed out or answered with a server error."),
+    "ID_TOKEN_INVALID": ErrorInfo(502, f"The sign-in could not be verified. {_ADMIN}",
+                                  "The id_token from the EHR failed verification (signature, issuer, audience, "
+                                  "expiry or nonce). Check the server clock and the EHR's JWKS."),
+    "WRONG_LAUNCH_KIND": ErrorInfo(400, f"This link is for another kind of user. {_ADMIN}",
+                                   "The signed-in user's fhirUser is of the wrong type for this launch URL: "
+                                   "provider launches need a Practitioner, patient launches a Patient or "
+                                   "RelatedPerson. Check which integration record uses which URL."),
+    "APPOINTMENT_CONTEXT_MISSING": ErrorInfo(400, f"No visit was selected. {_ADMIN}",
+                                             "The token response carried no appointment (neither 'appointment' "
+                                             "nor an Appointment in 'fhirContext'). Add the appointment to the "
+                                             "launch context of the integration record."),
+    "APPOINTMENT_NOT_FOUND": ErrorInfo(404, "This visit could not be found. It may have been cancelled or moved.",
+                                       "The appointment could not be read from the EHR, or carries no CSN "
+                                       "identifier, or is unknown to this connector."),
+    "APPOINTMENT_CANCELLED": ErrorInfo(410, "This visit was cancelled. Please contact your clinic.",
+                                       "The appointment is cancelled, deleted or marked as no-show."),
+    "ORGANIZER_MISSING": ErrorInfo(500, f"The video visit could not be created. {_ADMIN}",
+                                   "No Teams organizer is known for this visit: set the environment's fallback "
+                                   "organizer (Entra object ID) in the configuration portal."),
+    "GRAPH_NOT_CONFIGURED": ErrorInfo(500, f"The video visit could not be created. {_ADMIN}",
+                                      "GRAPH_TENANT_ID, GRAPH_CLIENT_ID and GRAPH_CLIENT_CERT_FILE must all be "
+                                      "set."),
+    "GRAPH_AUTH_FAILED": ErrorInfo(502, f"The video visit could not be created. {_ADMIN}",
+                                   "Entra ID refused the app's certificate credential. Check the certificate "
+                                   "uploaded to the app registration and the tenant ID."),
+    "GRAPH_CONSENT_MISSING": ErrorInfo(502, f"The video visit could not be created. {_ADMIN}",
+                                       "Microsoft Graph answered 401: grant admin consent for the application "
+                                       "permission OnlineMeetings.ReadWrite.All."),
+    "GRAPH_ACCESS_POLICY_MISSING": ErrorInfo(502, f"The video visit could not be created. {_ADMIN}",
+                                             "Microsoft Graph answered 403: the organizer is not covered by an "
+                                             "application access policy. Run New-CsApplicationAccessPolicy and "
+                                             "Grant-CsApplicationAccessPolicy for this app (changes take up to "
+                                             "30 minutes)."),
+    "GRAPH_ORGANIZER_NOT_FOUND": ErrorInfo(502, f"The video visit could not be created. {_ADMIN}",
+                                           "Microsoft Graph does not know the organizer's object ID. Check the "
+                                           "fallback organizer of the environment."),
+    "GRAPH_THROTTLED": ErrorInfo(503, f"Too many visits are starting at once. {_RETRY}",
+                                 "Microsoft Graph throttled meeting creation (429). The limit is 2,000 meetings "
+                                 "per organizer per month: spread organizers if this repeats."),
+    "GRAPH_UNAVAILABLE": ErrorInfo(503, f"Microsoft Teams is not answering. {_RETRY}",
+                                   "Microsoft Graph timed out or answered with a server error."),
+    "LINK_INVALID": ErrorInfo(404, "This visit link is not valid. Please use the latest link your clinic sent "
+                                   "you.",
+                              "The join link is malformed, was altered, or is unknown."),
+    "LINK_EXPIRED": ErrorInfo(410, "This visit link has expired. Please contact your clinic for a new one.",
+                              "The join link expired (two hours after the visit's end)."),
+    "STORE_UNAVAILABLE": ErrorInfo(503, f"The service is busy. {_RETRY}",
+                                   "Cosmos DB is unreachable or throttling."),
+    "INTERNAL_ERROR": ErrorInfo(500, f"Something went wrong. {_ADMIN}",
+                                "An unexpected error; find the correlation ID in the application logs."),
+}
+
+
+class LaunchError(Exception):
+    """A launch, join or meeting step failed in a way the person at the screen can be told about.
+
+    Args:
+        code: one of :data:`CATALOG` (``ISS_NOT_ALLOWED``, ``STATE_INVALID``, ``EPIC_OAUTH_ERROR``...).
+        admin_hint: how to fix it; defaults to the catalog's hint. Never holds a token, code or PHI.
+        retry_after: seconds the caller should wait (throttling), when known.
+
+    Attributes:
+        status: HTTP status the error page is served with.
+        user_message: the sentence shown to the clinician or patient.
+    """
+
+    def __init__(self, code: str, admin_hint: str | None = None, *, retry_after: int | None = None) -> None:
+        info = CATALOG.get(code, CATALOG["INTERNAL_ERROR"])
+        self.code = code
+        self.admin_hint = admin_hint or info.admin_hint
+        self.status = info.status
+        self.user_message = info.user_message
+        self.retry_after = retry_after
+        super().__init__(f"{code}: {self.admin_hint}")
