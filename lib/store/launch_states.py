@@ -1,0 +1,131 @@
+"""SMART launch states (container ``launch_states``, partition key ``/id`` = the ``state`` value).
+
+One document per authorize request, written before the browser is sent to the EHR and consumed by the
+callback: it keeps the PKCE verifier, the nonce and the environment *server-side*, and binds the callback
+to the browser that started it (SMART App Launch STU 2.2, app-launch.html "state": unpredictable, tied to
+the user's session, validated on every redirect). Single use: the callback reads it and deletes it with
+``If-Match``; a second use finds nothing (or loses the delete race) and fails. ``ttl`` 600 s; the expiry is
+also checked in code because the local Cosmos-compatible server does not enforce TTL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from azure.cosmos import exceptions as cosmos_errors
+
+from lib.models import iso, parse_iso
+from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
+from lib.store.errors import ConcurrencyConflict
+
+LAUNCH_STATE_TTL_SECONDS = 600
+LaunchKindName = Literal["provider", "patient"]
+
+
+@dataclass(frozen=True)
+class LaunchState:
+    """What the callback needs to finish one launch. No token, no PHI.
+
+    Attributes:
+        state: the OAuth ``state`` (document ID; 256 random bits).
+        environment_id: the environment whose approved FHIR base URL matched ``iss``.
+        iss: the FHIR base URL of the launch (the callback never takes another one).
+        code_verifier: PKCE verifier (sent only to that EHR's token endpoint).
+        nonce: OpenID Connect nonce expected in the id_token.
+        kind: ``provider`` or ``patient``.
+        browser_binding: SHA-256 hex of the launch cookie value set on the browser.
+        session_hint: ``sessionId`` from the launch URL (Epic ``%CSN%``): a hint only, never trusted.
+        department_hint: ``departmentId`` from the launch URL: a hint only.
+        created_utc: when the launch began.
+        ttl: seconds the state lives.
+    """
+
+    state: str
+    environment_id: str
+    iss: str
+    code_verifier: str
+    nonce: str
+    kind: LaunchKindName
+    browser_binding: str
+    session_hint: str | None
+    department_hint: str | None
+    created_utc: datetime
+    ttl: int = LAUNCH_STATE_TTL_SECONDS
+    etag: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether ``now`` is at or past ``created_utc + ttl``."""
+        return now >= self.created_utc + timedelta(seconds=self.ttl)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The Cosmos document."""
+        return {
+            "id": self.state,
+            "environmentId": self.environment_id,
+            "iss": self.iss,
+            "code_verifier": self.code_verifier,
+            "nonce": self.nonce,
+            "kind": self.kind,
+            "browser_binding": self.browser_binding,
+            "session_hint": self.session_hint,
+            "department_hint": self.department_hint,
+            "created_utc": iso(self.created_utc),
+            "ttl": self.ttl,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> LaunchState:
+        """Build from a stored document, keeping its ``_etag``."""
+        return cls(
+            state=doc["id"],
+            environment_id=doc["environmentId"],
+            iss=doc["iss"],
+            code_verifier=doc["code_verifier"],
+            nonce=doc["nonce"],
+            kind=doc["kind"],
+            browser_binding=doc["browser_binding"],
+            session_hint=doc.get("session_hint"),
+            department_hint=doc.get("department_hint"),
+            created_utc=parse_iso(doc["created_utc"]),  # type: ignore[arg-type]
+            ttl=int(doc.get("ttl", LAUNCH_STATE_TTL_SECONDS)),
+            etag=doc.get("_etag"),
+        )
+
+
+class LaunchStateRepository:
+    """Create, read and consume (delete once) :class:`LaunchState` documents."""
+
+    def __init__(self, store: CosmosStore) -> None:
+        self._container = store.container("launch_states")
+
+    def create(self, state: LaunchState) -> None:
+        """Store a new launch state.
+
+        Raises:
+            AlreadyExists: the ``state`` value collided (practically impossible with 256 random bits).
+        """
+        with translated_errors():
+            self._container.create_item(state.to_doc())
+
+    def get(self, state: str) -> LaunchState | None:
+        """The launch state, or ``None`` when unknown, already used or purged."""
+        if not state or len(state) > 128:
+            return None
+        doc = read_or_none(self._container, state, state)
+        return LaunchState.from_doc(doc) if doc else None
+
+    def consume(self, state: LaunchState) -> bool:
+        """Delete ``state`` if it is unchanged since it was read (``If-Match``).
+
+        Returns:
+            ``True`` for the one caller that deleted it; ``False`` when it was already gone or changed
+            (a replayed or concurrent callback).
+        """
+        try:
+            with translated_errors():
+                self._container.delete_item(item=state.state, partition_key=state.state, **if_match(state.etag))
+            return True
+        except (cosmos_errors.CosmosResourceNotFoundError, ConcurrencyConflict):
+            return False

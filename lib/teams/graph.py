@@ -1,0 +1,245 @@
+"""Microsoft Graph: one Teams meeting per visit, created with ``onlineMeetings/createOrGet``.
+
+App-only: MSAL ``ConfidentialClientApplication`` with a certificate credential (``GRAPH_CLIENT_CERT_FILE``:
+private key + certificate in one PEM) gets a token for ``https://graph.microsoft.com/.default``; MSAL caches
+it in memory until shortly before expiry. Graph's ``createOrGet`` is idempotent per (tenant, organizer,
+``externalId``): 201 the first time, 200 with the same meeting afterwards (GRAPH
+``api-reference/v1.0/api/onlinemeeting-createorget.md``). App-only calls also need an application access
+policy granted to the organizer (GRAPH ``cloud-communication-online-meeting-application-access-policy.md``).
+
+``externalId`` (:func:`meeting_external_id`): ``vv1-`` + the first 40 hex digits of
+SHA-256(``"{environmentId}|{appointmentId}"``): stable for a visit, opaque (the CSN is not readable from it),
+and distinct across environments. Never change the derivation for existing visits: a new ID means a second
+meeting.
+
+The organizer is chosen by an :class:`OrganizerResolver`. For now the environment's
+``fallback_organizer_id`` organizes every meeting (:class:`FallbackOrganizerResolver`); the first-launch
+Microsoft 365 sign-in (EHR user -> Entra object ID in ``users``) plugs in there later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from lib.models import Appointment, EnvironmentConfig, Meeting
+from lib.smart.errors import LaunchError
+from lib.smart.transport import HttpClient, TransportError, json_or_none
+
+log = logging.getLogger(__name__)
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PUBLIC_CLOUD_AUTHORITY_HOSTS = frozenset({
+    "login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn",
+    "login.chinacloudapi.cn",
+})
+#: Subject of every meeting: no patient name, no visit type (Teams shows it to all participants).
+MEETING_SUBJECT = "Video visit"
+
+
+def meeting_external_id(environment_id: str, appointment_id: str) -> str:
+    """The Graph ``externalId`` of a visit: ``vv1-`` + 40 hex digits of SHA-256(``env|appointment``)."""
+    digest = hashlib.sha256(f"{environment_id}|{appointment_id}".encode()).hexdigest()
+    return "vv1-" + digest[:40]
+
+
+class GraphTokenSource(Protocol):
+    """Something that returns a valid app-only Graph access token."""
+
+    def token(self) -> str:
+        """An access token for :data:`GRAPH_SCOPE`.
+
+        Raises:
+            LaunchError: ``GRAPH_AUTH_FAILED`` / ``GRAPH_CONSENT_MISSING`` / ``GRAPH_UNAVAILABLE``.
+        """
+        ...
+
+
+class MsalCertificateTokenSource:
+    """App-only tokens from Entra ID with MSAL and a certificate credential (built on first use).
+
+    Args:
+        authority_host: e.g. ``https://login.microsoftonline.com`` (or the local stand-in).
+        tenant_id, client_id: the app registration.
+        cert_file: PEM with the private key and the certificate.
+        verify: ``Settings.tls_verify`` for MSAL's HTTP session.
+    """
+
+    def __init__(self, *, authority_host: str, tenant_id: str, client_id: str, cert_file: Path,
+                 verify: bool | str = True) -> None:
+        self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        self._client_id = client_id
+        self._cert_file = cert_file
+        self._verify = verify
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> Any:
+        import msal
+        import requests
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        pem = self._cert_file.read_bytes()
+        start = pem.find(b"-----BEGIN CERTIFICATE-----")
+        if start < 0:
+            raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE holds no certificate.")
+        cert = x509.load_pem_x509_certificate(pem[start:])
+        session = requests.Session()
+        session.verify = self._verify
+        host = urllib.parse.urlsplit(self._authority).hostname or ""
+        return msal.ConfidentialClientApplication(
+            self._client_id,
+            authority=self._authority,
+            client_credential={
+                "private_key": pem.decode(),
+                "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - x5t is SHA-1 by definition
+            },
+            http_client=session,
+            instance_discovery=host in PUBLIC_CLOUD_AUTHORITY_HOSTS,
+        )
+
+    def token(self) -> str:
+        """An app-only token (from MSAL's in-memory cache while valid)."""
+        with self._lock:
+            if self._app is None:
+                try:
+                    self._app = self._build()
+                except LaunchError:
+                    raise
+                except (OSError, ValueError) as exc:
+                    raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
+                except Exception as exc:  # MSAL fetches the authority's metadata while building
+                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID discovery failed ({type(exc).__name__}).") \
+                        from exc
+            app = self._app
+        try:
+            result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+        except Exception as exc:  # requests errors surface from MSAL unchanged
+            raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID is unreachable ({type(exc).__name__}).") from exc
+        if "access_token" in result:
+            return str(result["access_token"])
+        error = str(result.get("error") or "unknown")
+        codes = result.get("error_codes") or []
+        if 65001 in codes or error == "consent_required":
+            raise LaunchError("GRAPH_CONSENT_MISSING")
+        raise LaunchError("GRAPH_AUTH_FAILED", f"Entra ID refused the certificate credential ('{error}', "
+                                               f"AADSTS codes {codes}). Check the certificate uploaded to "
+                                               "the app registration and the tenant ID.")
+
+
+class GraphClient:
+    """The Graph calls of this app.
+
+    Args:
+        base_url: ``Settings.graph_base_url`` (with ``/v1.0``).
+        tokens: app-only token source.
+        http: outbound HTTP client.
+    """
+
+    def __init__(self, *, base_url: str, tokens: GraphTokenSource, http: HttpClient) -> None:
+        self._base = base_url.rstrip("/")
+        self._tokens = tokens
+        self._http = http
+
+    def create_or_get_meeting(
+        self,
+        organizer_id: str,
+        external_id: str,
+        subject: str = MEETING_SUBJECT,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Meeting:
+        """Create the organizer's meeting with ``external_id``, or get it when it exists.
+
+        Patients wait in the lobby: ``lobbyBypassSettings.scope`` is ``organizer``. ``start``/``end`` (aware)
+        are sent only together (Graph rejects an end without a start); without them Graph uses now + 1 h.
+
+        Raises:
+            LaunchError: ``GRAPH_THROTTLED`` (429, ``retry_after`` set), ``GRAPH_ACCESS_POLICY_MISSING``
+                (403), ``GRAPH_CONSENT_MISSING`` (401), ``GRAPH_ORGANIZER_NOT_FOUND`` (404),
+                ``GRAPH_UNAVAILABLE`` (5xx, no answer, unusable body), ``GRAPH_AUTH_FAILED``.
+        """
+        body: dict[str, Any] = {
+            "externalId": external_id,
+            "subject": subject,
+            "lobbyBypassSettings": {"scope": "organizer", "isDialInBypassEnabled": False},
+        }
+        if start is not None and end is not None and end > start:
+            body["startDateTime"] = _graph_time(start)
+            body["endDateTime"] = _graph_time(end)
+        url = f"{self._base}/users/{urllib.parse.quote(organizer_id, safe='')}/onlineMeetings/createOrGet"
+        headers = {"Authorization": f"Bearer {self._tokens.token()}", "Content-Type": "application/json",
+                   "Accept": "application/json"}
+        try:
+            response = self._http.post(url, json=body, headers=headers)
+        except TransportError as exc:
+            raise LaunchError("GRAPH_UNAVAILABLE", f"Microsoft Graph is unreachable ({exc.kind}).") from exc
+        status = response.status_code
+        if status in (200, 201):
+            doc = json_or_none(response)
+            join_url = doc.get("joinWebUrl") if isinstance(doc, dict) else None
+            meeting_id = doc.get("id") if isinstance(doc, dict) else None
+            if not isinstance(join_url, str) or not join_url.startswith("https://") or not meeting_id:
+                raise LaunchError("GRAPH_UNAVAILABLE", "Microsoft Graph returned a meeting without an https "
+                                                       "joinWebUrl.")
+            log.info("graph createOrGet outcome=%s", "created" if status == 201 else "existing")
+            return Meeting(id=str(meeting_id), join_url=join_url, organizer_id=organizer_id, external_id=external_id)
+        raise graph_error(status, response.headers.get("Retry-After"))
+
+
+def graph_error(status: int, retry_after: str | None = None) -> LaunchError:
+    """The :class:`LaunchError` for a failed Graph call with HTTP ``status``."""
+    if status == 429:
+        seconds = int(retry_after) if retry_after and retry_after.strip().isdigit() else None
+        return LaunchError("GRAPH_THROTTLED", retry_after=seconds)
+    if status == 401:
+        return LaunchError("GRAPH_CONSENT_MISSING")
+    if status == 403:
+        return LaunchError("GRAPH_ACCESS_POLICY_MISSING")
+    if status == 404:
+        return LaunchError("GRAPH_ORGANIZER_NOT_FOUND")
+    return LaunchError("GRAPH_UNAVAILABLE", f"Microsoft Graph answered HTTP {status}.")
+
+
+def _graph_time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class OrganizerResolver(Protocol):
+    """Chooses the Entra object ID that organizes the meeting of a visit (the seam for provider sign-in)."""
+
+    def organizer_for(self, environment: EnvironmentConfig, appointment: Appointment,
+                      ehr_user_id: str | None = None) -> str:
+        """The organizer's Entra object ID.
+
+        Raises:
+            LaunchError: ``ORGANIZER_MISSING`` when nobody can organize it.
+        """
+        ...
+
+
+@dataclass
+class FallbackOrganizerResolver:
+    """Every meeting is organized by the environment's ``fallback_organizer_id`` (issue 2 behaviour).
+
+    The later "provider signs in once" issue replaces this with a resolver that looks up
+    ``users[{environmentId}|{ehrUserId}]`` first and falls back to this.
+    """
+
+    def organizer_for(self, environment: EnvironmentConfig, appointment: Appointment,
+                      ehr_user_id: str | None = None) -> str:
+        """``environment.fallback_organizer_id``.
+
+        Raises:
+            LaunchError: ``ORGANIZER_MISSING`` when it is not configured.
+        """
+        if not environment.fallback_organizer_id:
+            raise LaunchError("ORGANIZER_MISSING")
+        return environment.fallback_organizer_id
