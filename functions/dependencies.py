@@ -125,6 +125,115 @@ class Services:
             clock=self.clock,
         )
 
+    # ---- launch, join, Teams meetings, EHR write-back (issue 2) ---------------------------------------
+    @cached_property
+    def outbound_http(self) -> Any:
+        """The outbound HTTP client of the SMART, Graph and Epic calls (verified TLS, timeouts, no redirects)."""
+        from lib.smart.transport import HttpClient
+
+        return HttpClient(verify=self.settings.tls_verify)
+
+    @cached_property
+    def smart_keys(self) -> Any:
+        """Our ``private_key_jwt`` keys from ``SMART_PRIVATE_KEYS_FILE`` (raises ``LaunchError`` when missing;
+        not cached then, so fixing the file needs no restart)."""
+        from lib.smart.keys import SmartKeys
+
+        return SmartKeys.from_file(self.settings.smart_private_keys_file)
+
+    @cached_property
+    def smart_discovery(self) -> Any:
+        """SMART discovery with its per-process cache (shared by launches and write-back)."""
+        from lib.smart.discovery import SmartDiscovery
+
+        return SmartDiscovery(self.outbound_http)
+
+    @cached_property
+    def graph(self) -> Any:
+        """The Microsoft Graph client (MSAL certificate credential, built on first token request)."""
+        from lib.smart.errors import LaunchError
+        from lib.teams.graph import GraphClient, MsalCertificateTokenSource
+
+        s = self.settings
+
+        class _Unconfigured:
+            def token(self) -> str:
+                raise LaunchError("GRAPH_NOT_CONFIGURED")
+
+        tokens: Any = _Unconfigured()
+        if s.graph_tenant_id and s.graph_client_id and s.graph_client_cert_file:
+            tokens = MsalCertificateTokenSource(
+                authority_host=s.graph_authority_host, tenant_id=s.graph_tenant_id, client_id=s.graph_client_id,
+                cert_file=s.graph_client_cert_file, verify=s.tls_verify,
+            )
+        return GraphClient(base_url=s.graph_base_url, tokens=tokens, http=self.outbound_http)
+
+    @cached_property
+    def meetings(self) -> Any:
+        """One Teams meeting per visit (fallback organizer until provider sign-in exists)."""
+        from lib.teams.graph import FallbackOrganizerResolver
+        from lib.visits.meetings import MeetingService
+
+        return MeetingService(appointments=self.repos.appointments, graph=self.graph,
+                              organizers=FallbackOrganizerResolver())
+
+    @cached_property
+    def visit_events(self) -> Any:
+        """Records participant events and queues them for write-back."""
+        from lib.visits.events import VisitEventRecorder
+
+        return VisitEventRecorder(visit_events=self.repos.visit_events, queues=self.queues, clock=self.clock)
+
+    @cached_property
+    def launch(self) -> Any:
+        """The SMART EHR launch service (provider and patient)."""
+        from lib.smart.id_token import IdTokenVerifier
+        from lib.store.launch_states import LaunchStateRepository
+        from lib.visits.launch import LaunchService
+
+        r = self.repos
+        return LaunchService(
+            environments=r.environments,
+            launch_states=LaunchStateRepository(self.store),
+            appointments=r.appointments,
+            links=r.links,
+            discovery=self.smart_discovery,
+            id_tokens=IdTokenVerifier(self.outbound_http),
+            keys=lambda: self.smart_keys,
+            http=self.outbound_http,
+            meetings=self.meetings,
+            events=self.visit_events,
+            join_links=self.join_links,
+            clock=self.clock,
+            public_base_url=self.settings.public_base_url,
+        )
+
+    @cached_property
+    def join(self) -> Any:
+        """The patient join page and its events."""
+        from lib.visits.join import JoinService
+
+        r = self.repos
+        return JoinService(join_links=self.join_links, links=r.links, appointments=r.appointments,
+                           environments=r.environments, meetings=self.meetings, events=self.visit_events,
+                           clock=self.clock)
+
+    @cached_property
+    def ehr_writeback(self) -> Any:
+        """The Epic ``SetExternalConnectionStatus`` client (backend-services token, cached)."""
+        from lib.ehr.writeback import EpicWritebackClient
+
+        return EpicWritebackClient(http=self.outbound_http, discovery=self.smart_discovery,
+                                   keys=lambda: self.smart_keys, clock=self.clock)
+
+    @cached_property
+    def writeback(self) -> Any:
+        """Writes visit events back to the EHR (queue trigger)."""
+        from lib.visits.writeback import WritebackService
+
+        return WritebackService(visit_events=self.repos.visit_events, environments=self.repos.environments,
+                                ehr=self.ehr_writeback, clock=self.clock)
+
 
 def services() -> Services:
     """The process-wide :class:`Services`, built on first call.

@@ -1,0 +1,66 @@
+"""Queue triggers of the EHR write-back: ``visit-events`` and its poison queue ``visit-events-poison``."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.dependencies import services
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _ids(msg: func.QueueMessage) -> tuple[str, str, str | None] | None:
+    """``(event id, appointment key, correlation id)`` of a ``visit-events`` message, or ``None``."""
+    from lib.queues import decode
+
+    try:
+        message = decode(msg.get_body())
+        event_id, key = message["id"], message["appointmentKey"]
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return None
+    if not isinstance(event_id, str) or not isinstance(key, str):
+        return None
+    correlation = message.get("correlationId")
+    return event_id, key, correlation if isinstance(correlation, str) else None
+
+
+@bp.function_name("writeback")
+@bp.queue_trigger(arg_name="msg", queue_name="visit-events", connection="AzureWebJobsStorage")
+def writeback(msg: func.QueueMessage) -> None:
+    """Write one visit event back to the EHR.
+
+    A transient EHR failure or a store outage raises: the host redelivers, and after ``maxDequeueCount`` (5)
+    attempts moves the message to ``visit-events-poison``. Permanent failures are recorded and end here.
+    """
+    ids = _ids(msg)
+    if ids is None:
+        log.error("visit-events message %s is malformed; dropped", msg.id)
+        return
+    event_id, key, correlation = ids
+    outcome = services().writeback.write(event_id, key, correlation_id=correlation)
+    log.info("visit-events message=%s dequeue=%s outcome=%s reason=%s correlation=%s", msg.id,
+             msg.dequeue_count, outcome.outcome, outcome.reason, correlation)
+
+
+@bp.function_name("writeback_poison")
+@bp.queue_trigger(arg_name="msg", queue_name="visit-events-poison", connection="AzureWebJobsStorage")
+def writeback_poison(msg: func.QueueMessage) -> None:
+    """Record a message the host gave up on: log its IDs and mark the event ``failed``. Never requeues and
+    never raises (a raise would only bounce the poison message itself)."""
+    ids = _ids(msg)
+    if ids is None:
+        log.error("visit-events-poison message %s is malformed; dropped", msg.id)
+        return
+    event_id, key, correlation = ids
+    environment_id = key.split("|", 1)[0]
+    try:
+        outcome = services().writeback.mark_poisoned(event_id, key, correlation_id=correlation)
+    except Exception as exc:
+        log.error("visit-events-poison event=%s environment=%s not marked (%s) correlation=%s", event_id,
+                  environment_id, type(exc).__name__, correlation)
+        return
+    log.error("visit-events-poison event=%s environment=%s outcome=%s correlation=%s", event_id, environment_id,
+              outcome.outcome, correlation)

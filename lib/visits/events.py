@@ -1,0 +1,80 @@
+"""Recording participant events: one ``VisitEvent`` per (appointment, participant, event, attempt), then a
+``visit-events`` queue message for the write-back.
+
+The event ID is deterministic (:func:`event_id`), so a retried callback or a double-clicked Join button
+stores it once. The queue message carries IDs only (``{"id", "appointmentKey", "correlationId"}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Protocol
+
+from lib.clock import Clock
+from lib.models import Appointment
+from lib.queues import VISIT_EVENTS_QUEUE
+from lib.store.visit_events import EventType, ParticipantRole, VisitEvent, VisitEventRepository
+
+log = logging.getLogger(__name__)
+
+
+class QueueSender(Protocol):
+    """What :class:`lib.queues.QueueProducer` offers."""
+
+    def send(self, queue: str, message: Any, *, visibility_timeout: int | None = None) -> None:
+        """Enqueue one message."""
+        ...
+
+
+def event_id(appointment_key: str, role: str, participant_id: str, event_type: str, attempt: str) -> str:
+    """Deterministic event ID: 32 hex digits of SHA-256 over the five parts (``|``-joined)."""
+    raw = "|".join((appointment_key, role, participant_id, event_type, attempt))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+class VisitEventRecorder:
+    """Stores participant events once and hands them to the write-back queue.
+
+    Args:
+        visit_events: the repository.
+        queues: the queue producer.
+        clock: the clock.
+    """
+
+    def __init__(self, *, visit_events: VisitEventRepository, queues: QueueSender, clock: Clock) -> None:
+        self._events = visit_events
+        self._queues = queues
+        self._clock = clock
+
+    def record(self, appointment: Appointment, *, event_type: EventType, role: ParticipantRole,
+               participant_id: str, attempt: str, correlation_id: str | None = None) -> VisitEvent:
+        """Store the event (once per deterministic ID) and enqueue it while its write-back is pending.
+
+        A failed enqueue is logged and swallowed: the visit must go on; the event stays ``pending``.
+
+        Raises:
+            StoreUnavailable: Cosmos DB is down.
+        """
+        event = VisitEvent(
+            id=event_id(appointment.key, role, participant_id, event_type, attempt),
+            appointment_key=appointment.key,
+            environment_id=appointment.environment_id,
+            appointment_id=appointment.appointment_id,
+            type=event_type,
+            role=role,
+            participant_id=participant_id,
+            at_utc=self._clock.now(),
+            correlation_id=correlation_id,
+        )
+        stored, created = self._events.create_once(event)
+        if stored.writeback == "pending":
+            try:
+                self._queues.send(VISIT_EVENTS_QUEUE, {"id": stored.id, "appointmentKey": stored.appointment_key,
+                                                       "correlationId": correlation_id})
+            except Exception:  # the queue is down: the event is stored, the write-back waits
+                log.warning("visit event not enqueued environment=%s correlation=%s",
+                            appointment.environment_id, correlation_id)
+        log.info("visit event %s role=%s created=%s environment=%s correlation=%s", event_type, role, created,
+                 appointment.environment_id, correlation_id)
+        return stored

@@ -1,0 +1,375 @@
+"""The SMART EHR launch of a video visit, provider (Hyperspace/Haiku/Canto) and patient (MyChart).
+
+The flow follows SMART App Launch STU 2.2 (app-launch.html), one step per method:
+
+``begin`` (``GET /api/launch/provider|patient?iss=..&launch=..[&sessionId=..&departmentId=..]``)
+  2. Launch: ``iss`` must *exactly* equal an approved FHIR base URL of a configured environment; an unknown
+     ``iss`` is refused before any outbound request (no discovery fetch for it: no SSRF, no assertion sent
+     to an attacker's token endpoint).
+  3. Discovery of the authorize and token endpoints (cached).
+  4. Authorization request: new ``state`` + PKCE S256 + ``nonce`` stored server-side in ``launch_states``,
+     bound to this browser by the ``vv_launch`` cookie; a 302 (GET) or an auto-submitting form (POST).
+
+``complete`` (``GET /api/launch/callback?code=..&state=..``)
+  - ``state`` must exist, be fresh, belong to this browser's cookie, and is consumed (single use).
+    An ``iss`` on the callback is ignored (RFC 9207 mix-up: the FHIR server comes from the stored state).
+  5. Token exchange (code + PKCE verifier + ``private_key_jwt``); the id_token is verified (signature,
+     iss, aud, exp, nonce) and ``fhirUser`` must fit the launch kind.
+  6. The appointment comes from the token's context, never from the URL: ``GET {iss}/Appointment/{id}`` gives
+     the CSN. ``sessionId`` in the launch URL is only a hint (a mismatch is logged, never used).
+  - The appointment record is read, or created minimally (status ``booked``) when HL7 has not sent it yet;
+    its Teams meeting is reused or created (``createOrGet``) and stored with ``If-Match``.
+  - Provider: a ``connected`` visit event (ID deterministic per appointment + clinician + state) is stored
+    and queued for write-back; the browser goes (302) to the meeting's ``joinWebUrl``.
+  - Patient: the browser goes to the patient join page of the same meeting (``/api/join/{token}``).
+
+Outbound calls per launch (cold caches): discovery 1 (``smart-configuration``; +1 ``metadata`` fallback),
+token 1, JWKS of the id_token issuer 1, FHIR Appointment read 1, Graph token 1 + ``createOrGet`` 1 when the
+visit has no meeting yet. Warm: token, FHIR read, and Graph only for a visit without a meeting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from lib.clock import Clock
+from lib.ehr.fhir_appointments import FhirAppointment, read_appointment
+from lib.models import ENDED_STATUSES, Appointment, EnvironmentConfig
+from lib.smart.authorize import (
+    LaunchKind,
+    build_authorize_request,
+    callback_url,
+    new_nonce,
+    new_pkce,
+    new_state,
+    scopes_for,
+)
+from lib.smart.discovery import SmartDiscovery
+from lib.smart.errors import CATALOG, LaunchError
+from lib.smart.id_token import Identity, IdTokenVerifier
+from lib.smart.keys import SmartKeys
+from lib.smart.token import exchange_code
+from lib.smart.transport import HttpClient
+from lib.sms.links import JoinLinks
+from lib.store.appointments import AppointmentRepository
+from lib.store.environments import EnvironmentRepository
+from lib.store.errors import AlreadyExists, ConcurrencyConflict
+from lib.store.launch_states import LAUNCH_STATE_TTL_SECONDS, LaunchState, LaunchStateRepository
+from lib.store.links import LinkRepository
+from lib.visits.events import VisitEventRecorder
+from lib.visits.meetings import MeetingService
+from lib.visits.pages import Cookie, Page, Redirect
+
+log = logging.getLogger(__name__)
+
+LAUNCH_COOKIE = "vv_launch"
+LAUNCH_COOKIE_PATH = "/api/launch"
+LINK_GRACE = timedelta(hours=2)
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
+_HINT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
+PROVIDER_USER_TYPES = frozenset({"Practitioner"})
+PATIENT_USER_TYPES = frozenset({"Patient", "RelatedPerson"})
+
+
+def browser_binding(cookie_value: str) -> str:
+    """The value stored with a launch state for a launch cookie: SHA-256 hex (the cookie itself is not stored)."""
+    return hashlib.sha256(cookie_value.encode()).hexdigest()
+
+
+def clean_hint(value: str | None) -> str | None:
+    """A launch-URL hint (``sessionId``, ``departmentId``) when it is a plain ID, else ``None``.
+
+    Epic substitutions can leave placeholders (``%PERFDEPID;;; ; ;;NONE;%``): the first plain token is kept.
+    """
+    if not value:
+        return None
+    for token in re.split(r"[;\s%]+", value):
+        if token and token.upper() != "NONE" and _HINT.fullmatch(token):
+            return token
+    return None
+
+
+class LaunchService:
+    """Begins and completes SMART EHR launches.
+
+    Args:
+        environments, launch_states, appointments, links: repositories.
+        discovery: SMART discovery (cached).
+        id_tokens: id_token verifier (caches the EHR's JWKS).
+        keys: returns our signing keys (a callable, so a missing key file fails the launch, not the app).
+        http: outbound HTTP client (token and FHIR calls).
+        meetings: ensures the visit's Teams meeting.
+        events: records visit events.
+        join_links: makes the patient's join-page token.
+        clock: the clock.
+        public_base_url: ``PUBLIC_BASE_URL``: the redirect URI base and the cookies' ``Secure`` flag.
+    """
+
+    def __init__(
+        self,
+        *,
+        environments: EnvironmentRepository,
+        launch_states: LaunchStateRepository,
+        appointments: AppointmentRepository,
+        links: LinkRepository,
+        discovery: SmartDiscovery,
+        id_tokens: IdTokenVerifier,
+        keys: Callable[[], SmartKeys],
+        http: HttpClient,
+        meetings: MeetingService,
+        events: VisitEventRecorder,
+        join_links: JoinLinks,
+        clock: Clock,
+        public_base_url: str,
+    ) -> None:
+        self._environments = environments
+        self._states = launch_states
+        self._appointments = appointments
+        self._links = links
+        self._discovery = discovery
+        self._id_tokens = id_tokens
+        self._keys = keys
+        self._http = http
+        self._meetings = meetings
+        self._events = events
+        self._join_links = join_links
+        self._clock = clock
+        self._public = public_base_url.rstrip("/")
+        self._secure = self._public.lower().startswith("https://")
+
+    # ---- begin -------------------------------------------------------------------------------------
+    def begin(self, kind: LaunchKind, query: Mapping[str, str], browser_cookie: str | None,
+              *, correlation_id: str | None = None) -> Redirect | Page:
+        """Steps 2–4: check ``iss``, discover, store the launch state, send the browser to authorize.
+
+        Args:
+            kind: ``provider`` or ``patient`` (which launch URL was opened).
+            query: the launch URL's query parameters (``iss``, ``launch``, optional ``sessionId``,
+                ``departmentId``).
+            browser_cookie: the ``vv_launch`` cookie value, when the browser sent one.
+
+        Raises:
+            LaunchError: ``ISS_MISSING``, ``LAUNCH_MISSING``, ``ISS_NOT_ALLOWED``, ``ENVIRONMENT_NOT_APPROVED``,
+                ``DISCOVERY_*``, ``SMART_KEYS_MISSING``.
+            StoreUnavailable: Cosmos DB is down.
+        """
+        iss = query.get("iss") or ""
+        launch = query.get("launch") or ""
+        if not iss:
+            raise LaunchError("ISS_MISSING")
+        if not launch:
+            raise LaunchError("LAUNCH_MISSING")
+        environment = self._environments.find_by_fhir_base_url(iss)
+        if environment is None:
+            log.warning("launch refused: iss not allowed kind=%s correlation=%s", kind, correlation_id)
+            raise LaunchError("ISS_NOT_ALLOWED")
+        if not environment.approved:
+            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+        self._keys()  # fail before the EHR round trip when our key is missing
+        config = self._discovery.discover(iss, environment.epic_client_id)
+
+        cookie_value = browser_cookie if browser_cookie and _COOKIE_VALUE.fullmatch(browser_cookie) else None
+        cookie_value = cookie_value or secrets.token_urlsafe(32)
+        pkce, state, nonce = new_pkce(), new_state(), new_nonce()
+        self._states.create(LaunchState(
+            state=state,
+            environment_id=environment.id,
+            iss=iss,
+            code_verifier=pkce.verifier,
+            nonce=nonce,
+            kind=kind,
+            browser_binding=browser_binding(cookie_value),
+            session_hint=clean_hint(query.get("sessionId")),
+            department_hint=clean_hint(query.get("departmentId")),
+            created_utc=self._clock.now(),
+        ))
+        request = build_authorize_request(
+            config,
+            client_id=environment.epic_client_id,
+            redirect_uri=callback_url(self._public),
+            scope=scopes_for(kind, config),
+            state=state,
+            launch=launch,
+            pkce=pkce,
+            nonce=nonce,
+        )
+        cookie = Cookie(LAUNCH_COOKIE, cookie_value, LAUNCH_STATE_TTL_SECONDS, LAUNCH_COOKIE_PATH, self._secure)
+        log.info("launch begun kind=%s environment=%s method=%s correlation=%s", kind, environment.id,
+                 request.method, correlation_id)
+        if request.method == "POST":
+            return Page(request.form_page(), headers={"Content-Security-Policy": request.content_security_policy()},
+                        cookies=(cookie,))
+        return Redirect(request.redirect_url(), cookies=(cookie,))
+
+    # ---- complete ----------------------------------------------------------------------------------
+    def complete(self, query: Mapping[str, str], browser_cookie: str | None,
+                 *, correlation_id: str | None = None) -> Redirect:
+        """The callback: check and consume the state, exchange the code, resolve the visit, go to the meeting.
+
+        Args:
+            query: the callback's query parameters (``code``, ``state``, or ``error``...; ``iss`` is ignored).
+            browser_cookie: the ``vv_launch`` cookie value.
+
+        Raises:
+            LaunchError: ``STATE_*``, ``EPIC_*``, ``ID_TOKEN_INVALID``, ``WRONG_LAUNCH_KIND``,
+                ``APPOINTMENT_*``, ``GRAPH_*``, ``ORGANIZER_MISSING``...
+            StoreUnavailable: Cosmos DB is down.
+        """
+        launch_state = self._take_state(query.get("state") or "", browser_cookie)
+        environment = self._environment_of(launch_state)
+        error = query.get("error")
+        if error:
+            code = error if _OAUTH_ERROR.fullmatch(error) else "unknown"
+            hint = CATALOG["EPIC_AUTHORIZE_ERROR"].admin_hint
+            raise LaunchError("EPIC_AUTHORIZE_ERROR", f"The EHR's authorize endpoint answered '{code}'. {hint}")
+        code_value = query.get("code") or ""
+        if not code_value:
+            raise LaunchError("STATE_MISSING")
+        now = self._clock.now()
+        config = self._discovery.discover(launch_state.iss, environment.epic_client_id)
+        tokens = exchange_code(
+            self._http, token_endpoint=config.token_endpoint, code=code_value,
+            redirect_uri=callback_url(self._public), code_verifier=launch_state.code_verifier,
+            client_id=environment.epic_client_id, keys=self._keys(), now=now,
+        )
+        if not tokens.id_token:
+            raise LaunchError("ID_TOKEN_INVALID", "The token response has no id_token: grant the openid and "
+                                                  "fhirUser scopes to the app in Epic.")
+        identity = self._id_tokens.verify(tokens.id_token, config=config, client_id=environment.epic_client_id,
+                                          nonce=launch_state.nonce, now=now)
+        check_launch_kind(launch_state.kind, identity)
+        fhir_id = tokens.context.appointment_id()
+        if not fhir_id:
+            raise LaunchError("APPOINTMENT_CONTEXT_MISSING")
+        fhir_appointment = read_appointment(self._http, fhir_base_url=launch_state.iss, appointment_id=fhir_id,
+                                            access_token=tokens.access_token)
+        if not fhir_appointment.csn:
+            raise LaunchError("APPOINTMENT_NOT_FOUND", "The FHIR Appointment of the launch carries no CSN "
+                                                       "identifier.")
+        if launch_state.session_hint and launch_state.session_hint != fhir_appointment.csn:
+            log.warning("launch sessionId hint differs from the token context environment=%s correlation=%s; "
+                        "using the context", environment.id, correlation_id)
+        ehr_user_id = identity.ehr_user_id if launch_state.kind == "provider" else None
+        appointment = self._appointment_for(environment, fhir_appointment, ehr_user_id)
+        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id)
+        assert appointment.meeting is not None
+        log.info("launch completed kind=%s environment=%s correlation=%s", launch_state.kind, environment.id,
+                 correlation_id)
+        if launch_state.kind == "provider":
+            assert ehr_user_id is not None
+            self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
+                                attempt=launch_state.state, correlation_id=correlation_id)
+            return Redirect(appointment.meeting.join_url)
+        return Redirect(f"{self._public}/api/join/{self._patient_link(appointment, now)}")
+
+    def _take_state(self, state: str, browser_cookie: str | None) -> LaunchState:
+        """Read, check and consume the launch state of a callback (single use, bound to the browser)."""
+        if not state:
+            raise LaunchError("STATE_MISSING")
+        launch_state = self._states.get(state)
+        if launch_state is None:
+            raise LaunchError("STATE_INVALID")
+        if launch_state.expired(self._clock.now()):
+            self._states.consume(launch_state)
+            raise LaunchError("STATE_INVALID")
+        if not browser_cookie or not hmac.compare_digest(browser_binding(browser_cookie),
+                                                         launch_state.browser_binding):
+            # Not consumed: a cross-site request cannot burn the real browser's launch.
+            raise LaunchError("STATE_BROWSER_MISMATCH")
+        if not self._states.consume(launch_state):
+            raise LaunchError("STATE_INVALID")
+        return launch_state
+
+    def _environment_of(self, launch_state: LaunchState) -> EnvironmentConfig:
+        environment = self._environments.get(launch_state.environment_id)
+        if environment is None or launch_state.iss not in environment.fhir_base_urls:
+            raise LaunchError("ISS_NOT_ALLOWED", "The environment of this launch was removed or no longer lists "
+                                                 "its FHIR base URL.")
+        if not environment.approved:
+            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+        return environment
+
+    def _appointment_for(self, environment: EnvironmentConfig, fhir: FhirAppointment,
+                         ehr_user_id: str | None) -> Appointment:
+        """The stored appointment of the CSN, or a minimal one created from the FHIR Appointment."""
+        assert fhir.csn is not None
+        key = f"{environment.id}|{fhir.csn}"
+        existing = self._appointments.get(key)
+        if existing is None:
+            if fhir.status in ("cancelled", "entered-in-error", "noshow"):
+                raise LaunchError("APPOINTMENT_CANCELLED")
+            try:
+                existing = self._appointments.create(minimal_appointment(environment, fhir, ehr_user_id))
+            except AlreadyExists:
+                existing = self._appointments.get(key)
+                if existing is None:
+                    raise LaunchError("APPOINTMENT_NOT_FOUND") from None
+        if existing.status in ENDED_STATUSES:
+            raise LaunchError("APPOINTMENT_CANCELLED")
+        return existing
+
+    def _patient_link(self, appointment: Appointment, now: datetime) -> str:
+        """A join-page token for ``appointment`` (its link ID is created and stored when it has none)."""
+        expires = (appointment.end_utc or now) + LINK_GRACE
+        expires = max(expires, now + LINK_GRACE)
+        current = appointment
+        for _ in range(3):
+            if current.link_id:
+                break
+            try:
+                current = self._appointments.replace(
+                    dataclasses.replace(current, link_id=secrets.token_urlsafe(16)))
+            except ConcurrencyConflict:
+                fresh = self._appointments.get(current.key)
+                if fresh is None:
+                    raise LaunchError("APPOINTMENT_NOT_FOUND") from None
+                current = fresh
+        if not current.link_id:
+            raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its join link was made.")
+        self._links.put(current.link_id, current.key, expires=expires, now=now)
+        return self._join_links.token(current.link_id, expires)
+
+
+def check_launch_kind(kind: LaunchKind, identity: Identity) -> None:
+    """Refuse a provider launch by a non-Practitioner and a patient launch by a Practitioner.
+
+    Raises:
+        LaunchError: ``WRONG_LAUNCH_KIND``.
+    """
+    allowed = PROVIDER_USER_TYPES if kind == "provider" else PATIENT_USER_TYPES
+    if identity.resource_type not in allowed:
+        raise LaunchError("WRONG_LAUNCH_KIND")
+
+
+def minimal_appointment(environment: EnvironmentConfig, fhir: FhirAppointment,
+                        ehr_user_id: str | None) -> Appointment:
+    """An appointment record made from the FHIR Appointment when HL7 has not announced the visit yet.
+
+    Status ``booked``; start/end from FHIR (end = start + ``minutesDuration`` when only that is given);
+    ``order_key`` empty, so the first HL7 message for the visit is applied over it.
+    """
+    assert fhir.csn is not None
+    end = fhir.end
+    if end is None and fhir.start is not None and fhir.minutes_duration:
+        end = fhir.start + timedelta(minutes=fhir.minutes_duration)
+    duration = fhir.minutes_duration
+    if duration is None and fhir.start is not None and end is not None:
+        duration = int((end - fhir.start).total_seconds() // 60)
+    return Appointment(
+        environment_id=environment.id,
+        appointment_id=fhir.csn,
+        status="booked",
+        start_utc=fhir.start,
+        end_utc=end,
+        duration_minutes=duration,
+        source_time_zone=environment.time_zone,
+        provider_ehr_id=ehr_user_id,
+    )

@@ -1,0 +1,66 @@
+"""One Teams meeting per visit: reuse the meeting stored on the appointment, else ``createOrGet`` it and
+store it with ``If-Match``.
+
+Whoever touches the visit first (provider launch, patient link, later the intake) creates it; a concurrent
+second writer loses the ETag race, re-reads, and finds the meeting (``createOrGet`` with the same organizer
+and ``externalId`` returned the same meeting to both anyway).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from lib.models import Appointment, EnvironmentConfig
+from lib.smart.errors import LaunchError
+from lib.store.appointments import AppointmentRepository
+from lib.store.errors import ConcurrencyConflict
+from lib.teams.graph import MEETING_SUBJECT, GraphClient, OrganizerResolver, meeting_external_id
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+
+
+class MeetingService:
+    """Ensures an appointment has its Teams meeting.
+
+    Args:
+        appointments: the appointment repository.
+        graph: the Graph client.
+        organizers: chooses the organizer (the seam for provider sign-in).
+    """
+
+    def __init__(self, *, appointments: AppointmentRepository, graph: GraphClient,
+                 organizers: OrganizerResolver) -> None:
+        self._appointments = appointments
+        self._graph = graph
+        self._organizers = organizers
+
+    def ensure(self, environment: EnvironmentConfig, appointment: Appointment,
+               *, ehr_user_id: str | None = None) -> Appointment:
+        """``appointment`` with its ``meeting`` set (stored), creating the meeting when it has none.
+
+        Raises:
+            LaunchError: from Graph (``GRAPH_*``), ``ORGANIZER_MISSING``, ``APPOINTMENT_NOT_FOUND`` (deleted
+                meanwhile), ``STORE_UNAVAILABLE`` (lost the ETag race three times).
+            StoreUnavailable: Cosmos DB is down.
+        """
+        current = appointment
+        for _ in range(MAX_ATTEMPTS):
+            if current.meeting is not None:
+                return current
+            organizer = self._organizers.organizer_for(environment, current, ehr_user_id)
+            meeting = self._graph.create_or_get_meeting(
+                organizer, meeting_external_id(environment.id, current.appointment_id), MEETING_SUBJECT,
+                current.start_utc, current.end_utc,
+            )
+            try:
+                return self._appointments.replace(dataclasses.replace(current, meeting=meeting))
+            except ConcurrencyConflict:
+                log.info("meeting store lost the race environment=%s; re-reading", environment.id)
+                fresh = self._appointments.get(current.key)
+                if fresh is None:
+                    raise LaunchError("APPOINTMENT_NOT_FOUND", "The appointment was deleted while its meeting "
+                                                               "was created.") from None
+                current = fresh
+        raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its meeting was stored.")
