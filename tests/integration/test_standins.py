@@ -470,3 +470,19 @@ def test_epic_writeback_basic_and_backend_token(epic: Epic, services: ServiceHan
     assert requests.get(url, params=params, headers=bearer, verify=epic.ca, timeout=5).status_code == 503
     calls = requests.get(f"{epic.base}/_standin/connection-status", verify=epic.ca, timeout=5).json()
     assert [(c["ConnectionStatus"], c["auth"]) for c in calls] == [("1", "basic"), ("2", "bearer")]
+
+
+def test_epic_authorize_post_and_patient_context(epic: Epic) -> None:
+    verifier = _verifier()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    launch = epic.launch("555000", context="patient", patient_id="ePatient1", user_id=None)
+    resp = requests.post(f"{epic.base}/oauth2/authorize", data={
+        "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT, "scope": "launch openid fhirUser",
+        "state": "s2", "aud": epic.iss, "launch": launch, "code_challenge": challenge,
+        "code_challenge_method": "S256"}, allow_redirects=False, verify=epic.ca, timeout=5)
+    assert resp.status_code == 302
+    back = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(resp.headers["Location"]).query))
+    tok = epic.token(back["code"], verifier).json()
+    assert tok["patient"] == "ePatient1"
+    claims = jwt.decode(tok["id_token"], options={"verify_signature": False})
+    assert claims["fhirUser"] == f"{epic.iss}/Patient/ePatient1" and "nonce" not in claims
