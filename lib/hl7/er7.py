@@ -17,6 +17,7 @@ latin-1 (``8859/n`` -> iso8859-n), ``ASCII`` -> ascii; absent or unknown -> utf-
 from __future__ import annotations
 
 import binascii
+import functools
 from dataclasses import dataclass
 
 from lib.hl7.errors import HL7Rejected, NotHL7
@@ -98,7 +99,14 @@ def _find_msh(body: bytes) -> int:
 
 
 def _separators(msh: str) -> Separators:
-    """Read MSH-1/MSH-2 from the decoded MSH segment text.
+    """Read MSH-1/MSH-2 from the decoded MSH segment text (cached on the first characters)."""
+    end = msh.find(msh[3], 4) if len(msh) > 3 else -1
+    return _separators_of(msh[: end if 0 < end <= 10 else 10])
+
+
+@functools.lru_cache(maxsize=32)
+def _separators_of(msh: str) -> Separators:
+    """Read MSH-1/MSH-2 from the start of the MSH segment text.
 
     Raises:
         NotHL7: MSH-1 is missing, alphanumeric or whitespace.
@@ -208,7 +216,9 @@ class Er7Message:
 
     def first(self, sid: str) -> list[str] | None:
         """The first segment with ID ``sid`` (fields list), or None."""
-        segs = self.segments(sid)
+        segs = self._split.get(sid)
+        if segs is None:
+            segs = self.segments(sid)
         return segs[0] if segs else None
 
     def has(self, sid: str) -> bool:
@@ -253,11 +263,22 @@ class Er7Message:
 
     def value(self, seg: list[str] | None, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
         """Like :meth:`part` but unescaped and stripped; the HL7 null ``\"\"`` reads as ``""``."""
-        v = self.part(seg, field, rep, comp, sub)
+        if seg is None or field >= len(seg):
+            return ""
+        v = seg[field]
         if not v:
             return v
-        if self.seps.escape in v and not (field <= 2 and seg is not None and seg[0] == "MSH"):
-            v = unescape(v, self.seps, self.codec)
+        seps = self.seps
+        if field <= 2 and seg[0] == "MSH":
+            return v
+        if rep == 1 and comp == 1 and sub == 1:  # fast path: first leaf
+            v = v.partition(seps.repetition)[0].partition(seps.component)[0].partition(seps.subcomponent)[0]
+        else:
+            v = split_part(v, seps, rep, comp, sub)
+        if not v:
+            return v
+        if seps.escape in v:
+            v = unescape(v, seps, self.codec)
         v = v.strip()
         return "" if v == _NULL else v
 

@@ -81,6 +81,7 @@ def header_from_message(msg: Er7Message) -> MessageHeader:
     msh = msg.first("MSH")
     v = msg.value
     dt_raw = v(msh, 7)
+    msh9 = [msg.rep_value(rep, comp) for rep in (msg.raw(msh, 9),) for comp in (1, 2, 3)]
     return MessageHeader(
         separators=msg.seps,
         sending_application=msg.raw(msh, 3),
@@ -89,9 +90,9 @@ def header_from_message(msg: Er7Message) -> MessageHeader:
         receiving_facility=msg.raw(msh, 6),
         message_datetime_raw=dt_raw,
         message_datetime=parse_dtm(dt_raw) if dt_raw else None,
-        message_type=v(msh, 9),
-        trigger_event=v(msh, 9, 1, 2),
-        message_structure=v(msh, 9, 1, 3),
+        message_type=msh9[0],
+        trigger_event=msh9[1],
+        message_structure=msh9[2],
         control_id=v(msh, 10),
         processing_id=v(msh, 11),
         version=v(msh, 12),

@@ -25,21 +25,25 @@ number.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from lib.hl7.er7 import Er7Message, unescape
 
 __all__ = ["PhoneChoice", "choose_sms_phone"]
 
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 _MOBILE_WORD = re.compile(r"MOBILE|CELL", re.IGNORECASE)
 _EMAIL_WORD = re.compile(r"E-?MAIL", re.IGNORECASE)
 _MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 _SOURCES = ((13, "PID-13"), (40, "PID-40"), (14, "PID-14"))
 _MAX_NUMBER_LEN = 64
+_MIN_INTERNATIONAL_DIGITS = 6  # shortest valid "+<cc><number>" anywhere has 7 digits (e.g. +290 XXXX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +79,27 @@ def _components(msg: Er7Message, rep: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _min_national_digits(region: str) -> int:
+    """Fewest digits a valid national number of ``region`` has (prefixes only add digits)."""
+    meta = PhoneMetadata.metadata_for_region(region)
+    lengths = meta.general_desc.possible_length if meta is not None and meta.general_desc is not None else ()
+    return min((n for n in lengths if n > 0), default=1)
+
+
 def _normalise(number: str, region: str) -> phonenumbers.PhoneNumber | None:
     """Parse and validate; None when invalid.
 
-    Fast paths: ``is_possible_number`` (a length check), then ``is_valid_number_for_region`` for
-    the default region, before the full ``is_valid_number``, which scans every region sharing the
-    country code (25 for +1).
+    Fast paths: fewer digits (letters count, for vanity numbers) than the region's shortest
+    national number; ``is_possible_number`` (a length check); ``is_valid_number_for_region`` for
+    the default region, before the full ``is_valid_number``, which scans every region sharing
+    the country code (25 for +1).
     """
     if not number or len(number) > _MAX_NUMBER_LEN:
         return None
+    digits = len(_NOT_ALNUM.sub("", number))
+    if digits < (_MIN_INTERNATIONAL_DIGITS if number.lstrip()[:1] == "+" else _min_national_digits(region)):
+        return None  # too short to be valid anywhere: skip the (costly) full parse
     try:
         parsed = phonenumbers.parse(number, region)
     except NumberParseException:
