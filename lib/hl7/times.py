@@ -17,6 +17,7 @@ configured IANA zone, resolved with ``fold=0``:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
@@ -34,8 +35,19 @@ for _names, _secs in (
         _UNIT_SECONDS[_name] = _secs
 
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_DIGITS = re.compile(r"[0-9]+")
 _DURATION_TEXT = re.compile(r"([A-Za-z]*)\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)")
+
+
+_DTM = re.compile(r"([0-9]{4,20})(?:\.([0-9]{1,6}))?(?:([+-])([0-9]{2})([0-9]{2}))?")
+
+
+@functools.lru_cache(maxsize=128)
+def _offset(sign: str, hh: str, mm: str) -> tzinfo | None:
+    h, m = int(hh), int(mm)
+    if h > 23 or m > 59:
+        return None
+    delta = timedelta(hours=h, minutes=m)
+    return timezone(-delta if sign == "-" else delta)
 
 
 def parse_dtm(value: str, *, min_digits: int = 4) -> datetime | None:
@@ -51,30 +63,18 @@ def parse_dtm(value: str, *, min_digits: int = 4) -> datetime | None:
         fixed-offset tzinfo when ``+/-ZZZZ`` is present (``-0000`` reads as UTC); None when the
         value is empty or not a valid DTM. Missing month/day default to 1, missing time parts to 0.
     """
-    s = value.strip()
-    if not s:
+    m = _DTM.fullmatch(value.strip())
+    if m is None:
         return None
+    s, frac, sign, hh, mm = m.groups()
     offset: tzinfo | None = None
-    if len(s) > 5 and s[-5] in "+-":
-        off = s[-4:]
-        if not _DIGITS.fullmatch(off):
+    if sign is not None:
+        offset = _offset(sign, hh, mm)
+        if offset is None:
             return None
-        hh, mm = int(off[:2]), int(off[2:])
-        if hh > 23 or mm > 59:
-            return None
-        delta = timedelta(hours=hh, minutes=mm)
-        offset = timezone(-delta if s[-5] == "-" else delta)
-        s = s[:-5]
-    frac = ""
-    if "." in s:
-        s, _, frac = s.partition(".")
-        if not _DIGITS.fullmatch(frac) or len(frac) > 6:
-            return None
-    if not _DIGITS.fullmatch(s):
-        return None
     n = len(s)
     if n > 14:
-        if frac or n > 20:
+        if frac:
             return None
         s, frac = s[:14], s[14:]
         n = 14
@@ -88,12 +88,12 @@ def parse_dtm(value: str, *, min_digits: int = 4) -> datetime | None:
             int(s[8:10]) if n >= 10 else 0,
             int(s[10:12]) if n >= 12 else 0,
             int(s[12:14]) if n >= 14 else 0,
-            int(frac.ljust(6, "0")) if frac else 0,
+            int(frac.ljust(6, "0")[:6]) if frac else 0,
             tzinfo=offset,
         )
     except ValueError:
         return None
-    if offset is not None:
+    if offset is not None and dt.year in (1, 9999):
         try:
             dt.astimezone(UTC)
         except OverflowError:
