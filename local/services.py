@@ -221,8 +221,11 @@ def _specs(p: Profile, root: Path, m: LocalMaterial) -> list[_Spec]:
         ], "azurite", lambda: all(
             _http_probe(f"http://{HOST}:{port}/{AZURITE_ACCOUNT}?comp=list", None, False)
             for port in (p.blob, p.queue, p.table))),
-        _Spec("cosmos", (p.cosmos,), [str(bin_dir / "cosmosdb-server"), "-p", str(p.cosmos), "--host", HOST],
-              "cosmosdb-server", lambda: _http_probe(f"https://{HOST}:{p.cosmos}/", unverified, False)),
+        # Through local/cosmosdb_server.js: the package's server with its missing-document 500 fixed to 404.
+        _Spec("cosmos", (p.cosmos,),
+              [shutil.which("node") or "node", str(Path(__file__).with_name("cosmosdb_server.js")),
+               "-p", str(p.cosmos), "--host", HOST],
+              "cosmosdb_server.js", lambda: _http_probe(f"https://{HOST}:{p.cosmos}/", unverified, False)),
         standin("epic", "epic", p.epic, ["--emp-password-file", str(m.epic_emp_password)]),
         standin("graph", "graph", p.graph, ["--tenant", DEFAULT_TENANT_ID]),
         standin("acs", "acs_sms", p.acs, ["--access-key-file", str(m.acs_key)]),

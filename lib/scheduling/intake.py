@@ -176,14 +176,14 @@ class IntakeService:
 
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
-        ack = self._ack(header, "AA", None, None)
+        ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
         if header.control_id:
-            self._processed.record(dedupe_id, ack, code="AA", now=now)
+            self._processed.record(dedupe_id, ack, code=_msa(ack) or "AA", now=now)
         log.info(
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
             environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
         )
-        return IntakeResponse(200, ack, HL7_CONTENT_TYPE, ack_code="AA", outbox_to_send=to_send)
+        return IntakeResponse(200, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack), outbox_to_send=to_send)
 
     def _apply(
         self, environment: EnvironmentConfig, message: object, key: str
@@ -231,15 +231,14 @@ class IntakeService:
         appointment: Appointment,
         phone: str | None,
         cancel: tuple[dict[str, str], ...],
-        now: object,
+        now: datetime,
     ) -> None:
         end = appointment.end_utc or appointment.start_utc
-        if end is not None and appointment.link_id:
-            self._links.put(appointment.link_id, appointment.key, expires=end + CONTACT_GRACE, now=now)  # type: ignore[arg-type]
+        # Nothing personal is kept for a visit that is already over (a late or replayed message).
+        if end is not None and appointment.link_id and end + CONTACT_GRACE > now:
+            self._links.put(appointment.link_id, appointment.key, expires=end + CONTACT_GRACE, now=now)
             if phone is not None:
-                self._contacts.put(
-                    appointment.key, environment.id, phone, delete_after=end + CONTACT_GRACE, now=now  # type: ignore[arg-type]
-                )
+                self._contacts.put(appointment.key, environment.id, phone, delete_after=end + CONTACT_GRACE, now=now)
         for ref in cancel:
             item = self._outbox.get(ref["id"], ref["bucket"])
             if item is not None and item.state == "pending":

@@ -102,6 +102,10 @@ class CosmosStore:
                 )
 
 
+# Single-partition queries also name their partition key in the WHERE clause: Cosmos DB is indifferent,
+# and the local Cosmos-compatible server only honours the partition key when it appears in the filter.
+
+
 def if_match(etag: str | None) -> dict[str, Any]:
     """Keyword arguments for an ETag-guarded write (``If-Match``), or none when ``etag`` is ``None``."""
     if etag is None:

@@ -89,8 +89,8 @@ class RejectedMessages:
         """The newest rejected messages of one environment."""
         with translated_errors():
             docs = self._container.query_items(
-                "SELECT TOP @limit * FROM c ORDER BY c.received_utc DESC",
-                parameters=[{"name": "@limit", "value": limit}],
+                "SELECT TOP @limit * FROM c WHERE c.environmentId = @env ORDER BY c.received_utc DESC",
+                parameters=[{"name": "@limit", "value": limit}, {"name": "@env", "value": environment_id}],
                 partition_key=environment_id,
             )
             return [_rejected(d) for d in docs]

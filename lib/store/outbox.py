@@ -52,8 +52,13 @@ class OutboxRepository:
         """Pending items of one bucket due at or before ``now`` (a single-partition query)."""
         with translated_errors():
             docs = self._container.query_items(
-                "SELECT TOP @limit * FROM c WHERE c.state = 'pending' AND c.due_utc <= @now ORDER BY c.due_utc",
-                parameters=[{"name": "@limit", "value": limit}, {"name": "@now", "value": iso(now)}],
+                "SELECT TOP @limit * FROM c WHERE c.bucket = @bucket AND c.state = 'pending' AND c.due_utc <= @now "
+                "ORDER BY c.due_utc",
+                parameters=[
+                    {"name": "@limit", "value": limit},
+                    {"name": "@bucket", "value": bucket},
+                    {"name": "@now", "value": iso(now)},
+                ],
                 partition_key=bucket,
             )
             return [OutboxItem.from_doc(d) for d in docs]
@@ -63,7 +68,9 @@ class OutboxRepository:
         with translated_errors():
             rows = list(
                 self._container.query_items(
-                    "SELECT VALUE COUNT(1) FROM c WHERE c.state = 'pending'", partition_key=bucket
+                    "SELECT VALUE COUNT(1) FROM c WHERE c.bucket = @bucket AND c.state = 'pending'",
+                    parameters=[{"name": "@bucket", "value": bucket}],
+                    partition_key=bucket,
                 )
             )
         return int(rows[0]) if rows else 0

@@ -112,6 +112,8 @@ class VisitEventRepository:
         """All events of one visit, oldest first (single-partition query)."""
         with translated_errors():
             docs = self._container.query_items(
-                "SELECT * FROM c ORDER BY c.at_utc", partition_key=appointment_key
+                "SELECT * FROM c WHERE c.appointmentKey = @key ORDER BY c.at_utc",
+                parameters=[{"name": "@key", "value": appointment_key}],
+                partition_key=appointment_key,
             )
             return [VisitEvent.from_doc(d) for d in docs]

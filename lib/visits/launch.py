@@ -87,11 +87,12 @@ def browser_binding(cookie_value: str) -> str:
 def clean_hint(value: str | None) -> str | None:
     """A launch-URL hint (``sessionId``, ``departmentId``) when it is a plain ID, else ``None``.
 
-    Epic substitutions can leave placeholders (``%PERFDEPID;;; ; ;;NONE;%``): the first plain token is kept.
+    A value still holding an unsubstituted Epic token (``%PERFDEPID;;; ; ;;NONE;%``) is dropped; of a
+    substituted one (``10501101;;; ; ;;NONE;``) the first plain part is kept.
     """
-    if not value:
+    if not value or "%" in value:
         return None
-    for token in re.split(r"[;\s%]+", value):
+    for token in re.split(r"[;\s]+", value):
         if token and token.upper() != "NONE" and _HINT.fullmatch(token):
             return token
     return None

@@ -1,0 +1,36 @@
+"""Invoke the app's functions directly, the way the Functions host would (python-testing docs)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+
+def post_hl7(environment_id: str, body: bytes, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """Call ``POST /api/hl7/{environmentId}`` in-process and return the response."""
+    from functions.hl7_intake import hl7_intake
+
+    req = func.HttpRequest(
+        method="POST",
+        url=f"http://127.0.0.1/api/hl7/{environment_id}",
+        headers={"content-type": "application/hl7-v2+er7", **(headers or {})},
+        params={},
+        route_params={"environmentId": environment_id},
+        body=body,
+    )
+    return hl7_intake.build().get_user_function()(req)
+
+
+def msa(response: func.HttpResponse) -> list[str]:
+    """The MSA segment of an ACK response, split into fields (``["MSA", "AA", "<MSH-10>", ...]``)."""
+    for segment in response.get_body().split(b"\r"):
+        if segment.startswith(b"MSA"):
+            return segment.decode().split("|")
+    raise AssertionError("no MSA segment in the response")
+
+
+def segment(response: func.HttpResponse, name: str) -> list[str] | None:
+    """One segment of an ACK response, split into fields, or ``None``."""
+    for seg in response.get_body().split(b"\r"):
+        if seg.startswith(name.encode()):
+            return seg.decode().split("|")
+    return None

@@ -1,0 +1,26 @@
+"""Test environments: a configured :class:`EnvironmentConfig` per test."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lib.models import EnvironmentConfig, SmsSettings
+
+SENDER = "+18005550100"
+
+
+def make_environment(app: object, environment_id: str, **overrides: object) -> EnvironmentConfig:
+    """Store and return a test environment (SMS on, America/New_York, test kind unless overridden)."""
+    sms = overrides.pop("sms", SmsSettings(enabled=True, sender=SENDER))
+    config = EnvironmentConfig(
+        id=environment_id,
+        kind="test",
+        display_name="Contoso Health",
+        fhir_base_urls=(),
+        approved=True,
+        epic_client_id="test-client",
+        sms=sms,  # type: ignore[arg-type]
+    )
+    config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
+    app.repos.environments.put(config)  # type: ignore[attr-defined]
+    return config
