@@ -1,0 +1,89 @@
+"""Step 5, token exchange and the loosely parsed launch context."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from lib.smart.errors import LaunchError
+from lib.smart.keys import SmartKeys
+from lib.smart.token import exchange_code, loose_bool, parse_token_response, request_backend_token
+from tests.unit.smart.fake_http import fake_client
+from tests.unit.smart.keys_for_tests import rsa_pem
+
+TOKEN_URL = "https://ehr.example.org/oauth2/token"
+NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+
+
+def test_epic_string_booleans_and_string_numbers_are_parsed():
+    resp = parse_token_response({"access_token": "at", "token_type": "Bearer", "expires_in": "3240",
+                                 "need_patient_banner": "false", "patient": "p1", "loginDepartment": "D1"})
+    assert resp.expires_in == 3240
+    assert resp.context.need_patient_banner is False
+    assert resp.context.patient == "p1"
+    assert resp.context.extra == {"loginDepartment": "D1"}
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), ("TRUE", True), ("false", False), (0, False),
+                                                 ("maybe", None), (None, None)])
+def test_loose_bool(value, expected):
+    assert loose_bool(value) is expected
+
+
+def test_fhir_context_appointment_wins_over_the_epic_field():
+    resp = parse_token_response({"access_token": "at", "appointment": "epic-field",
+                                 "fhirContext": [{"reference": "Encounter/e1"}, {"reference": "Appointment/ctx-1"}]})
+    assert resp.context.appointment_id() == "ctx-1"
+
+
+def test_epic_appointment_field_is_used_without_fhir_context():
+    assert parse_token_response({"access_token": "at", "appointment": "a9"}).context.appointment_id() == "a9"
+
+
+def test_tokens_are_not_in_the_repr():
+    resp = parse_token_response({"access_token": "secret-at", "id_token": "secret-id"})
+    assert "secret" not in repr(resp)
+
+
+def test_a_response_without_access_token_is_an_oauth_error():
+    with pytest.raises(LaunchError) as err:
+        parse_token_response({"token_type": "bearer"})
+    assert err.value.code == "EPIC_OAUTH_ERROR"
+
+
+def test_code_exchange_sends_verifier_redirect_uri_and_client_assertion():
+    http, fake = fake_client()
+    fake.on("POST", TOKEN_URL, (200, {"access_token": "at", "token_type": "bearer", "id_token": "x.y.z"}))
+    keys = SmartKeys.from_pem(rsa_pem("a"))
+    exchange_code(http, token_endpoint=TOKEN_URL, code="the-code", redirect_uri="https://app/cb",
+                  code_verifier="v" * 43, client_id="c1", keys=keys, now=NOW)
+    form = fake.calls[0].form
+    assert form["grant_type"] == "authorization_code"
+    assert (form["code"], form["redirect_uri"], form["code_verifier"], form["client_id"]) == \
+        ("the-code", "https://app/cb", "v" * 43, "c1")
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    assert "client_secret" not in form
+
+
+def test_backend_grant_is_client_credentials_with_scope():
+    http, fake = fake_client()
+    fake.on("POST", TOKEN_URL, (200, {"access_token": "at", "token_type": "bearer", "expires_in": 3600}))
+    resp = request_backend_token(http, token_endpoint=TOKEN_URL, client_id="c1", scope="system/Appointment.read",
+                                 keys=SmartKeys.from_pem(rsa_pem("a")), now=NOW)
+    assert fake.calls[0].form["grant_type"] == "client_credentials"
+    assert fake.calls[0].form["scope"] == "system/Appointment.read"
+    assert resp.expires_in == 3600
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, "EPIC_OAUTH_ERROR"), (401, "EPIC_OAUTH_ERROR"),
+                                              (429, "EPIC_UNAVAILABLE"), (503, "EPIC_UNAVAILABLE")])
+def test_token_errors_are_classified(status, code):
+    http, fake = fake_client()
+    fake.on("POST", TOKEN_URL, (status, {"error": "invalid_grant", "error_description": "code used"}))
+    with pytest.raises(LaunchError) as err:
+        exchange_code(http, token_endpoint=TOKEN_URL, code="c", redirect_uri="https://app/cb", code_verifier="v" * 43,
+                      client_id="c1", keys=SmartKeys.from_pem(rsa_pem("a")), now=NOW)
+    assert err.value.code == code
+    if status == 400:
+        assert "invalid_grant" in err.value.admin_hint
