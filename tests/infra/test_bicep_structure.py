@@ -257,6 +257,16 @@ def test_settings_check_fails_when_either_side_drifts(change, expected):
     assert any(expected in p for p in problems), problems
 
 
+def test_a_required_setting_added_to_the_real_settings_module_fails_the_check():
+    source = (REPO / "lib" / "settings.py").read_text(encoding="utf-8")
+    marker = 'cosmos_endpoint=required("COSMOS_ENDPOINT"),'
+    assert marker in source
+    mutated = source.replace(marker, marker + ' extra=required("EHR_API_SECRET"),')
+    read, required = settings_read(mutated)
+    problems = settings_problems(read, required, app_settings(bicep("main.bicep")))
+    assert "required by lib/settings.py but not provided by main.bicep: EHR_API_SECRET" in problems
+
+
 def test_proposed_settings_are_key_vault_references_and_documented():
     settings = app_settings(bicep("main.bicep"))
     deploy_doc = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
