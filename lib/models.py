@@ -133,7 +133,6 @@ class Appointment:
     source_time_zone: str | None
     department: str | None = None
     provider_ehr_id: str | None = None
-    visit_type: str | None = None
     language: str | None = None
     order_key: str = ""
     schedule_revision: int = 0
@@ -161,7 +160,6 @@ class Appointment:
             "source_time_zone": self.source_time_zone,
             "department": self.department,
             "provider_ehr_id": self.provider_ehr_id,
-            "visit_type": self.visit_type,
             "language": self.language,
             "order_key": self.order_key,
             "schedule_revision": self.schedule_revision,
@@ -185,7 +183,6 @@ class Appointment:
             source_time_zone=doc.get("source_time_zone"),
             department=doc.get("department"),
             provider_ehr_id=doc.get("provider_ehr_id"),
-            visit_type=doc.get("visit_type"),
             language=doc.get("language"),
             order_key=doc.get("order_key", ""),
             schedule_revision=doc.get("schedule_revision", 0),

@@ -82,7 +82,8 @@ class SiuMessage:
         department: AIL-3.1 (AIL-3.4 when .1 is empty), else PV1-3.1, else RGS-3.1; or None.
         department_name: component 2 of the field the department came from, or None.
         provider_ehr_id: AIP-3.1, else PV1-7.1 (first repetition); or None.
-        visit_type: AIS-3.1, else SCH-7.1, else SCH-8.1 (code only); or None.
+        visit_type: AIS-3.1, else SCH-8.1 (appointment type code); or None. Transient: it can name a
+            procedure, so it is never stored (SCH-7, the free-text reason, is not read at all).
     """
 
     header: MessageHeader
@@ -256,9 +257,11 @@ class _Times:
     def _duration(self, resource: tuple[list[str], int, int] | None) -> timedelta | None:
         msg, v, sch = self.msg, self.msg.value, self.sch
         for tq1 in msg.segments("TQ1"):
-            d = parse_duration(v(tq1, 13), v(tq1, 13, 1, 2))
-            if d is not None:
-                return d
+            # TQ1-13 occurrence duration, else TQ1-6 service duration (both CQ: quantity^units).
+            for field in (13, 6):
+                d = parse_duration(v(tq1, field), v(tq1, field, 1, 2))
+                if d is not None:
+                    return d
         for rep in self.sch11:
             d = parse_duration_text(msg.rep_value(rep, 3))
             if d is not None:
@@ -392,7 +395,7 @@ def parse_siu(
     language = v(pid, 15).lower() or None
     department, department_name = _department(msg, pv1)
     provider = _first_value(msg, "AIP", 3)[0] or v(pv1, 7) or None
-    visit_type = _first_value(msg, "AIS", 3)[0] or v(sch, 7) or v(sch, 8) or None
+    visit_type = _first_value(msg, "AIS", 3)[0] or v(sch, 8) or None
 
     return SiuMessage(
         header=header,

@@ -30,7 +30,6 @@ class SiuFields(Protocol):
     source_time_zone: str | None
     department: str | None
     provider_ehr_id: str | None
-    visit_type: str | None
     language: str | None
     sms_phone_reason: str
 
@@ -85,7 +84,6 @@ def apply_message(
                 source_time_zone=message.source_time_zone,
                 department=message.department,
                 provider_ehr_id=message.provider_ehr_id,
-                visit_type=message.visit_type,
                 language=message.language,
                 order_key=key,
                 schedule_revision=1,
@@ -106,7 +104,6 @@ def apply_message(
         source_time_zone=message.source_time_zone or existing.source_time_zone,
         department=message.department or existing.department,
         provider_ehr_id=message.provider_ehr_id or existing.provider_ehr_id,
-        visit_type=message.visit_type or existing.visit_type,
         language=message.language or existing.language,
         order_key=key,
         schedule_revision=existing.schedule_revision + (1 if time_changed or rebooked else 0),

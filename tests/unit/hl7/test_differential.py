@@ -168,7 +168,7 @@ def test_extracted_fields_agree_with_python_hl7(name):
     assert m.language == (_oracle_value(theirs, "PID", 15).lower() or None)
     assert m.provider_ehr_id == (_oracle_value(theirs, "AIP", 3) or _oracle_value(theirs, "PV1", 7) or None)
     expected_visit = (
-        _oracle_value(theirs, "AIS", 3) or _oracle_value(theirs, "SCH", 7) or _oracle_value(theirs, "SCH", 8) or None
+        _oracle_value(theirs, "AIS", 3) or _oracle_value(theirs, "SCH", 8) or None
     )
     assert m.visit_type == expected_visit
     assert m.filler_status_hint == (_oracle_value(theirs, "SCH", 25) or None)

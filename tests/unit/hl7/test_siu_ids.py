@@ -201,10 +201,10 @@ def test_provider_falls_back_to_pv1_7_first_repetition():
     assert m.provider_ehr_id == "D100"
 
 
-def test_visit_type_from_ais3_then_sch7_then_sch8():
+def test_visit_type_from_ais3_then_sch8_and_never_the_sch7_free_text_reason():
     assert parse(siu(f"SCH||A1|||||VT7^Seven|VT8|||{START}", "RGS|1", "AIS|1||VT3^Three")).visit_type == "VT3"
-    assert parse(siu(f"SCH||A1|||||VT7^Seven|VT8|||{START}")).visit_type == "VT7"
-    assert parse(siu(f"SCH||A1||||||VT8^Eight|||{START}")).visit_type == "VT8"
+    assert parse(siu(f"SCH||A1|||||VT7^Seven|VT8|||{START}")).visit_type == "VT8"
+    assert parse(siu(f"SCH||A1|||||VT7^Seven||||{START}")).visit_type is None
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ EXPECTED = {
            "no SMS number: PID-13 empty"),
     "17": ("49849903800", utc(2016, 12, 31, 10, 0), 30, "noshow", None, None, None, None,
            "no SMS number: only a landline"),
-    "18": ("46374637", utc(2016, 1, 20, 20, 0), None, "booked", None, None, None, None,
+    "18": ("46374637", utc(2016, 1, 20, 20, 0), 37, "booked", None, None, None, None,
            "no SMS number: no PID segment"),
     "19": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ara", "055", "1210", NO_MOBILE_REP1),
     "21": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ara", "055", "1210", NO_MOBILE_REP1),
@@ -161,9 +161,9 @@ def test_samedi_8859_1_without_offsets_uses_site_zone():
     )
 
 
-def test_forwarder_minimal_s12_has_start_but_no_duration():
+def test_forwarder_minimal_s12_takes_its_duration_from_tq1_6_service_duration():
     m = parse("18")
-    assert (m.start_source, m.source_time_zone, m.end_utc) == ("TQ1-7", "+01:00", None)
+    assert (m.start_source, m.source_time_zone, m.end_utc) == ("TQ1-7", "+01:00", utc(2016, 1, 20, 20, 37))
 
 
 def test_fhir_converter_lf_sample_is_read_and_tq1_end_beats_sch9_seconds():

@@ -20,7 +20,6 @@ class Msg:
     source_time_zone: str | None = "America/Chicago"
     department: str | None = "IM"
     provider_ehr_id: str | None = "400"
-    visit_type: str | None = "001"
     language: str | None = None
     sms_phone_reason: str = "mobile"
 
