@@ -76,9 +76,13 @@ cat <<EOF
 
 Values for the Epic analyst and the hospital's interface team ($ENVIRONMENT):
   Public base URL:        $BASE_URL
+  JWK Set URL:            $BASE_URL/api/.well-known/jwks.json
+  SMART redirect URI:     $BASE_URL/api/launch/callback
+  Provider launch:        $BASE_URL/api/launch/provider   (Epic adds iss and launch)
+  Patient launch:         $BASE_URL/api/launch/patient    (MyChart; Epic adds iss and launch)
   HL7 SIU endpoint:       POST $BASE_URL/api/hl7/<environmentId>   (signed; upload the .cer in the portal)
   Event Grid webhook:     $BASE_URL/api/events/acs
   ACS resource (SMS):     $ACS   (buy or port the number there; see docs/deploy.md)
-The launch, JWKS and device-test records are on the admin portal's Integration records page.
+The SMS, device-test and other records are on the admin portal's Integration records page.
 EOF
 [[ $missing == 0 ]] || echo "Some secrets are missing: upload them, then run this script again."
