@@ -161,21 +161,18 @@ class Dispatcher:
         report = RunReport()
         current = hour_bucket(now)
         cursor = self._timer_state.get(CURSOR_ID)  # type: ignore[attr-defined]
-        start = cursor or hour_bucket(now - MAX_LOOKBACK)
-        start = max(start, hour_bucket(now - MAX_LOOKBACK))
+        # Never before the lookback window, never after now (a cursor ahead of a skewed clock is ignored).
+        start = min(max(cursor or "", hour_bucket(now - MAX_LOOKBACK)), current)
         bucket_time = datetime.fromisoformat(start + ":00:00+00:00")
         advanced_to = start
         can_advance = True
-        while True:
-            bucket = hour_bucket(bucket_time)
+        while (bucket := hour_bucket(bucket_time)) <= current:
             items = self._outbox.due(bucket, now)
             report.buckets_read += 1
             report.documents_read += len(items)
             for item in items:
                 report.count(self._send(item))
-            if bucket == current:
-                break
-            if can_advance and self._outbox.count_pending(bucket) == 0:
+            if bucket < current and can_advance and self._outbox.count_pending(bucket) == 0:
                 advanced_to = hour_bucket(bucket_time + timedelta(hours=1))
             else:
                 can_advance = False
