@@ -310,8 +310,16 @@ def start_runner(settings: dict[str, str], port: int, log_path: Path) -> subproc
     raise RuntimeError(f"the dev runner did not start in time; see {log_path}")
 
 
-def run_demo(profile: str = "demo", out: Callable[[str], None] = print) -> DemoResult:
-    """Start everything for ``profile``, run the scenario, stop what was started."""
+def run_demo(
+    profile: str = "demo",
+    out: Callable[[str], None] = print,
+    after: Callable[[dict[str, int]], None] | None = None,
+) -> DemoResult:
+    """Start everything for ``profile``, run the scenario, stop what was started.
+
+    ``after`` is called before anything stops with the process IDs by name (services and ``devrunner``),
+    for the benchmark to read their peak memory.
+    """
     trace = Trace(out)
     handle = services.start(profile, ROOT)
     runner: subprocess.Popen[bytes] | None = None
@@ -326,7 +334,10 @@ def run_demo(profile: str = "demo", out: Callable[[str], None] = print) -> DemoR
         port = int(urlsplit(settings["PUBLIC_BASE_URL"]).port or 7071)
         runner = start_runner(settings, port, run_dir / "devrunner.log")
         trace.say(f"services ({profile}) and dev runner on {settings['PUBLIC_BASE_URL']} are up")
-        return Demo(settings, clock_file, settings["PUBLIC_BASE_URL"], trace).run()
+        result = Demo(settings, clock_file, settings["PUBLIC_BASE_URL"], trace).run()
+        if after is not None:
+            after({**handle.pids, "devrunner": runner.pid})
+        return result
     finally:
         if runner is not None:
             runner.terminate()

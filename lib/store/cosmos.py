@@ -73,7 +73,13 @@ class CosmosStore:
             credential = DefaultAzureCredential()
         options: dict[str, Any] = {}
         if settings.cosmos_emulator:
-            # Local only: the Cosmos-compatible server's bundled certificate expired in 2021.
+            # Local only: the Cosmos-compatible server's bundled certificate expired in 2021. The warning
+            # urllib3 would print on every request says what this line already says.
+            import warnings
+
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
             options["connection_verify"] = False
             options["enable_endpoint_discovery"] = False
         client = CosmosClient(settings.cosmos_endpoint, credential=credential, **options)

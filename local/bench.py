@@ -1,0 +1,73 @@
+"""``./dev bench``: the project's benchmarks, written to ``bench-results/latest.json`` and printed.
+
+Numbers, not assertions: tests never time anything. Each section says what it measures.
+- ``import``: cold import of ``function_app`` against a bare ``import azure.functions`` (medians, ms).
+- ``memory``: peak resident memory (VmHWM, MiB) of the dev runner and of each local service after the
+  demo scenario.
+- ``hl7``: messages per second of HL7 extraction, a naive ``str.split`` floor, and python-hl7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The peak resident set size of a process (``VmHWM`` in ``/proc``), in MiB; ``None`` if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def memory_after_demo() -> dict[str, float | None]:
+    """Run the demo scenario quietly and read every process's peak memory before it stops."""
+    from local.demo import run_demo
+
+    peaks: dict[str, float | None] = {}
+
+    def read(pids: dict[str, int]) -> None:
+        peaks.update({name: peak_rss_mib(pid) for name, pid in sorted(pids.items())})
+
+    run_demo("demo", out=lambda _line: None, after=read)
+    return peaks
+
+
+def main() -> int:
+    """CLI entry point."""
+    from local import bench_hl7, bench_import
+
+    parser = argparse.ArgumentParser(description="Run the benchmarks")
+    parser.add_argument("--only", choices=["import", "memory", "hl7"], action="append")
+    parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
+    args = parser.parse_args()
+    sections = args.only or ["import", "memory", "hl7"]
+    results: dict[str, object] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+    }
+    if "import" in sections:
+        results["import"] = bench_import.run()
+    if "memory" in sections:
+        results["memory_peak_mib"] = memory_after_demo()
+    if "hl7" in sections:
+        results["hl7"] = bench_hl7.run(seconds=args.seconds)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
