@@ -1,0 +1,326 @@
+"""A provider launch, a patient MyChart launch and a patient SMS-link join, end to end over HTTP.
+
+A browser is played by a ``requests.Session`` (cookie jar, no redirects followed automatically) against the
+app served by the dev runner on ``PUBLIC_BASE_URL``, the Epic stand-in (SMART authorize/token with
+``private_key_jwt`` checked against our real JWKS route, FHIR Appointment, ``SetExternalConnectionStatus``),
+the Graph/Entra stand-in (MSAL certificate credential, ``createOrGet``), Cosmos-compatible server and Azurite.
+The write-back queue is drained by calling the real queue trigger with the real Azurite message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import importlib.util
+import json
+import re
+import secrets
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.environments import make_environment
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---- fixtures ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def runner(app: Any, service_settings: dict[str, str]) -> Iterator[str]:
+    """The app on the dev runner at ``PUBLIC_BASE_URL`` (HTTP only; queues are drained by the tests).
+
+    A private copy of ``function_app`` is served: ``azure-functions`` indexes an app object only once, and
+    other tests index ``function_app.app`` themselves.
+    """
+    from local.devrunner import DevRunner
+
+    spec = importlib.util.spec_from_file_location("function_app_launch_tests", ROOT / "function_app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    public = service_settings["PUBLIC_BASE_URL"]
+    port = urllib.parse.urlsplit(public).port
+    dev = DevRunner(module.app, port=port or 7171, host_json=ROOT / "host.json", timers=False, queues=False)
+    dev.start()
+    try:
+        yield public
+    finally:
+        dev.stop(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def standins(service_settings: dict[str, str]) -> dict[str, str]:
+    """Stand-in base URLs and the CA bundle."""
+    return {"epic": service_settings["EPIC_STANDIN_URL"], "iss": service_settings["EPIC_STANDIN_ISS"],
+            "graph": service_settings["GRAPH_STANDIN_URL"], "ca": service_settings["REQUESTS_CA_BUNDLE"]}
+
+
+def _control(standins: dict[str, str], service: str, method: str, path: str, body: Any = None) -> Any:
+    resp = requests.request(method, f"{standins[service]}/_standin/{path}", json=body, verify=standins["ca"],
+                            timeout=10)
+    assert resp.status_code < 300, resp.text
+    return resp.json() if resp.content else None
+
+
+@pytest.fixture(scope="module")
+def visit_env(app: Any, runner: str, standins: dict[str, str]) -> Any:
+    """One approved environment for the Epic stand-in's iss, our client registered there, an organizer in Graph.
+
+    The iss is made unique to this environment: other environments listing it (left by earlier runs against
+    long-running services) lose it, since a launch is routed by its iss.
+    """
+    environment_id = f"launch-{uuid.uuid4().hex[:8]}"
+    client_id = f"vv-{uuid.uuid4().hex[:8]}"
+    organizer = str(uuid.uuid4())
+    for other in app.repos.environments.all():
+        if standins["iss"] in other.fhir_base_urls and other.id != environment_id:
+            app.repos.environments.put(dataclasses.replace(
+                other, fhir_base_urls=tuple(u for u in other.fhir_base_urls if u != standins["iss"])))
+    _control(standins, "epic", "POST", "clients", {
+        "client_id": client_id, "jwks_url": f"{runner}/api/.well-known/jwks.json",
+        "redirect_uris": [f"{runner}/api/launch/callback"]})
+    _control(standins, "graph", "POST", "users", {"id": organizer, "policy": True})
+    return make_environment(app, environment_id, fhir_base_urls=(standins["iss"],), epic_client_id=client_id,
+                            fallback_organizer_id=organizer, writeback_vendor_name="OpenVirtualVisitsTest")
+
+
+@pytest.fixture
+def browser(standins: dict[str, str]) -> requests.Session:
+    """A cookie-keeping client that trusts the local CA and never follows redirects by itself."""
+    session = requests.Session()
+    session.verify = standins["ca"]
+    return session
+
+
+def _csn() -> str:
+    return str(secrets.randbelow(10**9) + 10**9)
+
+
+def _epic_launch(standins: dict[str, str], env: Any, csn: str, context: str = "provider") -> dict[str, Any]:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    body = {"client_id": env.epic_client_id, "appointment_csn": csn, "context": context,
+            "start": start.isoformat().replace("+00:00", "Z"),
+            "end": (start + timedelta(minutes=30)).isoformat().replace("+00:00", "Z")}
+    if context == "provider":
+        body["user_id"] = "E1001"
+    return _control(standins, "epic", "POST", "launch", body)
+
+
+def _submit_authorize(browser: requests.Session, page: requests.Response) -> requests.Response:
+    """What the auto-submitting form does: POST its hidden fields to its action."""
+    assert page.status_code == 200, page.text
+    action = html.unescape(re.search(r'<form method="post" action="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
+    fields = {html.unescape(k): html.unescape(v)
+              for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text)}
+    return browser.post(action, data=fields, allow_redirects=False)
+
+
+def _launch_until_callback(browser: requests.Session, runner: str, standins: dict[str, str], launch: dict,
+                           kind: str = "provider", **hints: str) -> str:
+    """Launch URL -> authorize (POST form) -> the callback URL Epic redirects to."""
+    page = browser.get(f"{runner}/api/launch/{kind}",
+                       params={"iss": standins["iss"], "launch": launch["launch"], **hints}, allow_redirects=False)
+    assert "vv_launch" in browser.cookies
+    authorized = _submit_authorize(browser, page)
+    assert authorized.status_code == 302, authorized.text
+    callback = authorized.headers["Location"]
+    assert callback.startswith(f"{runner}/api/launch/callback?")
+    assert "code=" in callback and "error=" not in callback, callback
+    return callback
+
+
+def _error_code(resp: requests.Response) -> str:
+    match = re.search(r'<code id="error-code">([A-Z_]+)</code>', resp.text)
+    assert match, resp.text
+    return match.group(1)
+
+
+def _drain_writeback(app: Any, appointment_key: str) -> list[dict[str, Any]]:
+    """Run the real ``writeback`` trigger on this visit's messages from Azurite's ``visit-events`` queue."""
+    from azure.functions.queue import QueueMessage
+
+    from functions.writeback import writeback
+    from lib.queues import decode
+
+    client = app.queues.client("visit-events")
+    handled = []
+    for message in client.receive_messages(max_messages=32, visibility_timeout=2):
+        body = decode(message.content)
+        if body.get("appointmentKey") != appointment_key:
+            continue
+        writeback.build().get_user_function()(QueueMessage(id=message.id, body=message.content.encode(),
+                                                                 dequeue_count=message.dequeue_count))
+        client.delete_message(message)
+        handled.append(body)
+    return handled
+
+
+def _status_calls(standins: dict[str, str], csn: str) -> list[dict[str, Any]]:
+    return [c for c in _control(standins, "epic", "GET", "connection-status") if c["ConferenceID"] == csn]
+
+
+# ---- provider launch ---------------------------------------------------------------------------------------
+def test_provider_launch_goes_to_the_teams_meeting_and_writes_connected_back(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    from lib.teams.graph import meeting_external_id
+
+    csn = _csn()
+    launch = _epic_launch(standins, visit_env, csn)
+    callback = _launch_until_callback(browser, runner, standins, launch, sessionId="999")  # wrong hint
+    # An iss on the callback (RFC 9207 style, or an attacker's) is ignored: the stored state decides.
+    done = browser.get(callback + "&iss=" + urllib.parse.quote("https://127.0.0.1:1/evil/fhir"),
+                       allow_redirects=False)
+
+    assert done.status_code == 302, done.text
+    join_url = done.headers["Location"]
+    assert join_url.startswith(f"{standins['graph']}/l/meetup-join/")
+    assert browser.get(join_url).status_code == 200
+
+    key = f"{visit_env.id}|{csn}"
+    appointment = app.repos.appointments.get(key)
+    assert appointment.status == "booked" and appointment.meeting.join_url == join_url
+    assert app.repos.appointments.get(f"{visit_env.id}|999") is None
+    (meeting,) = [m for m in _control(standins, "graph", "GET", "meetings")
+                  if m["externalId"] == meeting_external_id(visit_env.id, csn)]
+    assert meeting["organizerId"] == visit_env.fallback_organizer_id
+    assert meeting["lobbyBypassSettings"]["scope"] == "organizer"
+    assert meeting["subject"] == "Video visit"
+
+    (event,) = app.repos.visit_events.for_appointment(key)
+    assert (event.type, event.role, event.participant_id, event.writeback) == ("connected", "provider", "E1001",
+                                                                               "pending")
+    assert [m["id"] for m in _drain_writeback(app, key)] == [event.id]
+    assert app.repos.visit_events.get(key, event.id).writeback == "written"
+    (call,) = _status_calls(standins, csn)
+    assert (call["ExternalID"], call["ConnectionStatus"], call["VendorName"], call["auth"]) == \
+        ("E1001", "1", "OpenVirtualVisitsTest", "bearer")
+
+    # The same callback again: the state was used.
+    replay = browser.get(callback, allow_redirects=False)
+    assert replay.status_code == 400 and _error_code(replay) == "STATE_INVALID"
+
+
+def test_a_second_provider_launch_reuses_the_meeting(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    csn = _csn()
+    urls = []
+    for _ in range(2):
+        callback = _launch_until_callback(browser, runner, standins, _epic_launch(standins, visit_env, csn))
+        urls.append(browser.get(callback, allow_redirects=False).headers["Location"])
+    assert urls[0] == urls[1]
+
+
+def test_a_callback_in_another_browser_is_refused(
+        runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    callback = _launch_until_callback(browser, runner, standins, _epic_launch(standins, visit_env, _csn()))
+    stranger = requests.Session()
+    resp = stranger.get(callback, allow_redirects=False)
+    assert resp.status_code == 400 and _error_code(resp) == "STATE_BROWSER_MISMATCH"
+    # The real browser can still finish: the stranger did not burn the state.
+    assert browser.get(callback, allow_redirects=False).status_code == 302
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_foreign_iss_is_refused_without_contacting_it(runner: str, visit_env: Any,
+                                                         browser: requests.Session) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        evil = f"http://127.0.0.1:{server.server_address[1]}/api/FHIR/R4"
+        resp = browser.get(f"{runner}/api/launch/provider", params={"iss": evil, "launch": "x"},
+                           allow_redirects=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert resp.status_code == 403 and _error_code(resp) == "ISS_NOT_ALLOWED"
+    assert _Recorder.hits == 0
+    assert "vv_launch" not in browser.cookies
+
+
+def test_jwks_route_serves_our_public_key(runner: str) -> None:
+    resp = requests.get(f"{runner}/api/.well-known/jwks.json", timeout=10)
+    assert resp.status_code == 200 and "max-age" in resp.headers["Cache-Control"]
+    (key,) = resp.json()["keys"]
+    assert (key["kty"], key["alg"], key["use"]) == ("RSA", "RS384", "sig") and "d" not in key
+
+
+# ---- patient -----------------------------------------------------------------------------------------------
+def test_patient_sms_link_join_page_and_connected_write_back(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    from lib.models import Appointment
+
+    csn = _csn()
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    link_id = secrets.token_urlsafe(16)
+    appointment = app.repos.appointments.create(Appointment(
+        visit_env.id, csn, "booked", start, start + timedelta(minutes=20), 20, "America/New_York", link_id=link_id))
+    expires = start + timedelta(hours=3)
+    app.repos.links.put(link_id, appointment.key, expires=expires, now=datetime.now(UTC))
+    token = app.join_links.token(link_id, expires)
+
+    page = browser.get(f"{runner}/api/join/{token}")
+    assert page.status_code == 200, page.text
+    assert visit_env.display_name in page.text and csn not in page.text
+    join_url = html.unescape(re.search(r'data-join-url="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
+    assert join_url == app.repos.appointments.get(appointment.key).meeting.join_url
+
+    events_url = f"{runner}/api/join/{token}/events"
+    for _ in range(2):  # a double click stores one event
+        posted = browser.post(events_url, data=json.dumps({"type": "connected", "attempt": "page-attempt-1"}),
+                              headers={"Content-Type": "application/json"})
+        assert posted.status_code == 202, posted.text
+    (event,) = app.repos.visit_events.for_appointment(appointment.key)
+    assert (event.role, event.participant_id) == ("patient", "patient")
+    _drain_writeback(app, appointment.key)
+    (call,) = _status_calls(standins, csn)
+    assert (call["ExternalID"], call["ConnectionStatus"]) == ("patient", "1")
+    assert browser.get(join_url).status_code == 200
+
+
+def test_a_tampered_join_link_gets_the_error_page(runner: str, browser: requests.Session, app: Any) -> None:
+    token = app.join_links.token(secrets.token_urlsafe(16), datetime.now(UTC) + timedelta(hours=1))
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    resp = browser.get(f"{runner}/api/join/{tampered}")
+    assert resp.status_code == 404 and _error_code(resp) == "LINK_INVALID"
+    posted = browser.post(f"{runner}/api/join/{tampered}/events", data='{"type": "connected"}',
+                          headers={"Content-Type": "application/json"})
+    assert posted.status_code == 404
+
+
+def test_patient_mychart_launch_ends_on_the_join_page_of_the_same_meeting(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    csn = _csn()
+    provider = requests.Session()
+    provider.verify = standins["ca"]
+    callback = _launch_until_callback(provider, runner, standins, _epic_launch(standins, visit_env, csn))
+    provider_url = provider.get(callback, allow_redirects=False).headers["Location"]
+
+    callback = _launch_until_callback(browser, runner, standins, _epic_launch(standins, visit_env, csn, "patient"),
+                                      kind="patient")
+    done = browser.get(callback, allow_redirects=False)
+    assert done.status_code == 302 and done.headers["Location"].startswith(f"{runner}/api/join/")
+    page = browser.get(done.headers["Location"])
+    assert page.status_code == 200
+    assert f'data-join-url="{html.escape(provider_url)}"' in page.text
