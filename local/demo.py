@@ -151,7 +151,8 @@ class Demo:
     def texts(self) -> list[dict[str, Any]]:
         response = requests.get(f"{self.acs}/_standin/messages", verify=self.verify, timeout=10)
         response.raise_for_status()
-        return [m for m in response.json() if m["successful"]]
+        mine = f"{self.environment_id}|{self.result.csn}|"  # the outbox ID travels as the ACS tag
+        return [m for m in response.json() if m["successful"] and (m.get("tag") or "").startswith(mine)]
 
     def wait_for(self, what: Callable[[], Any], description: str, timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -256,13 +257,15 @@ class Demo:
         self.trace.say(f"patient joins: POST .../events -> HTTP {joined.status_code}")
 
         self.trace.step(6, "Participant events are written back to Epic (queue-triggered)")
-        writebacks = self.wait_for(lambda: self._writebacks(at_least=2), "two write-backs")
+        # Three events: the clinician connected (two launches, each a connection) and the patient.
+        writebacks = self.wait_for(lambda: self._writebacks(at_least=3), "three write-backs")
         time.sleep(1.0)
         self.result.writebacks = self._writebacks()
         for call in self.result.writebacks:
             shown = ("ConferenceID", "ExternalID", "ExternalIDType", "VendorName", "ConnectionStatus", "auth")
             self.trace.say("SetExternalConnectionStatus " + ", ".join(f"{k}={call.get(k)}" for k in shown))
-        self.trace.say(f"write-backs: {len(self.result.writebacks)} (one per event; was {len(writebacks)})")
+        self.trace.say(f"write-backs: {len(self.result.writebacks)} (one per event; a second later still "
+                       f"{len(writebacks)})")
 
         self.trace.step(7, "Epic sends SIU^S15: the visit is cancelled")
         self.set_clock(start - timedelta(hours=20))
