@@ -221,10 +221,12 @@ class Services:
     @cached_property
     def ehr_writeback(self) -> Any:
         """The Epic ``SetExternalConnectionStatus`` client (backend-services token, cached)."""
+        from lib.clock import SystemClock
         from lib.ehr.writeback import EpicWritebackClient
 
+        # Assertion times are checked by Epic against real time: the system clock, never the demo clock.
         return EpicWritebackClient(http=self.outbound_http, discovery=self.smart_discovery,
-                                   keys=lambda: self.smart_keys, clock=self.clock)
+                                   keys=lambda: self.smart_keys, clock=SystemClock())
 
     @cached_property
     def writeback(self) -> Any:

@@ -80,7 +80,7 @@ class EpicWritebackClient:
         http: outbound HTTP client.
         discovery: SMART discovery (gives the token endpoint of the environment's FHIR base URL).
         keys: our ``private_key_jwt`` keys.
-        clock: for assertion times.
+        clock: real time for the client assertion (Epic checks ``iat``/``exp`` against its own clock).
         monotonic: token cache clock (tests).
     """
 

@@ -39,7 +39,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from lib.clock import Clock
+from lib.clock import Clock, SystemClock
 from lib.ehr.fhir_appointments import FhirAppointment, read_appointment
 from lib.models import ENDED_STATUSES, Appointment, EnvironmentConfig
 from lib.smart.authorize import (
@@ -110,8 +110,11 @@ class LaunchService:
         meetings: ensures the visit's Teams meeting.
         events: records visit events.
         join_links: makes the patient's join-page token.
-        clock: the clock.
+        clock: the domain clock (visit events, join-link expiry; a file clock in the local demo).
         public_base_url: ``PUBLIC_BASE_URL``: the redirect URI base and the cookies' ``Secure`` flag.
+        wall_clock: real time for everything other parties check: the launch state's 10 minutes, the client
+            assertion's ``iat``/``exp``, the id_token's ``exp``/``iat`` (default: the system clock, even when
+            the domain clock is moved for a demo).
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class LaunchService:
         join_links: JoinLinks,
         clock: Clock,
         public_base_url: str,
+        wall_clock: Clock | None = None,
     ) -> None:
         self._environments = environments
         self._states = launch_states
@@ -143,6 +147,7 @@ class LaunchService:
         self._events = events
         self._join_links = join_links
         self._clock = clock
+        self._wall = wall_clock or SystemClock()
         self._public = public_base_url.rstrip("/")
         self._secure = self._public.lower().startswith("https://")
 
@@ -190,7 +195,7 @@ class LaunchService:
             browser_binding=browser_binding(cookie_value),
             session_hint=clean_hint(query.get("sessionId")),
             department_hint=clean_hint(query.get("departmentId")),
-            created_utc=self._clock.now(),
+            created_utc=self._wall.now(),
         ))
         request = build_authorize_request(
             config,
@@ -234,7 +239,7 @@ class LaunchService:
         code_value = query.get("code") or ""
         if not code_value:
             raise LaunchError("STATE_MISSING")
-        now = self._clock.now()
+        now = self._wall.now()
         config = self._discovery.discover(launch_state.iss, environment.epic_client_id)
         tokens = exchange_code(
             self._http, token_endpoint=config.token_endpoint, code=code_value,
@@ -269,7 +274,7 @@ class LaunchService:
             self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
                                 attempt=launch_state.state, correlation_id=correlation_id)
             return Redirect(appointment.meeting.join_url)
-        return Redirect(f"{self._public}/api/join/{self._patient_link(appointment, now)}")
+        return Redirect(f"{self._public}/api/join/{self._patient_link(appointment, self._clock.now())}")
 
     def _take_state(self, state: str, browser_cookie: str | None) -> LaunchState:
         """Read, check and consume the launch state of a callback (single use, bound to the browser)."""
@@ -278,7 +283,7 @@ class LaunchService:
         launch_state = self._states.get(state)
         if launch_state is None:
             raise LaunchError("STATE_INVALID")
-        if launch_state.expired(self._clock.now()):
+        if launch_state.expired(self._wall.now()):
             self._states.consume(launch_state)
             raise LaunchError("STATE_INVALID")
         if not browser_cookie or not hmac.compare_digest(browser_binding(browser_cookie),

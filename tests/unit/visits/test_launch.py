@@ -45,7 +45,7 @@ class World:
     """A LaunchService wired to in-memory stores and a fake Epic + Graph."""
 
     def __init__(self, *, authorize_post: bool = False, approved: bool = True, organizer: str | None = "org-1",
-                 id_user: str = "Practitioner/E1001") -> None:
+                 id_user: str = "Practitioner/E1001", domain_clock: FixedClock | None = None) -> None:
         self.env = EnvironmentConfig(id="env1", kind="test", display_name="Contoso", fhir_base_urls=(ISS,),
                                      approved=approved, epic_client_id="client-1", fallback_organizer_id=organizer)
         self.environments = fakes.Environments(self.env)
@@ -81,7 +81,8 @@ class World:
             meetings=MeetingService(appointments=self.appointments, graph=graph,  # type: ignore[arg-type]
                                     organizers=FallbackOrganizerResolver()),
             events=VisitEventRecorder(visit_events=self.events, queues=self.queue, clock=self.clock),  # type: ignore[arg-type]
-            join_links=self.join_links, clock=self.clock, public_base_url=PUBLIC,
+            join_links=self.join_links, clock=domain_clock or self.clock, public_base_url=PUBLIC,
+            wall_clock=self.clock,
         )
 
     def _token(self, call: Any) -> tuple[int, dict]:
@@ -334,3 +335,12 @@ def test_missing_fallback_organizer_is_organizer_missing():
 
 def test_fake_adapter_is_used():
     assert isinstance(World().fake, FakeAdapter)
+
+
+def test_protocol_times_use_real_time_even_when_the_demo_clock_is_moved():
+    world = World(domain_clock=FixedClock(NOW + timedelta(days=1)))
+    result = world.begin()
+    state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
+    assert world.states.docs[state].created_utc == NOW
+    redirect = world.service.complete({"code": "c", "state": state}, cookie_of(result))  # id_token at NOW: accepted
+    assert redirect.location == "https://teams.example.org/l/meetup-join/m1"
