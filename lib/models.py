@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 EnvironmentKind = Literal["test", "production"]
+Hl7Auth = Literal["jws", "none"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
@@ -38,8 +39,26 @@ def appointment_key(environment_id: str, appointment_id: str) -> str:
 class SmsSettings:
     """SMS settings of one environment (issue: SMS confirmations and reminders).
 
-    ``reminder_offsets_minutes`` are minutes before the start; ``quiet_hours`` are local ``HH:MM`` strings
-    in the patient's zone (the environment's zone).
+    Checked when configured with :func:`lib.sms.configuration.validate_sms_settings`.
+
+    Attributes:
+        enabled: SMS on or off for the environment.
+        sender: our E.164 number (toll-free, short code or 10DLC) that texts come from and replies reach.
+        confirm_booked, confirm_changed, confirm_cancelled: confirmation texts on S12 / time change / S15-S17.
+        reminder_offsets_minutes: minutes before the start; "24 h before" means 1440 elapsed minutes (UTC),
+            so across a DST change the reminder's local wall-clock time differs from the visit's by an hour.
+        quiet_hours: local ``(start, end)`` ``HH:MM`` in the patient's zone (the environment's zone); no
+            reminder is sent strictly after ``start`` or strictly before ``end`` (47 CFR 64.1200(c)(1) wording:
+            "before 8 a.m. or after 9 p.m."). A reminder falling inside is moved earlier to ``start`` of that
+            night, or dropped when that moment is already past at planning time.
+        join_link_base_url: branded HTTPS origin of join links (no public URL shortener); ``None`` =
+            ``PUBLIC_BASE_URL``.
+        default_language: template language when PID-15 names none we have.
+        templates: per-language overrides ``{"en": {"booked": "...{org}...{when}...{link}..."}}``; kinds
+            ``booked``, ``changed``, ``cancelled``, ``reminder``, ``help``; placeholders ``{org}``, ``{when}``,
+            ``{link}``. Missing entries fall back to the shipped templates.
+        rate_per_minute: most texts a minute from ``sender`` (ACS: toll-free 200, short code 6000).
+        phone_grace_minutes: the phone number is deleted this long after the visit's end.
     """
 
     enabled: bool = False
@@ -51,7 +70,9 @@ class SmsSettings:
     quiet_hours: tuple[str, str] = ("21:00", "08:00")
     join_link_base_url: str | None = None
     default_language: str = "en"
-    help_text: str = "Reply STOP to opt out."
+    templates: dict[str, dict[str, str]] = field(default_factory=dict)
+    rate_per_minute: int = 200
+    phone_grace_minutes: int = 120
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,13 @@ class EnvironmentConfig:
         fallback_organizer_id: Entra object ID that organizes meetings when the provider has none.
         writeback_vendor_name: ``VendorName`` sent to ``SetExternalConnectionStatus``.
         sms: the SMS settings.
+        hl7_auth: how ``POST /api/hl7/{id}`` requests are authenticated: ``jws`` (default: a JWS signed
+            by the hospital and verified with ``hl7_certificates``, docs/hl7-intake.md) or ``none``
+            (unsigned; local demo and tests only, refused for production environments).
+        hl7_certificates: the hospital's uploaded X.509 certificates (.cer: PEM text or base64 DER), one
+            or two (two during a key rotation); the signature must verify with one that is valid now.
+        conference_id_field: where the group-visit conference ID is carried, ``SEG-n`` or ``SEG-n.c``
+            (e.g. ``SCH-4``, ``ZCH-3.1``); ``None`` (default) = no conference IDs.
     """
 
     id: str
@@ -85,6 +113,9 @@ class EnvironmentConfig:
     fallback_organizer_id: str | None = None
     writeback_vendor_name: str = "OpenVirtualVisits"
     sms: SmsSettings = field(default_factory=SmsSettings)
+    hl7_auth: Hl7Auth = "jws"
+    hl7_certificates: tuple[str, ...] = ()
+    conference_id_field: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
@@ -98,10 +129,14 @@ class EnvironmentConfig:
         for name in ("reminder_offsets_minutes", "quiet_hours"):
             if name in sms_fields:
                 sms_fields[name] = tuple(sms_fields[name])
+        if "templates" in sms_fields:
+            sms_fields["templates"] = {k: dict(v) for k, v in (sms_fields["templates"] or {}).items()}
         own = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__ and k != "sms"}
         own["fhir_base_urls"] = tuple(own.get("fhir_base_urls", ()))
         if "appointment_id_order" in own:
             own["appointment_id_order"] = tuple(own["appointment_id_order"])
+        if "hl7_certificates" in own:
+            own["hl7_certificates"] = tuple(own["hl7_certificates"] or ())
         return cls(**own, sms=SmsSettings(**sms_fields))
 
 
@@ -121,7 +156,8 @@ class Appointment:
 
     ``order_key`` is the ordering key of the newest applied HL7 message (MSH-7 UTC ISO + ``|`` + MSH-10):
     a message sorting at or below it is stale. ``schedule_revision`` increases whenever the start time
-    changes; texts are unique per (appointment, kind, revision).
+    changes; texts are unique per (appointment, kind, revision). ``conference_id`` groups several
+    appointments into one visit (group visits; from the environment's ``conference_id_field``).
     """
 
     environment_id: str
@@ -141,6 +177,7 @@ class Appointment:
     sms_phone_reason: str | None = None
     outbox_refs: list[dict[str, str]] = field(default_factory=list)
     etag: str | None = None
+    conference_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -167,6 +204,7 @@ class Appointment:
             "meeting": asdict(self.meeting) if self.meeting else None,
             "sms_phone_reason": self.sms_phone_reason,
             "outbox_refs": self.outbox_refs,
+            "conference_id": self.conference_id,
         }
 
     @classmethod
@@ -191,6 +229,7 @@ class Appointment:
             sms_phone_reason=doc.get("sms_phone_reason"),
             outbox_refs=list(doc.get("outbox_refs") or []),
             etag=doc.get("_etag"),
+            conference_id=doc.get("conference_id"),
         )
 
 
@@ -200,6 +239,11 @@ class OutboxItem:
 
     ``id`` is ``{appointmentKey}|{kind}|{revision}`` (reminders add ``-{offsetMinutes}`` to the kind), so
     the same text can never be created twice. ``bucket`` is the due time's UTC hour (partition key).
+    The document never holds the phone number or the text itself.
+
+    ``claimed_utc`` is when a worker moved it to ``sending`` (a ``sending`` item left behind by a crash is
+    moved to ``unknown`` for review); ``segments`` the segments of the text sent; ``delivery_status``,
+    ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report.
     """
 
     id: str
@@ -214,6 +258,11 @@ class OutboxItem:
     message_id: str | None = None
     reason: str | None = None
     sent_utc: datetime | None = None
+    claimed_utc: datetime | None = None
+    segments: int | None = None
+    delivery_status: str | None = None
+    delivery_detail: str | None = None
+    delivery_event_utc: datetime | None = None
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -231,6 +280,11 @@ class OutboxItem:
             "message_id": self.message_id,
             "reason": self.reason,
             "sent_utc": iso(self.sent_utc),
+            "claimed_utc": iso(self.claimed_utc),
+            "segments": self.segments,
+            "delivery_status": self.delivery_status,
+            "delivery_detail": self.delivery_detail,
+            "delivery_event_utc": iso(self.delivery_event_utc),
         }
 
     @classmethod
@@ -249,6 +303,11 @@ class OutboxItem:
             message_id=doc.get("message_id"),
             reason=doc.get("reason"),
             sent_utc=parse_iso(doc.get("sent_utc")),
+            claimed_utc=parse_iso(doc.get("claimed_utc")),
+            segments=doc.get("segments"),
+            delivery_status=doc.get("delivery_status"),
+            delivery_detail=doc.get("delivery_detail"),
+            delivery_event_utc=parse_iso(doc.get("delivery_event_utc")),
             etag=doc.get("_etag"),
         )
 

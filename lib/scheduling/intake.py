@@ -200,7 +200,9 @@ class IntakeService:
             has_phone = phone is not None or (
                 existing is not None and self._contacts.phone(doc_key, now=now) is not None
             )
-            plan = plan_texts(environment.sms, applied.before, after, has_phone=has_phone, now=now)
+            plan = plan_texts(
+                environment.sms, applied.before, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
+            )
             refs = {r["id"]: r for r in after.outbox_refs}
             for item in plan.create:
                 refs[item.id] = {"id": item.id, "bucket": item.bucket}
@@ -234,11 +236,15 @@ class IntakeService:
         now: datetime,
     ) -> None:
         end = appointment.end_utc or appointment.start_utc
+        # The phone number is kept until the visit's end plus the environment's grace period (SMS settings);
+        # the join link lives at least CONTACT_GRACE after the end (its token expires then).
+        phone_grace = timedelta(minutes=environment.sms.phone_grace_minutes)
         # Nothing personal is kept for a visit that is already over (a late or replayed message).
-        if end is not None and appointment.link_id and end + CONTACT_GRACE > now:
-            self._links.put(appointment.link_id, appointment.key, expires=end + CONTACT_GRACE, now=now)
-            if phone is not None:
-                self._contacts.put(appointment.key, environment.id, phone, delete_after=end + CONTACT_GRACE, now=now)
+        if end is not None and appointment.link_id:
+            if end + CONTACT_GRACE > now:
+                self._links.put(appointment.link_id, appointment.key, expires=end + CONTACT_GRACE, now=now)
+            if phone is not None and end + phone_grace > now:
+                self._contacts.put(appointment.key, environment.id, phone, delete_after=end + phone_grace, now=now)
         for ref in cancel:
             item = self._outbox.get(ref["id"], ref["bucket"])
             if item is not None and item.state == "pending":

@@ -1,8 +1,14 @@
 """Which texts an appointment change calls for: pure decisions, no I/O.
 
 Texts are unique per (appointment, kind, schedule revision); reminder kinds carry their offset
-(``reminder-1440``). Confirmations are due at once; reminders at start minus each configured offset, and
-only when that moment is still ahead (a reminder that would fall before the booking is not planned).
+(``reminder-1440``). Confirmations are due at once; reminders at start minus each configured offset in
+elapsed time (1440 minutes before is 24 real hours before, whatever DST does to the wall clock), and only
+when that moment is still ahead (a reminder that would fall before the booking is not planned).
+
+Quiet hours (``lib/sms/quiet_hours.py``) apply to reminders in the patient's zone: a reminder falling inside
+is moved earlier to the start of that quiet window, or not planned when that moment is already past. Two
+reminders moved to the same instant become one (the first offset configured). Confirmations answer a
+scheduling action and go at once.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from lib.models import Appointment, OutboxItem, SmsSettings, hour_bucket
+from lib.sms.quiet_hours import last_allowed_before
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,17 @@ def plan_texts(
     *,
     has_phone: bool,
     now: datetime,
+    time_zone: str | None = None,
 ) -> SmsPlan:
     """Plan the texts for the change ``before`` -> ``after`` (``before`` is ``None`` for a new booking).
 
     Nothing is planned when SMS is off for the environment, there is no SMS number, or the appointment has
     already started. Pending reminders of an earlier revision, or of an appointment that is no longer
     booked, are returned in ``cancel``.
+
+    Args:
+        time_zone: the patient's IANA zone (the environment's), for quiet hours; ``None`` applies none
+            (the intake always passes it).
     """
     stale_reminders = tuple(
         ref
@@ -75,9 +87,13 @@ def plan_texts(
         elif moved and sms.confirm_changed:
             create.append(_item(after, "changed", now))
         if newly_booked or moved or before is None:
+            planned: set[datetime] = set()
             for offset in sms.reminder_offsets_minutes:
                 due = after.start_utc - timedelta(minutes=offset)
-                if due > now:
+                if time_zone is not None:
+                    due = last_allowed_before(due, time_zone, sms.quiet_hours)
+                if due > now and due not in planned:
+                    planned.add(due)
                     create.append(_item(after, f"reminder-{offset}", due))
     elif after.status in ("cancelled", "deleted") and before is not None and before.status == "booked" and (
         sms.confirm_cancelled

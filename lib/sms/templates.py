@@ -1,13 +1,26 @@
 """The wording of each text, per language, chosen by PID-15 with the environment default as fallback.
 
 Content rules: the visit time in the patient's local zone with the zone shown, the join link, the
-organization's display name; never a clinician name, a visit reason or a patient name.
+organization's display name; never a clinician name, a visit reason or a patient name (HHS guidance on
+appointment reminders, see ``reference/security.md`` §3).
+
+Shipped templates use only GSM-7 characters (``lib/sms/segments.py``): one accented letter outside the GSM
+alphabet (``á í ó ú``) would switch the whole text to UCS-2 and triple its segments, so the Spanish texts
+avoid them. An environment may override any template (``SmsSettings.templates``); overrides are checked by
+:func:`lib.sms.configuration.validate_sms_settings` before they are stored.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+#: Kinds of text with a template. ``help`` answers an inbound HELP (CTIA: program name, opt-out, rates).
+KINDS: tuple[str, ...] = ("booked", "changed", "cancelled", "reminder", "help")
+#: Placeholders a template may use.
+PLACEHOLDERS: frozenset[str] = frozenset({"org", "when", "link"})
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "en": {
@@ -15,20 +28,36 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "changed": "{org}: your video visit has moved to {when}. Join here: {link} Reply STOP to opt out.",
         "cancelled": "{org}: your video visit on {when} has been cancelled. Reply STOP to opt out.",
         "reminder": "{org}: reminder of your video visit {when}. Join here: {link} Reply STOP to opt out.",
+        "help": (
+            "{org}: video visit booking notices and reminders. Msg&data rates may apply. "
+            "Reply STOP to opt out."
+        ),
     },
     "es": {
-        "booked": "{org}: su visita por video es el {when}. Entre aquí: {link} Responda STOP para no recibir más.",
-        "changed": "{org}: su visita por video cambió al {when}. Entre aquí: {link} Responda STOP para no recibir más.",
-        "cancelled": "{org}: su visita por video del {when} fue cancelada. Responda STOP para no recibir más.",
+        "booked": "{org}: su visita por video es el {when}. Enlace: {link} Responda STOP para no recibir mensajes.",
+        "changed": (
+            "{org}: su visita por video fue movida al {when}. Enlace: {link} Responda STOP para no recibir mensajes."
+        ),
+        "cancelled": "{org}: su visita por video del {when} fue cancelada. Responda STOP para no recibir mensajes.",
         "reminder": (
-            "{org}: recordatorio de su visita por video el {when}. Entre aquí: {link} "
-            "Responda STOP para no recibir más."
+            "{org}: recordatorio de su visita por video el {when}. Enlace: {link} "
+            "Responda STOP para no recibir mensajes."
+        ),
+        "help": (
+            "{org}: avisos y recordatorios de visitas por video. Pueden aplicar tarifas de mensajes y datos. "
+            "Responda STOP para no recibir mensajes."
         ),
     },
 }
 
-#: PID-15 values (ISO 639-1/-2, HL7 table 0296 style) mapped to template languages.
-LANGUAGE_CODES: dict[str, str] = {"en": "en", "eng": "en", "es": "es", "spa": "es"}
+#: PID-15 values (ISO 639-1 and ISO 639-2/B and /T codes, as in HL7 table 0296) -> ISO 639-1.
+LANGUAGE_CODES: dict[str, str] = {
+    "en": "en", "eng": "en", "es": "es", "spa": "es", "fr": "fr", "fre": "fr", "fra": "fr",
+    "pt": "pt", "por": "pt", "de": "de", "ger": "de", "deu": "de", "it": "it", "ita": "it",
+    "zh": "zh", "chi": "zh", "zho": "zh", "vi": "vi", "vie": "vi", "ko": "ko", "kor": "ko",
+    "ru": "ru", "rus": "ru", "ar": "ar", "ara": "ar", "ht": "ht", "hat": "ht", "tl": "tl", "tgl": "tl",
+    "pl": "pl", "pol": "pl",
+}
 
 _MONTHS = {
     "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
@@ -36,19 +65,52 @@ _MONTHS = {
 }
 _DAYS = {
     "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-    "es": ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
+    "es": ["lun", "mar", "mie", "jue", "vie", "sab", "dom"],  # GSM-7: no accents outside its alphabet
 }
 
 
-def template_language(pid15: str | None, default: str) -> str:
-    """The template language for a PID-15 value, falling back to ``default``."""
-    return LANGUAGE_CODES.get((pid15 or "").strip().lower(), default if default in TEMPLATES else "en")
+def template_language(
+    pid15: str | None, default: str, overrides: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
+    """The template language for a PID-15 value (``SPA``, ``es``...), falling back to ``default``.
+
+    A language counts when it is shipped or the environment has templates for it; when ``default`` has
+    neither, English.
+    """
+    available = set(TEMPLATES) | set(overrides or {})
+    language = LANGUAGE_CODES.get((pid15 or "").strip().lower())
+    if language in available:
+        return language  # type: ignore[return-value]
+    return default if default in available else "en"
+
+
+def template_for(kind: str, language: str, overrides: Mapping[str, Mapping[str, str]] | None, default: str) -> str:
+    """The template of ``kind``: the environment's for ``language``, else the shipped one, else the
+    environment's default language's (override, then shipped), else English.
+
+    Raises:
+        KeyError: ``kind`` is not one of :data:`KINDS`.
+    """
+    if kind not in KINDS:
+        raise KeyError(kind)
+    overrides = overrides or {}
+    for lang in (language, default, "en"):
+        if kind in overrides.get(lang, {}):
+            return overrides[lang][kind]
+        if kind in TEMPLATES.get(lang, {}):
+            return TEMPLATES[lang][kind]
+    raise KeyError(kind)  # pragma: no cover - English has every kind
 
 
 def format_when(start_utc: datetime, time_zone: str, language: str) -> str:
-    """The visit time as the patient reads it, e.g. ``Tue Dec 1, 10:15 AM EST`` / ``mar 1 dic, 10:15 EST``."""
+    """The visit time as the patient reads it, e.g. ``Tue Dec 1, 10:15 AM EST`` / ``mar 1 dic, 10:15 EST``.
+
+    Languages without day and month names here get ``2026-12-01 10:15 EST``.
+    """
     local = start_utc.astimezone(ZoneInfo(time_zone))
     zone = local.tzname() or time_zone
+    if language not in _DAYS:
+        return f"{local:%Y-%m-%d %H:%M} {zone}"
     day, month = _DAYS[language][local.weekday()], _MONTHS[language][local.month - 1]
     if language == "en":
         hour = local.hour % 12 or 12
@@ -56,15 +118,46 @@ def format_when(start_utc: datetime, time_zone: str, language: str) -> str:
     return f"{day} {local.day} {month}, {local.hour:02d}:{local.minute:02d} {zone}"
 
 
-def render(kind: str, *, language: str, org: str, start_utc: datetime, time_zone: str, link: str | None) -> str:
+def placeholders(template: str) -> list[str]:
+    """The replacement fields of ``template`` as written (``org``, ``when.x``, ``0``...), in order.
+
+    Raises:
+        ValueError: the template is not a valid format string (a lone ``{`` or ``}``).
+    """
+    fields = []
+    for _literal, name, spec, conversion in string.Formatter().parse(template):
+        if name is not None:
+            fields.append(name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else ""))
+    return fields
+
+
+def render_template(template: str, *, org: str, when: str, link: str | None) -> str:
+    """Fill ``template`` (placeholders already checked to be plain ``{org}``, ``{when}``, ``{link}``)."""
+    return template.format(org=org, when=when, link=link or "")
+
+
+def render(
+    kind: str,
+    *,
+    language: str,
+    org: str,
+    start_utc: datetime | None,
+    time_zone: str,
+    link: str | None,
+    overrides: Mapping[str, Mapping[str, str]] | None = None,
+    default_language: str = "en",
+) -> str:
     """The text of one message.
 
     Args:
-        kind: ``booked``, ``changed``, ``cancelled`` or ``reminder``.
-        language: a key of :data:`TEMPLATES` (see :func:`template_language`).
+        kind: one of :data:`KINDS`.
+        language: see :func:`template_language`.
+        start_utc: the visit's start (``None`` only for ``help``).
+        overrides: the environment's ``SmsSettings.templates``.
 
     Raises:
-        KeyError: unknown kind or language.
+        KeyError: unknown kind.
     """
-    template = TEMPLATES[language][kind]
-    return template.format(org=org, when=format_when(start_utc, time_zone, language), link=link or "")
+    template = template_for(kind, language, overrides, default_language)
+    when = format_when(start_utc, time_zone, language) if start_utc is not None else ""
+    return render_template(template, org=org, when=when, link=link)

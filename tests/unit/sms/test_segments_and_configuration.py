@@ -1,0 +1,150 @@
+"""Segment counting (lib.sms.segments) and the configuration-time checks (lib.sms.configuration)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lib.models import EnvironmentConfig, SmsSettings
+from lib.sms.configuration import InvalidSmsSettings, check_sms_settings, is_e164, validate_sms_settings
+from lib.sms.segments import GSM7_BASIC, GSM7_EXTENSION, count_segments, is_gsm7
+
+BASE = "https://visits.contoso-health.example.org"
+
+
+def env(**sms_changes) -> EnvironmentConfig:
+    return EnvironmentConfig(
+        id="e1", kind="test", display_name="Contoso Health", fhir_base_urls=(), approved=True,
+        epic_client_id="c", sms=dataclasses.replace(SmsSettings(enabled=True, sender="+18005550100"), **sms_changes),
+    )
+
+
+def test_gsm7_tables_have_127_basic_and_10_extension_characters():
+    assert len(GSM7_BASIC) == 127  # 128 codes minus the escape
+    assert len(GSM7_EXTENSION) == 10
+    assert GSM7_BASIC.isdisjoint(GSM7_EXTENSION)
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "units", "segments"),
+    [
+        ("", "GSM-7", 0, 1),
+        ("a" * 160, "GSM-7", 160, 1),
+        ("a" * 161, "GSM-7", 161, 2),
+        ("a" * 306, "GSM-7", 306, 2),
+        ("a" * 307, "GSM-7", 307, 3),
+        ("€" * 80, "GSM-7", 160, 1),  # extension characters cost two septets
+        ("€" * 81, "GSM-7", 162, 2),
+        ("a" * 152 + "€" + "a" * 10, "GSM-7", 164, 2),  # the escape pair moves whole to segment 2
+        ("a" * 152 + "€" + "a" * 152, "GSM-7", 306, 3),  # ...so 306 septets need 3 segments here
+        ("ñéüà¿¡" * 10, "GSM-7", 60, 1),  # accented letters that GSM-7 has
+        ("í" * 70, "UCS-2", 70, 1),  # one letter GSM-7 lacks makes UCS-2
+        ("í" * 71, "UCS-2", 71, 2),
+        ("í" * 134, "UCS-2", 134, 2),
+        ("í" * 135, "UCS-2", 135, 3),
+        ("a" * 66 + "😀" + "a" * 5, "UCS-2", 73, 2),
+        ("a" * 66 + "😀" + "a" * 66, "UCS-2", 134, 3),  # the surrogate pair is not split
+    ],
+)
+def test_segments_follow_gsm7_and_ucs2_limits(text, encoding, units, segments):
+    count = count_segments(text)
+    assert (count.encoding, count.units, count.segments) == (encoding, units, segments)
+
+
+def test_spanish_accents_outside_gsm7_are_detected():
+    assert is_gsm7("recordatorio de su visita el mie 2 dic")
+    assert not is_gsm7("Entre aquí")
+
+
+def test_shipped_templates_fit_two_segments_for_a_typical_environment():
+    assert validate_sms_settings(env(), public_base_url=BASE) == []
+
+
+def test_a_template_that_can_exceed_two_segments_is_refused_with_the_count():
+    long = "{org}: " + "please remember your video visit " * 6 + "{when}. {link}"
+    problems = validate_sms_settings(env(templates={"en": {"reminder": long}}), public_base_url=BASE)
+    assert len(problems) == 1
+    assert problems[0].startswith("en/reminder: can take 3 segments (")
+    assert problems[0].endswith("GSM-7 units), more than 2")
+
+
+def test_an_accent_outside_gsm7_is_named_when_it_breaks_the_limit():
+    text = "{org}: recordatorio de su visita por video el {when}. Entre aquí: {link} Responda STOP."
+    problems = validate_sms_settings(env(templates={"es": {"reminder": text}}), public_base_url=BASE)
+    assert len(problems) == 1
+    assert "UCS-2" in problems[0] and problems[0].endswith("characters outside GSM-7 force UCS-2: í")
+
+
+def test_a_long_organization_name_can_push_the_shipped_templates_over():
+    config = dataclasses.replace(env(), display_name="Contoso Regional Health System " * 4)
+    problems = validate_sms_settings(config, public_base_url=BASE)
+    assert problems and all("segments" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("{org} {when} {link} {patient}", "en/booked: unknown placeholder(s) {patient}; use {org}, {when}, {link}"),
+        (
+            "{org.__class__} {when} {link}",
+            "en/booked: unknown placeholder(s) {org.__class__}; use {org}, {when}, {link}",
+        ),
+        ("{org} {when}", "en/booked: the text must contain {link}"),
+        ("{org} {link}", "en/booked: the text must contain {when}"),
+        ("{org {when} {link}", "en/booked: not a valid template (unbalanced braces)"),
+    ],
+)
+def test_template_placeholders_are_checked(template, problem):
+    assert validate_sms_settings(env(templates={"en": {"booked": template}}), public_base_url=BASE) == [problem]
+
+
+def test_unknown_kind_and_language_code_are_refused():
+    problems = validate_sms_settings(env(templates={"english": {"promo": "x"}}), public_base_url=BASE)
+    assert problems == [
+        "template language 'english' must be an ISO 639-1 code such as 'en'",
+        "unknown template kind 'promo' (english); kinds: booked, changed, cancelled, reminder, help",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("https://bit.ly", "bit.ly is a public URL shortener; carriers filter them: use the organization's own domain"),
+        ("http://visits.example.org", "the join-link base URL must use https"),
+        ("https://visits.example.org/?a=1", "the join-link base URL must not have a query or fragment"),
+    ],
+)
+def test_join_link_base_must_be_a_branded_https_origin(base, problem):
+    assert validate_sms_settings(env(join_link_base_url=base), public_base_url=BASE) == [problem]
+
+
+def test_other_settings_are_checked():
+    problems = validate_sms_settings(
+        env(sender="8005550100", reminder_offsets_minutes=(60, 60, -5), quiet_hours=("9pm", "08:00"),
+            rate_per_minute=0, phone_grace_minutes=-1),
+        public_base_url=BASE,
+    )
+    assert problems == [
+        "the sender number must be in E.164 format, e.g. +18005550100",
+        "reminder offsets must be whole minutes greater than zero",
+        "reminder offsets must be different from each other",
+        "quiet hours must be two local times HH:MM, e.g. 21:00 and 08:00",
+        "the sending rate must be at least 1 text a minute",
+        "the phone-number grace period cannot be negative",
+    ]
+
+
+def test_check_raises_with_every_problem():
+    with pytest.raises(InvalidSmsSettings) as info:
+        check_sms_settings(env(sender=None), public_base_url=BASE)
+    assert info.value.problems == ["SMS is on but no sender number is set"]
+
+
+@pytest.mark.parametrize(
+    ("number", "ok"),
+    [("+12015550123", True), ("+390612345678", True), ("12015550123", False), ("+0123456789", False),
+     ("+1201555012345678", False), ("+1 201 555 0123", False), (None, False)],
+)
+def test_e164(number, ok):
+    assert is_e164(number) is ok
