@@ -135,8 +135,8 @@ class Services:
 
     @cached_property
     def smart_keys(self) -> Any:
-        """Our ``private_key_jwt`` keys from ``SMART_PRIVATE_KEYS_FILE`` (raises ``LaunchError`` when missing;
-        not cached then, so fixing the file needs no restart)."""
+        """Our ``private_key_jwt`` keys from ``SMART_PRIVATE_KEYS`` (Key Vault) or ``SMART_PRIVATE_KEYS_FILE``
+        (raises ``LaunchError`` when missing; not cached then, so fixing the file needs no restart)."""
         from lib.smart.keys import SmartKeys
 
         return SmartKeys.from_file(self.settings.smart_private_keys_file)
@@ -144,6 +144,8 @@ class Services:
     @cached_property
     def smart_discovery(self) -> Any:
         """SMART discovery with its per-process cache (shared by launches and write-back)."""
+        if self.settings.smart_private_keys_pem:
+            return SmartKeys.from_pem(self.settings.smart_private_keys_pem)
         from lib.smart.discovery import SmartDiscovery
 
         return SmartDiscovery(self.outbound_http)
@@ -161,10 +163,10 @@ class Services:
                 raise LaunchError("GRAPH_NOT_CONFIGURED")
 
         tokens: Any = _Unconfigured()
-        if s.graph_tenant_id and s.graph_client_id and s.graph_client_cert_file:
+        if s.graph_tenant_id and s.graph_client_id and (s.graph_client_cert_pem or s.graph_client_cert_file):
             tokens = MsalCertificateTokenSource(
                 authority_host=s.graph_authority_host, tenant_id=s.graph_tenant_id, client_id=s.graph_client_id,
-                cert_file=s.graph_client_cert_file, verify=s.tls_verify,
+                cert_file=s.graph_client_cert_file, cert_pem=s.graph_client_cert_pem, verify=s.tls_verify,
             )
         return GraphClient(base_url=s.graph_base_url, tokens=tokens, http=self.outbound_http)
 

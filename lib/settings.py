@@ -32,8 +32,12 @@ class Settings:
         public_base_url: the app's public URL without trailing slash (redirect URIs, JWKS, join links).
         link_signing_key: secret bytes that sign SMS join-link tokens (HMAC-SHA256).
         smart_private_keys_file: PEM file holding our RSA signing key(s); the first is the active one.
+        smart_private_keys_pem: the same PEM as text (``SMART_PRIVATE_KEYS``, a Key Vault reference in
+            Azure); used instead of the file when set.
         graph_tenant_id, graph_client_id: Entra app registration for Microsoft Graph.
         graph_client_cert_file: PEM with private key and certificate (MSAL certificate credential).
+        graph_client_cert_pem: the same PEM as text (``GRAPH_CLIENT_CERT``, a Key Vault reference in Azure);
+            used instead of the file when set.
         graph_authority_host: Entra authority host URL.
         graph_base_url: Microsoft Graph base URL including the version segment.
         local_ca_bundle: local only; CA file that clients trust for the local stand-ins.
@@ -54,9 +58,11 @@ class Settings:
     smart_private_keys_file: Path | None
     graph_tenant_id: str | None
     graph_client_id: str | None
+    smart_private_keys_pem: bytes | None
     graph_client_cert_file: Path | None
     graph_authority_host: str
     graph_base_url: str
+    graph_client_cert_pem: bytes | None
     local_ca_bundle: Path | None
     dev_clock_file: Path | None
     hl7_max_bytes: int
@@ -77,6 +83,26 @@ def _path(value: str | None) -> Path | None:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read :class:`Settings` from ``environ`` (default ``os.environ``).
+
+def _pem(name: str, value: str | None) -> bytes | None:
+    """The PEM document ``value`` of setting ``name`` (a Key Vault reference in Azure), or ``None`` when unset.
+
+    Raises:
+        SettingsError: the value is still an unresolved ``@Microsoft.KeyVault(...)`` reference (the app's
+            identity cannot read the secret), or it holds no PEM block.
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.startswith("@Microsoft.KeyVault("):
+        raise SettingsError(
+            f"setting {name} is an unresolved Key Vault reference: check the secret exists and the app's "
+            "identity has Key Vault Secrets User on the vault"
+        )
+    if "-----BEGIN " not in value:
+        raise SettingsError(f"setting {name} must hold a PEM document")
+    return value.encode()
+
 
     Raises:
         SettingsError: a required setting (``COSMOS_ENDPOINT``, ``LINK_SIGNING_KEY``, ``PUBLIC_BASE_URL``)
@@ -125,3 +151,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dev_clock_file=_path(env.get("DEV_CLOCK_FILE")),
         hl7_max_bytes=max_bytes,
     )
+        smart_private_keys_pem=_pem("SMART_PRIVATE_KEYS", env.get("SMART_PRIVATE_KEYS")),
+        graph_client_cert_pem=_pem("GRAPH_CLIENT_CERT", env.get("GRAPH_CLIENT_CERT")),

@@ -67,15 +67,19 @@ class MsalCertificateTokenSource:
     Args:
         authority_host: e.g. ``https://login.microsoftonline.com`` (or the local stand-in).
         tenant_id, client_id: the app registration.
-        cert_file: PEM with the private key and the certificate.
+        cert_file: PEM with the private key and the certificate (locally), or
+        cert_pem: the same PEM as bytes (``GRAPH_CLIENT_CERT`` from Key Vault in Azure); wins when given.
         verify: ``Settings.tls_verify`` for MSAL's HTTP session.
     """
 
-    def __init__(self, *, authority_host: str, tenant_id: str, client_id: str, cert_file: Path,
-                 verify: bool | str = True) -> None:
+    def __init__(self, *, authority_host: str, tenant_id: str, client_id: str, cert_file: Path | None = None,
+                 cert_pem: bytes | None = None, verify: bool | str = True) -> None:
+        if cert_file is None and cert_pem is None:
+            raise ValueError("give cert_file or cert_pem")
         self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
         self._client_id = client_id
         self._cert_file = cert_file
+        self._cert_pem = cert_pem
         self._verify = verify
         self._app: Any = None
         self._lock = threading.Lock()
@@ -86,10 +90,10 @@ class MsalCertificateTokenSource:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
-        pem = self._cert_file.read_bytes()
+        pem = self._cert_pem if self._cert_pem is not None else self._cert_file.read_bytes()  # type: ignore[union-attr]
         start = pem.find(b"-----BEGIN CERTIFICATE-----")
         if start < 0:
-            raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE holds no certificate.")
+            raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT(_FILE) holds no certificate.")
         cert = x509.load_pem_x509_certificate(pem[start:])
         session = requests.Session()
         session.verify = self._verify

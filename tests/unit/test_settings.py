@@ -1,0 +1,53 @@
+"""Reading settings (lib.settings): required names, Key Vault PEM values, shapes."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from lib.settings import SettingsError, load_settings
+
+BASE = {
+    "COSMOS_ENDPOINT": "https://cosmos.example.org:443/",
+    "PUBLIC_BASE_URL": "https://visits.example.org/",
+    "LINK_SIGNING_KEY": base64.b64encode(bytes(32)).decode(),
+}
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+
+
+def test_minimal_settings_load_with_defaults():
+    s = load_settings(BASE)
+    assert s.public_base_url == "https://visits.example.org"
+    assert s.cosmos_database == "virtualvisits"
+    assert s.hl7_max_bytes == 1048576
+    assert s.tls_verify is True
+
+
+@pytest.mark.parametrize("missing", sorted(BASE))
+def test_missing_required_setting_names_it(missing):
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(SettingsError, match=missing):
+        load_settings(env)
+
+
+def test_short_link_signing_key_is_refused():
+    with pytest.raises(SettingsError, match="at least 32 bytes"):
+        load_settings({**BASE, "LINK_SIGNING_KEY": base64.b64encode(bytes(16)).decode()})
+
+
+def test_pem_settings_from_key_vault_are_read_as_bytes():
+    s = load_settings({**BASE, "SMART_PRIVATE_KEYS": PEM, "GRAPH_CLIENT_CERT": PEM})
+    assert s.smart_private_keys_pem == PEM.encode()
+    assert s.graph_client_cert_pem == PEM.encode()
+
+
+def test_unresolved_key_vault_reference_is_refused_with_the_fix():
+    ref = "@Microsoft.KeyVault(VaultName=kv;SecretName=smart-private-keys)"
+    with pytest.raises(SettingsError, match="unresolved Key Vault reference.*Key Vault Secrets User"):
+        load_settings({**BASE, "SMART_PRIVATE_KEYS": ref})
+
+
+def test_pem_setting_without_a_pem_block_is_refused():
+    with pytest.raises(SettingsError, match="GRAPH_CLIENT_CERT must hold a PEM"):
+        load_settings({**BASE, "GRAPH_CLIENT_CERT": "not a pem"})
