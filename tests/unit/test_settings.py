@@ -38,8 +38,8 @@ def test_short_link_signing_key_is_refused():
 
 def test_pem_settings_from_key_vault_are_read_as_bytes():
     s = load_settings({**BASE, "SMART_PRIVATE_KEYS": PEM, "GRAPH_CLIENT_CERT": PEM})
-    assert s.smart_private_keys_pem == PEM.encode()
-    assert s.graph_client_cert_pem == PEM.encode()
+    assert s.smart_private_keys_pem == PEM.strip().encode()  # surrounding whitespace is trimmed
+    assert s.graph_client_cert_pem == PEM.strip().encode()
 
 
 def test_unresolved_key_vault_reference_is_refused_with_the_fix():
