@@ -67,11 +67,17 @@ def register_in_standins(settings: dict[str, str]) -> None:
 
 def seed(settings: dict[str, str]) -> EnvironmentConfig:
     """Create the Cosmos schema, store the demo environment and register with the stand-ins."""
+    import dataclasses
+
     from functions.dependencies import Services
 
     app = Services(dict(settings))
     app.store.ensure_schema()
     environment = demo_environment(settings)
+    for other in app.repos.environments.all():  # the stand-in's FHIR base URL belongs to the demo only
+        if other.id != environment.id and set(other.fhir_base_urls) & set(environment.fhir_base_urls):
+            kept = tuple(u for u in other.fhir_base_urls if u not in environment.fhir_base_urls)
+            app.repos.environments.put(dataclasses.replace(other, fhir_base_urls=kept))
     app.repos.environments.put(environment)
     register_in_standins(settings)
     return environment

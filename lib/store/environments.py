@@ -9,6 +9,10 @@ from lib.models import EnvironmentConfig
 from lib.store.cosmos import CosmosStore, read_or_none, translated_errors
 
 
+class ConfigurationConflict(Exception):
+    """A configuration change would make two environments ambiguous. The message says which."""
+
+
 class EnvironmentRepository:
     """Reads and writes :class:`EnvironmentConfig` documents.
 
@@ -31,7 +35,18 @@ class EnvironmentRepository:
         return config
 
     def put(self, config: EnvironmentConfig) -> None:
-        """Create or replace an environment (admin portal, local seeding)."""
+        """Create or replace an environment (admin portal, local seeding).
+
+        Raises:
+            ConfigurationConflict: another environment already lists one of its FHIR base URLs (a launch is
+                routed by its ``iss``, so each URL must name exactly one environment).
+        """
+        for other in self.all():
+            shared = set(other.fhir_base_urls) & set(config.fhir_base_urls)
+            if other.id != config.id and shared:
+                raise ConfigurationConflict(
+                    f"FHIR base URL {sorted(shared)[0]} is already configured for environment '{other.id}'"
+                )
         with translated_errors():
             self._container.upsert_item(config.to_doc())
         self._cache.pop(config.id, None)

@@ -24,7 +24,8 @@ class VisitEvent:
     """One participant event of a visit.
 
     ``participant_id`` is the EHR user ID for a clinician and the literal ``patient`` for the patient (no
-    patient identifier is stored). ``writeback`` is ``pending``, ``written`` or ``failed``.
+    patient identifier is stored). ``writeback`` is ``pending``, ``written`` or ``failed``;
+    ``writeback_reason`` a short code saying why it failed (e.g. ``poisoned``, ``ehr_rejected``).
     """
 
     id: str
@@ -38,6 +39,7 @@ class VisitEvent:
     correlation_id: str | None = None
     writeback: str = "pending"
     writeback_utc: datetime | None = None
+    writeback_reason: str | None = None
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class VisitEvent:
             "correlation_id": self.correlation_id,
             "writeback": self.writeback,
             "writeback_utc": iso(self.writeback_utc),
+            "writeback_reason": self.writeback_reason,
         }
 
     @classmethod
@@ -71,6 +74,7 @@ class VisitEvent:
             correlation_id=doc.get("correlation_id"),
             writeback=doc.get("writeback", "pending"),
             writeback_utc=parse_iso(doc.get("writeback_utc")),
+            writeback_reason=doc.get("writeback_reason"),
             etag=doc.get("_etag"),
         )
 

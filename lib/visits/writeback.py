@@ -107,15 +107,17 @@ class WritebackService:
     def _fail(self, event: VisitEvent, reason: str, correlation_id: str | None) -> WritebackOutcome:
         log.warning("writeback failed reason=%s environment=%s correlation=%s", reason, event.environment_id,
                     correlation_id)
-        self._mark(event, "failed")
+        self._mark(event, "failed", reason)
         return WritebackOutcome("failed", reason)
 
-    def _mark(self, event: VisitEvent, state: str) -> None:
+    def _mark(self, event: VisitEvent, state: str, reason: str | None = None) -> None:
         """Set ``writeback`` with If-Match; on a lost race re-read, and accept a final state set by another."""
         current = event
         for _ in range(3):
             try:
-                self._events.update(current, writeback=state, writeback_utc=self._clock.now())
+                self._events.update(
+                    current, writeback=state, writeback_utc=self._clock.now(), writeback_reason=reason
+                )
                 return
             except ConcurrencyConflict:
                 fresh = self._events.get(event.appointment_key, event.id)
