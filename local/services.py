@@ -29,6 +29,7 @@ Python API: :func:`start`, :func:`stop`, :func:`status`, :func:`settings_for`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -126,10 +127,22 @@ class ServiceHandle:
 
 
 def _profile(name: str) -> Profile:
+    """The profile's ports, each shifted by ``LOCAL_PORT_OFFSET`` (default 0) so that two checkouts, or a
+    checkout and a CI run, can run their services side by side."""
     try:
-        return PROFILES[name]
+        base = PROFILES[name]
     except KeyError:
         raise ServiceError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}") from None
+    try:
+        offset = int(os.environ.get("LOCAL_PORT_OFFSET", "0"))
+    except ValueError:
+        raise ServiceError("LOCAL_PORT_OFFSET must be a whole number (e.g. 1000)") from None
+    if not offset:
+        return base
+    ports = {f.name: getattr(base, f.name) + offset for f in dataclasses.fields(base) if f.name != "name"}
+    if max(ports.values()) > 65535 or min(ports.values()) < 1024:
+        raise ServiceError("LOCAL_PORT_OFFSET moves a port outside 1024..65535")
+    return Profile(name, **ports)
 
 
 def _run_dir(root: Path, profile: Profile) -> Path:
