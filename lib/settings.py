@@ -43,6 +43,10 @@ class Settings:
         local_ca_bundle: local only; CA file that clients trust for the local stand-ins.
         dev_clock_file: local only; file whose ISO-8601 content is "now" (tests and the demo).
         hl7_max_bytes: size cap of one HL7 request body, in bytes.
+        eventgrid_webhook_key: secret the Event Grid subscription sends as ``?code=`` to ``/api/events/acs``
+            (``EVENTGRID_WEBHOOK_KEY``, a Key Vault reference in Azure); unset = the webhook refuses every call.
+        acs_resource_id: ARM ID of our ACS resource (``ACS_RESOURCE_ID``); when set, events from any other
+            topic are refused.
     """
 
     cosmos_endpoint: str
@@ -56,16 +60,18 @@ class Settings:
     public_base_url: str
     link_signing_key: bytes
     smart_private_keys_file: Path | None
+    smart_private_keys_pem: bytes | None
     graph_tenant_id: str | None
     graph_client_id: str | None
-    smart_private_keys_pem: bytes | None
     graph_client_cert_file: Path | None
+    graph_client_cert_pem: bytes | None
     graph_authority_host: str
     graph_base_url: str
-    graph_client_cert_pem: bytes | None
     local_ca_bundle: Path | None
     dev_clock_file: Path | None
     hl7_max_bytes: int
+    eventgrid_webhook_key: str | None = None
+    acs_resource_id: str | None = None
 
     @property
     def tls_verify(self) -> bool | str:
@@ -80,9 +86,6 @@ def _flag(value: str | None) -> bool:
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
-
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read :class:`Settings` from ``environ`` (default ``os.environ``).
 
 def _pem(name: str, value: str | None) -> bytes | None:
     """The PEM document ``value`` of setting ``name`` (a Key Vault reference in Azure), or ``None`` when unset.
@@ -103,6 +106,9 @@ def _pem(name: str, value: str | None) -> bytes | None:
         raise SettingsError(f"setting {name} must hold a PEM document")
     return value.encode()
 
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``environ`` (default ``os.environ``).
 
     Raises:
         SettingsError: a required setting (``COSMOS_ENDPOINT``, ``LINK_SIGNING_KEY``, ``PUBLIC_BASE_URL``)
@@ -129,7 +135,6 @@ def _pem(name: str, value: str | None) -> bytes | None:
         max_bytes = int(env.get("HL7_MAX_BYTES", "1048576"))
     except ValueError as exc:
         raise SettingsError("setting HL7_MAX_BYTES must be a whole number of bytes") from exc
-
     return Settings(
         cosmos_endpoint=required("COSMOS_ENDPOINT"),
         cosmos_key=env.get("COSMOS_KEY") or None,
@@ -142,14 +147,16 @@ def _pem(name: str, value: str | None) -> bytes | None:
         public_base_url=required("PUBLIC_BASE_URL").rstrip("/"),
         link_signing_key=link_key,
         smart_private_keys_file=_path(env.get("SMART_PRIVATE_KEYS_FILE")),
+        smart_private_keys_pem=_pem("SMART_PRIVATE_KEYS", env.get("SMART_PRIVATE_KEYS")),
         graph_tenant_id=env.get("GRAPH_TENANT_ID") or None,
         graph_client_id=env.get("GRAPH_CLIENT_ID") or None,
         graph_client_cert_file=_path(env.get("GRAPH_CLIENT_CERT_FILE")),
+        graph_client_cert_pem=_pem("GRAPH_CLIENT_CERT", env.get("GRAPH_CLIENT_CERT")),
         graph_authority_host=env.get("GRAPH_AUTHORITY_HOST", "https://login.microsoftonline.com").rstrip("/"),
         graph_base_url=env.get("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0").rstrip("/"),
         local_ca_bundle=_path(env.get("LOCAL_CA_BUNDLE")),
         dev_clock_file=_path(env.get("DEV_CLOCK_FILE")),
         hl7_max_bytes=max_bytes,
+        eventgrid_webhook_key=env.get("EVENTGRID_WEBHOOK_KEY") or None,
+        acs_resource_id=env.get("ACS_RESOURCE_ID") or None,
     )
-        smart_private_keys_pem=_pem("SMART_PRIVATE_KEYS", env.get("SMART_PRIVATE_KEYS")),
-        graph_client_cert_pem=_pem("GRAPH_CLIENT_CERT", env.get("GRAPH_CLIENT_CERT")),
