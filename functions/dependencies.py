@@ -59,7 +59,7 @@ class Services:
             outbox=OutboxRepository(self.store),
             links=LinkRepository(self.store),
             processed=ProcessedMessages(self.store),
-            rejected=RejectedMessages(self.store),
+            rejected=RejectedMessages(self.store, ttl_seconds=self.settings.hl7_rejected_ttl_days * 86400),
             timer_state=TimerStateRepository(self.store),
             visit_events=VisitEventRepository(self.store),
         )
@@ -81,7 +81,10 @@ class Services:
     @cached_property
     def intake(self) -> Any:
         """The HL7 intake service."""
-        from lib.scheduling.intake import AcceptAll, IntakeService
+        from lib.clock import SystemClock
+        from lib.scheduling.intake import IntakeService
+        from lib.scheduling.signature import JwsRequestVerifier
+        from lib.store.jti import JtiStore
 
         r = self.repos
         return IntakeService(
@@ -92,7 +95,9 @@ class Services:
             links=r.links,
             processed=r.processed,
             rejected=r.rejected,
-            verifier=AcceptAll(),
+            # Signatures carry the sender's wall-clock times: checked against the real clock, never the
+            # local demo clock (DEV_CLOCK_FILE).
+            verifier=JwsRequestVerifier(jti=JtiStore(self.store), clock=SystemClock()),
             clock=self.clock,
         )
 

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     """Accept one HL7 message; answer the ACK (``AA``/``AE``/``AR``) or an HTTP problem.
 
-    The body size is checked before anything is read into the parser (413). Texts that are due at once
-    (confirmations) are handed to the ``sms-outbox`` queue after the ACK is decided.
+    The body size is checked before anything is read into the parser (413); the request signature
+    (docs/hl7-intake.md) is checked before the body is parsed (401/403 with a reason ``code``). Texts
+    that are due at once (confirmations) are handed to the ``sms-outbox`` queue after the ACK is decided.
     """
     correlation = correlation_id(req)
     svc = services()
@@ -48,5 +49,5 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
         result.body,
         status_code=result.status,
         mimetype=result.content_type,
-        headers={"x-correlation-id": correlation},
+        headers={"x-correlation-id": correlation, **dict(result.headers)},
     )

@@ -44,6 +44,11 @@ param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 @description('Largest HL7 request body accepted, in bytes (HL7_MAX_BYTES).')
 param hl7MaxBytes int = 1048576
 
+@description('Days a rejected HL7 message is kept for an operator to replay (HL7_REJECTED_TTL_DAYS).')
+@minValue(1)
+@maxValue(365)
+param hl7RejectedTtlDays int = 30
+
 @description('Upper bound of Function App instances (bounds SMS and Cosmos request rates).')
 param maximumInstanceCount int = 10
 
@@ -204,6 +209,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GRAPH_AUTHORITY_HOST: graphAuthorityHost
     GRAPH_BASE_URL: graphBaseUrl
     HL7_MAX_BYTES: string(hl7MaxBytes)
+    HL7_REJECTED_TTL_DAYS: string(hl7RejectedTtlDays)
   }
   // Key Vault references resolve only once the identity may read the vault.
   dependsOn: [

@@ -47,6 +47,8 @@ class Settings:
             (``EVENTGRID_WEBHOOK_KEY``, a Key Vault reference in Azure); unset = the webhook refuses every call.
         acs_resource_id: ARM ID of our ACS resource (``ACS_RESOURCE_ID``); when set, events from any other
             topic are refused.
+        hl7_rejected_ttl_days: days a rejected HL7 message is kept for an operator's replay
+            (``HL7_REJECTED_TTL_DAYS``, default 30, 1..365).
     """
 
     cosmos_endpoint: str
@@ -72,6 +74,7 @@ class Settings:
     hl7_max_bytes: int
     eventgrid_webhook_key: str | None = None
     acs_resource_id: str | None = None
+    hl7_rejected_ttl_days: int = 30
 
     @property
     def tls_verify(self) -> bool | str:
@@ -135,6 +138,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_bytes = int(env.get("HL7_MAX_BYTES", "1048576"))
     except ValueError as exc:
         raise SettingsError("setting HL7_MAX_BYTES must be a whole number of bytes") from exc
+    try:
+        rejected_ttl_days = int(env.get("HL7_REJECTED_TTL_DAYS", "30"))
+    except ValueError as exc:
+        raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be a whole number of days") from exc
+    if not 1 <= rejected_ttl_days <= 365:
+        raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be between 1 and 365")
+
     return Settings(
         cosmos_endpoint=required("COSMOS_ENDPOINT"),
         cosmos_key=env.get("COSMOS_KEY") or None,
@@ -159,4 +169,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         hl7_max_bytes=max_bytes,
         eventgrid_webhook_key=env.get("EVENTGRID_WEBHOOK_KEY") or None,
         acs_resource_id=env.get("ACS_RESOURCE_ID") or None,
+        hl7_rejected_ttl_days=rejected_ttl_days,
     )

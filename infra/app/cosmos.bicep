@@ -24,6 +24,7 @@ var cosmosContainers = [
   { name: 'visit_events', partitionKey: '/appointmentKey', defaultTtl: -1 }
   { name: 'users', partitionKey: '/id' }
   { name: 'timer_state', partitionKey: '/id' }
+  { name: 'hl7_jti', partitionKey: '/id', defaultTtl: -1 }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

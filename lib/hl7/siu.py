@@ -67,7 +67,8 @@ class SiuMessage:
         placer_id: SCH-1.1 (placer appointment ID) or None.
         filler_id: SCH-2.1 (filler appointment ID; Epic Cadence is the filler) or None.
         visit_number: PV1-19.1 (visit number) or None.
-        conference_id: video conference ID; no HL7 source is defined yet (hl7.md §9), always None.
+        conference_id: group-visit conference ID from the configured ``conference_id_field`` (first
+            segment with that ID, first repetition, unescaped), or None (no field configured or empty).
         start_utc: appointment start, aware UTC datetime; None only for S15/S17/S26 without a start.
         end_utc: appointment end, aware UTC datetime, or None when neither an end nor a duration
             is given.
@@ -159,6 +160,23 @@ def _check_header(header: MessageHeader) -> str:
     if not _version_ok(header.version):
         raise HL7Rejected("unsupported version in MSH-12: only HL7 v2.x is accepted", "203", segment="MSH", field=12)
     return event
+
+
+@functools.lru_cache(maxsize=32)
+def _field_address(spec: str) -> tuple[str, int, int]:
+    """``"SCH-4"`` -> ``("SCH", 4, 1)``; ``"ZCH-3.2"`` -> ``("ZCH", 3, 2)``.
+
+    Raises:
+        ValueError: not ``SEG-n`` or ``SEG-n.c`` with a three-character upper-case segment ID.
+    """
+    seg, _, rest = spec.strip().partition("-")
+    field, _, comp = rest.partition(".")
+    if (
+        len(seg) != 3 or not (seg.isascii() and seg.isalnum() and seg.upper() == seg)
+        or not field.isdigit() or int(field) < 1 or (comp and (not comp.isdigit() or int(comp) < 1))
+    ):
+        raise ValueError(f"conference_id_field {spec!r} is not shaped SEG-n or SEG-n.c (e.g. SCH-4, ZCH-3.1)")
+    return seg, int(field), int(comp or 1)
 
 
 def _first_value(msg: Er7Message, sid: str, field: int, comp: int = 1) -> tuple[str, list[str] | None]:
@@ -304,6 +322,7 @@ def parse_siu(
     time_zone: str,
     default_region: str,
     appointment_id_order: Sequence[str] = _ID_SOURCES,
+    conference_id_field: str | None = None,
 ) -> SiuMessage:
     """Read one SIU^S12/S13/S14/S15/S17/S26 message into a :class:`SiuMessage`.
 
@@ -315,6 +334,9 @@ def parse_siu(
         default_region: ISO 3166 region for phone numbers without country code (e.g. ``US``).
         appointment_id_order: where to look for the appointment ID, first non-empty wins; items
             among ``"SCH-2"`` (filler), ``"SCH-1"`` (placer), ``"PV1-19"`` (visit number).
+        conference_id_field: where a group visit's conference ID is carried, ``SEG-n`` or ``SEG-n.c``
+            (e.g. ``SCH-4``, ``ZCH-3.1``; hl7.md §9: no standard field, Epic's ZCH is site-specific);
+            None = no conference ID.
 
     Times (hl7.md §4): the start is the first that parses of TQ1-7, SCH-11.4 (any repetition),
     AIS-4, AIG-8, AIL-6, AIP-6 (component 1 only, so a TS degree-of-precision component is
@@ -336,7 +358,7 @@ def parse_siu(
             segment, no appointment ID, or no start time for S12/S13/S14; 102 unusable MSH-2, or a
             start time present but not a valid date/time (S12/S13/S14).
         ValueError: configuration errors: unknown ``time_zone``, ``default_region`` or
-            ``appointment_id_order`` item.
+            ``appointment_id_order`` item, or a ``conference_id_field`` not shaped ``SEG-n[.c]``.
     """
     zone = _zone(time_zone)
     if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
@@ -344,6 +366,7 @@ def parse_siu(
     for item in appointment_id_order:
         if item not in _ID_SOURCES:
             raise ValueError(f"appointment_id_order item {item!r} is not one of {_ID_SOURCES}")
+    conference_at = _field_address(conference_id_field) if conference_id_field else None
 
     msg = Er7Message.from_bytes(unframe(raw))
     header = header_from_message(msg)
@@ -407,7 +430,9 @@ def parse_siu(
         placer_id=placer,
         filler_id=filler,
         visit_number=visit,
-        conference_id=None,
+        conference_id=(v(msg.first(conference_at[0]), conference_at[1], 1, conference_at[2]) or None)
+        if conference_at
+        else None,
         start_utc=start_utc,
         end_utc=end_utc,
         duration_minutes=minutes,

@@ -32,6 +32,7 @@ class SiuFields(Protocol):
     provider_ehr_id: str | None
     language: str | None
     sms_phone_reason: str
+    conference_id: str | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def apply_message(
                 schedule_revision=1,
                 link_id=secrets.token_urlsafe(16),
                 sms_phone_reason=message.sms_phone_reason,
+                conference_id=message.conference_id,
             ),
             time_changed=True,
         )
@@ -109,5 +111,6 @@ def apply_message(
         schedule_revision=existing.schedule_revision + (1 if time_changed or rebooked else 0),
         sms_phone_reason=message.sms_phone_reason or existing.sms_phone_reason,
         outbox_refs=list(existing.outbox_refs),
+        conference_id=message.conference_id or existing.conference_id,
     )
     return Applied("updated", existing, after, time_changed=time_changed or rebooked)

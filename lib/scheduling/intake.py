@@ -1,13 +1,18 @@
 """HL7 SIU intake: from the request body to a stored appointment, planned texts and an ACK.
 
 Order of work for one message (DESIGN.md "HL7 intake"):
-1. the environment must exist; request authentication (``RequestVerifier``) runs before any parsing;
-2. MLLP framing stripped, MSH read (no MSH: an HTTP problem, since no ACK can be built);
+1. the environment must exist; request authentication (``RequestVerifier``, the JWS scheme of
+   :mod:`lib.scheduling.signature`) runs before any parsing;
+2. MLLP framing stripped, MSH read (no MSH: an HTTP problem, since no ACK can be built; an inbound ACK is
+   never acknowledged: HTTP 400, hl7.md §8 "Do not ACK an ACK");
 3. a known (environment, MSH-4, MSH-10) gets the ACK it got before and is not applied again;
 4. the SIU is parsed (a message we cannot accept gets ``AR`` with the reason and is kept for replay);
 5. the appointment is updated with ``If-Match`` (a stale message changes nothing), the phone number is
    stored apart, the texts are planned and created in the outbox;
 6. only then the ``AA`` is recorded and returned. A store outage gives ``AE`` with HTTP 503.
+
+A rejected message is kept (raw bytes, restricted container ``rejected`` with a TTL) so an operator can
+replay it after fixing the configuration (:meth:`IntakeService.replay`, :mod:`lib.scheduling.replay`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -51,7 +57,8 @@ class IntakeResponse:
 
     ``status`` is the HTTP status; ``body`` an HL7 ACK (``content_type`` ``application/hl7-v2+er7``) or an
     RFC 9457 problem document (``application/problem+json``); ``ack_code`` is MSA-1 when an ACK was built;
-    ``rejected_id`` the ID under which a rejected message was kept.
+    ``rejected_id`` the ID under which a rejected message was kept; ``headers`` extra response headers
+    (``WWW-Authenticate`` on a 401); ``outbox_to_send`` the (outbox ID, bucket) pairs due now.
     """
 
     status: int
@@ -60,29 +67,34 @@ class IntakeResponse:
     ack_code: str | None = None
     rejected_id: str | None = None
     outbox_to_send: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class Problem(Exception):
-    """An HTTP problem answer (RFC 9457): ``status``, ``title``, ``detail`` (no PHI)."""
+    """An HTTP problem answer (RFC 9457): ``status``, ``title``, ``detail`` (no PHI), an optional reason
+    ``code`` (e.g. ``signature_expired``, see :mod:`lib.scheduling.signature`) and response ``headers``
+    (e.g. ``WWW-Authenticate``) as ``(name, value)`` pairs."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, *, code: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail = status, title, detail
+        self.code, self.headers = code, headers
 
 
 class RequestVerifier(Protocol):
-    """Authenticates an intake request before anything is parsed (issue: HL7 intake authentication)."""
+    """Authenticates an intake request before anything is parsed (:mod:`lib.scheduling.signature`)."""
 
-    def verify(self, environment: EnvironmentConfig, headers: dict[str, str], body: bytes) -> None:
-        """Return when the request is authentic; raise :class:`Problem` (401/403) otherwise."""
+    def verify(self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes) -> None:
+        """Return when the request is authentic; raise :class:`Problem` (401/403) otherwise.
+
+        Raises:
+            Problem: the request is not authentic (reason code in ``Problem.code``).
+            StoreUnavailable: the replay store cannot be reached.
+        """
         ...
-
-
-class AcceptAll:
-    """The verifier used until the hospital's certificate check is configured for an environment."""
-
-    def verify(self, environment: EnvironmentConfig, headers: dict[str, str], body: bytes) -> None:
-        """Accept every request."""
 
 
 class IntakeService:
@@ -111,18 +123,40 @@ class IntakeService:
         self._verifier = verifier
         self._clock = clock
 
-    def handle(self, environment_id: str, body: bytes, headers: dict[str, str]) -> IntakeResponse:
+    def handle(self, environment_id: str, body: bytes, headers: Mapping[str, str]) -> IntakeResponse:
         """Process one request to ``POST /api/hl7/{environmentId}``; never raises for bad input.
+
+        Args:
+            environment_id: the environment of the URL.
+            body: the request body, exactly as received (the signature covers these bytes).
+            headers: the request headers (names in any case).
 
         Raises:
             StoreUnavailable: only while keeping a rejected message fails too (the trigger answers 503).
         """
+        return self._process(environment_id, body, headers, trusted=False)
+
+    def replay(self, environment_id: str, body: bytes) -> IntakeResponse:
+        """Run the intake again on a kept message, as an operator (trusted: no signature check).
+
+        A message rejected again is not kept a second time (the operator still holds the original
+        record). Used by :func:`lib.scheduling.replay.replay_rejected`.
+
+        Raises:
+            StoreUnavailable: as :meth:`handle`.
+        """
+        return self._process(environment_id, body, {}, trusted=True)
+
+    def _process(
+        self, environment_id: str, body: bytes, headers: Mapping[str, str], *, trusted: bool
+    ) -> IntakeResponse:
+        keep = not trusted
         try:
             environment = self._environments.get(environment_id)
         except StoreUnavailable:
             return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
         if environment is None:
-            rejected_id = self._keep(environment_id, body, "unknown environment", "207", None)
+            rejected_id = self._keep(environment_id, body, "unknown environment", "207", None) if keep else None
             return _problem(
                 404,
                 "Unknown environment",
@@ -131,25 +165,41 @@ class IntakeService:
                 rejected_id,
             )
         try:
-            self._verifier.verify(environment, headers, body)
+            if not trusted:
+                self._verifier.verify(environment, headers, body)
+        except Problem as problem:
+            log.info("hl7 request refused env=%s status=%d code=%s", environment_id, problem.status, problem.code)
+            return _problem(problem.status, problem.title, problem.detail, code=problem.code, headers=problem.headers)
+        except StoreUnavailable:
+            log.warning("hl7 intake replay store unavailable env=%s", environment_id)
+            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+        try:
             raw = unframe(body)
             header = read_header(raw)
-        except Problem as problem:
-            return _problem(problem.status, problem.title, problem.detail)
         except (NotHL7, HL7Rejected) as exc:
             reason = getattr(exc, "reason", str(exc))
-            rejected_id = self._keep(environment_id, body, reason, "100", None)
+            rejected_id = self._keep(environment_id, body, reason, "100", None) if keep else None
             return _problem(400, "Not an HL7 v2 message", reason, rejected_id)
+        if header.is_ack:
+            # hl7.md §8: never acknowledge an acknowledgement (two engines would ACK each other forever).
+            reason = "an ACK message was sent to the intake; acknowledgements are not acknowledged"
+            rejected_id = self._keep(environment_id, body, reason, "200", header.control_id) if keep else None
+            log.info("hl7 ack refused env=%s msh10=%s", environment_id, header.control_id)
+            return _problem(
+                400, "Acknowledgement sent to the intake",
+                "The body is an HL7 ACK (MSH-9.1 ACK). The intake accepts SIU messages and never "
+                "acknowledges an ACK; check the interface's routing.", rejected_id, code="ack_not_accepted",
+            )
 
         try:
-            return self._handle_message(environment, header, raw, body)
+            return self._handle_message(environment, header, raw, body, keep=keep)
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id, header.control_id)
             ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
             return IntakeResponse(503, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack))
 
     def _handle_message(
-        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
     ) -> IntakeResponse:
         now = self._clock.now()
         dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
@@ -164,9 +214,13 @@ class IntakeService:
                 time_zone=environment.time_zone,
                 default_region=environment.default_region,
                 appointment_id_order=environment.appointment_id_order,
+                conference_id_field=environment.conference_id_field,
             )
         except HL7Rejected as rejected:
-            rejected_id = self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id)
+            rejected_id = (
+                self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id)
+                if keep else None
+            )
             log.info(
                 "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
                 environment.id, header.control_id, rejected.ack_code, rejected.err_code, rejected_id,
@@ -298,12 +352,23 @@ def _msa(ack: bytes) -> str | None:
     return None
 
 
-def _problem(status: int, title: str, detail: str, rejected_id: str | None = None) -> IntakeResponse:
+def _problem(
+    status: int,
+    title: str,
+    detail: str,
+    rejected_id: str | None = None,
+    *,
+    code: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> IntakeResponse:
+    """An RFC 9457 problem response; ``code`` (a reason code) goes into the document as ``code``."""
     import json
 
-    doc = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    doc: dict[str, object] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if code:
+        doc["code"] = code
     if rejected_id:
         doc["rejectedMessageId"] = rejected_id
     return IntakeResponse(
-        status, json.dumps(doc).encode(), "application/problem+json", rejected_id=rejected_id
+        status, json.dumps(doc).encode(), "application/problem+json", rejected_id=rejected_id, headers=headers
     )

@@ -31,4 +31,5 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("visit_events", "/appointmentKey", default_ttl=-1),
     ContainerSpec("users", "/id"),
     ContainerSpec("timer_state", "/id"),
+    ContainerSpec("hl7_jti", "/id", default_ttl=-1),
 )

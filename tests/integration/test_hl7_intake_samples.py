@@ -36,8 +36,10 @@ REFUSED = {
     "05-gmed-s12-v231-pid-only-no-sch-invalid.hl7": ("AR", "101"),
     "27-neg-python-hl7-sample-oru-r01-v24.hl7": ("AR", "200"),
     "28-neg-fhirconv-adt-a01-v28-escape-T.hl7": ("AR", "200"),
-    "30-ack-mirth-ca-escaped-sender-v23.hl7": ("AR", "200"),
 }
+
+# An ACK sent to the intake is never acknowledged (hl7.md §8 "Do not ACK an ACK"): HTTP 400, kept.
+ACK_SAMPLE = "30-ack-mirth-ca-escaped-sender-v23.hl7"
 
 # Field-by-field expectations: appointment ID, UTC start, duration (min), status, SMS phone (E.164).
 EXPECTED = {
@@ -70,10 +72,23 @@ def configure(app, environment_id: str, sample: str):
 
 def test_the_shared_samples_are_all_covered():
     assert len(ALL_SAMPLES) == 22
-    assert set(REFUSED) | set(EXPECTED) <= set(ALL_SAMPLES)
+    assert set(REFUSED) | set(EXPECTED) | {ACK_SAMPLE} <= set(ALL_SAMPLES)
 
 
-@pytest.mark.parametrize("sample", ALL_SAMPLES)
+def test_an_ack_sent_to_the_intake_is_not_acknowledged_but_answered_400_and_kept(app, environment_id):
+    configure(app, environment_id, ACK_SAMPLE)
+    raw = (SAMPLES / ACK_SAMPLE).read_bytes()
+    response = post_hl7(environment_id, raw)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    doc = json.loads(response.get_body())
+    assert doc["code"] == "ack_not_accepted"
+    assert b"MSA" not in response.get_body()
+    kept = app.repos.rejected.get(environment_id, doc["rejectedMessageId"])
+    assert kept.raw == raw
+
+
+@pytest.mark.parametrize("sample", [s for s in ALL_SAMPLES if s != ACK_SAMPLE])
 def test_each_sample_is_acknowledged_never_a_server_error(app, environment_id, sample):
     configure(app, environment_id, sample)
     raw = (SAMPLES / sample).read_bytes()

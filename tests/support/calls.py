@@ -5,14 +5,25 @@ from __future__ import annotations
 import azure.functions as func
 
 
-def post_hl7(environment_id: str, body: bytes, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    """Call ``POST /api/hl7/{environmentId}`` in-process and return the response."""
-    from functions.hl7_intake import hl7_intake
+def post_hl7(
+    environment_id: str, body: bytes, headers: dict[str, str] | None = None, *, sign: bool = True
+) -> func.HttpResponse:
+    """Call ``POST /api/hl7/{environmentId}`` in-process and return the response.
 
+    ``sign`` adds an ``X-HL7-Signature`` from the test interface engine
+    (:func:`tests.support.hl7_signing.default_signer`, the certificate :func:`make_environment` configures)
+    unless ``headers`` already carry one.
+    """
+    from functions.hl7_intake import hl7_intake
+    from tests.support.hl7_signing import default_signer
+
+    all_headers = {"content-type": "application/hl7-v2+er7", **(headers or {})}
+    if sign and not any(k.lower() in ("x-hl7-signature", "authorization") for k in all_headers):
+        all_headers.update(default_signer().headers(environment_id, body))
     req = func.HttpRequest(
         method="POST",
         url=f"http://127.0.0.1/api/hl7/{environment_id}",
-        headers={"content-type": "application/hl7-v2+er7", **(headers or {})},
+        headers=all_headers,
         params={},
         route_params={"environmentId": environment_id},
         body=body,

@@ -10,8 +10,17 @@ SENDER = "+18005550100"
 
 
 def make_environment(app: object, environment_id: str, **overrides: object) -> EnvironmentConfig:
-    """Store and return a test environment (SMS on, America/New_York, test kind unless overridden)."""
+    """Store and return a test environment (SMS on, America/New_York, test kind unless overridden).
+
+    HL7 requests must be signed (``hl7_auth="jws"``) with the test interface engine's key, whose certificate
+    is configured here; ``tests.support.calls.post_hl7`` signs by default. Pass ``hl7_auth="none"`` for a
+    test that posts unsigned on purpose.
+    """
+    from tests.support.hl7_signing import default_signer
+
     sms = overrides.pop("sms", SmsSettings(enabled=True, sender=SENDER))
+    overrides.setdefault("hl7_auth", "jws")
+    overrides.setdefault("hl7_certificates", (default_signer().cert_text,))
     config = EnvironmentConfig(
         id=environment_id,
         kind="test",

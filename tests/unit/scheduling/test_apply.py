@@ -22,6 +22,7 @@ class Msg:
     provider_ehr_id: str | None = "400"
     language: str | None = None
     sms_phone_reason: str = "mobile"
+    conference_id: str | None = None
 
 
 def key(minute: int, control: str = "1") -> str:
@@ -101,3 +102,10 @@ def test_order_key_compares_instants_not_local_clock_text():
     rome = datetime(2026, 11, 29, 13, 0, tzinfo=ZoneInfo("Europe/Rome"))  # 12:00 UTC
     utc = datetime(2026, 11, 29, 12, 30, tzinfo=UTC)
     assert order_key(rome, "9") < order_key(utc, "1")
+
+
+def test_conference_id_is_carried_and_kept_when_a_later_message_omits_it():
+    created = apply_message(None, Msg(conference_id="GRP-7"), environment_id="env", key=key(0)).after
+    assert created.conference_id == "GRP-7"
+    later = apply_message(created, Msg(status="cancelled", conference_id=None), environment_id="env", key=key(5))
+    assert later.after.conference_id == "GRP-7"

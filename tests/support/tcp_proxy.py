@@ -1,0 +1,69 @@
+"""A loopback TCP proxy that a test can cut, to make a real SDK see its server go away."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+
+class CuttableProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``target``; :meth:`cut` closes every connection and the listener.
+
+    After :meth:`cut`, new connections are refused (nothing listens), so clients fail fast with
+    "connection refused" exactly as when the real server is down.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Close the listener and every forwarded connection (the "server" is now down)."""
+        with self._lock:
+            self._closed = True
+            self._listener.close()
+            for s in self._sockets:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            self._sockets.clear()
