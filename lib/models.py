@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 EnvironmentKind = Literal["test", "production"]
 Hl7Auth = Literal["jws", "none"]
+LaunchMode = Literal["smart", "encrypted"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
@@ -99,6 +100,15 @@ class EnvironmentConfig:
             or two (two during a key rotation); the signature must verify with one that is valid now.
         conference_id_field: where the group-visit conference ID is carried, ``SEG-n`` or ``SEG-n.c``
             (e.g. ``SCH-4``, ``ZCH-3.1``); ``None`` (default) = no conference IDs.
+        department_organizers: Epic department ID -> Entra object ID of that department's fallback
+            organizer (checked before ``fallback_organizer_id``; docs/launch.md "Organizer").
+        provider_signin: whether a clinician's first provider launch runs the one-time Microsoft 365 sign-in
+            that maps the EHR user ID to an Entra object ID (the clinician then organizes the meetings).
+        client_assertion_alg: JWS algorithm of our ``private_key_jwt`` assertions, ``RS384`` or ``ES384``.
+        launch_mode: ``smart`` (SMART EHR launch, ``iss`` + ``launch``) or ``encrypted`` (Epic's encrypted
+            link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
+        encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
+        encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
     """
 
     id: str
@@ -116,6 +126,12 @@ class EnvironmentConfig:
     hl7_auth: Hl7Auth = "jws"
     hl7_certificates: tuple[str, ...] = ()
     conference_id_field: str | None = None
+    department_organizers: dict[str, str] = field(default_factory=dict)
+    provider_signin: bool = True
+    client_assertion_alg: str = "RS384"
+    launch_mode: LaunchMode = "smart"
+    encrypted_fields: dict[str, str] = field(default_factory=dict)
+    encrypted_max_age_seconds: int = 300
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
