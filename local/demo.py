@@ -164,10 +164,14 @@ class Demo:
         raise RuntimeError(f"timed out waiting for {description}")
 
     def post_hl7(self, message: bytes) -> str:
+        from local.hl7_send import signed_headers
+        from local.tls import ensure_local_material
+
+        key_pem, _cert = ensure_local_material().read_hl7_sender()  # the demo hospital's interface engine
         response = requests.post(
             f"{self.runner}/api/hl7/{self.environment_id}",
             data=message,
-            headers={"Content-Type": "application/hl7-v2+er7"},
+            headers=signed_headers(message, key_pem=key_pem, environment_id=self.environment_id),
             timeout=30,
         )
         ack = response.content.decode()

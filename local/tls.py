@@ -13,6 +13,9 @@ to each other over TLS and to sign their requests:
 - ``.local/keys/smart.pem``        our RSA 2048 private key for SMART ``private_key_jwt`` (PKCS#8 PEM)
 - ``.local/keys/graph.pem``        our RSA 2048 private key + self-signed certificate in one PEM, for the
                                    MSAL certificate credential
+- ``.local/keys/hl7-sender.pem``   the demo "hospital interface engine": RSA 2048 private key + self-signed
+                                   certificate; the demo environment trusts the certificate and the demo signs
+                                   its HL7 requests with the key (docs/hl7-intake.md)
 - ``.local/keys/link.key``         ``LINK_SIGNING_KEY``: 32 random bytes, standard base64, one line
 - ``.local/keys/acs.key``          access key of the local ACS SMS stand-in: 32 random bytes, base64
 - ``.local/keys/epic-emp.password`` password of the Epic stand-in's ``emp$TELEHEALTH`` web-service user
@@ -59,6 +62,7 @@ class LocalMaterial:
         keys_dir: folder with the app's own keys (``.local/keys``).
         smart_key: RSA private key for SMART ``private_key_jwt`` (``SMART_PRIVATE_KEYS_FILE``).
         graph_pem: RSA private key + self-signed certificate (``GRAPH_CLIENT_CERT_FILE``).
+        hl7_sender: RSA private key + self-signed certificate of the demo HL7 sender (signs intake requests).
         link_key: file holding ``LINK_SIGNING_KEY`` (base64 of 32 bytes).
         acs_key: file holding the ACS stand-in access key (base64 of 32 bytes).
         epic_emp_password: file holding the Epic stand-in's ``emp$TELEHEALTH`` password.
@@ -76,6 +80,12 @@ class LocalMaterial:
     link_key: Path
     acs_key: Path
     epic_emp_password: Path
+    hl7_sender: Path
+
+    def read_hl7_sender(self) -> tuple[bytes, str]:
+        """``(private key PEM, certificate PEM text)`` of the demo HL7 sender."""
+        data = self.hl7_sender.read_bytes()
+        return data, data[data.index(b"-----BEGIN CERTIFICATE") :].decode("ascii")
 
     def read_link_key(self) -> str:
         """Return the ``LINK_SIGNING_KEY`` value (base64 text, no newline)."""
@@ -236,8 +246,8 @@ def _write_ca_bundle(ca_cert_path: Path, bundle_path: Path) -> None:
         _write(bundle_path, data, private=False)
 
 
-def _ensure_graph_pem(path: Path) -> None:
-    """Private key + self-signed certificate (CN=virtual-visits-local-graph, 2 years) in one PEM."""
+def _ensure_graph_pem(path: Path, common_name: str = "virtual-visits-local-graph") -> None:
+    """Private key + self-signed certificate (CN=``common_name``, 2 years) in one PEM."""
     if path.exists():
         text = path.read_bytes()
         if b"PRIVATE KEY" in text and b"CERTIFICATE" in text:
@@ -248,7 +258,7 @@ def _ensure_graph_pem(path: Path) -> None:
             except ValueError:
                 pass
     key = _new_rsa_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "virtual-visits-local-graph")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -307,6 +317,7 @@ def ensure_local_material(root: Path | None = None) -> LocalMaterial:
         link_key=keys_dir / "link.key",
         acs_key=keys_dir / "acs.key",
         epic_emp_password=keys_dir / "epic-emp.password",
+        hl7_sender=keys_dir / "hl7-sender.pem",
     )
     ca_cert, ca_key = _ensure_ca(m.ca_cert, m.ca_key)
     if not _server_cert_ok(m.server_cert, m.server_key, ca_cert):
@@ -315,6 +326,7 @@ def ensure_local_material(root: Path | None = None) -> LocalMaterial:
     if not m.smart_key.exists():
         _write(m.smart_key, _key_pem(_new_rsa_key()), private=True)
     _ensure_graph_pem(m.graph_pem)
+    _ensure_graph_pem(m.hl7_sender, "virtual-visits-local-hl7-sender")
     _ensure_random_b64(m.link_key)
     _ensure_random_b64(m.acs_key)
     _ensure_password(m.epic_emp_password)
