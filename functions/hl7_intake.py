@@ -8,6 +8,7 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import correlation_id, problem
+from functions.observability import observed
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("hl7_intake")
 @bp.route(route="hl7/{environmentId}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("hl7_intake")
 def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     """Accept one HL7 message; answer the ACK (``AA``/``AE``/``AR``) or an HTTP problem.
 

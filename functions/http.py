@@ -9,7 +9,12 @@ import azure.functions as func
 
 
 def correlation_id(req: func.HttpRequest) -> str:
-    """The caller's ``x-correlation-id`` when it is a sane token, else a new one."""
+    """The caller's ``x-correlation-id`` when it is a sane token, else a new one; inside a trigger wearing
+    ``functions.observability.observed``, the ID already in scope (the same value)."""
+    from lib.observability.correlation import current
+
+    if active := current():
+        return active
     given = (req.headers.get("x-correlation-id") or "").strip()
     if given and len(given) <= 64 and all(c.isalnum() or c in "-_." for c in given):
         return given

@@ -19,6 +19,7 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import correlation_id, problem
+from functions.observability import observed
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def _begin(req: func.HttpRequest, kind: str) -> func.HttpResponse:
 
 @bp.function_name("launch_provider")
 @bp.route(route="launch/provider", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("launch_provider")
 def launch_provider(req: func.HttpRequest) -> func.HttpResponse:
     """Provider launch from Epic: ``?iss=..&launch=..[&sessionId=%CSN%&departmentId=..]`` -> authorize."""
     return _begin(req, "provider")
@@ -91,6 +93,7 @@ def launch_provider(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("launch_patient")
 @bp.route(route="launch/patient", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("launch_patient")
 def launch_patient(req: func.HttpRequest) -> func.HttpResponse:
     """Patient launch from MyChart: ``?iss=..&launch=..`` -> authorize."""
     return _begin(req, "patient")
@@ -98,6 +101,7 @@ def launch_patient(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("launch_callback")
 @bp.route(route="launch/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("launch_callback")
 def launch_callback(req: func.HttpRequest) -> func.HttpResponse:
     """SMART redirect URI: ``?code=..&state=..`` (an ``iss`` here is ignored) -> the meeting or join page."""
     correlation = correlation_id(req)
@@ -110,6 +114,7 @@ def launch_callback(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("jwks")
 @bp.route(route=".well-known/jwks.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("jwks")
 def jwks(req: func.HttpRequest) -> func.HttpResponse:
     """Our public JWK Set (``kid`` = RFC 7638 thumbprint, ``alg`` RS384, ``use`` sig), cacheable for an hour."""
     correlation = correlation_id(req)
@@ -126,6 +131,7 @@ def jwks(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("join_page")
 @bp.route(route="join/{token}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("join_page")
 def join_page(req: func.HttpRequest) -> func.HttpResponse:
     """The patient's join page (device test, Join button) for the visit behind an SMS link token."""
     correlation = correlation_id(req)
@@ -138,6 +144,7 @@ def join_page(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("join_events")
 @bp.route(route="join/{token}/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("join_events")
 def join_events(req: func.HttpRequest) -> func.HttpResponse:
     """Record a patient event from the join page: JSON ``{"type": "connected", "attempt": ".."}`` -> 202."""
     correlation = correlation_id(req)

@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.dependencies import services
+from functions.observability import observed, sms_outcome, sms_run
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("sms_outbox")
 @bp.queue_trigger(arg_name="msg", queue_name="sms-outbox", connection="AzureWebJobsStorage")
+@observed("sms_outbox")
 def sms_outbox(msg: func.QueueMessage) -> None:
     """Send one outbox item now (confirmations). Redelivery is harmless: the outbox state decides.
 
@@ -29,15 +31,18 @@ def sms_outbox(msg: func.QueueMessage) -> None:
         log.error("sms-outbox message %s is malformed; dropped", msg.id)
         return
     outcome = services().dispatcher.send_one(item_id, bucket)
+    sms_outcome(item_id, outcome)
     log.info("sms-outbox message=%s outcome=%s", msg.id, outcome)
 
 
 @bp.function_name("reminders_due")
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False, use_monitor=True)
+@observed("reminders_due")
 def reminders_due(timer: func.TimerRequest) -> None:
     """Every minute: send the texts now due, then purge phone numbers past their visit."""
     svc = services()
     report = svc.dispatcher.run_due()
+    sms_run(report.outcomes)
     purged = 0
     now = svc.clock.now()
     for key in svc.repos.contacts.expired_keys(now):

@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.dependencies import services
+from functions.observability import observed, writeback_outcome
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def _ids(msg: func.QueueMessage) -> tuple[str, str, str | None] | None:
 
 @bp.function_name("writeback")
 @bp.queue_trigger(arg_name="msg", queue_name="visit-events", connection="AzureWebJobsStorage")
+@observed("writeback")
 def writeback(msg: func.QueueMessage) -> None:
     """Write one visit event back to the EHR.
 
@@ -41,12 +43,14 @@ def writeback(msg: func.QueueMessage) -> None:
         return
     event_id, key, correlation = ids
     outcome = services().writeback.write(event_id, key, correlation_id=correlation)
+    writeback_outcome(outcome.outcome)
     log.info("visit-events message=%s dequeue=%s outcome=%s reason=%s correlation=%s", msg.id,
              msg.dequeue_count, outcome.outcome, outcome.reason, correlation)
 
 
 @bp.function_name("writeback_poison")
 @bp.queue_trigger(arg_name="msg", queue_name="visit-events-poison", connection="AzureWebJobsStorage")
+@observed("writeback_poison")
 def writeback_poison(msg: func.QueueMessage) -> None:
     """Record a message the host gave up on: log its IDs and mark the event ``failed``. Never requeues and
     never raises (a raise would only bounce the poison message itself)."""
@@ -58,6 +62,7 @@ def writeback_poison(msg: func.QueueMessage) -> None:
     environment_id = key.split("|", 1)[0]
     try:
         outcome = services().writeback.mark_poisoned(event_id, key, correlation_id=correlation)
+        writeback_outcome("poisoned")
     except Exception as exc:
         log.error("visit-events-poison event=%s environment=%s not marked (%s) correlation=%s", event_id,
                   environment_id, type(exc).__name__, correlation)

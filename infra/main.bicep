@@ -55,6 +55,15 @@ param maximumInstanceCount int = 10
 @description('Days Log Analytics keeps logs.')
 param logRetentionInDays int = 30
 
+@description('Send logs, traces and metrics to Application Insights (TELEMETRY_ENABLED). The alerts read these metrics.')
+param enableTelemetry bool = true
+
+@description('E-mail address of the on-call engineer who receives the alerts (app/alerts.bicep). Empty = none.')
+param alertEmail string = ''
+
+@description('HTTPS webhook (paging tool) that receives the alerts. Empty = none.')
+param alertWebhookUrl string = ''
+
 @description('Object ID of the operator who uploads secrets into Key Vault (Key Vault Secrets Officer on that vault only). Empty = no grant.')
 param operatorPrincipalId string = ''
 
@@ -136,6 +145,21 @@ module monitoring 'app/monitoring.bicep' = {
   }
 }
 
+// Alerts and availability tests for the on-call engineer (README.md "Runbook").
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    location: location
+    tags: tags
+    appBaseUrl: appBaseUrl
+    actionGroupName: 'ag-${resourceToken}'
+    namePrefix: 'vv-${resourceToken}'
+    alertEmail: alertEmail
+    alertWebhookUrl: alertWebhookUrl
+  }
+}
+
 module functionApp 'app/functionapp.bicep' = {
   name: 'functionapp'
   params: {
@@ -196,6 +220,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identity.properties.clientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+    TELEMETRY_ENABLED: string(enableTelemetry)
     COSMOS_ENDPOINT: cosmos.outputs.endpoint
     COSMOS_DATABASE: cosmos.outputs.databaseName
     ACS_ENDPOINT: communication.outputs.endpoint

@@ -85,8 +85,11 @@ class QueueProducer:
         return client
 
     def send(self, queue: str, message: Mapping[str, Any], *, visibility_timeout: int | None = None) -> None:
-        """Enqueue ``message`` on ``queue``; ``visibility_timeout`` delays it (seconds)."""
-        self._client(queue).send_message(encode(message), visibility_timeout=visibility_timeout)
+        """Enqueue ``message`` on ``queue`` (with the current ``correlationId`` unless it has one);
+        ``visibility_timeout`` delays it (seconds)."""
+        from lib.observability.correlation import with_correlation
+
+        self._client(queue).send_message(encode(with_correlation(message)), visibility_timeout=visibility_timeout)
 
     def client(self, queue: str) -> Any:
         """The configured ``QueueClient`` (operator commands and tests: peek, receive, clear)."""

@@ -110,6 +110,33 @@ def _pem(name: str, value: str | None) -> bytes | None:
     return value.encode()
 
 
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Logging and telemetry configuration, read apart from :class:`Settings` so that logging can be set up
+    even when a required setting is missing.
+
+    Attributes:
+        enabled: ``TELEMETRY_ENABLED``: export logs, traces and metrics to Application Insights.
+        connection_string: ``APPLICATIONINSIGHTS_CONNECTION_STRING`` (not a secret with local auth off).
+        authentication_string: ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING`` (``Authorization=AAD``: send
+            with the managed identity).
+    """
+
+    enabled: bool = False
+    connection_string: str | None = None
+    authentication_string: str | None = None
+
+
+def load_telemetry_settings(environ: Mapping[str, str] | None = None) -> TelemetrySettings:
+    """Read :class:`TelemetrySettings` from ``environ`` (default ``os.environ``); never raises."""
+    env = os.environ if environ is None else environ
+    return TelemetrySettings(
+        enabled=_flag(env.get("TELEMETRY_ENABLED")),
+        connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
+        authentication_string=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING") or None,
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read :class:`Settings` from ``environ`` (default ``os.environ``).
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import requests
 
+from lib.observability.correlation import outbound_headers
+
 #: (connect, read) timeouts in seconds: a launch is interactive, so fail fast.
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
 
@@ -64,7 +66,7 @@ class HttpClient:
         host = urllib.parse.urlsplit(url).netloc
         try:
             return self.session.request(
-                method, url, headers=dict(headers or {}), params=params, data=data, json=json,
+                method, url, headers=outbound_headers(headers), params=params, data=data, json=json,
                 verify=self.verify, timeout=self.timeout, allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:

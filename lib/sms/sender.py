@@ -65,7 +65,11 @@ class AcsSmsSender:
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         try:
-            results = self._client.send(from_=sender, to=to, message=message, enable_delivery_report=True, tag=tag)
+            from lib.observability.correlation import outbound_headers
+
+            results = self._client.send(
+                from_=sender, to=to, message=message, enable_delivery_report=True, tag=tag, headers=outbound_headers()
+            )
         except HttpResponseError as exc:
             status = exc.status_code or 0
             if status == 429 or status >= 500:

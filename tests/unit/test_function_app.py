@@ -21,6 +21,8 @@ EXPECTED_HTTP = {
     "jwks": (".well-known/jwks.json", ["GET"]),
     "join_page": ("join/{token}", ["GET"]),
     "join_events": ("join/{token}/events", ["POST"]),
+    "health_live": ("health/live", ["GET"]),
+    "health_ready": ("health/ready", ["GET"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *"}

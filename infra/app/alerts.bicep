@@ -1,0 +1,195 @@
+// Alerts for the on-call engineer: an action group (e-mail and/or webhook) and one rule per runbook
+// section of README.md ("Runbook"). The log alerts query the custom metrics the app emits through
+// OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.sms.messages, vv.launches,
+// vv.queue.depth, vv.reminder.lag) in Application Insights' customMetrics table. The availability
+// tests probe /api/health/live and /api/health/ready (functions/health.py).
+
+param applicationInsightsName string
+
+param location string
+
+param tags object
+
+@description('Base URL of the app (https://...), probed by the availability tests.')
+param appBaseUrl string
+
+@description('Action group name.')
+param actionGroupName string
+
+@description('Alert rule name prefix.')
+param namePrefix string
+
+@description('E-mail address the alerts go to. Empty = no e-mail receiver.')
+param alertEmail string = ''
+
+@description('HTTPS webhook the alerts are posted to (common alert schema). Empty = no webhook receiver.')
+param alertWebhookUrl string = ''
+
+@description('Percentage of failed or unknown SMS sends (of at least smsMinimumCount in 15 minutes) that raises an alert.')
+param smsFailurePercent int = 20
+
+param smsMinimumCount int = 5
+
+@description('Seconds between an SMS\'s due time and its sending above which an alert is raised.')
+param reminderLagSeconds int = 600
+
+@description('Percentage of HL7 messages answered AR/AE (of at least hl7MinimumCount in 15 minutes) that raises an alert.')
+param hl7RejectPercent int = 10
+
+param hl7MinimumCount int = 10
+
+@description('Launch and join errors in 15 minutes (of at least launchMinimumCount) above this percentage raise an alert.')
+param launchErrorPercent int = 20
+
+param launchMinimumCount int = 5
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: actionGroupName
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'vv-oncall'
+    enabled: true
+    emailReceivers: empty(alertEmail) ? [] : [
+      {
+        name: 'on-call-email'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+    webhookReceivers: empty(alertWebhookUrl) ? [] : [
+      {
+        name: 'on-call-webhook'
+        serviceUri: alertWebhookUrl
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// One log alert per runbook section. Every query returns one row with the measured column.
+var logAlerts = [
+  {
+    name: 'poison-messages'
+    severity: 1
+    description: 'Messages in sms-outbox-poison or visit-events-poison (README: Runbook, "Poison messages present").'
+    query: 'customMetrics | where name == "vv.queue.depth" and tostring(customDimensions.queue) endswith "-poison" | summarize measured = max(value)'
+    threshold: 0
+  }
+  {
+    name: 'sms-failure-rate'
+    severity: 1
+    description: 'Too many SMS sends failed or ended unknown (README: Runbook, "SMS failure rate").'
+    query: 'customMetrics | where name == "vv.sms.messages" | extend outcome = tostring(customDimensions.outcome) | summarize total = sum(valueSum), failed = sumif(valueSum, outcome in ("failed", "unknown")) | where total >= ${smsMinimumCount} | extend measured = 100.0 * failed / total'
+    threshold: smsFailurePercent
+  }
+  {
+    name: 'reminder-lag'
+    severity: 2
+    description: 'Texts are sent late (README: Runbook, "Reminder lag").'
+    query: 'customMetrics | where name == "vv.reminder.lag" | summarize measured = max(valueMax)'
+    threshold: reminderLagSeconds
+  }
+  {
+    name: 'hl7-reject-rate'
+    severity: 2
+    description: 'A spike of HL7 messages answered AR or AE (README: Runbook, "HL7 AR/AE spike").'
+    query: 'customMetrics | where name == "vv.hl7.messages" | extend code = tostring(customDimensions.ack_code) | summarize total = sum(valueSum), bad = sumif(valueSum, code in ("AR", "AE", "CR", "CE")) | where total >= ${hl7MinimumCount} | extend measured = 100.0 * bad / total'
+    threshold: hl7RejectPercent
+  }
+  {
+    name: 'launch-error-rate'
+    severity: 2
+    description: 'A spike of launch or join errors (README: Runbook, "Launch error spike").'
+    query: 'customMetrics | where name == "vv.launches" | extend outcome = tostring(customDimensions.outcome) | summarize total = sum(valueSum), errors = sumif(valueSum, outcome == "error") | where total >= ${launchMinimumCount} | extend measured = 100.0 * errors / total'
+    threshold: launchErrorPercent
+  }
+]
+
+resource logAlertRules 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [for alert in logAlerts: {
+  name: '${namePrefix}-${alert.name}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: '${namePrefix}-${alert.name}'
+    description: alert.description
+    severity: alert.severity
+    enabled: true
+    scopes: [
+      applicationInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: alert.query
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'measured'
+          operator: 'GreaterThan'
+          threshold: alert.threshold
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}]
+
+// Availability tests need the hidden-link tag that ties them to Application Insights; the module takes
+// it with the shared tags (see app/healthtests.bicep).
+module healthTests 'healthtests.bicep' = {
+  name: 'healthtests'
+  params: {
+    location: location
+    tags: union(tags, {
+      'hidden-link:${applicationInsights.id}': 'Resource'
+    })
+    applicationInsightsId: applicationInsights.id
+    appBaseUrl: appBaseUrl
+    namePrefix: namePrefix
+  }
+}
+
+resource readinessAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${namePrefix}-not-ready'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: '/api/health/ready fails from two or more test locations (README: Runbook, "Not ready").'
+    severity: 1
+    enabled: true
+    scopes: [
+      healthTests.outputs.readinessTestId
+      applicationInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.WebtestLocationAvailabilityCriteria'
+      webTestId: healthTests.outputs.readinessTestId
+      componentId: applicationInsights.id
+      failedLocationCount: 2
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+output actionGroupId string = actionGroup.id
+output alertNames array = [for alert in logAlerts: '${namePrefix}-${alert.name}']

@@ -1,0 +1,175 @@
+"""Readiness checks: configuration, the Cosmos DB store, the queues. Each is bounded in time.
+
+:func:`check_readiness` runs the checks in parallel, each in its own daemon thread, and waits at most
+``timeout`` seconds for each (``total`` for all): an unreachable dependency is reported as ``timeout``
+rather than hanging the caller (the Cosmos SDK retries refused connections for much longer than a
+health probe waits). The answer names each dependency and its status and never holds a secret, an
+endpoint, an exception message or PHI: only setting names, counts, durations and exception type names.
+
+Checks:
+- ``configuration``: the settings load (a :class:`lib.settings.SettingsError` names the setting), queue
+  storage and SMS are configured;
+- ``cosmos``: reads the ``environments`` container (and counts the environments: at least one must be
+  configured for the app to do anything);
+- ``queues``: the properties of ``sms-outbox``, ``visit-events`` and their poison queues (depths are
+  reported, and recorded as the ``vv.queue.depth`` metric; poison messages do not make the app unready,
+  they raise an alert).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lib.observability import metrics
+
+__all__ = ["Check", "Readiness", "check_readiness"]
+
+DEFAULT_CHECK_TIMEOUT = 2.5
+DEFAULT_TOTAL_TIMEOUT = 4.0
+
+
+@dataclass
+class Check:
+    """One dependency's result: ``status`` ``ok``, ``failed``, ``timeout`` or ``skipped``; ``detail`` a
+    fixed phrase or setting names; ``data`` counts; ``ms`` the time it took (or waited)."""
+
+    name: str
+    status: str = "ok"
+    detail: str | None = None
+    ms: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of the readiness answer's entry."""
+        doc: dict[str, Any] = {"status": self.status, "ms": round(self.ms, 1)}
+        if self.detail:
+            doc["detail"] = self.detail
+        doc.update(self.data)
+        return doc
+
+
+@dataclass
+class Readiness:
+    """The readiness answer: ``ready`` when every check is ``ok``."""
+
+    checks: list[Check]
+    ms: float
+
+    @property
+    def ready(self) -> bool:
+        """True when every check passed."""
+        return all(c.status == "ok" for c in self.checks)
+
+    @property
+    def failing(self) -> list[str]:
+        """Names of the checks that did not pass."""
+        return [c.name for c in self.checks if c.status != "ok"]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"status": "ready"|"not-ready", "failing": [...], "checks": {...}, "ms": ...}``."""
+        return {
+            "status": "ready" if self.ready else "not-ready",
+            "failing": self.failing,
+            "checks": {c.name: c.to_json() for c in self.checks},
+            "ms": round(self.ms, 1),
+        }
+
+
+def _configuration(settings: Any) -> Check:
+    check = Check("configuration")
+    missing = []
+    if not (settings.storage_connection or settings.storage_queue_uri):
+        missing.append("AzureWebJobsStorage")
+    if not (settings.acs_connection_string or settings.acs_endpoint):
+        missing.append("ACS_ENDPOINT")
+    if missing:
+        check.status, check.detail = "failed", "missing settings: " + ", ".join(missing)
+    return check
+
+
+def _cosmos(services: Any) -> Check:
+    from lib.store.environments import EnvironmentRepository
+
+    check = Check("cosmos")
+    environments = EnvironmentRepository(services.store, cache_seconds=0).all()
+    check.data["environments"] = len(environments)
+    if not environments:
+        check.status, check.detail = "failed", "no environment is configured"
+    return check
+
+
+def _queues(settings: Any, timeout: float) -> Check:
+    from lib.operations.queues import WATCHED_QUEUES, depth, queue_client
+
+    check = Check("queues")
+    depths: dict[str, int] = {}
+    for name in WATCHED_QUEUES:
+        client = queue_client(settings, name, retry_total=0, connection_timeout=timeout, read_timeout=timeout)
+        depths[name] = depth(client)
+        metrics.queue_depth(name, depths[name])
+    check.data["depth"] = depths
+    check.data["poison"] = sum(v for k, v in depths.items() if k.endswith("-poison"))
+    return check
+
+
+def _bounded(name: str, work: Callable[[], Check], deadline: float) -> tuple[threading.Thread, list[Any]]:
+    box: list[Any] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            result = work()
+        except Exception as exc:  # reported by type only: messages can hold endpoints
+            result = Check(name, "failed", f"{type(exc).__name__}")
+        result.ms = (time.monotonic() - started) * 1000
+        box.append(result)
+
+    thread = threading.Thread(target=run, name=f"ready-{name}", daemon=True)
+    thread.start()
+    return thread, box
+
+
+def check_readiness(
+    load_services: Callable[[], Any],
+    *,
+    timeout: float = DEFAULT_CHECK_TIMEOUT,
+    total: float = DEFAULT_TOTAL_TIMEOUT,
+) -> Readiness:
+    """Run every check; returns within about ``min(timeout, total)`` seconds whatever the dependencies do.
+
+    Args:
+        load_services: returns the app's ``functions.dependencies.Services`` (it may raise
+            :class:`lib.settings.SettingsError`, reported under ``configuration``).
+        timeout: seconds one check may take.
+        total: seconds all checks may take together.
+    """
+    from lib.settings import SettingsError
+
+    started = time.monotonic()
+    try:
+        services = load_services()
+    except SettingsError as exc:  # the message names the setting, never its value
+        checks = [Check("configuration", "failed", str(exc))]
+        checks += [Check(n, "skipped", "configuration failed") for n in ("cosmos", "queues")]
+        return Readiness(checks, (time.monotonic() - started) * 1000)
+    settings = services.settings
+    work: dict[str, Callable[[], Check]] = {
+        "configuration": lambda: _configuration(settings),
+        "cosmos": lambda: _cosmos(services),
+        "queues": lambda: _queues(settings, timeout),
+    }
+    wait = min(timeout, total)
+    deadline = started + wait
+    running = {name: _bounded(name, fn, deadline) for name, fn in work.items()}
+    checks: list[Check] = []
+    for name, (thread, box) in running.items():
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if box:
+            checks.append(box[0])
+        else:
+            checks.append(Check(name, "timeout", f"no answer within {wait:g} s", ms=wait * 1000))
+    return Readiness(checks, (time.monotonic() - started) * 1000)
