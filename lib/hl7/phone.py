@@ -65,6 +65,8 @@ def _components(msg: Er7Message, rep: str) -> list[str]:
     seps = msg.seps
     comps = rep.split(seps.component)[:12]
     comps += [""] * (12 - len(comps))
+    if seps.subcomponent not in rep and seps.escape not in rep and '""' not in rep:
+        return [c.strip() for c in comps]  # fast path: nothing to select, unescape or null out
     out = []
     for c in comps:
         if c:
@@ -132,6 +134,9 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
     bad_mobile: str | None = None
     landline = False
     fallback: tuple[phonenumbers.PhoneNumber, str] | None = None
+    # Numbers of unspecified type are parsed only when no flagged mobile number is valid (parsing is the
+    # costly step, and the first valid flagged mobile wins wherever it stands).
+    unflagged: list[tuple[str, str]] = []
     for field_no, label in _SOURCES:
         raw = msg.raw(pid, field_no)
         if not raw:
@@ -172,23 +177,27 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
             elif _MOBILE_WORD.search(use) or _MOBILE_WORD.search(c4):
                 why = "text MOBILE/CELL"
             else:
-                why = ""
+                unflagged.append((number, where))
+                continue
             parsed = _normalise(number, default_region)
             if parsed is None:
-                if why and bad_mobile is None:
+                if bad_mobile is None:
                     bad_mobile = where
                 seen_invalid = True
                 continue
-            if why:
-                e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-                return PhoneChoice(e164, f"mobile ({where}, {why})")
-            if fallback is None:
-                kind = phonenumbers.number_type(parsed)
-                if kind in _MOBILE_TYPES:
-                    name = "MOBILE" if kind == PhoneNumberType.MOBILE else "FIXED_LINE_OR_MOBILE"
-                    fallback = (parsed, f"phone of unspecified type ({where}, number type {name})")
-                else:
-                    landline = True
+            e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+            return PhoneChoice(e164, f"mobile ({where}, {why})")
+    for number, where in unflagged:
+        parsed = _normalise(number, default_region)
+        if parsed is None:
+            seen_invalid = True
+            continue
+        kind = phonenumbers.number_type(parsed)
+        if kind in _MOBILE_TYPES:
+            name = "MOBILE" if kind == PhoneNumberType.MOBILE else "FIXED_LINE_OR_MOBILE"
+            fallback = (parsed, f"phone of unspecified type ({where}, number type {name})")
+            break
+        landline = True
     if fallback is not None:
         e164 = phonenumbers.format_number(fallback[0], phonenumbers.PhoneNumberFormat.E164)
         return PhoneChoice(e164, fallback[1])

@@ -162,7 +162,22 @@ def _check_header(header: MessageHeader) -> str:
     return event
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=64)
+def _configuration(
+    time_zone: str, default_region: str, appointment_id_order: tuple[str, ...], conference_id_field: str | None
+) -> tuple[ZoneInfo, str, tuple[str, ...], tuple[str, int, int] | None]:
+    """Checked environment settings, once per distinct configuration: (zone, region, ID order, conference
+    field address). Raises ValueError as documented in :func:`parse_siu`."""
+    zone = _zone(time_zone)
+    region = default_region.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown phone region {default_region!r}")
+    for item in appointment_id_order:
+        if item not in _ID_SOURCES:
+            raise ValueError(f"appointment_id_order item {item!r} is not one of {_ID_SOURCES}")
+    return zone, region, appointment_id_order, _field_address(conference_id_field) if conference_id_field else None
+
+
 def _field_address(spec: str) -> tuple[str, int, int]:
     """``"SCH-4"`` -> ``("SCH", 4, 1)``; ``"ZCH-3.2"`` -> ``("ZCH", 3, 2)``.
 
@@ -360,13 +375,9 @@ def parse_siu(
         ValueError: configuration errors: unknown ``time_zone``, ``default_region`` or
             ``appointment_id_order`` item, or a ``conference_id_field`` not shaped ``SEG-n[.c]``.
     """
-    zone = _zone(time_zone)
-    if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"unknown phone region {default_region!r}")
-    for item in appointment_id_order:
-        if item not in _ID_SOURCES:
-            raise ValueError(f"appointment_id_order item {item!r} is not one of {_ID_SOURCES}")
-    conference_at = _field_address(conference_id_field) if conference_id_field else None
+    zone, region, appointment_id_order, conference_at = _configuration(
+        time_zone, default_region, tuple(appointment_id_order), conference_id_field
+    )
 
     msg = Er7Message.from_bytes(unframe(raw))
     header = header_from_message(msg)
@@ -414,7 +425,7 @@ def parse_siu(
             field=11,
         )
 
-    phone = choose_sms_phone(msg, pid, default_region.upper())
+    phone = choose_sms_phone(msg, pid, region)
     language = v(pid, 15).lower() or None
     department, department_name = _department(msg, pv1)
     provider = _first_value(msg, "AIP", 3)[0] or v(pv1, 7) or None
