@@ -10,7 +10,8 @@ Checks:
 - ``configuration``: the settings load (a :class:`lib.settings.SettingsError` names the setting), queue
   storage and SMS are configured;
 - ``cosmos``: reads the ``environments`` container (and counts the environments: at least one must be
-  configured for the app to do anything);
+  configured for the app to do anything), and how long the oldest due text has waited
+  (:func:`sms_backlog_seconds`, the ``vv.reminder.lag`` metric with kind ``backlog``);
 - ``queues``: the properties of ``sms-outbox``, ``visit-events`` and their poison queues (depths are
   reported, and recorded as the ``vv.queue.depth`` metric; poison messages do not make the app unready,
   they raise an alert).
@@ -99,7 +100,31 @@ def _cosmos(services: Any) -> Check:
     check.data["environments"] = len(environments)
     if not environments:
         check.status, check.detail = "failed", "no environment is configured"
+    check.data["smsBacklogSeconds"] = round(sms_backlog_seconds(services))
     return check
+
+
+def sms_backlog_seconds(services: Any, *, hours: int = 3) -> float:
+    """Seconds the oldest due, unsent text has waited (0 when none), over the last ``hours`` hour buckets.
+
+    Recorded as ``vv.reminder.lag`` (kind ``backlog``): texts that go out on time keep it near 0; a
+    stopped timer, an ACS outage or a throttled sender makes it grow (the "Reminder lag" alert).
+    """
+    from datetime import timedelta
+
+    from lib.models import hour_bucket
+    from lib.store.outbox import OutboxRepository
+
+    now = services.clock.now()
+    outbox = OutboxRepository(services.store)
+    lag = 0.0
+    for back in range(hours - 1, -1, -1):
+        due = outbox.due(hour_bucket(now - timedelta(hours=back)), now, limit=1)
+        if due:
+            lag = max(0.0, (now - due[0].due_utc).total_seconds())
+            break
+    metrics.reminder_lag("backlog", lag)
+    return lag
 
 
 def _queues(settings: Any, timeout: float) -> Check:

@@ -105,3 +105,26 @@ def test_metric_dimensions_never_carry_free_text():
 
 def test_hl7_outcome_of_a_problem_document_is_its_http_status():
     assert metrics.hl7_outcome_from_ack(b'{"title": "x"}', 401) == (None, "http_401")
+
+
+def test_function_app_import_loads_no_telemetry_package():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, function_app; print(','.join(m for m in ('opentelemetry', 'azure.monitor', "
+        "'azure.monitor.opentelemetry') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_telemetry_off_by_default_and_settings_never_raise():
+    from lib.settings import load_telemetry_settings
+
+    assert load_telemetry_settings({}).enabled is False
+    on = load_telemetry_settings({"TELEMETRY_ENABLED": "true", "APPLICATIONINSIGHTS_CONNECTION_STRING": "x=y"})
+    assert on.enabled and on.connection_string == "x=y"

@@ -1,0 +1,133 @@
+"""Poison write-backs for operators: list and replay.
+
+A write-back the queue gave up on (``maxDequeueCount`` attempts) lands in ``visit-events-poison``; the
+``writeback_poison`` trigger marks its visit event ``failed`` (reason ``poisoned``) and removes the
+message. So an operator finds poison write-backs in two places, and both are listed: messages still in
+the poison queue (not yet handled by the trigger, or no trigger running) and visit events whose write-back
+``failed``. Replay puts the event's write-back back to ``pending`` and enqueues it on ``visit-events``
+again (base64, :mod:`lib.queues`), then deletes the poison message if there was one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lib.operations.queues import peek, queue_client
+from lib.queues import VISIT_EVENTS_QUEUE, poison_queue
+
+POISON_QUEUE = poison_queue(VISIT_EVENTS_QUEUE)
+
+
+@dataclass(frozen=True)
+class PoisonWriteback:
+    """One write-back that failed for good: where it was found (``queue`` or ``event``), its IDs, and
+    the event's state when known."""
+
+    source: str
+    event_id: str
+    appointment_key: str
+    writeback: str | None = None
+    reason: str | None = None
+    at_utc: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON shape for ``local.ops``."""
+        return {k: v for k, v in {
+            "source": self.source, "eventId": self.event_id, "appointmentKey": self.appointment_key,
+            "writeback": self.writeback, "reason": self.reason, "atUtc": self.at_utc,
+            "messageId": self.message_id, "correlationId": self.correlation_id,
+        }.items() if v is not None}
+
+
+def _failed_events(services: Any, environment_id: str | None) -> list[Any]:
+    from lib.store.cosmos import translated_errors
+    from lib.store.visit_events import VisitEvent
+
+    query = "SELECT * FROM c WHERE c.writeback = 'failed'"
+    parameters: list[dict[str, Any]] = []
+    if environment_id:
+        query += " AND c.environmentId = @env"
+        parameters.append({"name": "@env", "value": environment_id})
+    with translated_errors():
+        docs = services.store.container("visit_events").query_items(
+            query, parameters=parameters, enable_cross_partition_query=True
+        )
+        return [VisitEvent.from_doc(d) for d in docs]
+
+
+def list_poison(services: Any, environment_id: str | None = None) -> list[PoisonWriteback]:
+    """Messages in ``visit-events-poison`` and visit events whose write-back failed (oldest first)."""
+    found: list[PoisonWriteback] = []
+    for message in peek(queue_client(services.settings, POISON_QUEUE)):
+        body = message.body or {}
+        key = str(body.get("appointmentKey", ""))
+        if environment_id and not key.startswith(f"{environment_id}|"):
+            continue
+        found.append(PoisonWriteback("queue", str(body.get("id", "")), key, message_id=message.message_id,
+                                     at_utc=message.inserted_utc, correlation_id=body.get("correlationId")))
+    for event in _failed_events(services, environment_id):
+        found.append(PoisonWriteback("event", event.id, event.appointment_key, event.writeback,
+                                     event.writeback_reason, event.at_utc.isoformat(),
+                                     correlation_id=event.correlation_id))
+    return found
+
+
+def replay(services: Any, event_id: str, appointment_key: str) -> str:
+    """Write one event back again: reset it to ``pending``, enqueue it, drop its poison message.
+
+    Returns ``requeued``, ``already-written`` (nothing to do) or ``missing`` (no such event).
+
+    Raises:
+        lib.store.errors.StoreUnavailable: the store cannot be reached.
+        lib.store.errors.ConcurrencyConflict: the event changed meanwhile (run it again).
+    """
+    events = services.repos.visit_events
+    event = events.get(appointment_key, event_id)
+    if event is None:
+        return "missing"
+    if event.writeback == "written":
+        _drop_poison_messages(services, event_id)
+        return "already-written"
+    if event.writeback != "pending":
+        events.update(event, writeback="pending", writeback_utc=None, writeback_reason=None)
+    services.queues.send(VISIT_EVENTS_QUEUE, {"id": event.id, "appointmentKey": event.appointment_key,
+                                              "correlationId": event.correlation_id})
+    _drop_poison_messages(services, event_id)
+    return "requeued"
+
+
+def replay_all(services: Any, environment_id: str | None = None) -> dict[str, str]:
+    """Replay every poison write-back found by :func:`list_poison`; returns ``event id -> outcome``."""
+    outcomes: dict[str, str] = {}
+    for item in list_poison(services, environment_id):
+        if item.event_id and item.event_id not in outcomes:
+            outcomes[item.event_id] = replay(services, item.event_id, item.appointment_key)
+    return outcomes
+
+
+def _drop_poison_messages(services: Any, event_id: str) -> int:
+    """Delete the poison messages of ``event_id``; others become visible again at once."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from lib.queues import decode
+
+    client = queue_client(services.settings, POISON_QUEUE)
+    deleted = 0
+    try:
+        received = list(client.receive_messages(max_messages=32, visibility_timeout=30))
+    except ResourceNotFoundError:
+        return 0
+    for message in received:
+        try:
+            body = decode(message.content)
+        except (ValueError, UnicodeDecodeError, TypeError):
+            body = {}
+        if body.get("id") == event_id:
+            client.delete_message(message)
+            deleted += 1
+        else:
+            client.update_message(message, visibility_timeout=0)
+    return deleted

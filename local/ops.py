@@ -1,0 +1,150 @@
+"""Operator commands: ``python -m local.ops ...`` (``./dev ops ...``), JSON on stdout, no PHI.
+
+The logic lives in :mod:`lib.operations`; this is the command line. It runs wherever the app's settings
+are in the environment: locally after ``eval "$(python -m local.services env --profile demo)"`` (or with
+``--profile demo|test``, which reads the local services' settings), in Azure from a shell with the app
+settings exported (``az functionapp config appsettings list``) and an identity allowed on Cosmos DB and
+the storage queues.
+
+    hl7 rejected list    --env ID [--limit N]
+    hl7 rejected show    --env ID --id REJECTED_ID
+    hl7 rejected replay  --env ID --id REJECTED_ID
+    writeback poison list   [--env ID]
+    writeback poison replay (--event ID --appointment-key KEY | --all [--env ID])
+    visit timeline --env ID (--appointment ID | --correlation ID)
+    health ready
+
+Exit status: 0 done, 1 not found / not ready / replay not accepted, 2 usage or settings error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _services(profile: str | None) -> Any:
+    from functions.dependencies import Services
+
+    if profile:
+        from local import services as local_services
+
+        return Services(local_services.settings_for(profile))
+    return Services()
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def run(argv: list[str] | None = None, *, services: Any = None) -> int:
+    """Parse ``argv`` and run one command; ``services`` (tests) replaces the settings-built services."""
+    parser = argparse.ArgumentParser(prog="python -m local.ops", description="Operator commands (no PHI).")
+    parser.add_argument("--profile", choices=["demo", "test"], help="use the local services of this profile")
+    area = parser.add_subparsers(dest="area", required=True)
+
+    hl7 = area.add_parser("hl7").add_subparsers(dest="what", required=True)
+    rejected = hl7.add_parser("rejected")
+    rejected.add_argument("action", choices=["list", "show", "replay"])
+    rejected.add_argument("--env", required=True)
+    rejected.add_argument("--id")
+    rejected.add_argument("--limit", type=int, default=100)
+
+    writeback = area.add_parser("writeback").add_subparsers(dest="what", required=True)
+    poison = writeback.add_parser("poison")
+    poison.add_argument("action", choices=["list", "replay"])
+    poison.add_argument("--env")
+    poison.add_argument("--event")
+    poison.add_argument("--appointment-key")
+    poison.add_argument("--all", action="store_true")
+
+    visit = area.add_parser("visit").add_subparsers(dest="what", required=True)
+    tl = visit.add_parser("timeline")
+    tl.add_argument("--env", required=True)
+    group = tl.add_mutually_exclusive_group(required=True)
+    group.add_argument("--appointment")
+    group.add_argument("--correlation")
+
+    health = area.add_parser("health").add_subparsers(dest="what", required=True)
+    health.add_parser("ready")
+
+    args = parser.parse_args(argv)
+    from lib.settings import SettingsError
+
+    try:
+        svc = services if services is not None else _services(args.profile)
+    except SettingsError as exc:
+        print(f"ops: {exc}", file=sys.stderr)
+        return 2
+    if args.area == "hl7":
+        return _hl7(svc, args, parser)
+    if args.area == "writeback":
+        return _writeback(svc, args, parser)
+    if args.area == "visit":
+        return _timeline(svc, args)
+    from lib.operations.health import check_readiness
+
+    readiness = check_readiness(lambda: svc)
+    _print(readiness.to_json())
+    return 0 if readiness.ready else 1
+
+
+def _hl7(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lib.operations import rejected
+
+    if args.action == "list":
+        _print([r.to_json() for r in rejected.list_rejected(svc, args.env, limit=args.limit)])
+        return 0
+    if not args.id:
+        parser.error(f"hl7 rejected {args.action} needs --id")
+    if args.action == "show":
+        found = rejected.show_rejected(svc, args.env, args.id)
+        _print(found.to_json() if found else None)
+        return 0 if found else 1
+    from lib.scheduling.replay import RejectedNotFound
+
+    try:
+        result = rejected.replay(svc, args.env, args.id)
+    except RejectedNotFound as exc:
+        print(f"ops: {exc}", file=sys.stderr)
+        return 1
+    _print(result.to_json())
+    return 0 if result.accepted else 1
+
+
+def _writeback(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lib.operations import poison
+
+    if args.action == "list":
+        _print([p.to_json() for p in poison.list_poison(svc, args.env)])
+        return 0
+    if args.all:
+        _print(poison.replay_all(svc, args.env))
+        return 0
+    if not (args.event and args.appointment_key):
+        parser.error("writeback poison replay needs --event and --appointment-key, or --all")
+    outcome = poison.replay(svc, args.event, args.appointment_key)
+    _print({"eventId": args.event, "outcome": outcome})
+    return 1 if outcome == "missing" else 0
+
+
+def _timeline(svc: Any, args: argparse.Namespace) -> int:
+    from lib.operations.timeline import find_by_correlation, timeline
+
+    if args.appointment:
+        _print(timeline(svc, args.env, args.appointment))
+        return 0
+    keys = find_by_correlation(svc, args.env, args.correlation)
+    _print([timeline(svc, args.env, key.split("|", 1)[1]) for key in keys])
+    return 0 if keys else 1
+
+
+def main() -> int:
+    """CLI entry point."""
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

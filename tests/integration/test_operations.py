@@ -1,0 +1,133 @@
+"""Operator commands (``local.ops`` over ``lib.operations``) against Azurite and the Cosmos-compatible server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from lib.models import appointment_key
+from lib.operations import poison, rejected, timeline
+from lib.operations.queues import peek, queue_client, send
+from lib.store.visit_events import VisitEvent
+from local import ops
+from local.siu_builder import siu
+from tests.support.calls import msa, post_hl7
+from tests.support.environments import make_environment
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+START = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
+PHONE = "(201)555-0123"
+
+
+@pytest.fixture
+def env(app, clock, environment_id):
+    clock.set(NOW)
+    return make_environment(app, environment_id)
+
+
+def run_ops(app, capsys, *argv: str) -> tuple[int, object]:
+    code = ops.run(list(argv), services=app)
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def test_rejected_message_is_listed_without_its_body_then_replayed_after_the_fix(app, env, capsys):
+    csn = "8100001"
+    response = post_hl7(env.id, siu("S12", csn=csn, start=START, control_id="R1", sent=NOW, processing_id="P",
+                                    phone=PHONE))
+    assert msa(response)[1] == "AR"
+
+    code, listed = run_ops(app, capsys, "hl7", "rejected", "list", "--env", env.id)
+    assert code == 0 and len(listed) == 1
+    entry = listed[0]
+    assert entry["controlId"] == "R1" and entry["sizeBytes"] > 0
+    assert "raw" not in entry and "555" not in json.dumps(listed) and "PATIENT" not in json.dumps(listed)
+
+    code, shown = run_ops(app, capsys, "hl7", "rejected", "show", "--env", env.id, "--id", entry["id"])
+    assert code == 0 and shown["id"] == entry["id"]
+
+    # Still wrong: the replay is answered AR again and the record stays.
+    code, result = run_ops(app, capsys, "hl7", "rejected", "replay", "--env", env.id, "--id", entry["id"])
+    assert code == 1 and result["ackCode"] == "AR" and result["accepted"] is False
+    assert rejected.show_rejected(app, env.id, entry["id"]) is not None
+
+    make_environment(app, env.id, kind="production")  # the fix: production sends MSH-11 P
+    app.repos.environments._cache.clear()
+    code, result = run_ops(app, capsys, "hl7", "rejected", "replay", "--env", env.id, "--id", entry["id"])
+    assert code == 0 and result == {"status": 200, "ackCode": "AA", "accepted": True, "textsQueued": 1}
+    assert rejected.show_rejected(app, env.id, entry["id"]) is None
+    assert app.repos.appointments.get(appointment_key(env.id, csn)) is not None
+
+
+def _event(app, env_id: str, csn: str, writeback: str) -> VisitEvent:
+    event = VisitEvent(
+        id=f"ev-{uuid.uuid4().hex[:8]}", appointment_key=appointment_key(env_id, csn), environment_id=env_id,
+        appointment_id=csn, type="connected", role="patient", participant_id="patient", at_utc=NOW,
+        correlation_id="corr-ops-1", writeback=writeback,
+    )
+    stored, _ = app.repos.visit_events.create_once(event)
+    return stored
+
+
+def test_poison_writebacks_are_listed_from_queue_and_events_and_replayed(app, env, capsys):
+    failed = _event(app, env.id, "8200001", "failed")
+    app.repos.visit_events.update(failed, writeback_reason="poisoned")
+    queued = _event(app, env.id, "8200002", "pending")
+    poison_client = queue_client(app.settings, poison.POISON_QUEUE)
+    send(poison_client, {"id": queued.id, "appointmentKey": queued.appointment_key, "correlationId": "corr-q"})
+
+    code, listed = run_ops(app, capsys, "writeback", "poison", "list", "--env", env.id)
+    assert code == 0
+    by_event = {item["eventId"]: item for item in listed}
+    assert by_event[failed.id]["source"] == "event" and by_event[failed.id]["reason"] == "poisoned"
+    assert by_event[queued.id]["source"] == "queue" and by_event[queued.id]["correlationId"] == "corr-q"
+
+    code, outcomes = run_ops(app, capsys, "writeback", "poison", "replay", "--all", "--env", env.id)
+    assert code == 0 and outcomes == {failed.id: "requeued", queued.id: "requeued"}
+    assert app.repos.visit_events.get(failed.appointment_key, failed.id).writeback == "pending"
+    remaining = [m.body for m in peek(poison_client) if m.body and m.body.get("id") == queued.id]
+    assert remaining == []
+    work = [m.body for m in peek(queue_client(app.settings, "visit-events"))]
+    assert any(b and b.get("id") == failed.id for b in work) or _drained(app, failed)
+
+    code, result = run_ops(app, capsys, "writeback", "poison", "replay", "--event", "nope",
+                           "--appointment-key", failed.appointment_key)
+    assert code == 1 and result["outcome"] == "missing"
+
+
+def _drained(app, event: VisitEvent) -> bool:
+    """The session's queue consumer (if any) may already have taken the message: then the event moved on."""
+    return app.repos.visit_events.get(event.appointment_key, event.id).writeback != "pending"
+
+
+def test_visit_timeline_by_appointment_and_by_correlation_has_no_phone_number(app, env, capsys, clock):
+    csn = "8300001"
+    assert msa(post_hl7(env.id, siu("S12", csn=csn, start=START, control_id="T1", sent=NOW, phone=PHONE)))[1] == "AA"
+    _event(app, env.id, csn, "written")
+
+    code, doc = run_ops(app, capsys, "visit", "timeline", "--env", env.id, "--appointment", csn)
+    assert code == 0
+    assert doc["appointment"]["id"] == appointment_key(env.id, csn)
+    kinds = [e.get("kind") or e.get("type") for e in doc["entries"]]
+    assert "connected" in kinds and any(k and k != "connected" for k in kinds)
+    assert [e["at"] for e in doc["entries"]] == sorted(e["at"] for e in doc["entries"])
+    text = json.dumps(doc)
+    assert "555" not in text and "+1201" not in text and "phone_e164" not in text
+
+    code, docs = run_ops(app, capsys, "visit", "timeline", "--env", env.id, "--correlation", "corr-ops-1")
+    assert code == 0 and [d["appointmentKey"] for d in docs] == [appointment_key(env.id, csn)]
+    assert timeline.find_by_correlation(app, env.id, "unknown-corr") == []
+
+
+def test_ops_health_ready_reports_every_dependency(app, env, capsys):
+    code, doc = run_ops(app, capsys, "health", "ready")
+    assert code == 0 and doc["status"] == "ready"
+    assert set(doc["checks"]) == {"configuration", "cosmos", "queues"}
+    assert doc["checks"]["cosmos"]["environments"] >= 1
+
+
