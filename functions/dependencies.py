@@ -147,6 +147,22 @@ class Services:
         return SmartKeys.from_file(self.settings.smart_private_keys_file)
 
     @cached_property
+    def smart_keyring(self) -> Any:
+        """Our SMART keys per environment kind: ``test`` = ``SMART_PRIVATE_KEYS(_FILE)``, ``production`` =
+        ``SMART_PRIVATE_KEYS_PRODUCTION(_FILE)`` (docs/launch.md "Keys"); each loaded on first use."""
+        from lib.smart.keys import SmartKeyring, SmartKeys
+
+        s = self.settings
+
+        def production() -> Any:
+            if s.smart_private_keys_production_pem:
+                return SmartKeys.from_pem(s.smart_private_keys_production_pem, setting="SMART_PRIVATE_KEYS_PRODUCTION")
+            return SmartKeys.from_file(s.smart_private_keys_production_file,
+                                       setting="SMART_PRIVATE_KEYS_PRODUCTION_FILE")
+
+        return SmartKeyring({"test": lambda: self.smart_keys, "production": production})
+
+    @cached_property
     def smart_discovery(self) -> Any:
         """SMART discovery with its per-process cache (shared by launches and write-back)."""
         if self.settings.smart_private_keys_pem:
@@ -173,16 +189,33 @@ class Services:
                 authority_host=s.graph_authority_host, tenant_id=s.graph_tenant_id, client_id=s.graph_client_id,
                 cert_file=s.graph_client_cert_file, cert_pem=s.graph_client_cert_pem, verify=s.tls_verify,
             )
+        self.graph_tokens = tokens
         return GraphClient(base_url=s.graph_base_url, tokens=tokens, http=self.outbound_http)
 
     @cached_property
+    def provider_signin(self) -> Any:
+        """The clinicians' one-time Microsoft 365 sign-in (MSAL auth-code + PKCE), or ``None`` without Graph."""
+        from lib.teams.signin import MsalEntraSignIn
+
+        self.graph  # builds graph_tokens
+        application = getattr(self.graph_tokens, "application", None)
+        return MsalEntraSignIn(application) if application else None
+
+    @cached_property
+    def users(self) -> Any:
+        """EHR user ID -> Entra object ID."""
+        from lib.store.users import UserRepository
+
+        return UserRepository(self.store)
+
+    @cached_property
     def meetings(self) -> Any:
-        """One Teams meeting per visit (fallback organizer until provider sign-in exists)."""
-        from lib.teams.graph import FallbackOrganizerResolver
+        """One Teams meeting per visit, organized by the signed-in clinician or a fallback organizer."""
+        from lib.teams.organizers import DirectoryOrganizerResolver
         from lib.visits.meetings import MeetingService
 
         return MeetingService(appointments=self.repos.appointments, graph=self.graph,
-                              organizers=FallbackOrganizerResolver())
+                              organizers=DirectoryOrganizerResolver(self.users))
 
     @cached_property
     def visit_events(self) -> Any:
@@ -196,6 +229,7 @@ class Services:
         """The SMART EHR launch service (provider and patient)."""
         from lib.smart.id_token import IdTokenVerifier
         from lib.store.launch_states import LaunchStateRepository
+        from lib.store.signin_states import SignInStateRepository, UsedLinkRepository
         from lib.visits.launch import LaunchService
 
         r = self.repos
@@ -206,13 +240,18 @@ class Services:
             links=r.links,
             discovery=self.smart_discovery,
             id_tokens=IdTokenVerifier(self.outbound_http),
-            keys=lambda: self.smart_keys,
+            keys=self.smart_keyring,
             http=self.outbound_http,
             meetings=self.meetings,
             events=self.visit_events,
             join_links=self.join_links,
             clock=self.clock,
             public_base_url=self.settings.public_base_url,
+            users=self.users,
+            signin=self.provider_signin,
+            signin_states=SignInStateRepository(self.store),
+            encrypted_keys=self.settings.epic_cal_keys.get,
+            used_links=UsedLinkRepository(self.store),
         )
 
     @cached_property
@@ -233,7 +272,7 @@ class Services:
 
         # Assertion times are checked by Epic against real time: the system clock, never the demo clock.
         return EpicWritebackClient(http=self.outbound_http, discovery=self.smart_discovery,
-                                   keys=lambda: self.smart_keys, clock=SystemClock())
+                                   keys=self.smart_keyring, clock=SystemClock())
 
     @cached_property
     def writeback(self) -> Any:

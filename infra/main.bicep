@@ -97,6 +97,10 @@ var queueNames = [
 var linkSigningKeySecretName = 'link-signing-key'
 var smartPrivateKeysSecretName = 'smart-private-keys'
 var graphClientCertSecretName = 'graph-client-cert'
+// Optional secrets (docs/launch.md): production SMART keys (Epic wants separate non-production and production
+// keys and JWKS URLs) and the AES keys of Epic encrypted launch links, JSON {"environmentId": "<base64>"}.
+var smartPrivateKeysProductionSecretName = 'smart-private-keys-production'
+var epicCalKeysSecretName = 'epic-cal-keys'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: identityName
@@ -229,6 +233,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // PEM text in Key Vault, not files: see docs/deploy.md "Settings that come from Key Vault".
     SMART_PRIVATE_KEYS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${smartPrivateKeysSecretName})'
     GRAPH_CLIENT_CERT: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${graphClientCertSecretName})'
+    SMART_PRIVATE_KEYS_PRODUCTION: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${smartPrivateKeysProductionSecretName})'
+    EPIC_CAL_KEYS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${epicCalKeysSecretName})'
     GRAPH_TENANT_ID: graphTenantId
     GRAPH_CLIENT_ID: graphClientId
     GRAPH_AUTHORITY_HOST: graphAuthorityHost

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -49,6 +49,13 @@ class Settings:
             topic are refused.
         hl7_rejected_ttl_days: days a rejected HL7 message is kept for an operator's replay
             (``HL7_REJECTED_TTL_DAYS``, default 30, 1..365).
+        smart_private_keys_production_pem: PEM of the SMART keys of *production* environments
+            (``SMART_PRIVATE_KEYS_PRODUCTION``, Key Vault reference); the ``SMART_PRIVATE_KEYS*`` keys serve test
+            environments only (Epic: separate non-production and production JWKS URLs and keys).
+        smart_private_keys_production_file: the same as a PEM file (``SMART_PRIVATE_KEYS_PRODUCTION_FILE``, local).
+        epic_cal_keys: environment ID -> AES key (16 or 32 bytes) of Epic encrypted launch links
+            (``EPIC_CAL_KEYS``: JSON ``{"envId": "<base64 key>"}``, Key Vault reference). Optional secrets: an
+            unresolved Key Vault reference reads as unset, so only the launches that need them fail.
     """
 
     cosmos_endpoint: str
@@ -75,6 +82,9 @@ class Settings:
     eventgrid_webhook_key: str | None = None
     acs_resource_id: str | None = None
     hl7_rejected_ttl_days: int = 30
+    smart_private_keys_production_pem: bytes | None = None
+    smart_private_keys_production_file: Path | None = None
+    epic_cal_keys: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def tls_verify(self) -> bool | str:
@@ -108,6 +118,44 @@ def _pem(name: str, value: str | None) -> bytes | None:
     if "-----BEGIN " not in value:
         raise SettingsError(f"setting {name} must hold a PEM document")
     return value.encode()
+
+
+def _optional_pem(name: str, value: str | None) -> bytes | None:
+    """Like :func:`_pem`, but an unresolved Key Vault reference reads as unset (an optional secret)."""
+    if (value or "").strip().startswith("@Microsoft.KeyVault("):
+        return None
+    return _pem(name, value)
+
+
+def _cal_keys(value: str | None) -> dict[str, bytes]:
+    """``EPIC_CAL_KEYS``: JSON object environment ID -> base64 AES key (16 or 32 bytes); unset -> ``{}``.
+
+    Raises:
+        SettingsError: not a JSON object of base64 keys of 16 or 32 bytes.
+    """
+    import base64
+    import binascii
+    import json
+
+    text = (value or "").strip()
+    if not text or text.startswith("@Microsoft.KeyVault("):
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise SettingsError("setting EPIC_CAL_KEYS must be a JSON object") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError("setting EPIC_CAL_KEYS must be a JSON object")
+    keys: dict[str, bytes] = {}
+    for env_id, encoded in raw.items():
+        try:
+            key = base64.b64decode(str(encoded), validate=True)
+        except binascii.Error as exc:
+            raise SettingsError("setting EPIC_CAL_KEYS must map environment IDs to base64 keys") from exc
+        if len(key) not in (16, 32):
+            raise SettingsError("setting EPIC_CAL_KEYS keys must have 16 (AES-128) or 32 (AES-256) bytes")
+        keys[str(env_id)] = key
+    return keys
 
 
 @dataclass(frozen=True)
@@ -197,4 +245,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         eventgrid_webhook_key=env.get("EVENTGRID_WEBHOOK_KEY") or None,
         acs_resource_id=env.get("ACS_RESOURCE_ID") or None,
         hl7_rejected_ttl_days=rejected_ttl_days,
+        smart_private_keys_production_pem=_optional_pem(
+            "SMART_PRIVATE_KEYS_PRODUCTION", env.get("SMART_PRIVATE_KEYS_PRODUCTION")),
+        smart_private_keys_production_file=_path(env.get("SMART_PRIVATE_KEYS_PRODUCTION_FILE")),
+        epic_cal_keys=_cal_keys(env.get("EPIC_CAL_KEYS")),
     )

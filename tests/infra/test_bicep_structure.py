@@ -38,6 +38,7 @@ LOCAL_ONLY_SETTINGS: Mapping[str, str] = {
     "DEV_CLOCK_FILE": "file holding the test clock's 'now'",
     "SMART_PRIVATE_KEYS_FILE": "PEM file path; in Azure SMART_PRIVATE_KEYS holds the PEM (Key Vault reference)",
     "GRAPH_CLIENT_CERT_FILE": "PEM file path; in Azure GRAPH_CLIENT_CERT holds the PEM (Key Vault reference)",
+    "SMART_PRIVATE_KEYS_PRODUCTION_FILE": "PEM file path; in Azure SMART_PRIVATE_KEYS_PRODUCTION (Key Vault reference)",
 }
 
 #: Settings Bicep provides that lib/settings.py does not read: the Functions host and the SDKs read them.
@@ -54,6 +55,7 @@ HOST_AND_SDK_SETTINGS: Mapping[str, str] = {
 KEY_VAULT_PEM_SETTINGS: Mapping[str, str] = {
     "SMART_PRIVATE_KEYS": "PEM of our SMART private_key_jwt signing key(s), first = active",
     "GRAPH_CLIENT_CERT": "PEM (private key + certificate) for the MSAL certificate credential",
+    "SMART_PRIVATE_KEYS_PRODUCTION": "PEM of the signing key(s) of production environments, first = active",
 }
 
 #: Settings whose names look secret but whose values are not.
@@ -325,6 +327,8 @@ def test_no_secret_in_app_settings():
         "LINK_SIGNING_KEY",
         "SMART_PRIVATE_KEYS",
         "GRAPH_CLIENT_CERT",
+        "SMART_PRIVATE_KEYS_PRODUCTION",
+        "EPIC_CAL_KEYS",
     }
 
 

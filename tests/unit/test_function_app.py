@@ -19,13 +19,16 @@ EXPECTED_HTTP = {
     "launch_patient": ("launch/patient", ["GET"]),
     "launch_callback": ("launch/callback", ["GET"]),
     "jwks": (".well-known/jwks.json", ["GET"]),
+    "jwks_test": (".well-known/jwks/test.json", ["GET"]),
+    "jwks_production": (".well-known/jwks/production.json", ["GET"]),
+    "launch_signin": ("launch/signin", ["GET"]),
     "join_page": ("join/{token}", ["GET"]),
     "join_events": ("join/{token}/events", ["POST"]),
     "health_live": ("health/live", ["GET"]),
     "health_ready": ("health/ready", ["GET"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
-EXPECTED_TIMERS = {"reminders_due": "0 * * * * *"}
+EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}
 
 
 @pytest.fixture(scope="module")
