@@ -5,6 +5,8 @@ Numbers, not assertions: tests never time anything. Each section says what it me
 - ``memory``: peak resident memory (VmHWM, MiB) of the dev runner and of each local service after the
   demo scenario.
 - ``hl7``: messages per second of HL7 extraction, a naive ``str.split`` floor, and python-hl7.
+- ``intake``: messages per second of the whole HL7 intake handler (signature check, parse, store in the local
+  Cosmos-compatible server), and of the signature check alone (``local/bench_intake.py``).
 """
 
 from __future__ import annotations
@@ -45,13 +47,13 @@ def memory_after_demo() -> dict[str, float | None]:
 
 def main() -> int:
     """CLI entry point."""
-    from local import bench_hl7, bench_import
+    from local import bench_hl7, bench_import, bench_intake
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
-    parser.add_argument("--only", choices=["import", "memory", "hl7"], action="append")
+    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake"], action="append")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
     args = parser.parse_args()
-    sections = args.only or ["import", "memory", "hl7"]
+    sections = args.only or ["import", "memory", "hl7", "intake"]
     results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
@@ -62,6 +64,8 @@ def main() -> int:
         results["memory_peak_mib"] = memory_after_demo()
     if "hl7" in sections:
         results["hl7"] = bench_hl7.run(seconds=args.seconds)
+    if "intake" in sections:
+        results["intake"] = bench_intake.run(seconds=args.seconds)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
