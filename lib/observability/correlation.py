@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["HEADER", "current", "is_valid", "new_id", "outbound_headers", "scope", "with_correlation"]
+__all__ = [
+    "HEADER", "azure_core_policy", "current", "is_valid", "new_id", "outbound_headers", "scope", "with_correlation",
+]
 
 HEADER = "x-correlation-id"
 MESSAGE_FIELD = "correlationId"
@@ -67,3 +69,18 @@ def outbound_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]
     if value and not any(name.lower() == HEADER for name in result):
         result[HEADER] = value
     return result
+
+
+def azure_core_policy() -> Any:
+    """An azure-core pipeline policy adding ``x-correlation-id`` (the current ID) to every request of a
+    client built with ``per_call_policies=[azure_core_policy()]`` (the ACS SMS client). Imports azure-core
+    on call."""
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    class CorrelationHeaderPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+        def on_request(self, request: Any) -> None:
+            value = _current.get()
+            if value and HEADER not in request.http_request.headers:
+                request.http_request.headers[HEADER] = value
+
+    return CorrelationHeaderPolicy()

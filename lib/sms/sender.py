@@ -46,7 +46,10 @@ class AcsSmsSender:
     ) -> None:
         from azure.communication.sms import SmsClient
 
-        options: dict[str, Any] = {"connection_verify": verify, "retry_total": 0, "read_timeout": timeout}
+        from lib.observability.correlation import azure_core_policy
+
+        options: dict[str, Any] = {"connection_verify": verify, "retry_total": 0, "read_timeout": timeout,
+                                   "per_call_policies": [azure_core_policy()]}
         if connection_string:
             self._client = SmsClient.from_connection_string(connection_string, **options)
         elif endpoint:
@@ -65,11 +68,7 @@ class AcsSmsSender:
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         try:
-            from lib.observability.correlation import outbound_headers
-
-            results = self._client.send(
-                from_=sender, to=to, message=message, enable_delivery_report=True, tag=tag, headers=outbound_headers()
-            )
+            results = self._client.send(from_=sender, to=to, message=message, enable_delivery_report=True, tag=tag)
         except HttpResponseError as exc:
             status = exc.status_code or 0
             if status == 429 or status >= 500:

@@ -128,3 +128,42 @@ def test_telemetry_off_by_default_and_settings_never_raise():
     assert load_telemetry_settings({}).enabled is False
     on = load_telemetry_settings({"TELEMETRY_ENABLED": "true", "APPLICATIONINSIGHTS_CONNECTION_STRING": "x=y"})
     assert on.enabled and on.connection_string == "x=y"
+
+
+def test_the_sms_client_sends_the_correlation_id_header():
+    from lib.sms.sender import AcsSmsSender
+
+    sender = AcsSmsSender(connection_string="endpoint=https://127.0.0.1:1/;accesskey=QUJD", verify=False)
+    pipeline = sender._client._sms_service_client._client._pipeline
+    seen = {}
+
+    def transport_send(request, **kwargs):
+        seen.update(request.headers)
+        raise TimeoutError
+
+    pipeline._transport.send = transport_send
+    with correlation.scope("corr-sms-1"):
+        assert sender.send(sender="+18005550100", to="+12015550123", message="x").status == "unknown"
+    assert seen["x-correlation-id"] == "corr-sms-1"
+
+
+def test_outbound_http_client_sends_the_correlation_id_header():
+    import requests
+    from requests.adapters import BaseAdapter
+
+    from lib.smart.transport import HttpClient
+
+    seen = {}
+
+    class Adapter(BaseAdapter):
+        def send(self, request, **kwargs):
+            seen.update(request.headers)
+            response = requests.Response()
+            response.status_code = 204
+            return response
+
+    client = HttpClient()
+    client.session.mount("https://", Adapter())
+    with correlation.scope("corr-http-1"):
+        client.get("https://ehr.example/fhir/metadata")
+    assert seen["x-correlation-id"] == "corr-http-1"
