@@ -7,6 +7,8 @@ Numbers, not assertions: tests never time anything. Each section says what it me
 - ``hl7``: messages per second of HL7 extraction, a naive ``str.split`` floor, and python-hl7.
 - ``intake``: messages per second of the whole HL7 intake handler (signature check, parse, store in the local
   Cosmos-compatible server), and of the signature check alone (``local/bench_intake.py``).
+- ``logging``: per log call and per request cost of the logging and telemetry setup, telemetry off and on
+  against no-op / in-memory OpenTelemetry exporters (``local/bench_logging.py``).
 """
 
 from __future__ import annotations
@@ -47,13 +49,13 @@ def memory_after_demo() -> dict[str, float | None]:
 
 def main() -> int:
     """CLI entry point."""
-    from local import bench_hl7, bench_import, bench_intake
+    from local import bench_hl7, bench_import, bench_intake, bench_logging
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
-    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake"], action="append")
+    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging"], action="append")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
     args = parser.parse_args()
-    sections = args.only or ["import", "memory", "hl7", "intake"]
+    sections = args.only or ["import", "memory", "hl7", "intake", "logging"]
     results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
@@ -66,6 +68,8 @@ def main() -> int:
         results["hl7"] = bench_hl7.run(seconds=args.seconds)
     if "intake" in sections:
         results["intake"] = bench_intake.run(seconds=args.seconds)
+    if "logging" in sections:
+        results["logging"] = bench_logging.run()
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
