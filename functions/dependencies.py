@@ -128,7 +128,40 @@ class Services:
             links=self.join_links,
             public_base_url=self.settings.public_base_url,
             clock=self.clock,
+            opt_outs=self.opt_outs,
+            messages=self.sms_messages,
+            rate_limiter=self.sender_rate,
         )
+
+    @cached_property
+    def opt_outs(self) -> Any:
+        """SMS opt-outs per (sender, keyed hash of the recipient) and the once-a-day HELP markers."""
+        from lib.store.opt_outs import OptOutRepository, opt_out_key
+
+        return OptOutRepository(self.store, opt_out_key(self.settings.link_signing_key))
+
+    @cached_property
+    def sms_messages(self) -> Any:
+        """ACS message ID -> outbox item, for delivery reports."""
+        from lib.store.sms_messages import SmsMessageRepository
+
+        return SmsMessageRepository(self.store)
+
+    @cached_property
+    def sender_rate(self) -> Any:
+        """The per-sender-number per-minute budget shared by every instance."""
+        from lib.store.sender_rate import SenderRateLimiter
+
+        return SenderRateLimiter(self.store)
+
+    @cached_property
+    def acs_events(self) -> Any:
+        """Applies ACS SMS events from Event Grid (delivery reports, STOP/START/HELP)."""
+        from lib.sms.events import AcsEventHandler
+
+        r = self.repos
+        return AcsEventHandler(outbox=r.outbox, messages=self.sms_messages, opt_outs=self.opt_outs,
+                               environments=r.environments, sender=self.sms_sender, clock=self.clock)
 
     # ---- launch, join, Teams meetings, EHR write-back (issue 2) ---------------------------------------
     @cached_property
@@ -144,6 +177,8 @@ class Services:
         (raises ``LaunchError`` when missing; not cached then, so fixing the file needs no restart)."""
         from lib.smart.keys import SmartKeys
 
+        if self.settings.smart_private_keys_pem:
+            return SmartKeys.from_pem(self.settings.smart_private_keys_pem)
         return SmartKeys.from_file(self.settings.smart_private_keys_file)
 
     @cached_property
@@ -165,8 +200,6 @@ class Services:
     @cached_property
     def smart_discovery(self) -> Any:
         """SMART discovery with its per-process cache (shared by launches and write-back)."""
-        if self.settings.smart_private_keys_pem:
-            return SmartKeys.from_pem(self.settings.smart_private_keys_pem)
         from lib.smart.discovery import SmartDiscovery
 
         return SmartDiscovery(self.outbound_http)
@@ -197,7 +230,7 @@ class Services:
         """The clinicians' one-time Microsoft 365 sign-in (MSAL auth-code + PKCE), or ``None`` without Graph."""
         from lib.teams.signin import MsalEntraSignIn
 
-        self.graph  # builds graph_tokens
+        _ = self.graph  # builds graph_tokens
         application = getattr(self.graph_tokens, "application", None)
         return MsalEntraSignIn(application) if application else None
 

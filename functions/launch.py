@@ -2,9 +2,12 @@
 join page and its events. Thin: parse the request, call ``lib.visits``, map errors in :func:`_error`.
 
 Routes (under ``/api``):
-- ``GET launch/provider``, ``GET launch/patient``: the launch URLs registered in Epic (``iss``, ``launch``).
+- ``GET launch/provider``, ``GET launch/patient``: the launch URLs registered in Epic (``iss``, ``launch``,
+  optional ``env``; or ``env`` + ``data`` for Epic's encrypted link).
 - ``GET launch/callback``: the SMART ``redirect_uri``.
-- ``GET .well-known/jwks.json``: the JWK Set URL registered in Epic (public keys of ``private_key_jwt``).
+- ``GET launch/signin``: the Entra ``redirect_uri`` of the clinician's one-time Microsoft 365 sign-in.
+- ``GET .well-known/jwks.json`` (= ``jwks/test.json``) and ``GET .well-known/jwks/production.json``: the JWK Set
+  URLs registered in Epic for test and production environments (public keys of ``private_key_jwt``).
 - ``GET join/{token}``: the patient's join page; ``POST join/{token}/events``: ``{"type": "connected"}``.
 """
 
@@ -63,7 +66,7 @@ def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
     from lib.visits.pages import error_page
 
     if isinstance(exc, LaunchError):
-        error = exc
+        error = _with_urls(exc)
         log.warning("%s failed code=%s correlation=%s", where, error.code, correlation)
     elif isinstance(exc, StoreUnavailable):
         error = LaunchError("STORE_UNAVAILABLE")
@@ -72,6 +75,19 @@ def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
         error = LaunchError("INTERNAL_ERROR")
         log.error("%s failed code=INTERNAL_ERROR type=%s correlation=%s", where, type(exc).__name__, correlation)
     return _respond(error_page(error, correlation), correlation)
+
+
+def _with_urls(error: Any) -> Any:
+    """The error with ``{public}`` in its admin hint replaced by ``PUBLIC_BASE_URL`` (``{kind}`` stays a
+    placeholder: the page does not know which environment kind the admin will fix)."""
+    if "{public}" not in error.admin_hint:
+        return error
+    try:
+        public = services().settings.public_base_url
+    except Exception:  # settings broken: keep the placeholder
+        return error
+    error.admin_hint = error.admin_hint.replace("{public}", public)
+    return error
 
 
 def _begin(req: func.HttpRequest, kind: str) -> func.HttpResponse:
@@ -112,21 +128,58 @@ def launch_callback(req: func.HttpRequest) -> func.HttpResponse:
     return _respond(result, correlation)
 
 
-@bp.function_name("jwks")
-@bp.route(route=".well-known/jwks.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@observed("jwks")
-def jwks(req: func.HttpRequest) -> func.HttpResponse:
-    """Our public JWK Set (``kid`` = RFC 7638 thumbprint, ``alg`` RS384, ``use`` sig), cacheable for an hour."""
+@bp.function_name("launch_signin")
+@bp.route(route="launch/signin", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("launch_signin")
+def launch_signin(req: func.HttpRequest) -> func.HttpResponse:
+    """Entra redirect URI of the clinician's one-time sign-in: ``?code=..&state=..`` -> the meeting."""
+    correlation = correlation_id(req)
+    try:
+        result = services().launch.complete_signin(_query(req), _cookie(req, LAUNCH_COOKIE),
+                                                   correlation_id=correlation)
+    except Exception as exc:
+        return _error(exc, correlation, "launch_signin")
+    return _respond(result, correlation)
+
+
+def _jwks(req: func.HttpRequest, kind: str) -> func.HttpResponse:
+    """The public JWK Set of environment kind ``kind`` (``kid`` = RFC 7638 thumbprint, ``alg`` RS384/ES384, ``use``
+    sig), cacheable for an hour (Epic caches up to 29 h otherwise; keep a replaced key published a day)."""
     correlation = correlation_id(req)
     from lib.smart.errors import LaunchError
 
     try:
-        document = services().smart_keys.jwks()
+        document = services().smart_keyring.for_kind(kind).jwks()
     except LaunchError as exc:
-        log.error("jwks unavailable code=%s correlation=%s", exc.code, correlation)
+        log.error("jwks unavailable kind=%s code=%s correlation=%s", kind, exc.code, correlation)
         return problem(503, "Keys unavailable", exc.admin_hint, correlation=correlation, code=exc.code)
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json",
-                             headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+                             headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*",
+                                      "x-correlation-id": correlation})
+
+
+@bp.function_name("jwks")
+@bp.route(route=".well-known/jwks.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("jwks")
+def jwks(req: func.HttpRequest) -> func.HttpResponse:
+    """The JWK Set URL of *test* environments (kept stable for existing Epic registrations)."""
+    return _jwks(req, "test")
+
+
+@bp.function_name("jwks_test")
+@bp.route(route=".well-known/jwks/test.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("jwks_test")
+def jwks_test(req: func.HttpRequest) -> func.HttpResponse:
+    """The JWK Set URL of test environments (same keys as ``.well-known/jwks.json``)."""
+    return _jwks(req, "test")
+
+
+@bp.function_name("jwks_production")
+@bp.route(route=".well-known/jwks/production.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("jwks_production")
+def jwks_production(req: func.HttpRequest) -> func.HttpResponse:
+    """The JWK Set URL of production environments (``SMART_PRIVATE_KEYS_PRODUCTION``)."""
+    return _jwks(req, "production")
 
 
 @bp.function_name("join_page")

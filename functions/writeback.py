@@ -69,3 +69,21 @@ def writeback_poison(msg: func.QueueMessage) -> None:
         return
     log.error("visit-events-poison event=%s environment=%s outcome=%s correlation=%s", event_id, environment_id,
               outcome.outcome, correlation)
+
+
+@bp.function_name("writeback_sweep")
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
+@observed("writeback_sweep")
+def writeback_sweep(timer: func.TimerRequest) -> None:
+    """Every 5 minutes: re-enqueue visit events still ``pending`` after 15 minutes (their enqueue failed while
+    the visit went on). A store or queue outage is logged; the next run tries again."""
+    import uuid
+
+    correlation = uuid.uuid4().hex
+    try:
+        counts = services().writeback.sweep(services().queues, correlation_id=correlation)
+    except Exception as exc:
+        log.error("writeback sweep failed type=%s correlation=%s", type(exc).__name__, correlation)
+        return
+    log.info("writeback sweep requeued=%s exhausted=%s correlation=%s", counts["requeued"], counts["exhausted"],
+             correlation)

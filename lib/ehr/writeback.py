@@ -7,8 +7,10 @@ literal ``patient``), ``ExternalIDType``, ``VendorName`` (``EnvironmentConfig.wr
 Backend Services ``client_credentials`` grant signed with the same ``private_key_jwt`` keys as the launch
 (backend-services.html). The token is cached until 60 s before it expires.
 
-**Assumptions (the value lists are not public, see protocols.md "Open questions" 3):** ``ConnectionStatus``
-``1`` = connected and ``2`` = disconnected; ``ExternalIDType`` ``2`` (the value of the one public sample).
+**Assumptions (the value lists are not public, see protocols.md "Open questions" 3 and 4):** ``ConnectionStatus``
+``1`` = connected and ``2`` = disconnected; device-test results as ``3`` = device test passed and ``4`` =
+device test failed (no public Epic API for device tests was found; a customer's Epic TS may map them to a
+flowsheet instead); ``ExternalIDType`` ``2`` (the value of the one public sample).
 Both sit in constants here so a customer's Epic TS can correct them in one place. The Interconnect base is
 the FHIR base URL without its ``/api/FHIR/...`` suffix (Epic serves both from the same Interconnect).
 
@@ -37,8 +39,9 @@ from lib.smart.transport import HttpClient, TransportError, json_or_none
 log = logging.getLogger(__name__)
 
 WRITEBACK_PATH = "/api/epic/2018/Telehealth/ContextLinking/SetExternalConnectionStatus"
-#: ConnectionStatus codes (assumption: 1 connected, 2 disconnected).
-CONNECTION_STATUS: dict[str, str] = {"connected": "1", "disconnected": "2"}
+#: ConnectionStatus codes (assumption: 1 connected, 2 disconnected, 3 device test passed, 4 device test failed).
+CONNECTION_STATUS: dict[str, str] = {"connected": "1", "disconnected": "2", "device_test_passed": "3",
+                                     "device_test_failed": "4"}
 #: ExternalIDType sent with every call (assumption: the public sample's value).
 EXTERNAL_ID_TYPE = "2"
 BACKEND_SCOPE = "system/Appointment.read"
@@ -79,12 +82,12 @@ class EpicWritebackClient:
     Args:
         http: outbound HTTP client.
         discovery: SMART discovery (gives the token endpoint of the environment's FHIR base URL).
-        keys: our ``private_key_jwt`` keys.
+        keys: our ``private_key_jwt`` keys of an environment kind (``keys("production")``).
         clock: real time for the client assertion (Epic checks ``iat``/``exp`` against its own clock).
         monotonic: token cache clock (tests).
     """
 
-    def __init__(self, *, http: HttpClient, discovery: SmartDiscovery, keys: Callable[[], SmartKeys], clock: Clock,
+    def __init__(self, *, http: HttpClient, discovery: SmartDiscovery, keys: Callable[[str], SmartKeys], clock: Clock,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._http = http
         self._discovery = discovery
@@ -102,7 +105,7 @@ class EpicWritebackClient:
             environment: the environment (client ID, vendor name, FHIR base URLs).
             conference_id: the CSN.
             external_id: the clinician's EHR user ID, or ``patient``.
-            status: ``connected`` or ``disconnected`` (see :data:`CONNECTION_STATUS`).
+            status: a key of :data:`CONNECTION_STATUS` (``connected``, ``disconnected``, ``device_test_*``).
             fhir_base_url: which approved FHIR base URL to use (default: the environment's first).
 
         Raises:
@@ -144,7 +147,8 @@ class EpicWritebackClient:
             config = self._discovery.discover(fhir_base, environment.epic_client_id)
             response = request_backend_token(
                 self._http, token_endpoint=config.token_endpoint, client_id=environment.epic_client_id,
-                scope=BACKEND_SCOPE, keys=self._keys(), now=self._clock.now(),
+                scope=BACKEND_SCOPE, keys=self._keys(environment.kind), now=self._clock.now(),
+                alg=environment.client_assertion_alg,
             )
         except LaunchError as exc:
             error = TransientWritebackError if exc.code in _TRANSIENT_LAUNCH_CODES else PermanentWritebackError

@@ -2,7 +2,8 @@
 client-confidential-asymmetric.html#authenticating-to-the-token-endpoint; RFC 7523 §2.2).
 
 The token request carries ``client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer``
-and ``client_assertion=<JWT>``. The JWT: header ``alg`` RS384, ``kid`` of the signing key, ``typ`` JWT;
+and ``client_assertion=<JWT>``. The JWT: header ``alg`` RS384 or ES384 (the environment's
+``client_assertion_alg``; SMART clients must support both), ``kid`` of the signing key, ``typ`` JWT;
 claims ``iss`` = ``sub`` = client ID, ``aud`` = the token endpoint URL, ``exp`` at most 5 minutes ahead (we
 use 4 to leave room for clock skew), ``iat`` = ``nbf`` = now (Epic checks spans of at most 5 minutes), and a
 unique ``jti`` (Epic: at most 151 characters; ours is 43).
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 
 from joserfc import jwt
 
-from lib.smart.keys import SIGNING_ALG, SmartKeys
+from lib.smart.keys import SmartKeys
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = timedelta(minutes=4)
@@ -29,6 +30,7 @@ def build_client_assertion(
     token_endpoint: str,
     now: datetime,
     lifetime: timedelta = ASSERTION_LIFETIME,
+    alg: str | None = None,
 ) -> str:
     """A signed client-authentication JWT for one token request.
 
@@ -38,12 +40,14 @@ def build_client_assertion(
         token_endpoint: the exact token URL (the ``aud``).
         now: current instant (aware UTC).
         lifetime: seconds until ``exp``; must not exceed 5 minutes.
+        alg: ``RS384`` or ``ES384``; ``None`` = the first key's own algorithm.
 
     Returns:
         The compact JWS.
 
     Raises:
         ValueError: ``lifetime`` is over 5 minutes or not positive.
+        LaunchError: ``SMART_KEYS_MISSING`` when no key of ``alg``'s family is loaded.
     """
     if not timedelta(0) < lifetime <= MAX_LIFETIME:
         raise ValueError("a client assertion lives more than 0 and at most 5 minutes")
@@ -57,13 +61,17 @@ def build_client_assertion(
         "nbf": issued,
         "exp": issued + int(lifetime.total_seconds()),
     }
-    header = {"alg": SIGNING_ALG, "kid": keys.active_kid, "typ": "JWT"}
-    return jwt.encode(header, claims, keys.active, algorithms=[SIGNING_ALG])
+    key, used_alg = keys.signer(alg)
+    header = {"alg": used_alg, "kid": str(key.kid), "typ": "JWT"}
+    return jwt.encode(header, claims, key, algorithms=[used_alg])
 
 
-def client_assertion_params(keys: SmartKeys, *, client_id: str, token_endpoint: str, now: datetime) -> dict[str, str]:
-    """The two form parameters that authenticate us at ``token_endpoint``."""
+def client_assertion_params(keys: SmartKeys, *, client_id: str, token_endpoint: str, now: datetime,
+                            alg: str | None = None) -> dict[str, str]:
+    """The two form parameters that authenticate us at ``token_endpoint`` (``alg``: see
+    :func:`build_client_assertion`)."""
     return {
         "client_assertion_type": CLIENT_ASSERTION_TYPE,
-        "client_assertion": build_client_assertion(keys, client_id=client_id, token_endpoint=token_endpoint, now=now),
+        "client_assertion": build_client_assertion(keys, client_id=client_id, token_endpoint=token_endpoint,
+                                                   now=now, alg=alg),
     }

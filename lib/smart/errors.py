@@ -46,8 +46,10 @@ CATALOG: dict[str, ErrorInfo] = {
                                    "The SMART configuration of the EHR is incomplete, points to another host than "
                                    "the FHIR base URL, or does not offer PKCE S256."),
     "SMART_KEYS_MISSING": ErrorInfo(500, f"The video visit could not be started. {_ADMIN}",
-                                    "No RSA signing key is configured: set SMART_PRIVATE_KEYS_FILE to a PEM file "
-                                    "holding at least one RSA private key (2048 bits or more)."),
+                                    "No signing key is configured for this environment kind: set "
+                                    "SMART_PRIVATE_KEYS (test) or SMART_PRIVATE_KEYS_PRODUCTION (production), or "
+                                    "their _FILE variants, to a PEM holding an RSA (2048+ bits) or EC P-384 "
+                                    "private key."),
     "STATE_MISSING": ErrorInfo(400, f"The sign-in could not be completed. {_ADMIN}",
                                "The callback arrived without 'state' or 'code'. Someone opened the callback URL "
                                "directly, or the EHR dropped the parameters."),
@@ -66,7 +68,7 @@ CATALOG: dict[str, ErrorInfo] = {
                                       "registered for this app in Epic."),
     "EPIC_OAUTH_ERROR": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
                                   "The EHR's token endpoint refused the request. Check that the app's JWKS URL "
-                                  "({public}/api/.well-known/jwks.json) is registered in Epic and that the "
+                                  "({public}/api/.well-known/jwks/{kind}.json) is registered in Epic and that the "
                                   "client ID matches the environment."),
     "EPIC_UNAVAILABLE": ErrorInfo(503, f"The EHR is not answering. {_RETRY}",
                                   "The EHR's OAuth or FHIR endpoint timed out or answered with a server error."),
@@ -118,6 +120,60 @@ CATALOG: dict[str, ErrorInfo] = {
                               "The join link expired (two hours after the visit's end)."),
     "STORE_UNAVAILABLE": ErrorInfo(503, f"The service is busy. {_RETRY}",
                                    "Cosmos DB is unreachable or throttling."),
+    # ---- go-live failures with their own page (docs/launch.md "Errors for people") ----------------------
+    "FHIR_VERSION_MISMATCH": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
+                                       "The launch's FHIR base URL (iss) ends in another FHIR version than the "
+                                       "one registered (e.g. .../api/FHIR/DSTU2 while .../api/FHIR/R4 is "
+                                       "registered). Register the R4 base URL in Epic's integration record "
+                                       "(SMART version R4) or register exactly this URL in the portal."),
+    "ENVIRONMENT_NOT_CONFIGURED": ErrorInfo(404, f"The video visit could not be started. {_ADMIN}",
+                                            "The launch URL names an environment (env=...) that is not configured. "
+                                            "Copy the launch URL again from the environment's integration records "
+                                            "in the configuration portal."),
+    "TENANT_CONFIG_NOT_FOUND": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
+                                         "Tenant config not found: the launch came from a FHIR base URL of a test "
+                                         "environment through a production launch URL, or the reverse. Each Epic "
+                                         "environment must use the integration records (launch URLs) of the "
+                                         "matching environment in the configuration portal."),
+    "ENVIRONMENT_MISMATCH": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
+                                      "The launch URL names another environment than the one its FHIR base URL "
+                                      "(iss) belongs to. Copy the launch URL from that environment's integration "
+                                      "records."),
+    "EPIC_KEYS_NOT_REGISTERED": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
+                                          "Epic refused our client authentication (invalid_client): the client ID "
+                                          "is unknown to this Epic environment, or Epic does not have our public "
+                                          "key. Register the JWK Set URL of this environment kind "
+                                          "({public}/api/.well-known/jwks/{kind}.json) for the client ID in Epic, "
+                                          "and allow time for Epic to sync keys (up to 29 hours for a cached "
+                                          "JWKS)."),
+    "EPIC_CLIENT_NOT_MAPPED": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
+                                        "Epic answered unauthorized_client: the client ID is not activated for this "
+                                        "Epic environment or not mapped to a background user. Ask the Epic Client "
+                                        "Systems Administrator to activate the client ID and map it to an Epic "
+                                        "user."),
+    "EPIC_SCOPE_NOT_GRANTED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
+                                        "Epic refused the requested scopes (invalid_scope): the app's Epic record "
+                                        "must include launch, openid, fhirUser and Appointment.Read (R4)."),
+    "LAUNCH_EXPIRED": ErrorInfo(400, "This launch has expired or was already used. Please start the visit again "
+                                     "from Epic.",
+                                "The launch token, the authorization code or the encrypted link was expired or "
+                                "already used (each is single use and short-lived). A reloaded page, a browser "
+                                "back button or a slow sign-in looks like this; a clock difference of more than "
+                                "a minute between Epic and Azure does too."),
+    "LAUNCH_LINK_INVALID": ErrorInfo(400, f"The video visit could not be started. {_ADMIN}",
+                                     "The encrypted launch link could not be read: wrong or missing key for this "
+                                     "environment (EPIC_CAL_KEYS), a different cipher (AES-256-CBC is expected; "
+                                     "AES-128 with a 16-byte key), or a payload without the configured fields. "
+                                     "See docs/launch.md \"Encrypted link\"."),
+    "LAUNCH_MODE_MISMATCH": ErrorInfo(400, f"The video visit could not be started. {_ADMIN}",
+                                      "An encrypted-link launch reached an environment whose launch mode is SMART "
+                                      "(or its key is not configured). Choose the launch mode in the portal and "
+                                      "copy the matching integration records."),
+    "SIGNIN_FAILED": ErrorInfo(502, f"Microsoft 365 sign-in did not complete. {_ADMIN}",
+                               "The clinician's one-time Microsoft 365 sign-in failed. Add "
+                               "{public}/api/launch/signin as a Web redirect URI of the Entra app registration, "
+                               "grant admin consent for the delegated permissions openid and User.Read, and check "
+                               "that the clinician's account is in the tenant."),
     "INTERNAL_ERROR": ErrorInfo(500, f"Something went wrong. {_ADMIN}",
                                 "An unexpected error; find the correlation ID in the application logs."),
 }

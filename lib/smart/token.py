@@ -149,13 +149,35 @@ def _post_token(http: HttpClient, token_endpoint: str, form: dict[str, str]) -> 
     if response.status_code != 200:
         error = body.get("error") if isinstance(body, dict) else None
         error_code = error if isinstance(error, str) and error.replace("_", "").isalnum() else "unknown"
-        raise LaunchError(
-            "EPIC_OAUTH_ERROR",
-            f"The token endpoint answered HTTP {response.status_code} with OAuth error '{error_code}'. "
-            "invalid_client: check the JWKS URL and client ID registered in Epic; invalid_grant: the code "
-            "expired or was used, or the PKCE verifier or redirect URI does not match.",
-        )
+        raise token_error(response.status_code, error_code)
     return parse_token_response(body)
+
+
+#: RFC 6749 §5.2 token-endpoint ``error`` values -> the error page that says what to fix.
+TOKEN_ERROR_CODES: dict[str, str] = {
+    "invalid_client": "EPIC_KEYS_NOT_REGISTERED",
+    "unauthorized_client": "EPIC_CLIENT_NOT_MAPPED",
+    "invalid_grant": "LAUNCH_EXPIRED",
+    "invalid_scope": "EPIC_SCOPE_NOT_GRANTED",
+}
+
+
+def token_error(status: int, error_code: str) -> LaunchError:
+    """The :class:`LaunchError` for a refused token request (``error_code``: the sanitized OAuth ``error``).
+
+    ``invalid_client`` -> ``EPIC_KEYS_NOT_REGISTERED`` (keys or client ID unknown to Epic),
+    ``unauthorized_client`` -> ``EPIC_CLIENT_NOT_MAPPED``, ``invalid_grant`` -> ``LAUNCH_EXPIRED`` (code expired,
+    reused, or PKCE / redirect URI mismatch), ``invalid_scope`` -> ``EPIC_SCOPE_NOT_GRANTED``; anything else
+    ``EPIC_OAUTH_ERROR`` naming the error.
+    """
+    code = TOKEN_ERROR_CODES.get(error_code)
+    if code:
+        return LaunchError(code)
+    return LaunchError(
+        "EPIC_OAUTH_ERROR",
+        f"The token endpoint answered HTTP {status} with OAuth error '{error_code}'. Check the JWKS URL and client "
+        "ID registered in Epic.",
+    )
 
 
 def exchange_code(
@@ -168,6 +190,7 @@ def exchange_code(
     client_id: str,
     keys: SmartKeys,
     now: datetime,
+    alg: str | None = None,
 ) -> TokenResponse:
     """Exchange an authorization code for tokens (``grant_type=authorization_code`` + PKCE verifier +
     ``private_key_jwt``).
@@ -181,7 +204,7 @@ def exchange_code(
         "redirect_uri": redirect_uri,
         "code_verifier": code_verifier,
         "client_id": client_id,
-        **client_assertion_params(keys, client_id=client_id, token_endpoint=token_endpoint, now=now),
+        **client_assertion_params(keys, client_id=client_id, token_endpoint=token_endpoint, now=now, alg=alg),
     }
     return _post_token(http, token_endpoint, form)
 
@@ -194,6 +217,7 @@ def request_backend_token(
     scope: str,
     keys: SmartKeys,
     now: datetime,
+    alg: str | None = None,
 ) -> TokenResponse:
     """Obtain a SMART Backend Services access token (``grant_type=client_credentials`` + ``private_key_jwt``).
 
@@ -206,6 +230,6 @@ def request_backend_token(
     form = {
         "grant_type": "client_credentials",
         "scope": scope,
-        **client_assertion_params(keys, client_id=client_id, token_endpoint=token_endpoint, now=now),
+        **client_assertion_params(keys, client_id=client_id, token_endpoint=token_endpoint, now=now, alg=alg),
     }
     return _post_token(http, token_endpoint, form)

@@ -114,7 +114,8 @@ class LaunchStateRepository:
         if not state or len(state) > 128:
             return None
         doc = read_or_none(self._container, state, state)
-        return LaunchState.from_doc(doc) if doc else None
+        # The container also holds sign-in states and used-link claims (lib/store/signin_states.py).
+        return LaunchState.from_doc(doc) if doc and "type" not in doc else None
 
     def consume(self, state: LaunchState) -> bool:
         """Delete ``state`` if it is unchanged since it was read (``If-Match``).

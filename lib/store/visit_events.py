@@ -26,6 +26,8 @@ class VisitEvent:
     ``participant_id`` is the EHR user ID for a clinician and the literal ``patient`` for the patient (no
     patient identifier is stored). ``writeback`` is ``pending``, ``written`` or ``failed``;
     ``writeback_reason`` a short code saying why it failed (e.g. ``poisoned``, ``ehr_rejected``).
+    ``requeued_utc`` / ``requeue_count``: when and how often the write-back sweep re-enqueued it (its first
+    enqueue failed, or its message was lost).
     """
 
     id: str
@@ -40,6 +42,8 @@ class VisitEvent:
     writeback: str = "pending"
     writeback_utc: datetime | None = None
     writeback_reason: str | None = None
+    requeued_utc: datetime | None = None
+    requeue_count: int = 0
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -57,6 +61,8 @@ class VisitEvent:
             "writeback": self.writeback,
             "writeback_utc": iso(self.writeback_utc),
             "writeback_reason": self.writeback_reason,
+            "requeued_utc": iso(self.requeued_utc),
+            "requeue_count": self.requeue_count,
         }
 
     @classmethod
@@ -75,6 +81,8 @@ class VisitEvent:
             writeback=doc.get("writeback", "pending"),
             writeback_utc=parse_iso(doc.get("writeback_utc")),
             writeback_reason=doc.get("writeback_reason"),
+            requeued_utc=parse_iso(doc.get("requeued_utc")),
+            requeue_count=int(doc.get("requeue_count") or 0),
             etag=doc.get("_etag"),
         )
 
@@ -121,3 +129,19 @@ class VisitEventRepository:
                 partition_key=appointment_key,
             )
             return [VisitEvent.from_doc(d) for d in docs]
+
+    def pending_before(self, cutoff: datetime, *, limit: int = 100) -> list[VisitEvent]:
+        """Events still ``pending`` that happened before ``cutoff``, oldest first, at most ``limit``.
+
+        A cross-partition query, filtered on the indexed ``writeback`` and ``at_utc``: its cost grows with the
+        pending events, which the write-back keeps near zero.
+        """
+        with translated_errors():
+            docs = self._container.query_items(
+                "SELECT * FROM c WHERE c.writeback = @pending AND c.at_utc < @cutoff",
+                parameters=[{"name": "@pending", "value": "pending"}, {"name": "@cutoff", "value": iso(cutoff)}],
+                enable_cross_partition_query=True,
+            )
+            events = [VisitEvent.from_doc(d) for d in docs]
+        events.sort(key=lambda e: e.at_utc)
+        return events[:limit]

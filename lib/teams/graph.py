@@ -12,9 +12,9 @@ SHA-256(``"{environmentId}|{appointmentId}"``): stable for a visit, opaque (the 
 and distinct across environments. Never change the derivation for existing visits: a new ID means a second
 meeting.
 
-The organizer is chosen by an :class:`OrganizerResolver`. For now the environment's
-``fallback_organizer_id`` organizes every meeting (:class:`FallbackOrganizerResolver`); the first-launch
-Microsoft 365 sign-in (EHR user -> Entra object ID in ``users``) plugs in there later.
+The organizer is chosen by an :class:`OrganizerResolver`: the app uses
+:class:`lib.teams.organizers.DirectoryOrganizerResolver` (the clinician's Entra object ID from the one-time
+Microsoft 365 sign-in, else the department's or the environment's fallback organizer).
 """
 
 from __future__ import annotations
@@ -108,6 +108,25 @@ class MsalCertificateTokenSource:
             http_client=session,
             instance_discovery=host in PUBLIC_CLOUD_AUTHORITY_HOSTS,
         )
+
+    def application(self) -> Any:
+        """The MSAL ``ConfidentialClientApplication`` (built on first use; shared with the clinician sign-in).
+
+        Raises:
+            LaunchError: ``GRAPH_NOT_CONFIGURED`` / ``GRAPH_UNAVAILABLE``.
+        """
+        with self._lock:
+            if self._app is None:
+                try:
+                    self._app = self._build()
+                except LaunchError:
+                    raise
+                except (OSError, ValueError) as exc:
+                    raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
+                except Exception as exc:  # MSAL fetches the authority's metadata while building
+                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID discovery failed ({type(exc).__name__}).") \
+                        from exc
+            return self._app
 
     def token(self) -> str:
         """An app-only token (from MSAL's in-memory cache while valid)."""
@@ -220,8 +239,8 @@ class OrganizerResolver(Protocol):
     """Chooses the Entra object ID that organizes the meeting of a visit (the seam for provider sign-in)."""
 
     def organizer_for(self, environment: EnvironmentConfig, appointment: Appointment,
-                      ehr_user_id: str | None = None) -> str:
-        """The organizer's Entra object ID.
+                      ehr_user_id: str | None = None, department: str | None = None) -> str:
+        """The organizer's Entra object ID (``department``: the launch URL's ``departmentId`` hint).
 
         Raises:
             LaunchError: ``ORGANIZER_MISSING`` when nobody can organize it.
@@ -231,19 +250,15 @@ class OrganizerResolver(Protocol):
 
 @dataclass
 class FallbackOrganizerResolver:
-    """Every meeting is organized by the environment's ``fallback_organizer_id`` (issue 2 behaviour).
-
-    The later "provider signs in once" issue replaces this with a resolver that looks up
-    ``users[{environmentId}|{ehrUserId}]`` first and falls back to this.
-    """
+    """Every meeting is organized by the department's or the environment's fallback organizer (no sign-in)."""
 
     def organizer_for(self, environment: EnvironmentConfig, appointment: Appointment,
-                      ehr_user_id: str | None = None) -> str:
-        """``environment.fallback_organizer_id``.
+                      ehr_user_id: str | None = None, department: str | None = None) -> str:
+        """``environment.department_organizers[department]``, else ``environment.fallback_organizer_id``.
 
         Raises:
             LaunchError: ``ORGANIZER_MISSING`` when it is not configured.
         """
-        if not environment.fallback_organizer_id:
-            raise LaunchError("ORGANIZER_MISSING")
-        return environment.fallback_organizer_id
+        from lib.teams.organizers import fallback_organizer
+
+        return fallback_organizer(environment, appointment.department or department)

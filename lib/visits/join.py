@@ -29,8 +29,8 @@ from lib.visits.pages import Page, format_visit_time, join_page
 
 log = logging.getLogger(__name__)
 
-#: Event types the join page may post (device-test results get their own write-back later).
-PATIENT_EVENT_TYPES = frozenset({"connected", "disconnected"})
+#: Event types the join page may post: joining, and the device test's result (camera + microphone).
+PATIENT_EVENT_TYPES = frozenset({"connected", "disconnected", "device_test_passed", "device_test_failed"})
 _ATTEMPT = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
@@ -93,7 +93,8 @@ class JoinService:
         )
 
     def record_event(self, token: str, body: Any, *, correlation_id: str | None = None) -> RecordedEvent:
-        """Record a patient event posted by the join page: ``{"type": "connected", "attempt": "<page id>"}``.
+        """Record a patient event posted by the join page: ``{"type": "connected" | "disconnected" |
+        "device_test_passed" | "device_test_failed", "attempt": "<page id>"}``.
 
         ``attempt`` (from the page) makes the event ID deterministic per page load, so a double click or a
         retried POST stores one event; without it the current UTC minute is used.

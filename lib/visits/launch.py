@@ -23,6 +23,15 @@ The flow follows SMART App Launch STU 2.2 (app-launch.html), one step per method
     and queued for write-back; the browser goes (302) to the meeting's ``joinWebUrl``.
   - Patient: the browser goes to the patient join page of the same meeting (``/api/join/{token}``).
 
+``complete`` continued: the provider's organizer (docs/launch.md "Organizer")
+  - When the environment has ``provider_signin`` and the clinician has no ``users`` mapping yet, the browser is
+    sent once through the Microsoft 365 sign-in (OIDC auth-code + PKCE, MSAL) and comes back to
+    ``complete_signin`` (``GET /api/launch/signin``), which stores EHR user ID -> Entra object ID and continues.
+  - The meeting's organizer is then the clinician (mapping), else the department's or environment's fallback.
+
+``begin_encrypted`` (``GET /api/launch/provider|patient?env=..&data=..``): Epic's encrypted link, for an
+  environment whose ``launch_mode`` is ``encrypted`` (format and its assumptions: :mod:`lib.smart.encrypted_link`).
+
 Outbound calls per launch (cold caches): discovery 1 (``smart-configuration``; +1 ``metadata`` fallback),
 token 1, JWKS of the id_token issuer 1, FHIR Appointment read 1, Graph token 1 + ``createOrGet`` 1 when the
 visit has no meeting yet. Warm: token, FHIR read, and Graph only for a visit without a meeting.
@@ -52,6 +61,7 @@ from lib.smart.authorize import (
     scopes_for,
 )
 from lib.smart.discovery import SmartDiscovery
+from lib.smart.encrypted_link import FUTURE_SKEW, decrypt_link
 from lib.smart.errors import CATALOG, LaunchError
 from lib.smart.id_token import Identity, IdTokenVerifier
 from lib.smart.keys import SmartKeys
@@ -63,6 +73,9 @@ from lib.store.environments import EnvironmentRepository
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 from lib.store.launch_states import LAUNCH_STATE_TTL_SECONDS, LaunchState, LaunchStateRepository
 from lib.store.links import LinkRepository
+from lib.store.signin_states import SignInState, SignInStateRepository, UsedLinkRepository
+from lib.store.users import UserMapping, UserRepository
+from lib.teams.signin import SIGNIN_PATH, EntraSignIn
 from lib.visits.events import VisitEventRecorder
 from lib.visits.meetings import MeetingService
 from lib.visits.pages import Cookie, Page, Redirect
@@ -77,6 +90,13 @@ _HINT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
 PROVIDER_USER_TYPES = frozenset({"Practitioner"})
 PATIENT_USER_TYPES = frozenset({"Patient", "RelatedPerson"})
+_FHIR_VERSION = re.compile(r"^(?P<prefix>.+/api/FHIR/)(?P<version>DSTU2|STU3|R4)/?$", re.IGNORECASE)
+_ENV_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Authorize-endpoint ``error`` values (RFC 6749 §4.1.2.1) with their own page.
+AUTHORIZE_ERROR_CODES: dict[str, str] = {
+    "unauthorized_client": "EPIC_CLIENT_NOT_MAPPED",
+    "invalid_scope": "EPIC_SCOPE_NOT_GRANTED",
+}
 
 
 def browser_binding(cookie_value: str) -> str:
@@ -105,7 +125,8 @@ class LaunchService:
         environments, launch_states, appointments, links: repositories.
         discovery: SMART discovery (cached).
         id_tokens: id_token verifier (caches the EHR's JWKS).
-        keys: returns our signing keys (a callable, so a missing key file fails the launch, not the app).
+        keys: returns our signing keys of an environment kind (``keys("test")``; a callable, so a missing key
+            fails the launch, not the app).
         http: outbound HTTP client (token and FHIR calls).
         meetings: ensures the visit's Teams meeting.
         events: records visit events.
@@ -115,6 +136,11 @@ class LaunchService:
         wall_clock: real time for everything other parties check: the launch state's 10 minutes, the client
             assertion's ``iat``/``exp``, the id_token's ``exp``/``iat`` (default: the system clock, even when
             the domain clock is moved for a demo).
+        users: EHR user ID -> Entra object ID mappings (provider sign-in); ``None`` = no sign-in.
+        signin: the Microsoft 365 sign-in (MSAL); ``None`` = no sign-in (fallback organizers only).
+        signin_states: pending sign-ins.
+        encrypted_keys: environment ID -> AES key of its encrypted links (``EPIC_CAL_KEYS``), or ``None``.
+        used_links: single-use claims of encrypted links.
     """
 
     def __init__(
@@ -126,7 +152,7 @@ class LaunchService:
         links: LinkRepository,
         discovery: SmartDiscovery,
         id_tokens: IdTokenVerifier,
-        keys: Callable[[], SmartKeys],
+        keys: Callable[[str], SmartKeys],
         http: HttpClient,
         meetings: MeetingService,
         events: VisitEventRecorder,
@@ -134,6 +160,11 @@ class LaunchService:
         clock: Clock,
         public_base_url: str,
         wall_clock: Clock | None = None,
+        users: UserRepository | None = None,
+        signin: EntraSignIn | None = None,
+        signin_states: SignInStateRepository | None = None,
+        encrypted_keys: Callable[[str], bytes | None] | None = None,
+        used_links: UsedLinkRepository | None = None,
     ) -> None:
         self._environments = environments
         self._states = launch_states
@@ -150,6 +181,11 @@ class LaunchService:
         self._wall = wall_clock or SystemClock()
         self._public = public_base_url.rstrip("/")
         self._secure = self._public.lower().startswith("https://")
+        self._users = users
+        self._signin = signin
+        self._signin_states = signin_states
+        self._encrypted_keys = encrypted_keys
+        self._used_links = used_links
 
     # ---- begin -------------------------------------------------------------------------------------
     def begin(self, kind: LaunchKind, query: Mapping[str, str], browser_cookie: str | None,
@@ -158,28 +194,38 @@ class LaunchService:
 
         Args:
             kind: ``provider`` or ``patient`` (which launch URL was opened).
-            query: the launch URL's query parameters (``iss``, ``launch``, optional ``sessionId``,
-                ``departmentId``).
+            query: the launch URL's query parameters (``iss``, ``launch``, optional ``env`` (the environment
+                whose integration record holds the URL), ``sessionId``, ``departmentId``); or ``env`` + ``data``
+                for an encrypted link (:meth:`begin_encrypted`).
             browser_cookie: the ``vv_launch`` cookie value, when the browser sent one.
 
         Raises:
-            LaunchError: ``ISS_MISSING``, ``LAUNCH_MISSING``, ``ISS_NOT_ALLOWED``, ``ENVIRONMENT_NOT_APPROVED``,
-                ``DISCOVERY_*``, ``SMART_KEYS_MISSING``.
+            LaunchError: ``ISS_MISSING``, ``LAUNCH_MISSING``, ``ISS_NOT_ALLOWED``, ``FHIR_VERSION_MISMATCH``,
+                ``ENVIRONMENT_NOT_CONFIGURED``, ``TENANT_CONFIG_NOT_FOUND``, ``ENVIRONMENT_MISMATCH``,
+                ``ENVIRONMENT_NOT_APPROVED``, ``DISCOVERY_*``, ``SMART_KEYS_MISSING``.
             StoreUnavailable: Cosmos DB is down.
         """
         iss = query.get("iss") or ""
+        if not iss and query.get("data"):
+            return self.begin_encrypted(kind, query, browser_cookie, correlation_id=correlation_id)
         launch = query.get("launch") or ""
         if not iss:
             raise LaunchError("ISS_MISSING")
         if not launch:
             raise LaunchError("LAUNCH_MISSING")
+        named = self._named_environment(query.get("env"))
         environment = self._environments.find_by_fhir_base_url(iss)
         if environment is None:
             log.warning("launch refused: iss not allowed kind=%s correlation=%s", kind, correlation_id)
-            raise LaunchError("ISS_NOT_ALLOWED")
+            raise self._unknown_iss(iss, named)
+        if named is not None and named.id != environment.id:
+            log.warning("launch refused: launch URL of environment=%s, iss of environment=%s correlation=%s",
+                        named.id, environment.id, correlation_id)
+            raise LaunchError("TENANT_CONFIG_NOT_FOUND" if named.kind != environment.kind else "ENVIRONMENT_MISMATCH")
         if not environment.approved:
             raise LaunchError("ENVIRONMENT_NOT_APPROVED")
-        self._keys()  # fail before the EHR round trip when our key is missing
+        # Fail before the EHR round trip when our key (of this environment kind and algorithm) is missing.
+        self._keys(environment.kind).signer(environment.client_assertion_alg)
         config = self._discovery.discover(iss, environment.epic_client_id)
 
         cookie_value = browser_cookie if browser_cookie and _COOKIE_VALUE.fullmatch(browser_cookie) else None
@@ -234,6 +280,8 @@ class LaunchService:
         error = query.get("error")
         if error:
             code = error if _OAUTH_ERROR.fullmatch(error) else "unknown"
+            if code in AUTHORIZE_ERROR_CODES:
+                raise LaunchError(AUTHORIZE_ERROR_CODES[code])
             hint = CATALOG["EPIC_AUTHORIZE_ERROR"].admin_hint
             raise LaunchError("EPIC_AUTHORIZE_ERROR", f"The EHR's authorize endpoint answered '{code}'. {hint}")
         code_value = query.get("code") or ""
@@ -244,7 +292,8 @@ class LaunchService:
         tokens = exchange_code(
             self._http, token_endpoint=config.token_endpoint, code=code_value,
             redirect_uri=callback_url(self._public), code_verifier=launch_state.code_verifier,
-            client_id=environment.epic_client_id, keys=self._keys(), now=now,
+            client_id=environment.epic_client_id, keys=self._keys(environment.kind), now=now,
+            alg=environment.client_assertion_alg,
         )
         if not tokens.id_token:
             raise LaunchError("ID_TOKEN_INVALID", "The token response has no id_token: grant the openid and "
@@ -261,20 +310,193 @@ class LaunchService:
             raise LaunchError("APPOINTMENT_NOT_FOUND", "The FHIR Appointment of the launch carries no CSN "
                                                        "identifier.")
         if launch_state.session_hint and launch_state.session_hint != fhir_appointment.csn:
+            # The hint may name another visit (or another environment's): the EHR's context decides.
             log.warning("launch sessionId hint differs from the token context environment=%s correlation=%s; "
                         "using the context", environment.id, correlation_id)
         ehr_user_id = identity.ehr_user_id if launch_state.kind == "provider" else None
         appointment = self._appointment_for(environment, fhir_appointment, ehr_user_id)
-        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id)
-        assert appointment.meeting is not None
         log.info("launch completed kind=%s environment=%s correlation=%s", launch_state.kind, environment.id,
                  correlation_id)
         if launch_state.kind == "provider":
             assert ehr_user_id is not None
-            self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
-                                attempt=launch_state.state, correlation_id=correlation_id)
-            return Redirect(appointment.meeting.join_url)
+            return self._provider_into_meeting(
+                environment, appointment, ehr_user_id, department=launch_state.department_hint,
+                attempt=launch_state.state, binding=launch_state.browser_binding, correlation_id=correlation_id)
+        return self._patient_to_join_page(environment, appointment, department=launch_state.department_hint)
+
+    # ---- provider: organizer, one-time Microsoft 365 sign-in ---------------------------------------
+    def _provider_into_meeting(self, environment: EnvironmentConfig, appointment: Appointment, ehr_user_id: str,
+                               *, department: str | None, attempt: str, binding: str,
+                               correlation_id: str | None) -> Redirect:
+        """Send a clinician to the visit's meeting, through the one-time sign-in when it is still needed."""
+        if self._needs_signin(environment, ehr_user_id):
+            return self._start_signin(environment, appointment, ehr_user_id, department=department, attempt=attempt,
+                                      binding=binding, correlation_id=correlation_id)
+        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
+        assert appointment.meeting is not None
+        self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
+                            attempt=attempt, correlation_id=correlation_id)
+        return Redirect(appointment.meeting.join_url)
+
+    def _patient_to_join_page(self, environment: EnvironmentConfig, appointment: Appointment,
+                              *, department: str | None) -> Redirect:
+        appointment = self._meetings.ensure(environment, appointment, department=department)
         return Redirect(f"{self._public}/api/join/{self._patient_link(appointment, self._clock.now())}")
+
+    def _needs_signin(self, environment: EnvironmentConfig, ehr_user_id: str) -> bool:
+        if not environment.provider_signin or self._signin is None or self._users is None:
+            return False
+        return self._users.get(environment.id, ehr_user_id) is None
+
+    def _start_signin(self, environment: EnvironmentConfig, appointment: Appointment, ehr_user_id: str, *,
+                      department: str | None, attempt: str, binding: str, correlation_id: str | None) -> Redirect:
+        """Store a pending sign-in and send the browser to Entra ID's authorize endpoint."""
+        assert self._signin is not None and self._signin_states is not None
+        state = new_state()
+        auth_uri, flow = self._signin.begin(state=state, redirect_uri=self._public + SIGNIN_PATH)
+        self._signin_states.create(SignInState(
+            state=state, environment_id=environment.id, ehr_user_id=ehr_user_id, appointment_key=appointment.key,
+            department=department, browser_binding=binding, attempt=attempt, flow=flow,
+            created_utc=self._wall.now()))
+        log.info("provider sign-in begun environment=%s correlation=%s", environment.id, correlation_id)
+        return Redirect(auth_uri)
+
+    def complete_signin(self, query: Mapping[str, str], browser_cookie: str | None,
+                        *, correlation_id: str | None = None) -> Redirect:
+        """``GET /api/launch/signin``: finish the clinician's sign-in, remember EHR user -> Entra object ID, then
+        continue into the visit's meeting (organized by the clinician when it is created now).
+
+        Raises:
+            LaunchError: ``STATE_*``, ``SIGNIN_FAILED``, ``LAUNCH_EXPIRED``, ``ENVIRONMENT_NOT_APPROVED``,
+                ``APPOINTMENT_*``, ``GRAPH_*``...
+            StoreUnavailable: Cosmos DB is down.
+        """
+        if self._signin is None or self._signin_states is None or self._users is None:
+            raise LaunchError("SIGNIN_FAILED", "Provider sign-in is not configured (GRAPH_* settings).")
+        state = query.get("state") or ""
+        if not state:
+            raise LaunchError("STATE_MISSING")
+        pending = self._signin_states.get(state)
+        if pending is None:
+            raise LaunchError("STATE_INVALID")
+        if pending.expired(self._wall.now()):
+            self._signin_states.consume(pending)
+            raise LaunchError("STATE_INVALID")
+        if not browser_cookie or not hmac.compare_digest(browser_binding(browser_cookie), pending.browser_binding):
+            raise LaunchError("STATE_BROWSER_MISMATCH")
+        if not self._signin_states.consume(pending):
+            raise LaunchError("STATE_INVALID")
+        environment = self._environments.get(pending.environment_id)
+        if environment is None:
+            raise LaunchError("ENVIRONMENT_NOT_CONFIGURED")
+        if not environment.approved:
+            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+        oid = self._signin.finish(pending.flow, query)
+        self._users.put(UserMapping(environment.id, pending.ehr_user_id, oid, self._wall.now()))
+        log.info("provider sign-in stored environment=%s correlation=%s", environment.id, correlation_id)
+        appointment = self._appointments.get(pending.appointment_key)
+        if appointment is None:
+            raise LaunchError("APPOINTMENT_NOT_FOUND")
+        if appointment.status in ENDED_STATUSES:
+            raise LaunchError("APPOINTMENT_CANCELLED")
+        return self._provider_into_meeting(environment, appointment, pending.ehr_user_id,
+                                           department=pending.department, attempt=pending.attempt,
+                                           binding=pending.browser_binding, correlation_id=correlation_id)
+
+    # ---- Epic encrypted link -----------------------------------------------------------------------
+    def begin_encrypted(self, kind: LaunchKind, query: Mapping[str, str], browser_cookie: str | None,
+                        *, correlation_id: str | None = None) -> Redirect:
+        """An encrypted-link launch: ``?env={environmentId}&data={encrypted}`` (docs/launch.md "Encrypted link").
+
+        The link is decrypted with the environment's key, its timestamp checked, and claimed once; the visit is
+        looked up by its CSN (it must be known from HL7: there is no EHR token to read FHIR with).
+
+        Raises:
+            LaunchError: ``ENVIRONMENT_NOT_CONFIGURED``, ``LAUNCH_MODE_MISMATCH``, ``ENVIRONMENT_NOT_APPROVED``,
+                ``LAUNCH_LINK_INVALID``, ``LAUNCH_EXPIRED`` (stale or replayed), ``WRONG_LAUNCH_KIND``,
+                ``APPOINTMENT_*``, ``GRAPH_*``...
+            StoreUnavailable: Cosmos DB is down.
+        """
+        environment = self._named_environment(query.get("env"))
+        if environment is None:
+            raise LaunchError("ENVIRONMENT_NOT_CONFIGURED", "An encrypted launch URL must name its environment "
+                                                            "(env=...). Copy it from the integration records.")
+        key = self._encrypted_keys(environment.id) if self._encrypted_keys else None
+        if environment.launch_mode != "encrypted" or key is None or self._used_links is None:
+            raise LaunchError("LAUNCH_MODE_MISMATCH")
+        if not environment.approved:
+            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+        now = self._wall.now()
+        max_age = timedelta(seconds=environment.encrypted_max_age_seconds)
+        link = decrypt_link(query.get("data") or "", key=key, fields=environment.encrypted_fields, now=now,
+                            max_age=max_age)
+        if (link.user_type and link.user_type != kind) or (kind == "provider" and not link.user_id):
+            raise LaunchError("WRONG_LAUNCH_KIND", "The encrypted link is not a link of this kind: provider links "
+                                                   "carry the EHR user ID, patient links do not say provider.")
+        if not self._used_links.claim(link.digest, expires=link.issued_utc + max_age + FUTURE_SKEW, now=now):
+            log.warning("encrypted launch replayed environment=%s correlation=%s", environment.id, correlation_id)
+            raise LaunchError("LAUNCH_EXPIRED", "This encrypted link was already used (links are single use).")
+        if not link.csn:
+            raise LaunchError("APPOINTMENT_NOT_FOUND", "The encrypted link names no CSN: add the CSN to the "
+                                                       "link's payload.")
+        appointment = self._appointments.get(f"{environment.id}|{link.csn}")
+        if appointment is None:
+            raise LaunchError("APPOINTMENT_NOT_FOUND", "The visit of this encrypted link is unknown: encrypted "
+                                                       "launches need the appointment from the HL7 feed first.")
+        if appointment.status in ENDED_STATUSES:
+            raise LaunchError("APPOINTMENT_CANCELLED")
+        hint = clean_hint(query.get("sessionId"))
+        if hint and hint != link.csn:
+            log.warning("launch sessionId hint differs from the encrypted link environment=%s correlation=%s; "
+                        "using the link", environment.id, correlation_id)
+        department = link.department_id or clean_hint(query.get("departmentId"))
+        log.info("encrypted launch accepted kind=%s environment=%s correlation=%s", kind, environment.id,
+                 correlation_id)
+        if kind == "patient":
+            return self._patient_to_join_page(environment, appointment, department=department)
+        assert link.user_id is not None
+        cookie_value = browser_cookie if browser_cookie and _COOKIE_VALUE.fullmatch(browser_cookie) else None
+        cookie_value = cookie_value or secrets.token_urlsafe(32)
+        result = self._provider_into_meeting(
+            environment, appointment, link.user_id, department=department, attempt="link-" + link.digest[:32],
+            binding=browser_binding(cookie_value), correlation_id=correlation_id)
+        cookie = Cookie(LAUNCH_COOKIE, cookie_value, LAUNCH_STATE_TTL_SECONDS, LAUNCH_COOKIE_PATH, self._secure)
+        return dataclasses.replace(result, cookies=(cookie,))
+
+    # ---- environment checks ------------------------------------------------------------------------
+    def _named_environment(self, env_id: str | None) -> EnvironmentConfig | None:
+        """The environment named by the launch URL's ``env`` parameter, or ``None`` when absent.
+
+        Raises:
+            LaunchError: ``ENVIRONMENT_NOT_CONFIGURED`` when it names an unknown environment.
+        """
+        if not env_id:
+            return None
+        environment = self._environments.get(env_id) if _ENV_ID.fullmatch(env_id) else None
+        if environment is None:
+            raise LaunchError("ENVIRONMENT_NOT_CONFIGURED")
+        return environment
+
+    def _unknown_iss(self, iss: str, named: EnvironmentConfig | None) -> LaunchError:
+        """The most helpful error for an ``iss`` that is on no allowlist (database look-ups only, no network).
+
+        ``FHIR_VERSION_MISMATCH`` when the same base URL with another FHIR version (DSTU2 / STU3 / R4) is
+        registered; ``TENANT_CONFIG_NOT_FOUND`` never applies here (the iss is unknown everywhere); else
+        ``ISS_NOT_ALLOWED`` (with a trailing-slash hint when that is the only difference).
+        """
+        match = _FHIR_VERSION.match(iss)
+        if match:
+            for version in ("R4", "STU3", "DSTU2"):
+                if version.lower() == match.group("version").lower():
+                    continue
+                if self._environments.find_by_fhir_base_url(match.group("prefix") + version) is not None:
+                    return LaunchError("FHIR_VERSION_MISMATCH",
+                                       f"The launch's FHIR base URL ends in /{match.group('version')} while /{version} "
+                                       f"is registered. {CATALOG['FHIR_VERSION_MISMATCH'].admin_hint}")
+        if iss.endswith("/") and self._environments.find_by_fhir_base_url(iss.rstrip("/")) is not None:
+            return LaunchError("ISS_NOT_ALLOWED", "The launch's FHIR base URL differs from the registered one only "
+                                                  "by a trailing slash; register it exactly as Epic sends it.")
+        return LaunchError("ISS_NOT_ALLOWED")
 
     def _take_state(self, state: str, browser_cookie: str | None) -> LaunchState:
         """Read, check and consume the launch state of a callback (single use, bound to the browser)."""

@@ -37,8 +37,11 @@ class MeetingService:
         self._organizers = organizers
 
     def ensure(self, environment: EnvironmentConfig, appointment: Appointment,
-               *, ehr_user_id: str | None = None) -> Appointment:
+               *, ehr_user_id: str | None = None, department: str | None = None) -> Appointment:
         """``appointment`` with its ``meeting`` set (stored), creating the meeting when it has none.
+
+        ``ehr_user_id`` (the launching clinician) and ``department`` (the launch URL's ``departmentId``) only
+        choose the organizer of a meeting created now; an existing meeting is always reused.
 
         Raises:
             LaunchError: from Graph (``GRAPH_*``), ``ORGANIZER_MISSING``, ``APPOINTMENT_NOT_FOUND`` (deleted
@@ -49,7 +52,7 @@ class MeetingService:
         for _ in range(MAX_ATTEMPTS):
             if current.meeting is not None:
                 return current
-            organizer = self._organizers.organizer_for(environment, current, ehr_user_id)
+            organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
             meeting = self._graph.create_or_get_meeting(
                 organizer, meeting_external_id(environment.id, current.appointment_id), MEETING_SUBJECT,
                 current.start_utc, current.end_utc,

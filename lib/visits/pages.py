@@ -132,8 +132,9 @@ if(!navigator.mediaDevices||!navigator.mediaDevices.getUserMedia){
 statusEl.textContent='This browser cannot test the camera and microphone.';return;}
 navigator.mediaDevices.getUserMedia({audio:true,video:true}).then(function(stream){
 video.srcObject=stream;video.hidden=false;root.setAttribute('data-device-test','passed');
+post('device_test_passed');
 statusEl.textContent='Your camera and microphone are working.';}).catch(function(e){
-root.setAttribute('data-device-test','failed');
+root.setAttribute('data-device-test','failed');post('device_test_failed');
 statusEl.textContent='We could not use your camera or microphone ('+e.name+'). Check the browser permissions.';});});
 document.getElementById('test-speaker').addEventListener('click',function(){
 var C=window.AudioContext||window.webkitAudioContext;if(!C){return;}
@@ -161,6 +162,9 @@ def format_visit_time(start_utc: datetime | None, time_zone: str) -> str | None:
 
 def join_page(*, organization: str, visit_time: str | None, join_url: str, events_url: str, attempt: str) -> Page:
     """The patient's join page: device test (camera, microphone, speaker) and a Join button.
+
+    The device test POSTs ``{"type": "device_test_passed" | "device_test_failed", "attempt": ...}`` to
+    ``events_url`` (written back to the EHR, one event per result and page load).
 
     The button POSTs ``{"type": "connected", "attempt": ...}`` to ``events_url`` (relative to the page), then
     opens ``join_url`` (the Teams meeting; the patient waits in the lobby until admitted).

@@ -4,15 +4,18 @@ At-least-once and idempotent: an event already ``written`` (or ``failed``) is sk
 failure raises so the queue redelivers (the host moves the message to the poison queue after 5 attempts);
 a permanent one marks the event ``failed`` and returns. Marks are ETag-guarded (``If-Match``).
 
-Note: ``VisitEvent`` has no field for the failure reason yet; the reason is returned and logged (a short
-code, never PHI) until the store gains one.
+The sweep (:meth:`WritebackService.sweep`, timer ``writeback_sweep`` every 5 minutes) re-enqueues events
+still ``pending`` after :data:`SWEEP_AFTER` (their enqueue failed while the visit went on, or the message
+was lost), at most :data:`MAX_REQUEUES` times each; then they are marked ``failed`` (``requeue_exhausted``).
+A duplicate message is harmless: the write-back skips an event that is no longer ``pending``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import timedelta
+from typing import Any, Protocol
 
 from lib.clock import Clock
 from lib.ehr.writeback import CONNECTION_STATUS, PermanentWritebackError, TransientWritebackError
@@ -22,6 +25,12 @@ from lib.store.errors import ConcurrencyConflict
 from lib.store.visit_events import VisitEvent, VisitEventRepository
 
 log = logging.getLogger(__name__)
+
+#: An event still pending this long after it happened is re-enqueued by the sweep.
+SWEEP_AFTER = timedelta(minutes=15)
+#: Re-enqueues per event before it is marked failed.
+MAX_REQUEUES = 5
+SWEEP_BATCH = 100
 
 
 class EhrWriteback(Protocol):
@@ -89,6 +98,45 @@ class WritebackService:
         log.info("writeback written type=%s role=%s environment=%s correlation=%s", event.type, event.role,
                  event.environment_id, correlation_id)
         return WritebackOutcome("written")
+
+    def sweep(self, queues: Any, *, correlation_id: str | None = None) -> dict[str, int]:
+        """Re-enqueue events still ``pending`` :data:`SWEEP_AFTER` after they happened (and after their last
+        re-enqueue). Returns ``{"requeued": n, "exhausted": n}``.
+
+        Args:
+            queues: the queue producer (``send(queue, message)``).
+
+        Raises:
+            StoreUnavailable: Cosmos DB is down (the timer runs again in 5 minutes).
+        """
+        from lib.queues import VISIT_EVENTS_QUEUE
+
+        now = self._clock.now()
+        cutoff = now - SWEEP_AFTER
+        counts = {"requeued": 0, "exhausted": 0}
+        for event in self._events.pending_before(cutoff, limit=SWEEP_BATCH):
+            if event.requeued_utc is not None and event.requeued_utc > cutoff:
+                continue
+            if event.requeue_count >= MAX_REQUEUES:
+                self._fail(event, "requeue_exhausted", event.correlation_id)
+                counts["exhausted"] += 1
+                continue
+            try:
+                self._events.update(event, requeued_utc=now, requeue_count=event.requeue_count + 1)
+            except ConcurrencyConflict:
+                continue  # the write-back is working on it right now
+            try:
+                queues.send(VISIT_EVENTS_QUEUE, {"id": event.id, "appointmentKey": event.appointment_key,
+                                                 "correlationId": event.correlation_id})
+            except Exception:
+                log.warning("writeback sweep could not enqueue environment=%s correlation=%s",
+                            event.environment_id, correlation_id)
+                break  # the queue is down: try again at the next run
+            counts["requeued"] += 1
+        if counts["requeued"] or counts["exhausted"]:
+            log.info("writeback sweep requeued=%s exhausted=%s correlation=%s", counts["requeued"],
+                     counts["exhausted"], correlation_id)
+        return counts
 
     def mark_poisoned(self, event_id: str, appointment_key: str, *, correlation_id: str | None = None) \
             -> WritebackOutcome:

@@ -91,7 +91,8 @@ def visit_env(app: Any, runner: str, standins: dict[str, str]) -> Any:
         "redirect_uris": [f"{runner}/api/launch/callback"]})
     _control(standins, "graph", "POST", "users", {"id": organizer, "policy": True})
     return make_environment(app, environment_id, fhir_base_urls=(standins["iss"],), epic_client_id=client_id,
-                            fallback_organizer_id=organizer, writeback_vendor_name="OpenVirtualVisitsTest")
+                            fallback_organizer_id=organizer, writeback_vendor_name="OpenVirtualVisitsTest",
+                            provider_signin=False)
 
 
 @pytest.fixture

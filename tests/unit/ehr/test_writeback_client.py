@@ -35,7 +35,7 @@ def client(*writeback_answers):
                                                    "expires_in": 3600}))
     fake.on("GET", URL, *writeback_answers)
     keys = SmartKeys.from_pem(rsa_pem("a"))
-    return EpicWritebackClient(http=http, discovery=SmartDiscovery(http), keys=lambda: keys,
+    return EpicWritebackClient(http=http, discovery=SmartDiscovery(http), keys=lambda kind: keys,
                                clock=FixedClock(datetime(2026, 3, 3, tzinfo=UTC))), fake
 
 
@@ -74,7 +74,7 @@ def test_errors_are_classified(answer, error):
 def test_unreachable_epic_is_transient():
     http, _ = fake_client()
     keys = SmartKeys.from_pem(rsa_pem("a"))
-    epic = EpicWritebackClient(http=http, discovery=SmartDiscovery(http), keys=lambda: keys,
+    epic = EpicWritebackClient(http=http, discovery=SmartDiscovery(http), keys=lambda kind: keys,
                                clock=FixedClock(datetime(2026, 3, 3, tzinfo=UTC)))
     with pytest.raises(TransientWritebackError):
         epic.set_connection_status(ENV, conference_id="777", external_id="E1", status="connected")

@@ -92,3 +92,53 @@ def test_assertion_params_carry_the_jwt_bearer_type():
     params = client_assertion_params(keys, client_id="c", token_endpoint="https://e/t", now=NOW)
     assert params["client_assertion_type"] == CLIENT_ASSERTION_TYPE
     assert params["client_assertion"].count(".") == 2
+
+
+# ---- ES384, rotation, keys per environment kind -----------------------------------------------------------
+def test_rsa_and_ec_p384_keys_are_published_with_their_algorithms():
+    from tests.unit.smart.keys_for_tests import ec_pem
+
+    keys = SmartKeys.from_pem(rsa_pem("a") + b"\n" + ec_pem("e"))
+    rsa_jwk, ec_jwk = keys.jwks()["keys"]
+    assert (rsa_jwk["kty"], rsa_jwk["alg"]) == ("RSA", "RS384")
+    assert (ec_jwk["kty"], ec_jwk["crv"], ec_jwk["alg"], ec_jwk["use"]) == ("EC", "P-384", "ES384", "sig")
+    assert "d" not in ec_jwk and "d" not in rsa_jwk
+
+
+def test_the_first_key_of_each_family_signs_and_the_others_stay_published_for_a_rotation():
+    from tests.unit.smart.keys_for_tests import ec_pem
+
+    keys = SmartKeys.from_pem(rsa_pem("new") + b"\n" + rsa_pem("old") + b"\n" + ec_pem("e"))
+    kids = [k["kid"] for k in keys.jwks()["keys"]]
+    assert len(kids) == 3 and len(set(kids)) == 3
+    assert str(keys.signer("RS384")[0].kid) == kids[0]
+    assert str(keys.signer("ES384")[0].kid) == kids[2]
+    assert keys.signer()[1] == "RS384"
+
+
+def test_an_ec_key_on_another_curve_is_refused():
+    from tests.unit.smart.keys_for_tests import ec_pem
+
+    with pytest.raises(LaunchError) as err:
+        SmartKeys.from_pem(ec_pem("p256", "P-256"))
+    assert "P-384" in err.value.admin_hint
+
+
+def test_the_keyring_loads_each_kind_once_and_refuses_unknown_kinds():
+    from lib.smart.keys import SmartKeyring
+
+    loads: list[str] = []
+
+    def test_keys() -> SmartKeys:
+        loads.append("test")
+        return SmartKeys.from_pem(rsa_pem("a"))
+
+    def production_keys() -> SmartKeys:
+        raise LaunchError("SMART_KEYS_MISSING")
+
+    ring = SmartKeyring({"test": test_keys, "production": production_keys})
+    assert ring("test") is ring.for_kind("test") and loads == ["test"]
+    for kind in ("production", "staging"):
+        with pytest.raises(LaunchError) as err:
+            ring.for_kind(kind)
+        assert err.value.code == "SMART_KEYS_MISSING"

@@ -10,7 +10,7 @@ from lib.smart.errors import LaunchError
 from lib.smart.keys import SmartKeys
 from lib.smart.token import exchange_code, loose_bool, parse_token_response, request_backend_token
 from tests.unit.smart.fake_http import fake_client
-from tests.unit.smart.keys_for_tests import rsa_pem
+from tests.unit.smart.keys_for_tests import ec_pem, rsa_pem
 
 TOKEN_URL = "https://ehr.example.org/oauth2/token"
 NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
@@ -76,14 +76,35 @@ def test_backend_grant_is_client_credentials_with_scope():
     assert resp.expires_in == 3600
 
 
-@pytest.mark.parametrize(("status", "code"), [(400, "EPIC_OAUTH_ERROR"), (401, "EPIC_OAUTH_ERROR"),
-                                              (429, "EPIC_UNAVAILABLE"), (503, "EPIC_UNAVAILABLE")])
-def test_token_errors_are_classified(status, code):
+@pytest.mark.parametrize(("status", "error", "code"), [
+    (400, "invalid_grant", "LAUNCH_EXPIRED"),
+    (401, "invalid_client", "EPIC_KEYS_NOT_REGISTERED"),
+    (400, "unauthorized_client", "EPIC_CLIENT_NOT_MAPPED"),
+    (400, "invalid_scope", "EPIC_SCOPE_NOT_GRANTED"),
+    (400, "server_said_no", "EPIC_OAUTH_ERROR"),
+    (429, "invalid_grant", "EPIC_UNAVAILABLE"),
+    (503, "invalid_grant", "EPIC_UNAVAILABLE"),
+])
+def test_token_errors_get_the_page_that_says_what_to_fix(status, error, code):
     http, fake = fake_client()
-    fake.on("POST", TOKEN_URL, (status, {"error": "invalid_grant", "error_description": "code used"}))
+    fake.on("POST", TOKEN_URL, (status, {"error": error, "error_description": "code used"}))
     with pytest.raises(LaunchError) as err:
         exchange_code(http, token_endpoint=TOKEN_URL, code="c", redirect_uri="https://app/cb", code_verifier="v" * 43,
                       client_id="c1", keys=SmartKeys.from_pem(rsa_pem("a")), now=NOW)
     assert err.value.code == code
-    if status == 400:
-        assert "invalid_grant" in err.value.admin_hint
+    if code == "EPIC_OAUTH_ERROR":
+        assert "server_said_no" in err.value.admin_hint
+    assert "code used" not in err.value.admin_hint  # the server's free text is never echoed
+
+
+def test_code_exchange_can_sign_with_es384():
+    from joserfc import jwt
+
+    http, fake = fake_client()
+    fake.on("POST", TOKEN_URL, (200, {"access_token": "at", "token_type": "bearer"}))
+    keys = SmartKeys.from_pem(rsa_pem("a") + b"\n" + ec_pem("e"))
+    exchange_code(http, token_endpoint=TOKEN_URL, code="c", redirect_uri="https://app/cb", code_verifier="v" * 43,
+                  client_id="c1", keys=keys, now=NOW, alg="ES384")
+    assertion = fake.calls[0].form["client_assertion"]
+    header = jwt.decode(assertion, keys.signer("ES384")[0], algorithms=["ES384"]).header
+    assert header["alg"] == "ES384" and header["kid"] == keys.jwks()["keys"][1]["kid"]

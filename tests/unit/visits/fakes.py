@@ -107,6 +107,11 @@ class VisitEvents:
         self.docs[key] = dataclasses.replace(event, **changes, etag=_etag())
         return self.docs[key]
 
+    def pending_before(self, cutoff: datetime, *, limit: int = 100) -> list[VisitEvent]:
+        found = sorted((e for e in self.docs.values() if e.writeback == "pending" and e.at_utc < cutoff),
+                       key=lambda e: e.at_utc)
+        return found[:limit]
+
 
 class Queue:
     def __init__(self) -> None:

@@ -45,10 +45,16 @@ class World:
     """A LaunchService wired to in-memory stores and a fake Epic + Graph."""
 
     def __init__(self, *, authorize_post: bool = False, approved: bool = True, organizer: str | None = "org-1",
-                 id_user: str = "Practitioner/E1001", domain_clock: FixedClock | None = None) -> None:
-        self.env = EnvironmentConfig(id="env1", kind="test", display_name="Contoso", fhir_base_urls=(ISS,),
-                                     approved=approved, epic_client_id="client-1", fallback_organizer_id=organizer)
-        self.environments = fakes.Environments(self.env)
+                 id_user: str = "Practitioner/E1001", domain_clock: FixedClock | None = None,
+                 env: dict[str, Any] | None = None, others: tuple[EnvironmentConfig, ...] = (),
+                 keys: SmartKeys | None = None, organizers: Any = None, **service_extra: Any) -> None:
+        self.env = EnvironmentConfig(**{"id": "env1", "kind": "test", "display_name": "Contoso",
+                                        "fhir_base_urls": (ISS,), "approved": approved, "epic_client_id": "client-1",
+                                        "fallback_organizer_id": organizer, **(env or {})})
+        self.environments = fakes.Environments(self.env, *others)
+        #: id_token claim overrides (``None`` value drops a claim) and the key that signs it (attack tests).
+        self.id_claims: dict[str, Any] = {}
+        self.id_key = EPIC_KEY
         self.states = fakes.LaunchStates()
         self.appointments = fakes.Appointments()
         self.links = fakes.Links()
@@ -73,24 +79,26 @@ class World:
         self.fake.on("POST", f"{GRAPH}/users/org-1/onlineMeetings/createOrGet", (201, {
             "id": "m-1", "joinWebUrl": "https://teams.example.org/l/meetup-join/m1"}))
         graph = GraphClient(base_url=GRAPH, tokens=Tokens(), http=self.http)
-        keys = SmartKeys.from_pem(rsa_pem("ours"))
+        keys = keys or SmartKeys.from_pem(rsa_pem("ours"))
+        self.keys = keys
         self.service = LaunchService(
             environments=self.environments, launch_states=self.states, appointments=self.appointments,  # type: ignore[arg-type]
             links=self.links, discovery=SmartDiscovery(self.http), id_tokens=IdTokenVerifier(self.http),  # type: ignore[arg-type]
-            keys=lambda: keys, http=self.http,
+            keys=lambda kind: keys, http=self.http,
             meetings=MeetingService(appointments=self.appointments, graph=graph,  # type: ignore[arg-type]
-                                    organizers=FallbackOrganizerResolver()),
+                                    organizers=organizers or FallbackOrganizerResolver()),
             events=VisitEventRecorder(visit_events=self.events, queues=self.queue, clock=self.clock),  # type: ignore[arg-type]
             join_links=self.join_links, clock=domain_clock or self.clock, public_base_url=PUBLIC,
-            wall_clock=self.clock,
+            wall_clock=self.clock, **service_extra,
         )
 
     def _token(self, call: Any) -> tuple[int, dict]:
         t = int(NOW.timestamp())
         _user_type, user_id = self.id_user.split("/")
-        id_token = jwt.encode({"alg": "RS256", "kid": "epic-1"}, {
-            "iss": f"{BASE}/oauth2", "aud": "client-1", "sub": user_id, "fhirUser": f"{ISS}/{self.id_user}",
-            "iat": t, "exp": t + 300, "nonce": self.nonce}, EPIC_KEY)
+        claims = {"iss": f"{BASE}/oauth2", "aud": "client-1", "sub": user_id, "fhirUser": f"{ISS}/{self.id_user}",
+                  "iat": t, "exp": t + 300, "nonce": self.nonce, **self.id_claims}
+        claims = {k: v for k, v in claims.items() if v is not None}
+        id_token = jwt.encode({"alg": "RS256", "kid": "epic-1"}, claims, self.id_key)
         return 200, {"access_token": "at-1", "token_type": "bearer", "expires_in": 3240, "id_token": id_token,
                      "appointment": "fa-1", "need_patient_banner": "false"}
 
@@ -239,14 +247,18 @@ def test_iss_on_the_callback_is_ignored():
     assert all("attacker" not in c.url for c in world.fake.calls)
 
 
-def test_an_authorize_error_is_reported_with_its_oauth_code():
+@pytest.mark.parametrize(("error", "code"), [("invalid_scope", "EPIC_SCOPE_NOT_GRANTED"),
+                                            ("unauthorized_client", "EPIC_CLIENT_NOT_MAPPED"),
+                                            ("access_denied", "EPIC_AUTHORIZE_ERROR")])
+def test_an_authorize_error_gets_the_page_for_its_oauth_code(error, code):
     world = World()
     result = world.begin()
     state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
     with pytest.raises(LaunchError) as err:
-        world.service.complete({"error": "invalid_scope", "state": state}, cookie_of(result))
-    assert err.value.code == "EPIC_AUTHORIZE_ERROR"
-    assert "invalid_scope" in err.value.admin_hint
+        world.service.complete({"error": error, "state": state}, cookie_of(result))
+    assert err.value.code == code
+    if code == "EPIC_AUTHORIZE_ERROR":
+        assert error in err.value.admin_hint
 
 
 def test_a_patient_signing_in_through_the_provider_url_is_refused():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -61,11 +61,70 @@ def test_a_permanent_failure_marks_failed_with_its_reason():
     assert events.get("env1|777", "ev1").writeback == "failed"  # type: ignore[union-attr]
 
 
-def test_a_device_test_event_is_not_sent_to_set_external_connection_status():
+@pytest.mark.parametrize("event_type", ["device_test_passed", "device_test_failed"])
+def test_a_device_test_result_is_written_back_with_its_assumed_status_code(event_type):
+    from lib.ehr.writeback import CONNECTION_STATUS
+
     ehr = Ehr()
-    service, _ = world(ehr, "device_test_passed")
-    assert service.write("ev1", "env1|777").reason == "unsupported_event_type"
-    assert ehr.calls == []
+    service, _ = world(ehr, event_type)
+    assert service.write("ev1", "env1|777").outcome == "written"
+    assert [c["status"] for c in ehr.calls] == [event_type]
+    assert CONNECTION_STATUS[event_type] == {"device_test_passed": "3", "device_test_failed": "4"}[event_type]
+
+
+def _sweep_world(at: datetime):
+    events = fakes.VisitEvents()
+    events.create_once(VisitEvent(id="ev1", appointment_key="env1|777", environment_id="env1", appointment_id="777",
+                                  type="connected", role="patient", participant_id="patient", at_utc=at))
+    clock = MutableClock(NOW)
+    service = WritebackService(visit_events=events, environments=fakes.Environments(ENV), ehr=Ehr(),  # type: ignore[arg-type]
+                               clock=clock)
+    return service, events, fakes.Queue(), clock
+
+
+class MutableClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_the_sweep_requeues_an_event_left_pending_after_a_failed_enqueue():
+    service, events, queue, _ = _sweep_world(NOW - timedelta(minutes=16))
+    assert service.sweep(queue) == {"requeued": 1, "exhausted": 0}
+    assert queue.sent == [("visit-events", {"id": "ev1", "appointmentKey": "env1|777", "correlationId": None})]
+    event = events.get("env1|777", "ev1")
+    assert (event.requeue_count, event.requeued_utc, event.writeback) == (1, NOW, "pending")
+
+
+def test_the_sweep_leaves_recent_and_recently_requeued_events_alone():
+    service, _, queue, clock = _sweep_world(NOW - timedelta(minutes=5))
+    assert service.sweep(queue)["requeued"] == 0
+    clock.at = NOW + timedelta(minutes=11)
+    assert service.sweep(queue)["requeued"] == 1
+    clock.at = NOW + timedelta(minutes=20)  # requeued 9 minutes ago: its message may still be on its way
+    assert service.sweep(queue)["requeued"] == 0
+    assert len(queue.sent) == 1
+
+
+def test_the_sweep_gives_up_after_five_requeues():
+    from lib.visits.writeback import MAX_REQUEUES
+
+    service, events, queue, clock = _sweep_world(NOW - timedelta(minutes=16))
+    for i in range(MAX_REQUEUES):
+        clock.at = NOW + timedelta(minutes=16 * i)
+        assert service.sweep(queue)["requeued"] == 1
+    clock.at += timedelta(minutes=16)
+    assert service.sweep(queue) == {"requeued": 0, "exhausted": 1}
+    event = events.get("env1|777", "ev1")
+    assert (event.writeback, event.writeback_reason) == ("failed", "requeue_exhausted")
+
+
+def test_the_sweep_skips_written_events():
+    service, _events, queue, _ = _sweep_world(NOW - timedelta(hours=1))
+    assert service.write("ev1", "env1|777").outcome == "written"
+    assert service.sweep(queue)["requeued"] == 0 and queue.sent == []
 
 
 def test_a_missing_event_is_reported_not_raised():
