@@ -199,7 +199,9 @@ class Services:
 
         _ = self.graph  # builds graph_tokens
         application = getattr(self.graph_tokens, "application", None)
-        return MsalEntraSignIn(application) if application else None
+        if application is None:
+            return None
+        return MsalEntraSignIn(application, self.graph_tokens.new_application)
 
     @cached_property
     def users(self) -> Any:

@@ -128,6 +128,22 @@ class MsalCertificateTokenSource:
                         from exc
             return self._app
 
+    def new_application(self) -> Any:
+        """A separate MSAL application with its own token cache and client assertion (one clinician sign-in:
+        its delegated tokens never share a cache with the app-only token).
+
+        Raises:
+            LaunchError: ``GRAPH_NOT_CONFIGURED`` / ``GRAPH_UNAVAILABLE``.
+        """
+        try:
+            return self._build()
+        except LaunchError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
+        except Exception as exc:
+            raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID discovery failed ({type(exc).__name__}).") from exc
+
     def token(self) -> str:
         """An app-only token (from MSAL's in-memory cache while valid)."""
         with self._lock:

@@ -52,11 +52,14 @@ class MsalEntraSignIn:
 
     Args:
         application: returns the MSAL ``ConfidentialClientApplication`` (shared with the app-only token
-            source, built on first use).
+            source, built on first use): builds the authorize URL.
+        redeemer: returns a *new* MSAL application for one code redemption (its own token cache and client
+            assertion); defaults to ``application``.
     """
 
-    def __init__(self, application: Callable[[], Any]) -> None:
+    def __init__(self, application: Callable[[], Any], redeemer: Callable[[], Any] | None = None) -> None:
         self._application = application
+        self._redeemer = redeemer or application
 
     def begin(self, *, state: str, redirect_uri: str) -> tuple[str, dict[str, Any]]:
         """Build the authorize URL (``response_type=code``, PKCE S256, ``nonce``, ``prompt=select_account``)."""
@@ -68,7 +71,7 @@ class MsalEntraSignIn:
 
     def finish(self, flow: dict[str, Any], response: Mapping[str, str]) -> str:
         """Redeem the code (confidential client, certificate assertion + PKCE verifier); return ``oid``."""
-        app = self._application()
+        app = self._redeemer()
         try:
             result = app.acquire_token_by_auth_code_flow(dict(flow), dict(response), scopes=list(SIGNIN_SCOPES))
         except ValueError as exc:  # MSAL raises ValueError for a state mismatch

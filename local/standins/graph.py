@@ -136,6 +136,7 @@ class GraphState:
     key: SigningKey = field(default_factory=SigningKey)
     lock: threading.RLock = field(default_factory=threading.RLock)
     jtis: JtiRegistry = field(default_factory=JtiRegistry)
+    assertions: dict[str, str] = field(default_factory=dict)  # jti -> the signed client assertion
     apps: dict[str, App] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     signin_user: str | None = None
@@ -158,6 +159,7 @@ class GraphState:
             self.joins.clear()
             self.token_calls.clear()
             self.jtis.clear()
+            self.assertions.clear()
 
 
 def _now_iso() -> str:
@@ -324,8 +326,14 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             else:
                 raise ClientAuthError("client assertion header needs x5t or x5t#S256")
             verify_jwt_signature(assertion, reg.public_key, alg)
-            check_assertion_claims(claims, client_id=client_id, audience=token_url(), jtis=st.jtis,
-                                   max_lifetime=600)
+            # Entra accepts the *same* signed assertion again while it is valid: MSAL caches one assertion
+            # for up to 9 minutes and uses it for every token request of that client. A different assertion
+            # reusing a jti is still a replay.
+            with st.lock:
+                reused = st.assertions.get(str(claims.get("jti"))) == assertion
+                st.assertions[str(claims.get("jti"))] = assertion
+            check_assertion_claims(claims, client_id=client_id, audience=token_url(),
+                                   jtis=JtiRegistry() if reused else st.jtis, max_lifetime=600)
         except ClientAuthError as exc:
             raise _aad_error("invalid_client", 700027, f"Client assertion failed validation: {exc}",
                              401) from exc

@@ -325,3 +325,139 @@ def test_patient_mychart_launch_ends_on_the_join_page_of_the_same_meeting(
     page = browser.get(done.headers["Location"])
     assert page.status_code == 200
     assert f'data-join-url="{html.escape(provider_url)}"' in page.text
+
+
+# ---- the clinician's one-time Microsoft 365 sign-in, through the Entra stand-in -----------------------------
+@pytest.fixture(scope="module")
+def signin_env(app: Any, runner: str, standins: dict[str, str], service_settings: dict[str, str],
+               visit_env: Any) -> Any:
+    """``visit_env`` with provider sign-in on, our Entra app allowing ``/api/launch/signin``, a clinician user."""
+    pem = Path(service_settings["GRAPH_CLIENT_CERT_FILE"]).read_text()
+    _control(standins, "graph", "POST", "apps", {
+        "client_id": service_settings["GRAPH_CLIENT_ID"], "tenant": service_settings["GRAPH_TENANT_ID"],
+        "certificate_pem": pem[pem.index("-----BEGIN CERTIFICATE-----"):],
+        "redirect_uris": [f"{runner}/api/launch/signin"]})
+    environment = dataclasses.replace(visit_env, provider_signin=True)
+    _own_iss(app, environment, standins["iss"])
+    yield environment
+    _own_iss(app, visit_env, standins["iss"])
+
+
+def _own_iss(app: Any, environment: Any, iss: str) -> None:
+    """Store ``environment``, taking ``iss`` from any other environment (long-running services keep old ones)."""
+    for other in app.repos.environments.all():
+        if iss in other.fhir_base_urls and other.id != environment.id:
+            app.repos.environments.put(dataclasses.replace(
+                other, fhir_base_urls=tuple(u for u in other.fhir_base_urls if u != iss)))
+    app.repos.environments.put(environment)
+
+
+def test_a_clinicians_first_launch_signs_in_with_microsoft_365_once(
+        app: Any, runner: str, standins: dict[str, str], signin_env: Any, browser: requests.Session) -> None:
+    clinician = str(uuid.uuid4())
+    user_id = f"E{secrets.randbelow(10**6)}"
+    _control(standins, "graph", "POST", "users", {"id": clinician, "policy": True})
+    _control(standins, "graph", "POST", "signin", {"id": clinician})
+    csn = _csn()
+    launch = _control(standins, "epic", "POST", "launch", {
+        "client_id": signin_env.epic_client_id, "appointment_csn": csn, "context": "provider", "user_id": user_id})
+    callback = _launch_until_callback(browser, runner, standins, launch)
+
+    to_entra = browser.get(callback, allow_redirects=False)
+    assert to_entra.status_code == 302 and to_entra.headers["Location"].startswith(f"{standins['graph']}/")
+    params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(to_entra.headers["Location"]).query))
+    assert params["code_challenge_method"] == "S256" and params["redirect_uri"] == f"{runner}/api/launch/signin"
+    back = browser.get(to_entra.headers["Location"], allow_redirects=False)
+    assert back.status_code == 302 and back.headers["Location"].startswith(f"{runner}/api/launch/signin?")
+    done = browser.get(back.headers["Location"], allow_redirects=False)
+    assert done.status_code == 302, done.text
+    assert done.headers["Location"].startswith(f"{standins['graph']}/l/meetup-join/")
+
+    assert app.users.get(signin_env.id, user_id).entra_object_id == clinician
+    (meeting,) = [m for m in _control(standins, "graph", "GET", "meetings")
+                  if m["joinWebUrl"] == done.headers["Location"]]
+    assert meeting["organizerId"] == clinician
+    # The sign-in callback is single use.
+    replay = browser.get(back.headers["Location"], allow_redirects=False)
+    assert replay.status_code == 400 and _error_code(replay) == "STATE_INVALID"
+
+    # The next launch goes straight to the meeting.
+    launch = _control(standins, "epic", "POST", "launch", {
+        "client_id": signin_env.epic_client_id, "appointment_csn": csn, "context": "provider", "user_id": user_id})
+    again = browser.get(_launch_until_callback(browser, runner, standins, launch), allow_redirects=False)
+    assert again.headers["Location"] == done.headers["Location"]
+
+
+# ---- keys: JWKS per kind, rotation, ES384, against the strict Epic stand-in ---------------------------------
+def test_jwks_per_environment_kind(runner: str) -> None:
+    test_doc = requests.get(f"{runner}/api/.well-known/jwks/test.json", timeout=10)
+    assert test_doc.json() == requests.get(f"{runner}/api/.well-known/jwks.json", timeout=10).json()
+    production = requests.get(f"{runner}/api/.well-known/jwks/production.json", timeout=10)
+    assert production.status_code == 503  # no production key in the test profile: refused, never the test key
+    assert production.json()["code"] == "SMART_KEYS_MISSING"
+
+
+@pytest.mark.parametrize("alg", ["RS384", "ES384"])
+def test_a_key_published_but_not_active_is_still_accepted_during_a_rotation(standins: dict[str, str], alg: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from lib.smart.keys import SmartKeys
+    from lib.smart.token import request_backend_token
+    from lib.smart.transport import HttpClient
+
+    def pem(kind: str) -> bytes:
+        key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "RS384"
+               else ec.generate_private_key(ec.SECP384R1()))
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    new, old = pem(alg), pem(alg)
+    published = SmartKeys.from_pem(new + b"\n" + old).jwks()  # the switch: new first, old still published
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(published).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client_id = f"rot-{uuid.uuid4().hex[:8]}"
+        _control(standins, "epic", "POST", "clients", {
+            "client_id": client_id, "jwks_url": f"http://127.0.0.1:{server.server_address[1]}/jwks",
+            "redirect_uris": ["https://app.invalid/cb"]})
+        http = HttpClient(verify=standins["ca"])
+        for signing in (new, old):  # the active key, and the one being retired
+            token = request_backend_token(http, token_endpoint=f"{standins['epic']}/oauth2/token", client_id=client_id,
+                                          scope="system/Appointment.read", keys=SmartKeys.from_pem(signing),
+                                          now=datetime.now(UTC), alg=alg)
+            assert token.access_token
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dstu2_iss_gets_its_own_error_page(runner: str, standins: dict[str, str], visit_env: Any,
+                                             browser: requests.Session) -> None:
+    dstu2 = standins["iss"].replace("/R4", "/DSTU2")
+    resp = browser.get(f"{runner}/api/launch/provider", params={"iss": dstu2, "launch": "x"}, allow_redirects=False)
+    assert resp.status_code == 403 and _error_code(resp) == "FHIR_VERSION_MISMATCH"
+    assert re.search(r'<code id="correlation-id">[0-9a-f]{32}</code>', resp.text)
+    assert "Traceback" not in resp.text
+
+
+def test_a_test_iss_through_another_environments_launch_url_is_tenant_config_not_found(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    production = make_environment(app, f"prod-{uuid.uuid4().hex[:8]}", kind="production",
+                                  fhir_base_urls=(f"https://127.0.0.1:1/{uuid.uuid4().hex}/api/FHIR/R4",))
+    resp = browser.get(f"{runner}/api/launch/provider", allow_redirects=False,
+                       params={"iss": standins["iss"], "launch": "x", "env": production.id})
+    assert resp.status_code == 403 and _error_code(resp) == "TENANT_CONFIG_NOT_FOUND"
