@@ -96,7 +96,8 @@ def apply_message(
         )
 
     time_changed = start != existing.start_utc
-    rebooked = existing.status != "booked" and message.status == "booked"
+    # A record opened by a launch before any SIU (empty order key) gets its first schedule revision now.
+    rebooked = (existing.status != "booked" or not existing.order_key) and message.status == "booked"
     after = dataclasses.replace(
         existing,
         status=message.status,  # type: ignore[arg-type]

@@ -254,8 +254,11 @@ class IntakeService:
             has_phone = phone is not None or (
                 existing is not None and self._contacts.phone(doc_key, now=now) is not None
             )
+            # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
+            # like a new booking when its first SIU arrives.
+            announced = applied.before if applied.before is not None and applied.before.order_key else None
             plan = plan_texts(
-                environment.sms, applied.before, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
+                environment.sms, announced, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
             )
             refs = {r["id"]: r for r in after.outbox_refs}
             for item in plan.create:

@@ -127,3 +127,18 @@ def test_phone_is_stored_apart_in_e164_with_a_ttl_until_after_the_visit(app, env
     assert doc["ttl"] == int((delete_after - NOW).total_seconds())
     appointment_doc = app.store.container("appointments").read_item(item=key, partition_key=key)
     assert "5550142" not in json.dumps(appointment_doc)
+
+
+def test_first_siu_for_a_visit_already_opened_by_a_launch_plans_the_usual_texts(app, env):
+    from lib.models import Appointment
+
+    # A clinician launched before Epic's SIU arrived: the launch stored a minimal record.
+    app.repos.appointments.create(Appointment(
+        environment_id=env.id, appointment_id="8000001", status="booked", start_utc=START,
+        end_utc=START + timedelta(minutes=30), duration_minutes=30, source_time_zone=None, link_id="L" * 22,
+    ))
+    assert msa(post_hl7(env.id, message()))[1] == "AA"
+    outbox = app.repos.outbox.for_appointment(appointment_key(env.id, "8000001"))
+    assert sorted(item.id.split("|", 2)[2] for item in outbox) == [
+        "booked|1", "reminder-1440|1", "reminder-60|1",
+    ]
