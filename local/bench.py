@@ -9,6 +9,8 @@ Numbers, not assertions: tests never time anything. Each section says what it me
   Cosmos-compatible server), and of the signature check alone (``local/bench_intake.py``).
 - ``logging``: per log call and per request cost of the logging and telemetry setup, telemetry off and on
   against no-op / in-memory OpenTelemetry exporters (``local/bench_logging.py``).
+- ``launch``: server-side ms per SMART provider launch without the stand-ins' time (p50, p95) and outbound
+  calls per launch, cold and warm (``local/bench_launch.py``).
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ def memory_after_demo() -> dict[str, float | None]:
 
 def main() -> int:
     """CLI entry point."""
-    from local import bench_hl7, bench_import, bench_intake, bench_logging
+    from local import bench_hl7, bench_import, bench_intake, bench_launch, bench_logging
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
-    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging"], action="append")
+    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch"],
+                        action="append")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
     args = parser.parse_args()
-    sections = args.only or ["import", "memory", "hl7", "intake", "logging"]
+    sections = args.only or ["import", "memory", "hl7", "intake", "logging", "launch"]
     results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
@@ -68,6 +71,8 @@ def main() -> int:
         results["hl7"] = bench_hl7.run(seconds=args.seconds)
     if "intake" in sections:
         results["intake"] = bench_intake.run(seconds=args.seconds)
+    if "launch" in sections:
+        results["launch"] = bench_launch.run()
     if "logging" in sections:
         results["logging"] = bench_logging.run()
     out = ROOT / "bench-results"

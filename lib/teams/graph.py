@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import requests
+
 from lib.models import Appointment, EnvironmentConfig, Meeting
 from lib.smart.errors import LaunchError
 from lib.smart.transport import HttpClient, TransportError, json_or_none
@@ -39,6 +41,8 @@ PUBLIC_CLOUD_AUTHORITY_HOSTS = frozenset({
     "login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn",
     "login.chinacloudapi.cn",
 })
+#: Errors of MSAL's HTTP calls (``requests`` errors are ``OSError`` subclasses: not a missing certificate file).
+_REQUEST_ERRORS = (requests.RequestException,)
 #: Subject of every meeting: no patient name, no visit type (Teams shows it to all participants).
 MEETING_SUBJECT = "Video visit"
 
@@ -121,6 +125,9 @@ class MsalCertificateTokenSource:
                     self._app = self._build()
                 except LaunchError:
                     raise
+                except _REQUEST_ERRORS as exc:  # an OSError too: classify before the file errors
+                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID is unreachable ({type(exc).__name__}).") \
+                        from exc
                 except (OSError, ValueError) as exc:
                     raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
                 except Exception as exc:  # MSAL fetches the authority's metadata while building
@@ -139,6 +146,8 @@ class MsalCertificateTokenSource:
             return self._build()
         except LaunchError:
             raise
+        except _REQUEST_ERRORS as exc:
+            raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID is unreachable ({type(exc).__name__}).") from exc
         except (OSError, ValueError) as exc:
             raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
         except Exception as exc:
@@ -152,6 +161,9 @@ class MsalCertificateTokenSource:
                     self._app = self._build()
                 except LaunchError:
                     raise
+                except _REQUEST_ERRORS as exc:  # an OSError too: classify before the file errors
+                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID is unreachable ({type(exc).__name__}).") \
+                        from exc
                 except (OSError, ValueError) as exc:
                     raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
                 except Exception as exc:  # MSAL fetches the authority's metadata while building
