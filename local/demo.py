@@ -90,7 +90,7 @@ class _Form(html.parser.HTMLParser):
 def follow(session: requests.Session, url: str, *, verify: str, stop_host: str | None = None) -> list[str]:
     """Follow redirects (and auto-submitted forms) like a browser; returns every URL visited.
 
-    Stops at a 200 page without a form, or on reaching ``stop_host`` (the meeting host).
+    Stops at a 200 page without a form, or on reaching a meeting (``/l/meetup-join/``) on ``stop_host``.
     """
     visited = [url]
     method, data = "GET", None
@@ -100,7 +100,8 @@ def follow(session: requests.Session, url: str, *, verify: str, stop_host: str |
             url = urljoin(url, response.headers["Location"])
             method, data = "GET", None
             visited.append(url)
-            if stop_host and urlsplit(url).netloc == stop_host:
+            # The meeting's host also serves the Microsoft 365 sign-in (Entra stand-in): stop at the meeting.
+            if stop_host and urlsplit(url).netloc == stop_host and "/l/meetup-join/" in urlsplit(url).path:
                 return visited
             continue
         form = _Form()
