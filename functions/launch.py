@@ -78,8 +78,7 @@ def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
 
 
 def _with_urls(error: Any) -> Any:
-    """The error with ``{public}`` in its admin hint replaced by ``PUBLIC_BASE_URL`` (``{kind}`` stays a
-    placeholder: the page does not know which environment kind the admin will fix)."""
+    """The error with ``{public}`` in its admin hint replaced by ``PUBLIC_BASE_URL``."""
     if "{public}" not in error.admin_hint:
         return error
     try:

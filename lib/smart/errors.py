@@ -68,7 +68,8 @@ CATALOG: dict[str, ErrorInfo] = {
                                       "registered for this app in Epic."),
     "EPIC_OAUTH_ERROR": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
                                   "The EHR's token endpoint refused the request. Check that the app's JWKS URL "
-                                  "({public}/api/.well-known/jwks/{kind}.json) is registered in Epic and that the "
+                                  "({public}/api/.well-known/jwks.json for test, .../jwks/production.json for "
+                                  "production environments) is registered in Epic and that the "
                                   "client ID matches the environment."),
     "EPIC_UNAVAILABLE": ErrorInfo(503, f"The EHR is not answering. {_RETRY}",
                                   "The EHR's OAuth or FHIR endpoint timed out or answered with a server error."),
@@ -142,8 +143,9 @@ CATALOG: dict[str, ErrorInfo] = {
     "EPIC_KEYS_NOT_REGISTERED": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
                                           "Epic refused our client authentication (invalid_client): the client ID "
                                           "is unknown to this Epic environment, or Epic does not have our public "
-                                          "key. Register the JWK Set URL of this environment kind "
-                                          "({public}/api/.well-known/jwks/{kind}.json) for the client ID in Epic, "
+                                          "key. Register the JWK Set URL of this environment kind for the client "
+                                          "ID in Epic ({public}/api/.well-known/jwks.json for test environments, "
+                                          "{public}/api/.well-known/jwks/production.json for production), "
                                           "and allow time for Epic to sync keys (up to 29 hours for a cached "
                                           "JWKS)."),
     "EPIC_CLIENT_NOT_MAPPED": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",

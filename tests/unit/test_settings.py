@@ -51,3 +51,27 @@ def test_unresolved_key_vault_reference_is_refused_with_the_fix():
 def test_pem_setting_without_a_pem_block_is_refused():
     with pytest.raises(SettingsError, match="GRAPH_CLIENT_CERT must hold a PEM"):
         load_settings({**BASE, "GRAPH_CLIENT_CERT": "not a pem"})
+
+
+def test_production_smart_keys_and_encrypted_link_keys_are_read():
+    import base64
+
+    key = base64.b64encode(bytes(32)).decode()
+    s = load_settings({**BASE, "SMART_PRIVATE_KEYS_PRODUCTION": PEM, "EPIC_CAL_KEYS": f'{{"prod": "{key}"}}',
+                       "SMART_PRIVATE_KEYS_PRODUCTION_FILE": "/keys/prod.pem"})
+    assert s.smart_private_keys_production_pem == PEM.strip().encode()
+    assert s.epic_cal_keys == {"prod": bytes(32)}
+    assert str(s.smart_private_keys_production_file) == "/keys/prod.pem"
+
+
+def test_optional_key_vault_secrets_that_do_not_resolve_read_as_unset():
+    ref = "@Microsoft.KeyVault(VaultName=kv;SecretName=epic-cal-keys)"
+    s = load_settings({**BASE, "SMART_PRIVATE_KEYS_PRODUCTION": ref, "EPIC_CAL_KEYS": ref})
+    assert s.smart_private_keys_production_pem is None and s.epic_cal_keys == {}
+
+
+@pytest.mark.parametrize("value", ["not json", "[]", '{"e": "!!"}', '{"e": "AAAA"}'])
+def test_malformed_encrypted_link_keys_are_refused(value):
+    with pytest.raises(SettingsError) as err:
+        load_settings({**BASE, "EPIC_CAL_KEYS": value})
+    assert "EPIC_CAL_KEYS" in str(err.value) and value not in str(err.value)

@@ -127,3 +127,18 @@ def test_events_with_a_tampered_token_are_refused():
     world = World()
     with pytest.raises(LaunchError):
         world.service.record_event("x" * 48, {"type": "connected"})
+
+
+@pytest.mark.parametrize("event_type", ["device_test_passed", "device_test_failed"])
+def test_the_device_test_result_is_recorded_and_queued_for_write_back(event_type):
+    world = World()
+    recorded = world.service.record_event(world.token, {"type": event_type, "attempt": "attempt-123"})
+    event = world.events.get("env1|777", recorded.event_id)
+    assert (event.type, event.role, recorded.writeback) == (event_type, "patient", "pending")  # type: ignore[union-attr]
+    assert world.queue.sent[-1][1]["id"] == recorded.event_id
+
+
+def test_the_join_page_posts_the_device_test_result():
+    from lib.visits.pages import JOIN_SCRIPT
+
+    assert "post('device_test_passed')" in JOIN_SCRIPT and "post('device_test_failed')" in JOIN_SCRIPT

@@ -78,3 +78,36 @@ def test_trigger_hides_unexpected_errors_behind_internal_error(monkeypatch, capl
     assert b"INTERNAL_ERROR" in resp.get_body()
     assert b"secret-value" not in resp.get_body()
     assert "secret-value" not in caplog.text
+
+
+#: The issue's "Errors for people" list: each case has its own code (and so its own page and fix).
+GO_LIVE_CASES = {
+    "FHIR base URL with the wrong DSTU2/R4 suffix": "FHIR_VERSION_MISMATCH",
+    "FHIR base URL not registered": "ISS_NOT_ALLOWED",
+    "environment not configured": "ENVIRONMENT_NOT_CONFIGURED",
+    "environment not approved": "ENVIRONMENT_NOT_APPROVED",
+    "test URL used in production and the reverse": "TENANT_CONFIG_NOT_FOUND",
+    "Epic OAuth: keys not registered": "EPIC_KEYS_NOT_REGISTERED",
+    "Epic OAuth: client ID not mapped": "EPIC_CLIENT_NOT_MAPPED",
+    "launch expired or reused": "LAUNCH_EXPIRED",
+    "callback reused": "STATE_INVALID",
+    "appointment not found": "APPOINTMENT_NOT_FOUND",
+    "appointment cancelled": "APPOINTMENT_CANCELLED",
+    "Graph 429": "GRAPH_THROTTLED",
+    "Graph 403 application access policy": "GRAPH_ACCESS_POLICY_MISSING",
+    "Graph 401 consent": "GRAPH_CONSENT_MISSING",
+}
+
+
+def test_every_go_live_failure_has_its_own_code_and_a_page_with_the_fix():
+    assert len(set(GO_LIVE_CASES.values())) == len(GO_LIVE_CASES)
+    for code in GO_LIVE_CASES.values():
+        page = error_page(LaunchError(code), "corr-9")
+        assert f'<code id="error-code">{code}</code>' in page.html
+        assert '<code id="correlation-id">corr-9</code>' in page.html
+        assert CATALOG[code].admin_hint.split(".")[0][:30].replace("'", "&#x27;") in page.html
+        assert "Traceback" not in page.html
+
+
+def test_tenant_config_not_found_says_so():
+    assert CATALOG["TENANT_CONFIG_NOT_FOUND"].admin_hint.startswith("Tenant config not found")
