@@ -333,7 +333,7 @@ def run_demo(
     runner: subprocess.Popen[bytes] | None = None
     try:
         settings = services.settings_for(profile, ROOT)
-        run_dir = ROOT / ".local" / "run" / profile
+        run_dir = services.run_dir(profile, ROOT)
         run_dir.mkdir(parents=True, exist_ok=True)
         clock_file = run_dir / "clock.txt"
         clock_file.write_text("")

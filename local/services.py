@@ -146,7 +146,14 @@ def _profile(name: str) -> Profile:
 
 
 def _run_dir(root: Path, profile: Profile) -> Path:
-    return root / ".local" / "run" / profile.name
+    """Where a profile's PIDs and logs live; a port offset gets its own folder (its processes differ)."""
+    offset = profile.runner - PROFILES[profile.name].runner
+    return root / ".local" / "run" / (f"{profile.name}+{offset}" if offset else profile.name)
+
+
+def run_dir(profile: str, root: Path | None = None) -> Path:
+    """The folder holding ``profile``'s PIDs and logs (the demo keeps its clock file and runner log there)."""
+    return _run_dir(root or REPO_ROOT, _profile(profile))
 
 
 def settings_for(profile: str, root: Path | None = None) -> dict[str, str]:

@@ -152,7 +152,9 @@ def test_demo_scenario_leaves_no_phi_in_logs(service_settings, caplog):
     caplog.set_level(logging.DEBUG)
     trace: list[str] = []
     result = run_demo("test", out=trace.append)
-    log_text = (ROOT / ".local" / "run" / "test" / "devrunner.log").read_text(encoding="utf-8", errors="replace")
+    from local import services
+
+    log_text = (services.run_dir("test", ROOT) / "devrunner.log").read_text(encoding="utf-8", errors="replace")
     assert "function=hl7_intake" in log_text or '"hl7_intake' in log_text or "hl7_intake" in log_text
 
     link_tokens = [m.group(1) for t in result.texts for m in re.finditer(r"/api/join/([A-Za-z0-9_-]+)", t["message"])]
