@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lib.models import Appointment
+from lib.models import Appointment, Meeting
 from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
 
 
@@ -38,3 +38,20 @@ class AppointmentRepository:
                 item=appointment.key, body=appointment.to_doc(), **if_match(appointment.etag)
             )
         return Appointment.from_doc(doc)
+
+    def group_meeting(self, environment_id: str, conference_id: str) -> Meeting | None:
+        """The meeting already made for any appointment of group visit ``conference_id``, or ``None``.
+
+        A cross-partition query (appointments are partitioned by their own key); group visits are few and
+        the query runs only until the group has its meeting.
+        """
+        with translated_errors():
+            rows = list(
+                self._container.query_items(
+                    "SELECT TOP 1 c.meeting FROM c WHERE c.environmentId = @env AND c.conference_id = @conf "
+                    "AND IS_DEFINED(c.meeting.id)",
+                    parameters=[{"name": "@env", "value": environment_id}, {"name": "@conf", "value": conference_id}],
+                    enable_cross_partition_query=True,
+                )
+            )
+        return Meeting(**rows[0]["meeting"]) if rows else None

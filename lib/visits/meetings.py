@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from lib.models import Appointment, EnvironmentConfig
+from lib.models import Appointment, EnvironmentConfig, Meeting
 from lib.smart.errors import LaunchError
 from lib.store.appointments import AppointmentRepository
 from lib.store.errors import ConcurrencyConflict
@@ -52,11 +52,13 @@ class MeetingService:
         for _ in range(MAX_ATTEMPTS):
             if current.meeting is not None:
                 return current
-            organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
-            meeting = self._graph.create_or_get_meeting(
-                organizer, meeting_external_id(environment.id, current.appointment_id), MEETING_SUBJECT,
-                current.start_utc, current.end_utc,
-            )
+            meeting = self._group_meeting(environment, current)
+            if meeting is None:
+                organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
+                meeting = self._graph.create_or_get_meeting(
+                    organizer, self._external_id(environment, current), MEETING_SUBJECT,
+                    current.start_utc, current.end_utc,
+                )
             try:
                 return self._appointments.replace(dataclasses.replace(current, meeting=meeting))
             except ConcurrencyConflict:
@@ -67,3 +69,16 @@ class MeetingService:
                                                                "was created.") from None
                 current = fresh
         raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its meeting was stored.")
+
+    def _group_meeting(self, environment: EnvironmentConfig, appointment: Appointment) -> Meeting | None:
+        """For a group visit, the meeting another appointment of the group already has."""
+        if not appointment.conference_id:
+            return None
+        return self._appointments.group_meeting(environment.id, appointment.conference_id)
+
+    @staticmethod
+    def _external_id(environment: EnvironmentConfig, appointment: Appointment) -> str:
+        """The Graph ``externalId``: per conference ID for a group visit, per appointment otherwise."""
+        if appointment.conference_id:
+            return meeting_external_id(environment.id, f"conference:{appointment.conference_id}")
+        return meeting_external_id(environment.id, appointment.appointment_id)
