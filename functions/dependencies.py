@@ -128,7 +128,40 @@ class Services:
             links=self.join_links,
             public_base_url=self.settings.public_base_url,
             clock=self.clock,
+            opt_outs=self.opt_outs,
+            messages=self.sms_messages,
+            rate_limiter=self.sender_rate,
         )
+
+    @cached_property
+    def opt_outs(self) -> Any:
+        """SMS opt-outs per (sender, keyed hash of the recipient) and the once-a-day HELP markers."""
+        from lib.store.opt_outs import OptOutRepository, opt_out_key
+
+        return OptOutRepository(self.store, opt_out_key(self.settings.link_signing_key))
+
+    @cached_property
+    def sms_messages(self) -> Any:
+        """ACS message ID -> outbox item, for delivery reports."""
+        from lib.store.sms_messages import SmsMessageRepository
+
+        return SmsMessageRepository(self.store)
+
+    @cached_property
+    def sender_rate(self) -> Any:
+        """The per-sender-number per-minute budget shared by every instance."""
+        from lib.store.sender_rate import SenderRateLimiter
+
+        return SenderRateLimiter(self.store)
+
+    @cached_property
+    def acs_events(self) -> Any:
+        """Applies ACS SMS events from Event Grid (delivery reports, STOP/START/HELP)."""
+        from lib.sms.events import AcsEventHandler
+
+        r = self.repos
+        return AcsEventHandler(outbox=r.outbox, messages=self.sms_messages, opt_outs=self.opt_outs,
+                               environments=r.environments, sender=self.sms_sender, clock=self.clock)
 
     # ---- launch, join, Teams meetings, EHR write-back (issue 2) ---------------------------------------
     @cached_property

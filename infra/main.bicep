@@ -101,6 +101,7 @@ var graphClientCertSecretName = 'graph-client-cert'
 // keys and JWKS URLs) and the AES keys of Epic encrypted launch links, JSON {"environmentId": "<base64>"}.
 var smartPrivateKeysProductionSecretName = 'smart-private-keys-production'
 var epicCalKeysSecretName = 'epic-cal-keys'
+var eventGridWebhookKeySecretName = 'eventgrid-webhook-key'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: identityName
@@ -240,6 +241,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GRAPH_AUTHORITY_HOST: graphAuthorityHost
     GRAPH_BASE_URL: graphBaseUrl
     HL7_MAX_BYTES: string(hl7MaxBytes)
+    // The ?code= secret of the Event Grid webhook (docs/sms.md), and the only topic it accepts events from.
+    EVENTGRID_WEBHOOK_KEY: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${eventGridWebhookKeySecretName})'
+    ACS_RESOURCE_ID: communication.outputs.id
     HL7_REJECTED_TTL_DAYS: string(hl7RejectedTtlDays)
   }
   // Key Vault references resolve only once the identity may read the vault.

@@ -24,6 +24,8 @@ var cosmosContainers = [
   { name: 'visit_events', partitionKey: '/appointmentKey', defaultTtl: -1 }
   { name: 'users', partitionKey: '/id' }
   { name: 'timer_state', partitionKey: '/id' }
+  { name: 'sms_messages', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'opt_outs', partitionKey: '/id', defaultTtl: -1 }
   { name: 'hl7_jti', partitionKey: '/id', defaultTtl: -1 }
 ]
 

@@ -2,11 +2,21 @@
 
 State machine of an outbox item (every move is an ETag-guarded replace, so only one worker wins):
 
-    pending --claim--> sending --> sent | failed | pending (retry later) | unknown (operator review)
-    pending --> skipped   (superseded revision, appointment cancelled or started, no number, SMS off)
+    pending --claim--> sending --> sent | failed | blocked | pending (retry later) | unknown (operator review)
+    pending --> skipped   (superseded revision, appointment cancelled or started, no number, SMS off,
+                           number not E.164, quiet hours lasting until the visit)
+    pending --> blocked   (the recipient opted out of this sender)
+    sending --(left behind by a crash for STALE_SENDING)--> unknown
 
-A worker that loses the claim race does nothing. A send whose outcome is unknown (timeout after the
-request left) is never resent automatically.
+A worker that loses the claim race does nothing. A send whose outcome is unknown (a timeout after the
+request left, or a worker that died between the claim and the record) is never resent automatically: an
+operator reviews it, or a delivery report for its tag reconciles it to ``sent``.
+
+Before each claim: the appointment is re-read (status, revision, start), the number must be E.164 and not
+opted out, reminders respect quiet hours at send time too (a catch-up after downtime at 23:00 waits for
+08:00, or is skipped when the visit starts first), and the sender's per-minute budget must allow it.
+After an ACS 429 in a timer run, the rest of that run sends nothing more from that sender (Retry-After);
+the throttled item itself is due again after Retry-After.
 """
 
 from __future__ import annotations
@@ -18,7 +28,10 @@ from typing import Protocol
 
 from lib.clock import Clock
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, hour_bucket, iso
+from lib.sms.configuration import is_e164
 from lib.sms.links import JoinLinks
+from lib.sms.quiet_hours import first_allowed_after, is_quiet
+from lib.sms.segments import count_segments
 from lib.sms.sender import SendResult
 from lib.sms.templates import render, template_language
 from lib.store.appointments import AppointmentRepository
@@ -33,6 +46,17 @@ MAX_ATTEMPTS = 5
 LINK_GRACE = timedelta(hours=2)
 CURSOR_ID = "reminder-buckets"
 MAX_LOOKBACK = timedelta(days=2)
+#: A ``sending`` item older than this was left by a worker that died mid-send (a send takes seconds;
+#: the ACS client's read timeout is 10 s).
+STALE_SENDING = timedelta(minutes=5)
+#: Items read per query, and at most this many pages per bucket per run (a timer run is a minute apart).
+PAGE_SIZE = 200
+MAX_PAGES = 25
+#: Outcomes that moved an item out of ``pending``-and-due (so the next page shows new items).
+_PROGRESS = frozenset({"sent", "skipped", "blocked", "failed", "unknown", "retry", "quiet-hours"})
+#: ACS texts the per-recipient error message of a number that sent STOP to a toll-free sender
+#: (ACS ``sms-faq.md``: "Sender blocked for given recipient").
+_BLOCKED_MARKERS = ("blocked", "opted out", "opt-out", "optout")
 
 
 class Sender(Protocol):
@@ -41,12 +65,35 @@ class Sender(Protocol):
     def send(self, *, sender: str, to: str, message: str, tag: str | None = None) -> SendResult: ...
 
 
+class OptOuts(Protocol):
+    """:class:`lib.store.opt_outs.OptOutRepository`."""
+
+    def is_opted_out(self, sender: str, recipient: str) -> bool: ...
+
+
+class MessageIndex(Protocol):
+    """:class:`lib.store.sms_messages.SmsMessageRepository`."""
+
+    def put(self, message_id: str, outbox_id: str, bucket: str) -> None: ...
+
+
+class RateLimiter(Protocol):
+    """:class:`lib.store.sender_rate.SenderRateLimiter`."""
+
+    def take(self, sender: str, *, now: datetime, per_minute: int) -> bool: ...
+
+
 @dataclass
 class RunReport:
-    """What one dispatcher run did: outcome counts, queries made and documents read (for the bench)."""
+    """What one dispatcher run did, for logs and the benchmark.
+
+    ``queries`` counts store queries of the run's bucket scan (due items and pending counts), ``documents_read``
+    the documents those queries returned; per-item point reads and writes are proportional to the items due.
+    """
 
     outcomes: dict[str, int] = field(default_factory=dict)
     buckets_read: int = 0
+    queries: int = 0
     documents_read: int = 0
 
     def count(self, outcome: str) -> None:
@@ -69,6 +116,9 @@ class Dispatcher:
         links: JoinLinks,
         public_base_url: str,
         clock: Clock,
+        opt_outs: OptOuts | None = None,
+        messages: MessageIndex | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self._outbox = outbox
         self._appointments = appointments
@@ -79,6 +129,9 @@ class Dispatcher:
         self._links = links
         self._public_base_url = public_base_url
         self._clock = clock
+        self._opt_outs = opt_outs
+        self._messages = messages
+        self._rate = rate_limiter
 
     def join_link(self, environment: EnvironmentConfig, appointment: Appointment) -> str | None:
         """The patient's join link for ``appointment`` (expires two hours after its end)."""
@@ -91,8 +144,8 @@ class Dispatcher:
     def send_one(self, item_id: str, bucket: str) -> str:
         """Send one outbox item if it is still pending and due; returns the outcome word.
 
-        Outcomes: ``sent``, ``skipped``, ``retry``, ``failed``, ``unknown``, ``not-due``, ``done-already``,
-        ``lost-race``, ``missing``.
+        Outcomes: ``sent``, ``skipped``, ``blocked``, ``retry``, ``failed``, ``unknown``, ``not-due``,
+        ``done-already``, ``lost-race``, ``missing``, ``rate-limited``, ``quiet-hours``.
 
         Raises:
             StoreUnavailable: the store is down (the queue message comes back later).
@@ -100,10 +153,14 @@ class Dispatcher:
         item = self._outbox.get(item_id, bucket)
         if item is None:
             return "missing"
-        return self._send(item)
+        return self._send(item, None)
 
-    def _send(self, item: OutboxItem) -> str:
+    def _send(self, item: OutboxItem, paused: dict[str, datetime] | None) -> str:
+        """Decide and, when everything allows it, send ``item``. ``paused`` (sender -> until when) is the
+        current timer run's back-off after an ACS 429; ``None`` outside a run (a queued confirmation)."""
         now = self._clock.now()
+        if item.state == "sending" and item.claimed_utc is not None and item.claimed_utc <= now - STALE_SENDING:
+            return self._finish(item, "unknown", reason="the worker sending it stopped before recording the outcome")
         if item.state != "pending":
             return "done-already"
         if item.due_utc > now:
@@ -116,33 +173,63 @@ class Dispatcher:
             phone = self._contacts.phone(item.appointment_key, now=now)
             if phone is None:
                 skip_reason = "no SMS number on file"
+            elif not is_e164(phone):
+                skip_reason = "the number on file is not in E.164 format"
         if skip_reason is not None:
             return self._finish(item, "skipped", reason=skip_reason)
         assert appointment is not None and environment is not None and phone is not None
+        sms = environment.sms
+        sender = sms.sender or ""
+        if self._opt_outs is not None and self._opt_outs.is_opted_out(sender, phone):
+            return self._finish(item, "blocked", reason="the recipient opted out (STOP) of texts from this number")
+        if item.kind == "reminder" and is_quiet(now, environment.time_zone, sms.quiet_hours):
+            later = first_allowed_after(now, environment.time_zone, sms.quiet_hours)
+            if appointment.start_utc is None or later >= appointment.start_utc:
+                return self._finish(item, "skipped", reason="quiet hours last until the visit starts")
+            self._finish(item, "pending", due_utc=later, reason="deferred: quiet hours")
+            return "quiet-hours"
+        if paused is not None and paused.get(sender, now) > now:
+            return "rate-limited"
+        if self._rate is not None and not self._rate.take(sender, now=now, per_minute=sms.rate_per_minute):
+            return "rate-limited"  # stays pending and due: the next timer run (a minute later) takes it
         try:
-            claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1)
+            claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1, claimed_utc=now)
         except ConcurrencyConflict:
             return "lost-race"
-        language = template_language(appointment.language, environment.sms.default_language)
+        language = template_language(appointment.language, sms.default_language, sms.templates)
         text = render(
             item.kind,
             language=language,
             org=environment.display_name,
-            start_utc=appointment.start_utc,  # type: ignore[arg-type]
+            start_utc=appointment.start_utc,
             time_zone=environment.time_zone,
             link=self.join_link(environment, appointment),
+            overrides=sms.templates,
+            default_language=sms.default_language,
         )
-        result = self._sender.send(sender=environment.sms.sender or "", to=phone, message=text, tag=item.id)
-        log.info("sms %s kind=%s outcome=%s", item.id.split("|")[1], item.kind, result.status)
+        segments = count_segments(text).segments
+        result = self._sender.send(sender=sender, to=phone, message=text, tag=item.id)
+        log.info(
+            "sms appointment=%s kind=%s revision=%d outcome=%s segments=%d",
+            item.appointment_key.split("|", 1)[-1], item.kind, item.revision, result.status, segments,
+        )
         if result.status == "sent":
-            return self._finish(claimed, "sent", message_id=result.message_id, sent_utc=now)
-        if result.status == "retry" and claimed.attempts < MAX_ATTEMPTS:
-            delay = timedelta(seconds=result.retry_after or 30 * 2 ** (claimed.attempts - 1))
-            self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason)
-            return "retry"
+            if self._messages is not None and result.message_id:
+                self._messages.put(result.message_id, claimed.id, claimed.bucket)
+            return self._finish(claimed, "sent", message_id=result.message_id, sent_utc=now, segments=segments)
+        if result.status == "retry":
+            if result.retry_after and paused is not None:
+                paused[sender] = now + timedelta(seconds=result.retry_after)
+            if claimed.attempts < MAX_ATTEMPTS:
+                delay = timedelta(seconds=result.retry_after or 30 * 2 ** (claimed.attempts - 1))
+                self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason)
+                return "retry"
+            return self._finish(claimed, "failed", reason=f"gave up after {claimed.attempts} attempts: {result.reason}")
         if result.status == "unknown":
             return self._finish(claimed, "unknown", reason=result.reason)
-        return self._finish(claimed, "failed", reason=result.reason)
+        reason = result.reason or "ACS refused the text"
+        state = "blocked" if any(m in reason.lower() for m in _BLOCKED_MARKERS) else "failed"
+        return self._finish(claimed, state, reason=reason)
 
     def _finish(self, item: OutboxItem, state: str, **changes: object) -> str:
         try:
@@ -155,10 +242,13 @@ class Dispatcher:
         """Send every pending item due now, reading only the hour buckets from the cursor to now.
 
         The cursor (container ``timer_state``) advances past a bucket once it is in the past and has no
-        pending item, so the cost grows with the texts due, not with all the texts stored.
+        pending or sending item, so the cost grows with the texts due, not with all the texts stored. After
+        downtime the run catches up from the cursor (at most :data:`MAX_LOOKBACK`); texts about visits that
+        have started are skipped, never sent.
         """
         now = self._clock.now()
         report = RunReport()
+        paused: dict[str, datetime] = {}  # senders ACS answered 429 during this run
         current = hour_bucket(now)
         cursor = self._timer_state.get(CURSOR_ID)  # type: ignore[attr-defined]
         # Never before the lookback window, never after now (a cursor ahead of a skewed clock is ignored).
@@ -167,13 +257,24 @@ class Dispatcher:
         advanced_to = start
         can_advance = True
         while (bucket := hour_bucket(bucket_time)) <= current:
-            items = self._outbox.due(bucket, now)
             report.buckets_read += 1
-            report.documents_read += len(items)
-            for item in items:
-                report.count(self._send(item))
-            if bucket < current and can_advance and self._outbox.count_pending(bucket) == 0:
-                advanced_to = hour_bucket(bucket_time + timedelta(hours=1))
+            for _page in range(MAX_PAGES):
+                items = self._outbox.due(bucket, now, stale_before=now - STALE_SENDING, limit=PAGE_SIZE)
+                report.queries += 1
+                report.documents_read += len(items)
+                outcomes = [self._send(item, paused) for item in items]
+                for outcome in outcomes:
+                    report.count(outcome)
+                # A full page may hide more due items; read on only while this page made progress (an item
+                # left pending, e.g. rate-limited, would come back in the next page).
+                if len(items) < PAGE_SIZE or not any(o in _PROGRESS for o in outcomes):
+                    break
+            if bucket < current and can_advance:
+                report.queries += 1
+                if self._outbox.count_pending(bucket) == 0:
+                    advanced_to = hour_bucket(bucket_time + timedelta(hours=1))
+                else:
+                    can_advance = False
             else:
                 can_advance = False
             bucket_time += timedelta(hours=1)

@@ -48,32 +48,53 @@ class OutboxRepository:
             doc = self._container.replace_item(item=item.id, body=updated.to_doc(), **if_match(item.etag))
         return OutboxItem.from_doc(doc)
 
-    def due(self, bucket: str, now: datetime, *, limit: int = 200) -> list[OutboxItem]:
-        """Pending items of one bucket due at or before ``now`` (a single-partition query)."""
+    def due(
+        self, bucket: str, now: datetime, *, stale_before: datetime | None = None, limit: int = 200
+    ) -> list[OutboxItem]:
+        """Pending items of one bucket due at or before ``now``, and (when ``stale_before`` is given) items
+        left in ``sending`` since before ``stale_before`` (a worker died mid-send). One single-partition query.
+        """
         with translated_errors():
             docs = self._container.query_items(
-                "SELECT TOP @limit * FROM c WHERE c.bucket = @bucket AND c.state = 'pending' AND c.due_utc <= @now "
+                "SELECT TOP @limit * FROM c WHERE c.bucket = @bucket AND "
+                "((c.state = 'pending' AND c.due_utc <= @now) OR (c.state = 'sending' AND c.claimed_utc <= @stale)) "
                 "ORDER BY c.due_utc",
                 parameters=[
                     {"name": "@limit", "value": limit},
                     {"name": "@bucket", "value": bucket},
                     {"name": "@now", "value": iso(now)},
+                    # An empty string sorts before every ISO instant: no stale item matches.
+                    {"name": "@stale", "value": iso(stale_before) or ""},
                 ],
                 partition_key=bucket,
             )
             return [OutboxItem.from_doc(d) for d in docs]
 
     def count_pending(self, bucket: str) -> int:
-        """How many items of ``bucket`` are still pending (whatever their due time)."""
+        """How many items of ``bucket`` are still pending or sending (whatever their due time)."""
         with translated_errors():
             rows = list(
                 self._container.query_items(
-                    "SELECT VALUE COUNT(1) FROM c WHERE c.bucket = @bucket AND c.state = 'pending'",
+                    "SELECT VALUE COUNT(1) FROM c WHERE c.bucket = @bucket AND "
+                    "(c.state = 'pending' OR c.state = 'sending')",
                     parameters=[{"name": "@bucket", "value": bucket}],
                     partition_key=bucket,
                 )
             )
         return int(rows[0]) if rows else 0
+
+    def find(self, item_id: str) -> OutboxItem | None:
+        """One item by ID when its bucket is not known (cross-partition; only for delivery reports of sends
+        whose outcome was unknown, so no message ID was recorded)."""
+        with translated_errors():
+            docs = list(
+                self._container.query_items(
+                    "SELECT * FROM c WHERE c.id = @id",
+                    parameters=[{"name": "@id", "value": item_id}],
+                    enable_cross_partition_query=True,
+                )
+            )
+        return OutboxItem.from_doc(docs[0]) if docs else None
 
     def for_appointment(self, appointment_key: str) -> list[OutboxItem]:
         """Every item of one appointment (cross-partition; used by reports and tests, not hot paths)."""

@@ -31,5 +31,7 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("visit_events", "/appointmentKey", default_ttl=-1),
     ContainerSpec("users", "/id"),
     ContainerSpec("timer_state", "/id"),
+    ContainerSpec("sms_messages", "/id", default_ttl=-1),
+    ContainerSpec("opt_outs", "/id", default_ttl=-1),
     ContainerSpec("hl7_jti", "/id", default_ttl=-1),
 )

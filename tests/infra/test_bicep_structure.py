@@ -329,6 +329,7 @@ def test_no_secret_in_app_settings():
         "GRAPH_CLIENT_CERT",
         "SMART_PRIVATE_KEYS_PRODUCTION",
         "EPIC_CAL_KEYS",
+        "EVENTGRID_WEBHOOK_KEY",
     }
 
 

@@ -1,0 +1,68 @@
+"""HTTP trigger ``POST /api/events/acs``: Event Grid delivers ACS SMS events (delivery reports, inbound STOP,
+START and HELP texts). The caller is authenticated (``?code=`` key, ACS topic) before anything is applied;
+the subscription validation handshake is answered with the validation code (Event Grid "webhook event
+delivery": ``{"validationResponse": code}``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+
+from functions.dependencies import services
+from functions.http import correlation_id, problem
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+#: Event Grid batches are at most 1 MB (one event per batch in our subscriptions).
+MAX_BODY_BYTES = 1_048_576
+
+
+@bp.function_name("acs_events")
+@bp.route(route="events/acs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def acs_events(req: func.HttpRequest) -> func.HttpResponse:
+    """Apply a batch of Event Grid events (EventGridSchema JSON array).
+
+    Answers: 200 (applied, or the handshake), 400 (not an event array), 401/403 (caller not authenticated;
+    Event Grid does not retry these), 413, 503 (store down: Event Grid retries, effects are idempotent).
+    Never logs phone numbers or message texts.
+    """
+    from lib.sms.events import SUBSCRIPTION_VALIDATION, WebhookRejected, check_caller
+    from lib.store.errors import StoreUnavailable
+
+    correlation = correlation_id(req)
+    svc = services()
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        return problem(413, "Batch too large", "Event Grid batches are at most 1 MB.", correlation=correlation)
+    try:
+        events = json.loads(body)
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise ValueError("not a JSON array of events")
+    except ValueError:
+        return problem(400, "Not an Event Grid batch", "Expected a JSON array of events.", correlation=correlation)
+    try:
+        check_caller(
+            expected_key=svc.settings.eventgrid_webhook_key,
+            given_key=req.params.get("code"),
+            expected_topic=svc.settings.acs_resource_id,
+            events=events,
+        )
+    except WebhookRejected as rejected:
+        log.warning("acs events rejected status=%d reason=%s correlation=%s", rejected.status, rejected.reason,
+                    correlation)
+        return problem(rejected.status, "Not authenticated", rejected.reason, correlation=correlation)
+    for event in events:
+        if event.get("eventType") == SUBSCRIPTION_VALIDATION:
+            code = str((event.get("data") or {}).get("validationCode") or "")
+            log.info("acs events subscription validation answered correlation=%s", correlation)
+            return func.HttpResponse(json.dumps({"validationResponse": code}), status_code=200,
+                                     mimetype="application/json")
+    try:
+        report = svc.acs_events.handle(events)
+    except StoreUnavailable:
+        return problem(503, "Store unavailable", "Deliver the events again later.", correlation=correlation)
+    log.info("acs events applied=%d outcomes=%s correlation=%s", len(report.outcomes), report.outcomes, correlation)
+    return func.HttpResponse(status_code=200)

@@ -1,0 +1,55 @@
+"""A per-sender-number rate limit shared by every instance (container ``timer_state``, one document per sender).
+
+ACS accepts 200 texts a minute per toll-free number and 6,000 per short code, answering 429 above that
+(ACS ``sms-faq.md`` "throughput"). A token bucket shared across instances needs a shared counter; this is
+the simplest correct one: a fixed one-minute window per sender, ``{"id": "sms-rate|<sender>", "minute":
+"YYYY-MM-DDTHH:MM", "count": n}``, incremented with an ETag-guarded replace (HTTP 412 -> read again). A
+window that has passed is reset by the first writer of the next minute, so one document per sender exists,
+not one per minute. The sender is our own number, not patient data.
+
+A fixed window can let through up to twice the rate across a minute boundary (end of one minute, start of
+the next); set ``rate_per_minute`` to half the ACS limit if that matters. ACS's 429 still backs us off.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
+from lib.store.errors import AlreadyExists, ConcurrencyConflict
+
+
+class SenderRateLimiter:
+    """Take one send from a sender's per-minute budget."""
+
+    def __init__(self, store: CosmosStore, *, attempts: int = 8) -> None:
+        self._container = store.container("timer_state")
+        self._attempts = attempts
+
+    def take(self, sender: str, *, now: datetime, per_minute: int) -> bool:
+        """``True`` when a send from ``sender`` fits this minute's budget (and counts it), else ``False``.
+
+        Lost ETag races are retried ``attempts`` times; when every attempt loses, the answer is ``False``
+        (the text stays pending and goes next minute: never over the limit).
+
+        Raises:
+            StoreUnavailable: the store is down.
+        """
+        doc_id = f"sms-rate|{sender}"
+        minute = now.strftime("%Y-%m-%dT%H:%M")
+        for _ in range(self._attempts):
+            doc = read_or_none(self._container, doc_id, doc_id)
+            count = doc["count"] if doc and doc.get("minute") == minute else 0
+            if count >= per_minute:
+                return False
+            body = {"id": doc_id, "minute": minute, "count": count + 1}
+            try:
+                with translated_errors():
+                    if doc is None:
+                        self._container.create_item(body)
+                    else:
+                        self._container.replace_item(item=doc_id, body=body, **if_match(doc.get("_etag")))
+                return True
+            except (AlreadyExists, ConcurrencyConflict):
+                continue
+        return False

@@ -1,0 +1,457 @@
+"""SMS rules end to end (issue: SMS confirmations and reminders): HL7 -> outbox -> ACS stand-in -> Event Grid
+webhook. Exact texts and times; opt-out, HELP, delivery reports, webhook authentication, rate limit, quiet
+hours at send time, crash recovery, scripted ACS faults, and the privacy proof.
+
+Each test uses its own recipient numbers (fictional +1 201 555 01xx), because opt-outs are per (sender,
+recipient) and outlive a test."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import azure.functions as func
+import pytest
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
+
+from lib.models import SmsSettings, appointment_key, hour_bucket
+from lib.queues import encode
+from lib.sms.dispatcher import CURSOR_ID
+from lib.store.schema import CONTAINERS
+from local.siu_builder import siu
+from tests.support.calls import post_hl7
+from tests.support.environments import SENDER, make_environment
+from tests.support.standins import AcsStandin
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # Sun 12:00 EST
+START = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)  # Thu Dec 3, 3:00 PM EST
+KEY = "test-webhook-key-" + "x" * 16
+ACS_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+    "Microsoft.Communication/communicationServices/acs-test"
+)
+
+
+@pytest.fixture
+def acs(service_settings):
+    standin = AcsStandin(service_settings)
+    yield standin
+    standin.clear_faults()
+
+
+@pytest.fixture(autouse=True)
+def fresh_sms_state(app):
+    """Forget opt-outs, HELP markers and rate windows of this module's numbers: the local store outlives a
+    test session, and these records are (rightly) keyed by number, not by test environment."""
+    from lib.store.cosmos import delete_if_exists
+
+    opt_outs, timer_state = app.store.container("opt_outs"), app.store.container("timer_state")
+    for sender in (SENDER, "+12015550190"):
+        delete_if_exists(timer_state, f"sms-rate|{sender}", f"sms-rate|{sender}")
+    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 152, 153)]
+    pairs += [("+12015550154", "+12015550155")]
+    for sender, phone in pairs:
+        pair = app.opt_outs.pair_hash(sender, phone)
+        delete_if_exists(opt_outs, f"optout|{pair}", f"optout|{pair}")
+        for day in ("2026-11-29", "2026-11-30"):
+            delete_if_exists(opt_outs, f"help|{pair}|{day}", f"help|{pair}|{day}")
+
+
+@pytest.fixture
+def webhook(app, monkeypatch):
+    """The app with the webhook key and ACS resource ID configured."""
+    monkeypatch.setattr(
+        app, "settings", dataclasses.replace(app.settings, eventgrid_webhook_key=KEY, acs_resource_id=ACS_ID)
+    )
+    return app
+
+
+def start_clock(app, clock, at: datetime) -> None:
+    clock.set(at)
+    app.repos.timer_state.put(CURSOR_ID, hour_bucket(at - timedelta(hours=1)))
+
+
+def book(env, csn: str, phone: str, *, event="S12", control=None, sent=NOW, start=START, language="ENG"):
+    return post_hl7(
+        env.id,
+        siu(event, csn=csn, start=start, control_id=control or uuid.uuid4().hex[:12], sent=sent, phone=phone,
+            language=language),
+    )
+
+
+def items(app, env, csn):
+    return {i.id.split("|", 2)[2]: i for i in app.repos.outbox.for_appointment(appointment_key(env.id, csn))}
+
+
+def send_queued(app, env, csn) -> None:
+    from functions.reminders import sms_outbox
+
+    function = sms_outbox.build().get_user_function()
+    for item in items(app, env, csn).values():
+        if item.state == "pending" and item.due_utc <= app.clock.now():
+            body = encode({"id": item.id, "bucket": item.bucket}).encode()
+            function(QueueMessage(id="m1", body=body, dequeue_count=1))
+
+
+def run_timer() -> None:
+    from functions.reminders import reminders_due
+
+    reminders_due.build().get_user_function()(TimerRequest(past_due=False))
+
+
+def post_events(events: list[dict], *, code: str | None = KEY) -> func.HttpResponse:
+    from functions.events import acs_events
+
+    req = func.HttpRequest(
+        method="POST", url="http://127.0.0.1/api/events/acs", headers={"content-type": "application/json"},
+        params={"code": code} if code else {}, route_params={}, body=json.dumps(events).encode(),
+    )
+    return acs_events.build().get_user_function()(req)
+
+
+def inbound(text: str, patient: str, *, ours: str = SENDER, at: datetime = NOW) -> dict:
+    return {
+        "id": str(uuid.uuid4()), "topic": ACS_ID, "subject": f"/phonenumber/{patient.lstrip('+')}",
+        "eventType": "Microsoft.Communication.SMSReceived", "eventTime": at.isoformat().replace("+00:00", "Z"),
+        "dataVersion": "1.0",
+        "data": {"messageId": "Incoming_" + uuid.uuid4().hex, "from": patient, "to": ours, "message": text,
+                 "receivedTimestamp": at.isoformat()},
+    }
+
+
+def delivery(message_id: str | None, status: str, *, at: datetime, tag: str | None = None, detail: str = "") -> dict:
+    return {
+        "id": str(uuid.uuid4()), "topic": ACS_ID, "subject": "/phonenumber/12015550100",
+        "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+        "eventTime": at.isoformat().replace("+00:00", "Z"), "dataVersion": "1.0",
+        "data": {"messageId": message_id, "from": SENDER, "to": "+12015550151", "deliveryStatus": status,
+                 "deliveryStatusDetails": detail, "deliveryAttempts": [], "receivedTimestamp": at.isoformat(),
+                 "tag": tag},
+    }
+
+
+# ---- webhook: handshake and authentication ---------------------------------------------------------
+
+
+def test_subscription_validation_handshake_echoes_the_code(webhook):
+    event = {"id": "1", "topic": "/subscriptions/x", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+             "eventTime": "2026-11-29T17:00:00.1234567Z", "data": {"validationCode": "512d38b6-c7b8-40c8-89fe"}}
+    response = post_events([event])
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == {"validationResponse": "512d38b6-c7b8-40c8-89fe"}
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 401), ("wrong", 403), (KEY[:-1], 403)])
+def test_webhook_refuses_a_caller_without_the_key(webhook, code, status):
+    event = {"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "data": {"validationCode": "c"}}
+    response = post_events([event], code=code)
+    assert response.status_code == status
+    assert b"validationResponse" not in response.get_body()
+
+
+def test_webhook_refuses_events_from_another_acs_resource(webhook):
+    event = inbound("STOP", "+12015550150")
+    event["topic"] = ACS_ID.replace("acs-test", "acs-other")
+    assert post_events([event]).status_code == 403
+
+
+def test_webhook_fails_closed_without_a_configured_key(app, monkeypatch):
+    monkeypatch.setattr(app, "settings", dataclasses.replace(app.settings, eventgrid_webhook_key=None))
+    assert post_events([inbound("STOP", "+12015550150")]).status_code == 403
+
+
+def test_webhook_refuses_a_body_that_is_not_an_event_array(webhook):
+    assert post_events({"not": "an array"}).status_code == 400  # type: ignore[arg-type]
+
+
+# ---- opt-out, opt-in, HELP -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env(app, clock, environment_id):
+    start_clock(app, clock, NOW)
+    return make_environment(app, environment_id)
+
+
+def test_stop_blocks_later_texts_and_start_lifts_it(webhook, env, clock, acs, caplog):
+    caplog.set_level(logging.DEBUG)
+    phone = "+12015550152"
+    book(env, "8200001", "(201)555-0152")
+    send_queued(webhook, env, "8200001")
+    assert len(acs.texts(env.id)) == 1
+    assert post_events([inbound("stop", phone, at=NOW + timedelta(minutes=1))]).status_code == 200
+    start_clock(webhook, clock, START - timedelta(hours=24))
+    run_timer()
+    reminder = items(webhook, env, "8200001")["reminder-1440|1"]
+    assert (reminder.state, reminder.reason) == ("blocked", "the recipient opted out (STOP) of texts from this number")
+    assert len(acs.texts(env.id)) == 1
+    # An older STOP delivered late changes nothing; START lifts the opt-out for the next reminder.
+    assert post_events([inbound("UNSTOP", phone, at=NOW + timedelta(minutes=2))]).status_code == 200
+    assert post_events([inbound("STOP", phone, at=NOW + timedelta(seconds=30))]).status_code == 200
+    start_clock(webhook, clock, START - timedelta(hours=1))
+    run_timer()
+    assert items(webhook, env, "8200001")["reminder-60|1"].state == "sent"
+    assert len(acs.texts(env.id)) == 2
+    assert "5550152" not in caplog.text
+
+
+OPT_OUT_WORDS = ["STOPALL", "Unsubscribe", "cancel", "END", "quit", "REVOKE", "opt out", "OPTOUT"]
+
+
+@pytest.mark.parametrize("word", OPT_OUT_WORDS)
+def test_every_standard_opt_out_word_opts_out(webhook, word):
+    phone = f"+1201555014{OPT_OUT_WORDS.index(word)}"
+    post_events([inbound(word, phone, at=NOW + timedelta(seconds=1))])
+    assert webhook.opt_outs.is_opted_out(SENDER, phone)
+    post_events([inbound("START", phone, at=NOW + timedelta(seconds=2))])
+    assert not webhook.opt_outs.is_opted_out(SENDER, phone)
+
+
+def test_opt_out_store_keeps_no_phone_number(webhook):
+    post_events([inbound("STOP", "+12015550153", at=NOW)])
+    container = webhook.store.container("opt_outs")
+    doc_id = "optout|" + webhook.opt_outs.pair_hash(SENDER, "+12015550153")
+    doc = container.read_item(doc_id, partition_key=doc_id)
+    assert "5550153" not in json.dumps(doc)
+    assert (doc["opted_out"], doc["keyword"]) == (True, "STOP")
+
+
+def help_replies(acs, to: str) -> list[dict]:
+    import requests
+
+    messages = requests.get(f"{acs.url}/_standin/messages", verify=acs.verify, timeout=10).json()
+    return [m for m in messages if m["to"] == to and (m.get("tag") or "").endswith("|help")]
+
+
+def test_help_is_answered_once_a_day_with_the_help_text(webhook, clock, acs, environment_id):
+    ours = "+12015550154"  # an environment's own sender: HELP is answered with its name
+    make_environment(webhook, environment_id, sms=SmsSettings(enabled=True, sender=ours))
+    start_clock(webhook, clock, NOW)
+    before = len(help_replies(acs, "+12015550155"))
+    for _ in range(2):
+        assert post_events([inbound("HELP", "+12015550155", ours=ours)]).status_code == 200
+    replies = help_replies(acs, "+12015550155")[before:]
+    assert [(r["from"], r["message"]) for r in replies] == [(
+        ours,
+        "Contoso Health: video visit booking notices and reminders. Msg&data rates may apply. Reply STOP to opt out.",
+    )]
+    start_clock(webhook, clock, NOW + timedelta(days=1))
+    post_events([inbound("info", "+12015550155", ours=ours)])
+    assert len(help_replies(acs, "+12015550155")[before:]) == 2
+
+
+# ---- delivery reports ------------------------------------------------------------------------------
+
+
+def test_delivery_report_updates_the_outbox_by_message_id_and_ignores_older_reports(webhook, env, acs):
+    book(env, "8200002", "(201)555-0156")
+    send_queued(webhook, env, "8200002")
+    item = items(webhook, env, "8200002")["booked|1"]
+    assert item.state == "sent" and item.message_id
+    later, earlier = NOW + timedelta(minutes=2), NOW + timedelta(minutes=1)
+    assert post_events([delivery(item.message_id, "Delivered", at=later)]).status_code == 200
+    assert post_events([delivery(item.message_id, "Failed", at=earlier)]).status_code == 200
+    item = items(webhook, env, "8200002")["booked|1"]
+    assert (item.state, item.delivery_status, item.delivery_event_utc) == ("sent", "Delivered", later)
+
+
+def test_delivery_report_reconciles_a_send_whose_outcome_was_unknown(webhook, env, acs):
+    acs.fail_next({"delay": 12})
+    book(env, "8200003", "(201)555-0157")
+    send_queued(webhook, env, "8200003")
+    item = items(webhook, env, "8200003")["booked|1"]
+    assert item.state == "unknown"
+    post_events([delivery("Outgoing_late_1", "Delivered", at=NOW + timedelta(minutes=1), tag=item.id)])
+    item = items(webhook, env, "8200003")["booked|1"]
+    assert (item.state, item.message_id, item.delivery_status) == ("sent", "Outgoing_late_1", "Delivered")
+
+
+# ---- dispatcher rules --------------------------------------------------------------------------------
+
+
+def test_reschedule_sends_one_changed_text_and_moves_the_reminders(app, env, clock, acs):
+    book(env, "8200004", "(201)555-0158")
+    send_queued(app, env, "8200004")
+    new_start = START + timedelta(days=1, hours=1)  # Fri Dec 4, 4:00 PM EST
+    book(env, "8200004", "(201)555-0158", event="S13", sent=NOW + timedelta(minutes=5), start=new_start)
+    start_clock(app, clock, NOW + timedelta(minutes=5))
+    send_queued(app, env, "8200004")
+    book(env, "8200004", "(201)555-0158", event="S14", sent=NOW + timedelta(minutes=6), start=new_start)
+    send_queued(app, env, "8200004")
+    texts = acs.texts(env.id)
+    assert [t["message"].split(" Join here:")[0] for t in texts] == [
+        "Contoso Health: your video visit is booked for Thu Dec 3, 3:00 PM EST.",
+        "Contoso Health: your video visit has moved to Fri Dec 4, 4:00 PM EST.",
+    ]
+    by_id = items(app, env, "8200004")
+    assert {k: v.state for k, v in by_id.items()} == {
+        "booked|1": "sent", "reminder-1440|1": "skipped", "reminder-60|1": "skipped",
+        "changed|2": "sent", "reminder-1440|2": "pending", "reminder-60|2": "pending",
+    }
+    assert by_id["reminder-1440|2"].due_utc == new_start - timedelta(hours=24)
+    for at in (START - timedelta(hours=24), START - timedelta(hours=1), new_start - timedelta(hours=24)):
+        start_clock(app, clock, at)
+        run_timer()
+    texts = acs.texts(env.id)
+    assert len(texts) == 3
+    assert texts[2]["message"].startswith("Contoso Health: reminder of your video visit Fri Dec 4, 4:00 PM EST. ")
+
+
+def test_spanish_text_is_chosen_by_pid15(app, env, acs):
+    book(env, "8200005", "(201)555-0159", language="SPA")
+    send_queued(app, env, "8200005")
+    [text] = acs.texts(env.id)
+    assert text["message"].startswith("Contoso Health: su visita por video es el jue 3 dic, 15:00 EST. Enlace: ")
+    assert text["message"].endswith(" Responda STOP para no recibir mensajes.")
+
+
+def test_catch_up_inside_quiet_hours_waits_for_morning_and_never_texts_after_the_start(app, env, clock, acs):
+    book(env, "8200006", "(201)555-0161", start=datetime(2026, 12, 3, 14, 0, tzinfo=UTC))  # Thu 9:00 AM EST
+    book(env, "8200007", "(201)555-0162", start=datetime(2026, 12, 2, 17, 0, tzinfo=UTC))  # Wed 12:00 PM EST
+    send_queued(app, env, "8200006")
+    send_queued(app, env, "8200007")
+    # The timer is down from before any reminder was due until 23:00 EST on Wed Dec 2.
+    app.repos.timer_state.put(CURSOR_ID, "2026-12-01T12")
+    clock.set(datetime(2026, 12, 3, 4, 0, tzinfo=UTC))
+    run_timer()
+    a = items(app, env, "8200006")
+    assert (a["reminder-1440|1"].state, a["reminder-1440|1"].reason) == ("pending", "deferred: quiet hours")
+    assert a["reminder-1440|1"].due_utc == datetime(2026, 12, 3, 13, 0, tzinfo=UTC)  # 08:00 EST
+    assert a["reminder-60|1"].due_utc == datetime(2026, 12, 3, 13, 0, tzinfo=UTC)  # 08:00 EST: allowed as planned
+    b = items(app, env, "8200007")
+    assert {k: (v.state, v.reason) for k, v in b.items() if k.startswith("reminder")} == {
+        "reminder-1440|1": ("skipped", "appointment has already started"),
+        "reminder-60|1": ("skipped", "appointment has already started"),
+    }
+    clock.set(datetime(2026, 12, 3, 13, 0, tzinfo=UTC))
+    run_timer()
+    assert [i.state for i in items(app, env, "8200006").values()] == ["sent", "sent", "sent"]
+    reminders = [t for t in acs.texts(env.id) if "reminder" in t["message"]]
+    assert [t["to"] for t in reminders] == ["+12015550161", "+12015550161"]
+
+
+def test_sender_rate_limit_spreads_sends_over_minutes(app, clock, acs, environment_id):
+    sms = SmsSettings(enabled=True, sender="+12015550190", rate_per_minute=2, confirm_booked=False,
+                      reminder_offsets_minutes=(60,))
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    for n in range(5):
+        book(env, f"82001{n}", f"(201)555-017{n}")
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    assert len(acs.texts(env.id)) == 2
+    clock.set(START - timedelta(minutes=59))
+    run_timer()
+    assert len(acs.texts(env.id)) == 4
+    clock.set(START - timedelta(minutes=58))
+    run_timer()
+    assert len(acs.texts(env.id)) == 5
+    assert len({t["tag"] for t in acs.texts(env.id)}) == 5
+
+
+def test_a_number_that_is_not_e164_is_never_texted(app, env, acs):
+    book(env, "8200008", "(201)555-0163")
+    key = appointment_key(env.id, "8200008")
+    app.repos.contacts.put(key, env.id, "2015550163", delete_after=START + timedelta(hours=3), now=NOW)
+    send_queued(app, env, "8200008")
+    item = items(app, env, "8200008")["booked|1"]
+    assert (item.state, item.reason) == ("skipped", "the number on file is not in E.164 format")
+    assert acs.texts(env.id) == []
+
+
+def test_a_send_left_in_sending_by_a_crash_goes_to_review_not_out_again(app, env, clock, acs):
+    book(env, "8200009", "(201)555-0164")
+    item = items(app, env, "8200009")["booked|1"]
+    app.repos.outbox.transition(item, state="sending", attempts=1, claimed_utc=NOW)  # then the worker died
+    start_clock(app, clock, NOW + timedelta(minutes=6))
+    run_timer()
+    item = items(app, env, "8200009")["booked|1"]
+    assert (item.state, item.reason) == ("unknown", "the worker sending it stopped before recording the outcome")
+    assert acs.texts(env.id) == []
+
+
+# ---- scripted ACS faults -----------------------------------------------------------------------------
+
+
+def test_scripted_faults_give_exactly_the_outcome_the_rules_say(app, clock, acs, environment_id, service_settings):
+    import requests
+
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,))
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    script = {
+        # recipient: (faults in order, expected state, attempts, accepted texts)
+        "+12015550181": ([{"status": 429, "retry_after": 20}], "sent", 2, 1),
+        "+12015550182": ([{"status": 500}, {"status": 503}], "sent", 3, 1),
+        "+12015550183": ([{"status": 500}] * 5, "failed", 5, 0),
+        "+12015550184": ([{"httpStatusCode": 400, "errorMessage": "Invalid To phone number format."}],
+                         "failed", 1, 0),
+        "+12015550185": ([{"httpStatusCode": 403, "errorMessage": "Sender blocked for given recipient"}],
+                         "blocked", 1, 0),
+        "+12015550186": ([{"delay": 12}], "unknown", 1, None),
+        "+12015550187": ([{"httpStatusCode": 400, "errorMessage": "Unverified toll-free number limits reached"}],
+                         "failed", 1, 0),
+        "+12015550188": ([], "sent", 1, 1),
+    }
+    for n, (to, (faults, *_)) in enumerate(script.items()):
+        book(env, f"83000{n}", to)
+        for fault in faults:
+            requests.post(f"{acs.url}/_standin/recipient-faults", json={"to": to, "times": 1, **fault},
+                          verify=acs.verify, timeout=10).raise_for_status()
+    due = START - timedelta(minutes=60)
+    start_clock(app, clock, due)
+    for minute in range(20):
+        clock.set(due + timedelta(minutes=minute))
+        run_timer()
+    accepted = acs.texts(env.id)
+    for n, (to, (_faults, state, attempts, texts)) in enumerate(script.items()):
+        item = items(app, env, f"83000{n}")["reminder-60|1"]
+        assert (to, item.state, item.attempts) == (to, state, attempts), item.reason
+        if texts is not None:
+            assert len([t for t in accepted if t["to"] == to]) == texts
+        assert to[2:] not in (item.reason or "")
+    assert items(app, env, "830002")["reminder-60|1"].reason.startswith(
+        "gave up after 5 attempts: ACS answered HTTP 500"
+    )
+    assert items(app, env, "830004")["reminder-60|1"].reason == (
+        "ACS refused the recipient (403): Sender blocked for given recipient"
+    )
+
+
+# ---- privacy ------------------------------------------------------------------------------------------
+
+
+def test_after_the_grace_period_no_phone_number_of_the_appointment_remains(app, env, clock, acs, caplog):
+    caplog.set_level(logging.DEBUG)
+    digits = "2015550165"
+    book(env, "8200010", "(201)555-0165")
+    send_queued(app, env, "8200010")
+    for at in (START - timedelta(hours=24), START - timedelta(hours=1)):
+        start_clock(app, clock, at)
+        run_timer()
+    assert len(acs.texts(env.id)) == 3
+    key = appointment_key(env.id, "8200010")
+    # The grace period (120 minutes by default) after the 30-minute visit.
+    start_clock(app, clock, START + timedelta(minutes=30 + 120, seconds=1))
+    run_timer()
+    assert app.repos.contacts.phone(key, now=app.clock.now()) is None
+    found = []
+    for spec in CONTAINERS:
+        container = app.store.container(spec.name)
+        for doc in container.query_items("SELECT * FROM c", enable_cross_partition_query=True):
+            text = json.dumps(doc)
+            if spec.name == "rejected" and doc.get("raw"):
+                text += base64.b64decode(doc["raw"]).decode("latin-1")
+            if digits in text or "555-0165" in text:
+                found.append((spec.name, doc["id"]))
+    assert found == []
+    assert [i.state for i in items(app, env, "8200010").values()] == ["sent", "sent", "sent"]
+    assert app.repos.rejected.list(env.id) == []
+    assert digits not in caplog.text and "555-0165" not in caplog.text
