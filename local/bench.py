@@ -11,6 +11,9 @@ Numbers, not assertions: tests never time anything. Each section says what it me
   against no-op / in-memory OpenTelemetry exporters (``local/bench_logging.py``).
 - ``launch``: server-side ms per SMART provider launch without the stand-ins' time (p50, p95) and outbound
   calls per launch, cold and warm (``local/bench_launch.py``).
+- ``reminders`` (only with ``--only reminders``: loading 100,000 documents into the local server takes a
+  long time): one reminder-timer run with 1,000 reminders due and 10,000 / 100,000 stored; wall time, queries
+  and documents read (``local/bench_reminders.py``).
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ def main() -> int:
     from local import bench_hl7, bench_import, bench_intake, bench_launch, bench_logging
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
-    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch"],
+    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders"],
                         action="append")
+    parser.add_argument("--reminders-stored", type=int, nargs="+", default=[10_000, 100_000],
+                        help="reminders stored in each case of the reminders section")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
     args = parser.parse_args()
     sections = args.only or ["import", "memory", "hl7", "intake", "logging", "launch"]
@@ -75,6 +80,10 @@ def main() -> int:
         results["launch"] = bench_launch.run()
     if "logging" in sections:
         results["logging"] = bench_logging.run()
+    if "reminders" in sections:
+        from local import bench_reminders
+
+        results["reminders"] = bench_reminders.run_all(args.reminders_stored, 1_000)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
