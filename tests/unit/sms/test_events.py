@@ -1,0 +1,55 @@
+"""Inbound keywords and webhook authentication (lib.sms.events), without services."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from lib.sms.events import WebhookRejected, _event_time, check_caller, keyword
+
+TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/communicationServices/acs"
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("STOP", "STOP"), ("stop", "STOP"), (" Stop. ", "STOP"), ("Stop please", "STOP"), ("STOPALL", "STOPALL"),
+        ("stop all", "STOPALL"), ("unsubscribe", "UNSUBSCRIBE"), ("Cancel", "CANCEL"), ("end", "END"),
+        ("QUIT", "QUIT"), ("revoke", "REVOKE"), ("opt out", "OPTOUT"), ("opt-out", "OPTOUT"), ("OPTOUT", "OPTOUT"),
+        ("START", "START"), ("unstop", "UNSTOP"), ("HELP", "HELP"), ("info?", "INFO"),
+        ("see you then", None), ("", None), ("12345", None), ("stopwatch", None),
+    ],
+)
+def test_keywords(text, word):
+    assert keyword(text) == word
+
+
+def test_caller_with_the_right_key_and_topic_passes():
+    check_caller(expected_key="k" * 32, given_key="k" * 32, expected_topic=TOPIC, events=[{"topic": TOPIC.upper()}])
+
+
+@pytest.mark.parametrize(
+    ("expected", "given", "events", "status", "reason"),
+    [
+        (None, "k", [], 403, "EVENTGRID_WEBHOOK_KEY is not configured: the webhook refuses every call"),
+        ("k" * 32, None, [], 401, "no webhook key in the request"),
+        ("k" * 32, "k" * 31, [], 403, "wrong webhook key"),
+        ("k" * 32, "k" * 32, [{"topic": TOPIC + "2"}], 403, "event from a topic other than ACS_RESOURCE_ID"),
+    ],
+)
+def test_caller_is_refused(expected, given, events, status, reason):
+    with pytest.raises(WebhookRejected) as info:
+        check_caller(expected_key=expected, given_key=given, expected_topic=TOPIC, events=events)
+    assert (info.value.status, info.value.reason) == (status, reason)
+
+
+def test_validation_event_needs_the_key_but_not_the_topic():
+    event = {"topic": "/subscriptions/s/other", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent"}
+    check_caller(expected_key="k", given_key="k", expected_topic=TOPIC, events=[event])
+
+
+def test_event_grid_times_with_seven_fraction_digits_are_read():
+    assert _event_time({"eventTime": "2026-11-29T17:00:00.1234567Z"}) == datetime(
+        2026, 11, 29, 17, 0, 0, 123456, tzinfo=UTC
+    )
