@@ -225,21 +225,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--due", type=int, default=1_000)
     parser.add_argument("--shared-server", action="store_true", help="use the test profile's server")
     args = parser.parse_args(argv)
-    results = run_all(args.stored, args.due, private=not args.shared_server)
+    results = run_all(args.stored, args.due, private=not args.shared_server,
+                      progress=lambda case: print(json.dumps(case), file=sys.stderr, flush=True))
     print(json.dumps(results, indent=2))
     return 0
 
 
-def run_all(stored: list[int], due: int, *, private: bool = True) -> list[dict[str, Any]]:
-    """One case per ``stored`` value, each in a fresh database (on a private server by default)."""
+def run_all(
+    stored: list[int], due: int, *, private: bool = True, progress: Any = None
+) -> list[dict[str, Any]]:
+    """One case per ``stored`` value, each in a fresh database (on a private server by default);
+    ``progress(case)`` is called as each case completes."""
+
+    def cases(endpoint: str | None) -> list[dict[str, Any]]:
+        results = []
+        for n in stored:
+            results.append(run(n, due, endpoint=endpoint))
+            if progress is not None:
+                progress(results[-1])
+        return results
+
     if private:
         with private_cosmos_server() as endpoint:
-            return [run(n, due, endpoint=endpoint) for n in stored]
+            return cases(endpoint)
     from local import services
 
     handle = services.start("test", ROOT, only=["cosmos"])
     try:
-        return [run(n, due) for n in stored]
+        return cases(None)
     finally:
         handle.stop()
 
