@@ -82,6 +82,7 @@ class CosmosStore:
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
             options["connection_verify"] = False
             options["enable_endpoint_discovery"] = False
+            options["transport"] = _emulator_transport()
         client = CosmosClient(settings.cosmos_endpoint, credential=credential, **options)
         return cls(client, settings.cosmos_database)
 
@@ -110,6 +111,33 @@ class CosmosStore:
 
 # Single-partition queries also name their partition key in the WHERE clause: Cosmos DB is indifferent,
 # and the local Cosmos-compatible server only honours the partition key when it appears in the filter.
+
+
+def _emulator_transport() -> Any:
+    """Local only: an azure-core transport whose TLS connections share one pre-built SSL context.
+
+    The local server closes every connection, and building a fresh context per connection (loading the
+    system CA store) cost about 60 ms per call; with one shared context a call takes about 8 ms. The context
+    does not verify, exactly like ``connection_verify=False``; production never takes this path.
+    """
+    import ssl
+
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    class _SharedContextAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = context
+            super().init_poolmanager(*args, **kwargs)
+
+    session = requests.Session()
+    session.mount("https://", _SharedContextAdapter())
+    return RequestsTransport(session=session, session_owner=False)
 
 
 def if_match(etag: str | None) -> dict[str, Any]:
