@@ -36,11 +36,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from local.testing import JwksServer
 
 ROOT = Path(__file__).resolve().parents[1]
 _ID = re.compile(r"/(Appointment|users)/[^/]+")
@@ -92,24 +93,6 @@ class OutboundRecorder:
         return out
 
 
-def _serve_jwks(document: dict[str, Any]) -> ThreadingHTTPServer:
-    class Jwks(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(document).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def _browser_authorize(result: Any, verify: str) -> dict[str, str]:
     """Play the browser between our two requests: send the authorize request, return the callback's query."""
     from lib.visits.pages import Redirect
@@ -155,11 +138,11 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
     try:
         app = Services(dict(settings))
         app.store.ensure_schema()
-        jwks_server = _serve_jwks(app.smart_keys.jwks())
+        jwks_server = JwksServer(app.smart_keys.jwks()["keys"]).__enter__()
         client_id = f"bench-{uuid.uuid4().hex[:8]}"
         organizer = str(uuid.uuid4())
         requests.post(f"{epic}/_standin/clients", json={
-            "client_id": client_id, "jwks_url": f"http://127.0.0.1:{jwks_server.server_address[1]}/jwks",
+            "client_id": client_id, "jwks_url": jwks_server.url,
             "redirect_uris": [f"{settings['PUBLIC_BASE_URL']}/api/launch/callback"]},
             verify=verify, timeout=10).raise_for_status()
         requests.post(f"{graph}/_standin/users", json={"id": organizer, "policy": True}, verify=verify,
@@ -230,8 +213,7 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
                 except Exception:  # noqa: S110 - best effort: another run may have claimed the iss meanwhile
                     pass
         if jwks_server is not None:
-            jwks_server.shutdown()
-            jwks_server.server_close()
+            jwks_server.__exit__(None, None, None)
         handle.stop()
 
     def stats(values: list[float]) -> dict[str, float]:

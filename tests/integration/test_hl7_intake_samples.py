@@ -12,24 +12,10 @@ from lib.models import appointment_key
 from tests.conftest import SAMPLES
 from tests.support.calls import msa, post_hl7, segment
 from tests.support.environments import make_environment
+from tests.unit.hl7.samples import SITE
 
 pytestmark = pytest.mark.integration
 
-# (time zone, default region) of each sender, from SOURCES.md (hospital locations).
-SENDER_ZONES = {
-    "01": ("America/Chicago", "US"),
-    "03": ("America/Chicago", "US"),
-    "04": ("America/Indiana/Indianapolis", "US"),
-    "07": ("Europe/London", "GB"),
-    "08": ("Europe/London", "GB"),
-    "10": ("Europe/London", "GB"),
-    "11": ("Europe/London", "GB"),
-    "12": ("Europe/Berlin", "DE"),
-    "14": ("Europe/Berlin", "DE"),
-    "15": ("Europe/Berlin", "DE"),
-    "17": ("Europe/Paris", "FR"),
-    "18": ("Europe/Berlin", "DE"),
-}
 
 # ACK code and error condition (HL7 table 0357) of the messages that must be refused.
 REFUSED = {
@@ -66,7 +52,7 @@ ALL_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.hl7"))
 
 
 def configure(app, environment_id: str, sample: str):
-    zone, region = SENDER_ZONES.get(sample[:2], ("America/New_York", "US"))
+    zone, region = SITE.get(sample[:2], ("America/New_York", "US"))
     return make_environment(app, environment_id, kind="production", time_zone=zone, default_region=region)
 
 

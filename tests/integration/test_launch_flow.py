@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import requests
 
+from local.testing import JwksServer
 from tests.support.environments import make_environment
 
 pytestmark = pytest.mark.integration
@@ -415,24 +416,11 @@ def test_a_key_published_but_not_active_is_still_accepted_during_a_rotation(stan
     new, old = pem(alg), pem(alg)
     published = SmartKeys.from_pem(new + b"\n" + old).jwks()  # the switch: new first, old still published
 
-    class Jwks(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(published).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = JwksServer(published["keys"]).__enter__()
     try:
         client_id = f"rot-{uuid.uuid4().hex[:8]}"
         _control(standins, "epic", "POST", "clients", {
-            "client_id": client_id, "jwks_url": f"http://127.0.0.1:{server.server_address[1]}/jwks",
+            "client_id": client_id, "jwks_url": server.url,
             "redirect_uris": ["https://app.invalid/cb"]})
         http = HttpClient(verify=standins["ca"])
         for signing in (new, old):  # the active key, and the one being retired
@@ -441,8 +429,7 @@ def test_a_key_published_but_not_active_is_still_accepted_during_a_rotation(stan
                                           now=datetime.now(UTC), alg=alg)
             assert token.access_token
     finally:
-        server.shutdown()
-        server.server_close()
+        server.__exit__(None, None, None)
 
 
 def test_a_dstu2_iss_gets_its_own_error_page(runner: str, standins: dict[str, str], visit_env: Any,

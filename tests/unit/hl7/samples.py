@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["SAMPLES_DIR", "load_sample", "sample_names", "siu"]
+__all__ = ["SAMPLES_DIR", "SITE", "load_sample", "sample_names", "siu"]
 
 
 def _find_samples_dir() -> Path:
@@ -24,6 +24,22 @@ def _find_samples_dir() -> Path:
 
 
 SAMPLES_DIR = _find_samples_dir()
+
+#: Time zone and phone region of each sample's sender (prefix -> (IANA zone, ISO region)), from SOURCES.md.
+SITE = {
+    "01": ("America/Chicago", "US"),  # Epic example, Madison WI
+    "03": ("America/Chicago", "US"),  # Houston TX
+    "04": ("America/Indiana/Indianapolis", "US"),  # Fort Wayne IN
+    "07": ("Europe/London", "GB"),
+    "08": ("Europe/London", "GB"),
+    "10": ("Europe/London", "GB"),
+    "11": ("Europe/London", "GB"),
+    "12": ("Europe/Berlin", "DE"),
+    "14": ("Europe/Berlin", "DE"),
+    "15": ("Europe/Berlin", "DE"),
+    "17": ("Europe/Paris", "FR"),
+    "18": ("Europe/Berlin", "DE"),
+}
 
 
 def load_sample(name: str) -> bytes:

@@ -11,22 +11,7 @@ import pytest
 
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.siu import parse_siu
-from tests.unit.hl7.samples import load_sample, sample_names
-
-SITE = {
-    "01": ("America/Chicago", "US"),  # Epic example, Madison WI
-    "03": ("America/Chicago", "US"),  # Houston TX
-    "04": ("America/Indiana/Indianapolis", "US"),  # Fort Wayne IN
-    "07": ("Europe/London", "GB"),
-    "08": ("Europe/London", "GB"),
-    "10": ("Europe/London", "GB"),
-    "11": ("Europe/London", "GB"),
-    "12": ("Europe/Berlin", "DE"),
-    "14": ("Europe/Berlin", "DE"),
-    "15": ("Europe/Berlin", "DE"),
-    "17": ("Europe/Paris", "FR"),
-    "18": ("Europe/Berlin", "DE"),
-}
+from tests.unit.hl7.samples import SITE, load_sample, sample_names
 
 REJECTED = {
     "05": "101",  # SIU^S12 without SCH
