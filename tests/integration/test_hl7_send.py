@@ -64,7 +64,7 @@ def test_signs_posts_and_prints_the_ack_only(server, files, environment_id):
     assert lines[0] == "HTTP 200"
     assert lines[1].startswith("MSA|AA|SEND-1")
     printed = "\n".join(lines)
-    assert "555" not in printed and "PATIENT" not in printed
+    assert "5550177" not in printed and "555-0177" not in printed and "PATIENT" not in printed
 
 
 def test_a_key_the_environment_does_not_know_is_refused_with_its_reason(server, files, environment_id, tmp_path):
