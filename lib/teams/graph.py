@@ -121,18 +121,7 @@ class MsalCertificateTokenSource:
         """
         with self._lock:
             if self._app is None:
-                try:
-                    self._app = self._build()
-                except LaunchError:
-                    raise
-                except _REQUEST_ERRORS as exc:  # an OSError too: classify before the file errors
-                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID is unreachable ({type(exc).__name__}).") \
-                        from exc
-                except (OSError, ValueError) as exc:
-                    raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
-                except Exception as exc:  # MSAL fetches the authority's metadata while building
-                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID discovery failed ({type(exc).__name__}).") \
-                        from exc
+                self._app = self._build_classified()
             return self._app
 
     def new_application(self) -> Any:
@@ -142,33 +131,26 @@ class MsalCertificateTokenSource:
         Raises:
             LaunchError: ``GRAPH_NOT_CONFIGURED`` / ``GRAPH_UNAVAILABLE``.
         """
+        return self._build_classified()
+
+    def _build_classified(self) -> Any:
+        """:meth:`_build` with its failures turned into the admin-facing ``LaunchError`` codes."""
         try:
             return self._build()
         except LaunchError:
             raise
-        except _REQUEST_ERRORS as exc:
+        except _REQUEST_ERRORS as exc:  # an OSError too: classify before the file errors
             raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID is unreachable ({type(exc).__name__}).") from exc
         except (OSError, ValueError) as exc:
-            raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
-        except Exception as exc:
+            raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT(_FILE) cannot be read.") from exc
+        except Exception as exc:  # MSAL fetches the authority's metadata while building
             raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID discovery failed ({type(exc).__name__}).") from exc
 
     def token(self) -> str:
         """An app-only token (from MSAL's in-memory cache while valid)."""
         with self._lock:
             if self._app is None:
-                try:
-                    self._app = self._build()
-                except LaunchError:
-                    raise
-                except _REQUEST_ERRORS as exc:  # an OSError too: classify before the file errors
-                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID is unreachable ({type(exc).__name__}).") \
-                        from exc
-                except (OSError, ValueError) as exc:
-                    raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT_FILE cannot be read.") from exc
-                except Exception as exc:  # MSAL fetches the authority's metadata while building
-                    raise LaunchError("GRAPH_UNAVAILABLE", f"Entra ID discovery failed ({type(exc).__name__}).") \
-                        from exc
+                self._app = self._build_classified()
             app = self._app
         try:
             result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
