@@ -165,6 +165,21 @@ def read_or_none(container: Any, item_id: str, partition_key: str) -> dict[str, 
             return None
 
 
+def write_over(container: Any, current: dict[str, Any] | None, body: dict[str, Any]) -> None:
+    """Create ``body`` when ``current`` (the document as read) is ``None``, else replace it only if it is
+    unchanged since that read (``If-Match`` on its ``_etag``).
+
+    Raises:
+        AlreadyExists: someone created it after our read.
+        ConcurrencyConflict: someone changed it after our read.
+    """
+    with translated_errors():
+        if current is None:
+            container.create_item(body)
+        else:
+            container.replace_item(item=body["id"], body=body, **if_match(current.get("_etag")))
+
+
 def delete_if_exists(container: Any, item_id: str, partition_key: str) -> bool:
     """Delete one document; ``False`` when it was already gone."""
     with translated_errors():

@@ -17,7 +17,7 @@ import hmac
 from datetime import datetime, timedelta
 
 from lib.models import iso, parse_iso
-from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
+from lib.store.cosmos import CosmosStore, read_or_none, translated_errors, write_over
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 
 #: HELP markers live two days (one is enough to cover "today" in any zone); Cosmos ``ttl`` in seconds.
@@ -67,11 +67,7 @@ class OptOutRepository:
                 return False
             body = {"id": doc_id, "opted_out": opted_out, "event_time": iso(event_time), "keyword": keyword}
             try:
-                with translated_errors():
-                    if doc is None:
-                        self._container.create_item(body)
-                    else:
-                        self._container.replace_item(item=doc_id, body=body, **if_match(doc.get("_etag")))
+                write_over(self._container, doc, body)
                 return True
             except (AlreadyExists, ConcurrencyConflict):
                 continue  # another delivery of an event for the same pair: decide again

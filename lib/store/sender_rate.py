@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
+from lib.store.cosmos import CosmosStore, read_or_none, write_over
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 
 
@@ -44,11 +44,7 @@ class SenderRateLimiter:
                 return False
             body = {"id": doc_id, "minute": minute, "count": count + 1}
             try:
-                with translated_errors():
-                    if doc is None:
-                        self._container.create_item(body)
-                    else:
-                        self._container.replace_item(item=doc_id, body=body, **if_match(doc.get("_etag")))
+                write_over(self._container, doc, body)
                 return True
             except (AlreadyExists, ConcurrencyConflict):
                 continue
