@@ -50,9 +50,11 @@ def summarize(status: int, content_type: str, body: bytes) -> tuple[bool, list[s
             lines.append(f"kept for replay as {doc['rejectedMessageId']}")
         return False, lines
     accepted = False
+    charset = next((p.split("=", 1)[1].strip() for p in content_type.split(";")[1:]
+                    if p.strip().lower().startswith("charset=")), "utf-8")
     for segment in body.replace(b"\n", b"\r").split(b"\r"):
         if segment[:3] in (b"MSA", b"ERR"):
-            text = segment.decode("utf-8", "replace")
+            text = segment.decode(charset, "replace")
             lines.append(text)
             if segment[:3] == b"MSA":
                 accepted = text[4:6] in ("AA", "CA")

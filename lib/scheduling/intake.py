@@ -47,6 +47,15 @@ from lib.store.outbox import OutboxRepository
 log = logging.getLogger(__name__)
 
 HL7_CONTENT_TYPE = "application/hl7-v2+er7"
+#: IANA names of the codecs an ACK can be encoded with (it uses the inbound message's MSH-18 charset).
+_IANA_CHARSET = {"utf-8": "UTF-8", "latin-1": "ISO-8859-1", "cp1252": "windows-1252", "ascii": "US-ASCII"}
+
+
+def ack_content_type(header: MessageHeader | None) -> str:
+    """The HTTP ``Content-Type`` of an ACK: HL7 over HTTP's media type with the charset the ACK is encoded
+    in, which is the inbound message's (``application/hl7-v2+er7; charset=ISO-8859-1`` for MSH-18 8859/1)."""
+    codec = header.codec if header is not None else "utf-8"
+    return f"{HL7_CONTENT_TYPE}; charset={_IANA_CHARSET.get(codec, codec)}"
 #: Phone numbers are kept until the visit's end plus this grace period.
 CONTACT_GRACE = timedelta(hours=2)
 
@@ -196,7 +205,7 @@ class IntakeService:
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id, header.control_id)
             ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
-            return IntakeResponse(503, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack))
+            return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
 
     def _handle_message(
         self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
@@ -206,7 +215,7 @@ class IntakeService:
         if header.control_id:
             previous = self._processed.ack_for(dedupe_id)
             if previous is not None:
-                return IntakeResponse(200, previous, HL7_CONTENT_TYPE, ack_code=_msa(previous))
+                return IntakeResponse(200, previous, ack_content_type(header), ack_code=_msa(previous))
         try:
             _check_processing_id(environment, header)
             message = parse_siu(
@@ -226,7 +235,7 @@ class IntakeService:
                 environment.id, header.control_id, rejected.ack_code, rejected.err_code, rejected_id,
             )
             ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
-            return IntakeResponse(200, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack), rejected_id=rejected_id)
+            return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
@@ -237,7 +246,7 @@ class IntakeService:
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
             environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
         )
-        return IntakeResponse(200, ack, HL7_CONTENT_TYPE, ack_code=_msa(ack), outbox_to_send=to_send)
+        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send)
 
     def _apply(
         self, environment: EnvironmentConfig, message: object, key: str

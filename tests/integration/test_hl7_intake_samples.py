@@ -80,7 +80,7 @@ def test_each_sample_is_acknowledged_never_a_server_error(app, environment_id, s
     raw = (SAMPLES / sample).read_bytes()
     response = post_hl7(environment_id, raw)
     assert response.status_code == 200
-    assert response.mimetype == "application/hl7-v2+er7"
+    assert response.mimetype.startswith("application/hl7-v2+er7; charset=")
     fields = msa(response)
     control_id = raw.split(b"\r")[0].split(b"|")[9].decode("latin-1")
     assert fields[2] == control_id
@@ -120,3 +120,13 @@ def test_stored_appointment_holds_no_patient_name_or_phone(app, environment_id):
     text = json.dumps(doc)
     for phi in ("BROWN", "PETER", "555-0199", "5550199", "Maple"):
         assert phi not in text
+
+
+@pytest.mark.parametrize(("sample", "charset"), [
+    ("15-samedi-inbound-s12-v25-8859-no-tz-ail-aip.hl7", "ISO-8859-1"),
+    ("12-samedi-s12-v25-utf8-tz-offsets-tq1-aig-only.hl7", "UTF-8"),
+])
+def test_ack_declares_the_charset_of_the_inbound_message(app, environment_id, sample, charset):
+    configure(app, environment_id, sample)
+    response = post_hl7(environment_id, (SAMPLES / sample).read_bytes())
+    assert response.mimetype == f"application/hl7-v2+er7; charset={charset}"

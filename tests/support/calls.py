@@ -31,17 +31,27 @@ def post_hl7(
     return hl7_intake.build().get_user_function()(req)
 
 
+def ack_text(response: func.HttpResponse) -> str:
+    """The ACK as text, decoded with the charset its ``Content-Type`` declares (the inbound message's)."""
+    charset = "utf-8"
+    for part in (response.mimetype or "").split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            charset = value
+    return response.get_body().decode(charset)
+
+
 def msa(response: func.HttpResponse) -> list[str]:
     """The MSA segment of an ACK response, split into fields (``["MSA", "AA", "<MSH-10>", ...]``)."""
-    for segment in response.get_body().split(b"\r"):
-        if segment.startswith(b"MSA"):
-            return segment.decode().split("|")
+    for segment in ack_text(response).split("\r"):
+        if segment.startswith("MSA"):
+            return segment.split("|")
     raise AssertionError("no MSA segment in the response")
 
 
 def segment(response: func.HttpResponse, name: str) -> list[str] | None:
     """One segment of an ACK response, split into fields, or ``None``."""
-    for seg in response.get_body().split(b"\r"):
-        if seg.startswith(name.encode()):
-            return seg.decode().split("|")
+    for seg in ack_text(response).split("\r"):
+        if seg.startswith(name):
+            return seg.split("|")
     return None
