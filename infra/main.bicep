@@ -3,9 +3,10 @@
 //   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.<env>.bicepparam
 //
 // scripts/deploy.sh runs this, publishes the code, then runs it again with the Event Grid subscriptions
-// on (docs/deploy.md). No keys, passwords or connection strings are created, passed or output: every
-// service is reached with the user-assigned managed identity, and the three secrets the app needs live
-// in Key Vault and reach it as Key Vault references.
+// on (docs/deploy.md). No keys, passwords or connection strings are created or output: every service is
+// reached with the user-assigned managed identity, and the secrets the app needs live in Key Vault and
+// reach it as Key Vault references. One secret is passed in: the Event Grid webhook key (a @secure()
+// parameter), because the subscriptions must carry it in their endpoint URL.
 
 targetScope = 'resourceGroup'
 
@@ -69,6 +70,10 @@ param operatorPrincipalId string = ''
 
 @description('Create the Event Grid subscriptions to the app\'s webhook. Event Grid validates the webhook on creation, so this is on only once the code is published.')
 param enableEventSubscriptions bool = false
+
+@secure()
+@description('Value of the Key Vault secret eventgrid-webhook-key (scripts/deploy.sh reads it and passes it): the ?code= of the Event Grid subscriptions. Empty = no subscription is deployed, even with enableEventSubscriptions.')
+param eventGridWebhookKey string = ''
 
 // Every name derives from one token, stable for a (subscription, resource group, environment, region).
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
@@ -189,6 +194,7 @@ module communication 'app/communication.bicep' = {
     systemTopicName: systemTopicName
     webhookUrl: '${appBaseUrl}/api/events/acs'
     enableEventSubscriptions: enableEventSubscriptions
+    eventGridWebhookKey: eventGridWebhookKey
   }
 }
 

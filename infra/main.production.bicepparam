@@ -14,6 +14,8 @@ param graphTenantId = readEnvironmentVariable('GRAPH_TENANT_ID', '')
 param graphClientId = readEnvironmentVariable('GRAPH_CLIENT_ID', '')
 param operatorPrincipalId = readEnvironmentVariable('OPERATOR_PRINCIPAL_ID', '')
 param enableEventSubscriptions = bool(readEnvironmentVariable('ENABLE_EVENT_SUBSCRIPTIONS', 'false'))
+// Set by scripts/deploy.sh for the az process only (from Key Vault), never exported or written down.
+param eventGridWebhookKey = readEnvironmentVariable('EVENTGRID_WEBHOOK_KEY', '')
 param maximumInstanceCount = 20
 // Audit trails: keep logs longer in production; the compliance owner decides the final figure.
 param logRetentionInDays = 90

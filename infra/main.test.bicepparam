@@ -13,5 +13,7 @@ param graphTenantId = readEnvironmentVariable('GRAPH_TENANT_ID', '')
 param graphClientId = readEnvironmentVariable('GRAPH_CLIENT_ID', '')
 param operatorPrincipalId = readEnvironmentVariable('OPERATOR_PRINCIPAL_ID', '')
 param enableEventSubscriptions = bool(readEnvironmentVariable('ENABLE_EVENT_SUBSCRIPTIONS', 'false'))
+// Set by scripts/deploy.sh for the az process only (from Key Vault), never exported or written down.
+param eventGridWebhookKey = readEnvironmentVariable('EVENTGRID_WEBHOOK_KEY', '')
 param maximumInstanceCount = 5
 param logRetentionInDays = 30

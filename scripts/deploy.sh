@@ -4,10 +4,11 @@
 #   scripts/deploy.sh <test|production> <resource-group> <location>
 #
 # 1. creates the resource group and deploys infra/main.bicep with infra/main.<env>.bicepparam;
-# 2. creates the SMS link-signing key in Key Vault if it does not exist yet (never replaces one);
+# 2. creates the SMS link-signing key and the Event Grid webhook key in Key Vault if they do not exist
+#    yet (never replaces one);
 # 3. publishes the code (Core Tools when installed, else a zip deployment with a remote build);
-# 4. deploys again with the Event Grid subscriptions on (Event Grid validates the webhook, so the
-#    code must be live first);
+# 4. deploys again with the Event Grid subscriptions on, their URL carrying the webhook key as ?code=
+#    (Event Grid validates the webhook, so the code must be live first);
 # 5. writes the deployment outputs (names and URLs, no secrets) to .local/deploy/<env>.outputs.json.
 #
 # Optional environment variables:
@@ -38,6 +39,7 @@ PARAMETERS="$ROOT/infra/main.$ENVIRONMENT.bicepparam"
 DEPLOYMENT="open-virtual-visits-$ENVIRONMENT"
 OUTPUTS_DIR="$ROOT/.local/deploy"
 LINK_KEY_SECRET=link-signing-key
+WEBHOOK_KEY_SECRET=eventgrid-webhook-key
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -63,9 +65,11 @@ if [[ -z ${OPERATOR_PRINCIPAL_ID:-} ]]; then
 fi
 export OPERATOR_PRINCIPAL_ID
 
-# deploy_infrastructure <true|false>: one deployment of main.bicep; Event Grid subscriptions on or off.
+# deploy_infrastructure <true|false> [webhook key]: one deployment of main.bicep; Event Grid subscriptions
+# on or off. The key reaches the .bicepparam file (a @secure() parameter) through the environment of this
+# az process only: not on a command line (visible to every user in ps), not exported, not on disk.
 deploy_infrastructure() {
-  ENABLE_EVENT_SUBSCRIPTIONS=$1 az deployment group create \
+  EVENTGRID_WEBHOOK_KEY=${2:-} ENABLE_EVENT_SUBSCRIPTIONS=$1 az deployment group create \
     --resource-group "$RESOURCE_GROUP" \
     --name "$DEPLOYMENT" \
     --template-file "$TEMPLATE" \
@@ -96,37 +100,56 @@ APP=$(output FUNCTION_APP_NAME)
 VAULT=$(output KEY_VAULT_NAME)
 BASE_URL=$(output PUBLIC_BASE_URL)
 
-# The link-signing key signs the SMS join links: create it once, never replace it (replacing it would
-# invalidate every link already sent). Role assignments can take minutes to reach Key Vault, so an
-# answer other than "found" or "not found" is retried.
-log "link-signing key in Key Vault $VAULT"
 errors=$(mktemp)
 key_file=""
 package_dir=""
 cleanup() { rm -rf "$errors" "$key_file" "$package_dir"; }
 trap cleanup EXIT
-state=unknown
-for _ in $(seq 1 30); do
-  if az keyvault secret show --vault-name "$VAULT" --name "$LINK_KEY_SECRET" --output none 2>"$errors"; then
-    state=present
-    break
-  elif grep -q SecretNotFound "$errors"; then
-    state=missing
-    break
-  fi
-  sleep 10
-done
-case "$state" in
-  present) log "kept the existing $LINK_KEY_SECRET" ;;
-  missing)
-    key_file=$(mktemp) # mode 0600
-    printf '%s' "$(openssl rand -base64 32)" >"$key_file"
-    az keyvault secret set --vault-name "$VAULT" --name "$LINK_KEY_SECRET" --file "$key_file" \
-      --content-type 'base64; 32 bytes' --output none
-    log "created $LINK_KEY_SECRET"
-    ;;
-  *) die "cannot read Key Vault $VAULT: $(cat "$errors") (does the operator have Key Vault Secrets Officer?)" ;;
-esac
+
+# ensure_secret <name> <content type> <command printing a new value>: creates the Key Vault secret when
+# it does not exist, never replaces one. Role assignments can take minutes to reach Key Vault, so an
+# answer other than "found" or "not found" is retried. The value goes through a 0600 file, never argv.
+ensure_secret() {
+  local name=$1 content_type=$2 state=unknown value
+  shift 2
+  for _ in $(seq 1 30); do
+    if az keyvault secret show --vault-name "$VAULT" --name "$name" --output none 2>"$errors"; then
+      state=present
+      break
+    elif grep -q SecretNotFound "$errors"; then
+      state=missing
+      break
+    fi
+    sleep 10
+  done
+  case "$state" in
+    present) log "kept the existing $name" ;;
+    missing)
+      value=$("$@")
+      [[ -n $value ]] || die "could not generate $name"
+      key_file=$(mktemp) # mode 0600
+      printf '%s' "$value" >"$key_file"
+      value=""
+      az keyvault secret set --vault-name "$VAULT" --name "$name" --file "$key_file" \
+        --content-type "$content_type" --output none
+      rm -f "$key_file"
+      log "created $name"
+      ;;
+    *) die "cannot read Key Vault $VAULT: $(cat "$errors") (does the operator have Key Vault Secrets Officer?)" ;;
+  esac
+}
+
+new_base64_key() { openssl rand -base64 32; }
+# URL-safe (it travels in the subscription's URL as ?code=): base64url without padding.
+new_base64url_key() { openssl rand -base64 32 | tr '+/' '-_' | tr -d '='; }
+
+# The link-signing key signs the SMS join links: replacing it would invalidate every link already sent.
+log "link-signing key in Key Vault $VAULT"
+ensure_secret "$LINK_KEY_SECRET" 'base64; 32 bytes' new_base64_key
+# The Event Grid webhook key: the app reads it as EVENTGRID_WEBHOOK_KEY (Key Vault reference), the
+# subscriptions send it as ?code= (step 4).
+log "Event Grid webhook key in Key Vault $VAULT"
+ensure_secret "$WEBHOOK_KEY_SECRET" 'base64url; 32 bytes' new_base64url_key
 
 log "code -> $APP"
 if command -v func >/dev/null 2>&1; then
@@ -155,9 +178,14 @@ done
 if [[ ${SKIP_EVENT_SUBSCRIPTIONS:-} == 1 ]]; then
   log "skipped the Event Grid subscriptions (SKIP_EVENT_SUBSCRIPTIONS=1)"
 else
-  log "Event Grid subscriptions -> $BASE_URL/api/events/acs"
-  deploy_infrastructure true ||
+  # Read back, never printed; without it main.bicep would deploy no subscription.
+  webhook_key=$(az keyvault secret show --vault-name "$VAULT" --name "$WEBHOOK_KEY_SECRET" \
+    --query value --output tsv)
+  [[ -n $webhook_key ]] || die "Key Vault secret $WEBHOOK_KEY_SECRET is empty"
+  log "Event Grid subscriptions -> $BASE_URL/api/events/acs?code=<$WEBHOOK_KEY_SECRET>"
+  deploy_infrastructure true "$webhook_key" ||
     die "Event Grid could not validate $BASE_URL/api/events/acs; fix the webhook, then rerun this script"
+  unset webhook_key
 fi
 
 mkdir -p "$OUTPUTS_DIR"

@@ -19,6 +19,10 @@ param webhookUrl string
 @description('Event Grid validates a webhook when the subscription is created, so the subscriptions can only be created once the code is published (scripts/deploy.sh runs a second pass with this on).')
 param enableEventSubscriptions bool
 
+@secure()
+@description('The webhook\'s shared secret (Key Vault secret eventgrid-webhook-key), sent by Event Grid as ?code= (Event Grid webhooks carry no signature). Empty = no subscription is deployed: the webhook would refuse every event.')
+param eventGridWebhookKey string = ''
+
 // ACS is a global resource; dataLocation decides where its data lives.
 resource acs 'Microsoft.Communication/communicationServices@2025-05-01' = {
   name: name
@@ -56,16 +60,19 @@ var smsEventSubscriptions = [
 ]
 
 // A ternary over the list rather than a filtered loop (`: if (...)`): the offline parser the CI
-// workflow runs (pycep) cannot read filtered loops.
+// workflow runs (pycep) cannot read filtered loops. Without a key no subscription is deployed rather
+// than one whose every delivery the webhook refuses (scripts/deploy.sh always passes the key).
 resource eventSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = [
-  for sub in (enableEventSubscriptions ? smsEventSubscriptions : []): {
+  for sub in (enableEventSubscriptions && !empty(eventGridWebhookKey) ? smsEventSubscriptions : []): {
     parent: systemTopic
     name: sub.name
     properties: {
       destination: {
         endpointType: 'WebHook'
         properties: {
-          endpointUrl: webhookUrl
+          // Event Grid never returns the query string (GET shows endpointBaseUrl only). No output may
+          // reference the key (tests/infra/test_bicep_structure.py).
+          endpointUrl: '${webhookUrl}?code=${eventGridWebhookKey}'
           maxEventsPerBatch: 1
           preferredBatchSizeInKilobytes: 64
         }

@@ -1,7 +1,8 @@
 // Key Vault for what must stay secret: the SMS link-signing key, our SMART (JWKS) signing keys and the
 // Graph certificate. RBAC mode (no access policies), soft delete with purge protection.
-// The secrets themselves are put in by scripts/deploy.sh (link-signing-key) and by the operator
-// (docs/deploy.md); Bicep never sees their values.
+// The secrets themselves are put in by scripts/deploy.sh (link-signing-key, eventgrid-webhook-key) and by
+// the operator (docs/deploy.md); Bicep never sees their values, except the webhook key, which
+// scripts/deploy.sh passes back as a @secure() parameter for the Event Grid subscriptions' URL.
 
 param name string
 

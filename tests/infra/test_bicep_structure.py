@@ -58,6 +58,12 @@ KEY_VAULT_PEM_SETTINGS: Mapping[str, str] = {
     "SMART_PRIVATE_KEYS_PRODUCTION": "PEM of the signing key(s) of production environments, first = active",
 }
 
+#: The only ``@secure()`` parameters: secret values Bicep must see. Every other secret stays in Key Vault.
+SECURE_PARAMS: Mapping[str, str] = {
+    "eventGridWebhookKey": "Event Grid webhooks carry no signature: the subscriptions' endpointUrl must hold "
+    "the key as ?code= (scripts/deploy.sh reads it from Key Vault and passes it)",
+}
+
 #: Settings whose names look secret but whose values are not.
 NOT_SECRET: Mapping[str, str] = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "instrumentation key + ingestion URL; useless with local auth off",
@@ -355,11 +361,91 @@ def test_output_check_catches_a_key_output():
     assert len(problems) == 2 and "storageKey" in problems[0]
 
 
-def test_no_template_reads_keys_or_takes_secure_parameters():
+# A ``param`` line with the decorators right above it (one per line; arguments may span lines).
+_DECORATED_PARAM = re.compile(
+    r"(?P<decorators>(?:^[ \t]*@\w+\((?:[^()']|'(?:[^'\\]|\\.)*')*\)[ \t]*\n)*)"
+    r"^[ \t]*param\s+(?P<name>\w+)\s+(?P<type>\w+)",
+    re.MULTILINE,
+)
+
+
+def secure_params(file: BicepFile) -> dict[str, str]:
+    """``name -> type`` of the parameters declared with ``@secure()``."""
+    return {
+        m.group("name"): m.group("type")
+        for m in _DECORATED_PARAM.finditer(file.text)
+        if re.search(r"^[ \t]*@secure\(\)", m.group("decorators"), re.MULTILINE)
+    }
+
+
+def _references(expression: str, names: Iterable[str]) -> set[str]:
+    return {n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}\b", expression)}
+
+
+def secure_output_problems(file: BicepFile) -> list[str]:
+    """Outputs that reference a ``@secure()`` parameter, directly or through variables."""
+    tainted = set(secure_params(file))
+    changed = True
+    while changed:  # variables computed from a secure parameter are secret too
+        changed = False
+        for name, value in file.variables.items():
+            if name not in tainted and _references(value, tainted):
+                tainted.add(name)
+                changed = True
+    where = file.path.name if file.path else ""
+    return [
+        f"{where}: output {name} references {', '.join(sorted(_references(value or '', tainted)))}"
+        for name, (_, value) in file.outputs.items()
+        if _references(value or "", tainted)
+    ]
+
+
+def secure_param_problems(file: BicepFile) -> list[str]:
+    """``@secure()`` parameters not in SECURE_PARAMS, and SECURE_PARAMS declared without ``@secure()``."""
+    where = file.path.name if file.path else ""
+    secure = secure_params(file)
+    problems = [
+        f"{where}: secure parameter {n} is not in SECURE_PARAMS" for n in sorted(set(secure) - set(SECURE_PARAMS))
+    ]
+    problems += [
+        f"{where}: parameter {n} must be @secure()" for n in sorted(set(SECURE_PARAMS) & set(file.params) - set(secure))
+    ]
+    return problems + secure_output_problems(file)
+
+
+def test_no_template_reads_keys_or_takes_other_secure_parameters():
     for file in all_bicep():
         assert not SECRET_SOURCE.search(file.text), f"{file.path}: reads a key or connection string"
-        # Bicep never sees a secret value: secrets go to Key Vault by script or by the operator.
-        assert "@secure()" not in file.text, f"{file.path}: takes a secure parameter"
+        # Bicep sees one secret value, the webhook key; every other secret reaches the app from Key Vault.
+        assert secure_param_problems(file) == [], file.path
+    assert set(secure_params(bicep("main.bicep"))) == set(SECURE_PARAMS)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("param eventGridWebhookKey string = ''\n", "parameter eventGridWebhookKey must be @secure()"),
+        ("@secure()\nparam adminPassword string\n", "secure parameter adminPassword is not in SECURE_PARAMS"),
+        (
+            "@description('the key (a \\'code\\')')\n@secure()\nparam eventGridWebhookKey string\n"
+            "output url string = 'https://x/api/events/acs?code=${eventGridWebhookKey}'\n",
+            "output url references eventGridWebhookKey",
+        ),
+        (
+            "@secure()\nparam eventGridWebhookKey string\nvar url = '${base}?code=${eventGridWebhookKey}'\n"
+            "var again = toLower(url)\noutput hook string = again\n",
+            "output hook references again",
+        ),
+    ],
+)
+def test_secure_parameter_check_catches_plain_unlisted_and_output_keys(snippet, expected):
+    problems = secure_param_problems(BicepFile(snippet))
+    assert any(expected in p for p in problems), problems
+
+
+def test_secure_parameter_reader_sees_decorators_only_on_their_own_parameter():
+    text = "@secure()\n@description('k')\nparam a string\nparam b string\n@minLength(1)\nparam c string\n"
+    assert secure_params(BicepFile(text)) == {"a": "string"}
 
 
 # --- Cosmos DB ------------------------------------------------------------------------------------
@@ -759,17 +845,86 @@ def test_event_grid_sends_sms_events_to_the_webhook():
     assert topic.get("properties.topicType") == "'Microsoft.Communication.CommunicationServices'"
     subscriptions = only(comm, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
     assert subscriptions.get("parent") == topic.symbol
-    assert subscriptions.loop == "for sub in (enableEventSubscriptions ? smsEventSubscriptions : [])"
+    assert subscriptions.loop == (
+        "for sub in (enableEventSubscriptions && !empty(eventGridWebhookKey) ? smsEventSubscriptions : [])"
+    )
     types = {string_value(parse_object(s)["eventType"]) for s in parse_array(comm.variables["smsEventSubscriptions"])}
     assert types == {"Microsoft.Communication.SMSDeliveryReportReceived", "Microsoft.Communication.SMSReceived"}
     assert subscriptions.get("properties.filter.includedEventTypes") == "[\n          sub.eventType\n        ]"
     assert subscriptions.get("properties.destination.endpointType") == "'WebHook'"
-    assert subscriptions.get("properties.destination.properties.endpointUrl") == "webhookUrl"
     # SMS events carry phone numbers: no dead-letter copy outliving the visit.
     assert subscriptions.get("properties.deadLetterDestination") is None
     params = parse_object(bicep("main.bicep").symbol("communication").get("params") or "{}")
     assert params["webhookUrl"] == "'${appBaseUrl}/api/events/acs'"
     assert params["dataLocation"] == "acsDataLocation"
+
+
+def webhook_key_problems(main: BicepFile, comm: BicepFile) -> list[str]:
+    """The subscriptions' endpointUrl does not carry ``?code=`` from the secure webhook key parameter,
+    the key is not passed down from main.bicep, or the subscriptions can deploy with an empty key."""
+    problems = []
+    for file in (main, comm):
+        if secure_params(file).get("eventGridWebhookKey") != "string":
+            problems.append(f"{file.path.name if file.path else ''}: eventGridWebhookKey is not a @secure() string")
+    module = main.symbol("communication")
+    if parse_object(module.get("params") or "{}").get("eventGridWebhookKey") != "eventGridWebhookKey":
+        problems.append("main.bicep does not pass eventGridWebhookKey to app/communication.bicep")
+    for sub in comm.resources("Microsoft.EventGrid/systemTopics/eventSubscriptions"):
+        url = sub.get("properties.destination.properties.endpointUrl")
+        if url != "'${webhookUrl}?code=${eventGridWebhookKey}'":
+            problems.append(f"endpointUrl does not carry ?code=${{eventGridWebhookKey}}: {url}")
+        if "!empty(eventGridWebhookKey)" not in (sub.loop or "") + (sub.condition or ""):
+            problems.append("the subscriptions can deploy with an empty key")
+    return problems
+
+
+def test_the_webhook_subscriptions_carry_the_secure_key_as_code():
+    main, comm = bicep("main.bicep"), bicep("app/communication.bicep")
+    assert webhook_key_problems(main, comm) == []
+    # The app checks the same secret: the Key Vault secret deploy.sh creates and reads back.
+    assert main.variables["eventGridWebhookKeySecretName"] == "'eventgrid-webhook-key'"
+    deploy = (REPO / "scripts" / "deploy.sh").read_text(encoding="utf-8")
+    assert "WEBHOOK_KEY_SECRET=eventgrid-webhook-key" in deploy
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (
+            "app/communication.bicep",
+            "@secure()\n@description('The webhook",
+            "@description('The webhook",
+            "communication.bicep: eventGridWebhookKey is not a @secure() string",
+        ),
+        (
+            "main.bicep",
+            "@secure()\n@description('Value",
+            "@description('Value",
+            "main.bicep: eventGridWebhookKey is not",
+        ),
+        ("main.bicep", "    eventGridWebhookKey: eventGridWebhookKey\n", "", "does not pass eventGridWebhookKey"),
+        (
+            "app/communication.bicep",
+            "endpointUrl: '${webhookUrl}?code=${eventGridWebhookKey}'",
+            "endpointUrl: webhookUrl",
+            "endpointUrl does not carry ?code=",
+        ),
+        (
+            "app/communication.bicep",
+            "enableEventSubscriptions && !empty(eventGridWebhookKey) ?",
+            "enableEventSubscriptions ?",
+            "can deploy with an empty key",
+        ),
+    ],
+)
+def test_webhook_key_check_catches_a_plain_parameter_a_bare_url_or_no_guard(file, old, new, expected):
+    texts = {name: (INFRA / name).read_text(encoding="utf-8") for name in ("main.bicep", "app/communication.bicep")}
+    assert old in texts[file]
+    texts[file] = texts[file].replace(old, new)
+    main = BicepFile(texts["main.bicep"], INFRA / "main.bicep")
+    comm = BicepFile(texts["app/communication.bicep"], INFRA / "app" / "communication.bicep")
+    problems = webhook_key_problems(main, comm)
+    assert any(expected in p for p in problems), problems
 
 
 # --- Location, tags, names ------------------------------------------------------------------------

@@ -108,10 +108,16 @@ def test_deploy_script_uses_the_parameter_file_of_each_environment():
         "PUBLIC_BASE_URL",
     ):
         assert re.search(rf"^export {variable}\b", text, re.MULTILINE), variable
-    assert "ENABLE_EVENT_SUBSCRIPTIONS=$1 az deployment group create" in text
+    # The webhook key reaches the az process only (its environment), never an export or a command line.
+    assert "EVENTGRID_WEBHOOK_KEY=${2:-} ENABLE_EVENT_SUBSCRIPTIONS=$1 az deployment group create" in text
+    assert not re.search(r"^\s*export EVENTGRID_WEBHOOK_KEY", text, re.MULTILINE)
+    assert not re.search(r"--parameters\s+\S*eventGridWebhookKey", text)
     params = "".join((REPO / "infra" / f"main.{e}.bicepparam").read_text() for e in ("test", "production"))
     read_by_params = set(re.findall(r"readEnvironmentVariable\('(\w+)'", params))
-    exported = set(re.findall(r"^export (\w+)", text, re.MULTILINE)) | {"ENABLE_EVENT_SUBSCRIPTIONS"}
+    exported = set(re.findall(r"^export (\w+)", text, re.MULTILINE)) | {
+        "ENABLE_EVENT_SUBSCRIPTIONS",
+        "EVENTGRID_WEBHOOK_KEY",
+    }
     assert read_by_params <= exported
 
 
