@@ -39,7 +39,8 @@ def sms_outbox(msg: func.QueueMessage) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False, use_monitor=True)
 @observed("reminders_due")
 def reminders_due(timer: func.TimerRequest) -> None:
-    """Every minute: send the texts now due, then purge phone numbers past their visit."""
+    """Every minute: send the texts now due, then purge phone numbers and rejected HL7 messages of visits
+    that are over."""
     svc = services()
     report = svc.dispatcher.run_due()
     sms_run(report.outcomes)
@@ -47,6 +48,8 @@ def reminders_due(timer: func.TimerRequest) -> None:
     now = svc.clock.now()
     for key in svc.repos.contacts.expired_keys(now):
         purged += svc.repos.contacts.delete(key)
+    for environment_id, message_id in svc.repos.rejected.expired(now):  # raw HL7 of visits now over
+        purged += svc.repos.rejected.delete(environment_id, message_id)
     log.info(
         "reminders_due past_due=%s outcomes=%s buckets=%d purged=%d",
         timer.past_due, report.outcomes, report.buckets_read, purged,

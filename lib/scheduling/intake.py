@@ -227,7 +227,8 @@ class IntakeService:
             )
         except HL7Rejected as rejected:
             rejected_id = (
-                self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id)
+                self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id,
+                           delete_after=_visit_over(environment, raw))
                 if keep else None
             )
             log.info(
@@ -319,9 +320,13 @@ class IntakeService:
                 except ConcurrencyConflict:
                     pass  # a dispatcher claimed it; it re-checks the appointment before sending
 
-    def _keep(self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None) -> str:
+    def _keep(
+        self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None,
+        *, delete_after: datetime | None = None,
+    ) -> str:
         return self._rejected.add(
-            environment_id, body, reason=reason, err_code=err_code, control_id=control_id, now=self._clock.now()
+            environment_id, body, reason=reason, err_code=err_code, control_id=control_id, now=self._clock.now(),
+            delete_after=delete_after,
         )
 
     def _ack(
@@ -348,6 +353,22 @@ def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) 
             err_code="202",
             location="MSH^1^11",
         )
+
+
+def _visit_over(environment: EnvironmentConfig, raw: bytes) -> datetime | None:
+    """When a rejected message's visit is over (end + the phone grace), if its times can be read at all.
+
+    A rejected message keeps its raw bytes (PHI, a phone number perhaps) for the operator; like the phone
+    number of an accepted one, it must not outlive the visit. Read with the SIU reader regardless of why the
+    message was refused (wrong MSH-11, say); ``None`` when even that fails (the store's TTL then applies).
+    """
+    try:
+        message = parse_siu(raw, time_zone=environment.time_zone, default_region=environment.default_region,
+                            appointment_id_order=environment.appointment_id_order)
+    except (HL7Rejected, NotHL7, ValueError):
+        return None
+    end = message.end_utc or message.start_utc
+    return end + timedelta(minutes=environment.sms.phone_grace_minutes) if end else None
 
 
 def _message_instant(header: MessageHeader, environment: EnvironmentConfig) -> datetime | None:

@@ -66,10 +66,18 @@ class RejectedMessages:
         self._ttl = ttl_seconds
 
     def add(
-        self, environment_id: str, raw: bytes, *, reason: str, err_code: str, control_id: str | None, now: datetime
+        self, environment_id: str, raw: bytes, *, reason: str, err_code: str, control_id: str | None, now: datetime,
+        delete_after: datetime | None = None,
     ) -> str:
-        """Keep a rejected message; returns its ID (quoted in the ACK / problem response)."""
+        """Keep a rejected message; returns its ID (quoted in the ACK / problem response).
+
+        ``delete_after`` (UTC): when its visit is over; the message then goes sooner than its TTL (Cosmos
+        ``ttl`` shortened, and :meth:`expired` lists it for the purge timer).
+        """
         doc_id = str(uuid.uuid4())
+        ttl = self._ttl
+        if delete_after is not None:
+            ttl = max(60, min(ttl, int((delete_after - now).total_seconds())))
         with translated_errors():
             self._container.create_item(
                 {
@@ -80,10 +88,22 @@ class RejectedMessages:
                     "err_code": err_code,
                     "control_id": control_id,
                     "raw": base64.b64encode(raw).decode(),
-                    "ttl": self._ttl,
+                    "delete_after": iso(delete_after),
+                    "ttl": ttl,
                 }
             )
         return doc_id
+
+    def expired(self, now: datetime, *, limit: int = 500) -> list[tuple[str, str]]:
+        """``(environment ID, message ID)`` of kept messages whose visit is over (for the purge timer)."""
+        with translated_errors():
+            rows = self._container.query_items(
+                "SELECT TOP @limit c.id, c.environmentId FROM c "
+                "WHERE IS_STRING(c.delete_after) AND c.delete_after <= @now",
+                parameters=[{"name": "@limit", "value": limit}, {"name": "@now", "value": iso(now)}],
+                enable_cross_partition_query=True,
+            )
+            return [(row["environmentId"], row["id"]) for row in rows]
 
     def list(self, environment_id: str, *, limit: int = 100) -> list[RejectedMessage]:
         """The newest rejected messages of one environment."""

@@ -142,3 +142,20 @@ def test_first_siu_for_a_visit_already_opened_by_a_launch_plans_the_usual_texts(
     assert sorted(item.id.split("|", 2)[2] for item in outbox) == [
         "booked|1", "reminder-1440|1", "reminder-60|1",
     ]
+
+
+def test_a_rejected_message_is_purged_with_its_visit_not_kept_for_the_whole_ttl(app, env, clock):
+    from azure.functions.timer import TimerRequest
+
+    from functions.reminders import reminders_due
+
+    response = post_hl7(env.id, message(processing_id="P"))  # refused: a production feed into a test env
+    assert msa(response)[1] == "AR"
+    [kept] = app.repos.rejected.list(env.id)
+    visit_over = START + timedelta(minutes=30) + timedelta(minutes=env.sms.phone_grace_minutes)
+    clock.set(visit_over - timedelta(minutes=1))
+    reminders_due.build().get_user_function()(TimerRequest(past_due=False))
+    assert app.repos.rejected.get(env.id, kept.id) is not None  # the operator can still replay it
+    clock.set(visit_over + timedelta(minutes=1))
+    reminders_due.build().get_user_function()(TimerRequest(past_due=False))
+    assert app.repos.rejected.get(env.id, kept.id) is None

@@ -76,6 +76,8 @@ def _event(app, env_id: str, csn: str, writeback: str) -> VisitEvent:
 
 
 def test_poison_writebacks_are_listed_from_queue_and_events_and_replayed(app, env, capsys):
+    # A peek sees 32 messages at most: start from an empty work queue so ours is among them.
+    queue_client(app.settings, "visit-events").clear_messages()
     failed = _event(app, env.id, "8200001", "failed")
     app.repos.visit_events.update(failed, writeback_reason="poisoned")
     queued = _event(app, env.id, "8200002", "pending")
