@@ -44,7 +44,7 @@ def test_pem_settings_from_key_vault_are_read_as_bytes():
 
 def test_unresolved_key_vault_reference_is_refused_with_the_fix():
     ref = "@Microsoft.KeyVault(VaultName=kv;SecretName=smart-private-keys)"
-    with pytest.raises(SettingsError, match="unresolved Key Vault reference.*Key Vault Secrets User"):
+    with pytest.raises(SettingsError, match=r"unresolved Key Vault reference.*Key Vault Secrets User"):
         load_settings({**BASE, "SMART_PRIVATE_KEYS": ref})
 
 
