@@ -62,8 +62,12 @@ class CosmosStore:
         self._containers: dict[str, Any] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CosmosStore:
-        """Open the account named by the settings (key locally, managed identity in Azure)."""
+    def from_settings(cls, settings: Settings, **client_options: Any) -> CosmosStore:
+        """Open the account named by the settings (key locally, managed identity in Azure).
+
+        ``client_options`` go to ``CosmosClient`` as they are (e.g. ``read_timeout`` in seconds for a
+        benchmark against the slow local server).
+        """
         credential: Any
         if settings.cosmos_key:
             credential = settings.cosmos_key
@@ -83,7 +87,7 @@ class CosmosStore:
             options["connection_verify"] = False
             options["enable_endpoint_discovery"] = False
             options["transport"] = _emulator_transport()
-        client = CosmosClient(settings.cosmos_endpoint, credential=credential, **options)
+        client = CosmosClient(settings.cosmos_endpoint, credential=credential, **{**options, **client_options})
         return cls(client, settings.cosmos_database)
 
     def container(self, name: str) -> Any:
