@@ -35,6 +35,13 @@ def acs_events(req: func.HttpRequest) -> func.HttpResponse:
     correlation = correlation_id(req)
     svc = services()
     body = req.get_body() or b""
+    try:  # the caller's key first: nothing of an unauthenticated body is read
+        check_caller(expected_key=svc.settings.eventgrid_webhook_key, given_key=req.params.get("code"),
+                     expected_topic=None, events=[])
+    except WebhookRejected as rejected:
+        log.warning("acs events rejected status=%d reason=%s correlation=%s", rejected.status, rejected.reason,
+                    correlation)
+        return problem(rejected.status, "Not authenticated", rejected.reason, correlation=correlation)
     if len(body) > MAX_BODY_BYTES:
         return problem(413, "Batch too large", "Event Grid batches are at most 1 MB.", correlation=correlation)
     try:

@@ -21,7 +21,8 @@ def local_settings(profile: str) -> dict[str, object]:
 
     values = {k: v for k, v in services.settings_for(profile, ROOT).items() if k not in _NOT_FOR_THE_APP}
     values["FUNCTIONS_WORKER_RUNTIME"] = "python"
-    return {"IsEncrypted": False, "Values": dict(sorted(values.items())), "Host": {"LocalHttpPort": 7071}}
+    port = int(values["PUBLIC_BASE_URL"].rsplit(":", 1)[1])  # the profile's runner port (with any offset)
+    return {"IsEncrypted": False, "Values": dict(sorted(values.items())), "Host": {"LocalHttpPort": port}}
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ from lib.store.outbox import OutboxRepository
 log = logging.getLogger(__name__)
 
 HL7_CONTENT_TYPE = "application/hl7-v2+er7"
+#: Environment IDs as they appear in ``/api/hl7/{environmentId}``.
+_ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: The largest body kept for an environment that does not exist (unauthenticated: kept small).
+UNKNOWN_ENVIRONMENT_KEEP_BYTES = 64 * 1024
 #: IANA names of the codecs an ACK can be encoded with (it uses the inbound message's MSH-18 charset).
 _IANA_CHARSET = {"utf-8": "UTF-8", "latin-1": "ISO-8859-1", "cp1252": "windows-1252", "ascii": "US-ASCII"}
 
@@ -160,11 +165,17 @@ class IntakeService:
         self, environment_id: str, body: bytes, headers: Mapping[str, str], *, trusted: bool
     ) -> IntakeResponse:
         keep = not trusted
+        if not _ENVIRONMENT_ID.fullmatch(environment_id):
+            return _problem(400, "Invalid environment ID", "The environment ID in the URL must be 1 to 64 letters, "
+                            "digits, '.', '_' or '-'. Check the URL the interface sends to.")
         try:
             environment = self._environments.get(environment_id)
         except StoreUnavailable:
             return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
         if environment is None:
+            # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
+            # size of a real SIU message is stored.
+            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES
             rejected_id = self._keep(environment_id, body, "unknown environment", "207", None) if keep else None
             return _problem(
                 404,

@@ -65,6 +65,24 @@ class GraphTokenSource(Protocol):
         ...
 
 
+def _verifying_session(verify: bool | str) -> Any:
+    """A ``requests.Session`` that sends ``verify`` with every request.
+
+    ``requests`` lets an exported ``REQUESTS_CA_BUNDLE`` override ``Session.verify`` when a call passes no
+    ``verify`` of its own (as MSAL's calls do), which would make MSAL ignore the CA we were configured with.
+    """
+    import requests
+
+    class Session(requests.Session):
+        def request(self, method: str, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
+            kwargs.setdefault("verify", verify)
+            return super().request(method, url, **kwargs)
+
+    session = Session()
+    session.verify = verify
+    return session
+
+
 class MsalCertificateTokenSource:
     """App-only tokens from Entra ID with MSAL and a certificate credential (built on first use).
 
@@ -90,7 +108,6 @@ class MsalCertificateTokenSource:
 
     def _build(self) -> Any:
         import msal
-        import requests
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
@@ -99,8 +116,7 @@ class MsalCertificateTokenSource:
         if start < 0:
             raise LaunchError("GRAPH_NOT_CONFIGURED", "GRAPH_CLIENT_CERT(_FILE) holds no certificate.")
         cert = x509.load_pem_x509_certificate(pem[start:])
-        session = requests.Session()
-        session.verify = self._verify
+        session = _verifying_session(self._verify)
         host = urllib.parse.urlsplit(self._authority).hostname or ""
         return msal.ConfidentialClientApplication(
             self._client_id,

@@ -159,3 +159,21 @@ def test_a_rejected_message_is_purged_with_its_visit_not_kept_for_the_whole_ttl(
     clock.set(visit_over + timedelta(minutes=1))
     reminders_due.build().get_user_function()(TimerRequest(past_due=False))
     assert app.repos.rejected.get(env.id, kept.id) is None
+
+
+@pytest.mark.parametrize("bad_id", ["\x00\r\nX-Injected: 1", "a" * 65, "../env", "-leading-dash", ""])
+def test_malformed_environment_id_is_refused_and_nothing_is_kept(app, clock, bad_id):
+    clock.set(NOW)
+    response = post_hl7(bad_id, message())
+    assert response.status_code == 400
+    doc = problem(response)
+    assert doc["title"] == "Invalid environment ID" and "rejectedMessageId" not in doc
+    assert bad_id not in doc["detail"] or bad_id == ""
+
+
+def test_unknown_environment_keeps_only_a_message_sized_body(app, clock):
+    clock.set(NOW)
+    big = message() + b"NTE|1||" + b"x" * 70_000 + b"\r"
+    doc = problem(post_hl7("no-such-env-2", big))
+    assert "rejectedMessageId" not in doc
+    assert "rejectedMessageId" in problem(post_hl7("no-such-env-2", message()))

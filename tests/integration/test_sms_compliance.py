@@ -455,3 +455,12 @@ def test_after_the_grace_period_no_phone_number_of_the_appointment_remains(app, 
     assert [i.state for i in items(app, env, "8200010").values()] == ["sent", "sent", "sent"]
     assert app.repos.rejected.list(env.id) == []
     assert digits not in caplog.text and "555-0165" not in caplog.text
+
+
+def test_webhook_checks_the_key_before_reading_the_body(webhook):
+    from functions.events import acs_events
+
+    req = func.HttpRequest(method="POST", url="http://127.0.0.1/api/events/acs", headers={}, params={},
+                           route_params={}, body=b"{")
+    response = acs_events.build().get_user_function()(req)
+    assert response.status_code == 401  # not 400: an unauthenticated body is never parsed

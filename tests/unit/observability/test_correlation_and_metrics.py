@@ -90,11 +90,11 @@ def test_launch_error_pages_are_counted_with_their_error_code():
 
     @observed("launch_provider")
     def trigger(req: func.HttpRequest) -> func.HttpResponse:
-        page = '<p>Error code: <code id="error-code">UNKNOWN_ISS</code></p>'
+        page = '<p>Error code: <code id="error-code">ISS_NOT_ALLOWED</code></p>'
         return func.HttpResponse(page, status_code=400)
 
     trigger(func.HttpRequest("GET", "/api/launch/provider", body=b"", route_params={}))
-    assert metrics.total(metrics.LAUNCHES, kind="provider", outcome="error", error_code="UNKNOWN_ISS") == 1
+    assert metrics.total(metrics.LAUNCHES, kind="provider", outcome="error", error_code="ISS_NOT_ALLOWED") == 1
 
 
 def test_metric_dimensions_never_carry_free_text():
