@@ -111,9 +111,9 @@ def read_expression(text: str, start: int) -> tuple[str, int]:
     return text[start:j].strip(), j
 
 
-def split_top_level(inner: str) -> list[str]:
-    """Entries of an object or array body: split at newlines and commas outside brackets and strings."""
-    entries: list[str] = []
+def _split_outside(inner: str, separators: str) -> list[str]:
+    """``inner`` cut at each of ``separators`` that stands outside brackets and strings (parts unstripped)."""
+    parts: list[str] = []
     current: list[str] = []
     j = 0
     while j < len(inner):
@@ -128,14 +128,19 @@ def split_top_level(inner: str) -> list[str]:
             current.append(inner[j:k])
             j = k
             continue
-        if ch in "\n,":
-            entries.append("".join(current).strip())
+        if ch in separators:
+            parts.append("".join(current))
             current = []
         else:
             current.append(ch)
         j += 1
-    entries.append("".join(current).strip())
-    return [e for e in entries if e]
+    parts.append("".join(current))
+    return parts
+
+
+def split_top_level(inner: str) -> list[str]:
+    """Entries of an object or array body: split at newlines and commas outside brackets and strings."""
+    return [e for e in (part.strip() for part in _split_outside(inner, "\n,")) if e]
 
 
 _KEY = re.compile(r"^(?:'(?P<quoted>[^']*)'|(?P<bare>[A-Za-z_][\w]*))\s*:\s*(?P<value>.*)$", re.DOTALL)
@@ -186,29 +191,7 @@ def call_args(expr: str, function: str) -> list[str] | None:
 
 
 def _split_commas(inner: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    j = 0
-    while j < len(inner):
-        ch = inner[j]
-        if ch == "'":
-            k = _skip_string(inner, j)
-            current.append(inner[j:k])
-            j = k
-            continue
-        if ch in _OPEN:
-            k = matching_close(inner, j) + 1
-            current.append(inner[j:k])
-            j = k
-            continue
-        if ch == ",":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        j += 1
-    parts.append("".join(current))
-    return parts
+    return _split_outside(inner, ",")
 
 
 @dataclass(frozen=True)
