@@ -94,8 +94,8 @@ def matching_close(text: str, i: int) -> int:
     raise ValueError(f"unclosed {text[i]!r} at offset {i}")
 
 
-def read_expression(text: str, start: int) -> tuple[str, int]:
-    """The expression starting at ``start``: up to the first newline outside brackets (or the end)."""
+def _find_outside(text: str, start: int, targets: str) -> int | None:
+    """Offset of the first of ``targets`` at or after ``start`` outside brackets and strings, or ``None``."""
     j = start
     while j < len(text):
         ch = text[j]
@@ -105,9 +105,16 @@ def read_expression(text: str, start: int) -> tuple[str, int]:
         if ch in _OPEN:
             j = matching_close(text, j) + 1
             continue
-        if ch == "\n":
-            break
+        if ch in targets:
+            return j
         j += 1
+    return None
+
+
+def read_expression(text: str, start: int) -> tuple[str, int]:
+    """The expression starting at ``start``: up to the first newline outside brackets (or the end)."""
+    end = _find_outside(text, start, "\n")
+    j = len(text) if end is None else end
     return text[start:j].strip(), j
 
 
@@ -351,16 +358,7 @@ class BicepFile:
 
 def _read_until_colon(text: str, start: int) -> tuple[str, int]:
     """Read a ``for`` loop's iterated expression up to its ``:`` (outside brackets and strings)."""
-    j = start
-    while j < len(text):
-        ch = text[j]
-        if ch == "'":
-            j = _skip_string(text, j)
-            continue
-        if ch in _OPEN:
-            j = matching_close(text, j) + 1
-            continue
-        if ch == ":":
-            return text[start:j].strip(), j + 1
-        j += 1
-    raise ValueError("for loop without ':'")
+    colon = _find_outside(text, start, ":")
+    if colon is None:
+        raise ValueError("for loop without ':'")
+    return text[start:colon].strip(), colon + 1
