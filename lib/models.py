@@ -260,6 +260,10 @@ class OutboxItem:
     ``claimed_utc`` is when a worker moved it to ``sending`` (a ``sending`` item left behind by a crash is
     moved to ``unknown`` for review); ``segments`` the segments of the text sent; ``delivery_status``,
     ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report.
+
+    ``repeat_id`` and ``repeat_first_sent`` are the ACS repeatable request of the current attempt, stored
+    before the call; ``maybe_accepted`` is set when an attempt ended so that ACS may have taken the text
+    (a 5xx), so the next attempt must repeat the same request (``lib/sms/repeatability.py``).
     """
 
     id: str
@@ -279,6 +283,9 @@ class OutboxItem:
     delivery_status: str | None = None
     delivery_detail: str | None = None
     delivery_event_utc: datetime | None = None
+    repeat_id: str | None = None
+    repeat_first_sent: datetime | None = None
+    maybe_accepted: bool = False
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -301,6 +308,9 @@ class OutboxItem:
             "delivery_status": self.delivery_status,
             "delivery_detail": self.delivery_detail,
             "delivery_event_utc": iso(self.delivery_event_utc),
+            "repeat_id": self.repeat_id,
+            "repeat_first_sent": iso(self.repeat_first_sent),
+            "maybe_accepted": self.maybe_accepted,
         }
 
     @classmethod
@@ -324,6 +334,9 @@ class OutboxItem:
             delivery_status=doc.get("delivery_status"),
             delivery_detail=doc.get("delivery_detail"),
             delivery_event_utc=parse_iso(doc.get("delivery_event_utc")),
+            repeat_id=doc.get("repeat_id"),
+            repeat_first_sent=parse_iso(doc.get("repeat_first_sent")),
+            maybe_accepted=bool(doc.get("maybe_accepted")),
             etag=doc.get("_etag"),
         )
 

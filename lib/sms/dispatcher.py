@@ -12,6 +12,12 @@ A worker that loses the claim race does nothing. A send whose outcome is unknown
 request left, or a worker that died between the claim and the record) is never resent automatically: an
 operator reviews it, or a delivery report for its tag reconciles it to ``sent``.
 
+Every attempt carries an ACS repeatable request (``lib/sms/repeatability.py``) stored in the claim, before
+the call. After a 5xx (ACS may have sent the text before failing) the retry repeats the *same* request ID
+and first-sent time, so ACS answers the first result instead of texting twice; once ACS's tracking window
+has passed, the item goes to ``unknown`` instead of being resent. After an answer that proves nothing was
+sent (429, connection refused) the next attempt is a new request.
+
 Before each claim: the appointment is re-read (status, revision, start), the number must be E.164 and not
 opted out, reminders respect quiet hours at send time too (a catch-up after downtime at 23:00 waits for
 08:00, or is skipped when the visit starts first), and the sender's per-minute budget must allow it.
@@ -22,15 +28,17 @@ the throttled item itself is due again after Retry-After.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from lib.clock import Clock
+from lib.clock import Clock, SystemClock
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, hour_bucket, iso
 from lib.sms.configuration import is_e164
 from lib.sms.links import JoinLinks
 from lib.sms.quiet_hours import first_allowed_after, is_quiet
+from lib.sms.repeatability import Repeatability
 from lib.sms.segments import count_segments
 from lib.sms.sender import SendResult
 from lib.sms.templates import render, template_language
@@ -43,6 +51,8 @@ from lib.store.outbox import OutboxRepository
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+#: Longest wait before repeating an attempt ACS may have accepted (inside its 5-minute tracking window).
+AMBIGUOUS_RETRY_DELAY = timedelta(seconds=60)
 LINK_GRACE = timedelta(hours=2)
 CURSOR_ID = "reminder-buckets"
 MAX_LOOKBACK = timedelta(days=2)
@@ -62,7 +72,9 @@ _BLOCKED_MARKERS = ("blocked", "opted out", "opt-out", "optout")
 class Sender(Protocol):
     """What the dispatcher needs from an SMS client (:class:`lib.sms.sender.AcsSmsSender`)."""
 
-    def send(self, *, sender: str, to: str, message: str, tag: str | None = None) -> SendResult: ...
+    def send(
+        self, *, sender: str, to: str, message: str, tag: str | None = None, repeat: Repeatability | None = None
+    ) -> SendResult: ...
 
 
 class OptOuts(Protocol):
@@ -119,6 +131,7 @@ class Dispatcher:
         opt_outs: OptOuts | None = None,
         messages: MessageIndex | None = None,
         rate_limiter: RateLimiter | None = None,
+        wall_clock: Clock | None = None,
     ) -> None:
         self._outbox = outbox
         self._appointments = appointments
@@ -132,6 +145,8 @@ class Dispatcher:
         self._opt_outs = opt_outs
         self._messages = messages
         self._rate = rate_limiter
+        # ACS compares repeatability times with its own clock: the real one, never the demo clock.
+        self._wall_clock = wall_clock or SystemClock()
 
     def join_link(self, environment: EnvironmentConfig, appointment: Appointment) -> str | None:
         """The patient's join link for ``appointment`` (expires two hours after its end)."""
@@ -192,8 +207,15 @@ class Dispatcher:
             return "rate-limited"
         if self._rate is not None and not self._rate.take(sender, now=now, per_minute=sms.rate_per_minute):
             return "rate-limited"  # stays pending and due: the next timer run (a minute later) takes it
+        repeat = self._repeatability(item)
+        if repeat is None:
+            return self._finish(item, "unknown", reason="ACS answered 5xx and no longer tracks that attempt, so it "
+                                "may have sent the text: not resent")
         try:
-            claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1, claimed_utc=now)
+            claimed = self._outbox.transition(
+                item, state="sending", attempts=item.attempts + 1, claimed_utc=now,
+                repeat_id=repeat.request_id, repeat_first_sent=repeat.first_sent,
+            )
         except ConcurrencyConflict:
             return "lost-race"
         language = template_language(appointment.language, sms.default_language, sms.templates)
@@ -208,7 +230,7 @@ class Dispatcher:
             default_language=sms.default_language,
         )
         segments = count_segments(text).segments
-        result = self._sender.send(sender=sender, to=phone, message=text, tag=item.id)
+        result = self._sender.send(sender=sender, to=phone, message=text, tag=item.id, repeat=repeat)
         log.info(
             "sms appointment=%s kind=%s revision=%d outcome=%s segments=%d",
             item.appointment_key.split("|", 1)[-1], item.kind, item.revision, result.status, segments,
@@ -222,14 +244,32 @@ class Dispatcher:
                 paused[sender] = now + timedelta(seconds=result.retry_after)
             if claimed.attempts < MAX_ATTEMPTS:
                 delay = timedelta(seconds=result.retry_after or 30 * 2 ** (claimed.attempts - 1))
-                self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason)
+                if result.maybe_accepted:  # repeat while ACS still remembers the request
+                    delay = min(delay, AMBIGUOUS_RETRY_DELAY)
+                self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason,
+                             maybe_accepted=claimed.maybe_accepted or result.maybe_accepted)
                 return "retry"
+            if claimed.maybe_accepted or result.maybe_accepted:  # ACS may have sent it before one of its 5xx
+                return self._finish(claimed, "unknown", maybe_accepted=True,
+                                    reason=f"gave up after {claimed.attempts} attempts, ACS may have sent it: "
+                                    f"{result.reason}")
             return self._finish(claimed, "failed", reason=f"gave up after {claimed.attempts} attempts: {result.reason}")
         if result.status == "unknown":
             return self._finish(claimed, "unknown", reason=result.reason)
         reason = result.reason or "ACS refused the text"
         state = "blocked" if any(m in reason.lower() for m in _BLOCKED_MARKERS) else "failed"
         return self._finish(claimed, state, reason=reason)
+
+    def _repeatability(self, item: OutboxItem) -> Repeatability | None:
+        """The repeatable request of this attempt: the stored one after a possibly accepted attempt (``None``
+        when ACS no longer tracks it), else a new one."""
+        wall_now = self._wall_clock.now().replace(microsecond=0)
+        if item.maybe_accepted:
+            if item.repeat_id is None or item.repeat_first_sent is None:
+                return None
+            stored = Repeatability(item.repeat_id, item.repeat_first_sent)
+            return stored if stored.still_deduplicated(wall_now) else None
+        return Repeatability(str(uuid.uuid4()), wall_now)
 
     def _finish(self, item: OutboxItem, state: str, **changes: object) -> str:
         try:

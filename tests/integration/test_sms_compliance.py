@@ -389,8 +389,11 @@ def test_scripted_faults_give_exactly_the_outcome_the_rules_say(app, clock, acs,
     script = {
         # recipient: (faults in order, expected state, attempts, accepted texts)
         "+12015550181": ([{"status": 429, "retry_after": 20}], "sent", 2, 1),
-        "+12015550182": ([{"status": 500}, {"status": 503}], "sent", 3, 1),
-        "+12015550183": ([{"status": 500}] * 5, "failed", 5, 0),
+        # ACS took the text, then a gateway answered 500: the retry repeats the same request and ACS answers
+        # the first result: one text, not two (the SDK alone would make a new request ID and text twice).
+        "+12015550182": ([{"status": 500, "after_send": True}, {"status": 503}], "sent", 3, 1),
+        # Five 5xx: any of them may have come after ACS sent the text, so it goes to review, never "failed".
+        "+12015550183": ([{"status": 500}] * 5, "unknown", 5, 0),
         "+12015550184": ([{"httpStatusCode": 400, "errorMessage": "Invalid To phone number format."}],
                          "failed", 1, 0),
         "+12015550185": ([{"httpStatusCode": 403, "errorMessage": "Sender blocked for given recipient"}],
@@ -418,11 +421,46 @@ def test_scripted_faults_give_exactly_the_outcome_the_rules_say(app, clock, acs,
             assert len([t for t in accepted if t["to"] == to]) == texts
         assert to[2:] not in (item.reason or "")
     assert items(app, env, "830002")["reminder-60|1"].reason.startswith(
-        "gave up after 5 attempts: ACS answered HTTP 500"
+        "gave up after 5 attempts, ACS may have sent it: ACS answered HTTP 500"
     )
     assert items(app, env, "830004")["reminder-60|1"].reason == (
         "ACS refused the recipient (403): Sender blocked for given recipient"
     )
+
+
+def test_a_5xx_retry_after_acs_forgot_the_request_goes_to_review_not_out_again(app, clock, acs, environment_id):
+    import requests
+
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,))
+    env = make_environment(app, environment_id, sms=sms)
+    to = "+12015550189"
+    start_clock(app, clock, NOW)
+    book(env, "830100", to)
+    requests.post(f"{acs.url}/_standin/recipient-faults", json={"to": to, "times": 1, "status": 500,
+                  "after_send": True}, verify=acs.verify, timeout=10).raise_for_status()
+    due = START - timedelta(minutes=60)
+    start_clock(app, clock, due)
+    run_timer()
+    item = items(app, env, "830100")["reminder-60|1"]
+    assert (item.state, item.maybe_accepted) == ("pending", True)
+    # The timer was down: by the next run ACS's 5-minute tracking window of that request has passed.
+    app.repos.outbox.transition(item, repeat_first_sent=item.repeat_first_sent - timedelta(minutes=6))
+    clock.set(due + timedelta(minutes=10))
+    run_timer()
+    item = items(app, env, "830100")["reminder-60|1"]
+    assert (item.state, item.attempts) == ("unknown", 1)
+    assert item.reason.startswith("ACS answered 5xx and no longer tracks that attempt")
+    assert len([t for t in acs.texts(env.id) if t["to"] == to]) == 1
+
+
+def test_acs_refuses_a_repeat_outside_its_window_and_the_sender_calls_it_unknown(app, acs):
+    from lib.sms.repeatability import Repeatability
+
+    old = Repeatability(str(uuid.uuid4()), datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=6))
+    result = app.sms_sender.send(sender=SENDER, to="+12015550189", message="x", tag="t|x", repeat=old)
+    assert (result.status, result.reason) == (
+        "unknown", "ACS no longer tracks the first attempt (412): Repeatability first sent header not within the "
+        "tracking window.")
 
 
 # ---- privacy ------------------------------------------------------------------------------------------
