@@ -60,6 +60,9 @@ class SmsSettings:
             ``{link}``. Missing entries fall back to the shipped templates.
         rate_per_minute: most texts a minute from ``sender`` (ACS: toll-free 200, short code 6000).
         phone_grace_minutes: the phone number is deleted this long after the visit's end.
+        reachable_countries: ISO 3166-1 regions ``sender`` can text (a US toll-free number reaches US and CA
+            numbers, not a UK mobile); empty = the sender number's own region only. Other numbers are not
+            texted and the reason is recorded.
     """
 
     enabled: bool = False
@@ -74,6 +77,7 @@ class SmsSettings:
     templates: dict[str, dict[str, str]] = field(default_factory=dict)
     rate_per_minute: int = 200
     phone_grace_minutes: int = 120
+    reachable_countries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class EnvironmentConfig:
         """Build from a stored document, ignoring Cosmos system properties (``_etag``...)."""
         sms = doc.get("sms") or {}
         sms_fields = {k: v for k, v in sms.items() if k in SmsSettings.__dataclass_fields__}
-        for name in ("reminder_offsets_minutes", "quiet_hours"):
+        for name in ("reminder_offsets_minutes", "quiet_hours", "reachable_countries"):
             if name in sms_fields:
                 sms_fields[name] = tuple(sms_fields[name])
         if "templates" in sms_fields:

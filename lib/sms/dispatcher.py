@@ -35,11 +35,11 @@ from typing import Protocol
 
 from lib.clock import Clock, SystemClock
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, hour_bucket, iso
-from lib.sms.configuration import is_e164
+from lib.sms.configuration import is_e164, sending_problems, unreachable_reason
 from lib.sms.links import JoinLinks
 from lib.sms.quiet_hours import first_allowed_after, is_quiet
 from lib.sms.repeatability import Repeatability
-from lib.sms.segments import count_segments
+from lib.sms.segments import MAX_SEGMENTS, count_segments
 from lib.sms.sender import SendResult
 from lib.sms.templates import render, template_language
 from lib.store.appointments import AppointmentRepository
@@ -181,7 +181,8 @@ class Dispatcher:
         if item.due_utc > now:
             return "not-due"
         appointment = self._appointments.get(item.appointment_key)
-        environment = self._environments.get(item.environment_id)
+        # Fresh, not cached: SMS switched off by another instance must stop this very send.
+        environment = self._environments.get(item.environment_id, fresh=True)
         skip_reason = _skip_reason(item, appointment, environment, now)
         phone = None
         if skip_reason is None:
@@ -193,7 +194,13 @@ class Dispatcher:
         if skip_reason is not None:
             return self._finish(item, "skipped", reason=skip_reason)
         assert appointment is not None and environment is not None and phone is not None
+        problems = sending_problems(environment)
+        if problems:  # stored by a path that skipped the portal's check: never sent as they are
+            return self._finish(item, "failed", reason="the SMS settings are invalid: " + "; ".join(problems))
         sms = environment.sms
+        unreachable = unreachable_reason(sms, phone)
+        if unreachable is not None:
+            return self._finish(item, "skipped", reason=unreachable)
         sender = sms.sender or ""
         if self._opt_outs is not None and self._opt_outs.is_opted_out(sender, phone):
             return self._finish(item, "blocked", reason="the recipient opted out (STOP) of texts from this number")
@@ -230,6 +237,9 @@ class Dispatcher:
             default_language=sms.default_language,
         )
         segments = count_segments(text).segments
+        if segments > MAX_SEGMENTS:  # the settings check is by worst case; this is the text itself
+            return self._finish(claimed, "failed", reason=f"the text would take {segments} segments, more than "
+                                f"{MAX_SEGMENTS}: shorten the template or the organization name")
         result = self._sender.send(sender=sender, to=phone, message=text, tag=item.id, repeat=repeat)
         log.info(
             "sms appointment=%s kind=%s revision=%d outcome=%s segments=%d",

@@ -17,6 +17,8 @@ class EnvironmentRepository:
     """Reads and writes :class:`EnvironmentConfig` documents.
 
     Reads are cached for ``cache_seconds`` so a burst of HL7 messages or launches costs one point read.
+    Decisions that stop an effect (the SMS dispatcher, right before a send) read with ``fresh=True``: a
+    change saved by another instance (SMS switched off) applies before the next send, not a cache later.
     """
 
     def __init__(self, store: CosmosStore, *, cache_seconds: float = 30.0) -> None:
@@ -24,10 +26,11 @@ class EnvironmentRepository:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, EnvironmentConfig | None]] = {}
 
-    def get(self, environment_id: str) -> EnvironmentConfig | None:
-        """The environment with this ID, or ``None`` when it is not configured."""
+    def get(self, environment_id: str, *, fresh: bool = False) -> EnvironmentConfig | None:
+        """The environment with this ID, or ``None`` when it is not configured (``fresh``: read the store,
+        not the cache)."""
         hit = self._cache.get(environment_id)
-        if hit and time.monotonic() - hit[0] < self._cache_seconds:
+        if hit and not fresh and time.monotonic() - hit[0] < self._cache_seconds:
             return hit[1]
         doc = read_or_none(self._container, environment_id, environment_id)
         config = EnvironmentConfig.from_doc(doc) if doc else None

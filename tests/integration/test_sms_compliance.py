@@ -33,6 +33,8 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # Sun 12:00 EST
 START = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)  # Thu Dec 3, 3:00 PM EST
 KEY = "test-webhook-key-" + "x" * 16
+#: libphonenumber's example GB mobile (Ofcom's 07700 900xxx drama range is not a valid number there).
+UK_MOBILE = "+447400123456"
 ACS_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
     "Microsoft.Communication/communicationServices/acs-test"
@@ -461,6 +463,74 @@ def test_acs_refuses_a_repeat_outside_its_window_and_the_sender_calls_it_unknown
     assert (result.status, result.reason) == (
         "unknown", "ACS no longer tracks the first attempt (412): Repeatability first sent header not within the "
         "tracking window.")
+
+
+# ---- settings applied before the next send; checked again before sending ------------------------------
+
+
+def test_sms_switched_off_by_another_instance_stops_the_next_send(app, env, clock, acs):
+    from lib.store.environments import EnvironmentRepository
+
+    book(env, "830200", "(201)555-0148")
+    start_clock(app, clock, START - timedelta(hours=24))
+    run_timer()  # the 24-hour reminder goes out; this process has the environment in its cache now
+    assert len(acs.texts(env.id)) == 1
+    portal = EnvironmentRepository(app.store)  # the admin portal, in another instance
+    portal.put(dataclasses.replace(env, sms=dataclasses.replace(env.sms, enabled=False)))
+    clock.set(START - timedelta(hours=1))
+    run_timer()
+    item = items(app, env, "830200")["reminder-60|1"]
+    assert (item.state, item.reason) == ("skipped", "SMS is not enabled for this environment")
+    assert len(acs.texts(env.id)) == 1
+
+
+def test_a_stored_template_over_its_segment_budget_is_never_sent(app, clock, acs, environment_id):
+    long = "{org}: your video visit is {when}. Join: {link} " + "Please read all of this. " * 14
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,),
+                      templates={"en": {"reminder": long}})
+    env = make_environment(app, environment_id, sms=sms)  # stored without the portal's check
+    start_clock(app, clock, NOW)
+    book(env, "830300", "(201)555-0149")
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    item = items(app, env, "830300")["reminder-60|1"]
+    assert item.state == "failed"
+    assert item.reason.startswith("the text would take 4 segments, more than 2")
+    assert acs.texts(env.id) == []
+
+
+def test_settings_with_a_broken_template_fail_the_send_with_the_reason(app, clock, acs, environment_id):
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,),
+                      templates={"en": {"reminder": "{org} {when} {link} {patient_name}"}})
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    book(env, "830400", "(201)555-0150")
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    item = items(app, env, "830400")["reminder-60|1"]
+    assert (item.state, item.reason) == (
+        "failed", "the SMS settings are invalid: en/reminder: unknown placeholder(s) {patient_name}; use {org}, "
+        "{when}, {link}")
+    assert acs.texts(env.id) == []
+
+
+@pytest.mark.parametrize(("countries", "state", "reason"), [
+    ((), "skipped", "the sender number cannot text numbers in GB (reaches US)"),
+    (("US", "CA"), "skipped", "the sender number cannot text numbers in GB (reaches CA, US)"),
+    (("US", "GB"), "sent", None),
+])
+def test_a_uk_mobile_is_texted_only_when_the_sender_reaches_the_uk(app, clock, acs, environment_id, countries,
+                                                                     state, reason):
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,),
+                      reachable_countries=countries)
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    book(env, "830500", UK_MOBILE)
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    item = items(app, env, "830500")["reminder-60|1"]
+    assert (item.state, item.reason) == (state, reason)
+    assert len(acs.texts(env.id)) == (1 if state == "sent" else 0)
 
 
 # ---- privacy ------------------------------------------------------------------------------------------
