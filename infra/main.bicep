@@ -96,6 +96,7 @@ var queueNames = [
   'sms-outbox-poison'
   'visit-events'
   'visit-events-poison'
+  'visit-events-poison-poison' // a malformed message the poison trigger cannot read ends here (watched too)
 ]
 
 // Key Vault secret names. Values are uploaded after deployment (docs/deploy.md).

@@ -28,6 +28,31 @@ def poison_queue(name: str) -> str:
     return f"{name}-poison"
 
 
+class MalformedMessage(ValueError):
+    """A queue message its trigger cannot read (not JSON, or missing fields). The trigger raises it, so the
+    host moves the message to ``<queue>-poison`` after ``maxDequeueCount`` attempts, where the poison
+    alert sees it; it is never dropped silently."""
+
+
+def read_ids(body: bytes | str, *fields: str) -> dict[str, str]:
+    """The string ``fields`` of a message body (and ``correlationId`` when it is a string).
+
+    Raises:
+        MalformedMessage: the body is not a JSON object, or a field is missing or not a string.
+    """
+    try:
+        value = decode(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"not a JSON object ({type(exc).__name__})") from None
+    missing = [f for f in fields if not isinstance(value.get(f), str) or not value[f]]
+    if missing:
+        raise MalformedMessage(f"missing or non-string field(s): {', '.join(missing)}")
+    ids = {f: value[f] for f in fields}
+    if isinstance(value.get("correlationId"), str):
+        ids["correlationId"] = value["correlationId"]
+    return ids
+
+
 def encode(message: Mapping[str, Any]) -> str:
     """The JSON text of a message (the base64 step is the SDK's encode policy)."""
     return json.dumps(dict(message), separators=(",", ":"), sort_keys=True)

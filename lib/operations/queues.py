@@ -14,12 +14,14 @@ from typing import Any
 from lib.queues import SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
 from lib.settings import Settings
 
-#: The queues an operator watches: the work queues and the host's poison queues.
+#: The queues an operator watches: the work queues and the host's poison queues, including the poison queue
+#: of the trigger that reads ``visit-events-poison`` (a message it cannot read ends there).
 WATCHED_QUEUES = (
     SMS_OUTBOX_QUEUE,
     VISIT_EVENTS_QUEUE,
     poison_queue(SMS_OUTBOX_QUEUE),
     poison_queue(VISIT_EVENTS_QUEUE),
+    poison_queue(poison_queue(VISIT_EVENTS_QUEUE)),
 )
 
 
