@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from lib.clock import Clock
+from lib.observability import metrics
 from lib.models import EnvironmentConfig, OutboxItem
 from lib.sms.configuration import is_e164
 from lib.sms.sender import SendResult
@@ -155,6 +156,7 @@ class AcsEventHandler:
                 )
             try:
                 self._outbox.transition(item, **changes)
+                metrics.sms_delivery(status)  # "Failed" feeds the SMS failure-rate and not-delivered alerts
                 return "delivery-recorded"
             except ConcurrencyConflict:
                 item = self._outbox.get(item.id, item.bucket)

@@ -258,10 +258,16 @@ def test_delivery_report_updates_the_outbox_by_message_id_and_ignores_older_repo
     item = items(webhook, env, "8200002")["booked|1"]
     assert item.state == "sent" and item.message_id
     later, earlier = NOW + timedelta(minutes=2), NOW + timedelta(minutes=1)
+    from lib.observability import metrics
+
+    failed_before = metrics.total(metrics.SMS_DELIVERY, status="Failed")
     assert post_events([delivery(item.message_id, "Delivered", at=later)]).status_code == 200
     assert post_events([delivery(item.message_id, "Failed", at=earlier)]).status_code == 200
     item = items(webhook, env, "8200002")["booked|1"]
     assert (item.state, item.delivery_status, item.delivery_event_utc) == ("sent", "Delivered", later)
+    assert metrics.total(metrics.SMS_DELIVERY, status="Failed") == failed_before  # the stale report is not counted
+    assert post_events([delivery(item.message_id, "Failed", at=later + timedelta(minutes=1))]).status_code == 200
+    assert metrics.total(metrics.SMS_DELIVERY, status="Failed") == failed_before + 1
 
 
 def test_delivery_report_reconciles_a_send_whose_outcome_was_unknown(webhook, env, acs):
