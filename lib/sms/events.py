@@ -33,8 +33,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from lib.clock import Clock
-from lib.observability import metrics
 from lib.models import EnvironmentConfig, OutboxItem
+from lib.observability import metrics
 from lib.sms.configuration import is_e164
 from lib.sms.sender import SendResult
 from lib.sms.templates import render
