@@ -4,6 +4,7 @@ never dropped with only a log line."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import time
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceExistsError
 
 from lib.observability import metrics
 from lib.operations.queues import queue_client
@@ -39,10 +41,8 @@ def test_a_malformed_message_goes_on_to_the_poison_queue_and_is_counted(app, tmp
     bodies = [json.dumps({"id": marker}), f"not json {marker}", json.dumps([marker])]
     work, poison = queue_client(app.settings, queue), queue_client(app.settings, f"{queue}-poison")
     for client in (work, poison):
-        try:
+        with contextlib.suppress(ResourceExistsError):
             client.create_queue()
-        except Exception:  # exists
-            pass
     for body in bodies:
         work.send_message(body)
     before = metrics.total(metrics.QUEUE_MALFORMED, queue=queue)
