@@ -161,7 +161,8 @@ class Services:
 
         r = self.repos
         return AcsEventHandler(outbox=r.outbox, messages=self.sms_messages, opt_outs=self.opt_outs,
-                               environments=r.environments, sender=self.sms_sender, clock=self.clock)
+                               environments=r.environments, sender=self.sms_sender, clock=self.clock,
+                               public_base_url=self.settings.public_base_url)
 
     # ---- launch, join, Teams meetings, EHR write-back (issue 2) ---------------------------------------
     @cached_property

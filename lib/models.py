@@ -60,6 +60,11 @@ class SmsSettings:
             ``{link}``. Missing entries fall back to the shipped templates.
         rate_per_minute: most texts a minute from ``sender`` (ACS: toll-free 200, short code 6000).
         phone_grace_minutes: the phone number is deleted this long after the visit's end.
+        help_contact: the support contact a HELP reply gives (a phone number or web page of the organization);
+            ``None`` = the join links' site.
+        per_number_cap, per_number_window_hours: at most ``per_number_cap`` texts to one number from
+            ``sender`` in any ``per_number_window_hours`` (several visits in a few days); cancellations are
+            always sent. 0 = no cap.
         reachable_countries: ISO 3166-1 regions ``sender`` can text (a US toll-free number reaches US and CA
             numbers, not a UK mobile); empty = the sender number's own region only. Other numbers are not
             texted and the reason is recorded.
@@ -78,6 +83,9 @@ class SmsSettings:
     rate_per_minute: int = 200
     phone_grace_minutes: int = 120
     reachable_countries: tuple[str, ...] = ()
+    help_contact: str | None = None
+    per_number_cap: int = 6
+    per_number_window_hours: int = 72
 
 
 @dataclass(frozen=True)

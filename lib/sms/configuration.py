@@ -19,7 +19,17 @@ import phonenumbers
 
 from lib.models import EnvironmentConfig, SmsSettings
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
-from lib.sms.templates import KINDS, PLACEHOLDERS, TEMPLATES, format_when, placeholders, render_template, template_for
+from lib.sms.templates import (
+    KINDS,
+    PLACEHOLDERS,
+    TEMPLATES,
+    format_when,
+    help_contact,
+    placeholders,
+    render_template,
+    template_for,
+    texts_per_visit,
+)
 
 #: Length of a join-link token (``lib/sms/links.py``: base64url of 36 bytes).
 TOKEN_LENGTH = 48
@@ -133,16 +143,19 @@ def template_problems(
     if problems:
         return problems
     link = link_base.rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
+    contact = help_contact(sms, link_base)
     for language in sorted(set(TEMPLATES) | set(sms.templates)):
         whens = worst_case_whens(time_zone, language)
+        extra = {"contact": contact, "frequency": texts_per_visit(sms, language)}
         for kind in KINDS:
             template = template_for(kind, language, sms.templates, sms.default_language)
             worst = max(
-                (count_segments(render_template(template, org=display_name, when=w, link=link)) for w in whens),
+                (count_segments(render_template(template, org=display_name, when=w, link=link, **extra))
+                 for w in whens),
                 key=lambda c: (c.segments, c.units),
             )
             if worst.segments > MAX_SEGMENTS:
-                sample = render_template(template, org=display_name, when=whens[0], link=link)
+                sample = render_template(template, org=display_name, when=whens[0], link=link, **extra)
                 hint = non_gsm7_characters(sample)
                 why = f"; characters outside GSM-7 force UCS-2: {hint}" if hint else ""
                 problems.append(
@@ -205,6 +218,8 @@ def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str) ->
         problems.append("the sending rate must be at least 1 text a minute")
     if sms.phone_grace_minutes < 0:
         problems.append("the phone-number grace period cannot be negative")
+    if sms.per_number_cap < 0 or sms.per_number_window_hours <= 0:
+        problems.append("the per-number cap must be 0 (off) or more texts over a window of at least 1 hour")
     problems += _country_problems(sms.reachable_countries)
     try:
         ZoneInfo(config.time_zone)

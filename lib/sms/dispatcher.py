@@ -80,7 +80,14 @@ class Sender(Protocol):
 class OptOuts(Protocol):
     """:class:`lib.store.opt_outs.OptOutRepository`."""
 
-    def is_opted_out(self, sender: str, recipient: str) -> bool: ...
+    def stop_reason(self, sender: str, recipient: str) -> str | None: ...
+
+    def record(self, sender: str, recipient: str, *, opted_out: bool, event_time: datetime, keyword: str) -> bool: ...
+
+    def mark_undeliverable(self, sender: str, recipient: str, *, event_time: datetime, reason: str) -> None: ...
+
+    def take_cap_slot(self, environment_id: str, item_id: str, sender: str, recipient: str, *, now: datetime,
+                      limit: int, window: timedelta) -> bool: ...
 
 
 class MessageIndex(Protocol):
@@ -202,8 +209,9 @@ class Dispatcher:
         if unreachable is not None:
             return self._finish(item, "skipped", reason=unreachable)
         sender = sms.sender or ""
-        if self._opt_outs is not None and self._opt_outs.is_opted_out(sender, phone):
-            return self._finish(item, "blocked", reason="the recipient opted out (STOP) of texts from this number")
+        stop = self._opt_outs.stop_reason(sender, phone) if self._opt_outs is not None else None
+        if stop is not None:
+            return self._finish(item, "blocked", reason=stop)
         if item.kind == "reminder" and is_quiet(now, environment.time_zone, sms.quiet_hours):
             later = first_allowed_after(now, environment.time_zone, sms.quiet_hours)
             if appointment.start_utc is None or later >= appointment.start_utc:
@@ -214,6 +222,12 @@ class Dispatcher:
             return "rate-limited"
         if self._rate is not None and not self._rate.take(sender, now=now, per_minute=sms.rate_per_minute):
             return "rate-limited"  # stays pending and due: the next timer run (a minute later) takes it
+        if (self._opt_outs is not None and sms.per_number_cap > 0 and item.kind != "cancelled"
+                and not self._opt_outs.take_cap_slot(
+                    item.environment_id, item.id, sender, phone, now=now, limit=sms.per_number_cap,
+                    window=timedelta(hours=sms.per_number_window_hours))):
+            return self._finish(item, "skipped", reason=f"this number already got {sms.per_number_cap} texts in "
+                                f"{sms.per_number_window_hours} hours (per-number cap)")
         repeat = self._repeatability(item)
         if repeat is None:
             return self._finish(item, "unknown", reason="ACS answered 5xx and no longer tracks that attempt, so it "
@@ -267,8 +281,10 @@ class Dispatcher:
         if result.status == "unknown":
             return self._finish(claimed, "unknown", reason=result.reason)
         reason = result.reason or "ACS refused the text"
-        state = "blocked" if any(m in reason.lower() for m in _BLOCKED_MARKERS) else "failed"
-        return self._finish(claimed, state, reason=reason)
+        blocked = any(m in reason.lower() for m in _BLOCKED_MARKERS)
+        if blocked and self._opt_outs is not None:  # ACS holds the number's STOP: record it as the opt-out it is
+            self._opt_outs.record(sender, phone, opted_out=True, event_time=now, keyword="ACS-BLOCKED")
+        return self._finish(claimed, "blocked" if blocked else "failed", reason=reason)
 
     def _repeatability(self, item: OutboxItem) -> Repeatability | None:
         """The repeatable request of this attempt: the stored one after a possibly accepted attempt (``None``

@@ -57,11 +57,12 @@ def fresh_sms_state(app):
     opt_outs, timer_state = app.store.container("opt_outs"), app.store.container("timer_state")
     for sender in (SENDER, "+12015550190"):
         delete_if_exists(timer_state, f"sms-rate|{sender}", f"sms-rate|{sender}")
-    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 152, 153)]
-    pairs += [("+12015550154", "+12015550155")]
+    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(176, 190))]
+    pairs += [("+12015550154", "+12015550155"), ("+12015550157", "+12015550158")]
     for sender, phone in pairs:
         pair = app.opt_outs.pair_hash(sender, phone)
         delete_if_exists(opt_outs, f"optout|{pair}", f"optout|{pair}")
+        delete_if_exists(opt_outs, f"undeliverable|{pair}", f"undeliverable|{pair}")
         for day in ("2026-11-29", "2026-11-30"):
             delete_if_exists(opt_outs, f"help|{pair}|{day}", f"help|{pair}|{day}")
 
@@ -242,7 +243,8 @@ def test_help_is_answered_once_a_day_with_the_help_text(webhook, clock, acs, env
     replies = help_replies(acs, "+12015550155")[before:]
     assert [(r["from"], r["message"]) for r in replies] == [(
         ours,
-        "Contoso Health: video visit booking notices and reminders. Msg&data rates may apply. Reply STOP to opt out.",
+        "Contoso Health video visit notices: up to 4 msgs per visit. Help: "
+        f"{webhook.settings.public_base_url}. Msg&data rates may apply. Reply STOP to opt out.",
     )]
     start_clock(webhook, clock, NOW + timedelta(days=1))
     post_events([inbound("info", "+12015550155", ours=ours)])
@@ -537,6 +539,119 @@ def test_a_uk_mobile_is_texted_only_when_the_sender_reaches_the_uk(app, clock, a
     item = items(app, env, "830500")["reminder-60|1"]
     assert (item.state, item.reason) == (state, reason)
     assert len(acs.texts(env.id)) == (1 if state == "sent" else 0)
+
+
+# ---- Failed and blocked numbers, free-text opt-outs, history, HELP, per-number cap -----------------------
+
+
+def test_a_failed_delivery_report_stops_further_texts_to_that_number(webhook, env, clock, acs):
+    phone = "+12015550176"
+    book(env, "830600", "(201)555-0176")
+    send_queued(webhook, env, "830600")
+    item = items(webhook, env, "830600")["booked|1"]
+    report = delivery(item.message_id, "Failed", at=NOW + timedelta(minutes=1), detail="Number out of service")
+    report["data"]["to"] = phone
+    assert post_events([report]).status_code == 200
+    start_clock(webhook, clock, START - timedelta(hours=24))
+    run_timer()
+    reminder = items(webhook, env, "830600")["reminder-1440|1"]
+    assert (reminder.state, reminder.reason) == (
+        "blocked", "an earlier text to this number was not delivered (Number out of service): no more texts")
+    assert len(acs.texts(env.id)) == 1
+    # The number answers START: it takes texts again (the carrier lifted its block too).
+    assert post_events([inbound("START", phone, at=NOW + timedelta(minutes=5))]).status_code == 200
+    assert webhook.opt_outs.stop_reason(SENDER, phone) is None
+
+
+def test_acs_blocked_answer_records_an_opt_out_in_the_history(app, clock, acs, environment_id):
+    phone = "+12015550177"
+    sms = SmsSettings(enabled=True, sender=SENDER, reminder_offsets_minutes=(60,))
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    acs.fail_recipient(phone, 403, "Sender blocked for given recipient")
+    book(env, "830700", "(201)555-0177")
+    send_queued(app, env, "830700")
+    assert items(app, env, "830700")["booked|1"].state == "blocked"
+    assert app.opt_outs.history(SENDER, phone) == [
+        {"event_time": "2026-11-29T17:00:00+00:00", "opted_out": True, "keyword": "ACS-BLOCKED"}]
+    acs.clear_faults()
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    reminder = items(app, env, "830700")["reminder-60|1"]
+    assert (reminder.state, reminder.reason) == ("blocked", "the recipient opted out (STOP) of texts from this number")
+    assert acs.texts(env.id) == []
+
+
+@pytest.mark.parametrize(("text", "phone"), [
+    ("please stop texting me", "+12015550178"), ("Remove me", "+12015550179"),
+    ("ＳＴＯＰ", "+12015550180"), ("\u0405\u0422\u041e\u0420", "+12015550181"),
+])
+def test_free_text_full_width_and_look_alike_opt_outs_are_honoured(webhook, text, phone):
+    assert post_events([inbound(text, phone)]).status_code == 200
+    assert webhook.opt_outs.stop_reason(SENDER, phone) == "the recipient opted out (STOP) of texts from this number"
+
+
+def test_opt_out_and_opt_in_history_is_kept_not_overwritten(webhook):
+    phone = "+12015550182"
+    events = [inbound("STOP", phone, at=NOW), inbound("START", phone, at=NOW + timedelta(hours=1)),
+              inbound("remove me", phone, at=NOW + timedelta(hours=2))]
+    for event in [*events, events[1]]:  # Event Grid delivers one event twice
+        assert post_events([event]).status_code == 200
+    assert webhook.opt_outs.history(SENDER, phone) == [
+        {"event_time": "2026-11-29T17:00:00+00:00", "opted_out": True, "keyword": "STOP"},
+        {"event_time": "2026-11-29T18:00:00+00:00", "opted_out": False, "keyword": "START"},
+        {"event_time": "2026-11-29T19:00:00+00:00", "opted_out": True, "keyword": "FREETEXT"},
+    ]
+    stored = json.dumps(webhook.store.container("opt_outs").read_item(
+        f"optout|{webhook.opt_outs.pair_hash(SENDER, phone)}", f"optout|{webhook.opt_outs.pair_hash(SENDER, phone)}"))
+    assert "2015550182" not in stored and "remove me" not in stored.lower()
+
+
+def test_help_answers_with_programme_frequency_and_contact(webhook, clock, acs, environment_id):
+    sms = SmsSettings(enabled=True, sender="+12015550157", help_contact="call 800-555-0199")
+    make_environment(webhook, environment_id, sms=sms)
+    clock.set(NOW)
+    before = len(help_replies(acs, "+12015550158"))
+    assert post_events([inbound("HELP", "+12015550158", ours="+12015550157")]).status_code == 200
+    texts = help_replies(acs, "+12015550158")[before:]
+    assert [t["message"] for t in texts] == [
+        "Contoso Health video visit notices: up to 4 msgs per visit. Help: call 800-555-0199. Msg&data rates may "
+        "apply. Reply STOP to opt out."]
+
+
+def test_the_per_number_cap_holds_over_a_rolling_window(app, clock, acs, environment_id):
+    phone = "(201)555-0183"
+    sms = SmsSettings(enabled=True, sender=SENDER, reminder_offsets_minutes=(60,), per_number_cap=3,
+                      per_number_window_hours=72)
+    env = make_environment(app, environment_id, sms=sms)
+    booked_at = START - timedelta(days=1)
+    start_clock(app, clock, booked_at)
+    for n, start in enumerate((START, START + timedelta(hours=2))):  # two visits the same afternoon
+        book(env, f"83080{n}", phone, start=start, sent=booked_at)
+        send_queued(app, env, f"83080{n}")
+    for at in (START - timedelta(minutes=60), START + timedelta(minutes=60)):
+        clock.set(at)
+        run_timer()
+    states = {n: {k: (i.state, i.reason) for k, i in items(app, env, f"83080{n}").items()} for n in (0, 1)}
+    assert states[0] == {"booked|1": ("sent", None), "reminder-60|1": ("sent", None)}
+    assert states[1] == {"booked|1": ("sent", None), "reminder-60|1": (
+        "skipped", "this number already got 3 texts in 72 hours (per-number cap)")}
+    # Days later the window has moved on: the next visit's texts go out again.
+    later = START + timedelta(days=5)
+    clock.set(later - timedelta(days=1))
+    book(env, "830802", phone, start=later, sent=later - timedelta(days=1))
+    send_queued(app, env, "830802")
+    assert items(app, env, "830802")["booked|1"].state == "sent"
+    assert len(acs.texts(env.id)) == 4
+
+
+def test_an_event_time_ahead_of_our_clock_is_measured_as_skew(webhook):
+    from lib.observability import metrics
+
+    before = metrics.total(metrics.CLOCK_SKEW, source="eventgrid")
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    assert post_events([inbound("see you then", "+12015550184", at=ahead)]).status_code == 200
+    assert 290 <= metrics.total(metrics.CLOCK_SKEW, source="eventgrid") - before <= 300
 
 
 # ---- privacy ------------------------------------------------------------------------------------------
