@@ -34,8 +34,9 @@ from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_header
 from lib.hl7.siu import parse_siu
 from lib.hl7.times import to_utc
-from lib.models import Appointment, EnvironmentConfig, appointment_key
+from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.scheduling.apply import Applied, apply_message, order_key
+from lib.scheduling.keep_limit import KeepLimiter
 from lib.sms.planner import plan_texts
 from lib.store.appointments import AppointmentRepository
 from lib.store.contacts import ContactRepository
@@ -126,6 +127,7 @@ class IntakeService:
         rejected: RejectedMessages,
         verifier: RequestVerifier,
         clock: Clock,
+        unknown_keeps: KeepLimiter | None = None,
     ) -> None:
         self._environments = environments
         self._appointments = appointments
@@ -136,6 +138,7 @@ class IntakeService:
         self._rejected = rejected
         self._verifier = verifier
         self._clock = clock
+        self._unknown_keeps = unknown_keeps or KeepLimiter()
 
     def handle(self, environment_id: str, body: bytes, headers: Mapping[str, str]) -> IntakeResponse:
         """Process one request to ``POST /api/hl7/{environmentId}``; never raises for bad input.
@@ -174,8 +177,8 @@ class IntakeService:
             return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
         if environment is None:
             # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
-            # size of a real SIU message is stored.
-            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES
+            # size of a real SIU message is stored, and only so many a minute (lib/scheduling/keep_limit.py).
+            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES and self._unknown_keeps.take()
             rejected_id = self._keep(environment_id, body, "unknown environment", "207", None) if keep else None
             return _problem(
                 404,
@@ -272,26 +275,35 @@ class IntakeService:
                 return applied, ()
             after = applied.after
             phone = getattr(message, "sms_phone_e164", None)
-            has_phone = phone is not None or (
-                existing is not None and self._contacts.phone(doc_key, now=now) is not None
-            )
-            # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
-            # like a new booking when its first SIU arrives.
-            announced = applied.before if applied.before is not None and applied.before.order_key else None
-            plan = plan_texts(
-                environment.sms, announced, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
-            )
-            refs = {r["id"]: r for r in after.outbox_refs}
-            for item in plan.create:
-                refs[item.id] = {"id": item.id, "bucket": item.bucket}
-            after = dataclasses.replace(after, outbox_refs=list(refs.values()))
+            if applied.outcome == "redelivered":
+                # This very message was applied before, and the intake may have stopped after that write (a
+                # store error, a lost answer): the texts it planned were stored with the appointment and are
+                # created now (once each: their IDs are deterministic). Nothing is planned anew.
+                create = tuple(OutboxItem.from_doc(doc) for doc in after.planned_outbox)
+                cancel = plan_texts(environment.sms, after, after, has_phone=False, now=now).cancel
+            else:
+                has_phone = phone is not None or (
+                    existing is not None and self._contacts.phone(doc_key, now=now) is not None
+                )
+                # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
+                # like a new booking when its first SIU arrives.
+                announced = applied.before if applied.before is not None and applied.before.order_key else None
+                plan = plan_texts(
+                    environment.sms, announced, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
+                )
+                create, cancel = plan.create, plan.cancel
+                refs = {r["id"]: r for r in after.outbox_refs}
+                for item in create:
+                    refs[item.id] = {"id": item.id, "bucket": item.bucket}
+                after = dataclasses.replace(after, outbox_refs=list(refs.values()),
+                                            planned_outbox=[item.to_doc() for item in create])
             try:
                 stored = self._store(existing, after, applied)
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another message for the same appointment won the race: decide again
-            self._side_effects(environment, stored, phone, plan.cancel, now)
+            self._side_effects(environment, stored, phone, cancel, now)
             to_send = []
-            for item in plan.create:
+            for item in create:
                 created, _ = self._outbox.create_once(item)
                 if created.state == "pending" and created.due_utc <= now:
                     to_send.append((created.id, created.bucket))

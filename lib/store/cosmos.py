@@ -169,6 +169,20 @@ def read_or_none(container: Any, item_id: str, partition_key: str) -> dict[str, 
             return None
 
 
+def read_many(container: Any, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Read many documents in one round trip per physical partition (Cosmos DB ReadMany; the SDK turns a
+    list of ``(id, partition key)`` into one query per partition range). Missing documents are left out.
+
+    Raises:
+        StoreUnavailable, StoreError: see :func:`translated_errors`.
+    """
+    unique = list(dict.fromkeys(items))
+    if not unique:
+        return []
+    with translated_errors():
+        return list(container.read_items(unique))
+
+
 def write_over(container: Any, current: dict[str, Any] | None, body: dict[str, Any]) -> None:
     """Create ``body`` when ``current`` (the document as read) is ``None``, else replace it only if it is
     unchanged since that read (``If-Match`` on its ``_etag``).
