@@ -44,6 +44,7 @@ from lib.store.environments import EnvironmentRepository
 from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
 from lib.store.links import LinkRepository
 from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
+from lib.store.messages import Signature as SignedRequest
 from lib.store.outbox import OutboxRepository
 
 log = logging.getLogger(__name__)
@@ -102,13 +103,28 @@ class Problem(Exception):
 class RequestVerifier(Protocol):
     """Authenticates an intake request before anything is parsed (:mod:`lib.scheduling.signature`)."""
 
-    def verify(self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes) -> None:
-        """Return when the request is authentic; raise :class:`Problem` (401/403) otherwise.
+    def authenticate(
+        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes
+    ) -> SignedRequest | None:
+        """Check the request's signature and claims, all but the single use of its ``jti``; returns what
+        that single use needs (``None`` when the environment takes unsigned requests).
 
         Raises:
             Problem: the request is not authentic (reason code in ``Problem.code``).
+        """
+        ...
+
+    def claim(self, environment_id: str, signed: SignedRequest) -> None:
+        """Record the ``jti`` of a request whose message is not recorded (no MSH-10, refused, not HL7).
+
+        Raises:
+            Problem: 401 ``signature_replayed``.
             StoreUnavailable: the replay store cannot be reached.
         """
+        ...
+
+    def replayed(self) -> Problem:
+        """The answer to a replayed request."""
         ...
 
 
@@ -187,23 +203,24 @@ class IntakeService:
                 "interface sends to, or add the environment in the configuration portal.",
                 rejected_id,
             )
+        signed: SignedRequest | None = None
         try:
             if not trusted:
-                self._verifier.verify(environment, headers, body)
+                signed = self._verifier.authenticate(environment, headers, body)
         except Problem as problem:
-            log.info("hl7 request refused env=%s status=%d code=%s", environment_id, problem.status, problem.code)
-            return _problem(problem.status, problem.title, problem.detail, code=problem.code, headers=problem.headers)
-        except StoreUnavailable:
-            log.warning("hl7 intake replay store unavailable env=%s", environment_id)
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+            return _refused(environment_id, problem)
         try:
             raw = unframe(body)
             header = read_header(raw)
         except (NotHL7, HL7Rejected) as exc:
+            if (refused := self._claim(environment_id, signed)) is not None:
+                return refused
             reason = getattr(exc, "reason", str(exc))
             rejected_id = self._keep(environment_id, body, reason, "100", None) if keep else None
             return _problem(400, "Not an HL7 v2 message", reason, rejected_id)
         if header.is_ack:
+            if (refused := self._claim(environment_id, signed)) is not None:
+                return refused
             # hl7.md §8: never acknowledge an acknowledgement (two engines would ACK each other forever).
             reason = "an ACK message was sent to the intake; acknowledgements are not acknowledged"
             rejected_id = self._keep(environment_id, body, reason, "200", header.control_id) if keep else None
@@ -215,21 +232,36 @@ class IntakeService:
             )
 
         try:
-            return self._handle_message(environment, header, raw, body, keep=keep)
+            return self._handle_message(environment, header, raw, body, signed, keep=keep)
+        except Problem as problem:
+            return _refused(environment_id, problem)
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id, header.control_id)
             ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
             return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
 
     def _handle_message(
-        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes,
+        signed: SignedRequest | None, *, keep: bool,
     ) -> IntakeResponse:
+        """Apply one message. A message with an MSH-10 is checked against, and recorded in, the processed
+        messages together with its signature's ``jti`` (one round trip each, ``lib.store.messages``); any
+        other request claims its ``jti`` on its own.
+
+        Raises:
+            Problem: the signature was used before (401 ``signature_replayed``).
+            StoreUnavailable: the store is down (the caller answers ``AE``).
+        """
         now = self._clock.now()
         dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
         if header.control_id:
-            previous = self._processed.ack_for(dedupe_id)
+            seen, previous = self._processed.check(dedupe_id, signed)
+            if seen == "replayed":
+                raise self._verifier.replayed()
             if previous is not None:
                 return IntakeResponse(200, previous, ack_content_type(header), ack_code=_msa(previous))
+        elif signed is not None:
+            self._verifier.claim(environment.id, signed)
         try:
             _check_processing_id(environment, header)
             message = parse_siu(
@@ -240,6 +272,8 @@ class IntakeService:
                 conference_id_field=environment.conference_id_field,
             )
         except HL7Rejected as rejected:
+            if header.control_id and signed is not None:
+                self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
             rejected_id = (
                 self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id,
                            delete_after=_visit_over(environment, raw))
@@ -255,8 +289,10 @@ class IntakeService:
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
-        if header.control_id:
-            self._processed.record(dedupe_id, ack, code=_msa(ack) or "AA", now=now)
+        if header.control_id and not self._processed.record(dedupe_id, signed, ack, code=_msa(ack) or "AA", now=now):
+            # The same signed request, replayed at the same moment, was recorded first; what both applied is
+            # the same message (idempotent), and only the first is answered AA.
+            raise self._verifier.replayed()
         log.info(
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
             environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
@@ -343,6 +379,19 @@ class IntakeService:
                 except ConcurrencyConflict:
                     pass  # a dispatcher claimed it; it re-checks the appointment before sending
 
+    def _claim(self, environment_id: str, signed: SignedRequest | None) -> IntakeResponse | None:
+        """Claim the ``jti`` of a request whose message will not be recorded; the answer when refused."""
+        if signed is None:
+            return None
+        try:
+            self._verifier.claim(environment_id, signed)
+        except Problem as problem:
+            return _refused(environment_id, problem)
+        except StoreUnavailable:
+            log.warning("hl7 intake replay store unavailable env=%s", environment_id)
+            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+        return None
+
     def _keep(
         self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None,
         *, delete_after: datetime | None = None,
@@ -406,6 +455,11 @@ def _msa(ack: bytes) -> str | None:
         if segment.startswith(b"MSA"):
             return segment[4:6].decode("ascii", "replace")
     return None
+
+
+def _refused(environment_id: str, problem: Problem) -> IntakeResponse:
+    log.info("hl7 request refused env=%s status=%d code=%s", environment_id, problem.status, problem.code)
+    return _problem(problem.status, problem.title, problem.detail, code=problem.code, headers=problem.headers)
 
 
 def _problem(

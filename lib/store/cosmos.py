@@ -97,6 +97,24 @@ class CosmosStore:
             proxy = self._containers[name] = self._db.get_container_client(name)
         return proxy
 
+    def warm_up(self) -> int:
+        """Fetch every container's properties now (the SDK caches them per client and would otherwise fetch
+        each on its first use, inside a request). Returns how many containers were read; one that does not
+        exist yet is skipped (its first use fails as it would have).
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+        read = 0
+        with translated_errors():
+            for spec in CONTAINERS:
+                try:
+                    self.container(spec.name).read()
+                    read += 1
+                except cosmos_errors.CosmosResourceNotFoundError:
+                    continue
+        return read
+
     def ensure_schema(self) -> None:
         """Create the database and every container of :data:`CONTAINERS` if missing.
 

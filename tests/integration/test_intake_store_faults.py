@@ -106,7 +106,7 @@ def writes_to(collection: str) -> Any:
     ("contacts", "503"),
     ("outbox", "drop"),
     ("outbox", "503"),
-    ("processed", "drop"),
+    ("hl7_messages", "drop"),
 ])
 def test_a_store_failure_after_a_partial_write_converges_on_the_resend(
         app: Any, clock: Any, environment_id: str, runner: str, proxy: StoreFaultProxy,
