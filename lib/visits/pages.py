@@ -103,20 +103,31 @@ def error_page(error: LaunchError, correlation_id: str) -> Page:
     """The one HTML rendering of a :class:`LaunchError`: the message, the code, the fix and a correlation ID.
 
     The admin hint is shown folded ("For your IT team"): it names settings and Epic/Entra records, never
-    tokens or PHI, so the clinician can pass it on.
+    tokens or PHI, so the clinician can pass it on. Rendered from ``lib/web/templates/launch_error.html``.
     """
-    body = (
-        "<main><h1>We could not start your video visit</h1>"
-        f'<p id="message">{html.escape(error.user_message)}</p>'
-        f'<p>Error code: <code id="error-code">{html.escape(error.code)}</code><br>'
-        f'Reference: <code id="correlation-id">{html.escape(correlation_id)}</code></p>'
-        "<details><summary>For your IT team</summary>"
-        f'<p id="admin-hint">{html.escape(error.admin_hint)}</p></details></main>'
-    )
-    headers = {"Content-Security-Policy": _csp(), "x-correlation-id": correlation_id}
+    from lib.web import ContentPolicy, render
+
+    headers = {"x-correlation-id": correlation_id}
     if error.retry_after:
         headers["Retry-After"] = str(error.retry_after)
-    return Page(_document("Video visit: error", body), status=error.status, headers=headers)
+    return render(
+        "launch_error.html",
+        {"message": error.user_message, "code": error.code, "correlation_id": correlation_id,
+         "admin_hint": error.admin_hint,
+         "retry_advice": retry_advice(error.retry_after) if error.retry_after else None},
+        status=error.status, policy=ContentPolicy(allow_forms=False), headers=headers,
+    )
+
+
+def retry_advice(seconds: int) -> str:
+    """When to try again, in words: ``Try again in 45 seconds.``, ``... in about 2 minutes.``, ``... an hour.``"""
+    if seconds < 60:
+        return f"Try again in {max(1, seconds)} second{'s' if seconds != 1 else ''}."
+    if seconds < 3600:
+        minutes = round(seconds / 60)
+        return f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
+    hours = round(seconds / 3600)
+    return f"Try again in about {hours} hour{'s' if hours != 1 else ''}."
 
 
 JOIN_SCRIPT = """(function(){
