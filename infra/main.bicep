@@ -97,6 +97,8 @@ var queueNames = [
   'visit-events'
   'visit-events-poison'
   'visit-events-poison-poison' // a malformed message the poison trigger cannot read ends here (watched too)
+  'report-updates'
+  'report-updates-poison'
 ]
 
 // Key Vault secret names. Values are uploaded after deployment (docs/deploy.md).

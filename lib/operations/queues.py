@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.queues import SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
+
+REPORT_UPDATES_QUEUE = "report-updates"
 from lib.settings import Settings
 
 #: The queues an operator watches: the work queues and the host's poison queues, including the poison queue
@@ -22,6 +24,8 @@ WATCHED_QUEUES = (
     poison_queue(SMS_OUTBOX_QUEUE),
     poison_queue(VISIT_EVENTS_QUEUE),
     poison_queue(poison_queue(VISIT_EVENTS_QUEUE)),
+    REPORT_UPDATES_QUEUE,
+    poison_queue(REPORT_UPDATES_QUEUE),
 )
 
 

@@ -82,8 +82,10 @@ class AcsEventHandler:
         sender: Sender,
         clock: Clock,
         public_base_url: str = "",
+        reports: Any = None,
     ) -> None:
         self._public_base_url = public_base_url
+        self._reports = reports  # lib.reports.inputs.ReportFeed: told when a delivery report changed a text
         self._outbox = outbox
         self._messages = messages
         self._opt_outs = opt_outs
@@ -143,12 +145,18 @@ class AcsEventHandler:
                 )
             try:
                 self._outbox.transition(item, **changes)
-                metrics.sms_delivery(status)  # "Failed" feeds the SMS failure-rate and not-delivered alerts
-                return "delivery-recorded"
             except ConcurrencyConflict:
                 item = self._outbox.get(item.id, item.bucket)
                 if item is None:
                     return "unknown-message"
+                continue
+            metrics.sms_delivery(status)  # "Failed" feeds the SMS failure-rate and not-delivered alerts
+            if self._reports is not None:
+                try:
+                    self._reports.text_changed(item.appointment_key, item.id, item.bucket)
+                except Exception as exc:  # the visit's next update refreshes the report
+                    log.warning("report update not enqueued for a delivery report: %s", type(exc).__name__)
+            return "delivery-recorded"
         return "delivery-conflict"
 
     def _stop_texting(self, ours: str, patient: str, detail: str | None, event_time: datetime) -> None:

@@ -26,13 +26,27 @@ import hmac
 from datetime import datetime, timedelta
 
 from lib.models import iso, parse_iso
-from lib.store.cosmos import CosmosStore, delete_if_exists, read_or_none, translated_errors, write_over
+from lib.store.cosmos import (
+    CosmosStore,
+    delete_if_exists,
+    read_many,
+    read_or_none,
+    translated_errors,
+    write_over,
+)
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 
 #: HELP markers live two days (one is enough to cover "today" in any zone); Cosmos ``ttl`` in seconds.
 HELP_MARKER_TTL = int(timedelta(days=2).total_seconds())
 #: Most consent events kept per pair (a number that toggles STOP/START for years stays bounded).
 HISTORY_LIMIT = 500
+
+
+_OPTED_OUT = "the recipient opted out (STOP) of texts from this number"
+
+
+def _undeliverable(doc: dict[str, object]) -> str:
+    return f"an earlier text to this number was not delivered ({doc.get('reason')}): no more texts"
 
 
 def opt_out_key(link_signing_key: bytes) -> bytes:
@@ -60,6 +74,28 @@ class OptOutRepository:
         """Whether ``recipient`` opted out of texts from ``sender`` (and did not opt back in since)."""
         doc = read_or_none(self._container, self._id(sender, recipient), self._id(sender, recipient))
         return bool(doc and doc.get("opted_out"))
+
+    def opted_out(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which ``(sender, recipient)`` pairs are opted out now, in one batch read (ReadMany)."""
+        ids = {self._id(sender, recipient): (sender, recipient) for sender, recipient in pairs}
+        docs = read_many(self._container, [(doc_id, doc_id) for doc_id in ids])
+        return {ids[doc["id"]] for doc in docs if doc.get("opted_out") and doc["id"] in ids}
+
+    def stop_reasons(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """:meth:`stop_reason` of many pairs in one batch read (ReadMany of their opt-out and undeliverable
+        documents); pairs that may be texted are absent."""
+        ids: dict[str, tuple[str, tuple[str, str]]] = {}
+        for pair in pairs:
+            ids[self._id(*pair)] = ("optout", pair)
+            ids[self._id(*pair, "undeliverable")] = ("undeliverable", pair)
+        reasons: dict[tuple[str, str], str] = {}
+        for doc in read_many(self._container, [(doc_id, doc_id) for doc_id in ids]):
+            kind, pair = ids.get(doc["id"], ("", ("", "")))
+            if kind == "optout" and doc.get("opted_out"):
+                reasons[pair] = _OPTED_OUT
+            elif kind == "undeliverable":
+                reasons.setdefault(pair, _undeliverable(doc))
+        return reasons
 
     def record(self, sender: str, recipient: str, *, opted_out: bool, event_time: datetime, keyword: str) -> bool:
         """Store an opt-out (``True``) or opt-in (``False``) unless a newer event is already stored; either
@@ -113,12 +149,10 @@ class OptOutRepository:
     def stop_reason(self, sender: str, recipient: str) -> str | None:
         """Why ``sender`` must not text ``recipient`` (opted out, or texts no longer reach it), or ``None``."""
         if self.is_opted_out(sender, recipient):
-            return "the recipient opted out (STOP) of texts from this number"
+            return _OPTED_OUT
         doc_id = self._id(sender, recipient, "undeliverable")
         doc = read_or_none(self._container, doc_id, doc_id)
-        if doc:
-            return f"an earlier text to this number was not delivered ({doc.get('reason')}): no more texts"
-        return None
+        return _undeliverable(doc) if doc else None
 
     def take_cap_slot(
         self, environment_id: str, item_id: str, sender: str, recipient: str, *, now: datetime, limit: int,
