@@ -43,10 +43,16 @@ def sms_outbox(msg: func.QueueMessage) -> None:
 @observed("reminders_due")
 def reminders_due(timer: func.TimerRequest) -> None:
     """Every minute: send the texts now due, then purge phone numbers and rejected HL7 messages of visits
-    that are over."""
+    that are over; every 15 minutes, mark and count sent texts whose delivery report never came."""
+    from lib.sms import delivery_watch
+
     svc = services()
     report = svc.dispatcher.run_due()
     sms_run(report.outcomes)
+    if delivery_watch.due_now(svc.clock.now()):
+        missing = delivery_watch.mark_missing_reports(svc.repos.outbox, svc.clock.now())
+        if missing:
+            log.warning("sms delivery reports missing for %d texts (sent over an hour ago)", missing)
     purged = 0
     now = svc.clock.now()
     for key in svc.repos.contacts.expired_keys(now):

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.queues import SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
+from lib.settings import Settings
 
 REPORT_UPDATES_QUEUE = "report-updates"
-from lib.settings import Settings
 
 #: The queues an operator watches: the work queues and the host's poison queues, including the poison queue
 #: of the trigger that reads ``visit-events-poison`` (a message it cannot read ends there).

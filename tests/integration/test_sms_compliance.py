@@ -654,6 +654,27 @@ def test_an_event_time_ahead_of_our_clock_is_measured_as_skew(webhook):
     assert 290 <= metrics.total(metrics.CLOCK_SKEW, source="eventgrid") - before <= 300
 
 
+def test_a_text_whose_delivery_report_never_came_is_marked_and_counted_once(webhook, clock, acs, environment_id):
+    from lib.observability import metrics
+
+    app = webhook
+    booked_at = datetime(2027, 2, 1, 14, 0, tzinfo=UTC)  # a window no other test texts in
+    env = make_environment(app, environment_id)
+    start_clock(app, clock, booked_at)
+    book(env, "830900", "(201)555-0191", sent=booked_at, start=booked_at + timedelta(days=3))
+    send_queued(app, env, "830900")
+    before = metrics.total(metrics.SMS_DELIVERY, status="missing")
+    for minutes, expected in ((45, None), (75, "missing"), (90, "missing")):
+        clock.set(booked_at + timedelta(minutes=minutes))
+        run_timer()
+        assert items(app, env, "830900")["booked|1"].delivery_status == expected
+    assert metrics.total(metrics.SMS_DELIVERY, status="missing") - before == 1
+    item = items(app, env, "830900")["booked|1"]
+    late = delivery(item.message_id, "Delivered", at=booked_at + timedelta(hours=2))
+    assert post_events([late]).status_code == 200
+    assert items(app, env, "830900")["booked|1"].delivery_status == "Delivered"
+
+
 # ---- privacy ------------------------------------------------------------------------------------------
 
 
