@@ -109,6 +109,9 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        frame_origins: the Epic origins (``https://host[:port]``) allowed to show the launch and join pages
+            inside a frame (Hyperspace's browser, Haiku/Canto web views, MyChart); empty = top-level only.
+            Checked with :func:`lib.visits.framing.frame_origin_problem`; docs/launch.md "Embedded in Epic".
     """
 
     id: str
@@ -132,6 +135,7 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    frame_origins: tuple[str, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
@@ -153,6 +157,8 @@ class EnvironmentConfig:
             own["appointment_id_order"] = tuple(own["appointment_id_order"])
         if "hl7_certificates" in own:
             own["hl7_certificates"] = tuple(own["hl7_certificates"] or ())
+        if "frame_origins" in own:
+            own["frame_origins"] = tuple(own["frame_origins"] or ())
         return cls(**own, sms=SmsSettings(**sms_fields))
 
 

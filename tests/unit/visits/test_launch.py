@@ -200,7 +200,10 @@ def test_begin_posts_a_form_when_the_server_offers_authorize_post():
     result = world.begin()
     assert isinstance(result, Page)
     assert '<form method="post"' in result.html
-    assert "script-src 'sha256-" in result.headers["Content-Security-Policy"]
+    csp = result.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "form-action 'self' https://ehr.example.org" in csp
+    (cookie,) = result.cookies
+    assert cookie.header().endswith("HttpOnly; SameSite=None; Secure; Partitioned")
 
 
 def test_clean_hint_keeps_plain_ids_only():
