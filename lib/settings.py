@@ -25,6 +25,8 @@ class Settings:
         cosmos_key: account key, or ``None`` in Azure (managed identity through DefaultAzureCredential).
         cosmos_database: database name.
         cosmos_emulator: local only; turns TLS verification off for the Cosmos client only.
+        cosmos_transactional_batch: ``COSMOS_TRANSACTIONAL_BATCH`` (default on): write related documents of one
+            partition in one transactional batch; ``0`` for a Cosmos-compatible server without batches.
         storage_connection: ``AzureWebJobsStorage`` connection string, or ``None`` with identity.
         storage_queue_uri: ``AzureWebJobsStorage__queueServiceUri`` when identity-based.
         acs_connection_string: ``endpoint=...;accesskey=...`` (local), or ``None`` in Azure.
@@ -94,6 +96,7 @@ class Settings:
     teams_join_origins: tuple[str, ...] = ("https://teams.microsoft.com",)
     launch_rate_limit: str = "120/minute"
     guess_rate_limit: str = "20/minute"
+    cosmos_transactional_batch: bool = True
 
     @property
     def tls_verify(self) -> bool | str:
@@ -262,6 +265,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                  env.get("TEAMS_JOIN_ORIGINS", "https://teams.microsoft.com").split(",") if o.strip()),
         launch_rate_limit=_rate("LAUNCH_RATE_LIMIT", env.get("LAUNCH_RATE_LIMIT", "120/minute")),
         guess_rate_limit=_rate("GUESS_RATE_LIMIT", env.get("GUESS_RATE_LIMIT", "20/minute")),
+        cosmos_transactional_batch=(env.get("COSMOS_TRANSACTIONAL_BATCH") or "1").strip().lower()
+        not in {"0", "false", "no", "off"},
     )
 
 
