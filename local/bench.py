@@ -14,6 +14,9 @@ Numbers, not assertions: tests never time anything. Each section says what it me
 - ``reminders`` (only with ``--only reminders``: loading 100,000 documents into the local server takes a
   long time): one reminder-timer run with 1,000 reminders due and 10,000 / 100,000 stored; wall time, queries
   and documents read (``local/bench_reminders.py``).
+- ``reports`` (only with ``--only reports``: it loads hundreds of thousands of visit rows): the visits report
+  for a range of 100,000 visits with 100,000 / 300,000 / ... stored; summary, first page, all rows as CSV, and
+  one report update; wall time and store calls (``local/bench_reports.py``).
 """
 
 from __future__ import annotations
@@ -57,10 +60,13 @@ def main() -> int:
     from local import bench_hl7, bench_import, bench_intake, bench_launch, bench_logging
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
-    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders"],
+    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders",
+                                           "reports"],
                         action="append")
     parser.add_argument("--reminders-stored", type=int, nargs="+", default=[10_000, 100_000],
                         help="reminders stored in each case of the reminders section")
+    parser.add_argument("--reports-stored", type=int, nargs="+", default=[100_000, 300_000],
+                        help="visits stored in each case of the reports section (100,000 of them in the range)")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
     args = parser.parse_args()
     sections = args.only or ["import", "memory", "hl7", "intake", "logging", "launch"]
@@ -84,6 +90,10 @@ def main() -> int:
         from local import bench_reminders
 
         results["reminders"] = bench_reminders.run_all(args.reminders_stored, 1_000)
+    if "reports" in sections:
+        from local import bench_reports
+
+        results["reports"] = bench_reports.run_all(args.reports_stored, 100_000, 10_000)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
