@@ -6,7 +6,7 @@ directly with the day documents the recorder writes (parts of up to 400 visit ro
 its totals per department, and one totals document per day; the same functions as ``lib.reports.recorder``):
 ``stored`` visits over ``stored / per_day`` days, two texts per visit, of which the ``in_range / per_day`` days
 in the middle are the range. Then, through ``lib.reports.service.ReportService`` and the real ``azure-cosmos``
-SDK, with every store call counted at the container proxy:
+SDK, with every store call counted on the wire (``local.store_calls``):
 
 - ``summary``: the aggregates of the range (what the page's figures and charts show);
 - ``first_page``: the first 200 visit rows (the page's table);
@@ -25,7 +25,6 @@ import random
 import sys
 import time
 import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -111,7 +110,8 @@ def run(stored: int, in_range: int, per_day: int, *, endpoint: str | None = None
     from lib.store.environments import EnvironmentRepository
     from lib.store.outbox import OutboxRepository
     from lib.store.reports import ReportSheetRepository, ReportVisitRepository
-    from local.bench_reminders import _CountingContainer, _settings
+    from local.bench_reminders import _settings
+    from local.store_calls import StoreCallCounter
 
     database = f"bench_reports_{stored}_{uuid.uuid4().hex[:6]}"
     settings = _settings(database, endpoint)
@@ -126,9 +126,8 @@ def run(stored: int, in_range: int, per_day: int, *, endpoint: str | None = None
                                         approved=True, epic_client_id="bench", time_zone="UTC")
         store.container("environments").upsert_item(environment.to_doc())
         load_seconds = _load(store, days, per_day)
-        counter: Counter[str] = Counter()
-        original = store.container
-        store.container = lambda name: _CountingContainer(original(name), counter)  # type: ignore[method-assign]
+        store.warm_up()
+        counter = StoreCallCounter(settings.cosmos_endpoint)
         clock = FixedClock(datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=30))
         service = ReportService(sheets=ReportSheetRepository(store), environments=EnvironmentRepository(store),
                                 clock=clock)
@@ -137,11 +136,12 @@ def run(stored: int, in_range: int, per_day: int, *, endpoint: str | None = None
                                    "load_seconds": round(load_seconds, 1)}
 
         def measure(name: str, action: Any) -> Any:
-            counter.clear()
-            started = time.perf_counter()
-            value = action()
-            results[name] = {"seconds": round(time.perf_counter() - started, 3),
-                             "store_calls": dict(sorted(counter.items()))}
+            counter.reset()
+            with counter.installed():
+                started = time.perf_counter()
+                value = action()
+                seconds = time.perf_counter() - started
+            results[name] = {"seconds": round(seconds, 3), "store_calls": counter.snapshot()}
             return value
 
         summary = measure("summary", lambda: service.summary(first, last, environment_id=ENV))

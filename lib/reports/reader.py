@@ -3,14 +3,15 @@
 - A summary reads one totals document per environment and day (rows only for the last two local days, whose
   visits may not be over yet), plus the days of the month before the range when the environment tracks a
   monthly allocation.
-- Rows (the tables and the CSV) read each day's parts, day after day, until the page is full (all of them for
-  the CSV).
+- Rows (the tables and the CSV) read each day's totals document and the parts it names (in parallel), plus one
+  miss, day after day, until the page is full (all of them for the CSV).
 
 Nothing here depends on how many visits are stored outside the range.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -70,14 +71,24 @@ class DayReader:
         return result
 
     def rows(self, environment_id: str, day: date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """``(visit rows, text rows)`` of the day, from every part."""
-        visits: list[dict[str, Any]] = []
-        texts: list[dict[str, Any]] = []
-        number = 0
-        while (doc := self._get(part_id(environment_id, day.isoformat(), number))) is not None:
-            visits.extend((doc.get("visits") or {}).values())
-            texts.extend((doc.get("texts") or {}).values())
+        """``(visit rows, text rows)`` of the day: the parts its totals document names, read in parallel, then
+        the next numbers until one is missing (a part written before its totals were)."""
+        listed = (self._get(totals_id(environment_id, day.isoformat())) or {}).get("parts") or {}
+        numbers = sorted(int(name[1:]) for name in listed)
+        ids = [part_id(environment_id, day.isoformat(), n) for n in numbers if
+               part_id(environment_id, day.isoformat(), n) not in self._cache]
+        if len(ids) > 1:
+            with ThreadPoolExecutor(min(4, len(ids))) as pool:
+                for document_id, doc in zip(ids, pool.map(self.sheets.get, ids), strict=True):
+                    self._cache[document_id] = doc
+                    self.point_reads += 1
+        parts = [self._get(part_id(environment_id, day.isoformat(), n)) for n in numbers]
+        number = (numbers[-1] + 1) if numbers else 0
+        while (extra := self._get(part_id(environment_id, day.isoformat(), number))) is not None:
+            parts.append(extra)
             number += 1
+        visits = [row for doc in parts if doc for row in (doc.get("visits") or {}).values()]
+        texts = [row for doc in parts if doc for row in (doc.get("texts") or {}).values()]
         visits.sort(key=lambda r: (r.get("scheduled_start_utc") or "", r["appointment_id"]))
         texts.sort(key=lambda r: (r.get("due_utc") or "", r["id"]))
         return visits, texts

@@ -10,7 +10,7 @@ that dies between the two writes is completed by the redelivery.
 Store calls per message: 3 point reads (visit document, appointment, the changed outbox item) + 1 write,
 then per day part touched (usually one; two when a text falls on another day than its visit) 1 read and at
 most 1 write, and 1 read and at most 1 write of that day's totals. Placing a visit on a day the first time
-reads the day's parts until one has room.
+reads the day's totals (which keep each part's row counts) and the part chosen.
 """
 
 from __future__ import annotations
@@ -164,7 +164,13 @@ class ReportRecorder:
         return moved
 
     def _part_with_room(self, environment_id: str, day: str) -> str:
-        number = 0
+        """The first part of the day with room, by the row counts the totals document keeps (then checked on
+        the part itself, which may have grown since)."""
+        known = ((self._sheets.get(totals_id(environment_id, day)) or {}).get("parts") or {})
+        numbers = sorted(int(name[1:]) for name in known)
+        candidates = [n for n in numbers if has_room({"visits": range(known[f"p{n}"].get("visits", 0)),
+                                                      "texts": range(known[f"p{n}"].get("texts", 0))})]
+        number = candidates[0] if candidates else (numbers[-1] + 1 if numbers else 0)
         while True:
             candidate = part_id(environment_id, day, number)
             if has_room(self._sheets.get(candidate)):
@@ -231,7 +237,8 @@ class ReportRecorder:
                 return
             doc = copy.deepcopy(current) if current else {"id": target, "environmentId": part["environmentId"],
                                                           "day": part["day"], "parts": {}}
-            doc["parts"][name] = {"seq": part.get("seq") or 0, "totals": part.get("totals") or {}}
+            doc["parts"][name] = {"seq": part.get("seq") or 0, "totals": part.get("totals") or {},
+                                  "visits": len(part.get("visits") or {}), "texts": len(part.get("texts") or {})}
             try:
                 self._sheets.save(doc)
                 return

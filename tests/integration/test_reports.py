@@ -125,7 +125,7 @@ def test_visits_texts_and_quality_are_reported_to_the_value(app: Any, env: str, 
     assert (reminder["state"], reminder["recipient"], reminder["language"], reminder["day"]) == (
         "delivered", "••23", "es", "2026-03-02")
     assert by_id[f"{env}|A1|booked|0"]["day"] == "2026-03-01"  # texted the day before: counted on its own day
-    assert found.point_reads == 3 * 2  # each day: its one part, and the miss that says there is no second
+    assert found.point_reads == 3 * 3  # each day: its totals, the one part they name, the miss after it
 
     summary = app.reports.summary(first, last, environment_id=env)
     body = summary.body
