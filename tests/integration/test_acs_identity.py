@@ -13,9 +13,9 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
 
+from lib.visits.call_identity import AcsCallIdentityIssuer, CallIdentityUnavailable
 from local.services import ServiceHandle
 from local.testing import reset_standins, running_services
-from lib.visits.call_identity import AcsCallIdentityIssuer, CallIdentityUnavailable
 
 pytestmark = pytest.mark.integration
 
