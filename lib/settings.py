@@ -56,6 +56,9 @@ class Settings:
         epic_cal_keys: environment ID -> AES key (16 or 32 bytes) of Epic encrypted launch links
             (``EPIC_CAL_KEYS``: JSON ``{"envId": "<base64 key>"}``, Key Vault reference). Optional secrets: an
             unresolved Key Vault reference reads as unset, so only the launches that need them fail.
+        call_relay_urls: ICE server URLs (``stun:host:port``...) the patient's device test tries, to tell
+            whether the browser can reach the media relays (``CALL_RELAY_URLS``, space-separated; empty = not
+            checked).
     """
 
     cosmos_endpoint: str
@@ -85,11 +88,21 @@ class Settings:
     smart_private_keys_production_pem: bytes | None = None
     smart_private_keys_production_file: Path | None = None
     epic_cal_keys: dict[str, bytes] = field(default_factory=dict)
+    call_relay_urls: tuple[str, ...] = ()
 
     @property
     def tls_verify(self) -> bool | str:
         """What outbound HTTP clients pass as ``verify``: the local CA bundle when set, else True."""
         return str(self.local_ca_bundle) if self.local_ca_bundle else True
+
+
+def _relay_urls(value: str | None) -> tuple[str, ...]:
+    """``CALL_RELAY_URLS``: space-separated ``stun:`` / ``turn:`` URLs the device test probes."""
+    urls = tuple((value or "").split())
+    for url in urls:
+        if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            raise SettingsError(f"setting CALL_RELAY_URLS: {url!r} is not a stun: or turn: URL")
+    return urls
 
 
 def _flag(value: str | None) -> bool:
@@ -249,4 +262,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "SMART_PRIVATE_KEYS_PRODUCTION", env.get("SMART_PRIVATE_KEYS_PRODUCTION")),
         smart_private_keys_production_file=_path(env.get("SMART_PRIVATE_KEYS_PRODUCTION_FILE")),
         epic_cal_keys=_cal_keys(env.get("EPIC_CAL_KEYS")),
+        call_relay_urls=_relay_urls(env.get("CALL_RELAY_URLS")),
     )

@@ -82,7 +82,8 @@ def parse_device_test(body: Mapping[str, Any]) -> DeviceTestResult:
         if result not in RESULTS:
             raise InvalidDeviceTest(f"steps.{step} must be one of {sorted(RESULTS)}")
         parsed[step] = result
-    raw = body.get("measures") or {}
+    raw = body.get("measures")
+    raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
         raise InvalidDeviceTest("measures must be an object")
     measures = {name: value for name in MEASURES if (value := _measure(name, raw.get(name))) is not None}
