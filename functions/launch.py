@@ -1,5 +1,6 @@
 """HTTP triggers of the video visit: SMART launch (provider, patient), its callback and our JWKS (the
-patient's join page is ``functions/join.py``). Thin: parse the request, call ``lib.visits``, map errors in :func:`_error`.
+patient's join page is ``functions/join.py``).
+Thin: parse the request, call ``lib.visits``, map errors in :func:`_error`.
 
 Routes (under ``/api``):
 - ``GET launch/provider``, ``GET launch/patient``: the launch URLs registered in Epic (``iss``, ``launch``,

@@ -113,8 +113,8 @@ class JoinService:
     def page(self, token: str, *, language: str | None = None, accept_language: str | None = None,
              correlation_id: str | None = None) -> Page:
         """The join page of the visit behind ``token``, in the patient's language: ``language`` (the
-        page's switcher, ``?lang=``), else the visit's (PID-15), else the environment's SMS default, else
-        the browser's ``Accept-Language``.
+        page's switcher, ``?lang=``), else the visit's (PID-15), else the browser's ``Accept-Language``,
+        else the environment's SMS default.
 
         Raises:
             LaunchError: ``GRAPH_*``, ``ORGANIZER_MISSING`` (the meeting could not be created).

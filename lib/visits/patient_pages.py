@@ -15,15 +15,15 @@ from typing import Any
 from lib.models import Appointment, EnvironmentConfig
 from lib.visits.pages import Page
 from lib.visits.visit_state import VisitState
-from lib.web import render
+from lib.web import ContentPolicy, render
 from lib.web.strings import accept_language, languages, local_datetime, local_time, pick_language, text
 
-#: Where the Calling SDK talks (signalling, configuration, telemetry): the page's ``connect-src``.
-ACS_CONNECT_SOURCES = (
-    "https://*.communication.azure.com", "wss://*.communication.azure.com",
-    "https://*.skype.com", "wss://*.skype.com", "https://*.teams.microsoft.com", "wss://*.teams.microsoft.com",
-    "https://*.microsoft.com", "https://*.office.com", "https://*.trouter.skype.com", "wss://*.trouter.skype.com",
-)
+#: Where the Calling SDK 2.0 talks (configuration, registration, the conversation service, telemetry), as
+#: observed in a browser: ``ecs.communication.microsoft.com``, ``go.trouter.communication.microsoft.com``,
+#: ``edge.skype.com``, ``api.flightproxy.skype.com``, ``ic3.events.data.microsoft.com``: the page's
+#: ``connect-src`` when it joins calls.
+ACS_CONNECT_SOURCES = ("https://*.microsoft.com", "wss://*.microsoft.com", "https://*.skype.com",
+                       "wss://*.skype.com", "https://*.communication.azure.com")
 #: The problem states a visit page can show instead of a visit (link, visit or service problems).
 PROBLEMS = ("invalid", "expired", "cancelled", "busy")
 PING_PATH = "/api/devicetest/ping"
@@ -42,24 +42,21 @@ class PatientPageContext:
     now: datetime
 
 
-def content_security_policy(*, calls: bool) -> str:
+def content_security_policy(*, calls: bool) -> ContentPolicy:
     """The page's CSP: our own script and styles only; media from the camera; the Calling SDK's hosts and
     its blob workers when the page joins calls."""
-    connect = ["'self'", *(ACS_CONNECT_SOURCES if calls else ())]
-    return "; ".join([
-        "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
-        "media-src 'self' blob: mediastream:", f"connect-src {' '.join(connect)}", "worker-src 'self' blob:",
-        "base-uri 'none'", "form-action 'none'", "frame-ancestors 'self'",
-    ])
+    return ContentPolicy(connect_src=ACS_CONNECT_SOURCES if calls else (),
+                         media_src=("'self'", "blob:", "mediastream:"), img_src=("blob:",),
+                         worker_src=("'self'", "blob:"), allow_forms=False)
 
 
-def _headers(*, calls: bool) -> dict[str, str]:
-    return {"Content-Security-Policy": content_security_policy(calls=calls),
-            "Permissions-Policy": "camera=(self), microphone=(self), autoplay=(self)"}
+PERMISSIONS = {"Permissions-Policy": "camera=(self), microphone=(self), autoplay=(self)"}
 
 
-def _language(context: PatientPageContext, *preferred: str | None) -> str:
-    return pick_language([context.requested_language, *preferred, *accept_language(context.accept_language)])
+def _language(context: PatientPageContext, visit_language: str | None, default: str | None) -> str:
+    """The switcher's choice, the visit's (PID-15), the browser's, then the environment's default."""
+    return pick_language([context.requested_language, visit_language, *accept_language(context.accept_language),
+                          default])
 
 
 def _common(context: PatientPageContext, language: str) -> dict[str, Any]:
@@ -99,18 +96,17 @@ def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | 
         call_url=f"./{context.token}/call" if context.token and not problem else "",
     )
     status = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503}.get(phase, 200)
-    headers = _headers(calls=phase == "open")
-    if phase == "busy":
-        headers["Retry-After"] = "30"
-    return render("patient/visit.html", page, status=status, headers=headers)
+    headers = {**PERMISSIONS, **({"Retry-After": "30"} if phase == "busy" else {})}
+    return render("patient/visit.html", page, status=status, headers=headers,
+                  policy=content_security_policy(calls=phase == "open"))
 
 
 def device_test_page(context: PatientPageContext, *, environment: EnvironmentConfig | None) -> Page:
     """The device test on its own (Epic's device-test record): no visit, nothing written back."""
     default = environment.sms.default_language if environment is not None else None
-    language = _language(context, default)
+    language = _language(context, None, default)
     page = _common(context, language)
-    page.update(mode="standalone", phase="open" if environment else "invalid",
+    page.update(mode="standalone", phase="open" if environment else "invalid", opens=None,
                 organization=environment.display_name if environment else None)
-    return render("patient/device_test.html", page, status=200 if environment else 404,
-                  headers=_headers(calls=False))
+    return render("patient/device_test.html", page, status=200 if environment else 404, headers=PERMISSIONS,
+                  policy=content_security_policy(calls=False))

@@ -53,7 +53,7 @@ function start() {
   const join = byId("join");
   const test = new DeviceTest(byId("device-test"), {
     onDone: (result, saved) => {
-      join.focus();
+      (join || byId("dt-restart")).focus();
       if (data.mode !== "visit") {
         saved.textContent = t("dt.summary.standalone_done");
         return;
