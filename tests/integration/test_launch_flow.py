@@ -29,6 +29,7 @@ import requests
 
 from local.testing import JwksServer
 from tests.support.environments import make_environment
+from tests.support.writeback import drain_writeback
 
 pytestmark = pytest.mark.integration
 
@@ -149,23 +150,7 @@ def _error_code(resp: requests.Response) -> str:
 
 
 def _drain_writeback(app: Any, appointment_key: str) -> list[dict[str, Any]]:
-    """Run the real ``writeback`` trigger on this visit's messages from Azurite's ``visit-events`` queue."""
-    from azure.functions.queue import QueueMessage
-
-    from functions.writeback import writeback
-    from lib.queues import decode
-
-    client = app.queues.client("visit-events")
-    handled = []
-    for message in client.receive_messages(max_messages=32, visibility_timeout=2):
-        body = decode(message.content)
-        if body.get("appointmentKey") != appointment_key:
-            continue
-        writeback.build().get_user_function()(QueueMessage(id=message.id, body=message.content.encode(),
-                                                                 dequeue_count=message.dequeue_count))
-        client.delete_message(message)
-        handled.append(body)
-    return handled
+    return drain_writeback(app, appointment_key)
 
 
 def _status_calls(standins: dict[str, str], csn: str) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import { ApiProblem, postJson, stateOf } from "./api.js";
 import { t } from "./i18n.js";
 import { MediaProblem, openMedia, showMediaProblem, stopStream } from "./media.js";
 import { showState } from "./notice.js";
+import { stateAfterCall, stateOfCall } from "./call_states.js";
 
 const AGENT_WAIT_MS = 30000;
 
@@ -60,6 +61,7 @@ export class Visit {
 
   async join({ withVideo }) {
     this.leaving = false;
+    this.wasAdmitted = false;
     showState("connecting");
     this.stage("token");
     let credential;
@@ -115,23 +117,24 @@ export class Visit {
     this.el.mic.setAttribute("aria-pressed", String(this.muted));
     this.el.camera.textContent = t(this.localVideo ? "action.camera_off" : "action.camera_on");
     this.el.switchCamera.hidden = this.cameras.length < 2;
-    switch (state) {
-      case "Connecting": case "Ringing": case "EarlyMedia": showState("connecting"); break;
-      case "InLobby": showState("lobby"); break;
-      case "Connected": showState("connected"); this.showRemote(); break;
-      case "Disconnected": this.ended(); break;
-      default: break;
+    if (state === "Disconnected") {
+      this.ended();
+      return;
     }
+    if (state === "InLobby" || state === "Connected") this.wasAdmitted = true;
+    const shown = stateOfCall(state);
+    if (shown) showState(shown);
+    if (state === "Connected") this.showRemote();
   }
 
-  // Why the call ended, in plain words: left (our Leave), ended by the clinician, or dropped.
+  // Why the call ended, in plain words: left (our Leave), ended by the clinician, dropped, or never reached.
   ended() {
     const reason = (this.call && this.call.callEndReason) || {};
     this.app.dataset.endCode = `${reason.code ?? ""}/${reason.subCode ?? ""}`;
-    const state = this.leaving ? "left" : reason.code === 0 || reason.code === 487 ? "ended" : "dropped";
+    const state = stateAfterCall({ leaving: this.leaving, wasAdmitted: this.wasAdmitted, reason });
     this.reset();
     showState(state);
-    document.getElementById("rejoin").hidden = false;
+    document.getElementById(state === "unreachable" ? "retry" : "rejoin").hidden = false;
     this.el.section.hidden = true;
   }
 
