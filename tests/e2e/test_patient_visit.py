@@ -59,7 +59,17 @@ def standins(service_settings: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def env(app: Any, live_app: str, standins: dict[str, str]) -> Any:
-    """An environment whose Teams organizer exists in the Graph stand-in and whose Epic client can write back."""
+    """An environment whose Teams organizer exists in the Graph stand-in and whose Epic client can write back.
+
+    The Epic stand-in's FHIR base URL names one environment at a time: others listing it (left by earlier
+    tests or runs against long-running services) lose it, as in ``tests/integration/test_launch_flow.py``.
+    """
+    import dataclasses
+
+    for other in app.repos.environments.all():
+        if standins["iss"] in other.fhir_base_urls:
+            app.repos.environments.put(dataclasses.replace(
+                other, fhir_base_urls=tuple(u for u in other.fhir_base_urls if u != standins["iss"])))
     client_id = f"vv-{uuid.uuid4().hex[:8]}"
     organizer = str(uuid.uuid4())
     for url, body in ((f"{standins['epic']}/_standin/clients",
