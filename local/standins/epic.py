@@ -5,7 +5,7 @@ Run: ``python -m local.standins.epic --port 9401 --tls-dir .local/tls [--emp-pas
 Base URL ``https://127.0.0.1:{port}``; FHIR base (the launch ``iss``) ``{base}/api/FHIR/R4``.
 
 Real contract (SMART App Launch v2 ``app-launch.md``, ``client-confidential-asymmetric.md``,
-``backend-services.md``; Epic's EPIC-OAUTH notes; see ``shared/reference/protocols.md`` §1–§2):
+``backend-services.md``; Epic's EPIC-OAUTH notes; see ``docs/references.md`` (``protocols.md`` §1–§2)):
 
 - ``GET {iss}/.well-known/smart-configuration`` and ``GET {iss}/metadata`` (CapabilityStatement with the
   ``oauth-uris`` extension; the ``Epic-Client-ID`` header is accepted).
