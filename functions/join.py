@@ -12,6 +12,7 @@ Routes (under ``/api``):
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -19,10 +20,11 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import correlation_id, problem
-from functions.launch import _error, _respond
+from functions.launch import _client, _count_guess, _error, _frame, _rate_limited, _respond
 from functions.observability import observed
 
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
 
 #: Bytes the connection test downloads to measure throughput (random, so no transport compresses them).
 PAYLOAD = os.urandom(1024 * 1024)
@@ -55,15 +57,27 @@ def _api_error(exc: Exception, correlation: str) -> func.HttpResponse:
     if isinstance(exc, LaunchError):
         return problem(exc.status, exc.code, exc.user_message, correlation=correlation, code=exc.code)
     if isinstance(exc, CallIdentityUnavailable):
-        import logging
-
-        logging.getLogger(__name__).warning("call identity unavailable reason=%s correlation=%s", exc.reason,
+        log.warning("call identity unavailable reason=%s correlation=%s", exc.reason,
                                             correlation)
         return problem(503, "Unavailable", "The video service is not reachable. Try again in a moment.",
                        correlation=correlation, code="ACS_UNAVAILABLE")
     if isinstance(exc, StoreUnavailable):
         return problem(503, "Unavailable", "Try again in a moment.", correlation=correlation, code="STORE_UNAVAILABLE")
-    raise exc
+    log.error("join API failed code=INTERNAL_ERROR type=%s correlation=%s",
+                                      type(exc).__name__, correlation)
+    return problem(500, "Internal error", "Something went wrong on our side. Try again in a moment.",
+                   correlation=correlation, code="INTERNAL_ERROR")
+
+
+def _guess_refusal(req: func.HttpRequest, correlation: str) -> func.HttpResponse | None:
+    """The 429 problem for an address over the guess limit (join links presented that we never issued)."""
+    refusal = services().throttle.guesses_exhausted(_client(req))
+    if refusal is None:
+        return None
+    response = problem(429, "Too many requests", "Too many invalid join links from this address; wait and retry.",
+                       correlation=correlation, code="RATE_LIMITED")
+    response.headers["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 def _language(req: func.HttpRequest) -> str | None:
@@ -77,12 +91,18 @@ def _language(req: func.HttpRequest) -> str | None:
 def join_page(req: func.HttpRequest) -> func.HttpResponse:
     """The patient's join page for the visit behind an SMS or MyChart link token."""
     correlation = correlation_id(req)
+    client = _client(req)
     try:
+        refusal = services().throttle.guesses_exhausted(client)
+        if refusal is not None:
+            raise _rate_limited(refusal)
         result = services().join.page(req.route_params.get("token", ""), language=_language(req),
                                        accept_language=req.headers.get("accept-language"),
-                                       correlation_id=correlation)
+                                       correlation_id=correlation, frame=_frame(req))
     except Exception as exc:
         return _error(exc, correlation, "join_page")
+    if result.status == 404:  # a link we never issued: counted as a guess
+        services().throttle.failed_guess(client)
     return _respond(result, correlation)
 
 
@@ -93,12 +113,16 @@ def join_call(req: func.HttpRequest) -> func.HttpResponse:
     """A new ACS identity and token to join the visit now: ``{"token", "expiresOn", "meetingLink",
     "displayName"}`` (never logged, never cached)."""
     correlation = correlation_id(req)
+    refused = _guess_refusal(req, correlation)
+    if refused is not None:
+        return refused
     _, failed = _json_body(req, correlation)
     if failed is not None:
         return failed
     try:
         grant = services().join.call(req.route_params.get("token", ""), correlation_id=correlation)
     except Exception as exc:
+        _count_guess(exc, _client(req))
         return _api_error(exc, correlation)
     body = {"token": grant.token, "expiresOn": grant.expires_utc.isoformat(), "meetingLink": grant.meeting_link,
             "displayName": grant.display_name}
@@ -112,12 +136,16 @@ def join_call(req: func.HttpRequest) -> func.HttpResponse:
 def join_events(req: func.HttpRequest) -> func.HttpResponse:
     """Record a patient event from the join page (page opened, device test) -> 202."""
     correlation = correlation_id(req)
+    refused = _guess_refusal(req, correlation)
+    if refused is not None:
+        return refused
     body, failed = _json_body(req, correlation)
     if failed is not None:
         return failed
     try:
         recorded = services().join.record_event(req.route_params.get("token", ""), body, correlation_id=correlation)
     except Exception as exc:
+        _count_guess(exc, _client(req))
         return _api_error(exc, correlation)
     return func.HttpResponse(json.dumps({"eventId": recorded.event_id, "writeback": recorded.writeback}),
                              status_code=202, mimetype="application/json",

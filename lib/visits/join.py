@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from lib.store.links import LinkRepository
 from lib.visits.call_identity import AcsCallIdentityIssuer, CallIdentityUnavailable
 from lib.visits.device_test import InvalidDeviceTest, parse_device_test
 from lib.visits.events import VisitEventRecorder
+from lib.visits.framing import FrameContext, check_frame, origin_of
 from lib.visits.meetings import MeetingService
 from lib.visits.pages import Page
 from lib.visits.patient_pages import PatientPageContext, device_test_page, visit_page
@@ -94,12 +95,16 @@ class JoinService:
         call_identities: issues the ACS identity and token of one join.
         relay_urls: ICE server URLs the device test probes (``CALL_RELAY_URLS``).
         clock: the clock.
+        public_base_url: our own origin (may frame its own pages).
+        known_frame_origins: every environment's Epic origins, for pages of no known visit (a bad link must
+            stay readable inside MyChart's frame).
     """
 
     def __init__(self, *, join_links: JoinLinks, links: LinkRepository, appointments: AppointmentRepository,
                  environments: EnvironmentRepository, meetings: MeetingService, events: VisitEventRecorder,
                  call_identities: AcsCallIdentityIssuer | None, relay_urls: tuple[str, ...] = (),
-                 clock: Clock) -> None:
+                 clock: Clock, public_base_url: str = "",
+                 known_frame_origins: Callable[[], tuple[str, ...]] = tuple) -> None:
         self._join_links = join_links
         self._links = links
         self._appointments = appointments
@@ -109,15 +114,22 @@ class JoinService:
         self._call_identities = call_identities
         self._relay_urls = relay_urls
         self._clock = clock
+        self._own_origin = origin_of(public_base_url) or ""
+        self._known_frame_origins = known_frame_origins
 
     def page(self, token: str, *, language: str | None = None, accept_language: str | None = None,
-             correlation_id: str | None = None) -> Page:
+             correlation_id: str | None = None, frame: FrameContext | None = None) -> Page:
         """The join page of the visit behind ``token``, in the patient's language: ``language`` (the
         page's switcher, ``?lang=``), else the visit's (PID-15), else the browser's ``Accept-Language``,
         else the environment's SMS default.
 
+        Framable by the environment's Epic origins (``frame_origins``); a frame of another known origin gets the
+        ``FRAME_NOT_ALLOWED`` page. Link problems are states of the page (``invalid`` answers 404: the
+        trigger counts it as a guess).
+
         Raises:
-            LaunchError: ``GRAPH_*``, ``ORGANIZER_MISSING`` (the meeting could not be created).
+            LaunchError: ``FRAME_NOT_ALLOWED``, ``GRAPH_*``, ``ORGANIZER_MISSING`` (the meeting could not be
+                created).
         """
         context = PatientPageContext(requested_language=language, accept_language=accept_language,
                                      token=token, relay_urls=self._relay_urls, now=self._clock.now())
@@ -127,17 +139,18 @@ class JoinService:
             if exc.code not in _PAGE_STATES:
                 raise
             log.info("join page state=%s correlation=%s", _PAGE_STATES[exc.code], correlation_id)
-            return visit_page(context, problem=_PAGE_STATES[exc.code])
+            return visit_page(context, problem=_PAGE_STATES[exc.code], frame_ancestors=self._known_frame_origins())
         except StoreUnavailable:
             log.warning("join page state=busy correlation=%s", correlation_id)
-            return visit_page(context, problem="busy")
+            return visit_page(context, problem="busy", frame_ancestors=self._known_frame_origins())
+        check_frame(frame, environment.frame_origins, self._own_origin)
         state = visit_state(appointment, context.now)
         if state.phase in ("open", "too_early"):
             appointment = self._meetings.ensure(environment, appointment)
         log.info("join page served state=%s environment=%s correlation=%s", state.phase, environment.id,
                  correlation_id)
         return visit_page(context, environment=environment, appointment=appointment, state=state,
-                          attempt=secrets.token_urlsafe(12))
+                          attempt=secrets.token_urlsafe(12), frame_ancestors=environment.frame_origins)
 
     def device_test(self, environment_id: str | None, *, language: str | None = None,
                     accept_language: str | None = None) -> Page:
@@ -152,7 +165,8 @@ class JoinService:
         environment = None
         if environment_id and _ENVIRONMENT_ID.fullmatch(environment_id):
             environment = self._environments.get(environment_id)
-        return device_test_page(context, environment=environment)
+        origins = environment.frame_origins if environment is not None else self._known_frame_origins()
+        return device_test_page(context, environment=environment, frame_ancestors=origins)
 
     def call(self, token: str, *, correlation_id: str | None = None) -> CallGrant:
         """A new ACS identity and ``voip`` token for joining the visit's meeting now.

@@ -21,20 +21,30 @@ BASE_HEADERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Cookie:
-    """One ``Set-Cookie``: HttpOnly, SameSite=Lax, ``Secure`` when the public URL is https, short Max-Age."""
+    """One ``Set-Cookie``: HttpOnly, short Max-Age.
+
+    ``partitioned`` (the launch cookie on https, or on a loopback http URL, which browsers treat as secure):
+    ``SameSite=None; Secure; Partitioned`` (CHIPS), so the cookie also works when the page runs inside a
+    cross-site frame (Epic's web views) where third-party cookies are blocked: the browser keeps it in a jar of
+    that top-level site only. Otherwise ``SameSite=Lax``, ``Secure`` when the public URL is https.
+    """
 
     name: str
     value: str
     max_age: int
     path: str
     secure: bool
+    partitioned: bool = False
 
     def header(self) -> str:
         """The ``Set-Cookie`` header value."""
-        parts = [f"{self.name}={self.value}", f"Max-Age={self.max_age}", f"Path={self.path}", "HttpOnly",
-                 "SameSite=Lax"]
-        if self.secure:
-            parts.append("Secure")
+        parts = [f"{self.name}={self.value}", f"Max-Age={self.max_age}", f"Path={self.path}", "HttpOnly"]
+        if self.partitioned:
+            parts += ["SameSite=None", "Secure", "Partitioned"]
+        else:
+            parts.append("SameSite=Lax")
+            if self.secure:
+                parts.append("Secure")
         return "; ".join(parts)
 
 
@@ -57,11 +67,13 @@ class Page:
     cookies: tuple[Cookie, ...] = ()
 
 
-def error_page(error: LaunchError, correlation_id: str) -> Page:
+def error_page(error: LaunchError, correlation_id: str, *, frame_ancestors: tuple[str, ...] = ()) -> Page:
     """The one HTML rendering of a :class:`LaunchError`: the message, the code, the fix and a correlation ID.
 
     The admin hint is shown folded ("For your IT team"): it names settings and Epic/Entra records, never
     tokens or PHI, so the clinician can pass it on. Rendered from ``lib/web/templates/launch_error.html``.
+    ``frame_ancestors``: who may show it in a frame besides us (the Epic origins; ``*`` for the
+    ``FRAME_NOT_ALLOWED`` page, which must be readable in the frame it refuses).
     """
     from lib.web import ContentPolicy, render
 
@@ -73,7 +85,8 @@ def error_page(error: LaunchError, correlation_id: str) -> Page:
         {"message": error.user_message, "code": error.code, "correlation_id": correlation_id,
          "admin_hint": error.admin_hint,
          "retry_advice": retry_advice(error.retry_after) if error.retry_after else None},
-        status=error.status, policy=ContentPolicy(allow_forms=False), headers=headers,
+        status=error.status, policy=ContentPolicy(allow_forms=False, frame_ancestors=frame_ancestors),
+        headers=headers,
     )
 
 

@@ -42,12 +42,12 @@ class PatientPageContext:
     now: datetime
 
 
-def content_security_policy(*, calls: bool) -> ContentPolicy:
+def content_security_policy(*, calls: bool, frame_ancestors: tuple[str, ...] = ()) -> ContentPolicy:
     """The page's CSP: our own script and styles only; media from the camera; the Calling SDK's hosts and
-    its blob workers when the page joins calls."""
+    its blob workers when the page joins calls; framable by the environment's Epic origins."""
     return ContentPolicy(connect_src=ACS_CONNECT_SOURCES if calls else (),
                          media_src=("'self'", "blob:", "mediastream:"), img_src=("blob:",),
-                         worker_src=("'self'", "blob:"), allow_forms=False)
+                         worker_src=("'self'", "blob:"), allow_forms=False, frame_ancestors=frame_ancestors)
 
 
 PERMISSIONS = {"Permissions-Policy": "camera=(self), microphone=(self), autoplay=(self)"}
@@ -72,7 +72,7 @@ def _common(context: PatientPageContext, language: str) -> dict[str, Any]:
 
 def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | None = None,
                appointment: Appointment | None = None, state: VisitState | None = None,
-               problem: str | None = None, attempt: str = "") -> Page:
+               problem: str | None = None, attempt: str = "", frame_ancestors: tuple[str, ...] = ()) -> Page:
     """The join page: a ``problem`` (one of :data:`PROBLEMS`) without a visit, or the visit in ``state``."""
     default = environment.sms.default_language if environment is not None else None
     language = _language(context, appointment.language if appointment else None, default)
@@ -98,10 +98,11 @@ def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | 
     status = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503}.get(phase, 200)
     headers = {**PERMISSIONS, **({"Retry-After": "30"} if phase == "busy" else {})}
     return render("patient/visit.html", page, status=status, headers=headers,
-                  policy=content_security_policy(calls=phase == "open"))
+                  policy=content_security_policy(calls=phase == "open", frame_ancestors=frame_ancestors))
 
 
-def device_test_page(context: PatientPageContext, *, environment: EnvironmentConfig | None) -> Page:
+def device_test_page(context: PatientPageContext, *, environment: EnvironmentConfig | None,
+                     frame_ancestors: tuple[str, ...] = ()) -> Page:
     """The device test on its own (Epic's device-test record): no visit, nothing written back."""
     default = environment.sms.default_language if environment is not None else None
     language = _language(context, None, default)
@@ -109,4 +110,4 @@ def device_test_page(context: PatientPageContext, *, environment: EnvironmentCon
     page.update(mode="standalone", phase="open" if environment else "invalid", opens=None,
                 organization=environment.display_name if environment else None)
     return render("patient/device_test.html", page, status=200 if environment else 404, headers=PERMISSIONS,
-                  policy=content_security_policy(calls=False))
+                  policy=content_security_policy(calls=False, frame_ancestors=frame_ancestors))
