@@ -228,6 +228,7 @@ def test_device_test_end_to_end_is_stored_and_written_back_to_epic(
     page.wait_for_selector('#app[data-device-test-saved="true"]')
     results = page.locator("#dt-results li")
     assert [results.nth(i).get_attribute("data-result") for i in range(5)] == ["passed"] * 5
+    assert page.locator(".dt-step:visible").count() == 0  # the summary replaces the steps
     assert page.locator("#dt-verdict").inner_text() == "Everything works. You are ready for your visit."
     assert page.locator("#dt-saved").inner_text() == "Your clinic has received these results."
     assert axe_violations(page) == []

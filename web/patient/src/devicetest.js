@@ -205,6 +205,7 @@ export class DeviceTest {
 
   summary() {
     this.app.dataset.deviceStep = "summary";
+    STEPS.forEach((step) => { this.section(step).hidden = true; });
     const box = this.root.querySelector("#dt-summary");
     const list = box.querySelector("#dt-results");
     list.replaceChildren(
