@@ -245,12 +245,73 @@ class Services:
 
     @cached_property
     def meetings(self) -> Any:
-        """One Teams meeting per visit, organized by the signed-in clinician or a fallback organizer."""
+        """One Teams meeting per visit, organized by the signed-in clinician or a fallback organizer; its
+        call events are subscribed to as soon as it exists."""
         from lib.teams.organizers import DirectoryOrganizerResolver
         from lib.visits.meetings import MeetingService
 
         return MeetingService(appointments=self.repos.appointments, graph=self.graph,
-                              organizers=DirectoryOrganizerResolver(self.users))
+                              organizers=DirectoryOrganizerResolver(self.users), presence=self.presence_subscriptions)
+
+    # ---- presence from Graph (issue 13) -------------------------------------------------------------
+    @cached_property
+    def notification_certificates(self) -> dict[str, Any]:
+        """Our Graph notification encryption certificate(s) by ID: the Graph client certificate
+        (``GRAPH_CLIENT_CERT(_FILE)``, private key + certificate); empty when it is not configured."""
+        from lib.presence.encrypted_content import NotificationCertificate
+
+        s = self.settings
+        pem = s.graph_client_cert_pem or (s.graph_client_cert_file.read_bytes() if s.graph_client_cert_file
+                                          and s.graph_client_cert_file.exists() else None)
+        if not pem:
+            return {}
+        certificate = NotificationCertificate.from_pem(pem)
+        return {certificate.certificate_id: certificate}
+
+    @cached_property
+    def participant_identities(self) -> Any:
+        """ACS identity -> visit and role (the join page registers the identities it issues)."""
+        from lib.store.participant_identities import ParticipantIdentityRepository
+
+        return ParticipantIdentityRepository(self.store)
+
+    @cached_property
+    def presence_repo(self) -> Any:
+        """Roster snapshots per visit."""
+        from lib.store.presence import PresenceRepository
+
+        return PresenceRepository(self.store)
+
+    @cached_property
+    def presence_subscriptions(self) -> Any:
+        """Graph subscriptions to meeting call events (create, renew, end, lifecycle)."""
+        from lib.presence.subscriptions import PresenceSubscriptions
+        from lib.store.graph_subscriptions import GraphSubscriptionRepository
+        from lib.teams.subscriptions import GraphSubscriptionsClient, beta_base
+
+        _ = self.graph  # builds graph_tokens
+        certificates = self.notification_certificates
+        client = GraphSubscriptionsClient(base_url=beta_base(self.settings.graph_base_url), tokens=self.graph_tokens,
+                                          http=self.outbound_http)
+        return PresenceSubscriptions(repo=GraphSubscriptionRepository(self.store), graph=client,
+                                     certificate=next(iter(certificates.values()), None),
+                                     public_base_url=self.settings.public_base_url, clock=self.clock)
+
+    @cached_property
+    def roster(self) -> Any:
+        """Call events -> participant events."""
+        from lib.presence.roster import RosterService
+
+        return RosterService(presence=self.presence_repo, visit_events=self.repos.visit_events, users=self.users,
+                             identities=self.participant_identities, queues=self.queues, clock=self.clock)
+
+    @cached_property
+    def notifications(self) -> Any:
+        """Checks, decrypts and applies Graph change and lifecycle notifications."""
+        from lib.presence.notifications import NotificationService
+
+        return NotificationService(subscriptions=self.presence_subscriptions, roster=self.roster,
+                                   certificates=self.notification_certificates)
 
     @cached_property
     def visit_events(self) -> Any:
@@ -315,7 +376,7 @@ class Services:
         from lib.visits.writeback import WritebackService
 
         return WritebackService(visit_events=self.repos.visit_events, environments=self.repos.environments,
-                                ehr=self.ehr_writeback, clock=self.clock)
+                                ehr=self.ehr_writeback, clock=self.clock, queues=self.queues)
 
 
 def services() -> Services:

@@ -6,6 +6,7 @@ No record holds a patient name or clinical data; the phone number lives only in 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,6 +17,15 @@ LaunchMode = Literal["smart", "encrypted"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
+
+#: ``ConnectionStatus`` codes sent to Epic by default (Epic's value list is not public: a customer's Epic TS
+#: confirms or overrides them per environment in ``EnvironmentConfig.writeback_status_codes``).
+DEFAULT_WRITEBACK_STATUS_CODES: dict[str, str] = {"connected": "1", "disconnected": "2", "device_test_passed": "3",
+                                                  "device_test_failed": "4"}
+DEFAULT_WRITEBACK_HORIZON_MINUTES = 1440
+#: Bounds of ``writeback_retry_horizon_minutes``: 5 minutes .. 7 days (Azure Queue's longest visibility timeout).
+WRITEBACK_HORIZON_BOUNDS = (5, 7 * 1440)
+_STATUS_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 #: Terminal statuses: no reminder is sent for an appointment in one of them.
 ENDED_STATUSES: frozenset[str] = frozenset({"cancelled", "deleted", "noshow"})
@@ -34,6 +44,29 @@ def parse_iso(text: str | None) -> datetime | None:
 def appointment_key(environment_id: str, appointment_id: str) -> str:
     """The document ID of an appointment: ``{environmentId}|{appointmentId}``."""
     return f"{environment_id}|{appointment_id}"
+
+
+def writeback_settings_problems(status_codes: object, horizon_minutes: object) -> list[str]:
+    """What is wrong with an environment's write-back settings (empty when they are fine), one plain sentence
+    per problem, for the portal's error summary and for the settings check before use.
+
+    ``status_codes`` must map event types of :data:`DEFAULT_WRITEBACK_STATUS_CODES` to codes of 1-16 letters,
+    digits, ``_`` or ``-``; ``horizon_minutes`` must be a whole number within :data:`WRITEBACK_HORIZON_BOUNDS`.
+    """
+    problems: list[str] = []
+    if not isinstance(status_codes, dict):
+        problems.append("Write-back status codes must map event types to codes.")
+    else:
+        for event_type, code in status_codes.items():
+            if event_type not in DEFAULT_WRITEBACK_STATUS_CODES:
+                problems.append(f"Write-back status codes: unknown event type '{str(event_type)[:40]}' (use "
+                                f"{', '.join(DEFAULT_WRITEBACK_STATUS_CODES)}).")
+            elif not isinstance(code, str) or not _STATUS_CODE.fullmatch(code):
+                problems.append(f"Write-back status code for '{event_type}' must be 1-16 letters or digits.")
+    low, high = WRITEBACK_HORIZON_BOUNDS
+    if isinstance(horizon_minutes, bool) or not isinstance(horizon_minutes, int) or not low <= horizon_minutes <= high:
+        problems.append(f"Write-back retry horizon must be a whole number of minutes from {low} to {high}.")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -109,6 +142,13 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        writeback_status_codes: overrides of the ``ConnectionStatus`` codes sent to Epic, per event
+            (``connected``, ``disconnected``, ``device_test_passed``, ``device_test_failed``); missing
+            entries use :data:`DEFAULT_WRITEBACK_STATUS_CODES` (docs/writeback.md). Checked by
+            :func:`writeback_settings_problems`.
+        writeback_retry_horizon_minutes: how long transient Epic failures (429, 5xx, time-outs) are
+            retried, counted from an event's first attempt, before it is marked ``failed`` (default a day;
+            5 minutes to 7 days, the queue's longest visibility timeout).
     """
 
     id: str
@@ -132,6 +172,12 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    writeback_status_codes: dict[str, str] = field(default_factory=dict)
+    writeback_retry_horizon_minutes: int = DEFAULT_WRITEBACK_HORIZON_MINUTES
+
+    def status_code(self, event_type: str) -> str | None:
+        """The ``ConnectionStatus`` code sent to Epic for ``event_type``, or ``None`` when it has none."""
+        return self.writeback_status_codes.get(event_type) or DEFAULT_WRITEBACK_STATUS_CODES.get(event_type)
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
@@ -153,6 +199,8 @@ class EnvironmentConfig:
             own["appointment_id_order"] = tuple(own["appointment_id_order"])
         if "hl7_certificates" in own:
             own["hl7_certificates"] = tuple(own["hl7_certificates"] or ())
+        if "writeback_status_codes" in own:
+            own["writeback_status_codes"] = dict(own["writeback_status_codes"] or {})
         return cls(**own, sms=SmsSettings(**sms_fields))
 
 

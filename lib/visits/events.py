@@ -1,5 +1,9 @@
-"""Recording participant events: one ``VisitEvent`` per (appointment, participant, event, attempt), then a
-``visit-events`` queue message for the write-back.
+"""Recording click and device-test events from our pages: one ``VisitEvent`` per (appointment, participant,
+event, attempt), then, for device tests, a ``visit-events`` queue message for the write-back.
+
+Clicks (:data:`lib.store.visit_events.CLICK_TYPES`: "clinician launched", "patient opened the page") are
+stored with ``writeback`` ``none``: presence written to Epic comes from the meeting's roster
+(:mod:`lib.presence`), not from clicks.
 
 The event ID is deterministic (:func:`event_id`), so a retried callback or a double-clicked Join button
 stores it once. The queue message carries IDs only (``{"id", "appointmentKey", "correlationId"}``).
@@ -14,7 +18,7 @@ from typing import Any, Protocol
 from lib.clock import Clock
 from lib.models import Appointment
 from lib.queues import VISIT_EVENTS_QUEUE
-from lib.store.visit_events import EventType, ParticipantRole, VisitEvent, VisitEventRepository
+from lib.store.visit_events import CLICK_TYPES, EventType, ParticipantRole, VisitEvent, VisitEventRepository
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ class VisitEventRecorder:
             participant_id=participant_id,
             at_utc=self._clock.now(),
             correlation_id=correlation_id,
+            source="click" if event_type in CLICK_TYPES else "device_test",
+            writeback="none" if event_type in CLICK_TYPES else "pending",
         )
         stored, created = self._events.create_once(event)
         if stored.writeback == "pending":

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Event types the join page may post: joining, and the device test's result (camera + microphone).
 PATIENT_EVENT_TYPES = frozenset({"connected", "disconnected", "device_test_passed", "device_test_failed"})
+#: What the page's "connected"/"disconnected" posts are: clicks, not presence (presence comes from the roster).
+_PAGE_CLICKS = {"connected": "patient_opened_page", "disconnected": "patient_left_page"}
 _ATTEMPT = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
@@ -110,7 +112,8 @@ class JoinService:
         if not isinstance(attempt, str) or not _ATTEMPT.fullmatch(attempt):
             attempt = self._clock.now().strftime("minute-%Y%m%dT%H%M")
         _, appointment = self._resolve(token)
-        event = self._events.record(appointment, event_type=body["type"], role="patient", participant_id="patient",
+        event_type = _PAGE_CLICKS.get(body["type"], body["type"])
+        event = self._events.record(appointment, event_type=event_type, role="patient", participant_id="patient",
                                     attempt=attempt, correlation_id=correlation_id)
         return RecordedEvent(event_id=event.id, writeback=event.writeback)
 

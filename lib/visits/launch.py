@@ -334,7 +334,7 @@ class LaunchService:
                                       binding=binding, correlation_id=correlation_id)
         appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
         assert appointment.meeting is not None
-        self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
+        self._events.record(appointment, event_type="clinician_launched", role="provider", participant_id=ehr_user_id,
                             attempt=attempt, correlation_id=correlation_id)
         return Redirect(appointment.meeting.join_url)
 

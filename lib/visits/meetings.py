@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 from lib.models import Appointment, EnvironmentConfig, Meeting
 from lib.smart.errors import LaunchError
@@ -31,10 +32,11 @@ class MeetingService:
     """
 
     def __init__(self, *, appointments: AppointmentRepository, graph: GraphClient,
-                 organizers: OrganizerResolver) -> None:
+                 organizers: OrganizerResolver, presence: Any = None) -> None:
         self._appointments = appointments
         self._graph = graph
         self._organizers = organizers
+        self._presence = presence
 
     def ensure(self, environment: EnvironmentConfig, appointment: Appointment,
                *, ehr_user_id: str | None = None, department: str | None = None) -> Appointment:
@@ -60,7 +62,7 @@ class MeetingService:
                     current.start_utc, current.end_utc,
                 )
             try:
-                return self._appointments.replace(dataclasses.replace(current, meeting=meeting))
+                stored = self._appointments.replace(dataclasses.replace(current, meeting=meeting))
             except ConcurrencyConflict:
                 log.info("meeting store lost the race environment=%s; re-reading", environment.id)
                 fresh = self._appointments.get(current.key)
@@ -68,6 +70,10 @@ class MeetingService:
                     raise LaunchError("APPOINTMENT_NOT_FOUND", "The appointment was deleted while its meeting "
                                                                "was created.") from None
                 current = fresh
+                continue
+            if self._presence is not None:
+                self._presence.watch(stored)  # subscribe to its call events now (the timer retries failures)
+            return stored
         raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its meeting was stored.")
 
     def _group_meeting(self, environment: EnvironmentConfig, appointment: Appointment) -> Meeting | None:

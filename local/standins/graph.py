@@ -26,6 +26,8 @@ Graph (``/v1.0``, Bearer token from above required):
   afterwards. Unknown user -> 404; app token on a user without an application access policy -> 403.
 - ``GET /v1.0/users/{userId}/onlineMeetings/{meetingId}``.
 - ``GET /l/meetup-join/...``: a tiny HTML page standing in for the Teams join page (visits are recorded).
+- ``/beta/subscriptions``: meeting call-event subscriptions with encrypted rich notifications and scripted
+  rosters (:mod:`local.standins.graph_presence`).
 
 Errors use Graph's ``{"error": {"code", "message", "innerError"}}`` and Entra's ``{"error",
 "error_description", "error_codes", ...}`` shapes. Control API: ``local/standins/README.md``.
@@ -653,6 +655,10 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
         with st.lock:
             return json_response(list(st.token_calls))
 
+    # ---- subscriptions, encrypted call-event notifications, scripted rosters ------------------------
+    from local.standins.graph_presence import install
+
+    install(app, st, bearer)
     return app
 
 

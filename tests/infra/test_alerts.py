@@ -17,6 +17,7 @@ EXPECTED_LOG_ALERTS = {
     "reminder-lag": (metrics.REMINDER_LAG, "Reminder lag"),
     "hl7-reject-rate": (metrics.HL7_MESSAGES, "HL7 AR/AE spike"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
+    "writeback-failures": (metrics.WRITEBACKS, "Write-back failures"),
 }
 
 

@@ -172,7 +172,7 @@ def _status_calls(standins: dict[str, str], csn: str) -> list[dict[str, Any]]:
 
 
 # ---- provider launch ---------------------------------------------------------------------------------------
-def test_provider_launch_goes_to_the_teams_meeting_and_writes_connected_back(
+def test_provider_launch_goes_to_the_teams_meeting_and_records_the_click_not_presence(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
     from lib.teams.graph import meeting_external_id
 
@@ -199,13 +199,9 @@ def test_provider_launch_goes_to_the_teams_meeting_and_writes_connected_back(
     assert meeting["subject"] == "Video visit"
 
     (event,) = app.repos.visit_events.for_appointment(key)
-    assert (event.type, event.role, event.participant_id, event.writeback) == ("connected", "provider", "E1001",
-                                                                               "pending")
-    assert [m["id"] for m in _drain_writeback(app, key)] == [event.id]
-    assert app.repos.visit_events.get(key, event.id).writeback == "written"
-    (call,) = _status_calls(standins, csn)
-    assert (call["ExternalID"], call["ConnectionStatus"], call["VendorName"], call["auth"]) == \
-        ("E1001", "1", "OpenVirtualVisitsTest", "bearer")
+    assert (event.type, event.role, event.participant_id, event.writeback) == ("clinician_launched", "provider",
+                                                                               "E1001", "none")
+    assert _drain_writeback(app, key) == [] and _status_calls(standins, csn) == []  # presence comes from the roster
 
     # The same callback again: the state was used.
     replay = browser.get(callback, allow_redirects=False)
@@ -269,7 +265,7 @@ def test_jwks_route_serves_our_public_key(runner: str) -> None:
 
 
 # ---- patient -----------------------------------------------------------------------------------------------
-def test_patient_sms_link_join_page_and_connected_write_back(
+def test_patient_sms_link_join_page_records_the_click_and_device_test_write_back(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
     from lib.models import Appointment
 
@@ -294,10 +290,15 @@ def test_patient_sms_link_join_page_and_connected_write_back(
                               headers={"Content-Type": "application/json"})
         assert posted.status_code == 202, posted.text
     (event,) = app.repos.visit_events.for_appointment(appointment.key)
-    assert (event.role, event.participant_id) == ("patient", "patient")
+    assert (event.role, event.participant_id, event.type, event.writeback) == ("patient", "patient",
+                                                                               "patient_opened_page", "none")
+    posted = browser.post(events_url, data=json.dumps({"type": "device_test_passed", "attempt": "page-attempt-1"}),
+                          headers={"Content-Type": "application/json"})
+    assert posted.status_code == 202, posted.text
     _drain_writeback(app, appointment.key)
     (call,) = _status_calls(standins, csn)
-    assert (call["ExternalID"], call["ConnectionStatus"]) == ("patient", "1")
+    assert (call["ExternalID"], call["ConnectionStatus"], call["VendorName"], call["auth"]) == (
+        "patient", "3", "OpenVirtualVisitsTest", "bearer")
     assert browser.get(join_url).status_code == 200
 
 

@@ -27,9 +27,12 @@ EXPECTED_HTTP = {
     "health_live": ("health/live", ["GET"]),
     "health_ready": ("health/ready", ["GET"]),
     "acs_events": ("events/acs", ["POST"]),
+    "graph_notifications": ("notifications/graph", ["POST"]),
+    "graph_lifecycle": ("notifications/graph/lifecycle", ["POST"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
-EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}
+EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *",
+                   "presence_subscriptions": "30 */5 * * * *"}
 
 
 @pytest.fixture(scope="module")

@@ -103,16 +103,16 @@ def test_a_cancelled_visit_is_appointment_cancelled():
     assert err.value.code == "APPOINTMENT_CANCELLED"
 
 
-def test_connected_is_recorded_once_per_page_attempt_and_queued():
+def test_the_join_click_is_recorded_once_per_page_attempt_as_a_click_not_presence():
     world = World()
     first = world.service.record_event(world.token, {"type": "connected", "attempt": "attempt-123"})
     again = world.service.record_event(world.token, {"type": "connected", "attempt": "attempt-123"})
     other = world.service.record_event(world.token, {"type": "connected", "attempt": "attempt-456"})
     assert first.event_id == again.event_id != other.event_id
     event = world.events.get("env1|777", first.event_id)
-    assert (event.role, event.participant_id, event.type) == ("patient", "patient", "connected")  # type: ignore[union-attr]
-    assert world.queue.sent[0] == ("visit-events", {"id": first.event_id, "appointmentKey": "env1|777",
-                                                    "correlationId": None})
+    assert (event.role, event.participant_id, event.type, event.writeback, event.source) == (  # type: ignore[union-attr]
+        "patient", "patient", "patient_opened_page", "none", "click")
+    assert world.queue.sent == []  # presence is written back from the meeting's roster, not from clicks
 
 
 @pytest.mark.parametrize("body", [{"type": "recording_started"}, ["connected"], None, {"kind": "connected"}])
