@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import events, health, hl7_intake, launch, notifications, reminders, subscriptions, writeback
+from functions import events, health, hl7_intake, launch, notifications, reminders, static, subscriptions, writeback
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, notifications.bp,
-                  subscriptions.bp):
+for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
+                  notifications.bp, subscriptions.bp):
     app.register_functions(blueprint)

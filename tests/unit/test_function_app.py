@@ -29,6 +29,7 @@ EXPECTED_HTTP = {
     "acs_events": ("events/acs", ["POST"]),
     "graph_notifications": ("notifications/graph", ["POST"]),
     "graph_lifecycle": ("notifications/graph/lifecycle", ["POST"]),
+    "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *",
