@@ -2,9 +2,21 @@
 
 import azure.functions as func
 
-from functions import events, health, hl7_intake, launch, notifications, reminders, static, subscriptions, writeback
+from functions import (
+    call_records,
+    events,
+    health,
+    hl7_intake,
+    launch,
+    notifications,
+    reminders,
+    static,
+    subscriptions,
+    visit_status,
+    writeback,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
-                  notifications.bp, subscriptions.bp):
+                  notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp):
     app.register_functions(blueprint)

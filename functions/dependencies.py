@@ -298,6 +298,39 @@ class Services:
                                      public_base_url=self.settings.public_base_url, clock=self.clock)
 
     @cached_property
+    def meeting_times(self) -> Any:
+        """Moves meetings of rescheduled visits (Graph ``PATCH onlineMeeting``)."""
+        from lib.teams.meeting_times import MeetingTimesClient
+        from lib.visits.meeting_times import MeetingTimesSync
+
+        _ = self.graph  # builds graph_tokens
+        client = MeetingTimesClient(base_url=self.settings.graph_base_url, tokens=self.graph_tokens,
+                                    http=self.outbound_http)
+        return MeetingTimesSync(appointments=self.repos.appointments, container=self.store.container("appointments"),
+                                graph=client, presence=self.presence_subscriptions, clock=self.clock)
+
+    @cached_property
+    def call_records(self) -> Any:
+        """Settles attendance and keeps media quality from the Graph call record after the meeting."""
+        from lib.presence.call_records import CallRecordService
+        from lib.store.call_quality import CallQualityRepository
+        from lib.teams.call_records import CallRecordsClient
+
+        _ = self.graph  # builds graph_tokens
+        client = CallRecordsClient(base_url=self.settings.graph_base_url, tokens=self.graph_tokens,
+                                   http=self.outbound_http)
+        return CallRecordService(appointments=self.repos.appointments, presence=self.presence_repo, client=client,
+                                 roster=self.roster, visit_events=self.repos.visit_events,
+                                 quality=CallQualityRepository(self.store), queues=self.queues, clock=self.clock)
+
+    @cached_property
+    def status_passes(self) -> Any:
+        """Passes to a visit's live status page (issued at a clinician's launch with ``view=status``)."""
+        from lib.presence.status_pass import StatusPasses
+
+        return StatusPasses(self.settings.link_signing_key)
+
+    @cached_property
     def roster(self) -> Any:
         """Call events -> participant events."""
         from lib.presence.roster import RosterService
@@ -348,6 +381,7 @@ class Services:
             signin_states=SignInStateRepository(self.store),
             encrypted_keys=self.settings.epic_cal_keys.get,
             used_links=UsedLinkRepository(self.store),
+            status_passes=self.status_passes,
         )
 
     @cached_property

@@ -206,12 +206,15 @@ class EnvironmentConfig:
 
 @dataclass
 class Meeting:
-    """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``."""
+    """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``;
+    ``start_utc``/``end_utc`` (ISO-8601) are the times Graph was last given, so a reschedule knows to PATCH."""
 
     id: str
     join_url: str
     organizer_id: str
     external_id: str
+    start_utc: str | None = None
+    end_utc: str | None = None
 
 
 @dataclass
@@ -222,6 +225,8 @@ class Appointment:
     a message sorting at or below it is stale. ``schedule_revision`` increases whenever the start time
     changes; texts are unique per (appointment, kind, revision). ``conference_id`` groups several
     appointments into one visit (group visits; from the environment's ``conference_id_field``).
+    ``meeting_organizer_id`` is claimed (If-Match) before the meeting is created, so two launches racing
+    to create it call ``createOrGet`` with the same organizer and get the same meeting (no orphan).
     """
 
     environment_id: str
@@ -242,6 +247,7 @@ class Appointment:
     outbox_refs: list[dict[str, str]] = field(default_factory=list)
     etag: str | None = None
     conference_id: str | None = None
+    meeting_organizer_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -269,6 +275,7 @@ class Appointment:
             "sms_phone_reason": self.sms_phone_reason,
             "outbox_refs": self.outbox_refs,
             "conference_id": self.conference_id,
+            "meeting_organizer_id": self.meeting_organizer_id,
         }
 
     @classmethod
@@ -294,6 +301,7 @@ class Appointment:
             outbox_refs=list(doc.get("outbox_refs") or []),
             etag=doc.get("_etag"),
             conference_id=doc.get("conference_id"),
+            meeting_organizer_id=doc.get("meeting_organizer_id"),
         )
 
 

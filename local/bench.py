@@ -11,6 +11,9 @@ Numbers, not assertions: tests never time anything. Each section says what it me
   against no-op / in-memory OpenTelemetry exporters (``local/bench_logging.py``).
 - ``launch``: server-side ms per SMART provider launch without the stand-ins' time (p50, p95) and outbound
   calls per launch, cold and warm (``local/bench_launch.py``).
+- ``presence`` (only with ``--only presence``: it runs the dev runner with its queues): participant events per
+  second from a Graph notification to the Epic call, and the delay from a roster change to the live status
+  JSON and to Epic at that rate (``local/bench_presence.py``).
 - ``reminders`` (only with ``--only reminders``: loading 100,000 documents into the local server takes a
   long time): one reminder-timer run with 1,000 reminders due and 10,000 / 100,000 stored; wall time, queries
   and documents read (``local/bench_reminders.py``).
@@ -57,7 +60,8 @@ def main() -> int:
     from local import bench_hl7, bench_import, bench_intake, bench_launch, bench_logging
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
-    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders"],
+    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders",
+                                           "presence"],
                         action="append")
     parser.add_argument("--reminders-stored", type=int, nargs="+", default=[10_000, 100_000],
                         help="reminders stored in each case of the reminders section")
@@ -78,6 +82,10 @@ def main() -> int:
         results["intake"] = bench_intake.run(seconds=args.seconds)
     if "launch" in sections:
         results["launch"] = bench_launch.run()
+    if "presence" in sections:
+        from local import bench_presence
+
+        results["presence"] = bench_presence.run()
     if "logging" in sections:
         results["logging"] = bench_logging.run()
     if "reminders" in sections:

@@ -30,6 +30,7 @@ var cosmosContainers = [
   { name: 'graph_subscriptions', partitionKey: '/id' }
   { name: 'presence', partitionKey: '/id', defaultTtl: -1 }
   { name: 'participant_identities', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'call_quality', partitionKey: '/id' }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

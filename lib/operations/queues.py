@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lib.queues import SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
+from lib.queues import CALL_RECORDS_QUEUE, SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
 from lib.settings import Settings
 
 #: The queues an operator watches: the work queues and the host's poison queues.
@@ -20,6 +20,8 @@ WATCHED_QUEUES = (
     VISIT_EVENTS_QUEUE,
     poison_queue(SMS_OUTBOX_QUEUE),
     poison_queue(VISIT_EVENTS_QUEUE),
+    CALL_RECORDS_QUEUE,
+    poison_queue(CALL_RECORDS_QUEUE),
 )
 
 

@@ -134,10 +134,22 @@ class RosterService:
                 return created
             try:
                 self._presence.save(dataclasses.replace(presence, updated_utc=self._clock.now(), **changes))
+                if kind == "callEnded" and presence.call_ended_utc is None:
+                    self._look_for_call_record(appointment_key)
                 return created
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another notification of this visit landed first: recompute on the fresh roster
         raise ConcurrencyConflict("presence kept changing")
+
+    def _look_for_call_record(self, appointment_key: str) -> None:
+        """The call ended: look for its call record in a few minutes (queue ``call-records``)."""
+        from lib.presence.call_records import CALL_RECORDS_QUEUE, FIRST_LOOK_AFTER
+
+        try:
+            self._queues.send(CALL_RECORDS_QUEUE, {"appointmentKey": appointment_key},
+                              visibility_timeout=int(FIRST_LOOK_AFTER.total_seconds()))
+        except Exception:  # best effort: the report can trigger the pull later
+            log.warning("call-record look-up not enqueued")
 
     def _event(self, appointment_key: str, environment_id: str, appointment_id: str, who: RosterEntry | None,
                event_type: str, at: datetime, correlation_id: str | None) -> VisitEvent:
@@ -196,14 +208,14 @@ class RosterService:
                 continue
             info = participant.get("info") if isinstance(participant.get("info"), dict) else {}
             identity = info.get("identity") if isinstance(info.get("identity"), dict) else {}
-            entry = self._classify(environment_id, appointment_key, identity, bool(participant.get("isInLobby")))
+            entry = self.classify(environment_id, appointment_key, identity, bool(participant.get("isInLobby")))
             if entry is not None:
                 # One person on two devices is one participant: in the meeting if either device is.
                 current = entries.get(entry.key)
                 entries[entry.key] = entry if current is None or current.lobby else current
         return tuple(sorted(entries.values(), key=lambda e: e.key))
 
-    def _classify(self, environment_id: str, appointment_key: str, identity: dict[str, Any],
+    def classify(self, environment_id: str, appointment_key: str, identity: dict[str, Any],
                   lobby: bool) -> RosterEntry | None:
         user = identity.get("user")
         if isinstance(user, dict) and isinstance(user.get("id"), str):

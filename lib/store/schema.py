@@ -37,4 +37,5 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("graph_subscriptions", "/id"),
     ContainerSpec("presence", "/id", default_ttl=-1),
     ContainerSpec("participant_identities", "/id", default_ttl=-1),
+    ContainerSpec("call_quality", "/id"),
 )

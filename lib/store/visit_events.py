@@ -25,7 +25,7 @@ CLICK_TYPES = frozenset({"clinician_launched", "patient_opened_page", "patient_l
 ParticipantRole = Literal["provider", "patient", "interpreter", "other", "call"]
 #: Where an event came from: the meeting's roster (Graph call events), the call record or attendance report
 #: after the meeting, a click on our pages, or the patient's device test.
-EventSource = Literal["roster", "call_record", "attendance_report", "click", "device_test"]
+EventSource = Literal["roster", "call_record", "click", "device_test"]
 #: Write-back states that will not change any more (an operator's replay aside).
 FINAL_WRITEBACK = frozenset({"written", "failed", "unknown", "superseded", "none"})
 

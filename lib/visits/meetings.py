@@ -1,9 +1,11 @@
 """One Teams meeting per visit: reuse the meeting stored on the appointment, else ``createOrGet`` it and
 store it with ``If-Match``.
 
-Whoever touches the visit first (provider launch, patient link, later the intake) creates it; a concurrent
-second writer loses the ETag race, re-reads, and finds the meeting (``createOrGet`` with the same organizer
-and ``externalId`` returned the same meeting to both anyway).
+Whoever touches the visit first (provider launch, patient link, later the intake) creates it. The organizer
+is claimed on the appointment first (``meeting_organizer_id``, If-Match): ``createOrGet`` is idempotent per
+(organizer, ``externalId``) only, so two clinicians launching a new visit at the same moment must both ask
+the *same* organizer, or the loser's meeting would be left behind as an orphan. The loser of the claim
+re-reads and uses the claimed organizer, and gets the same meeting.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import dataclasses
 import logging
 from typing import Any
 
-from lib.models import Appointment, EnvironmentConfig, Meeting
+from lib.models import Appointment, EnvironmentConfig, Meeting, iso
 from lib.smart.errors import LaunchError
 from lib.store.appointments import AppointmentRepository
 from lib.store.errors import ConcurrencyConflict
 from lib.teams.graph import MEETING_SUBJECT, GraphClient, OrganizerResolver, meeting_external_id
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 5
 
 
 class MeetingService:
@@ -56,11 +58,24 @@ class MeetingService:
                 return current
             meeting = self._group_meeting(environment, current)
             if meeting is None:
-                organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
+                organizer = current.meeting_organizer_id
+                if organizer is None:
+                    organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
+                    try:
+                        current = self._appointments.replace(dataclasses.replace(current,
+                                                                                 meeting_organizer_id=organizer))
+                    except ConcurrencyConflict:
+                        fresh = self._appointments.get(current.key)
+                        if fresh is None:
+                            raise LaunchError("APPOINTMENT_NOT_FOUND", "The appointment was deleted while its "
+                                                                       "meeting was created.") from None
+                        current = fresh
+                        continue  # another launch claimed it: use its organizer (or its meeting)
                 meeting = self._graph.create_or_get_meeting(
                     organizer, self._external_id(environment, current), MEETING_SUBJECT,
                     current.start_utc, current.end_utc,
                 )
+                meeting = dataclasses.replace(meeting, start_utc=iso(current.start_utc), end_utc=iso(current.end_utc))
             try:
                 stored = self._appointments.replace(dataclasses.replace(current, meeting=meeting))
             except ConcurrencyConflict:

@@ -551,7 +551,7 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             return _graph_error(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
         return create_or_get(req, str(claims.get("oid")))
 
-    @app.route("GET", r"/v1\.0/users/([^/]+)/onlineMeetings/([^/]+)")
+    @app.route(("GET", "PATCH"), r"/v1\.0/users/([^/]+)/onlineMeetings/([^/]+)")
     def _get_meeting(req: Request, m: re.Match[str]) -> Response:
         claims = bearer(req)
         user = resolve_user(urllib.parse.unquote(m.group(1)), claims)
@@ -561,6 +561,23 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             owner = st.meeting_owner.get(meeting_id)
         if meeting is None or owner != user.id:
             return _graph_error(404, "NotFound", "The meeting was not found.")
+        if req.method == "PATCH":  # onlinemeeting-update: times (both or start alone), subject, settings
+            body = req.json()
+            if not isinstance(body, dict):
+                return _graph_error(400, "BadRequest", "A JSON object body is required.")
+            if "endDateTime" in body and "startDateTime" not in body:
+                return _graph_error(400, "BadRequest", "startDateTime is required with endDateTime.")
+            start = _parse_time(body["startDateTime"], "startDateTime") if "startDateTime" in body else None
+            end = _parse_time(body["endDateTime"], "endDateTime") if "endDateTime" in body else None
+            if start and end and end < start:
+                return _graph_error(400, "BadRequest", "endDateTime is before startDateTime.")
+            with st.lock:
+                if start:
+                    meeting["startDateTime"] = _graph_time(start)
+                if end:
+                    meeting["endDateTime"] = _graph_time(end)
+                if isinstance(body.get("subject"), str):
+                    meeting["subject"] = body["subject"]
         return json_response(meeting)
 
     @app.route("GET", r"/l/meetup-join/(.+)")

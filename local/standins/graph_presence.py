@@ -100,6 +100,9 @@ class PresenceState:
     rosters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     held: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    #: join URL -> participant key -> {"who", "intervals": [[join, leave | None]], "quality"}
+    attendance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    call_records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def reset(self) -> None:
         with self.lock:
@@ -107,6 +110,8 @@ class PresenceState:
             self.rosters.clear()
             self.held.clear()
             self.deliveries.clear()
+            self.attendance.clear()
+            self.call_records.clear()
 
 
 def _time(at: dt.datetime) -> str:
@@ -150,6 +155,67 @@ def _post(url: str, body: Any, verify: Any) -> int:
     except requests.RequestException:
         return 0
     return response.status_code
+
+
+DEFAULT_QUALITY = {"audio": {"averageJitter": "PT0.012S", "averagePacketLossRate": 0.004,
+                             "averageRoundTripTime": "PT0.045S"},
+                   "video": {"averageJitter": "PT0.020S", "averagePacketLossRate": 0.011,
+                             "averageRoundTripTime": "PT0.050S", "averageVideoFrameRate": 29.5}}
+
+
+def _instant(value: str | None) -> dt.datetime:
+    if not value:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _attend(attendance: dict[str, dict[str, Any]], key: str, who: dict[str, Any], at: str, quality: Any) -> None:
+    entry = attendance.setdefault(key, {"who": who, "intervals": [], "quality": quality or DEFAULT_QUALITY})
+    if not entry["intervals"] or entry["intervals"][-1][1] is not None:
+        entry["intervals"].append([at, None])
+
+
+def _leave(attendance: dict[str, dict[str, Any]], key: str, at: str) -> None:
+    entry = attendance.get(key)
+    if entry and entry["intervals"] and entry["intervals"][-1][1] is None:
+        entry["intervals"][-1][1] = at
+
+
+def _identity(who: dict[str, Any], tenant: str) -> dict[str, Any]:
+    if "user" in who:
+        return {"user": {"id": who["user"], "displayName": "Dr Stand-in Clinician", "tenantId": tenant}}
+    if "acs" in who:
+        return {"acsUser": {"id": who["acs"], "displayName": "Pat Stand-in"}}
+    return {"guest": {"id": who.get("guest") or "guest", "displayName": "Guest Stand-in"}}
+
+
+def _call_record(join_url: str, attendance: dict[str, dict[str, Any]], tenant: str) -> dict[str, Any]:
+    """A ``callRecords.callRecord`` of a finished meeting: one session per participant interval, the
+    participant as caller, the conference as callee, one segment with audio and video streams."""
+    sessions = []
+    starts, ends, participants = [], [], []
+    for entry in attendance.values():
+        identity = _identity(entry["who"], tenant)
+        participants.append({"id": next(iter(identity.values()))["id"]})
+        for joined, left in entry["intervals"]:
+            starts.append(joined)
+            ends.append(left or joined)
+            endpoint = {"@odata.type": "#microsoft.graph.callRecords.participantEndpoint", "identity": identity}
+            conference = {"@odata.type": "#microsoft.graph.callRecords.serviceEndpoint",
+                          "userAgent": {"role": "conferencingServer"}}
+            media = [{"label": f"main-{kind}", "streams": [dict(entry["quality"].get(kind) or {},
+                                                                streamDirection="callerToCallee")]}
+                     for kind in ("audio", "video") if entry["quality"].get(kind)]
+            sessions.append({"id": str(uuid.uuid4()), "modalities": ["audio", "video"], "startDateTime": joined,
+                             "endDateTime": left or joined, "caller": endpoint, "callee": conference,
+                             "segments": [{"id": str(uuid.uuid4()), "startDateTime": joined,
+                                           "endDateTime": left or joined, "caller": endpoint,
+                                           "callee": conference, "media": media}]})
+    return {"@odata.type": "#microsoft.graph.callRecords.callRecord", "version": 1, "type": "groupCall",
+            "modalities": ["audio", "video"], "joinWebUrl": join_url,
+            "startDateTime": min(starts) if starts else None, "endDateTime": max(ends) if ends else None,
+            "lastModifiedDateTime": _time(dt.datetime.now(dt.UTC)), "participants_v2": participants,
+            "sessions": sessions}
 
 
 def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = True) -> PresenceState:
@@ -310,14 +376,23 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
             at = step.get("at") or _time(dt.datetime.now(dt.UTC))
             with ps.lock:
                 roster = ps.rosters.setdefault(join_url, {})
+                attendance = ps.attendance.setdefault(join_url, {})
                 if action == "join":
                     roster[key] = {"who": who, "lobby": bool(step.get("lobby"))}
+                    if not step.get("lobby"):
+                        _attend(attendance, key, who, at, step.get("quality"))
                 elif action == "admit" and key in roster:
                     roster[key]["lobby"] = False
+                    _attend(attendance, key, who, at, step.get("quality"))
                 elif action == "leave":
                     roster.pop(key, None)
+                    _leave(attendance, key, at)
                 elif action == "end":
                     roster.clear()
+                    for k in list(attendance):
+                        _leave(attendance, k, at)
+                    ps.call_records[str(uuid.uuid4())] = _call_record(join_url, attendance, graph_state.tenant)
+                    ps.attendance.pop(join_url, None)
                 elif action != "start":
                     return json_response({"error": f"unknown action {action!r}"}, 400)
                 kind = {"start": "callStarted", "end": "callEnded"}.get(action, "rosterUpdated")
@@ -337,6 +412,45 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
                     if delivery == "duplicate":
                         results.append({"status": deliver(sub, call_event)})
         return json_response({"deliveries": results, "subscriptions": len({r.get("status") for r in results})})
+
+    # ---- call records (v1.0, CallRecords.Read.All) ---------------------------------------------------
+    def records_reader(req: Request) -> None:
+        claims = bearer(req)
+        if claims.get("idtyp") != "app" or "CallRecords.Read.All" not in claims.get("roles", []):
+            raise _error(403, "Forbidden", "CallRecords.Read.All application permission is required.")
+
+    @app.route("GET", r"/v1\.0/communications/callRecords")
+    def _list_records(req: Request, m: re.Match[str]) -> Response:
+        records_reader(req)
+        text = req.arg("$filter") or ""
+        participant = re.search(r"participants_v2/any\(p:p/id eq '([^']+)'\)", text)
+        since = re.search(r"startDateTime ge ([0-9T:.\-]+Z?)", text)
+        until = re.search(r"startDateTime le ([0-9T:.\-]+Z?)", text)
+        leftover = re.sub(r"participants_v2/any\(p:p/id eq '[^']+'\)|startDateTime (ge|le|lt|gt) [0-9T:.\-]+Z?|"
+                          r"\band\b|\s", "", text)
+        if leftover:
+            raise _error(400, "BadRequest", "Only startDateTime and participants_v2/id filters are supported.")
+        with ps.lock:
+            found = [dict({k: v for k, v in r.items() if k not in ("sessions", "participants_v2")}, id=rid)
+                     for rid, r in ps.call_records.items()
+                     if (not participant or any(p["id"] == participant.group(1) for p in r["participants_v2"]))
+                     and (not since or _instant(r["startDateTime"]) >= _instant(since.group(1)))
+                     and (not until or _instant(r["startDateTime"]) <= _instant(until.group(1)))]
+        return json_response({"@odata.context": f"{app.base_url}/v1.0/$metadata#communications/callRecords",
+                              "value": found})
+
+    @app.route("GET", r"/v1\.0/communications/callRecords/([^/?]+)")
+    def _get_record(req: Request, m: re.Match[str]) -> Response:
+        records_reader(req)
+        with ps.lock:
+            record = ps.call_records.get(m.group(1))
+        if record is None:
+            raise _error(404, "NotFound", "The call record was not found.")
+        body = dict(record, id=m.group(1))
+        if "sessions" not in (req.arg("$expand") or ""):
+            body.pop("sessions")
+        body.pop("participants_v2")
+        return json_response(body)
 
     @app.route("POST", r"/_standin/call-events/release")
     def _release(req: Request, m: re.Match[str]) -> Response:

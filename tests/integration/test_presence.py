@@ -5,6 +5,7 @@ real Azurite messages) calls the Epic stand-in. Time moves through the app's clo
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import threading
 import urllib.parse
@@ -64,6 +65,10 @@ def env(app: Any, runner: Any, urls: dict[str, str]) -> Any:
     from lib.store.users import UserMapping
 
     environment_id = f"pres-{uuid.uuid4().hex[:8]}"
+    for other in app.repos.environments.all():  # one environment per FHIR base URL: take the stand-in's
+        if urls["iss"] in other.fhir_base_urls:
+            app.repos.environments.put(dataclasses.replace(
+                other, fhir_base_urls=tuple(u for u in other.fhir_base_urls if u != urls["iss"])))
     client_id = f"vv-{uuid.uuid4().hex[:8]}"
     organizer = str(uuid.uuid4())
     control(urls, "epic", "POST", "clients", {
@@ -347,3 +352,98 @@ def test_a_permanent_refusal_is_failed_with_epics_reason_and_replayable(
     assert poison.replay(app, event.id, event.appointment_key) == "requeued"
     drain(app, appointment.key)
     assert epic_calls(urls, appointment.appointment_id) == [("E1001", "1")]
+
+
+def test_a_reschedule_by_s13_moves_the_teams_meeting(app: Any, env: Any, urls: dict[str, str]) -> None:
+    from local.siu_builder import siu
+    from tests.support.calls import msa, post_hl7
+
+    csn = str(uuid.uuid4().int % 10**9)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)  # HL7 times have minutes
+    start = now + timedelta(days=3)
+    assert msa(post_hl7(env.id, siu("S12", csn=csn, start=start, control_id=f"{csn}-1", sent=now)))[1] == "AA"
+    appointment = app.repos.appointments.get(f"{env.id}|{csn}")
+    appointment = app.meetings.ensure(env, appointment)
+    moved = start + timedelta(hours=2)
+    assert msa(post_hl7(env.id, siu("S13", csn=csn, start=moved, control_id=f"{csn}-2",
+                                    sent=now + timedelta(minutes=1))))[1] == "AA"
+    assert app.meeting_times.run()["updated"] >= 1
+
+    (meeting,) = [m for m in control(urls, "graph", "GET", "meetings") if m["id"] == appointment.meeting.id]
+    assert meeting["startDateTime"].startswith(moved.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert meeting["endDateTime"].startswith((moved + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"))
+    stored = app.repos.appointments.get(appointment.key).meeting
+    assert stored.start_utc == moved.isoformat() and stored.id == appointment.meeting.id
+    from lib.visits.meeting_times import out_of_date
+
+    assert not out_of_date(app.repos.appointments.get(appointment.key))  # nothing left to move
+
+
+def test_two_clinicians_launching_a_new_visit_at_once_leave_no_orphan_meeting(
+        app: Any, env: Any, urls: dict[str, str]) -> None:
+    from lib.models import Appointment
+    from lib.teams.graph import meeting_external_id
+
+    signed_in = dataclasses.replace(env, provider_signin=True)  # each clinician would organize their meetings
+    for oid in (CLINICIAN, SECOND_CLINICIAN):
+        control(urls, "graph", "POST", "users", {"id": oid, "policy": True})
+    for _ in range(3):
+        csn = str(uuid.uuid4().int % 10**10)
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        appointment = app.repos.appointments.create(Appointment(env.id, csn, "booked", start,
+                                                                start + timedelta(minutes=20), 20, "UTC"))
+        barrier = threading.Barrier(2)
+        results: list[Any] = []
+
+        def launch(ehr_user_id: str, appointment: Any = appointment, barrier: Any = barrier,
+                   results: list[Any] = results) -> None:
+            barrier.wait()
+            results.append(app.meetings.ensure(signed_in, appointment, ehr_user_id=ehr_user_id))
+
+        threads = [threading.Thread(target=launch, args=(u,)) for u in ("E1001", "E2002")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        external = meeting_external_id(env.id, csn)
+        made = [m for m in control(urls, "graph", "GET", "meetings") if m["externalId"] == external]
+        assert len(made) == 1, made
+        assert {r.meeting.id for r in results} == {made[0]["id"]}
+
+
+def test_the_call_record_settles_attendance_the_roster_missed_and_keeps_media_quality(
+        app: Any, env: Any, urls: dict[str, str]) -> None:
+    from azure.functions.queue import QueueMessage
+
+    from functions.call_records import call_records
+    from lib.queues import encode
+
+    appointment = new_visit(app, env)
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+    def at(minute: int) -> str:
+        return (t + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+
+    script(urls, appointment, [{"action": "start", "at": at(0)}, {"action": "join", "participant": CLIN, "at": at(0)}])
+    script(urls, appointment, [{"action": "join", "participant": PAT, "at": at(1)},  # both notifications lost
+                               {"action": "leave", "participant": PAT, "at": at(4)}], delivery="drop")
+    script(urls, appointment, [{"action": "leave", "participant": CLIN, "at": at(6)},
+                               {"action": "end", "at": at(6)}])
+    control(urls, "graph", "POST", "faults", {"path_prefix": "/v1.0/communications/callRecords",
+                                              "responses": [{"status": 429, "retry_after": 120}]})
+    assert app.call_records.settle(appointment.key).retry_in == 120  # Graph's Retry-After
+
+    handler = call_records.build().get_user_function()
+    handler(QueueMessage(id="cr-1", body=encode({"appointmentKey": appointment.key}).encode(), dequeue_count=1))
+    drain(app, appointment.key)
+
+    assert per_participant(epic_calls(urls, appointment.appointment_id)) == {"E1001": ["1", "2"],
+                                                                              "patient": ["1", "2"]}
+    added = [e for e in app.repos.visit_events.for_appointment(appointment.key) if e.source == "call_record"]
+    assert sorted((e.type, e.at_utc) for e in added) == [("connected", t + timedelta(minutes=1)),
+                                                         ("disconnected", t + timedelta(minutes=4))]
+    quality = app.store.container("call_quality").read_item(item=appointment.key, partition_key=appointment.key)
+    by_role = {p["role"]: p for p in quality["participants"]}
+    assert by_role["patient"]["seconds_present"] == 180
+    assert by_role["patient"]["audio"] == {"jitter_ms": 12.0, "packet_loss_rate": 0.004, "round_trip_ms": 45.0}
+    assert by_role["provider"]["participant_id"] == "E1001" and by_role["provider"]["video"]["jitter_ms"] == 20.0

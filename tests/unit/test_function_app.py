@@ -29,11 +29,14 @@ EXPECTED_HTTP = {
     "acs_events": ("events/acs", ["POST"]),
     "graph_notifications": ("notifications/graph", ["POST"]),
     "graph_lifecycle": ("notifications/graph/lifecycle", ["POST"]),
+    "visit_status_page": ("visits/{token}/status", ["GET"]),
+    "visit_status_json": ("visits/{token}/status.json", ["GET"]),
     "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
-EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
+EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
+                   "call_records": "call-records"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *",
-                   "presence_subscriptions": "30 */5 * * * *"}
+                   "presence_subscriptions": "30 */5 * * * *", "meeting_times": "45 */5 * * * *"}
 
 
 @pytest.fixture(scope="module")
