@@ -869,9 +869,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("received %s, stopping", signal.Signals(signum).name)
         stopping.set()
 
+    try:
+        runner.start()
+    except OSError as exc:
+        print(f"devrunner: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}): is another runner using it?",
+              file=sys.stderr)
+        return 1
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    runner.start()
     logger.info("dev runner listening on http://%s:%d (Ctrl+C to stop)", runner.host, runner.port)
     while not stopping.wait(0.5):
         pass
