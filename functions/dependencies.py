@@ -293,9 +293,12 @@ class Services:
         certificates = self.notification_certificates
         client = GraphSubscriptionsClient(base_url=beta_base(self.settings.graph_base_url), tokens=self.graph_tokens,
                                           http=self.outbound_http)
+        from lib.clock import SystemClock
+
+        # Graph checks expiry times against real time: the system clock, never the demo clock.
         return PresenceSubscriptions(repo=GraphSubscriptionRepository(self.store), graph=client,
                                      certificate=next(iter(certificates.values()), None),
-                                     public_base_url=self.settings.public_base_url, clock=self.clock)
+                                     public_base_url=self.settings.public_base_url, clock=SystemClock())
 
     @cached_property
     def meeting_times(self) -> Any:

@@ -57,8 +57,13 @@ def visit_status_page(req: func.HttpRequest) -> func.HttpResponse:
     try:
         found = _status(token)
         if found is None:
-            return problem(404, "Not found", "This status link is not valid (it expires two hours after the "
-                           "visit). Open the visit's status from Epic again.", correlation=correlation)
+            page = render("launch_error.html", {
+                "message": "This status link is not valid: it expires two hours after the visit. Open the "
+                           "visit's status from Epic again.", "retry_advice": None, "code": "STATUS_LINK_INVALID",
+                "correlation_id": correlation, "admin_hint": "The pass in the link is malformed, forged or expired."},
+                status=404)
+            return func.HttpResponse(page.html, status_code=404, headers={**page.headers, **NO_STORE},
+                                     mimetype="text/html", charset="utf-8")
         visit_pass, status = found
         environment = services().repos.environments.get(visit_pass.appointment_key.split("|", 1)[0])
     except StoreUnavailable:

@@ -26,12 +26,14 @@ MAX_BODY = 1024 * 1024
 
 @dataclass
 class NotificationReport:
-    """What one delivery did: ``applied`` notifications, participant ``events`` created, ``refused`` reasons,
+    """What one delivery did: ``applied`` notifications, participant ``events`` created, ``refused`` reasons
+    (failed a check: not from Graph for us), ``ignored`` reasons (authentic but not a call event we use),
     ``lifecycle`` actions."""
 
     applied: int = 0
     events: int = 0
     refused: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
     lifecycle: list[str] = field(default_factory=list)
 
 
@@ -87,7 +89,7 @@ class NotificationService:
                 continue
             except InvalidCallEvent as exc:
                 log.warning("graph notification ignored reason=%s correlation=%s", exc.reason, correlation_id)
-                report.refused.append(exc.reason)
+                report.ignored.append(exc.reason)
                 continue
             report.applied += 1
             report.events += len(created)

@@ -113,3 +113,5 @@ def test_the_json_names_roles_never_people_and_a_forged_pass_sees_nothing(visit:
     token = visit["status_url"].rsplit("/", 2)[-2]
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     assert requests.get(visit["status_url"].replace(token, forged) + ".json", timeout=10).status_code == 404
+    page = requests.get(visit["status_url"].replace(token, forged), timeout=10)
+    assert page.status_code == 404 and '<code id="error-code">STATUS_LINK_INVALID</code>' in page.text

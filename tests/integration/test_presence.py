@@ -82,6 +82,13 @@ def env(app: Any, runner: Any, urls: dict[str, str]) -> Any:
                             fallback_organizer_id=organizer, provider_signin=False)
 
 
+@pytest.fixture(autouse=True)
+def empty_work_queue(app: Any) -> None:
+    """Each test starts from an empty ``visit-events`` queue: the clock-driven sweeps of one test re-enqueue
+    every overdue event of the store (other tests' too), which would bury the next test's messages."""
+    app.queues.client("visit-events").clear_messages()
+
+
 def new_visit(app: Any, env: Any) -> Any:
     """A booked visit with its meeting (created through Graph, which subscribes our endpoint at once) and the
     patient's and interpreter's ACS identities registered as the join page does."""
