@@ -10,6 +10,7 @@ from functions import (
     launch,
     notifications,
     reminders,
+    reports,
     static,
     subscriptions,
     visit_status,
@@ -18,5 +19,5 @@ from functions import (
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
-                  notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp):
+                  reports.bp, notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp):
     app.register_functions(blueprint)

@@ -98,6 +98,8 @@ var queueNames = [
   'visit-events-poison'
   'call-records'
   'call-records-poison'
+  'report-updates'
+  'report-updates-poison'
 ]
 
 // Key Vault secret names. Values are uploaded after deployment (docs/deploy.md).

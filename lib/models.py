@@ -149,6 +149,10 @@ class EnvironmentConfig:
         writeback_retry_horizon_minutes: how long transient Epic failures (429, 5xx, time-outs) are
             retried, counted from an event's first attempt, before it is marked ``failed`` (default a day;
             5 minutes to 7 days, the queue's longest visibility timeout).
+        monthly_visit_allocation: virtual visits the organization has per calendar month (its licences);
+            the visits report marks each completed visit within it or not (``None``: not tracked).
+        report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
+            roster); off by default: clinicians are shown by EHR user ID only.
     """
 
     id: str
@@ -174,6 +178,8 @@ class EnvironmentConfig:
     encrypted_max_age_seconds: int = 300
     writeback_status_codes: dict[str, str] = field(default_factory=dict)
     writeback_retry_horizon_minutes: int = DEFAULT_WRITEBACK_HORIZON_MINUTES
+    monthly_visit_allocation: int | None = None
+    report_clinician_names: bool = False
 
     def status_code(self, event_type: str) -> str | None:
         """The ``ConnectionStatus`` code sent to Epic for ``event_type``, or ``None`` when it has none."""
@@ -315,7 +321,9 @@ class OutboxItem:
 
     ``claimed_utc`` is when a worker moved it to ``sending`` (a ``sending`` item left behind by a crash is
     moved to ``unknown`` for review); ``segments`` the segments of the text sent; ``delivery_status``,
-    ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report.
+    ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report. ``language`` is the
+    template language used and ``recipient_last2`` the last two digits of the number texted (for the texts
+    report; never more of the number).
     """
 
     id: str
@@ -335,6 +343,8 @@ class OutboxItem:
     delivery_status: str | None = None
     delivery_detail: str | None = None
     delivery_event_utc: datetime | None = None
+    language: str | None = None
+    recipient_last2: str | None = None
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -357,6 +367,8 @@ class OutboxItem:
             "delivery_status": self.delivery_status,
             "delivery_detail": self.delivery_detail,
             "delivery_event_utc": iso(self.delivery_event_utc),
+            "language": self.language,
+            "recipient_last2": self.recipient_last2,
         }
 
     @classmethod
@@ -380,6 +392,8 @@ class OutboxItem:
             delivery_status=doc.get("delivery_status"),
             delivery_detail=doc.get("delivery_detail"),
             delivery_event_utc=parse_iso(doc.get("delivery_event_utc")),
+            language=doc.get("language"),
+            recipient_last2=doc.get("recipient_last2"),
             etag=doc.get("_etag"),
         )
 

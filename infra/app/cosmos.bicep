@@ -31,6 +31,8 @@ var cosmosContainers = [
   { name: 'presence', partitionKey: '/id', defaultTtl: -1 }
   { name: 'participant_identities', partitionKey: '/id', defaultTtl: -1 }
   { name: 'call_quality', partitionKey: '/id' }
+  { name: 'report_visits', partitionKey: '/id' }
+  { name: 'report_days', partitionKey: '/id' }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

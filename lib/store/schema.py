@@ -38,4 +38,6 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("presence", "/id", default_ttl=-1),
     ContainerSpec("participant_identities", "/id", default_ttl=-1),
     ContainerSpec("call_quality", "/id"),
+    ContainerSpec("report_visits", "/id"),
+    ContainerSpec("report_days", "/id"),
 )

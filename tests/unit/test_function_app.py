@@ -34,7 +34,7 @@ EXPECTED_HTTP = {
     "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
-                   "call_records": "call-records"}
+                   "call_records": "call-records", "report_update": "report-updates"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *",
                    "presence_subscriptions": "30 */5 * * * *", "meeting_times": "45 */5 * * * *"}
 
