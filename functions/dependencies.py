@@ -326,7 +326,8 @@ class Services:
                                    http=self.outbound_http)
         return CallRecordService(appointments=self.repos.appointments, presence=self.presence_repo, client=client,
                                  roster=self.roster, visit_events=self.repos.visit_events,
-                                 quality=CallQualityRepository(self.store), queues=self.queues, clock=self.clock)
+                                 quality=CallQualityRepository(self.store), queues=self.queues, clock=self.clock,
+                                 reports=self.report_feed)
 
     @cached_property
     def status_passes(self) -> Any:
@@ -341,7 +342,8 @@ class Services:
         from lib.presence.roster import RosterService
 
         return RosterService(presence=self.presence_repo, visit_events=self.repos.visit_events, users=self.users,
-                             identities=self.participant_identities, queues=self.queues, clock=self.clock)
+                             identities=self.participant_identities, queues=self.queues, clock=self.clock,
+                             reports=self.report_feed)
 
     @cached_property
     def notifications(self) -> Any:

@@ -18,7 +18,6 @@ participant (queue ``call-records``, enqueued when the call ends).
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,8 +25,9 @@ from typing import Any
 from lib import queues
 from lib.clock import Clock
 from lib.models import iso, parse_iso
-from lib.presence.roster import WRITTEN_BACK_ROLES, RosterService
+from lib.presence.roster import WRITTEN_BACK_ROLES, RosterService, tell_reports
 from lib.queues import VISIT_EVENTS_QUEUE
+from lib.reports.inputs import duration_ms
 from lib.store.appointments import AppointmentRepository
 from lib.store.call_quality import CallQualityRepository
 from lib.store.presence import PresenceRepository, RosterEntry
@@ -47,7 +47,8 @@ GIVE_UP_AFTER = timedelta(hours=24)
 SAME_MOMENT = timedelta(minutes=2)
 #: The record's start (first join) is looked for this close to the call's start as the roster showed it.
 WINDOW = timedelta(minutes=30)
-_DURATION = re.compile(r"^PT(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?$")
+#: Our roles -> the reports' roles (``lib.reports.inputs.Role``).
+REPORT_ROLES = {"provider": "clinician", "patient": "patient", "interpreter": "interpreter", "other": "other"}
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,6 @@ class SettleOutcome:
     outcome: str
     retry_in: int | None = None
     added_events: int = 0
-
-
-def duration_ms(value: Any) -> float | None:
-    """``PT0.012S`` -> 12.0; ``None`` for anything else."""
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if not match or not any(match.groups()):
-        return None
-    minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return round((minutes * 60 + seconds) * 1000, 3)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -97,8 +89,9 @@ class CallRecordService:
 
     def __init__(self, *, appointments: AppointmentRepository, presence: PresenceRepository,
                  client: CallRecordsClient, roster: RosterService, visit_events: VisitEventRepository,
-                 quality: CallQualityRepository, queues: QueueSender, clock: Clock) -> None:
+                 quality: CallQualityRepository, queues: QueueSender, clock: Clock, reports: Any = None) -> None:
         self._appointments = appointments
+        self._reports = reports
         self._presence = presence
         self._client = client
         self._roster = roster
@@ -158,7 +151,7 @@ class CallRecordService:
             stay["intervals"].append((start, end))
             stay["segments"].extend(session.get("segments") or [])
         existing = self._events.for_appointment(appointment_key)
-        added = 0
+        added_events: list[VisitEvent] = []
         for stay in stays.values():
             who: RosterEntry = stay["who"]
             if who.role not in WRITTEN_BACK_ROLES:
@@ -168,7 +161,12 @@ class CallRecordService:
                     if any(e.type == kind and (e.role, e.participant_id) == (who.role, who.participant_id)
                            and e.writeback != "superseded" and abs(e.at_utc - at) <= SAME_MOMENT for e in existing):
                         continue
-                    added += self._add(appointment_key, environment_id, appointment_id, who, kind, at, now)
+                    event = self._add(appointment_key, environment_id, appointment_id, who, kind, at, now)
+                    if event is not None:
+                        added_events.append(event)
+        added = len(added_events)
+        tell_reports(self._reports, appointment_key, added_events)
+        self._send_quality(appointment_key, stays)
         self._quality.put({
             "id": appointment_key, "status": "settled", "call_record_id": record_id,
             "call_record_version": record.get("version"), "start_utc": iso(parse_iso(_z(record.get("startDateTime")))),
@@ -182,8 +180,31 @@ class CallRecordService:
                  environment_id)
         return added
 
+    def _send_quality(self, appointment_key: str, stays: dict[str, dict[str, Any]]) -> None:
+        """Every stream of every participant to the reports (``ReportFeed.call_quality``); best effort."""
+        if self._reports is None:
+            return
+        from lib.reports.inputs import streams_from_media
+
+        try:
+            streams = []
+            for stay in stays.values():
+                who: RosterEntry = stay["who"]
+                role = REPORT_ROLES.get(who.role, "other")
+                for segment in stay["segments"]:
+                    for media in segment.get("media") or []:
+                        label = str(media.get("label") or "")
+                        kind = "audio" if "audio" in label else "video" if "video" in label else None
+                        if kind is not None and "sharing" not in label:
+                            streams.extend(streams_from_media(who.participant_id, role, kind,  # type: ignore[arg-type]
+                                                              list(media.get("streams") or [])))
+            if streams:
+                self._reports.call_quality(appointment_key, streams)
+        except Exception:
+            log.warning("call quality not sent to the reports")
+
     def _add(self, appointment_key: str, environment_id: str, appointment_id: str, who: RosterEntry, kind: str,
-             at: datetime, now: datetime) -> int:
+             at: datetime, now: datetime) -> VisitEvent | None:
         event = VisitEvent(id=event_id(appointment_key, who.role, who.participant_id, kind, at.isoformat()),
                            appointment_key=appointment_key, environment_id=environment_id,
                            appointment_id=appointment_id, type=kind, role=who.role,  # type: ignore[arg-type]
@@ -194,7 +215,7 @@ class CallRecordService:
                 self._queues.send(VISIT_EVENTS_QUEUE, message_for(stored))
             except Exception:  # the write-back sweep enqueues it
                 log.warning("call-record event not enqueued environment=%s", environment_id)
-        return 1 if created else 0
+        return stored if created else None
 
 
 def _z(value: Any) -> str | None:

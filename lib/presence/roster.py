@@ -46,6 +46,22 @@ class InvalidCallEvent(Exception):
         self.reason = reason
 
 
+def tell_reports(reports: Any, appointment_key: str, events: list[VisitEvent]) -> None:
+    """Hand new presence events to the reports (``lib.reports.inputs.ReportFeed``); best effort: the reports
+    can always be rebuilt from ``visit_events``."""
+    if reports is None:
+        return
+    from lib.reports.inputs import ParticipantEvent
+
+    try:
+        for event in events:
+            found = ParticipantEvent.from_visit_event(event)
+            if found is not None:
+                reports.participant_event(appointment_key, found)
+    except Exception:
+        log.warning("presence events not sent to the reports")
+
+
 def _ref(kind: str, raw_id: str) -> str:
     return hashlib.sha256(f"{kind}:{raw_id}".encode()).hexdigest()[:16]
 
@@ -85,8 +101,10 @@ class RosterService:
     """
 
     def __init__(self, *, presence: PresenceRepository, visit_events: VisitEventRepository, users: UserRepository,
-                 identities: ParticipantIdentityRepository, queues: QueueSender, clock: Clock) -> None:
+                 identities: ParticipantIdentityRepository, queues: QueueSender, clock: Clock,
+                 reports: Any = None) -> None:
         self._presence = presence
+        self._reports = reports
         self._events = visit_events
         self._users = users
         self._identities = identities
@@ -196,6 +214,7 @@ class RosterService:
         if created_now:
             log.info("presence events=%s environment=%s correlation=%s",
                      ",".join(f"{e.role}:{e.type}" for e in created_now), environment_id, correlation_id)
+            tell_reports(self._reports, appointment_key, created_now)
         return created_now
 
     # ---- who is who -----------------------------------------------------------------------------

@@ -104,3 +104,19 @@ def test_live_status_says_who_is_in_the_room_and_since_when():
         ("Clinician E1001", "left", T0 + timedelta(minutes=9)),
         ("Patient", "in_meeting", T0 + timedelta(minutes=3)),
     ]
+
+
+def test_media_quality_averages_each_participants_audio_and_video_streams_and_skips_screen_sharing():
+    from lib.presence.call_records import media_quality
+
+    segments = [{"media": [
+        {"label": "main-audio", "streams": [
+            {"averageJitter": "PT0.010S", "averagePacketLossRate": 0.01, "averageRoundTripTime": "PT0.040S"},
+            {"averageJitter": "PT0.030S", "averagePacketLossRate": 0.03, "averageRoundTripTime": "PT0.060S"}]},
+        {"label": "main-video", "streams": [{"averageJitter": "PT1M", "averagePacketLossRate": 0.2}]},
+        {"label": "applicationsharing-video", "streams": [{"averageJitter": "PT9S"}]},
+    ]}]
+    assert media_quality(segments) == {
+        "audio": {"jitter_ms": 20.0, "packet_loss_rate": 0.02, "round_trip_ms": 50.0},
+        "video": {"jitter_ms": 60000.0, "packet_loss_rate": 0.2, "round_trip_ms": None},
+    }
