@@ -14,10 +14,11 @@ from functions import (
     static,
     subscriptions,
     visit_status,
+    warmup,
     writeback,
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
-                  reports.bp, notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp):
+                  reports.bp, warmup.bp, notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp):
     app.register_functions(blueprint)

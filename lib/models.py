@@ -149,6 +149,9 @@ class EnvironmentConfig:
         writeback_retry_horizon_minutes: how long transient Epic failures (429, 5xx, time-outs) are
             retried, counted from an event's first attempt, before it is marked ``failed`` (default a day;
             5 minutes to 7 days, the queue's longest visibility timeout).
+        frame_origins: the Epic origins (``https://host[:port]``) allowed to show the launch and join pages
+            inside a frame (Hyperspace's browser, Haiku/Canto web views, MyChart); empty = top-level only.
+            Checked with :func:`lib.visits.framing.frame_origin_problem`; docs/launch.md "Embedded in Epic".
         monthly_visit_allocation: virtual visits the organization has per calendar month (its licences);
             the visits report marks each completed visit within it or not (``None``: not tracked).
         report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
@@ -178,6 +181,7 @@ class EnvironmentConfig:
     encrypted_max_age_seconds: int = 300
     writeback_status_codes: dict[str, str] = field(default_factory=dict)
     writeback_retry_horizon_minutes: int = DEFAULT_WRITEBACK_HORIZON_MINUTES
+    frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
 
@@ -207,6 +211,8 @@ class EnvironmentConfig:
             own["hl7_certificates"] = tuple(own["hl7_certificates"] or ())
         if "writeback_status_codes" in own:
             own["writeback_status_codes"] = dict(own["writeback_status_codes"] or {})
+        if "frame_origins" in own:
+            own["frame_origins"] = tuple(own["frame_origins"] or ())
         return cls(**own, sms=SmsSettings(**sms_fields))
 
 
@@ -233,6 +239,9 @@ class Appointment:
     appointments into one visit (group visits; from the environment's ``conference_id_field``).
     ``meeting_organizer_id`` is claimed (If-Match) before the meeting is created, so two launches racing
     to create it call ``createOrGet`` with the same organizer and get the same meeting (no orphan).
+    ``planned_outbox`` holds the outbox documents that message planned, written with the appointment in one
+    write: when a store failure interrupts the intake after this write, the resend of the same message
+    (a redelivery, which plans nothing new) creates them from here (a transactional outbox).
     """
 
     environment_id: str
@@ -254,6 +263,7 @@ class Appointment:
     etag: str | None = None
     conference_id: str | None = None
     meeting_organizer_id: str | None = None
+    planned_outbox: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -282,6 +292,7 @@ class Appointment:
             "outbox_refs": self.outbox_refs,
             "conference_id": self.conference_id,
             "meeting_organizer_id": self.meeting_organizer_id,
+            "planned_outbox": self.planned_outbox,
         }
 
     @classmethod
@@ -308,6 +319,7 @@ class Appointment:
             etag=doc.get("_etag"),
             conference_id=doc.get("conference_id"),
             meeting_organizer_id=doc.get("meeting_organizer_id"),
+            planned_outbox=list(doc.get("planned_outbox") or []),
         )
 
 

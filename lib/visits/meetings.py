@@ -1,5 +1,6 @@
 """One Teams meeting per visit: reuse the meeting stored on the appointment, else ``createOrGet`` it and
-store it with ``If-Match``.
+store it with ``If-Match`` (or, for a visit not stored yet, create the appointment with its meeting in one
+write).
 
 Whoever touches the visit first (provider launch, patient link, later the intake) creates it. The organizer
 is claimed on the appointment first (``meeting_organizer_id``, If-Match): ``createOrGet`` is idempotent per
@@ -17,7 +18,7 @@ from typing import Any
 from lib.models import Appointment, EnvironmentConfig, Meeting, iso
 from lib.smart.errors import LaunchError
 from lib.store.appointments import AppointmentRepository
-from lib.store.errors import ConcurrencyConflict
+from lib.store.errors import AlreadyExists, ConcurrencyConflict
 from lib.teams.graph import MEETING_SUBJECT, GraphClient, OrganizerResolver, meeting_external_id
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ class MeetingService:
                *, ehr_user_id: str | None = None, department: str | None = None) -> Appointment:
         """``appointment`` with its ``meeting`` set (stored), creating the meeting when it has none.
 
+        An ``appointment`` without an ETag has not been stored yet (a launch before any HL7 message): it is
+        created with its meeting; when someone created it meanwhile, the stored one is used.
+
         ``ehr_user_id`` (the launching clinician) and ``department`` (the launch URL's ``departmentId``) only
         choose the organizer of a meeting created now; an existing meeting is always reused.
 
@@ -61,10 +65,11 @@ class MeetingService:
                 organizer = current.meeting_organizer_id
                 if organizer is None:
                     organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
-                    try:
-                        current = self._appointments.replace(dataclasses.replace(current,
-                                                                                 meeting_organizer_id=organizer))
-                    except ConcurrencyConflict:
+                    claimed = dataclasses.replace(current, meeting_organizer_id=organizer)
+                    try:  # a visit first seen now is stored with its claim
+                        current = (self._appointments.create(claimed) if current.etag is None
+                                   else self._appointments.replace(claimed))
+                    except (ConcurrencyConflict, AlreadyExists):
                         fresh = self._appointments.get(current.key)
                         if fresh is None:
                             raise LaunchError("APPOINTMENT_NOT_FOUND", "The appointment was deleted while its "
@@ -77,8 +82,10 @@ class MeetingService:
                 )
                 meeting = dataclasses.replace(meeting, start_utc=iso(current.start_utc), end_utc=iso(current.end_utc))
             try:
-                stored = self._appointments.replace(dataclasses.replace(current, meeting=meeting))
-            except ConcurrencyConflict:
+                with_meeting = dataclasses.replace(current, meeting=meeting)
+                stored = (self._appointments.create(with_meeting) if current.etag is None  # group visit, first seen
+                          else self._appointments.replace(with_meeting))
+            except (ConcurrencyConflict, AlreadyExists):
                 log.info("meeting store lost the race environment=%s; re-reading", environment.id)
                 fresh = self._appointments.get(current.key)
                 if fresh is None:
