@@ -655,7 +655,10 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
         except ValueError:
             return json_response({"error": "certificate_pem holds no PEM certificate"}, 400)
         uris = body.get("redirect_uris", [])
-        roles = body.get("roles", [APP_ROLE])
+        with st.lock:
+            previous = st.apps.get(body["client_id"])
+        # Re-registering (to add redirect URIs) keeps the app's granted roles unless new ones are given.
+        roles = body.get("roles", previous.roles if previous else [APP_ROLE])
         reg = App(client_id=body["client_id"], tenant=body.get("tenant", st.tenant),
                   certificate_pem=pem[start:], public_key=cert.public_key(),
                   x5t=b64url(cert.fingerprint(hashes.SHA1())),  # noqa: S303 - x5t is SHA-1 by definition

@@ -440,7 +440,10 @@ def test_the_call_record_settles_attendance_the_roster_missed_and_keeps_media_qu
                                               "responses": [{"status": 429, "retry_after": 120}]})
     assert app.call_records.settle(appointment.key).retry_in == 120  # Graph's Retry-After
 
-    handler = call_records.build().get_user_function()
+    settled = app.call_records.settle(appointment.key)
+    assert (settled.outcome, settled.added_events) == ("settled", 2), (
+        settled, control(urls, "graph", "GET", "subscriptions")[-1:])
+    handler = call_records.build().get_user_function()  # the queue trigger: settling again adds nothing
     handler(QueueMessage(id="cr-1", body=encode({"appointmentKey": appointment.key}).encode(), dequeue_count=1))
     drain(app, appointment.key)
 
