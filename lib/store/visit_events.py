@@ -17,14 +17,15 @@ from lib.models import iso, parse_iso
 from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
 from lib.store.errors import AlreadyExists
 
-EventType = Literal["connected", "disconnected", "device_test_passed", "device_test_failed", "in_lobby",
-                    "left_lobby", "call_started", "call_ended", "clinician_launched", "patient_opened_page",
-                    "patient_left_page"]
-#: Clicks on our pages: recorded as what they are, never written back as presence.
-CLICK_TYPES = frozenset({"clinician_launched", "patient_opened_page", "patient_left_page"})
+EventType = Literal["connected", "disconnected", "device_test_passed", "device_test_failed", "page_opened",
+                    "call_identity_issued", "in_lobby", "left_lobby", "call_started", "call_ended",
+                    "clinician_launched", "patient_opened_page", "patient_left_page"]
+#: Clicks and page events: recorded as what they are, never written back as presence.
+CLICK_TYPES = frozenset({"clinician_launched", "page_opened", "call_identity_issued", "patient_opened_page",
+                         "patient_left_page"})
 ParticipantRole = Literal["provider", "patient", "interpreter", "other", "call"]
-#: Where an event came from: the meeting's roster (Graph call events), the call record or attendance report
-#: after the meeting, a click on our pages, or the patient's device test.
+#: Where an event came from: the meeting's roster (Graph call events), the call record after the meeting, a
+#: click or event of our pages, or the patient's device test.
 EventSource = Literal["roster", "call_record", "click", "device_test"]
 #: Write-back states that will not change any more (an operator's replay aside).
 FINAL_WRITEBACK = frozenset({"written", "failed", "unknown", "superseded", "none"})
@@ -46,6 +47,10 @@ class VisitEvent:
     ``epic_detail`` Epic's own words for it; ``ambiguous_attempts`` calls whose outcome is unknown (time-outs
     that may have reached Epic). ``participant_ref`` is an opaque reference for participants without an EHR
     ID (interpreter, other), ``source`` where the event came from.
+    ``writeback`` is ``none`` for events the EHR never gets (``page_opened``: the patient opened the join
+    page, a click and not presence; ``call_identity_issued``: the ACS identity the page joined with, which
+    meeting presence maps back to "patient"). ``details``: a few non-personal values (the device test's
+    steps and measures, the ACS identity ID).
     """
 
     id: str
@@ -72,6 +77,7 @@ class VisitEvent:
     epic_detail: str | None = None
     ambiguous_attempts: int = 0
     participant_ref: str | None = None
+    details: dict[str, Any] | None = None
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -101,6 +107,7 @@ class VisitEvent:
             "epic_detail": self.epic_detail,
             "ambiguous_attempts": self.ambiguous_attempts,
             "participant_ref": self.participant_ref,
+            "details": self.details,
         }
 
     @classmethod
@@ -131,6 +138,7 @@ class VisitEvent:
             epic_detail=doc.get("epic_detail"),
             ambiguous_attempts=int(doc.get("ambiguous_attempts") or 0),
             participant_ref=doc.get("participant_ref"),
+            details=doc.get("details"),
             etag=doc.get("_etag"),
         )
 

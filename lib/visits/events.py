@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
 from typing import Any, Protocol
 
 from lib.clock import Clock
+from lib.ehr.writeback import CONNECTION_STATUS
 from lib.models import Appointment
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.store.visit_events import CLICK_TYPES, EventType, ParticipantRole, VisitEvent, VisitEventRepository
@@ -46,14 +48,20 @@ class VisitEventRecorder:
         clock: the clock.
     """
 
-    def __init__(self, *, visit_events: VisitEventRepository, queues: QueueSender, clock: Clock) -> None:
+    def __init__(self, *, visit_events: VisitEventRepository, queues: QueueSender, clock: Clock,
+                 identities: Any = None) -> None:
         self._events = visit_events
         self._queues = queues
         self._clock = clock
+        self._identities = identities
 
     def record(self, appointment: Appointment, *, event_type: EventType, role: ParticipantRole,
-               participant_id: str, attempt: str, correlation_id: str | None = None) -> VisitEvent:
+               participant_id: str, attempt: str, correlation_id: str | None = None,
+               details: dict[str, Any] | None = None) -> VisitEvent:
         """Store the event (once per deterministic ID) and enqueue it while its write-back is pending.
+
+        Events the EHR has no status for (``page_opened``, ``call_identity_issued``) are stored with
+        ``writeback="none"`` and never enqueued.
 
         A failed enqueue is logged and swallowed: the visit must go on; the event stays ``pending``.
 
@@ -71,9 +79,16 @@ class VisitEventRecorder:
             at_utc=self._clock.now(),
             correlation_id=correlation_id,
             source="click" if event_type in CLICK_TYPES else "device_test",
-            writeback="none" if event_type in CLICK_TYPES else "pending",
+            writeback="pending" if event_type in CONNECTION_STATUS and event_type not in CLICK_TYPES else "none",
+            details=details,
         )
         stored, created = self._events.create_once(event)
+        acs_user_id = (details or {}).get("acsUserId")
+        if event_type == "call_identity_issued" and self._identities is not None and isinstance(acs_user_id, str):
+            # The meeting's roster names this identity "patient" (lib/presence/roster.py).
+            now = self._clock.now()
+            self._identities.register(acs_user_id, appointment.key, "patient",
+                                      expires=max(appointment.end_utc or now, now) + timedelta(days=1), now=now)
         if stored.writeback == "pending":
             try:
                 self._queues.send(VISIT_EVENTS_QUEUE, {"id": stored.id, "appointmentKey": stored.appointment_key,

@@ -91,8 +91,14 @@ def _writes_back(event: VisitEvent) -> bool:
     return event.writeback not in ("none",)
 
 
+#: The events whose order matters: a participant's connects and disconnects (device tests stand alone).
+PRESENCE_TYPES = frozenset({"connected", "disconnected"})
+
+
 def _same_participant(a: VisitEvent, b: VisitEvent) -> bool:
-    return (a.role, a.participant_id) == (b.role, b.participant_id)
+    """Same participant, and both presence events (ordering never involves a device test)."""
+    return ((a.role, a.participant_id) == (b.role, b.participant_id)
+            and a.type in PRESENCE_TYPES and b.type in PRESENCE_TYPES)
 
 
 def _order(event: VisitEvent) -> tuple[datetime, int]:
