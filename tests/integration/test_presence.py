@@ -83,10 +83,15 @@ def env(app: Any, runner: Any, urls: dict[str, str]) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def empty_work_queue(app: Any) -> None:
-    """Each test starts from an empty ``visit-events`` queue: the clock-driven sweeps of one test re-enqueue
-    every overdue event of the store (other tests' too), which would bury the next test's messages."""
-    app.queues.client("visit-events").clear_messages()
+def empty_work_queue(app: Any) -> Iterator[None]:
+    """Each test starts and ends with empty ``visit-events`` and ``call-records`` queues: the clock-driven
+    sweeps re-enqueue every overdue event of the store (other tests' too), which would bury the next test's
+    messages (and other modules' queue runners)."""
+    for queue in ("visit-events", "call-records"):
+        app.queues.client(queue).clear_messages()
+    yield
+    for queue in ("visit-events", "call-records"):
+        app.queues.client(queue).clear_messages()
 
 
 def new_visit(app: Any, env: Any) -> Any:
