@@ -18,6 +18,7 @@ replay it after fixing the configuration (:meth:`IntakeService.replay`, :mod:`li
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import uuid
@@ -32,10 +33,11 @@ from lib.hl7.ack import build_ack
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_header
-from lib.hl7.siu import parse_siu
+from lib.hl7.siu import SiuMessage, parse_siu
 from lib.hl7.times import to_utc
 from lib.models import Appointment, EnvironmentConfig, appointment_key
-from lib.scheduling.apply import Applied, apply_message, order_key
+from lib.observability import metrics
+from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone, order_key
 from lib.sms.planner import plan_texts
 from lib.store.appointments import AppointmentRepository
 from lib.store.contacts import ContactRepository
@@ -211,6 +213,15 @@ class IntakeService:
                 "acknowledges an ACK; check the interface's routing.", rejected_id, code="ack_not_accepted",
             )
 
+        if not header.sent_by_any_of(environment.hl7_sending_facilities):
+            # Not kept: the binding says this feed is not ours to read (docs/hl7-intake.md, "Sending facility").
+            log.warning("hl7 sending facility refused env=%s msh10=%s", environment_id, header.control_id)
+            return _problem(
+                403, "Sending facility not allowed",
+                "MSH-4 (sending facility) is not one this environment accepts HL7 from. Check the interface's "
+                "MSH-4 or the environment's sending facilities in the configuration portal.",
+                code="sending_facility_not_allowed",
+            )
         try:
             return self._handle_message(environment, header, raw, body, keep=keep)
         except StoreUnavailable:
@@ -223,10 +234,14 @@ class IntakeService:
     ) -> IntakeResponse:
         now = self._clock.now()
         dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
+        digest = hashlib.sha256(raw).hexdigest()
         if header.control_id:
-            previous = self._processed.ack_for(dedupe_id)
+            previous = self._processed.previous(dedupe_id)
             if previous is not None:
-                return IntakeResponse(200, previous, ack_content_type(header), ack_code=_msa(previous))
+                previous_ack, previous_digest = previous
+                if previous_digest is None or previous_digest == digest:
+                    return IntakeResponse(200, previous_ack, ack_content_type(header), ack_code=_msa(previous_ack))
+                return self._reused_control_id(environment, header, raw, original, keep=keep)
         try:
             _check_processing_id(environment, header)
             message = parse_siu(
@@ -237,11 +252,7 @@ class IntakeService:
                 conference_id_field=environment.conference_id_field,
             )
         except HL7Rejected as rejected:
-            rejected_id = (
-                self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id,
-                           delete_after=_visit_over(environment, raw))
-                if keep else None
-            )
+            rejected_id = self._keep_rejected(environment, header, raw, original, rejected) if keep else None
             log.info(
                 "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
                 environment.id, header.control_id, rejected.ack_code, rejected.err_code, rejected_id,
@@ -249,31 +260,63 @@ class IntakeService:
             ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
             return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 
+        if message.offset_disagreement:
+            log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
+                        environment.id, header.control_id, message.offset_disagreement)
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
         if header.control_id:
-            self._processed.record(dedupe_id, ack, code=_msa(ack) or "AA", now=now)
+            self._processed.record(dedupe_id, ack, code=_msa(ack) or "AA", now=now, body_sha256=digest)
         log.info(
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
             environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
         )
         return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send)
 
+    def _reused_control_id(
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
+    ) -> IntakeResponse:
+        """MSH-10 already used by this sender for a different body: AR, kept for the operator, and counted
+        (``vv.hl7.control_id_reused``, an alert's signal: the sender's control IDs are not unique)."""
+        reason = (
+            f"MSH-10 {header.control_id[:40]!r} was already used by this sender for a different message; "
+            "nothing was applied: send it again with a new MSH-10"
+        )
+        rejected = HL7Rejected(reason, "205", segment="MSH", field=10)
+        rejected_id = self._keep_rejected(environment, header, raw, original, rejected) if keep else None
+        metrics.hl7_control_id_reused(environment.id)
+        log.warning("hl7 control id reused with a different body env=%s msh10=%s rejected_id=%s",
+                    environment.id, header.control_id, rejected_id)
+        ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
+        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
+
+    def _keep_rejected(
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes,
+        rejected: HL7Rejected,
+    ) -> str:
+        """Keep a refused message for replay, tied to its visit when that can be read (purged with it)."""
+        visit = _visit_of(environment, raw)
+        return self._keep(
+            environment.id, original, rejected.reason, rejected.err_code, header.control_id,
+            delete_after=visit[1] if visit else None, appointment_key=visit[0] if visit else None,
+        )
+
     def _apply(
-        self, environment: EnvironmentConfig, message: object, key: str
+        self, environment: EnvironmentConfig, message: SiuMessage, key: str
     ) -> tuple[Applied, tuple[tuple[str, str], ...]]:
         now = self._clock.now()
-        doc_key = appointment_key(environment.id, message.appointment_id)  # type: ignore[attr-defined]
+        doc_key = appointment_key(environment.id, message.appointment_id)
         for _ in range(5):
             existing = self._appointments.get(doc_key)
-            applied = apply_message(existing, message, environment_id=environment.id, key=key)  # type: ignore[arg-type]
+            applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now)
             if applied.outcome == "stale" or applied.after is None:
                 return applied, ()
             after = applied.after
-            phone = getattr(message, "sms_phone_e164", None)
+            phone = keeps_phone(after, message)
             has_phone = phone is not None or (
-                existing is not None and self._contacts.phone(doc_key, now=now) is not None
+                existing is not None and not message.phone_cleared and after.status == "booked"
+                and after.ttl is None and self._contacts.phone(doc_key, now=now) is not None
             )
             # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
             # like a new booking when its first SIU arrives.
@@ -289,7 +332,7 @@ class IntakeService:
                 stored = self._store(existing, after, applied)
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another message for the same appointment won the race: decide again
-            self._side_effects(environment, stored, phone, plan.cancel, now)
+            self._side_effects(environment, stored, phone, plan.cancel, now, forget_phone=forgets_phone(after, message))
             to_send = []
             for item in plan.create:
                 created, _ = self._outbox.create_once(item)
@@ -312,7 +355,14 @@ class IntakeService:
         phone: str | None,
         cancel: tuple[dict[str, str], ...],
         now: datetime,
+        *,
+        forget_phone: bool = False,
     ) -> None:
+        if forget_phone:
+            # Cancelled, deleted, no-show, over, or the sender nulled PID-13/14: the number goes now, with every
+            # kept copy of the visit's refused messages (which may carry it too).
+            self._contacts.delete(appointment.key)
+            self._rejected.delete_for_appointment(environment.id, appointment.key)
         end = appointment.end_utc or appointment.start_utc
         # The phone number is kept until the visit's end plus the environment's grace period (SMS settings);
         # the join link lives at least CONTACT_GRACE after the end (its token expires then).
@@ -333,11 +383,11 @@ class IntakeService:
 
     def _keep(
         self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None,
-        *, delete_after: datetime | None = None,
+        *, delete_after: datetime | None = None, appointment_key: str | None = None,
     ) -> str:
         return self._rejected.add(
             environment_id, body, reason=reason, err_code=err_code, control_id=control_id, now=self._clock.now(),
-            delete_after=delete_after,
+            delete_after=delete_after, appointment_key=appointment_key,
         )
 
     def _ack(
@@ -366,12 +416,13 @@ def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) 
         )
 
 
-def _visit_over(environment: EnvironmentConfig, raw: bytes) -> datetime | None:
-    """When a rejected message's visit is over (end + the phone grace), if its times can be read at all.
+def _visit_of(environment: EnvironmentConfig, raw: bytes) -> tuple[str, datetime | None] | None:
+    """(appointment key, when the visit is over: end + the phone grace) of a refused message, if readable.
 
-    A rejected message keeps its raw bytes (PHI, a phone number perhaps) for the operator; like the phone
-    number of an accepted one, it must not outlive the visit. Read with the SIU reader regardless of why the
-    message was refused (wrong MSH-11, say); ``None`` when even that fails (the store's TTL then applies).
+    A refused message keeps its raw bytes (PHI, a phone number perhaps) for the operator; like the phone
+    number of an accepted one, it must not outlive the visit: it goes when the visit is over and when the
+    visit is cancelled, deleted or a no-show. Read with the SIU reader regardless of why the message was
+    refused (wrong MSH-11, a reused MSH-10...); ``None`` when even that fails (the store's TTL then applies).
     """
     try:
         message = parse_siu(raw, time_zone=environment.time_zone, default_region=environment.default_region,
@@ -379,7 +430,8 @@ def _visit_over(environment: EnvironmentConfig, raw: bytes) -> datetime | None:
     except (HL7Rejected, NotHL7, ValueError):
         return None
     end = message.end_utc or message.start_utc
-    return end + timedelta(minutes=environment.sms.phone_grace_minutes) if end else None
+    over = end + timedelta(minutes=environment.sms.phone_grace_minutes) if end else None
+    return appointment_key(environment.id, message.appointment_id), over
 
 
 def _message_instant(header: MessageHeader, environment: EnvironmentConfig) -> datetime | None:

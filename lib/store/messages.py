@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lib.models import iso
+from lib.models import cosmos_ttl, iso, safe_key
 from lib.store.cosmos import CosmosStore, delete_if_exists, read_or_none, translated_errors
 
 
 def processed_id(environment_id: str, sending_facility: str, control_id: str) -> str:
-    """The ``processed`` document ID for one message."""
-    return f"{environment_id}|{sending_facility}|{control_id}"
+    """The ``processed`` document ID for one message (hashed when MSH-4/MSH-10 cannot be in a Cosmos id)."""
+    return safe_key(environment_id, sending_facility, control_id)
 
 
 class ProcessedMessages:
@@ -31,14 +31,23 @@ class ProcessedMessages:
 
     def ack_for(self, doc_id: str) -> bytes | None:
         """The ACK answered earlier for this message, or ``None`` if it was never processed."""
-        doc = read_or_none(self._container, doc_id, doc_id)
-        return base64.b64decode(doc["ack"]) if doc else None
+        found = self.previous(doc_id)
+        return found[0] if found else None
 
-    def record(self, doc_id: str, ack: bytes, *, code: str, now: datetime) -> None:
-        """Remember the ACK (``code`` = MSA-1) answered for this message."""
+    def previous(self, doc_id: str) -> tuple[bytes, str | None] | None:
+        """``(ACK answered, SHA-256 hex of the message body)`` of an earlier message with this ID, or ``None``.
+
+        The digest is ``None`` for records written before digests were kept.
+        """
+        doc = read_or_none(self._container, doc_id, doc_id)
+        return (base64.b64decode(doc["ack"]), doc.get("body_sha256")) if doc else None
+
+    def record(self, doc_id: str, ack: bytes, *, code: str, now: datetime, body_sha256: str | None = None) -> None:
+        """Remember the ACK (``code`` = MSA-1) answered for this message and the digest of its body."""
         with translated_errors():
             self._container.upsert_item(
-                {"id": doc_id, "ack": base64.b64encode(ack).decode(), "code": code, "at": iso(now), "ttl": self._ttl}
+                {"id": doc_id, "ack": base64.b64encode(ack).decode(), "code": code, "at": iso(now), "ttl": self._ttl,
+                 "body_sha256": body_sha256}
             )
 
 
@@ -67,17 +76,19 @@ class RejectedMessages:
 
     def add(
         self, environment_id: str, raw: bytes, *, reason: str, err_code: str, control_id: str | None, now: datetime,
-        delete_after: datetime | None = None,
+        delete_after: datetime | None = None, appointment_key: str | None = None,
     ) -> str:
         """Keep a rejected message; returns its ID (quoted in the ACK / problem response).
 
         ``delete_after`` (UTC): when its visit is over; the message then goes sooner than its TTL (Cosmos
-        ``ttl`` shortened, and :meth:`expired` lists it for the purge timer).
+        ``ttl`` shortened, and :meth:`expired` lists it for the purge timer). ``appointment_key``: the visit it
+        belongs to, when it can be read, so it is purged with that visit's phone number
+        (:meth:`delete_for_appointment`).
         """
         doc_id = str(uuid.uuid4())
         ttl = self._ttl
         if delete_after is not None:
-            ttl = max(60, min(ttl, int((delete_after - now).total_seconds())))
+            ttl = cosmos_ttl(min(ttl, (delete_after - now).total_seconds()))
         with translated_errors():
             self._container.create_item(
                 {
@@ -89,10 +100,26 @@ class RejectedMessages:
                     "control_id": control_id,
                     "raw": base64.b64encode(raw).decode(),
                     "delete_after": iso(delete_after),
+                    "appointmentKey": appointment_key,
                     "ttl": ttl,
                 }
             )
         return doc_id
+
+    def delete_for_appointment(self, environment_id: str, appointment_key: str) -> int:
+        """Delete every kept message of one visit (its phone number goes with the visit's); returns how many.
+
+        A single-partition query (partition = environment), then point deletes.
+        """
+        with translated_errors():
+            rows = list(
+                self._container.query_items(
+                    "SELECT c.id FROM c WHERE c.appointmentKey = @key",
+                    parameters=[{"name": "@key", "value": appointment_key}],
+                    partition_key=environment_id,
+                )
+            )
+        return sum(1 for row in rows if delete_if_exists(self._container, row["id"], environment_id))
 
     def expired(self, now: datetime, *, limit: int = 500) -> list[tuple[str, str]]:
         """``(environment ID, message ID)`` of kept messages whose visit is over (for the purge timer)."""

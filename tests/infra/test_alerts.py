@@ -16,6 +16,7 @@ EXPECTED_LOG_ALERTS = {
     "sms-failure-rate": (metrics.SMS_MESSAGES, "SMS failure rate"),
     "reminder-lag": (metrics.REMINDER_LAG, "Reminder lag"),
     "hl7-reject-rate": (metrics.HL7_MESSAGES, "HL7 AR/AE spike"),
+    "hl7-control-id-reused": (metrics.HL7_CONTROL_ID_REUSED, "HL7 control ID reused"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
 }
 

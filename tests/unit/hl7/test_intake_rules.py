@@ -201,3 +201,28 @@ def test_the_fixtures_stay_far_below_the_limits():
         segments = [s for s in text.split("\r") if s]
         assert len(segments) < MAX_SEGMENTS // 10, name
         assert max(f.count("~") + 1 for s in segments for f in s.split("|")) < MAX_REPETITIONS // 10, name
+
+
+# ---------------------------------------------------------------- MSH-4 binding
+
+
+@pytest.mark.parametrize(
+    ("binding", "allowed"),
+    [
+        ((), True),
+        (("TESTFAC",), True),
+        (("testfac",), True),
+        (("OTHER", "TESTFAC"), True),
+        (("OTHER",), False),
+        (("TEST",), False),
+    ],
+)
+def test_sending_facility_binding_matches_the_whole_msh4_or_its_namespace(binding, allowed):
+    assert read_header(siu(SCH)).sent_by_any_of(binding) is allowed
+
+
+def test_sending_facility_binding_reads_components_with_the_message_own_separator():
+    body = siu(SCH).replace(b"MSH|^~\\&|SCHED|TESTFAC|", b"MSH|$~\\&|SCHED|GHH$2.16.840.1$ISO|", 1)
+    header = read_header(body)
+    assert header.sent_by_any_of(("GHH^2.16.840.1^ISO",)) and header.sent_by_any_of(("GHH",))
+    assert not header.sent_by_any_of(("GHH$2.16.840.1$ISO",))
