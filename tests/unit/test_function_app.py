@@ -27,6 +27,7 @@ EXPECTED_HTTP = {
     "health_live": ("health/live", ["GET"]),
     "health_ready": ("health/ready", ["GET"]),
     "acs_events": ("events/acs", ["POST"]),
+    "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}
