@@ -65,6 +65,8 @@ def ack_content_type(header: MessageHeader | None) -> str:
     return f"{HL7_CONTENT_TYPE}; charset={_IANA_CHARSET.get(codec, codec)}"
 #: Phone numbers are kept until the visit's end plus this grace period.
 CONTACT_GRACE = timedelta(hours=2)
+#: Longest a cancelled visit's number is kept for its cancellation text (deleted as soon as the text is done).
+CANCEL_NOTICE_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -314,9 +316,11 @@ class IntakeService:
                 return applied, ()
             after = applied.after
             phone = keeps_phone(after, message)
+            # A stored number still counts for planning (a cancellation notice uses it) unless the sender nulled it
+            # or the visit is over.
             has_phone = phone is not None or (
-                existing is not None and not message.phone_cleared and after.status == "booked"
-                and after.ttl is None and self._contacts.phone(doc_key, now=now) is not None
+                existing is not None and not message.phone_cleared and after.ttl is None
+                and self._contacts.phone(doc_key, now=now) is not None
             )
             # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
             # like a new booking when its first SIU arrives.
@@ -332,7 +336,9 @@ class IntakeService:
                 stored = self._store(existing, after, applied)
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another message for the same appointment won the race: decide again
-            self._side_effects(environment, stored, phone, plan.cancel, now, forget_phone=forgets_phone(after, message))
+            notice = any(item.kind == "cancelled" for item in plan.create)
+            self._side_effects(environment, stored, phone, plan.cancel, now,
+                               forget_phone=forgets_phone(after, message), cancel_notice=notice)
             to_send = []
             for item in plan.create:
                 created, _ = self._outbox.create_once(item)
@@ -357,11 +363,19 @@ class IntakeService:
         now: datetime,
         *,
         forget_phone: bool = False,
+        cancel_notice: bool = False,
     ) -> None:
         if forget_phone:
             # Cancelled, deleted, no-show, over, or the sender nulled PID-13/14: the number goes now, with every
-            # kept copy of the visit's refused messages (which may carry it too).
-            self._contacts.delete(appointment.key)
+            # kept copy of the visit's refused messages (which may carry it too). Only a cancellation notice
+            # about to be sent keeps it, until that text is done (the dispatcher deletes it) and at most
+            # CANCEL_NOTICE_WINDOW (the purge timer's deadline).
+            kept = self._contacts.phone(appointment.key, now=now) if cancel_notice else None
+            if kept is not None:
+                self._contacts.put(appointment.key, environment.id, kept, delete_after=now + CANCEL_NOTICE_WINDOW,
+                                   now=now)
+            else:
+                self._contacts.delete(appointment.key)
             self._rejected.delete_for_appointment(environment.id, appointment.key)
         end = appointment.end_utc or appointment.start_utc
         # The phone number is kept until the visit's end plus the environment's grace period (SMS settings);

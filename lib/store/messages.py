@@ -114,8 +114,8 @@ class RejectedMessages:
         with translated_errors():
             rows = list(
                 self._container.query_items(
-                    "SELECT c.id FROM c WHERE c.appointmentKey = @key",
-                    parameters=[{"name": "@key", "value": appointment_key}],
+                    "SELECT c.id FROM c WHERE c.environmentId = @env AND c.appointmentKey = @key",
+                    parameters=[{"name": "@env", "value": environment_id}, {"name": "@key", "value": appointment_key}],
                     partition_key=environment_id,
                 )
             )

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lib.models import appointment_key
+from lib.scheduling.intake import CANCEL_NOTICE_WINDOW
 from lib.store.schema import CONTAINERS
 from local.siu_builder import siu
 from tests.support.calls import msa, post_hl7
@@ -69,11 +70,29 @@ def phone_of(app, environment_id: str, csn: str = CSN) -> str | None:
     return app.repos.contacts.phone(appointment_key(environment_id, csn), now=NOW)
 
 
+def send_due_texts(app, env: str, csn: str = CSN) -> dict[str, str]:
+    """Run the dispatcher on this visit's due texts (what the queue trigger and timer do); kind -> state."""
+    for item in app.repos.outbox.for_appointment(appointment_key(env, csn)):
+        if item.state == "pending" and item.due_utc <= NOW:
+            app.dispatcher.send_one(item.id, item.bucket)
+    return {i.kind: i.state for i in app.repos.outbox.for_appointment(appointment_key(env, csn))}
+
+
 def booked_then(event: str) -> Callable:
     def path(app, env: str) -> None:
         assert msa(post_hl7(env, message("S12", 0, "C1")))[1] == "AA"
         assert phone_of(app, env) == "+12015550147"  # kept while the visit is ahead
+        assert send_due_texts(app, env)["booked"] == "sent"
         assert msa(post_hl7(env, message(event, 5, "C2")))[1] == "AA"
+        if event == "S26":
+            assert phone_of(app, env) is None  # no text to send: gone at once
+        else:
+            # Kept only for the cancellation text, at most CANCEL_NOTICE_WINDOW, and gone once it is sent.
+            key = appointment_key(env, CSN)
+            doc = app.store.container("contacts").read_item(item=key, partition_key=key)
+            assert datetime.fromisoformat(doc["delete_after"]) == NOW + CANCEL_NOTICE_WINDOW
+            assert send_due_texts(app, env)["cancelled"] == "sent"
+            assert phone_of(app, env) is None
     return path
 
 
@@ -131,6 +150,7 @@ def test_no_container_holds_the_phone_number_after(app, clock, environment_id, p
     clock.set(NOW)
     make_environment(app, environment_id)
     PATHS[path](app, environment_id)
+    send_due_texts(app, environment_id)
     assert documents_holding_the_phone(app, environment_id) == []
 
 

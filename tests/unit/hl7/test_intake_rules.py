@@ -226,3 +226,19 @@ def test_sending_facility_binding_reads_components_with_the_message_own_separato
     header = read_header(body)
     assert header.sent_by_any_of(("GHH^2.16.840.1^ISO",)) and header.sent_by_any_of(("GHH",))
     assert not header.sent_by_any_of(("GHH$2.16.840.1$ISO",))
+
+
+# ---------------------------------------------------------------- the AR never carries raw control bytes
+
+
+def test_ar_for_control_characters_echoes_them_hex_escaped():
+    from datetime import UTC, datetime
+
+    from lib.hl7.ack import build_ack
+
+    body = siu(SCH, control_id="C\x001").replace(b"|TESTFAC|", b"|TEST\x0bFAC|")
+    header = read_header(body)
+    ack = build_ack(header, code="AR", reason=rejected(body).reason, err_code="102",
+                    now=datetime(2026, 1, 1, tzinfo=UTC), control_id="A1")
+    assert not any(b < 0x20 and b != 0x0D for b in ack)
+    assert b"MSA|AR|C\\X00\\1" in ack and b"|TEST\\X0B\\FAC|" in ack
