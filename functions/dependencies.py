@@ -131,6 +131,7 @@ class Services:
             opt_outs=self.opt_outs,
             messages=self.sms_messages,
             rate_limiter=self.sender_rate,
+            reports=self.report_feed,
         )
 
     @cached_property
@@ -161,7 +162,8 @@ class Services:
 
         r = self.repos
         return AcsEventHandler(outbox=r.outbox, messages=self.sms_messages, opt_outs=self.opt_outs,
-                               environments=r.environments, sender=self.sms_sender, clock=self.clock)
+                               environments=r.environments, sender=self.sms_sender, clock=self.clock,
+                               reports=self.report_feed)
 
     # ---- launch, join, Teams meetings, EHR write-back (issue 2) ---------------------------------------
     @cached_property
@@ -316,6 +318,35 @@ class Services:
 
         return WritebackService(visit_events=self.repos.visit_events, environments=self.repos.environments,
                                 ehr=self.ehr_writeback, clock=self.clock)
+
+
+    # ---- reports (issue 14) -------------------------------------------------------------------------------
+    @cached_property
+    def report_feed(self) -> Any:
+        """Tells the reports that something changed: one ``report-updates`` queue message."""
+        from lib.reports.inputs import ReportFeed
+
+        return ReportFeed(self.queues)
+
+    @cached_property
+    def report_recorder(self) -> Any:
+        """Applies ``report-updates`` messages to the report documents (queue trigger)."""
+        from lib.reports.recorder import ReportRecorder
+        from lib.store.reports import ReportSheetRepository, ReportVisitRepository
+
+        r = self.repos
+        return ReportRecorder(visits=ReportVisitRepository(self.store), sheets=ReportSheetRepository(self.store),
+                              appointments=r.appointments, outbox=r.outbox, environments=r.environments,
+                              clock=self.clock)
+
+    @cached_property
+    def reports(self) -> Any:
+        """Builds reports for a date range from the day sheets."""
+        from lib.reports.service import ReportService
+        from lib.store.reports import ReportSheetRepository
+
+        return ReportService(sheets=ReportSheetRepository(self.store), environments=self.repos.environments,
+                             clock=self.clock)
 
 
 def services() -> Services:

@@ -145,6 +145,10 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        monthly_visit_allocation: virtual visits the organization has per calendar month (its licences);
+            the visits report marks each completed visit within it or not (``None``: not tracked).
+        report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
+            roster); off by default: clinicians are shown by EHR user ID only.
         hl7_sending_facilities: MSH-4 values (sending facility) this environment accepts HL7 from; empty
             (default) = any. Each entry is a whole MSH-4 (``GHH^2.16.840.1.1^ISO``, components joined by ``^``)
             or its namespace ID alone (``GHH``), compared case-insensitively; a message from another
@@ -173,6 +177,8 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    monthly_visit_allocation: int | None = None
+    report_clinician_names: bool = False
     hl7_sending_facilities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -345,7 +351,9 @@ class OutboxItem:
 
     ``claimed_utc`` is when a worker moved it to ``sending`` (a ``sending`` item left behind by a crash is
     moved to ``unknown`` for review); ``segments`` the segments of the text sent; ``delivery_status``,
-    ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report.
+    ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report. ``language`` is the
+    template language used and ``recipient_last2`` the last two digits of the number texted (for the texts
+    report; never more of the number).
     """
 
     id: str
@@ -365,6 +373,8 @@ class OutboxItem:
     delivery_status: str | None = None
     delivery_detail: str | None = None
     delivery_event_utc: datetime | None = None
+    language: str | None = None
+    recipient_last2: str | None = None
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -387,6 +397,8 @@ class OutboxItem:
             "delivery_status": self.delivery_status,
             "delivery_detail": self.delivery_detail,
             "delivery_event_utc": iso(self.delivery_event_utc),
+            "language": self.language,
+            "recipient_last2": self.recipient_last2,
         }
 
     @classmethod
@@ -410,6 +422,8 @@ class OutboxItem:
             delivery_status=doc.get("delivery_status"),
             delivery_detail=doc.get("delivery_detail"),
             delivery_event_utc=parse_iso(doc.get("delivery_event_utc")),
+            language=doc.get("language"),
+            recipient_last2=doc.get("recipient_last2"),
             etag=doc.get("_etag"),
         )
 

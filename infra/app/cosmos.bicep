@@ -27,6 +27,8 @@ var cosmosContainers = [
   { name: 'sms_messages', partitionKey: '/id', defaultTtl: -1 }
   { name: 'opt_outs', partitionKey: '/id', defaultTtl: -1 }
   { name: 'hl7_jti', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'report_visits', partitionKey: '/id' }
+  { name: 'report_days', partitionKey: '/id' }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

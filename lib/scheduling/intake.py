@@ -76,7 +76,8 @@ class IntakeResponse:
     ``status`` is the HTTP status; ``body`` an HL7 ACK (``content_type`` ``application/hl7-v2+er7``) or an
     RFC 9457 problem document (``application/problem+json``); ``ack_code`` is MSA-1 when an ACK was built;
     ``rejected_id`` the ID under which a rejected message was kept; ``headers`` extra response headers
-    (``WWW-Authenticate`` on a 401); ``outbox_to_send`` the (outbox ID, bucket) pairs due now.
+    (``WWW-Authenticate`` on a 401); ``outbox_to_send`` the (outbox ID, bucket) pairs due now;
+    ``changed_appointment`` the key of the appointment the message changed (for the reports' queue).
     """
 
     status: int
@@ -86,6 +87,7 @@ class IntakeResponse:
     rejected_id: str | None = None
     outbox_to_send: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    changed_appointment: str | None = None
 
 
 class Problem(Exception):
@@ -274,7 +276,9 @@ class IntakeService:
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
             environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
         )
-        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send)
+        changed = appointment_key(environment.id, applied.after.appointment_id) if applied.after else None
+        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send,
+                              changed_appointment=changed if applied.outcome != "stale" else None)
 
     def _reused_control_id(
         self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool

@@ -77,6 +77,12 @@ class MessageIndex(Protocol):
     def put(self, message_id: str, outbox_id: str, bucket: str) -> None: ...
 
 
+class ReportFeed(Protocol):
+    """:class:`lib.reports.inputs.ReportFeed`."""
+
+    def text_changed(self, appointment_key: str, text_id: str, bucket: str) -> None: ...
+
+
 class RateLimiter(Protocol):
     """:class:`lib.store.sender_rate.SenderRateLimiter`."""
 
@@ -119,6 +125,7 @@ class Dispatcher:
         opt_outs: OptOuts | None = None,
         messages: MessageIndex | None = None,
         rate_limiter: RateLimiter | None = None,
+        reports: ReportFeed | None = None,
     ) -> None:
         self._outbox = outbox
         self._appointments = appointments
@@ -132,6 +139,7 @@ class Dispatcher:
         self._opt_outs = opt_outs
         self._messages = messages
         self._rate = rate_limiter
+        self._reports = reports
 
     def join_link(self, environment: EnvironmentConfig, appointment: Appointment) -> str | None:
         """The patient's join link for ``appointment`` (expires two hours after its end)."""
@@ -192,11 +200,13 @@ class Dispatcher:
             return "rate-limited"
         if self._rate is not None and not self._rate.take(sender, now=now, per_minute=sms.rate_per_minute):
             return "rate-limited"  # stays pending and due: the next timer run (a minute later) takes it
+        language = template_language(appointment.language, sms.default_language, sms.templates)
         try:
-            claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1, claimed_utc=now)
+            # language and the number's last two digits ride on the claim write, for the texts report
+            claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1, claimed_utc=now,
+                                              language=language, recipient_last2=phone[-2:])
         except ConcurrencyConflict:
             return "lost-race"
-        language = template_language(appointment.language, sms.default_language, sms.templates)
         text = render(
             item.kind,
             language=language,
@@ -239,6 +249,11 @@ class Dispatcher:
         if item.kind == "cancelled" and state != "pending":
             # The number of a cancelled visit was kept only for this notice (lib/scheduling/apply.py).
             self._contacts.delete(item.appointment_key)
+        if self._reports is not None:
+            try:
+                self._reports.text_changed(item.appointment_key, item.id, item.bucket)
+            except Exception as exc:  # the report is refreshed by the visit's next update; the text is not held up
+                log.warning("report update not enqueued for a text: %s", type(exc).__name__)
         return state
 
     def run_due(self) -> RunReport:

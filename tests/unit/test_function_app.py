@@ -29,7 +29,8 @@ EXPECTED_HTTP = {
     "acs_events": ("events/acs", ["POST"]),
     "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
-EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
+EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
+                   "report_update": "report-updates"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}
 
 
