@@ -6,7 +6,8 @@ nothing changes but its side effects are re-run (they are idempotent). So a canc
 by an older S12/S14 arriving late, whatever order the feed delivers in.
 
 Phone rule ("kept only until the visit"): the number of a visit is kept only while the visit is booked and
-still ahead. A cancel (S15), delete (S17) or no-show (S26) removes it at once, in whichever order the
+still ahead. A cancel (S15), delete (S17) or no-show (S26) removes it at once (a cancellation text due now
+keeps it until that text is done, at most ``CANCEL_NOTICE_WINDOW``), in whichever order the
 messages arrive (a late, older booking is stale and stores nothing); a cancel that arrives before its
 booking leaves a tombstone without a number; an HL7 null (``""``) in PID-13/14 removes it; a visit already
 over when its message arrives is stored minimally, with a short ``ttl``, no number and no texts.

@@ -66,7 +66,7 @@ def ack_content_type(header: MessageHeader | None) -> str:
 #: Phone numbers are kept until the visit's end plus this grace period.
 CONTACT_GRACE = timedelta(hours=2)
 #: Longest a cancelled visit's number is kept for its cancellation text (deleted as soon as the text is done).
-CANCEL_NOTICE_WINDOW = timedelta(minutes=15)
+CANCEL_NOTICE_WINDOW = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -340,7 +340,11 @@ class IntakeService:
                 stored = self._store(existing, after, applied)
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another message for the same appointment won the race: decide again
-            notice = any(item.kind == "cancelled" for item in plan.create)
+            # A cancellation text planned now, or planned by an earlier delivery of this message (a resend must
+            # not take the number from a notice still waiting to go).
+            notice = any(item.kind == "cancelled" for item in plan.create) or any(
+                ref["id"].rsplit("|", 2)[-2:-1] == ["cancelled"] for ref in after.outbox_refs
+            )
             self._side_effects(environment, stored, phone, plan.cancel, now,
                                forget_phone=forgets_phone(after, message), cancel_notice=notice)
             to_send = []

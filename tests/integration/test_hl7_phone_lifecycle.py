@@ -177,3 +177,16 @@ def test_an_empty_pid13_leaves_the_stored_number_as_it_is(app, clock, environmen
     assert msa(post_hl7(environment_id, message("S12", 0, "C1")))[1] == "AA"
     assert msa(post_hl7(environment_id, message("S14", 5, "C2", phone="")))[1] == "AA"
     assert phone_of(app, environment_id) == "+12015550147"
+
+
+def test_a_resent_cancel_does_not_take_the_number_from_its_waiting_cancellation_text(app, clock, environment_id):
+    clock.set(NOW)
+    make_environment(app, environment_id)
+    assert msa(post_hl7(environment_id, message("S12", 0, "C1")))[1] == "AA"
+    send_due_texts(app, environment_id)
+    cancel = message("S15", 5, "C2")
+    assert msa(post_hl7(environment_id, cancel))[1] == "AA"
+    assert msa(post_hl7(environment_id, cancel.replace(b"|C2|", b"|C3|")))[1] == "AA"  # sent again, new MSH-10
+    assert phone_of(app, environment_id) == "+12015550147"  # still waiting for the notice
+    assert send_due_texts(app, environment_id)["cancelled"] == "sent"
+    assert documents_holding_the_phone(app, environment_id) == []
