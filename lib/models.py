@@ -261,6 +261,9 @@ class Appointment:
     a message sorting at or below it is stale. ``schedule_revision`` increases whenever the start time
     changes; texts are unique per (appointment, kind, revision). ``conference_id`` groups several
     appointments into one visit (group visits; from the environment's ``conference_id_field``).
+    ``planned_outbox`` holds the outbox documents that message planned, written with the appointment in one
+    write: when a store failure interrupts the intake after this write, the resend of the same message
+    (a redelivery, which plans nothing new) creates them from here (a transactional outbox).
     ``ttl`` (seconds, Cosmos) is set only while the visit was already over when its message arrived: such a
     visit is kept minimally and briefly (no phone, no texts); ``None`` = kept until purged otherwise.
     """
@@ -283,6 +286,7 @@ class Appointment:
     outbox_refs: list[dict[str, str]] = field(default_factory=list)
     etag: str | None = None
     conference_id: str | None = None
+    planned_outbox: list[dict[str, Any]] = field(default_factory=list)
     ttl: int | None = None
 
     @property
@@ -311,6 +315,7 @@ class Appointment:
             "sms_phone_reason": self.sms_phone_reason,
             "outbox_refs": self.outbox_refs,
             "conference_id": self.conference_id,
+            "planned_outbox": self.planned_outbox,
             **({"ttl": self.ttl} if self.ttl is not None else {}),
         }
 
@@ -337,6 +342,7 @@ class Appointment:
             outbox_refs=list(doc.get("outbox_refs") or []),
             etag=doc.get("_etag"),
             conference_id=doc.get("conference_id"),
+            planned_outbox=list(doc.get("planned_outbox") or []),
             ttl=doc.get("ttl"),
         )
 

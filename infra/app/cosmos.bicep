@@ -17,7 +17,7 @@ var cosmosContainers = [
   { name: 'appointments', partitionKey: '/id', defaultTtl: -1 }
   { name: 'contacts', partitionKey: '/id', defaultTtl: -1 }
   { name: 'outbox', partitionKey: '/bucket', defaultTtl: -1 }
-  { name: 'processed', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'hl7_messages', partitionKey: '/messageKey', defaultTtl: -1 }
   { name: 'rejected', partitionKey: '/environmentId', defaultTtl: -1 }
   { name: 'links', partitionKey: '/id', defaultTtl: -1 }
   { name: 'launch_states', partitionKey: '/id', defaultTtl: -1 }

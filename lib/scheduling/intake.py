@@ -35,9 +35,10 @@ from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_header
 from lib.hl7.siu import SiuMessage, parse_siu
 from lib.hl7.times import to_utc
-from lib.models import Appointment, EnvironmentConfig, appointment_key
+from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.observability import metrics
 from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone, order_key
+from lib.scheduling.keep_limit import KeepLimiter
 from lib.sms.planner import plan_texts
 from lib.store.appointments import AppointmentRepository
 from lib.store.contacts import ContactRepository
@@ -45,6 +46,7 @@ from lib.store.environments import EnvironmentRepository
 from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
 from lib.store.links import LinkRepository
 from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
+from lib.store.messages import Signature as SignedRequest
 from lib.store.outbox import OutboxRepository
 
 log = logging.getLogger(__name__)
@@ -107,13 +109,28 @@ class Problem(Exception):
 class RequestVerifier(Protocol):
     """Authenticates an intake request before anything is parsed (:mod:`lib.scheduling.signature`)."""
 
-    def verify(self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes) -> None:
-        """Return when the request is authentic; raise :class:`Problem` (401/403) otherwise.
+    def authenticate(
+        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes
+    ) -> SignedRequest | None:
+        """Check the request's signature and claims, all but the single use of its ``jti``; returns what
+        that single use needs (``None`` when the environment takes unsigned requests).
 
         Raises:
             Problem: the request is not authentic (reason code in ``Problem.code``).
+        """
+        ...
+
+    def claim(self, environment_id: str, signed: SignedRequest) -> None:
+        """Record the ``jti`` of a request whose message is not recorded (no MSH-10, refused, not HL7).
+
+        Raises:
+            Problem: 401 ``signature_replayed``.
             StoreUnavailable: the replay store cannot be reached.
         """
+        ...
+
+    def replayed(self) -> Problem:
+        """The answer to a replayed request."""
         ...
 
 
@@ -132,6 +149,7 @@ class IntakeService:
         rejected: RejectedMessages,
         verifier: RequestVerifier,
         clock: Clock,
+        unknown_keeps: KeepLimiter | None = None,
     ) -> None:
         self._environments = environments
         self._appointments = appointments
@@ -142,6 +160,7 @@ class IntakeService:
         self._rejected = rejected
         self._verifier = verifier
         self._clock = clock
+        self._unknown_keeps = unknown_keeps or KeepLimiter()
 
     def handle(self, environment_id: str, body: bytes, headers: Mapping[str, str]) -> IntakeResponse:
         """Process one request to ``POST /api/hl7/{environmentId}``; never raises for bad input.
@@ -180,8 +199,8 @@ class IntakeService:
             return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
         if environment is None:
             # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
-            # size of a real SIU message is stored.
-            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES
+            # size of a real SIU message is stored, and only so many a minute (lib/scheduling/keep_limit.py).
+            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES and self._unknown_keeps.take()
             rejected_id = self._keep(environment_id, body, "unknown environment", "207", None) if keep else None
             return _problem(
                 404,
@@ -190,23 +209,24 @@ class IntakeService:
                 "interface sends to, or add the environment in the configuration portal.",
                 rejected_id,
             )
+        signed: SignedRequest | None = None
         try:
             if not trusted:
-                self._verifier.verify(environment, headers, body)
+                signed = self._verifier.authenticate(environment, headers, body)
         except Problem as problem:
-            log.info("hl7 request refused env=%s status=%d code=%s", environment_id, problem.status, problem.code)
-            return _problem(problem.status, problem.title, problem.detail, code=problem.code, headers=problem.headers)
-        except StoreUnavailable:
-            log.warning("hl7 intake replay store unavailable env=%s", environment_id)
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+            return _refused(environment_id, problem)
         try:
             raw = unframe(body)
             header = read_header(raw)
         except (NotHL7, HL7Rejected) as exc:
+            if (refused := self._claim(environment_id, signed)) is not None:
+                return refused
             reason = getattr(exc, "reason", str(exc))
             rejected_id = self._keep(environment_id, body, reason, "100", None) if keep else None
             return _problem(400, "Not an HL7 v2 message", reason, rejected_id)
         if header.is_ack:
+            if (refused := self._claim(environment_id, signed)) is not None:
+                return refused
             # hl7.md §8: never acknowledge an acknowledgement (two engines would ACK each other forever).
             reason = "an ACK message was sent to the intake; acknowledgements are not acknowledged"
             rejected_id = self._keep(environment_id, body, reason, "200", header.control_id) if keep else None
@@ -227,25 +247,39 @@ class IntakeService:
                 code="sending_facility_not_allowed",
             )
         try:
-            return self._handle_message(environment, header, raw, body, keep=keep)
+            return self._handle_message(environment, header, raw, body, signed, keep=keep)
+        except Problem as problem:
+            return _refused(environment_id, problem)
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id, header.control_id)
             ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
             return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
 
     def _handle_message(
-        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes,
+        signed: SignedRequest | None, *, keep: bool,
     ) -> IntakeResponse:
+        """Apply one message. A message with an MSH-10 is checked against, and recorded in, the processed
+        messages together with its signature's ``jti`` (one round trip each, ``lib.store.messages``); any
+        other request claims its ``jti`` on its own.
+
+        Raises:
+            Problem: the signature was used before (401 ``signature_replayed``).
+            StoreUnavailable: the store is down (the caller answers ``AE``).
+        """
         now = self._clock.now()
         dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
         digest = hashlib.sha256(raw).hexdigest()
         if header.control_id:
-            previous = self._processed.previous(dedupe_id)
-            if previous is not None:
-                previous_ack, previous_digest = previous
-                if previous_digest is None or previous_digest == digest:
-                    return IntakeResponse(200, previous_ack, ack_content_type(header), ack_code=_msa(previous_ack))
+            seen, previous = self._processed.check(dedupe_id, signed, digest)
+            if seen == "replayed":
+                raise self._verifier.replayed()
+            if seen == "reused":
                 return self._reused_control_id(environment, header, raw, original, keep=keep)
+            if previous is not None:
+                return IntakeResponse(200, previous, ack_content_type(header), ack_code=_msa(previous))
+        elif signed is not None:
+            self._verifier.claim(environment.id, signed)
         try:
             _check_processing_id(environment, header)
             message = parse_siu(
@@ -256,6 +290,8 @@ class IntakeService:
                 conference_id_field=environment.conference_id_field,
             )
         except HL7Rejected as rejected:
+            if header.control_id and signed is not None:
+                self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
             rejected_id = self._keep_rejected(environment, header, raw, original, rejected) if keep else None
             log.info(
                 "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
@@ -270,8 +306,12 @@ class IntakeService:
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
-        if header.control_id:
-            self._processed.record(dedupe_id, ack, code=_msa(ack) or "AA", now=now, body_sha256=digest)
+        if header.control_id and not self._processed.record(
+            dedupe_id, signed, ack, code=_msa(ack) or "AA", now=now, body_sha256=digest
+        ):
+            # The same signed request, replayed at the same moment, was recorded first; what both applied is
+            # the same message (idempotent), and only the first is answered AA.
+            raise self._verifier.replayed()
         log.info(
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
             environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
@@ -320,35 +360,44 @@ class IntakeService:
                 return applied, ()
             after = applied.after
             phone = keeps_phone(after, message)
-            # A stored number still counts for planning (a cancellation notice uses it) unless the sender nulled it
-            # or the visit is over.
-            has_phone = phone is not None or (
-                existing is not None and not message.phone_cleared and after.ttl is None
-                and self._contacts.phone(doc_key, now=now) is not None
-            )
-            # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
-            # like a new booking when its first SIU arrives.
-            announced = applied.before if applied.before is not None and applied.before.order_key else None
-            plan = plan_texts(
-                environment.sms, announced, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
-            )
-            refs = {r["id"]: r for r in after.outbox_refs}
-            for item in plan.create:
-                refs[item.id] = {"id": item.id, "bucket": item.bucket}
-            after = dataclasses.replace(after, outbox_refs=list(refs.values()))
+            if applied.outcome == "redelivered":
+                # This very message was applied before, and the intake may have stopped after that write (a
+                # store error, a lost answer): the texts it planned were stored with the appointment and are
+                # created now (once each: their IDs are deterministic). Nothing is planned anew.
+                create = tuple(OutboxItem.from_doc(doc) for doc in after.planned_outbox)
+                cancel = plan_texts(environment.sms, after, after, has_phone=False, now=now).cancel
+            else:
+                # A stored number still counts for planning (a cancellation notice uses it) unless the sender
+                # nulled it or the visit is over.
+                has_phone = phone is not None or (
+                    existing is not None and not message.phone_cleared and after.ttl is None
+                    and self._contacts.phone(doc_key, now=now) is not None
+                )
+                # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
+                # like a new booking when its first SIU arrives.
+                announced = applied.before if applied.before is not None and applied.before.order_key else None
+                plan = plan_texts(
+                    environment.sms, announced, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
+                )
+                create, cancel = plan.create, plan.cancel
+                refs = {r["id"]: r for r in after.outbox_refs}
+                for item in create:
+                    refs[item.id] = {"id": item.id, "bucket": item.bucket}
+                after = dataclasses.replace(after, outbox_refs=list(refs.values()),
+                                            planned_outbox=[item.to_doc() for item in create])
             try:
                 stored = self._store(existing, after, applied)
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another message for the same appointment won the race: decide again
             # A cancellation text planned now, or planned by an earlier delivery of this message (a resend must
             # not take the number from a notice still waiting to go).
-            notice = any(item.kind == "cancelled" for item in plan.create) or any(
+            notice = any(item.kind == "cancelled" for item in create) or any(
                 ref["id"].rsplit("|", 2)[-2:-1] == ["cancelled"] for ref in after.outbox_refs
             )
-            self._side_effects(environment, stored, phone, plan.cancel, now,
+            self._side_effects(environment, stored, phone, cancel, now,
                                forget_phone=forgets_phone(after, message), cancel_notice=notice)
             to_send = []
-            for item in plan.create:
+            for item in create:
                 created, _ = self._outbox.create_once(item)
                 if created.state == "pending" and created.due_utc <= now:
                     to_send.append((created.id, created.bucket))
@@ -402,6 +451,19 @@ class IntakeService:
                     self._outbox.transition(item, state="skipped", reason="superseded or cancelled")
                 except ConcurrencyConflict:
                     pass  # a dispatcher claimed it; it re-checks the appointment before sending
+
+    def _claim(self, environment_id: str, signed: SignedRequest | None) -> IntakeResponse | None:
+        """Claim the ``jti`` of a request whose message will not be recorded; the answer when refused."""
+        if signed is None:
+            return None
+        try:
+            self._verifier.claim(environment_id, signed)
+        except Problem as problem:
+            return _refused(environment_id, problem)
+        except StoreUnavailable:
+            log.warning("hl7 intake replay store unavailable env=%s", environment_id)
+            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+        return None
 
     def _keep(
         self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None,
@@ -468,6 +530,11 @@ def _msa(ack: bytes) -> str | None:
         if segment.startswith(b"MSA"):
             return segment[4:6].decode("ascii", "replace")
     return None
+
+
+def _refused(environment_id: str, problem: Problem) -> IntakeResponse:
+    log.info("hl7 request refused env=%s status=%d code=%s", environment_id, problem.status, problem.code)
+    return _problem(problem.status, problem.title, problem.detail, code=problem.code, headers=problem.headers)
 
 
 def _problem(

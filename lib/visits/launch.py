@@ -356,6 +356,11 @@ class LaunchService:
                       department: str | None, attempt: str, binding: str, correlation_id: str | None) -> Redirect:
         """Store a pending sign-in and send the browser to Entra ID's authorize endpoint."""
         assert self._signin is not None and self._signin_states is not None
+        if appointment.etag is None:  # the sign-in's return reads the visit by its key: store it now
+            try:
+                appointment = self._appointments.create(appointment)
+            except AlreadyExists:
+                pass
         state = new_state()
         auth_uri, flow = self._signin.begin(state=state, redirect_uri=self._public + SIGNIN_PATH)
         self._signin_states.create(SignInState(
@@ -503,22 +508,18 @@ class LaunchService:
         return LaunchError("ISS_NOT_ALLOWED")
 
     def _take_state(self, state: str, browser_cookie: str | None) -> LaunchState:
-        """Read, check and consume the launch state of a callback (single use, bound to the browser)."""
+        """Check and consume the launch state of a callback (single use, bound to the browser), in one store
+        round trip (:meth:`LaunchStateRepository.take`)."""
         if not state:
             raise LaunchError("STATE_MISSING")
-        launch_state = self._states.get(state)
-        if launch_state is None:
-            raise LaunchError("STATE_INVALID")
-        if launch_state.expired(self._wall.now()):
-            self._states.consume(launch_state)
-            raise LaunchError("STATE_INVALID")
-        if not browser_cookie or not hmac.compare_digest(browser_binding(browser_cookie),
-                                                         launch_state.browser_binding):
+        binding = browser_binding(browser_cookie) if browser_cookie else ""
+        taken = self._states.take(state, binding, now=self._wall.now())
+        if taken == "other_browser":
             # Not consumed: a cross-site request cannot burn the real browser's launch.
             raise LaunchError("STATE_BROWSER_MISMATCH")
-        if not self._states.consume(launch_state):
+        if isinstance(taken, str) or taken.expired(self._wall.now()):
             raise LaunchError("STATE_INVALID")
-        return launch_state
+        return taken
 
     def _environment_of(self, launch_state: LaunchState) -> EnvironmentConfig:
         environment = self._environments.get(launch_state.environment_id)
@@ -531,19 +532,16 @@ class LaunchService:
 
     def _appointment_for(self, environment: EnvironmentConfig, fhir: FhirAppointment,
                          ehr_user_id: str | None) -> Appointment:
-        """The stored appointment of the CSN, or a minimal one created from the FHIR Appointment."""
+        """The stored appointment of the CSN, or a minimal one made from the FHIR Appointment and not stored yet
+        (no ETag): :meth:`MeetingService.ensure` creates it with its meeting, in one write."""
         assert fhir.csn is not None
         key = appointment_key(environment.id, fhir.csn)
         existing = self._appointments.get(key)
         if existing is None:
             if fhir.status in ("cancelled", "entered-in-error", "noshow"):
                 raise LaunchError("APPOINTMENT_CANCELLED")
-            try:
-                existing = self._appointments.create(minimal_appointment(environment, fhir, ehr_user_id))
-            except AlreadyExists:
-                existing = self._appointments.get(key)
-                if existing is None:
-                    raise LaunchError("APPOINTMENT_NOT_FOUND") from None
+            # Not stored here: the meeting service stores it together with its meeting (one write).
+            return minimal_appointment(environment, fhir, ehr_user_id)
         if existing.status in ENDED_STATUSES:
             raise LaunchError("APPOINTMENT_CANCELLED")
         return existing
