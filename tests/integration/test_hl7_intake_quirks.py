@@ -6,7 +6,6 @@ Each test builds its own fictional messages (numbers 555-01xx) and posts them, s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -86,10 +85,9 @@ def test_same_msh10_same_body_gets_the_stored_ack_and_a_different_body_gets_ar_a
 # ---------------------------------------------------------------- MSH-4 binding
 
 
-def test_a_message_from_another_facility_is_refused_403_when_the_environment_is_bound(app, env):
-    config = app.repos.environments.get(env)
-    app.repos.environments.put(dataclasses.replace(config, hl7_sending_facilities=("OTHER HOSPITAL",)))
-    app.repos.environments._cache.clear()
+def test_a_message_from_another_facility_is_refused_403_when_the_environment_is_bound(app, clock, environment_id):
+    clock.set(NOW)
+    env = make_environment(app, environment_id, hl7_sending_facilities=("OTHER HOSPITAL",)).id
     response = post_hl7(env, message())
     assert response.status_code == 403
     assert json.loads(response.get_body())["code"] == "sending_facility_not_allowed"
@@ -97,10 +95,9 @@ def test_a_message_from_another_facility_is_refused_403_when_the_environment_is_
 
 
 @pytest.mark.parametrize("binding", [("DEMO HOSPITAL",), ("demo hospital", "OTHER"), ()])
-def test_a_message_from_a_bound_facility_or_an_unbound_environment_is_accepted(app, env, binding):
-    config = app.repos.environments.get(env)
-    app.repos.environments.put(dataclasses.replace(config, hl7_sending_facilities=binding))
-    app.repos.environments._cache.clear()
+def test_a_message_from_a_bound_facility_or_an_unbound_environment_is_accepted(app, clock, environment_id, binding):
+    clock.set(NOW)
+    env = make_environment(app, environment_id, hl7_sending_facilities=binding).id
     assert msa(post_hl7(env, message()))[1] == "AA"
 
 
