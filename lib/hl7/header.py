@@ -98,7 +98,8 @@ def header_from_message(msg: Er7Message) -> MessageHeader:
     dt_raw = v(msh, 7)
     msh9 = [msg.rep_value(rep, comp) for rep in (msg.raw(msh, 9),) for comp in (1, 2, 3)]
     return MessageHeader(
-        separators=msg.seps,
+        # A message whose delimiters are unusable is answered with the standard ones.
+        separators=msg.seps if msg.problem is None else Separators(),
         sending_application=msg.raw(msh, 3),
         sending_facility=msg.raw(msh, 4),
         receiving_application=msg.raw(msh, 5),

@@ -242,3 +242,19 @@ def test_ar_for_control_characters_echoes_them_hex_escaped():
                     now=datetime(2026, 1, 1, tzinfo=UTC), control_id="A1")
     assert not any(b < 0x20 and b != 0x0D for b in ack)
     assert b"MSA|AR|C\\X00\\1" in ack and b"|TEST\\X0B\\FAC|" in ack
+
+
+def test_ar_to_a_message_with_unusable_delimiters_uses_the_standard_ones():
+    from datetime import UTC, datetime
+
+    from lib.hl7.ack import build_ack
+
+    body = siu(SCH).replace(b"MSH|^~\\&|", b"MSH^~\\&|", 1)  # MSH-1 '^' collides with the default component
+    header = read_header(body)
+    with pytest.raises(HL7Rejected) as info:
+        parse(body)
+    error = info.value
+    ack = build_ack(header, code="AR", reason=error.reason, err_code=error.err_code,
+                    now=datetime(2026, 1, 1, tzinfo=UTC), control_id="A1").decode()
+    msh, msa = ack.split("\r")[:2]
+    assert msh.startswith("MSH|^~\\&|") and msa.startswith("MSA|AR|")
