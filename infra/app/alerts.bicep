@@ -1,7 +1,8 @@
 // Alerts for the on-call engineer: an action group (e-mail and/or webhook) and one rule per runbook
 // section of README.md ("Runbook"). The log alerts query the custom metrics the app emits through
-// OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.sms.messages, vv.sms.delivery,
-// vv.launches, vv.writebacks, vv.queue.depth, vv.queue.malformed, vv.reminder.lag, vv.clock.skew) in
+// OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.hl7.control_id_reused, vv.sms.messages,
+// vv.sms.delivery, vv.launches, vv.writebacks, vv.queue.depth, vv.queue.malformed, vv.reminder.lag,
+// vv.clock.skew) in
 // Application Insights' customMetrics table. The availability
 // tests probe /api/health/live and /api/health/ready (functions/health.py).
 
@@ -134,6 +135,13 @@ var logAlerts = [
     severity: 1
     description: 'A participant event was not written to Epic: refused (403, 404, 409...), past the retry horizon, poisoned, or its outcome unknown after a worker died (README: Runbook, "Write-back failures").'
     query: 'customMetrics | where name == "vv.writebacks" | extend outcome = tostring(customDimensions.outcome) | summarize measured = sumif(valueSum, outcome in ("failed", "unknown"))'
+    threshold: 0
+  }
+  {
+    name: 'hl7-control-id-reused'
+    severity: 2
+    description: 'A sender reused an MSH-10 for a different message (README: Runbook, "HL7 control ID reused").'
+    query: 'customMetrics | where name == "vv.hl7.control_id_reused" | summarize measured = sum(valueSum)'
     threshold: 0
   }
   {
