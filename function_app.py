@@ -2,9 +2,24 @@
 
 import azure.functions as func
 
-from functions import events, health, hl7_intake, join, launch, reminders, reports, static, warmup, writeback
+from functions import (
+    call_records,
+    events,
+    health,
+    hl7_intake,
+    join,
+    launch,
+    notifications,
+    reminders,
+    reports,
+    static,
+    subscriptions,
+    visit_status,
+    warmup,
+    writeback,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (hl7_intake.bp, launch.bp, join.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
-                  reports.bp, warmup.bp):
+                  reports.bp, warmup.bp, notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp):
     app.register_functions(blueprint)

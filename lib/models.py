@@ -6,6 +6,8 @@ No record holds a patient name or clinical data; the phone number lives only in 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,6 +18,15 @@ LaunchMode = Literal["smart", "encrypted"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
+
+#: ``ConnectionStatus`` codes sent to Epic by default (Epic's value list is not public: a customer's Epic TS
+#: confirms or overrides them per environment in ``EnvironmentConfig.writeback_status_codes``).
+DEFAULT_WRITEBACK_STATUS_CODES: dict[str, str] = {"connected": "1", "disconnected": "2", "device_test_passed": "3",
+                                                  "device_test_failed": "4"}
+DEFAULT_WRITEBACK_HORIZON_MINUTES = 1440
+#: Bounds of ``writeback_retry_horizon_minutes``: 5 minutes .. 7 days (Azure Queue's longest visibility timeout).
+WRITEBACK_HORIZON_BOUNDS = (5, 7 * 1440)
+_STATUS_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 #: Terminal statuses: no reminder is sent for an appointment in one of them.
 ENDED_STATUSES: frozenset[str] = frozenset({"cancelled", "deleted", "noshow"})
@@ -31,9 +42,67 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+#: Characters a Cosmos DB item ``id`` may not contain (the id is part of the resource URL).
+COSMOS_ID_FORBIDDEN = frozenset("/\\?#")
+#: Longest appointment key used as is: Cosmos ids are limited to 255 characters (1,023 bytes in newer
+#: service versions); keys derived from it (``{key}|{kind}|{revision}`` outbox IDs) need room too.
+MAX_PLAIN_KEY_CHARS = 200
+#: Longest Cosmos ``ttl`` (seconds): a signed 32-bit integer; the service refuses a larger value.
+MAX_COSMOS_TTL = 2_147_483_647
+
+
+def cosmos_ttl(seconds: float, *, minimum: int = 60) -> int:
+    """A ``ttl`` Cosmos DB accepts: at least ``minimum`` seconds, at most :data:`MAX_COSMOS_TTL` (68 years)."""
+    return int(min(MAX_COSMOS_TTL, max(minimum, seconds)))
+
+
+def safe_key(*parts: str) -> str:
+    """A Cosmos item id for ``parts`` joined by ``|``: the joined text when it is usable as an id, else
+    ``{parts[0]}|~{sha256 of the joined text}`` (docs/hl7-intake.md, "Safe keys").
+
+    Usable means: at most :data:`MAX_PLAIN_KEY_CHARS` characters, printable, none of ``/ \\ ? #``, and no
+    part after the first starting with ``~`` (which keeps the two forms from ever colliding). The first part
+    (an environment ID, already restricted to letters, digits, ``._-``) stays readable in both forms.
+    """
+    joined = "|".join(parts)
+    if (
+        len(joined) <= MAX_PLAIN_KEY_CHARS
+        and joined.isprintable()
+        and not COSMOS_ID_FORBIDDEN.intersection(joined)
+        and not any(part.startswith("~") for part in parts[1:])
+    ):
+        return joined
+    digest = hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{parts[0][:64]}|~{digest}"
+
+
 def appointment_key(environment_id: str, appointment_id: str) -> str:
-    """The document ID of an appointment: ``{environmentId}|{appointmentId}``."""
-    return f"{environment_id}|{appointment_id}"
+    """The document ID of an appointment: ``{environmentId}|{appointmentId}``, or its hashed safe form when
+    the appointment ID cannot be part of a Cosmos id (:func:`safe_key`)."""
+    return safe_key(environment_id, appointment_id)
+
+
+def writeback_settings_problems(status_codes: object, horizon_minutes: object) -> list[str]:
+    """What is wrong with an environment's write-back settings (empty when they are fine), one plain sentence
+    per problem, for the portal's error summary and for the settings check before use.
+
+    ``status_codes`` must map event types of :data:`DEFAULT_WRITEBACK_STATUS_CODES` to codes of 1-16 letters,
+    digits, ``_`` or ``-``; ``horizon_minutes`` must be a whole number within :data:`WRITEBACK_HORIZON_BOUNDS`.
+    """
+    problems: list[str] = []
+    if not isinstance(status_codes, dict):
+        problems.append("Write-back status codes must map event types to codes.")
+    else:
+        for event_type, code in status_codes.items():
+            if event_type not in DEFAULT_WRITEBACK_STATUS_CODES:
+                problems.append(f"Write-back status codes: unknown event type '{str(event_type)[:40]}' (use "
+                                f"{', '.join(DEFAULT_WRITEBACK_STATUS_CODES)}).")
+            elif not isinstance(code, str) or not _STATUS_CODE.fullmatch(code):
+                problems.append(f"Write-back status code for '{event_type}' must be 1-16 letters or digits.")
+    low, high = WRITEBACK_HORIZON_BOUNDS
+    if isinstance(horizon_minutes, bool) or not isinstance(horizon_minutes, int) or not low <= horizon_minutes <= high:
+        problems.append(f"Write-back retry horizon must be a whole number of minutes from {low} to {high}.")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -121,6 +190,13 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        writeback_status_codes: overrides of the ``ConnectionStatus`` codes sent to Epic, per event
+            (``connected``, ``disconnected``, ``device_test_passed``, ``device_test_failed``); missing
+            entries use :data:`DEFAULT_WRITEBACK_STATUS_CODES` (docs/writeback.md). Checked by
+            :func:`writeback_settings_problems`.
+        writeback_retry_horizon_minutes: how long transient Epic failures (429, 5xx, time-outs) are
+            retried, counted from an event's first attempt, before it is marked ``failed`` (default a day;
+            5 minutes to 7 days, the queue's longest visibility timeout).
         frame_origins: the Epic origins (``https://host[:port]``) allowed to show the launch and join pages
             inside a frame (Hyperspace's browser, Haiku/Canto web views, MyChart); empty = top-level only.
             Checked with :func:`lib.visits.framing.frame_origin_problem`; docs/launch.md "Embedded in Epic".
@@ -128,6 +204,11 @@ class EnvironmentConfig:
             the visits report marks each completed visit within it or not (``None``: not tracked).
         report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
             roster); off by default: clinicians are shown by EHR user ID only.
+        hl7_sending_facilities: MSH-4 values (sending facility) this environment accepts HL7 from; empty
+            (default) = any. Each entry is a whole MSH-4 (``GHH^2.16.840.1.1^ISO``, components joined by ``^``)
+            or its namespace ID alone (``GHH``), compared case-insensitively; a message from another
+            facility is refused with HTTP 403 ``sending_facility_not_allowed`` (docs/hl7-intake.md).
+            At most 20 entries of 1..180 printable characters without ``|``, ``~``, ``\\`` or ``&``.
     """
 
     id: str
@@ -151,9 +232,19 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    writeback_status_codes: dict[str, str] = field(default_factory=dict)
+    writeback_retry_horizon_minutes: int = DEFAULT_WRITEBACK_HORIZON_MINUTES
     frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
+    hl7_sending_facilities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_sending_facilities(self.hl7_sending_facilities)
+
+    def status_code(self, event_type: str) -> str | None:
+        """The ``ConnectionStatus`` code sent to Epic for ``event_type``, or ``None`` when it has none."""
+        return self.writeback_status_codes.get(event_type) or DEFAULT_WRITEBACK_STATUS_CODES.get(event_type)
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
@@ -175,19 +266,60 @@ class EnvironmentConfig:
             own["appointment_id_order"] = tuple(own["appointment_id_order"])
         if "hl7_certificates" in own:
             own["hl7_certificates"] = tuple(own["hl7_certificates"] or ())
+        if "writeback_status_codes" in own:
+            own["writeback_status_codes"] = dict(own["writeback_status_codes"] or {})
         if "frame_origins" in own:
             own["frame_origins"] = tuple(own["frame_origins"] or ())
+        if "hl7_sending_facilities" in own:
+            own["hl7_sending_facilities"] = tuple(own["hl7_sending_facilities"] or ())
         return cls(**own, sms=SmsSettings(**sms_fields))
+
+
+#: Most MSH-4 values one environment can be bound to, and the longest one.
+MAX_SENDING_FACILITIES = 20
+MAX_SENDING_FACILITY_CHARS = 180
+
+
+def check_sending_facilities(values: tuple[str, ...]) -> None:
+    """Validate :attr:`EnvironmentConfig.hl7_sending_facilities`.
+
+    Raises:
+        ValueError: not a tuple of strings; more than 20 entries; an entry empty, longer than 180 characters,
+            not printable ASCII, holding an HL7 delimiter other than ``^`` (``|~\\&``), or repeated (case-
+            insensitively). The message names the entry's position, for the portal's error summary.
+    """
+    if not isinstance(values, tuple) or not all(isinstance(v, str) for v in values):
+        raise ValueError("hl7_sending_facilities must be a list of text values")
+    if len(values) > MAX_SENDING_FACILITIES:
+        raise ValueError(f"hl7_sending_facilities: at most {MAX_SENDING_FACILITIES} sending facilities")
+    seen: set[str] = set()
+    for position, value in enumerate(values, start=1):
+        text = value.strip()
+        if not text or len(text) > MAX_SENDING_FACILITY_CHARS:
+            raise ValueError(
+                f"hl7_sending_facilities entry {position}: 1 to {MAX_SENDING_FACILITY_CHARS} characters"
+            )
+        if text != value or not all(" " <= c <= "~" for c in text) or any(c in "|~\\&" for c in text):
+            raise ValueError(
+                f"hl7_sending_facilities entry {position}: printable characters without surrounding spaces "
+                "and without | ~ \\ & (components are joined by ^, as in MSH-4)"
+            )
+        if text.upper() in seen:
+            raise ValueError(f"hl7_sending_facilities entry {position} repeats an earlier entry")
+        seen.add(text.upper())
 
 
 @dataclass
 class Meeting:
-    """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``."""
+    """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``;
+    ``start_utc``/``end_utc`` (ISO-8601) are the times Graph was last given, so a reschedule knows to PATCH."""
 
     id: str
     join_url: str
     organizer_id: str
     external_id: str
+    start_utc: str | None = None
+    end_utc: str | None = None
 
 
 @dataclass
@@ -198,9 +330,13 @@ class Appointment:
     a message sorting at or below it is stale. ``schedule_revision`` increases whenever the start time
     changes; texts are unique per (appointment, kind, revision). ``conference_id`` groups several
     appointments into one visit (group visits; from the environment's ``conference_id_field``).
+    ``meeting_organizer_id`` is claimed (If-Match) before the meeting is created, so two launches racing
+    to create it call ``createOrGet`` with the same organizer and get the same meeting (no orphan).
     ``planned_outbox`` holds the outbox documents that message planned, written with the appointment in one
     write: when a store failure interrupts the intake after this write, the resend of the same message
     (a redelivery, which plans nothing new) creates them from here (a transactional outbox).
+    ``ttl`` (seconds, Cosmos) is set only while the visit was already over when its message arrived: such a
+    visit is kept minimally and briefly (no phone, no texts); ``None`` = kept until purged otherwise.
     """
 
     environment_id: str
@@ -221,7 +357,9 @@ class Appointment:
     outbox_refs: list[dict[str, str]] = field(default_factory=list)
     etag: str | None = None
     conference_id: str | None = None
+    meeting_organizer_id: str | None = None
     planned_outbox: list[dict[str, Any]] = field(default_factory=list)
+    ttl: int | None = None
 
     @property
     def key(self) -> str:
@@ -249,7 +387,9 @@ class Appointment:
             "sms_phone_reason": self.sms_phone_reason,
             "outbox_refs": self.outbox_refs,
             "conference_id": self.conference_id,
+            "meeting_organizer_id": self.meeting_organizer_id,
             "planned_outbox": self.planned_outbox,
+            **({"ttl": self.ttl} if self.ttl is not None else {}),
         }
 
     @classmethod
@@ -275,7 +415,9 @@ class Appointment:
             outbox_refs=list(doc.get("outbox_refs") or []),
             etag=doc.get("_etag"),
             conference_id=doc.get("conference_id"),
+            meeting_organizer_id=doc.get("meeting_organizer_id"),
             planned_outbox=list(doc.get("planned_outbox") or []),
+            ttl=doc.get("ttl"),
         )
 
 

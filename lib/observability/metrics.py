@@ -2,11 +2,16 @@
 
 - ``vv.hl7.messages`` (counter): dimensions ``trigger_event`` (S12...) and ``ack_code`` (AA/AE/AR, or
   ``http_<status>`` when no ACK was built);
+- ``vv.hl7.control_id_reused`` (counter): ``environment``; a sender used one MSH-10 for two different
+  messages (the second was refused with AR 205): its control IDs are not unique, so resends and new
+  messages cannot be told apart;
 - ``vv.sms.messages`` (counter): ``kind`` (confirmation, reminder...) and ``outcome`` (sent, failed, pending
   = retry later, unknown, skipped);
 - ``vv.launches`` (counter): ``kind`` (provider, patient, callback, join), ``outcome`` (ok, error) and
   ``error_code``;
-- ``vv.writebacks`` (counter): ``outcome`` (written, skipped, missing, failed, error = will retry, poisoned);
+- ``vv.writebacks`` (counter): ``outcome`` (written, retry = transient failure, will retry later, failed,
+  unknown = a worker died mid-call, superseded, error = the trigger raised) and ``reason`` (the failure code
+  without its detail: ``epic_http_403``, ``poisoned``, ``retry_horizon_exceeded``...);
 - ``vv.queue.depth`` (gauge): ``queue`` (sms-outbox, visit-events and their ``-poison`` queues);
 - ``vv.reminder.lag`` (histogram, seconds): ``kind``; from an SMS's due time to its sending;
 - ``vv.queue.malformed`` (counter): ``queue``; messages that are not what the trigger reads (valid base64,
@@ -31,6 +36,7 @@ from typing import Any
 
 __all__ = [
     "CLOCK_SKEW",
+    "HL7_CONTROL_ID_REUSED",
     "HL7_MESSAGES",
     "LAUNCHES",
     "QUEUE_DEPTH",
@@ -40,6 +46,7 @@ __all__ = [
     "SMS_MESSAGES",
     "WRITEBACKS",
     "clock_skew",
+    "hl7_control_id_reused",
     "hl7_message",
     "hl7_outcome_from_ack",
     "launch",
@@ -55,6 +62,7 @@ __all__ = [
 ]
 
 HL7_MESSAGES = "vv.hl7.messages"
+HL7_CONTROL_ID_REUSED = "vv.hl7.control_id_reused"
 SMS_MESSAGES = "vv.sms.messages"
 LAUNCHES = "vv.launches"
 WRITEBACKS = "vv.writebacks"
@@ -107,6 +115,9 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
     meter = (meter_provider or metrics.get_meter_provider()).get_meter("virtualvisits")
     _instruments = {
         HL7_MESSAGES: meter.create_counter(HL7_MESSAGES, unit="1", description="HL7 messages by event and ACK code"),
+        HL7_CONTROL_ID_REUSED: meter.create_counter(
+            HL7_CONTROL_ID_REUSED, unit="1", description="MSH-10 reused by a sender for a different message"
+        ),
         SMS_MESSAGES: meter.create_counter(SMS_MESSAGES, unit="1", description="SMS by kind and outcome"),
         LAUNCHES: meter.create_counter(LAUNCHES, unit="1", description="Launches and joins by outcome and error code"),
         WRITEBACKS: meter.create_counter(WRITEBACKS, unit="1", description="EHR write-backs by outcome"),
@@ -127,6 +138,11 @@ def stop_opentelemetry() -> None:
 def hl7_message(trigger_event: str | None, ack_code: str | None) -> None:
     """One HL7 request answered: its trigger event (``S12``...) and MSA-1 (``AA``/``AE``/``AR``)."""
     _record(HL7_MESSAGES, 1, {"trigger_event": trigger_event, "ack_code": ack_code}, mode="add")
+
+
+def hl7_control_id_reused(environment_id: str) -> None:
+    """A sender reused an MSH-10 for a different message in environment ``environment_id``."""
+    _record(HL7_CONTROL_ID_REUSED, 1, {"environment": environment_id}, mode="add")
 
 
 def hl7_outcome_from_ack(body: bytes, status: int) -> tuple[str | None, str]:
@@ -162,9 +178,10 @@ def launch(kind: str, outcome: str, error_code: str | None = None) -> None:
     _record(LAUNCHES, 1, {"kind": kind, "outcome": outcome, "error_code": error_code}, mode="add")
 
 
-def writeback(outcome: str) -> None:
-    """One write-back attempt and its outcome."""
-    _record(WRITEBACKS, 1, {"outcome": outcome}, mode="add")
+def writeback(outcome: str, reason: str | None = None) -> None:
+    """One write-back attempt and its outcome (``reason``: the failure code; text after ``:`` is dropped)."""
+    _record(WRITEBACKS, 1, {"outcome": outcome, "reason": reason.split(":", 1)[0] if reason else None},
+            mode="add")
 
 
 def queue_depth(queue: str, count: int) -> None:

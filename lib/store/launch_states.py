@@ -44,6 +44,8 @@ class LaunchState:
         browser_binding: SHA-256 hex of the launch cookie value set on the browser.
         session_hint: ``sessionId`` from the launch URL (Epic ``%CSN%``): a hint only, never trusted.
         department_hint: ``departmentId`` from the launch URL: a hint only.
+        view: ``status`` when the launch URL asked for the visit's live status page (``view=status``) instead
+            of the meeting; ``None`` otherwise.
         created_utc: when the launch began.
         ttl: seconds the state lives.
     """
@@ -60,6 +62,7 @@ class LaunchState:
     created_utc: datetime
     ttl: int = LAUNCH_STATE_TTL_SECONDS
     etag: str | None = None
+    view: str | None = None
 
     def expired(self, now: datetime) -> bool:
         """Whether ``now`` is at or past ``created_utc + ttl``."""
@@ -79,6 +82,7 @@ class LaunchState:
             "department_hint": self.department_hint,
             "created_utc": iso(self.created_utc),
             "ttl": self.ttl,
+            "view": self.view,
         }
 
     @classmethod
@@ -97,6 +101,7 @@ class LaunchState:
             created_utc=parse_iso(doc["created_utc"]),  # type: ignore[arg-type]
             ttl=int(doc.get("ttl", LAUNCH_STATE_TTL_SECONDS)),
             etag=doc.get("_etag"),
+            view=doc.get("view"),
         )
 
 

@@ -34,6 +34,10 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("sms_messages", "/id", default_ttl=-1),
     ContainerSpec("opt_outs", "/id", default_ttl=-1),
     ContainerSpec("hl7_jti", "/id", default_ttl=-1),
+    ContainerSpec("graph_subscriptions", "/id"),
+    ContainerSpec("presence", "/id", default_ttl=-1),
+    ContainerSpec("participant_identities", "/id", default_ttl=-1),
+    ContainerSpec("call_quality", "/id"),
     ContainerSpec("report_visits", "/id"),
     ContainerSpec("report_days", "/id"),
 )

@@ -31,11 +31,16 @@ EXPECTED_HTTP = {
     "health_live": ("health/live", ["GET"]),
     "health_ready": ("health/ready", ["GET"]),
     "acs_events": ("events/acs", ["POST"]),
+    "graph_notifications": ("notifications/graph", ["POST"]),
+    "graph_lifecycle": ("notifications/graph/lifecycle", ["POST"]),
+    "visit_status_page": ("visits/{token}/status", ["GET"]),
+    "visit_status_json": ("visits/{token}/status.json", ["GET"]),
     "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
-                   "report_update": "report-updates"}
-EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}
+                   "call_records": "call-records", "report_update": "report-updates"}
+EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *",
+                   "presence_subscriptions": "30 */5 * * * *", "meeting_times": "45 */5 * * * *"}
 EXPECTED_WARMUP = {"warmup"}  # the host requires this name (functions-bindings-warmup)
 
 
