@@ -101,6 +101,16 @@ class EnvironmentRepository:
         """Every configured environment (a handful per hospital), read fresh."""
         return self._read_all()
 
+    def preload(self) -> list[EnvironmentConfig]:
+        """Read every environment into the caches (one query; the warm-up at instance start) and return them."""
+        configs = self._read_all()
+        if self._cache_seconds > 0:
+            with self._lock:
+                for config in configs[:CACHE_SIZE]:
+                    self._found[config.id] = config
+                self._everything["all"] = configs
+        return configs
+
     def find_by_fhir_base_url(self, iss: str) -> EnvironmentConfig | None:
         """The environment whose approved FHIR base URLs contain ``iss`` exactly, or ``None``.
 
