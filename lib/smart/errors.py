@@ -212,6 +212,13 @@ CATALOG: dict[str, ErrorInfo] = {
                                "{public}/api/launch/signin as a Web redirect URI of the Entra app registration, "
                                "grant admin consent for the delegated permissions openid and User.Read, and check "
                                "that the clinician's account is in the tenant."),
+    "SIGNIN_NEEDS_WINDOW": ErrorInfo(403, "The first time, you sign in once with Microsoft 365, which cannot be "
+                                          "shown inside this window. Start this visit once from Epic in a full "
+                                          "browser window; later visits open here.",
+                                     "The clinician's one-time Microsoft 365 sign-in is needed, the launch runs "
+                                     "inside a frame (Microsoft's sign-in pages refuse frames), and the environment "
+                                     "has no fallback organizer to go on with. Set a fallback organizer, or have "
+                                     "the clinician launch once top-level."),
     "INTERNAL_ERROR": ErrorInfo(500, f"Something went wrong. {_ADMIN}",
                                 "An unexpected error; find the correlation ID in the application logs."),
 }

@@ -336,17 +336,28 @@ class LaunchService:
             assert ehr_user_id is not None
             return self._provider_into_meeting(
                 environment, appointment, ehr_user_id, department=launch_state.department_hint,
-                attempt=launch_state.state, binding=launch_state.browser_binding, correlation_id=correlation_id)
+                attempt=launch_state.state, binding=launch_state.browser_binding, correlation_id=correlation_id,
+                frame=frame)
         return self._patient_to_join_page(environment, appointment, department=launch_state.department_hint)
 
     # ---- provider: organizer, one-time Microsoft 365 sign-in ---------------------------------------
     def _provider_into_meeting(self, environment: EnvironmentConfig, appointment: Appointment, ehr_user_id: str,
                                *, department: str | None, attempt: str, binding: str,
-                               correlation_id: str | None) -> Redirect:
-        """Send a clinician to the visit's meeting, through the one-time sign-in when it is still needed."""
+                               correlation_id: str | None, frame: FrameContext | None = None) -> Redirect:
+        """Send a clinician to the visit's meeting, through the one-time sign-in when it is still needed.
+
+        Microsoft 365 sign-in pages refuse to be framed, so a launch inside Epic's frame does not start it: the
+        visit goes on with the department's or environment's fallback organizer (the sign-in happens on the
+        clinician's next top-level launch), or, with no fallback, ``SIGNIN_NEEDS_WINDOW`` says what to do.
+        """
         if self._needs_signin(environment, ehr_user_id):
-            return self._start_signin(environment, appointment, ehr_user_id, department=department, attempt=attempt,
-                                      binding=binding, correlation_id=correlation_id)
+            if frame is None or not frame.framed:
+                return self._start_signin(environment, appointment, ehr_user_id, department=department,
+                                          attempt=attempt, binding=binding, correlation_id=correlation_id)
+            if not (environment.fallback_organizer_id or environment.department_organizers):
+                raise LaunchError("SIGNIN_NEEDS_WINDOW")
+            log.info("provider sign-in deferred: framed launch, fallback organizer environment=%s correlation=%s",
+                     environment.id, correlation_id)
         appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
         assert appointment.meeting is not None
         self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
@@ -480,7 +491,7 @@ class LaunchService:
         cookie_value = cookie_value or secrets.token_urlsafe(32)
         result = self._provider_into_meeting(
             environment, appointment, link.user_id, department=department, attempt="link-" + link.digest[:32],
-            binding=browser_binding(cookie_value), correlation_id=correlation_id)
+            binding=browser_binding(cookie_value), correlation_id=correlation_id, frame=frame)
         return dataclasses.replace(result, cookies=(self._cookie(cookie_value, frame),))
 
     def _cookie(self, value: str, frame: FrameContext | None) -> Cookie:

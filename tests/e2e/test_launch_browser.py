@@ -168,25 +168,56 @@ def test_patient_launch_reaches_the_join_page_of_the_visit(
 
 
 # ---- the clinician's first launch: one Microsoft 365 sign-in -----------------------------------------------
-@pytest.mark.parametrize("where", WHERE)
-def test_first_provider_launch_signs_in_with_microsoft_365_then_reaches_the_meeting(
-        app: Any, live_app: str, standins: dict[str, str], env: Any, page: Any, where: str) -> None:
+def _new_clinician(app: Any, standins: dict[str, str], env: Any, **changes: Any) -> tuple[str, str]:
     clinician = str(uuid.uuid4())
-    user_id = f"E{secrets.randbelow(10**6)}"
     _control(standins, "graph", "POST", "users", {"id": clinician, "policy": True})
     _control(standins, "graph", "POST", "signin", {"id": clinician})
-    signin_env = dataclasses.replace(env, provider_signin=True)
-    app.repos.environments.put(signin_env)
+    app.repos.environments.put(dataclasses.replace(env, provider_signin=True, **changes))
+    return clinician, f"E{secrets.randbelow(10**6)}"
+
+
+def test_first_provider_launch_signs_in_with_microsoft_365_then_reaches_the_meeting(
+        app: Any, live_app: str, standins: dict[str, str], env: Any, page: Any) -> None:
+    clinician, user_id = _new_clinician(app, standins, env)
     try:
         csn = _csn()
         launch = _epic_launch(standins, env, csn, user_id=user_id)
-        frame = _open(page, _launch_url(live_app, standins, "provider", launch), where, standins)
+        frame = _open(page, _launch_url(live_app, standins, "provider", launch), "top", standins)
         _settled(frame, "#standin-meeting")
     finally:
         app.repos.environments.put(env)
     assert app.users.get(env.id, user_id).entra_object_id == clinician
     meeting = app.repos.appointments.get(f"{env.id}|{csn}").meeting
     assert frame.url == meeting.join_url and meeting.organizer_id == clinician
+
+
+def test_first_provider_launch_in_a_frame_goes_on_with_the_fallback_organizer_without_the_sign_in(
+        app: Any, live_app: str, standins: dict[str, str], env: Any, page: Any) -> None:
+    """Microsoft 365 sign-in pages refuse frames, so a framed first launch does not start the sign-in."""
+    _clinician, user_id = _new_clinician(app, standins, env)
+    try:
+        csn = _csn()
+        launch = _epic_launch(standins, env, csn, user_id=user_id)
+        frame = _open(page, _launch_url(live_app, standins, "provider", launch), "frame", standins)
+        _settled(frame, "#standin-meeting")
+    finally:
+        app.repos.environments.put(env)
+    assert app.users.get(env.id, user_id) is None  # the sign-in waits for a top-level launch
+    meeting = app.repos.appointments.get(f"{env.id}|{csn}").meeting
+    assert frame.url == meeting.join_url and meeting.organizer_id == env.fallback_organizer_id
+
+
+def test_first_provider_launch_in_a_frame_without_a_fallback_organizer_says_what_to_do(
+        app: Any, live_app: str, standins: dict[str, str], env: Any, page: Any) -> None:
+    _clinician, user_id = _new_clinician(app, standins, env, fallback_organizer_id=None)
+    try:
+        launch = _epic_launch(standins, env, _csn(), user_id=user_id)
+        frame = _open(page, _launch_url(live_app, standins, "provider", launch), "frame", standins)
+        _settled(frame, "#error-code")
+    finally:
+        app.repos.environments.put(env)
+    assert frame.inner_text("#error-code") == "SIGNIN_NEEDS_WINDOW"
+    assert "full browser window" in frame.inner_text("#message")
 
 
 # ---- Epic's encrypted link -----------------------------------------------------------------------------------
