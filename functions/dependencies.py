@@ -200,7 +200,7 @@ class Services:
         r = self.repos
         return AcsEventHandler(outbox=r.outbox, messages=self.sms_messages, opt_outs=self.opt_outs,
                                environments=r.environments, sender=self.sms_sender, clock=self.clock,
-                               reports=self.report_feed)
+                               public_base_url=self.settings.public_base_url, reports=self.report_feed)
 
     # ---- launch, join, Teams meetings, EHR write-back (issue 2) ---------------------------------------
     @cached_property

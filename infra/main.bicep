@@ -105,6 +105,7 @@ var queueNames = [
   'sms-outbox-poison'
   'visit-events'
   'visit-events-poison'
+  'visit-events-poison-poison' // a malformed message the poison trigger cannot read ends here (watched too)
   'report-updates'
   'report-updates-poison'
 ]
