@@ -27,7 +27,7 @@ class Services:
 
     def warm_up(self) -> None:
         """Build what requests use, read the store's container properties and the environments (certificates
-        parsed), make the queue clients, and run the HL7 reader once, before traffic arrives.
+        parsed), load the queue SDK, and run the HL7 reader once, before traffic arrives.
 
         Called by the ``warmup`` function (``functions/warmup.py``) when the host adds an instance; without
         it every service is still built on first use. A service that cannot be built (a missing setting) is
@@ -46,14 +46,10 @@ class Services:
                 prepare_certificates(environment)
         except Exception as exc:  # the store may be down at start; requests answer 503 then
             log.warning("warm-up could not read the store: %s", type(exc).__name__)
-        try:
-            from lib.queues import SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE
-            from lib.reports.inputs import REPORT_UPDATES_QUEUE
+        # The queue SDK is loaded now; no queue is contacted (a hanging queue service must not hold the start,
+        # and lib.queues fails fast on its own when it is down).
+        import azure.storage.queue  # noqa: F401
 
-            for queue in (SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, REPORT_UPDATES_QUEUE):
-                self.queues.client(queue)  # the SDK loaded, each queue's client made (and the queue ensured)
-        except Exception as exc:  # queue storage may be unreachable at start; sends fall back as they do
-            log.warning("warm-up could not reach the queues: %s", type(exc).__name__)
         from lib.scheduling.warm_up import exercise_intake_parsers
 
         exercise_intake_parsers()
