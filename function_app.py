@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import events, health, hl7_intake, launch, reminders, reports, static, warmup, writeback
+from functions import events, health, hl7_intake, join, launch, reminders, reports, static, warmup, writeback
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
+for blueprint in (hl7_intake.bp, launch.bp, join.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
                   reports.bp, warmup.bp):
     app.register_functions(blueprint)

@@ -88,7 +88,8 @@ def _load(store: Any, days: list[date], per_day: int, *, workers: int = 4) -> fl
                    "day": day.isoformat(), "seq": 1, "visits": visits, "texts": texts,
                    "totals": totals_by_department(visits.values(), texts.values())}
             container.upsert_item(doc)
-            parts[f"p{number // PART_VISITS}"] = {"seq": 1, "totals": doc["totals"]}
+            parts[f"p{number // PART_VISITS}"] = {"seq": 1, "totals": doc["totals"], "visits": len(visits),
+                                                  "texts": len(texts)}
         container.upsert_item({"id": totals_id(ENV, day.isoformat()), "environmentId": ENV, "day": day.isoformat(),
                                "parts": parts})
 

@@ -1,5 +1,8 @@
 """Azure Communication Services SMS stand-in (the REST contract ``azure-communication-sms`` 1.1.0 uses).
 
+The same endpoint also serves the identity contract (``local.standins.acs_identity``), as one ACS resource
+does.
+
 Run: ``python -m local.standins.acs_sms --port 9403 --tls-dir .local/tls --access-key-file .local/keys/acs.key``.
 
 Our app's connection string: ``endpoint=https://127.0.0.1:{port}/;accesskey=<the key file's content>``.
@@ -39,6 +42,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.standins.acs_identity import add_identity_routes
 from local.standins.server import Request, Response, StandinApp, json_response, run_cli
 
 __all__ = ["API_VERSIONS", "AcsState", "build_app", "main"]
@@ -185,6 +189,8 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
         if not hmac.compare_digest(expected, m.group(2)):
             return deny("signature mismatch")
         return None
+
+    app.identities = add_identity_routes(app, authenticate)  # type: ignore[attr-defined]
 
     @app.route("POST", r"/sms")
     def _send(req: Request, m: re.Match[str]) -> Response:
