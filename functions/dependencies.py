@@ -26,7 +26,8 @@ class Services:
         self.settings = load_settings(environ)
 
     def warm_up(self) -> None:
-        """Build what requests use and read the store's container properties, before traffic arrives.
+        """Build what requests use, read the store's container properties and the environments (certificates
+        parsed), load the queue SDK, and run the HL7 reader once, before traffic arrives.
 
         Called by the ``warmup`` function (``functions/warmup.py``) when the host adds an instance; without
         it every service is still built on first use. A service that cannot be built (a missing setting) is
@@ -39,8 +40,16 @@ class Services:
                 log.warning("warm-up could not build %s: %s", name, type(exc).__name__)
         try:
             self.store.warm_up()
+            from lib.scheduling.signature import prepare_certificates
+
+            for environment in self.repos.environments.preload():  # cached, with their certificates parsed
+                prepare_certificates(environment)
         except Exception as exc:  # the store may be down at start; requests answer 503 then
-            log.warning("warm-up could not read the store's containers: %s", type(exc).__name__)
+            log.warning("warm-up could not read the store: %s", type(exc).__name__)
+        # The queue SDK is loaded now; no queue is contacted (a hanging queue service must not hold the start,
+        # and lib.queues fails fast on its own when it is down).
+        import azure.storage.queue  # noqa: F401
+
         from lib.scheduling.warm_up import exercise_intake_parsers
 
         exercise_intake_parsers()

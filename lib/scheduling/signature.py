@@ -71,6 +71,7 @@ __all__ = [
     "JwsRequestVerifier",
     "body_digest",
     "certificate_thumbprint",
+    "prepare_certificates",
     "sign_request",
 ]
 
@@ -155,6 +156,12 @@ def _load_certificate(text: str) -> _Certificate | None:
     return _Certificate(
         cert, key, kind, certificate_thumbprint(cert), cert.not_valid_before_utc, cert.not_valid_after_utc
     )
+
+
+def prepare_certificates(environment: EnvironmentConfig) -> int:
+    """Parse the environment's configured certificates now (they are cached per process), so the first
+    signed request of an instance does not pay for it; returns how many are usable."""
+    return sum(_load_certificate(text) is not None for text in environment.hl7_certificates)
 
 
 def _refuse(code: str, detail: str, status: int = 401) -> Problem:

@@ -104,6 +104,21 @@ class EnvironmentRepository:
         """Every configured environment (a handful per hospital), read fresh."""
         return self._read_all()
 
+    def preload(self) -> list[EnvironmentConfig]:
+        """Read up to :data:`CACHE_SIZE` environments into the cache (one query; the warm-up at instance
+        start) and return them. Bounded, like the cache: a store holding more (a shared test server) is not
+        read whole at start."""
+        with translated_errors():
+            docs: list[dict[str, Any]] = list(self._container.query_items(
+                "SELECT TOP @n * FROM c", parameters=[{"name": "@n", "value": CACHE_SIZE}],
+                enable_cross_partition_query=True))
+        configs = [EnvironmentConfig.from_doc(d) for d in docs]
+        if self._cache_seconds > 0:
+            with self._lock:
+                for config in configs:
+                    self._found[config.id] = config
+        return configs
+
     def find_by_fhir_base_url(self, iss: str) -> EnvironmentConfig | None:
         """The environment whose approved FHIR base URLs contain ``iss`` exactly, or ``None``.
 

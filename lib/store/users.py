@@ -2,13 +2,22 @@
 
 Written after a clinician's first Microsoft 365 sign-in (a later issue), read to choose the organizer of a
 visit's Teams meeting. Holds no name and no e-mail: only the two IDs and when the mapping was made.
+
+Reads are cached per process, bounded in size and age (a clinician launching visit after visit costs one
+read per few minutes): a mapping for ``CACHE_SECONDS``, the absence of one for ``UNKNOWN_CACHE_SECONDS``. The
+IDs come from EHR-signed id_tokens, not from anonymous input. A mapping written here is seen at once by this
+process; another instance may use the previous answer until its entry ages out (a clinician who just signed
+in there may be asked once more, or have one meeting organized by the fallback organizer).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from cachetools import TTLCache
 
 from lib.models import iso, parse_iso, safe_key
 from lib.store.cosmos import CosmosStore, read_or_none, translated_errors
@@ -49,22 +58,45 @@ class UserMapping:
         )
 
 
+#: How long this process trusts a mapping it read, and the absence of one (seconds); how many it keeps.
+CACHE_SECONDS = 120.0
+UNKNOWN_CACHE_SECONDS = 30.0
+CACHE_SIZE = 1024
+
+
 class UserRepository:
-    """Reads and writes :class:`UserMapping` documents."""
+    """Reads and writes :class:`UserMapping` documents (reads cached, see the module docstring)."""
 
     def __init__(self, store: CosmosStore) -> None:
         self._container = store.container("users")
+        self._lock = threading.Lock()
+        self._found: TTLCache[str, UserMapping] = TTLCache(CACHE_SIZE, CACHE_SECONDS)
+        self._unknown: TTLCache[str, bool] = TTLCache(CACHE_SIZE, UNKNOWN_CACHE_SECONDS)
 
     def get(self, environment_id: str, ehr_user_id: str) -> UserMapping | None:
         """The mapping of one clinician, or ``None``."""
         key = user_key(environment_id, ehr_user_id)
+        with self._lock:
+            hit = self._found.get(key)
+            if hit is not None or key in self._unknown:
+                return hit
         doc = read_or_none(self._container, key, key)
-        return UserMapping.from_doc(doc) if doc else None
+        mapping = UserMapping.from_doc(doc) if doc else None
+        with self._lock:
+            if mapping is not None:
+                self._found[key] = mapping
+            else:
+                self._unknown[key] = True
+        return mapping
 
     def put(self, mapping: UserMapping) -> None:
         """Create or replace a mapping (last sign-in wins)."""
         with translated_errors():
             self._container.upsert_item(mapping.to_doc())
+        key = user_key(mapping.environment_id, mapping.ehr_user_id)
+        with self._lock:
+            self._unknown.pop(key, None)
+            self._found[key] = mapping
 
     def by_entra_object_id(self, environment_id: str, entra_object_id: str) -> UserMapping | None:
         """The clinician of ``environment_id`` with Entra object ID ``entra_object_id`` (roster -> EHR user), or

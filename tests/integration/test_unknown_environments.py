@@ -97,3 +97,18 @@ def test_bodies_sent_to_unknown_environments_are_kept_only_up_to_the_budget(app,
     assert [a.status for a in answers] == [404] * 5
     kept = ["rejectedMessageId" in json.loads(a.body) for a in answers]
     assert kept == [True, True, True, False, False]
+
+
+def test_the_warm_up_preload_serves_the_first_look_up_without_a_store_call(app, environment_id):
+    from local.store_calls import StoreCallCounter
+
+    make_environment(app, environment_id)
+    repo = EnvironmentRepository(app.store)
+    preloaded = {config.id for config in repo.preload()}
+    assert len(preloaded) <= CACHE_SIZE
+    if environment_id not in preloaded:  # a shared test server holds more than the bound
+        repo.get(environment_id)
+    counter = StoreCallCounter(app.settings.cosmos_endpoint)
+    with counter.installed():
+        assert repo.get(environment_id).id == environment_id
+    assert counter.total == 0
