@@ -6,6 +6,8 @@ No record holds a patient name or clinical data; the phone number lives only in 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,6 +18,11 @@ LaunchMode = Literal["smart", "encrypted"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
+ReviewStatus = Literal["approved", "sent_back"]
+
+#: Epic's CSN identifier system ends with this OID suffix below the organization's root
+#: ``urn:oid:1.2.840.114350.1.13.<org>.<env>`` (docs/launch.md "CSN identifier").
+EPIC_CSN_OID_SUFFIX = ".7.3.698084.8"
 
 #: Terminal statuses: no reminder is sent for an appointment in one of them.
 ENDED_STATUSES: frozenset[str] = frozenset({"cancelled", "deleted", "noshow"})
@@ -60,6 +67,8 @@ class SmsSettings:
             ``{link}``. Missing entries fall back to the shipped templates.
         rate_per_minute: most texts a minute from ``sender`` (ACS: toll-free 200, short code 6000).
         phone_grace_minutes: the phone number is deleted this long after the visit's end.
+        consented_by, consented_at: who gave the two SMS consents in the portal, and when (ISO UTC): we send on
+            the organization's behalf, and its patients agreed to receive texts. SMS cannot be on without them.
     """
 
     enabled: bool = False
@@ -74,6 +83,32 @@ class SmsSettings:
     templates: dict[str, dict[str, str]] = field(default_factory=dict)
     rate_per_minute: int = 200
     phone_grace_minutes: int = 120
+    consented_by: str | None = None
+    consented_at: str | None = None
+
+
+@dataclass(frozen=True)
+class UrlReview:
+    """The Epic analyst's decision on one FHIR base URL (configuration portal, docs/portal.md "Approval").
+
+    Attributes:
+        status: ``approved`` (the analyst signed in to Epic through a SMART standalone launch against the URL)
+            or ``sent_back`` (with ``comment``).
+        by_id: the analyst's Entra object ID; ``by_name`` their sign-in name.
+        at: when (ISO-8601 UTC).
+        fingerprint: :meth:`EnvironmentConfig.approval_fingerprint` of the URL when decided; a later change to
+            the URL's registration (kind, client ID) makes it differ, and the URL is unapproved again.
+        fhir_user: the ``fhirUser`` of the analyst's Epic sign-in (approvals only); nothing else from Epic.
+        comment: why it was sent back.
+    """
+
+    status: ReviewStatus
+    by_id: str
+    by_name: str
+    at: str
+    fingerprint: str
+    fhir_user: str | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,15 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        disabled: switched off in the portal: no launch is accepted (the configuration is kept).
+        csn_identifier_systems: which ``Appointment.identifier`` systems carry the CSN: an entry starting with
+            ``.`` is an OID suffix below Epic's root ``urn:oid:1.2.840.114350.``, any other entry must equal the
+            system exactly; tried in order (an identifier whose type text is ``CSN`` is the last resort).
+        approvers: FHIR base URL -> sign-in name (UPN) of the Epic analyst who may approve it.
+        approvals: FHIR base URL -> the analyst's decision (:class:`UrlReview`); a URL can be launched against
+            only with a current approval (:meth:`url_approved`).
+
+    ``approved`` is a summary kept by the portal (every URL approved); launches check :meth:`url_approved`.
     """
 
     id: str
@@ -132,10 +176,30 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    disabled: bool = False
+    csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
+    approvers: dict[str, str] = field(default_factory=dict)
+    approvals: dict[str, UrlReview] = field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
         return asdict(self)
+
+    def approval_fingerprint(self, url: str) -> str:
+        """What an approval of ``url`` vouches for: the environment, its kind, the URL and our Epic client ID
+        (SHA-256 hex). Changing any of them after approval needs a new approval."""
+        material = json.dumps([self.id, self.kind, url, self.epic_client_id], separators=(",", ":"))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def url_approved(self, url: str) -> bool:
+        """Whether ``url`` is listed and approved, unchanged since its approval."""
+        review = self.approvals.get(url)
+        return (url in self.fhir_base_urls and review is not None and review.status == "approved"
+                and review.fingerprint == self.approval_fingerprint(url))
+
+    def any_url_approved(self) -> bool:
+        """Whether at least one listed URL is approved (the Epic client registration was proven)."""
+        return any(self.url_approved(url) for url in self.fhir_base_urls)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> EnvironmentConfig:
@@ -153,6 +217,12 @@ class EnvironmentConfig:
             own["appointment_id_order"] = tuple(own["appointment_id_order"])
         if "hl7_certificates" in own:
             own["hl7_certificates"] = tuple(own["hl7_certificates"] or ())
+        if "csn_identifier_systems" in own:
+            own["csn_identifier_systems"] = tuple(own["csn_identifier_systems"] or ())
+        if "approvals" in own:
+            own["approvals"] = {url: UrlReview(**{k: v for k, v in review.items()
+                                                 if k in UrlReview.__dataclass_fields__})
+                                for url, review in (own["approvals"] or {}).items()}
         return cls(**own, sms=SmsSettings(**sms_fields))
 
 

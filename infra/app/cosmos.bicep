@@ -27,6 +27,8 @@ var cosmosContainers = [
   { name: 'sms_messages', partitionKey: '/id', defaultTtl: -1 }
   { name: 'opt_outs', partitionKey: '/id', defaultTtl: -1 }
   { name: 'hl7_jti', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'audit', partitionKey: '/environmentId' }
+  { name: 'portal_operations', partitionKey: '/id', defaultTtl: -1 }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

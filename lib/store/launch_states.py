@@ -40,6 +40,8 @@ class LaunchState:
         department_hint: ``departmentId`` from the launch URL: a hint only.
         created_utc: when the launch began.
         ttl: seconds the state lives.
+        device_test: the launch URL asked for the device test (``mode=devicetest``, the device-test record): the
+            patient lands on the join page's device test.
     """
 
     state: str
@@ -54,6 +56,7 @@ class LaunchState:
     created_utc: datetime
     ttl: int = LAUNCH_STATE_TTL_SECONDS
     etag: str | None = None
+    device_test: bool = False
 
     def expired(self, now: datetime) -> bool:
         """Whether ``now`` is at or past ``created_utc + ttl``."""
@@ -73,6 +76,7 @@ class LaunchState:
             "department_hint": self.department_hint,
             "created_utc": iso(self.created_utc),
             "ttl": self.ttl,
+            "device_test": self.device_test,
         }
 
     @classmethod
@@ -91,6 +95,7 @@ class LaunchState:
             created_utc=parse_iso(doc["created_utc"]),  # type: ignore[arg-type]
             ttl=int(doc.get("ttl", LAUNCH_STATE_TTL_SECONDS)),
             etag=doc.get("_etag"),
+            device_test=bool(doc.get("device_test", False)),
         )
 
 

@@ -34,4 +34,6 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("sms_messages", "/id", default_ttl=-1),
     ContainerSpec("opt_outs", "/id", default_ttl=-1),
     ContainerSpec("hl7_jti", "/id", default_ttl=-1),
+    ContainerSpec("audit", "/environmentId"),
+    ContainerSpec("portal_operations", "/id", default_ttl=-1),
 )

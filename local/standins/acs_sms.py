@@ -17,6 +17,9 @@ Contract (from the SDK: ``_generated/operations/_sms_operations.py`` and ``_shar
   "successful": true}]}``; a malformed ``to`` is a per-recipient 400 ("Invalid To phone number format.").
   A repeated ``repeatabilityRequestId`` returns the first result again and is not sent twice.
 
+The phone numbers REST contract (search, purchase, operations) is served on the same endpoint by
+:mod:`local.standins.acs_phone_numbers`.
+
 Control API: ``local/standins/README.md``.
 """
 
@@ -35,6 +38,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.standins.acs_phone_numbers import add_routes
 from local.standins.server import Request, Response, StandinApp, json_response, run_cli
 
 __all__ = ["API_VERSIONS", "AcsState", "build_app", "main"]
@@ -148,6 +152,8 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
         if not hmac.compare_digest(expected, m.group(2)):
             return deny("signature mismatch")
         return None
+
+    app.phone_numbers = add_routes(app, authenticate)  # type: ignore[attr-defined]
 
     @app.route("POST", r"/sms")
     def _send(req: Request, m: re.Match[str]) -> Response:
