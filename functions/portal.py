@@ -46,9 +46,8 @@ def portal_approval_callback(req: func.HttpRequest) -> func.HttpResponse:
 def portal_dev_signin(req: func.HttpRequest) -> func.HttpResponse:
     """The local development sign-in (``PORTAL_DEV_SIGNIN``, local emulators only): form ``name`` and ``roles``
     -> a signed cookie, then the portal. Refused (404) anywhere else."""
-    from lib.config.access import DEV_COOKIE, DEV_SESSION_SECONDS, ROLES
-
     from functions.portal_access import form_body
+    from lib.config.access import DEV_COOKIE, DEV_SESSION_SECONDS, ROLES
 
     access = services().portal.access
     if not access.dev_signin:

@@ -76,7 +76,7 @@ def messages(response: requests.Response) -> str:
 
 # ---- who may call ------------------------------------------------------------------------------------------
 def test_without_sign_in_the_api_answers_401(runner: str, ca: str):
-    answer = requests.get(f"{runner}/api/config/environments", verify=ca)
+    answer = requests.get(f"{runner}/api/config/environments", verify=ca, timeout=10)
     assert answer.status_code == 401 and problem_code(answer) == "NOT_SIGNED_IN"
 
 
@@ -85,7 +85,7 @@ def test_a_forged_principal_header_is_refused_when_the_platform_did_not_set_it(r
                                             {"typ": "preferred_username", "val": "mallory@evil.example"}]}
     forged = base64.b64encode(__import__("json").dumps(claims).encode()).decode()
     for method in ("GET", "POST"):
-        answer = requests.request(method, f"{runner}/api/config/environments", verify=ca, json={},
+        answer = requests.request(method, f"{runner}/api/config/environments", verify=ca, json={}, timeout=10,
                                   headers={"X-MS-CLIENT-PRINCIPAL": forged, "X-MS-CLIENT-PRINCIPAL-IDP": "aad"})
         assert answer.status_code == 401 and problem_code(answer) == "FORGED_PRINCIPAL"
         assert "App Service authentication is not on" in answer.json()["detail"]
@@ -181,7 +181,7 @@ def test_a_disabled_environment_cannot_be_launched(app: Any, admin: PortalUser, 
                                       "seed", ["Admin"])}), action="test.seed")
     admin.send("POST", f"/api/config/environments/{created['id']}/disable", {})
     launch = requests.get(f"{runner}/api/launch/provider", params={"iss": created["fhir_base_urls"][0],
-                                                                   "launch": "x"}, verify=ca, allow_redirects=False)
+                                                                   "launch": "x"}, verify=ca, allow_redirects=False, timeout=10)
     assert launch.status_code == 403 and 'id="error-code">ENVIRONMENT_DISABLED<' in launch.text
     assert "/api/portal/environments" in launch.text
 
@@ -260,7 +260,10 @@ def _claim_iss(app: Any, iss: str) -> None:
                 approvers={}, approvals={}))
 
 
-def _epic_signin(analyst: PortalUser, env_id: str, url: str, *, password: str = "epic-pass") -> requests.Response:
+EPIC_PASSWORD = "epic-pass"  # noqa: S105 (the stand-in user's)
+
+
+def _epic_signin(analyst: PortalUser, env_id: str, url: str, *, password: str = EPIC_PASSWORD) -> requests.Response:
     """Approver: start the sign-in, log in on Epic's page, come back to the callback."""
     started = analyst.send("POST", "/api/config/approvals/signin", {"environmentId": env_id, "url": url})
     assert started.status_code == 200, started.text
@@ -289,7 +292,7 @@ def approvable(app: Any, admin: PortalUser, runner: str, ca: str, epic: dict[str
 def test_an_unapproved_url_cannot_be_launched_and_records_are_empty(approvable: dict, admin: PortalUser,
                                                                     runner: str, ca: str, epic: dict[str, str]):
     launch = requests.get(f"{runner}/api/launch/provider", params={"iss": epic["iss"], "launch": "x"}, verify=ca,
-                          allow_redirects=False)
+                          allow_redirects=False, timeout=10)
     assert launch.status_code == 403 and 'id="error-code">ENVIRONMENT_NOT_APPROVED<' in launch.text
     assert "/api/portal/approvals" in launch.text
     assert admin.get(f"/api/config/environments/{approvable['id']}/records").json()["records"] == []
@@ -352,13 +355,13 @@ def test_approve_after_epic_sign_in_then_records_appear_and_a_change_needs_new_a
     assert any("%CONFERENCEID%" in f["value"] for f in group)
 
     launch = requests.get(f"{runner}/api/launch/provider", params={"iss": iss, "launch": "x"}, verify=ca,
-                          allow_redirects=False)
+                          allow_redirects=False, timeout=10)
     assert launch.status_code == 200 and 'action="' + epic["base"] + '/oauth2/authorize"' in launch.text
 
     changed = admin.send("PATCH", f"/api/config/environments/{env_id}", {"epic_client_id": "vv-another-client"})
     assert changed.json()["fhirBaseUrls"][0]["status"] == "changed"
     launch = requests.get(f"{runner}/api/launch/provider", params={"iss": iss, "launch": "x"}, verify=ca,
-                          allow_redirects=False)
+                          allow_redirects=False, timeout=10)
     assert 'id="error-code">ENVIRONMENT_NOT_APPROVED<' in launch.text
     admin.send("PATCH", f"/api/config/environments/{env_id}", {"epic_client_id": approvable["epic_client_id"]})
 
