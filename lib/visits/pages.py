@@ -103,20 +103,19 @@ def error_page(error: LaunchError, correlation_id: str) -> Page:
     """The one HTML rendering of a :class:`LaunchError`: the message, the code, the fix and a correlation ID.
 
     The admin hint is shown folded ("For your IT team"): it names settings and Epic/Entra records, never
-    tokens or PHI, so the clinician can pass it on.
+    tokens or PHI, so the clinician can pass it on. Rendered from ``lib/web/templates/launch_error.html``.
     """
-    body = (
-        "<main><h1>We could not start your video visit</h1>"
-        f'<p id="message">{html.escape(error.user_message)}</p>'
-        f'<p>Error code: <code id="error-code">{html.escape(error.code)}</code><br>'
-        f'Reference: <code id="correlation-id">{html.escape(correlation_id)}</code></p>'
-        "<details><summary>For your IT team</summary>"
-        f'<p id="admin-hint">{html.escape(error.admin_hint)}</p></details></main>'
-    )
-    headers = {"Content-Security-Policy": _csp(), "x-correlation-id": correlation_id}
+    from lib.web import ContentPolicy, render
+
+    headers = {"x-correlation-id": correlation_id}
     if error.retry_after:
         headers["Retry-After"] = str(error.retry_after)
-    return Page(_document("Video visit: error", body), status=error.status, headers=headers)
+    return render(
+        "launch_error.html",
+        {"message": error.user_message, "code": error.code, "correlation_id": correlation_id,
+         "admin_hint": error.admin_hint, "retry_after": error.retry_after},
+        status=error.status, policy=ContentPolicy(allow_forms=False), headers=headers,
+    )
 
 
 JOIN_SCRIPT = """(function(){

@@ -51,6 +51,7 @@ EXPECTED_HTTP = {
     "config_phone_number_purchase": ("config/phone-numbers/purchases/{purchaseId}", ["GET"]),
     "portal_approval_callback": ("portal/approvals/callback", ["GET"]),
     "portal_dev_signin": ("portal/signin", ["POST"]),
+    "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}

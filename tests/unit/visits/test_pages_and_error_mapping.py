@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import azure.functions as func
+from markupsafe import escape
 
 from lib.smart.errors import CATALOG, LaunchError
 from lib.visits.pages import Cookie, error_page, format_visit_time
@@ -105,7 +106,7 @@ def test_every_go_live_failure_has_its_own_code_and_a_page_with_the_fix():
         page = error_page(LaunchError(code), "corr-9")
         assert f'<code id="error-code">{code}</code>' in page.html
         assert '<code id="correlation-id">corr-9</code>' in page.html
-        assert CATALOG[code].admin_hint.split(".")[0][:30].replace("'", "&#x27;") in page.html
+        assert str(escape(CATALOG[code].admin_hint.split(".")[0][:30])) in page.html
         assert "Traceback" not in page.html
 
 
