@@ -229,13 +229,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not 1 <= rejected_ttl_days <= 365:
         raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be between 1 and 365")
 
-    cosmos_endpoint = required("COSMOS_ENDPOINT")
-    dev_signin = _flag(env.get("PORTAL_DEV_SIGNIN"))
-    if dev_signin:
-        _check_local_only(env, cosmos_endpoint)
-
-    return Settings(
-        cosmos_endpoint=cosmos_endpoint,
+    settings = Settings(
+        cosmos_endpoint=required("COSMOS_ENDPOINT"),
         cosmos_key=env.get("COSMOS_KEY") or None,
         cosmos_database=env.get("COSMOS_DATABASE", "virtualvisits"),
         cosmos_emulator=_flag(env.get("COSMOS_EMULATOR")),
@@ -265,8 +260,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         epic_cal_keys=_cal_keys(env.get("EPIC_CAL_KEYS")),
         easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
         easy_auth_client_id=env.get("WEBSITE_AUTH_CLIENT_ID") or None,
-        portal_dev_signin=dev_signin,
+        portal_dev_signin=_flag(env.get("PORTAL_DEV_SIGNIN")),
     )
+    if settings.portal_dev_signin:
+        _check_local_only(env, settings.cosmos_endpoint)
+    return settings
 
 
 def _check_local_only(env: Mapping[str, str], cosmos_endpoint: str) -> None:

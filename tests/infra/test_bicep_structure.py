@@ -39,6 +39,15 @@ LOCAL_ONLY_SETTINGS: Mapping[str, str] = {
     "SMART_PRIVATE_KEYS_FILE": "PEM file path; in Azure SMART_PRIVATE_KEYS holds the PEM (Key Vault reference)",
     "GRAPH_CLIENT_CERT_FILE": "PEM file path; in Azure GRAPH_CLIENT_CERT holds the PEM (Key Vault reference)",
     "SMART_PRIVATE_KEYS_PRODUCTION_FILE": "PEM file path; in Azure SMART_PRIVATE_KEYS_PRODUCTION (Key Vault reference)",
+    "PORTAL_DEV_SIGNIN": "the portal's local sign-in form; refused by lib/settings.py outside the emulators",
+}
+
+#: Settings App Service itself sets on the running app (never in Bicep); lib/settings.py reads them.
+PLATFORM_SETTINGS: Mapping[str, str] = {
+    "WEBSITE_AUTH_ENABLED": "App Service authentication is on: only then is X-MS-CLIENT-PRINCIPAL trusted",
+    "WEBSITE_AUTH_CLIENT_ID": "the Easy Auth app registration: the audience a principal must carry",
+    "WEBSITE_INSTANCE_ID": "present on App Service: the local portal sign-in is refused there",
+    "WEBSITE_SITE_NAME": "present on App Service: the local portal sign-in is refused there",
 }
 
 #: Settings Bicep provides that lib/settings.py does not read: the Functions host and the SDKs read them.
@@ -204,7 +213,7 @@ def app_settings(main: BicepFile) -> dict[str, str]:
 def settings_problems(read: Iterable[str], required: Iterable[str], provided: Iterable[str]) -> list[str]:
     """How the settings Bicep provides disagree with those the code reads."""
     read, required, provided = set(read), set(required), set(provided)
-    local = set(LOCAL_ONLY_SETTINGS)
+    local = set(LOCAL_ONLY_SETTINGS) | set(PLATFORM_SETTINGS)
     problems = [f"required by lib/settings.py but not provided by main.bicep: {n}" for n in sorted(required - provided)]
     problems += [
         f"read by lib/settings.py, neither in main.bicep nor in LOCAL_ONLY_SETTINGS: {n}"
