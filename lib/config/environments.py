@@ -34,6 +34,8 @@ OWN_ACTIONS = frozenset({"id", "approved", "approvals", "hl7_certificates", "sms
 #: Fields a new environment must have.
 REQUIRED_ON_CREATE = ("id", "kind", "display_name", "fhir_base_urls", "epic_client_id")
 ENVIRONMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+#: Words the portal's URLs use after /environments/.
+RESERVED_IDS = frozenset({"new"})
 #: Epic's FHIR base URLs end with the API and version (connector 1.3+: R4; 1.1-1.2: DSTU2).
 FHIR_SUFFIX = re.compile(r"/api/FHIR/(R4|DSTU2)$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -134,7 +136,7 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
         new_urls: the URLs added by this change (only those are fetched).
     """
     out: list[Problem] = []
-    if not ENVIRONMENT_ID.fullmatch(config.id):
+    if not ENVIRONMENT_ID.fullmatch(config.id) or config.id in RESERVED_IDS:
         out.append(Problem("id", "use 2 to 63 lowercase letters, digits or '-', starting with a letter or digit"))
     if not config.display_name.strip() or len(config.display_name) > 80:
         out.append(Problem("display_name", "enter the organization's name as patients know it (1 to 80 characters)"))

@@ -102,11 +102,17 @@ class AuthorizeRequest:
         )
 
     def content_security_policy(self) -> str:
-        """CSP for :meth:`form_page`: only our inline script runs, the form may only go to ``endpoint``."""
+        """CSP for :meth:`form_page`: only our inline script runs.
+
+        ``form-action`` names the EHR's origin, ours, and any https origin: Chromium (Edge and WebView2 inside
+        Hyperspace included) applies ``form-action`` to every redirect that follows the post, and the chain runs
+        EHR authorize -> our callback -> the Teams meeting (or the Entra sign-in), whose hosts this page cannot
+        know. The page holds no user content, so this only keeps forms off plain http and ``javascript:``.
+        """
         parts = urllib.parse.urlsplit(self.endpoint)
         return (
             f"default-src 'none'; script-src '{AUTO_SUBMIT_HASH}'; "
-            f"form-action {parts.scheme}://{parts.netloc}; base-uri 'none'; frame-ancestors 'self'"
+            f"form-action {parts.scheme}://{parts.netloc} 'self' https:; base-uri 'none'; frame-ancestors 'self'"
         )
 
 

@@ -24,10 +24,10 @@ class EnvironmentRepository:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, EnvironmentConfig | None]] = {}
 
-    def get(self, environment_id: str) -> EnvironmentConfig | None:
-        """The environment with this ID, or ``None`` when it is not configured."""
+    def get(self, environment_id: str, *, fresh: bool = False) -> EnvironmentConfig | None:
+        """The environment with this ID, or ``None`` when it is not configured (``fresh``: skip the cache)."""
         hit = self._cache.get(environment_id)
-        if hit and time.monotonic() - hit[0] < self._cache_seconds:
+        if hit and not fresh and time.monotonic() - hit[0] < self._cache_seconds:
             return hit[1]
         doc = read_or_none(self._container, environment_id, environment_id)
         config = EnvironmentConfig.from_doc(doc) if doc else None

@@ -396,7 +396,7 @@ class LaunchService:
         environment = self._environments.get(pending.environment_id)
         if environment is None:
             raise LaunchError("ENVIRONMENT_NOT_CONFIGURED")
-        check_launchable(environment, None)
+        environment = self._launchable(environment, None)
         oid = self._signin.finish(pending.flow, query)
         self._users.put(UserMapping(environment.id, pending.ehr_user_id, oid, self._wall.now()))
         log.info("provider sign-in stored environment=%s correlation=%s", environment.id, correlation_id)
@@ -430,7 +430,7 @@ class LaunchService:
         key = self._encrypted_keys(environment.id) if self._encrypted_keys else None
         if environment.launch_mode != "encrypted" or key is None or self._used_links is None:
             raise LaunchError("LAUNCH_MODE_MISMATCH")
-        check_launchable(environment, None)
+        environment = self._launchable(environment, None)
         now = self._wall.now()
         max_age = timedelta(seconds=environment.encrypted_max_age_seconds)
         link = decrypt_link(query.get("data") or "", key=key, fields=environment.encrypted_fields, now=now,
@@ -482,6 +482,19 @@ class LaunchService:
             raise LaunchError("ENVIRONMENT_NOT_CONFIGURED")
         return environment
 
+    def _launchable(self, environment: EnvironmentConfig, iss: str | None) -> EnvironmentConfig:
+        """``environment`` when :func:`check_launchable` passes; a refusal is checked once more against the stored
+        configuration (the cached one may predate an approval or an enable made in the portal a moment ago)."""
+        try:
+            check_launchable(environment, iss)
+            return environment
+        except LaunchError:
+            fresh = self._environments.get(environment.id, fresh=True)
+            if fresh is None:
+                raise
+            check_launchable(fresh, iss)
+            return fresh
+
     def _unknown_iss(self, iss: str, named: EnvironmentConfig | None) -> LaunchError:
         """The most helpful error for an ``iss`` that is on no allowlist (database look-ups only, no network).
 
@@ -526,8 +539,7 @@ class LaunchService:
         if environment is None or launch_state.iss not in environment.fhir_base_urls:
             raise LaunchError("ISS_NOT_ALLOWED", "The environment of this launch was removed or no longer lists "
                                                  "its FHIR base URL.")
-        check_launchable(environment, launch_state.iss)
-        return environment
+        return self._launchable(environment, launch_state.iss)
 
     def _appointment_for(self, environment: EnvironmentConfig, fhir: FhirAppointment,
                          ehr_user_id: str | None) -> Appointment:

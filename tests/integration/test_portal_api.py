@@ -181,7 +181,8 @@ def test_a_disabled_environment_cannot_be_launched(app: Any, admin: PortalUser, 
                                       "seed", ["Admin"])}), action="test.seed")
     admin.send("POST", f"/api/config/environments/{created['id']}/disable", {})
     launch = requests.get(f"{runner}/api/launch/provider", params={"iss": created["fhir_base_urls"][0],
-                                                                   "launch": "x"}, verify=ca, allow_redirects=False, timeout=10)
+                                                                   "launch": "x"},
+                          verify=ca, allow_redirects=False, timeout=10)
     assert launch.status_code == 403 and 'id="error-code">ENVIRONMENT_DISABLED<' in launch.text
     assert "/api/portal/environments" in launch.text
 
@@ -260,7 +261,7 @@ def _claim_iss(app: Any, iss: str) -> None:
                 approvers={}, approvals={}))
 
 
-EPIC_PASSWORD = "epic-pass"  # noqa: S105 (the stand-in user's)
+EPIC_PASSWORD = "epic-pass"
 
 
 def _epic_signin(analyst: PortalUser, env_id: str, url: str, *, password: str = EPIC_PASSWORD) -> requests.Response:
@@ -450,5 +451,5 @@ def test_generate_a_number_slowly_then_link_it_and_a_failing_purchase_says_why(
 
 
 def test_the_openapi_document_is_served(runner: str, ca: str):
-    doc = requests.get(f"{runner}/api/config/openapi.json", verify=ca).json()
+    doc = requests.get(f"{runner}/api/config/openapi.json", verify=ca, timeout=10).json()
     assert doc["openapi"] == "3.1.0" and "/api/config/environments/{environmentId}" in doc["paths"]
