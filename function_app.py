@@ -2,9 +2,21 @@
 
 import azure.functions as func
 
-from functions import admin, events, health, hl7_intake, launch, portal, reminders, static, writeback
+from functions import (
+    admin,
+    events,
+    health,
+    hl7_intake,
+    launch,
+    portal,
+    reminders,
+    reports,
+    static,
+    warmup,
+    writeback,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp, admin.bp,
-                  portal.bp):
+for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
+                  reports.bp, warmup.bp, admin.bp, portal.bp):
     app.register_functions(blueprint)

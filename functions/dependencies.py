@@ -6,9 +6,12 @@ environment variables to get a fresh set.
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import cached_property
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _services: Services | None = None
@@ -21,6 +24,26 @@ class Services:
         from lib.settings import load_settings
 
         self.settings = load_settings(environ)
+
+    def warm_up(self) -> None:
+        """Build what requests use and read the store's container properties, before traffic arrives.
+
+        Called by the ``warmup`` function (``functions/warmup.py``) when the host adds an instance; without
+        it every service is still built on first use. A service that cannot be built (a missing setting) is
+        logged and left to fail its own requests with its own error.
+        """
+        for name in ("repos", "intake", "dispatcher", "launch", "join", "acs_events", "writeback"):
+            try:
+                getattr(self, name)
+            except Exception as exc:  # warm-up is best effort; the request path reports it
+                log.warning("warm-up could not build %s: %s", name, type(exc).__name__)
+        try:
+            self.store.warm_up()
+        except Exception as exc:  # the store may be down at start; requests answer 503 then
+            log.warning("warm-up could not read the store's containers: %s", type(exc).__name__)
+        from lib.scheduling.warm_up import exercise_intake_parsers
+
+        exercise_intake_parsers()
 
     @cached_property
     def clock(self) -> Any:
@@ -58,7 +81,8 @@ class Services:
             contacts=ContactRepository(self.store),
             outbox=OutboxRepository(self.store),
             links=LinkRepository(self.store),
-            processed=ProcessedMessages(self.store),
+            processed=ProcessedMessages(self.store,
+                                        transactional_batch=self.settings.cosmos_transactional_batch),
             rejected=RejectedMessages(self.store, ttl_seconds=self.settings.hl7_rejected_ttl_days * 86400),
             timer_state=TimerStateRepository(self.store),
             visit_events=VisitEventRepository(self.store),
@@ -131,6 +155,7 @@ class Services:
             opt_outs=self.opt_outs,
             messages=self.sms_messages,
             rate_limiter=self.sender_rate,
+            reports=self.report_feed,
         )
 
     @cached_property
@@ -161,7 +186,8 @@ class Services:
 
         r = self.repos
         return AcsEventHandler(outbox=r.outbox, messages=self.sms_messages, opt_outs=self.opt_outs,
-                               environments=r.environments, sender=self.sms_sender, clock=self.clock)
+                               environments=r.environments, sender=self.sms_sender, clock=self.clock,
+                               reports=self.report_feed)
 
     @cached_property
     def portal(self) -> Any:
@@ -321,6 +347,35 @@ class Services:
 
         return WritebackService(visit_events=self.repos.visit_events, environments=self.repos.environments,
                                 ehr=self.ehr_writeback, clock=self.clock)
+
+
+    # ---- reports (issue 14) -------------------------------------------------------------------------------
+    @cached_property
+    def report_feed(self) -> Any:
+        """Tells the reports that something changed: one ``report-updates`` queue message."""
+        from lib.reports.inputs import ReportFeed
+
+        return ReportFeed(self.queues)
+
+    @cached_property
+    def report_recorder(self) -> Any:
+        """Applies ``report-updates`` messages to the report documents (queue trigger)."""
+        from lib.reports.recorder import ReportRecorder
+        from lib.store.reports import ReportSheetRepository, ReportVisitRepository
+
+        r = self.repos
+        return ReportRecorder(visits=ReportVisitRepository(self.store), sheets=ReportSheetRepository(self.store),
+                              appointments=r.appointments, outbox=r.outbox, environments=r.environments,
+                              clock=self.clock)
+
+    @cached_property
+    def reports(self) -> Any:
+        """Builds reports for a date range from the day sheets."""
+        from lib.reports.service import ReportService
+        from lib.store.reports import ReportSheetRepository
+
+        return ReportService(sheets=ReportSheetRepository(self.store), environments=self.repos.environments,
+                             clock=self.clock)
 
 
 class _PortalServices:

@@ -47,6 +47,11 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
                 svc.queues.send("sms-outbox", {"id": item_id, "bucket": bucket, "correlationId": correlation})
         except Exception:  # the reminder timer sends due outbox items anyway
             log.warning("could not enqueue texts correlation=%s; the timer will send them", correlation)
+    if result.changed_appointment:
+        try:  # one queue message: the reports re-read the appointment off the intake's path
+            svc.report_feed.appointment_changed(result.changed_appointment)
+        except Exception:
+            log.warning("could not enqueue the report update correlation=%s", correlation)
     return func.HttpResponse(
         result.body,
         status_code=result.status,

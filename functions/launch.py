@@ -118,7 +118,7 @@ def launch_patient(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="launch/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @observed("launch_callback")
 def launch_callback(req: func.HttpRequest) -> func.HttpResponse:
-    """SMART redirect URI: ``?code=..&state=..`` (an ``iss`` here is ignored) -> the meeting or join page."""
+    """SMART redirect URI: ``?code=..&state=..[&iss=..]`` (RFC 9207 iss checked) -> the meeting or join page."""
     correlation = correlation_id(req)
     try:
         result = services().launch.complete(_query(req), _cookie(req, LAUNCH_COOKIE), correlation_id=correlation)

@@ -96,6 +96,8 @@ var queueNames = [
   'sms-outbox-poison'
   'visit-events'
   'visit-events-poison'
+  'report-updates'
+  'report-updates-poison'
 ]
 
 // Key Vault secret names. Values are uploaded after deployment (docs/deploy.md).

@@ -144,6 +144,10 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        monthly_visit_allocation: virtual visits the organization has per calendar month (its licences);
+            the visits report marks each completed visit within it or not (``None``: not tracked).
+        report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
+            roster); off by default: clinicians are shown by EHR user ID only.
         disabled: switched off in the portal: no launch is accepted (the configuration is kept).
         csn_identifier_systems: which ``Appointment.identifier`` systems carry the CSN: an entry starting with
             ``.`` is an OID suffix below Epic's root ``urn:oid:1.2.840.114350.``, any other entry must equal the
@@ -176,6 +180,8 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    monthly_visit_allocation: int | None = None
+    report_clinician_names: bool = False
     disabled: bool = False
     csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
     approvers: dict[str, str] = field(default_factory=dict)
@@ -244,6 +250,9 @@ class Appointment:
     a message sorting at or below it is stale. ``schedule_revision`` increases whenever the start time
     changes; texts are unique per (appointment, kind, revision). ``conference_id`` groups several
     appointments into one visit (group visits; from the environment's ``conference_id_field``).
+    ``planned_outbox`` holds the outbox documents that message planned, written with the appointment in one
+    write: when a store failure interrupts the intake after this write, the resend of the same message
+    (a redelivery, which plans nothing new) creates them from here (a transactional outbox).
     """
 
     environment_id: str
@@ -264,6 +273,7 @@ class Appointment:
     outbox_refs: list[dict[str, str]] = field(default_factory=list)
     etag: str | None = None
     conference_id: str | None = None
+    planned_outbox: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -291,6 +301,7 @@ class Appointment:
             "sms_phone_reason": self.sms_phone_reason,
             "outbox_refs": self.outbox_refs,
             "conference_id": self.conference_id,
+            "planned_outbox": self.planned_outbox,
         }
 
     @classmethod
@@ -316,6 +327,7 @@ class Appointment:
             outbox_refs=list(doc.get("outbox_refs") or []),
             etag=doc.get("_etag"),
             conference_id=doc.get("conference_id"),
+            planned_outbox=list(doc.get("planned_outbox") or []),
         )
 
 
@@ -329,7 +341,9 @@ class OutboxItem:
 
     ``claimed_utc`` is when a worker moved it to ``sending`` (a ``sending`` item left behind by a crash is
     moved to ``unknown`` for review); ``segments`` the segments of the text sent; ``delivery_status``,
-    ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report.
+    ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report. ``language`` is the
+    template language used and ``recipient_last2`` the last two digits of the number texted (for the texts
+    report; never more of the number).
     """
 
     id: str
@@ -349,6 +363,8 @@ class OutboxItem:
     delivery_status: str | None = None
     delivery_detail: str | None = None
     delivery_event_utc: datetime | None = None
+    language: str | None = None
+    recipient_last2: str | None = None
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -371,6 +387,8 @@ class OutboxItem:
             "delivery_status": self.delivery_status,
             "delivery_detail": self.delivery_detail,
             "delivery_event_utc": iso(self.delivery_event_utc),
+            "language": self.language,
+            "recipient_last2": self.recipient_last2,
         }
 
     @classmethod
@@ -394,6 +412,8 @@ class OutboxItem:
             delivery_status=doc.get("delivery_status"),
             delivery_detail=doc.get("delivery_detail"),
             delivery_event_utc=parse_iso(doc.get("delivery_event_utc")),
+            language=doc.get("language"),
+            recipient_last2=doc.get("recipient_last2"),
             etag=doc.get("_etag"),
         )
 

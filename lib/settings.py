@@ -25,6 +25,8 @@ class Settings:
         cosmos_key: account key, or ``None`` in Azure (managed identity through DefaultAzureCredential).
         cosmos_database: database name.
         cosmos_emulator: local only; turns TLS verification off for the Cosmos client only.
+        cosmos_transactional_batch: ``COSMOS_TRANSACTIONAL_BATCH`` (default on): write related documents of one
+            partition in one transactional batch; ``0`` for a Cosmos-compatible server without batches.
         storage_connection: ``AzureWebJobsStorage`` connection string, or ``None`` with identity.
         storage_queue_uri: ``AzureWebJobsStorage__queueServiceUri`` when identity-based.
         acs_connection_string: ``endpoint=...;accesskey=...`` (local), or ``None`` in Azure.
@@ -91,6 +93,7 @@ class Settings:
     smart_private_keys_production_pem: bytes | None = None
     smart_private_keys_production_file: Path | None = None
     epic_cal_keys: dict[str, bytes] = field(default_factory=dict)
+    cosmos_transactional_batch: bool = True
     easy_auth_enabled: bool = False
     easy_auth_client_id: str | None = None
     portal_dev_signin: bool = False
@@ -258,6 +261,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "SMART_PRIVATE_KEYS_PRODUCTION", env.get("SMART_PRIVATE_KEYS_PRODUCTION")),
         smart_private_keys_production_file=_path(env.get("SMART_PRIVATE_KEYS_PRODUCTION_FILE")),
         epic_cal_keys=_cal_keys(env.get("EPIC_CAL_KEYS")),
+        cosmos_transactional_batch=(env.get("COSMOS_TRANSACTIONAL_BATCH") or "1").strip().lower()
+        not in {"0", "false", "no", "off"},
         easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
         easy_auth_client_id=env.get("WEBSITE_AUTH_CLIENT_ID") or None,
         portal_dev_signin=_flag(env.get("PORTAL_DEV_SIGNIN")),

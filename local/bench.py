@@ -6,14 +6,25 @@ Numbers, not assertions: tests never time anything. Each section says what it me
   demo scenario.
 - ``hl7``: messages per second of HL7 extraction, a naive ``str.split`` floor, and python-hl7.
 - ``intake``: messages per second of the whole HL7 intake handler (signature check, parse, store in the local
-  Cosmos-compatible server), and of the signature check alone (``local/bench_intake.py``).
+  Cosmos-compatible server), and of the signature check alone; store calls of a new S12
+  (``intake.store_calls_new_s12``) and of a resend (``intake.store_calls_duplicate``); the handler's time over
+  its floor, signature check + parse + one upsert (``intake.handler_over_floor``) (``local/bench_intake.py``).
 - ``logging``: per log call and per request cost of the logging and telemetry setup, telemetry off and on
   against no-op / in-memory OpenTelemetry exporters (``local/bench_logging.py``).
-- ``launch``: server-side ms per SMART provider launch without the stand-ins' time (p50, p95) and outbound
-  calls per launch, cold and warm (``local/bench_launch.py``).
-- ``reminders`` (only with ``--only reminders``: loading 100,000 documents into the local server takes a
-  long time): one reminder-timer run with 1,000 reminders due and 10,000 / 100,000 stored; wall time, queries
-  and documents read (``local/bench_reminders.py``).
+- ``launch``: server-side ms per SMART provider launch without the stand-ins' time (p50, p95:
+  ``launch.server_ms.new_visit.p95``), Cosmos DB calls per launch into a new visit
+  (``launch.store_calls_per_new_visit``) and outbound calls per launch, cold and warm (``local/bench_launch.py``).
+- ``reminders``: one reminder-timer run, by default with 200 reminders due and 2,000 stored (``--reminders-due``,
+  ``--reminders-stored 10000 100000`` for bigger cases); store calls per due reminder
+  (``reminders.store_calls_per_due``, the largest case's), wall time, queries and documents read
+  (``local/bench_reminders.py``).
+- ``cold_start``: a fresh process's first HL7 request over a warm one, with the ``warmup`` function run at start
+  (``cold_start.first_over_warm``) and without it (``local/bench_cold_start.py``).
+- ``growth`` (only with ``--only growth``): each kind of work grown 10x (visits stored, messages in flight,
+  reminders due, reminders stored) and what each cost did (``local/bench_growth.py``).
+
+Every store-call count is taken on the wire (``local/store_calls.py``): every request to Cosmos DB, the SDK's
+metadata requests included.
 """
 
 from __future__ import annotations
@@ -57,16 +68,18 @@ def main() -> int:
     from local import bench_hl7, bench_import, bench_intake, bench_launch, bench_logging
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
-    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders"],
-                        action="append")
-    parser.add_argument("--reminders-stored", type=int, nargs="+", default=[10_000, 100_000],
+    parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders",
+                                           "cold_start", "growth"], action="append")
+    parser.add_argument("--reminders-stored", type=int, nargs="+", default=[2_000],
                         help="reminders stored in each case of the reminders section")
+    parser.add_argument("--reminders-due", type=int, default=200, help="reminders due in each case")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
     args = parser.parse_args()
-    sections = args.only or ["import", "memory", "hl7", "intake", "logging", "launch"]
+    sections = args.only or ["import", "memory", "hl7", "intake", "logging", "launch", "reminders", "cold_start"]
     results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                    "load_average_at_start": [round(x, 2) for x in __import__("os").getloadavg()]},
     }
     if "import" in sections:
         results["import"] = bench_import.run()
@@ -83,7 +96,17 @@ def main() -> int:
     if "reminders" in sections:
         from local import bench_reminders
 
-        results["reminders"] = bench_reminders.run_all(args.reminders_stored, 1_000)
+        cases = bench_reminders.run_all(args.reminders_stored, args.reminders_due)
+        results["reminders"] = {"store_calls_per_due": cases[-1]["store_calls_per_due"], "cases": cases}
+    if "cold_start" in sections:
+        from local import bench_cold_start
+
+        results["cold_start"] = bench_cold_start.run()
+    if "growth" in sections:
+        from local import bench_growth
+
+        results["growth"] = bench_growth.run()
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]  # type: ignore[index]
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -3,8 +3,8 @@
 Three workloads, in messages per second:
 
 - ``floor``: decode + ``split("\\r")`` + ``split("|")`` of every segment (the naive lower bound),
-  measured on every shared sample (``floor_all``) and on the SIU samples that parse (``floor``,
-  the same set as the next two, used for the ratios);
+  measured on every sample in ``tests/fixtures/hl7-samples`` (``floor_all``) and on the SIU samples
+  that parse (``floor``, the same set as the next two, used for the ratios);
 - ``parse_siu``: ``lib.hl7.siu.parse_siu`` on the SIU samples that parse (all fields, including
   the phonenumbers normalisation of PID-13/40/14);
 - ``python_hl7``: ``hl7.parse`` (after normalising line endings) + ``extract_field`` of the same
@@ -30,7 +30,7 @@ from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.siu import parse_siu
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = ROOT.parent / "shared" / "hl7-samples"
+SAMPLES_DIR = ROOT / "tests" / "fixtures" / "hl7-samples"
 TIME_ZONE = "America/New_York"
 REGION = "US"
 

@@ -8,7 +8,11 @@ message record, ACK. Each message is a new S12 for a new appointment (the costli
 sender's work and is done outside the timed part. Numbers, not assertions: nothing here is a test.
 
 Also reported: ``verify_only_msgs_per_s``, the signature check alone (in-memory ``jti`` registry), to show
-how much of the handler's time is cryptography rather than storage.
+how much of the handler's time is cryptography rather than storage; ``store_calls_new_s12`` and
+``store_calls_duplicate``, the Cosmos DB requests of one new S12 and of one resend of an accepted message
+(counted on the wire, :mod:`local.store_calls`); and ``handler_over_floor``, the handler's median time over
+its floor: the signature check, the SIU parse and one upsert of the appointment document (what any intake
+must do), measured the same way on the same messages.
 
 Usage: ``python -m local.bench_intake [--seconds N] [--profile test|demo]``; ``run(seconds)`` returns the
 dict. The profile's local services are started when not running (and stopped again afterwards).
@@ -72,10 +76,13 @@ def run(seconds: float = 5.0, profile: str = "test") -> dict[str, Any]:
     """
     from functions.dependencies import Services
     from lib.clock import SystemClock
+    from lib.hl7.framing import unframe
+    from lib.hl7.siu import parse_siu
     from lib.models import EnvironmentConfig, SmsSettings
     from lib.scheduling.signature import JwsRequestVerifier, sign_request
     from local import services
     from local.siu_builder import siu
+    from local.store_calls import StoreCallCounter
 
     handle = services.start(profile, ROOT)
     try:
@@ -98,19 +105,30 @@ def run(seconds: float = 5.0, profile: str = "test") -> dict[str, Any]:
             return body, {"X-HL7-Signature": sign_request(body, private_key_pem=key_pem, environment_id=env_id)}
 
         intake.handle(env_id, *message(0))  # warm-up: connections, caches
+        counter = StoreCallCounter(app.settings.cosmos_endpoint)
         latencies: list[float] = []
+        calls_new: list[int] = []
         acks: dict[str, int] = {}
         spent = 0.0
         i = 0
-        while spent < seconds:
-            i += 1
-            body, headers = message(i)
-            t0 = time.perf_counter()
-            result = intake.handle(env_id, body, headers)
-            elapsed = time.perf_counter() - t0
-            spent += elapsed
-            latencies.append(elapsed)
-            acks[result.ack_code or str(result.status)] = acks.get(result.ack_code or str(result.status), 0) + 1
+        with counter.installed():
+            while spent < seconds:
+                i += 1
+                body, headers = message(i)
+                counter.reset()
+                t0 = time.perf_counter()
+                result = intake.handle(env_id, body, headers)
+                elapsed = time.perf_counter() - t0
+                calls_new.append(counter.total)
+                spent += elapsed
+                latencies.append(elapsed)
+                acks[result.ack_code or str(result.status)] = acks.get(result.ack_code or str(result.status), 0) + 1
+            calls_duplicate: list[int] = []
+            for k in range(1, min(i, 20) + 1):  # the sender resends accepted messages (new signature each)
+                body, headers = message(k)
+                counter.reset()
+                intake.handle(env_id, body, headers)
+                calls_duplicate.append(counter.total)
 
         verifier = JwsRequestVerifier(jti=_MemoryJti(), clock=SystemClock())
         signed = [message(100_000 + k) for k in range(200)]
@@ -118,6 +136,19 @@ def run(seconds: float = 5.0, profile: str = "test") -> dict[str, Any]:
         for body, headers in signed:
             verifier.verify(environment, headers, body)
         verify_rate = len(signed) / (time.perf_counter() - t0)
+
+        # The floor: what any intake must do per message, on the same kind of message and store.
+        appointments = app.store.container("appointments")
+        floor: list[float] = []
+        floor_verifier = JwsRequestVerifier(jti=_MemoryJti(), clock=SystemClock())
+        for k, (body, headers) in enumerate(signed[: max(20, min(len(latencies), 200))]):
+            t0 = time.perf_counter()
+            floor_verifier.verify(environment, headers, body)
+            parsed = parse_siu(unframe(body), time_zone=environment.time_zone,
+                               default_region=environment.default_region)
+            appointments.upsert_item({"id": f"{env_id}|floor-{k}", "environmentId": env_id,
+                                      "appointmentId": parsed.appointment_id, "status": parsed.status})
+            floor.append(time.perf_counter() - t0)
     finally:
         handle.stop()
 
@@ -129,6 +160,10 @@ def run(seconds: float = 5.0, profile: str = "test") -> dict[str, Any]:
         "messages": len(latencies),
         "acks": acks,
         "verify_only_msgs_per_s": round(verify_rate),
+        "store_calls_new_s12": round(statistics.fmean(calls_new), 2),
+        "store_calls_duplicate": round(statistics.fmean(calls_duplicate), 2) if calls_duplicate else None,
+        "floor_ms_p50": round(statistics.median(floor) * 1000, 2),
+        "handler_over_floor": round(statistics.median(latencies) / statistics.median(floor), 2),
         "signature": "RS256, RSA 2048, jti in Cosmos DB",
         "store": "local Cosmos-compatible server (@vercel/cosmosdb-server) through azure-cosmos, one client",
     }

@@ -54,7 +54,7 @@ class OutboundRecorder:
     def __init__(self, hosts: set[str]) -> None:
         self.hosts = hosts
         self.calls: list[tuple[str, str, float]] = []  # (method, host + path, seconds)
-        self.store_calls: list[float] = []  # every other call: Cosmos DB, Azurite (our own store)
+        self.store_calls: list[tuple[str, float]] = []  # every other call (host, seconds): Cosmos DB, Azurite
         self.recording = False
         self._lock = threading.Lock()
 
@@ -75,7 +75,7 @@ class OutboundRecorder:
                         if parts.netloc in recorder.hosts:
                             recorder.calls.append((request.method or "", parts.netloc + parts.path, elapsed))
                         else:
-                            recorder.store_calls.append(elapsed)
+                            recorder.store_calls.append((parts.netloc, elapsed))
 
         requests.Session.send = send  # type: ignore[method-assign]
         try:
@@ -88,7 +88,7 @@ class OutboundRecorder:
             out, self.calls = self.calls, []
         return out
 
-    def take_store(self) -> list[float]:
+    def take_store(self) -> list[tuple[str, float]]:
         with self._lock:
             out, self.store_calls = self.store_calls, []
         return out
@@ -133,6 +133,7 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
     verify = settings["LOCAL_CA_BUNDLE"]
     epic, graph, iss = settings["EPIC_STANDIN_URL"], settings["GRAPH_STANDIN_URL"], settings["EPIC_STANDIN_ISS"]
     hosts = {urllib.parse.urlsplit(epic).netloc, urllib.parse.urlsplit(graph).netloc}
+    cosmos = urllib.parse.urlsplit(settings["COSMOS_ENDPOINT"]).netloc
     jwks_server = None
     displaced: list[EnvironmentConfig] = []
     app: Any = None
@@ -188,7 +189,7 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
 
         with OutboundRecorder(hosts).installed() as recorder:
             _, cold = one_launch(f"9{secrets.randbelow(10**8):08d}", recorder)
-            new_server, new_wall, new_counts, new_store, new_store_calls = [], [], [], [], []
+            new_server, new_wall, new_counts, new_store, new_store_calls, new_queue_calls = [], [], [], [], [], []
             csns = []
             for _ in range(n):
                 csn = f"9{secrets.randbelow(10**8):08d}"
@@ -198,8 +199,9 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
                 new_server.append(wall - sum(c[2] for c in calls))
                 new_counts.append(len(calls))
                 store = recorder.take_store()
-                new_store.append(sum(store))
-                new_store_calls.append(len(store))
+                new_store.append(sum(seconds for _, seconds in store))
+                new_store_calls.append(sum(1 for host, _ in store if host == cosmos))
+                new_queue_calls.append(sum(1 for host, _ in store if host != cosmos))
             relaunch_server, relaunch_counts = [], []
             relaunch_calls: list[tuple[str, str, float]] = []
             for csn in csns:
@@ -229,6 +231,7 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
         "server_ms": {"new_visit": stats(new_server), "relaunch": stats(relaunch_server)},
         "of_which_store_ms_new_visit": stats(new_store),
         "store_calls_per_new_visit": round(statistics.fmean(new_store_calls), 1),
+        "queue_calls_per_new_visit": round(statistics.fmean(new_queue_calls), 1),
         "wall_ms_new_visit_with_standins": stats(new_wall),
         "outbound_calls": {
             "cold": {"count": len(cold), "calls": summary(cold)},

@@ -10,8 +10,10 @@ directly (concurrent upserts through the real ``azure-cosmos`` SDK) with:
 Then one ``Dispatcher.run_due()`` runs with the cursor at the current bucket (steady state: the timer runs
 every minute) and an in-process SMS sender that accepts every text at once, so the figures are our cost,
 not ACS's. Reported per case: load time (separately), the run's wall time, the bucket-scan queries and the
-documents they returned (``RunReport``), and every store call the run made, counted at the container proxy
-(point reads, queries, writes). The database is deleted afterwards.
+documents they returned (``RunReport``), and every store call the run made, counted on the wire
+(:mod:`local.store_calls`: point reads, queries (a ReadMany is one query per partition range), writes,
+metadata), with ``store_calls_per_due``. The instance is warm, as every minute's run is: the containers'
+properties were read once before (``CosmosStore.warm_up``). The database is deleted afterwards.
 
 Usage: ``python -m local.bench_reminders [--stored 10000 100000] [--due 1000]``; ``run(stored, due)`` returns
 one case's dict. Needs the local services (``./dev services start --profile test``, or it starts them).
@@ -26,38 +28,15 @@ import secrets
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 12, 1, 15, 30, tzinfo=UTC)
 SENDER = "+18005550100"
-
-
-class _CountingContainer:
-    """Wraps a ``ContainerProxy`` and counts the store calls made through it."""
-
-    _KINDS: ClassVar[dict[str, str]] = {"read_item": "point_reads", "query_items": "queries", "replace_item": "writes",
-              "upsert_item": "writes", "create_item": "writes", "delete_item": "writes"}
-
-    def __init__(self, inner: Any, counter: Counter[str]) -> None:
-        self._inner, self._counter = inner, counter
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        kind = self._KINDS.get(name)
-        if kind is None:
-            return attr
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self._counter[kind] += 1
-            return attr(*args, **kwargs)
-
-        return counted
 
 
 class _AcceptAll:
@@ -173,6 +152,7 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
     from lib.store.sender_rate import SenderRateLimiter
     from lib.store.sms_messages import SmsMessageRepository
     from lib.store.timer_state import TimerStateRepository
+    from local.store_calls import StoreCallCounter
 
     database = f"bench_reminders_{stored}_{uuid.uuid4().hex[:6]}"
     settings = _settings(database, endpoint)
@@ -183,13 +163,7 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
     try:
         environment_id = f"bench-{stored}"
         load_seconds = _load(store, stored, due, environment_id)
-        counter: Counter[str] = Counter()
-        original = store.container
-
-        def counting(name: str) -> Any:
-            return _CountingContainer(original(name), counter)
-
-        store.container = counting  # type: ignore[method-assign]
+        store.warm_up()
         timer_state = TimerStateRepository(store)
         timer_state.put(CURSOR_ID, hour_bucket(NOW))
         dispatcher = Dispatcher(
@@ -200,10 +174,11 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
             opt_outs=OptOutRepository(store, opt_out_key(settings.link_signing_key)),
             messages=SmsMessageRepository(store), rate_limiter=SenderRateLimiter(store),
         )
-        counter.clear()
-        started = time.perf_counter()
-        report = dispatcher.run_due()
-        wall = time.perf_counter() - started
+        counter = StoreCallCounter(settings.cosmos_endpoint)
+        with counter.installed():
+            started = time.perf_counter()
+            report = dispatcher.run_due()
+            wall = time.perf_counter() - started
         return {
             "stored": stored,
             "due": due,
@@ -213,8 +188,8 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
             "buckets_read": report.buckets_read,
             "bucket_queries": report.queries,
             "bucket_documents_read": report.documents_read,
-            "store_calls": dict(sorted(counter.items())),
-            "store_calls_per_due_reminder": round(sum(counter.values()) / max(1, due), 2),
+            "store_calls": counter.snapshot(),
+            "store_calls_per_due": round(counter.total / max(1, due), 2),
         }
     finally:
         store._client.delete_database(database)  # the bench owns this database

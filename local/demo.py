@@ -298,7 +298,15 @@ class Demo:
 
 
 def start_runner(settings: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start the dev runner (no automatic timers: the demo runs them on demand) and wait until it serves."""
+    """Start the dev runner (no automatic timers: the demo runs them on demand) and wait until it serves.
+
+    Refuses when the port is taken: the demo would otherwise talk to that other runner and its settings.
+    """
+    if not services.port_free(port):
+        raise RuntimeError(
+            f"port {port} is already in use (a './dev runner' or another demo?): stop it, or run with "
+            "another LOCAL_PORT_OFFSET"
+        )
     env = {**os.environ, **settings}
     log = log_path.open("wb")
     process = subprocess.Popen(
@@ -378,6 +386,9 @@ def main() -> int:
     except (RuntimeError, services.ServiceError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # run_demo's finally has stopped what it started
+        print("\ndemo: interrupted; the services and runner it started are stopped", file=sys.stderr)
+        return 130
     print(f"\nDone: {len(result.texts)} texts, {len(result.writebacks)} write-backs, meeting {result.join_url}")
     return 0
 

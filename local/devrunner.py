@@ -12,8 +12,9 @@ What it does, as the Functions host does it (differences are listed under "Limit
   override one setting without editing the file). ``Host.LocalHttpPort`` is the default port.
 * **Index.** ``app.get_functions()`` is called once per app object (a second call raises in
   ``azure-functions``, so the result is cached). Trigger types served: ``httpTrigger``, ``timerTrigger``,
-  ``queueTrigger``. A parameter named ``context`` receives a minimal ``Context`` (``invocation_id``,
-  ``function_name``, ``function_directory``).
+  ``queueTrigger``, and ``warmupTrigger`` (run once by :meth:`DevRunner.start` before HTTP is served, as the
+  host runs it when it adds an instance). A parameter named ``context`` receives a minimal ``Context``
+  (``invocation_id``, ``function_name``, ``function_directory``).
 * **HTTP** on loopback only, routes under ``/{routePrefix}/`` (host.json ``extensions.http.routePrefix``,
   default ``api``). Templates support ``{name}``, ``{name?}`` (last segment), ``{*rest}`` (catch-all, last
   segment) and the constraints ``int``, ``long``, ``bool``, ``alpha``, ``guid``; literal segments win over
@@ -205,7 +206,7 @@ class FunctionInfo:
     """One indexed function. ``binding`` is its trigger binding as in function.json."""
 
     name: str
-    trigger: str  # "httpTrigger", "timerTrigger" or "queueTrigger"
+    trigger: str  # "httpTrigger", "timerTrigger", "queueTrigger" or "warmupTrigger"
     binding: Mapping[str, Any]
     user_function: Callable[..., Any]
     takes_context: bool
@@ -213,7 +214,7 @@ class FunctionInfo:
 
 _INDEX_CACHE: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 _INDEX_LOCK = threading.Lock()
-_SUPPORTED_TRIGGERS = ("httpTrigger", "timerTrigger", "queueTrigger")
+_SUPPORTED_TRIGGERS = ("httpTrigger", "timerTrigger", "queueTrigger", "warmupTrigger")
 
 
 def index_functions(app: func.FunctionRegister) -> list[FunctionInfo]:
@@ -411,6 +412,9 @@ class DevRunner:
         connection setting cannot be resolved.
         """
         listeners = self._queue_listeners() if self._enable_queues else []
+        for info in self.functions.values():
+            if info.trigger == "warmupTrigger":  # the host runs it when an instance is added, before traffic
+                self._invoke(info, None, "warmup")
         self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
         self._server.daemon_threads = True
         self._server.runner = self  # type: ignore[attr-defined]
@@ -869,9 +873,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("received %s, stopping", signal.Signals(signum).name)
         stopping.set()
 
+    try:
+        runner.start()
+    except OSError as exc:
+        print(f"devrunner: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}): is another runner using it?",
+              file=sys.stderr)
+        return 1
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    runner.start()
     logger.info("dev runner listening on http://%s:%d (Ctrl+C to stop)", runner.host, runner.port)
     while not stopping.wait(0.5):
         pass

@@ -43,17 +43,21 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     """Parse ``argv`` and run one command; ``services`` (tests) replaces the settings-built services."""
     parser = argparse.ArgumentParser(prog="python -m local.ops", description="Operator commands (no PHI).")
     parser.add_argument("--profile", choices=["demo", "test"], help="use the local services of this profile")
+    # --profile is also accepted after the command (as the README writes it): every leaf parser knows it.
+    late = argparse.ArgumentParser(add_help=False)
+    late.add_argument("--profile", choices=["demo", "test"], default=argparse.SUPPRESS,
+                      help="use the local services of this profile")
     area = parser.add_subparsers(dest="area", required=True)
 
     hl7 = area.add_parser("hl7").add_subparsers(dest="what", required=True)
-    rejected = hl7.add_parser("rejected")
+    rejected = hl7.add_parser("rejected", parents=[late])
     rejected.add_argument("action", choices=["list", "show", "replay"])
     rejected.add_argument("--env", required=True)
     rejected.add_argument("--id")
     rejected.add_argument("--limit", type=int, default=100)
 
     writeback = area.add_parser("writeback").add_subparsers(dest="what", required=True)
-    poison = writeback.add_parser("poison")
+    poison = writeback.add_parser("poison", parents=[late])
     poison.add_argument("action", choices=["list", "replay"])
     poison.add_argument("--env")
     poison.add_argument("--event")
@@ -61,14 +65,14 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     poison.add_argument("--all", action="store_true")
 
     visit = area.add_parser("visit").add_subparsers(dest="what", required=True)
-    tl = visit.add_parser("timeline")
+    tl = visit.add_parser("timeline", parents=[late])
     tl.add_argument("--env", required=True)
     group = tl.add_mutually_exclusive_group(required=True)
     group.add_argument("--appointment")
     group.add_argument("--correlation")
 
     health = area.add_parser("health").add_subparsers(dest="what", required=True)
-    health.add_parser("ready")
+    health.add_parser("ready", parents=[late])
 
     args = parser.parse_args(argv)
     from lib.settings import SettingsError

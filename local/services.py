@@ -283,7 +283,8 @@ def _running_pid(run: Path, spec: _Spec) -> int | None:
     return None
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """True when nothing listens on the loopback ``port`` (a new server could bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -370,7 +371,7 @@ def start(profile: str = "test", root: Path | None = None, *, timeout: float = 6
             handle.pids[spec.name] = pid
             continue
         for port in spec.ports:
-            if not _port_free(port):
+            if not port_free(port):
                 raise ServiceError(f"port {port} ({spec.name}) is in use by another process: "
                                    f"stop it or run with --profile {other}")
         to_start.append(spec)
@@ -414,7 +415,7 @@ def _wait_ready(specs: list[_Spec], procs: dict[str, subprocess.Popen[bytes]], r
             if code is not None:
                 raise ServiceError(f"{spec.name} exited during start-up (exit code {code}): "
                                    f"see {run / (spec.name + '.log')}")
-            if all(not _port_free(port) for port in spec.ports) and spec.probe():
+            if all(not port_free(port) for port in spec.ports) and spec.probe():
                 pending.remove(spec)
         if not pending:
             return
@@ -473,7 +474,7 @@ def status(profile: str = "test", root: Path | None = None) -> dict[str, str]:
         if pid is not None:
             out[spec.name] = f"running (pid {pid}, port {'/'.join(map(str, spec.ports))})"
             continue
-        busy = [port for port in spec.ports if not _port_free(port)]
+        busy = [port for port in spec.ports if not port_free(port)]
         out[spec.name] = f"port {busy[0]} busy (another process)" if busy else "stopped"
     return out
 

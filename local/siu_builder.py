@@ -1,6 +1,6 @@
 """Builds SIU messages shaped like Epic Cadence's outgoing feed, with fictional data (demo and tests).
 
-The layout follows Epic's published S12 example (``../shared/hl7-samples/01-epic-cadence-spec-s12-v23.hl7``):
+The layout follows Epic's published S12 example (``tests/fixtures/hl7-samples/01-epic-cadence-spec-s12-v23.hl7``):
 SCH-2 = PV1-19 = the CSN, start in SCH-11.4, duration in SCH-9/10, provider in AIP-3, department in PV1-3.
 """
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "hl7-samples"
+#: The real HL7 samples (provenance in their SOURCES.md), part of this repository.
+SAMPLES = ROOT / "tests" / "fixtures" / "hl7-samples"
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ var cosmosContainers = [
   { name: 'appointments', partitionKey: '/id', defaultTtl: -1 }
   { name: 'contacts', partitionKey: '/id', defaultTtl: -1 }
   { name: 'outbox', partitionKey: '/bucket', defaultTtl: -1 }
-  { name: 'processed', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'hl7_messages', partitionKey: '/messageKey', defaultTtl: -1 }
   { name: 'rejected', partitionKey: '/environmentId', defaultTtl: -1 }
   { name: 'links', partitionKey: '/id', defaultTtl: -1 }
   { name: 'launch_states', partitionKey: '/id', defaultTtl: -1 }
@@ -27,6 +27,8 @@ var cosmosContainers = [
   { name: 'sms_messages', partitionKey: '/id', defaultTtl: -1 }
   { name: 'opt_outs', partitionKey: '/id', defaultTtl: -1 }
   { name: 'hl7_jti', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'report_visits', partitionKey: '/id' }
+  { name: 'report_days', partitionKey: '/id' }
   { name: 'audit', partitionKey: '/environmentId' }
   { name: 'portal_operations', partitionKey: '/id', defaultTtl: -1 }
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 from lib.models import EPIC_CSN_OID_SUFFIX
 from lib.smart.errors import LaunchError
+from lib.smart.token import busy_error, logical_id
 from lib.smart.transport import HttpClient, TransportError, json_or_none
 
 EPIC_OID_ROOT = "urn:oid:1.2.840.114350."
@@ -34,6 +35,8 @@ class FhirAppointment:
         status: FHIR status (``booked``, ``arrived``, ``cancelled``...).
         start, end: aware instants, when given.
         minutes_duration: ``minutesDuration``, when given.
+        patient_ids: FHIR logical IDs of the Patient participants (``participant.actor`` references); used
+            only to check a patient launch's context, never stored.
     """
 
     fhir_id: str
@@ -42,6 +45,7 @@ class FhirAppointment:
     start: datetime | None
     end: datetime | None
     minutes_duration: int | None
+    patient_ids: tuple[str, ...] = ()
 
 
 def system_matches(system: str, configured: str) -> bool:
@@ -83,7 +87,23 @@ def parse_appointment(resource: Any, csn_systems: tuple[str, ...] = (CSN_OID_SUF
         start=_instant(resource.get("start")),
         end=_instant(resource.get("end")),
         minutes_duration=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        patient_ids=_patient_ids(resource),
     )
+
+
+def _patient_ids(resource: dict[str, Any]) -> tuple[str, ...]:
+    """The logical IDs of the Appointment's Patient participants (``actor.reference`` ``Patient/{id}``, or a
+    bare ID with ``actor.type`` ``Patient``)."""
+    found: list[str] = []
+    for participant in resource.get("participant") or ():
+        actor = participant.get("actor") if isinstance(participant, dict) else None
+        reference = actor.get("reference") if isinstance(actor, dict) else None
+        if not isinstance(reference, str):
+            continue
+        patient = logical_id(reference, "Patient", plain_allowed=actor.get("type") == "Patient")
+        if patient and patient not in found:
+            found.append(patient)
+    return tuple(found)
 
 
 def read_appointment(
@@ -95,7 +115,8 @@ def read_appointment(
 
     Raises:
         LaunchError: ``APPOINTMENT_NOT_FOUND`` (404/410, or not an Appointment), ``EPIC_OAUTH_ERROR``
-            (401/403: the token does not allow the read), ``EPIC_UNAVAILABLE`` (no answer, 5xx, 429).
+            (401/403: the token does not allow the read), ``EPIC_THROTTLED`` (429) or ``EPIC_UNAVAILABLE`` (no
+            answer, 5xx), both with the ``Retry-After`` wait.
     """
     url = f"{fhir_base_url.rstrip('/')}/Appointment/{urllib.parse.quote(appointment_id, safe='')}"
     try:
@@ -109,6 +130,8 @@ def read_appointment(
         raise LaunchError("EPIC_OAUTH_ERROR", f"The FHIR server refused the Appointment read (HTTP "
                                               f"{response.status_code}): add Appointment.Read (R4) to the app's "
                                               "APIs in Epic.")
+    if response.status_code >= 500 or response.status_code == 429:
+        raise busy_error(response, "The FHIR server")
     if response.status_code != 200:
         raise LaunchError("EPIC_UNAVAILABLE", f"The FHIR server answered HTTP {response.status_code}.")
     return parse_appointment(json_or_none(response), csn_systems)

@@ -11,7 +11,7 @@ Public API::
               error_location: str | None = None) -> bytes
     HL7Rejected, NotHL7
 
-Field guide and sources: ``../shared/reference/hl7.md`` (beside the checkout).
+Field guide and sources: ``docs/references.md`` (HL7 v2, cited as ``hl7.md §N``); rules: ``docs/hl7-intake.md``.
 """
 
 from lib.hl7.ack import build_ack

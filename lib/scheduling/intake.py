@@ -34,8 +34,9 @@ from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_header
 from lib.hl7.siu import parse_siu
 from lib.hl7.times import to_utc
-from lib.models import Appointment, EnvironmentConfig, appointment_key
+from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.scheduling.apply import Applied, apply_message, order_key
+from lib.scheduling.keep_limit import KeepLimiter
 from lib.sms.planner import plan_texts
 from lib.store.appointments import AppointmentRepository
 from lib.store.contacts import ContactRepository
@@ -43,6 +44,7 @@ from lib.store.environments import EnvironmentRepository
 from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
 from lib.store.links import LinkRepository
 from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
+from lib.store.messages import Signature as SignedRequest
 from lib.store.outbox import OutboxRepository
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ class IntakeResponse:
     ``status`` is the HTTP status; ``body`` an HL7 ACK (``content_type`` ``application/hl7-v2+er7``) or an
     RFC 9457 problem document (``application/problem+json``); ``ack_code`` is MSA-1 when an ACK was built;
     ``rejected_id`` the ID under which a rejected message was kept; ``headers`` extra response headers
-    (``WWW-Authenticate`` on a 401); ``outbox_to_send`` the (outbox ID, bucket) pairs due now.
+    (``WWW-Authenticate`` on a 401); ``outbox_to_send`` the (outbox ID, bucket) pairs due now;
+    ``changed_appointment`` the key of the appointment the message changed (for the reports' queue).
     """
 
     status: int
@@ -82,6 +85,7 @@ class IntakeResponse:
     rejected_id: str | None = None
     outbox_to_send: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    changed_appointment: str | None = None
 
 
 class Problem(Exception):
@@ -101,13 +105,28 @@ class Problem(Exception):
 class RequestVerifier(Protocol):
     """Authenticates an intake request before anything is parsed (:mod:`lib.scheduling.signature`)."""
 
-    def verify(self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes) -> None:
-        """Return when the request is authentic; raise :class:`Problem` (401/403) otherwise.
+    def authenticate(
+        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes
+    ) -> SignedRequest | None:
+        """Check the request's signature and claims, all but the single use of its ``jti``; returns what
+        that single use needs (``None`` when the environment takes unsigned requests).
 
         Raises:
             Problem: the request is not authentic (reason code in ``Problem.code``).
+        """
+        ...
+
+    def claim(self, environment_id: str, signed: SignedRequest) -> None:
+        """Record the ``jti`` of a request whose message is not recorded (no MSH-10, refused, not HL7).
+
+        Raises:
+            Problem: 401 ``signature_replayed``.
             StoreUnavailable: the replay store cannot be reached.
         """
+        ...
+
+    def replayed(self) -> Problem:
+        """The answer to a replayed request."""
         ...
 
 
@@ -126,6 +145,7 @@ class IntakeService:
         rejected: RejectedMessages,
         verifier: RequestVerifier,
         clock: Clock,
+        unknown_keeps: KeepLimiter | None = None,
     ) -> None:
         self._environments = environments
         self._appointments = appointments
@@ -136,6 +156,7 @@ class IntakeService:
         self._rejected = rejected
         self._verifier = verifier
         self._clock = clock
+        self._unknown_keeps = unknown_keeps or KeepLimiter()
 
     def handle(self, environment_id: str, body: bytes, headers: Mapping[str, str]) -> IntakeResponse:
         """Process one request to ``POST /api/hl7/{environmentId}``; never raises for bad input.
@@ -174,8 +195,8 @@ class IntakeService:
             return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
         if environment is None:
             # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
-            # size of a real SIU message is stored.
-            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES
+            # size of a real SIU message is stored, and only so many a minute (lib/scheduling/keep_limit.py).
+            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES and self._unknown_keeps.take()
             rejected_id = self._keep(environment_id, body, "unknown environment", "207", None) if keep else None
             return _problem(
                 404,
@@ -184,23 +205,24 @@ class IntakeService:
                 "interface sends to, or add the environment in the configuration portal.",
                 rejected_id,
             )
+        signed: SignedRequest | None = None
         try:
             if not trusted:
-                self._verifier.verify(environment, headers, body)
+                signed = self._verifier.authenticate(environment, headers, body)
         except Problem as problem:
-            log.info("hl7 request refused env=%s status=%d code=%s", environment_id, problem.status, problem.code)
-            return _problem(problem.status, problem.title, problem.detail, code=problem.code, headers=problem.headers)
-        except StoreUnavailable:
-            log.warning("hl7 intake replay store unavailable env=%s", environment_id)
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+            return _refused(environment_id, problem)
         try:
             raw = unframe(body)
             header = read_header(raw)
         except (NotHL7, HL7Rejected) as exc:
+            if (refused := self._claim(environment_id, signed)) is not None:
+                return refused
             reason = getattr(exc, "reason", str(exc))
             rejected_id = self._keep(environment_id, body, reason, "100", None) if keep else None
             return _problem(400, "Not an HL7 v2 message", reason, rejected_id)
         if header.is_ack:
+            if (refused := self._claim(environment_id, signed)) is not None:
+                return refused
             # hl7.md §8: never acknowledge an acknowledgement (two engines would ACK each other forever).
             reason = "an ACK message was sent to the intake; acknowledgements are not acknowledged"
             rejected_id = self._keep(environment_id, body, reason, "200", header.control_id) if keep else None
@@ -212,21 +234,36 @@ class IntakeService:
             )
 
         try:
-            return self._handle_message(environment, header, raw, body, keep=keep)
+            return self._handle_message(environment, header, raw, body, signed, keep=keep)
+        except Problem as problem:
+            return _refused(environment_id, problem)
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id, header.control_id)
             ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
             return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
 
     def _handle_message(
-        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes,
+        signed: SignedRequest | None, *, keep: bool,
     ) -> IntakeResponse:
+        """Apply one message. A message with an MSH-10 is checked against, and recorded in, the processed
+        messages together with its signature's ``jti`` (one round trip each, ``lib.store.messages``); any
+        other request claims its ``jti`` on its own.
+
+        Raises:
+            Problem: the signature was used before (401 ``signature_replayed``).
+            StoreUnavailable: the store is down (the caller answers ``AE``).
+        """
         now = self._clock.now()
         dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
         if header.control_id:
-            previous = self._processed.ack_for(dedupe_id)
+            seen, previous = self._processed.check(dedupe_id, signed)
+            if seen == "replayed":
+                raise self._verifier.replayed()
             if previous is not None:
                 return IntakeResponse(200, previous, ack_content_type(header), ack_code=_msa(previous))
+        elif signed is not None:
+            self._verifier.claim(environment.id, signed)
         try:
             _check_processing_id(environment, header)
             message = parse_siu(
@@ -237,6 +274,8 @@ class IntakeService:
                 conference_id_field=environment.conference_id_field,
             )
         except HL7Rejected as rejected:
+            if header.control_id and signed is not None:
+                self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
             rejected_id = (
                 self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id,
                            delete_after=_visit_over(environment, raw))
@@ -252,13 +291,17 @@ class IntakeService:
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
-        if header.control_id:
-            self._processed.record(dedupe_id, ack, code=_msa(ack) or "AA", now=now)
+        if header.control_id and not self._processed.record(dedupe_id, signed, ack, code=_msa(ack) or "AA", now=now):
+            # The same signed request, replayed at the same moment, was recorded first; what both applied is
+            # the same message (idempotent), and only the first is answered AA.
+            raise self._verifier.replayed()
         log.info(
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
             environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
         )
-        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send)
+        changed = appointment_key(environment.id, applied.after.appointment_id) if applied.after else None
+        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send,
+                              changed_appointment=changed if applied.outcome != "stale" else None)
 
     def _apply(
         self, environment: EnvironmentConfig, message: object, key: str
@@ -272,26 +315,35 @@ class IntakeService:
                 return applied, ()
             after = applied.after
             phone = getattr(message, "sms_phone_e164", None)
-            has_phone = phone is not None or (
-                existing is not None and self._contacts.phone(doc_key, now=now) is not None
-            )
-            # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
-            # like a new booking when its first SIU arrives.
-            announced = applied.before if applied.before is not None and applied.before.order_key else None
-            plan = plan_texts(
-                environment.sms, announced, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
-            )
-            refs = {r["id"]: r for r in after.outbox_refs}
-            for item in plan.create:
-                refs[item.id] = {"id": item.id, "bucket": item.bucket}
-            after = dataclasses.replace(after, outbox_refs=list(refs.values()))
+            if applied.outcome == "redelivered":
+                # This very message was applied before, and the intake may have stopped after that write (a
+                # store error, a lost answer): the texts it planned were stored with the appointment and are
+                # created now (once each: their IDs are deterministic). Nothing is planned anew.
+                create = tuple(OutboxItem.from_doc(doc) for doc in after.planned_outbox)
+                cancel = plan_texts(environment.sms, after, after, has_phone=False, now=now).cancel
+            else:
+                has_phone = phone is not None or (
+                    existing is not None and self._contacts.phone(doc_key, now=now) is not None
+                )
+                # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
+                # like a new booking when its first SIU arrives.
+                announced = applied.before if applied.before is not None and applied.before.order_key else None
+                plan = plan_texts(
+                    environment.sms, announced, after, has_phone=has_phone, now=now, time_zone=environment.time_zone
+                )
+                create, cancel = plan.create, plan.cancel
+                refs = {r["id"]: r for r in after.outbox_refs}
+                for item in create:
+                    refs[item.id] = {"id": item.id, "bucket": item.bucket}
+                after = dataclasses.replace(after, outbox_refs=list(refs.values()),
+                                            planned_outbox=[item.to_doc() for item in create])
             try:
                 stored = self._store(existing, after, applied)
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another message for the same appointment won the race: decide again
-            self._side_effects(environment, stored, phone, plan.cancel, now)
+            self._side_effects(environment, stored, phone, cancel, now)
             to_send = []
-            for item in plan.create:
+            for item in create:
                 created, _ = self._outbox.create_once(item)
                 if created.state == "pending" and created.due_utc <= now:
                     to_send.append((created.id, created.bucket))
@@ -330,6 +382,19 @@ class IntakeService:
                     self._outbox.transition(item, state="skipped", reason="superseded or cancelled")
                 except ConcurrencyConflict:
                     pass  # a dispatcher claimed it; it re-checks the appointment before sending
+
+    def _claim(self, environment_id: str, signed: SignedRequest | None) -> IntakeResponse | None:
+        """Claim the ``jti`` of a request whose message will not be recorded; the answer when refused."""
+        if signed is None:
+            return None
+        try:
+            self._verifier.claim(environment_id, signed)
+        except Problem as problem:
+            return _refused(environment_id, problem)
+        except StoreUnavailable:
+            log.warning("hl7 intake replay store unavailable env=%s", environment_id)
+            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+        return None
 
     def _keep(
         self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None,
@@ -394,6 +459,11 @@ def _msa(ack: bytes) -> str | None:
         if segment.startswith(b"MSA"):
             return segment[4:6].decode("ascii", "replace")
     return None
+
+
+def _refused(environment_id: str, problem: Problem) -> IntakeResponse:
+    log.info("hl7 request refused env=%s status=%d code=%s", environment_id, problem.status, problem.code)
+    return _problem(problem.status, problem.title, problem.detail, code=problem.code, headers=problem.headers)
 
 
 def _problem(

@@ -60,7 +60,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from lib.clock import Clock
 from lib.models import EnvironmentConfig
-from lib.scheduling.intake import Problem
+from lib.scheduling.intake import Problem, SignedRequest
 
 __all__ = [
     "ALGORITHMS",
@@ -188,11 +188,26 @@ class JwsRequestVerifier:
         self._clock = clock
 
     def verify(self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes) -> None:
-        """Return when the request is authentic for ``environment``.
+        """Return when the request is authentic for ``environment`` and its ``jti`` was not used before
+        (:meth:`authenticate`, then :meth:`claim`).
 
         Raises:
             Problem: 401 (with ``WWW-Authenticate``) or 403 with one reason code of the module table.
             lib.store.errors.StoreUnavailable: the ``jti`` store cannot be reached.
+        """
+        signed = self.authenticate(environment, headers, body)
+        if signed is not None:
+            self.claim(environment.id, signed)
+
+    def authenticate(
+        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes
+    ) -> SignedRequest | None:
+        """Check everything but the single use of the ``jti``; returns what the single-use claim needs
+        (``None`` for an environment that accepts unsigned requests). The caller claims the ``jti`` with
+        :meth:`claim`, or records it with the message it carries (``lib.store.messages``).
+
+        Raises:
+            Problem: 401 (with ``WWW-Authenticate``) or 403 with one reason code of the module table.
         """
         if environment.hl7_auth == "none":
             if environment.kind == "production":
@@ -202,7 +217,7 @@ class JwsRequestVerifier:
                     "upload the hospital's certificate and set HL7 authentication to JWS.",
                     403,
                 )
-            return
+            return None
         certificates = [c for c in map(_load_certificate, environment.hl7_certificates) if c is not None]
         if not certificates:
             raise _refuse(
@@ -226,8 +241,22 @@ class JwsRequestVerifier:
             )
         self._check_claims(environment, claims, body, now)
         expires = datetime.fromtimestamp(claims["exp"], UTC) + CLOCK_SKEW
-        if not self._jti.claim(environment.id, claims["jti"], expires=expires, now=now):
-            raise _refuse("signature_replayed", "This signature (jti) was already used; sign every request anew.")
+        return SignedRequest(jti=claims["jti"], expires=expires, now=now)
+
+    def claim(self, environment_id: str, signed: SignedRequest) -> None:
+        """Record the request's ``jti`` (single use).
+
+        Raises:
+            Problem: 401 ``signature_replayed`` when it was used before.
+            lib.store.errors.StoreUnavailable: the ``jti`` store cannot be reached.
+        """
+        if not self._jti.claim(environment_id, signed.jti, expires=signed.expires, now=signed.now):
+            raise self.replayed()
+
+    @staticmethod
+    def replayed() -> Problem:
+        """The answer to a request whose ``jti`` was already used."""
+        return _refuse("signature_replayed", "This signature (jti) was already used; sign every request anew.")
 
     @staticmethod
     def _candidates(header: dict[str, Any], certificates: list[_Certificate], now: datetime) -> list[_Certificate]:

@@ -44,6 +44,8 @@ class SmartConfiguration:
         jwks_uri: the EHR's JWKS URL for id_token signatures, when given.
         grant_types: ``grant_types_supported``.
         source: ``smart-configuration`` or ``metadata``.
+        response_iss_required: ``authorization_response_iss_parameter_supported`` (RFC 9207 §3): the server
+            puts ``iss`` on every authorization response, so a callback without one is refused.
     """
 
     fhir_base_url: str
@@ -55,6 +57,7 @@ class SmartConfiguration:
     jwks_uri: str | None = None
     grant_types: tuple[str, ...] = ()
     source: str = "smart-configuration"
+    response_iss_required: bool = False
 
     @property
     def supports_authorize_post(self) -> bool:
@@ -89,6 +92,7 @@ def parse_smart_configuration(iss: str, doc: Any) -> SmartConfiguration:
         jwks_uri=_str(doc.get("jwks_uri")) or None,
         grant_types=tuple(str(g) for g in doc.get("grant_types_supported") or ()),
         source="smart-configuration",
+        response_iss_required=doc.get("authorization_response_iss_parameter_supported") is True,
     )
     check_endpoints(config)
     return config

@@ -31,6 +31,13 @@ CATALOG: dict[str, ErrorInfo] = {
     "LAUNCH_MISSING": ErrorInfo(400, f"The video visit could not be started. {_ADMIN}",
                                 "The launch URL was opened without a 'launch' parameter; only the EHR launch "
                                 "(from Epic) is supported."),
+    "LAUNCH_INVALID": ErrorInfo(400, f"The video visit could not be started. {_ADMIN}",
+                                "The launch URL's 'launch' parameter is blank, longer than 4096 characters or "
+                                "holds characters a launch token never has; nothing was stored. Epic adds "
+                                "launch itself: check the launch URL in the integration record."),
+    "RATE_LIMITED": ErrorInfo(429, "Too many attempts from this network. Please wait, then start again.",
+                              "This client address made more anonymous launch, callback or join-link requests "
+                              "than the limits allow (docs/launch.md \"Rate limits\")."),
     "ISS_NOT_ALLOWED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
                                  "The FHIR base URL (iss) of this launch is not registered for any environment. "
                                  "Register it exactly (scheme, host, path, no trailing slash) in the "
@@ -61,6 +68,11 @@ CATALOG: dict[str, ErrorInfo] = {
                                     "from the EHR.",
                                "The 'state' of the callback is unknown, expired (10 minutes) or already used. A "
                                "reloaded or shared callback URL looks like this."),
+    "CALLBACK_ISS_MISMATCH": ErrorInfo(400, f"The sign-in could not be completed. {_ADMIN}",
+                                       "The callback carried an 'iss' (RFC 9207) that is not the issuer of the "
+                                       "EHR this launch was sent to, or none while that EHR promises one: the "
+                                       "answer may come from another authorization server (mix-up attack) and "
+                                       "was refused."),
     "STATE_BROWSER_MISMATCH": ErrorInfo(400, "The sign-in was started in another browser window. Start the "
                                              "visit again from the EHR.",
                                         "The callback's state belongs to another browser (launch cookie missing "
@@ -75,8 +87,12 @@ CATALOG: dict[str, ErrorInfo] = {
                                   "({public}/api/.well-known/jwks.json for test, .../jwks/production.json for "
                                   "production environments) is registered in Epic and that the "
                                   "client ID matches the environment."),
-    "EPIC_UNAVAILABLE": ErrorInfo(503, f"The EHR is not answering. {_RETRY}",
+    "EPIC_UNAVAILABLE": ErrorInfo(503, "The EHR is not answering. Please start the visit again from the EHR.",
                                   "The EHR's OAuth or FHIR endpoint timed out or answered with a server error."),
+    "EPIC_THROTTLED": ErrorInfo(503, "The EHR is busy. Please start the visit again from the EHR.",
+                                "The EHR's OAuth or FHIR endpoint answered 429 (too many requests). The page says "
+                                "when to try again (its Retry-After); if this repeats, ask Epic about the "
+                                "client's rate limits."),
     "ID_TOKEN_INVALID": ErrorInfo(502, f"The sign-in could not be verified. {_ADMIN}",
                                   "The id_token from the EHR failed verification (signature, issuer, audience, "
                                   "expiry or nonce). Check the server clock and the EHR's JWKS."),
@@ -88,6 +104,15 @@ CATALOG: dict[str, ErrorInfo] = {
                                              "The token response carried no appointment (neither 'appointment' "
                                              "nor an Appointment in 'fhirContext'). Add the appointment to the "
                                              "launch context of the integration record."),
+    "PATIENT_CONTEXT_MISSING": ErrorInfo(403, f"This visit could not be opened for you. {_ADMIN}",
+                                         "The patient launch's token response names no patient, so the visit "
+                                         "cannot be checked against the signed-in patient and no join link is "
+                                         "given. Add the patient to the launch context of the MyChart "
+                                         "integration record."),
+    "PATIENT_MISMATCH": ErrorInfo(403, f"This visit could not be opened for you. {_ADMIN}",
+                                  "The patient of the launch (token response 'patient') is not a participant of "
+                                  "the launch's Appointment, so no join link is given. The launch context named "
+                                  "another patient's visit: check the MyChart integration record's context."),
     "APPOINTMENT_NOT_FOUND": ErrorInfo(404, "This visit could not be found. It may have been cancelled or moved.",
                                        "The appointment could not be read from the EHR, or carries no CSN "
                                        "identifier, or is unknown to this connector."),

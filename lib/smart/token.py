@@ -11,6 +11,7 @@ Tokens are opaque to us (Epic may issue JWTs; we never parse them) and never log
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from lib.smart.client_assertion import client_assertion_params
 from lib.smart.errors import LaunchError
 from lib.smart.keys import SmartKeys
-from lib.smart.transport import HttpClient, TransportError, json_or_none
+from lib.smart.transport import HttpClient, TransportError, json_or_none, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,48 @@ class LaunchContext:
     extra: dict[str, str] = field(default_factory=dict)
 
     def appointment_id(self) -> str | None:
-        """The FHIR Appointment ID of the launch: ``fhirContext`` first (standard), then ``appointment``."""
+        """The FHIR Appointment ID of the launch: ``fhirContext`` first (standard), then ``appointment``.
+
+        References are normalised to logical IDs whichever form they come in (``456``, ``Appointment/456``,
+        ``{iss}/Appointment/456``, ``Appointment/456/_history/2``); one naming another type is ignored.
+        """
         for entry in self.fhir_context:
             ref = entry.get("reference")
-            if isinstance(ref, str):
-                parts = ref.split("?")[0].rstrip("/").split("/")
-                if len(parts) >= 2 and parts[-2] == "Appointment" and parts[-1]:
-                    return parts[-1]
-            if entry.get("type") == "Appointment" and isinstance(ref, str) and "/" not in ref and ref:
-                return ref
-        return self.appointment
+            if not isinstance(ref, str):
+                continue
+            plain_allowed = entry.get("type") == "Appointment"
+            found = logical_id(ref, "Appointment", plain_allowed=plain_allowed)
+            if found:
+                return found
+        return logical_id(self.appointment, "Appointment") if self.appointment else None
+
+    def patient_id(self) -> str | None:
+        """The FHIR Patient ID of the launch context (``patient``, normalised like :meth:`appointment_id`)."""
+        return logical_id(self.patient, "Patient") if self.patient else None
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def logical_id(reference: str, resource_type: str, *, plain_allowed: bool = True) -> str | None:
+    """The logical ID in a FHIR reference to a ``resource_type``, or ``None``.
+
+    Accepts a bare ID (when ``plain_allowed``: the field already says the type), a relative reference
+    (``Appointment/456``), an absolute one (``https://ehr/api/FHIR/R4/Appointment/456``) and a version-specific
+    one (``.../Appointment/456/_history/2``); the query or fragment is dropped. A reference to another
+    resource type, or an ID outside FHIR's ``[A-Za-z0-9-.]{1,64}``, gives ``None``.
+    """
+    raw = reference.strip().split("?")[0].split("#")[0]
+    parts = raw.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) == 1:
+        candidate = parts[0] if plain_allowed and "/" not in raw else ""
+    elif parts[-2] == resource_type:
+        candidate = parts[-1]
+    else:
+        return None
+    return candidate if _FHIR_ID.fullmatch(candidate) else None
 
 
 @dataclass(frozen=True)
@@ -137,20 +170,36 @@ def _post_token(http: HttpClient, token_endpoint: str, form: dict[str, str]) -> 
     """POST a token request and classify the answer.
 
     Raises:
-        LaunchError: ``EPIC_UNAVAILABLE`` (no answer, 5xx, 429), ``EPIC_OAUTH_ERROR`` (4xx or unusable body).
+        LaunchError: ``EPIC_UNAVAILABLE`` (no answer, 5xx), ``EPIC_THROTTLED`` (429), ``EPIC_OAUTH_ERROR`` (4xx
+            or unusable body). A 429/5xx error carries the ``Retry-After`` wait (:func:`busy_error`).
     """
     try:
         response = http.post(token_endpoint, data=form, headers={"Accept": "application/json"})
     except TransportError as exc:
         raise LaunchError("EPIC_UNAVAILABLE", f"The token endpoint is unreachable ({exc.kind}).") from exc
     if response.status_code >= 500 or response.status_code == 429:
-        raise LaunchError("EPIC_UNAVAILABLE", f"The token endpoint answered HTTP {response.status_code}.")
+        raise busy_error(response, "The token endpoint")
     body = json_or_none(response)
     if response.status_code != 200:
         error = body.get("error") if isinstance(body, dict) else None
         error_code = error if isinstance(error, str) and error.replace("_", "").isalnum() else "unknown"
         raise token_error(response.status_code, error_code)
     return parse_token_response(body)
+
+
+#: What a busy-page says when the EHR gave no ``Retry-After``: try again in half a minute.
+DEFAULT_RETRY_SECONDS = 30
+
+
+def busy_error(response: Any, what: str) -> LaunchError:
+    """The error of a ``429`` (``EPIC_THROTTLED``) or ``5xx`` (``EPIC_UNAVAILABLE``) answer from the EHR, with
+    the wait its ``Retry-After`` asks for (``DEFAULT_RETRY_SECONDS`` when it gives none or an unreadable one).
+    """
+    status = response.status_code
+    wait = retry_after_seconds(response.headers.get("Retry-After"))
+    code = "EPIC_THROTTLED" if status == 429 else "EPIC_UNAVAILABLE"
+    hint = f"{what} answered HTTP {status}" + (f" with Retry-After {wait} s." if wait is not None else ".")
+    return LaunchError(code, hint, retry_after=DEFAULT_RETRY_SECONDS if wait is None else wait)
 
 
 #: RFC 6749 §5.2 token-endpoint ``error`` values -> the error page that says what to fix.
@@ -196,7 +245,7 @@ def exchange_code(
     ``private_key_jwt``).
 
     Raises:
-        LaunchError: ``EPIC_UNAVAILABLE`` or ``EPIC_OAUTH_ERROR``.
+        LaunchError: ``EPIC_UNAVAILABLE``, ``EPIC_THROTTLED`` or ``EPIC_OAUTH_ERROR``.
     """
     form = {
         "grant_type": "authorization_code",
@@ -225,7 +274,7 @@ def request_backend_token(
     Administrator (EPIC-OAUTH, "SMART Backend Services").
 
     Raises:
-        LaunchError: ``EPIC_UNAVAILABLE`` or ``EPIC_OAUTH_ERROR``.
+        LaunchError: ``EPIC_UNAVAILABLE``, ``EPIC_THROTTLED`` or ``EPIC_OAUTH_ERROR``.
     """
     form = {
         "grant_type": "client_credentials",

@@ -9,14 +9,19 @@ transport adapter with a fake (``session.mount("https://", adapter)``); producti
 
 from __future__ import annotations
 
+import email.utils
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
 from lib.observability.correlation import outbound_headers
+
+#: The longest wait a ``Retry-After`` may ask of us (a day): past that the value is not believable.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600
 
 #: (connect, read) timeouts in seconds: a launch is interactive, so fail fast.
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
@@ -107,3 +112,25 @@ def json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> int | None:
+    """The wait a ``Retry-After`` header asks for, in whole seconds (RFC 9110 §10.2.3), or ``None``.
+
+    Both forms are read: delta-seconds (``120``) and an HTTP-date (``Wed, 21 Oct 2026 07:28:00 GMT``, counted
+    from ``now``). A date in the past is ``0``; a value beyond a day is capped at a day; anything unreadable
+    is ``None``.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return min(int(text), MAX_RETRY_AFTER_SECONDS)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(0, round(seconds)), MAX_RETRY_AFTER_SECONDS)

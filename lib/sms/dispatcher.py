@@ -12,9 +12,14 @@ A worker that loses the claim race does nothing. A send whose outcome is unknown
 request left, or a worker that died between the claim and the record) is never resent automatically: an
 operator reviews it, or a delivery report for its tag reconciles it to ``sent``.
 
-Before each claim: the appointment is re-read (status, revision, start), the number must be E.164 and not
+Before each claim: the appointment is checked (status, revision, start), the number must be E.164 and not
 opted out, reminders respect quiet hours at send time too (a catch-up after downtime at 23:00 waits for
-08:00, or is skipped when the visit starts first), and the sender's per-minute budget must allow it.
+08:00, or is skipped when the visit starts first), and the sender's per-minute budget must allow it. A queued
+text reads these singly; a timer run reads them for a whole page of due items at once (one ReadMany each for
+appointments, phone numbers and opt-outs, one budget update per sender), so a due reminder costs its three
+writes (claim, message index, outcome) plus a small share of the page's reads. Reading a page's facts
+before its sends does not widen any race: every claim is ETag-guarded on the item as the page query read
+it, and the intake moves superseded or cancelled texts out of ``pending`` with the same guard.
 After an ACS 429 in a timer run, the rest of that run sends nothing more from that sender (Retry-After);
 the throttled item itself is due again after Retry-After.
 """
@@ -70,6 +75,8 @@ class OptOuts(Protocol):
 
     def is_opted_out(self, sender: str, recipient: str) -> bool: ...
 
+    def opted_out(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]: ...
+
 
 class MessageIndex(Protocol):
     """:class:`lib.store.sms_messages.SmsMessageRepository`."""
@@ -77,10 +84,28 @@ class MessageIndex(Protocol):
     def put(self, message_id: str, outbox_id: str, bucket: str) -> None: ...
 
 
+class ReportFeed(Protocol):
+    """:class:`lib.reports.inputs.ReportFeed`."""
+
+    def text_changed(self, appointment_key: str, text_id: str, bucket: str) -> None: ...
+
+
 class RateLimiter(Protocol):
     """:class:`lib.store.sender_rate.SenderRateLimiter`."""
 
     def take(self, sender: str, *, now: datetime, per_minute: int) -> bool: ...
+
+    def take_many(self, sender: str, *, now: datetime, per_minute: int, count: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What deciding about one outbox item needs, read before the decision (singly or for a whole page)."""
+
+    appointment: Appointment | None
+    environment: EnvironmentConfig | None
+    phone: str | None
+    opted_out: bool
 
 
 @dataclass
@@ -119,6 +144,7 @@ class Dispatcher:
         opt_outs: OptOuts | None = None,
         messages: MessageIndex | None = None,
         rate_limiter: RateLimiter | None = None,
+        reports: ReportFeed | None = None,
     ) -> None:
         self._outbox = outbox
         self._appointments = appointments
@@ -132,6 +158,7 @@ class Dispatcher:
         self._opt_outs = opt_outs
         self._messages = messages
         self._rate = rate_limiter
+        self._reports = reports
 
     def join_link(self, environment: EnvironmentConfig, appointment: Appointment) -> str | None:
         """The patient's join link for ``appointment`` (expires two hours after its end)."""
@@ -156,31 +183,112 @@ class Dispatcher:
         return self._send(item, None)
 
     def _send(self, item: OutboxItem, paused: dict[str, datetime] | None) -> str:
-        """Decide and, when everything allows it, send ``item``. ``paused`` (sender -> until when) is the
-        current timer run's back-off after an ACS 429; ``None`` outside a run (a queued confirmation)."""
+        """Decide and, when everything allows it, send one ``item`` (point reads of what it needs).
+
+        ``paused`` (sender -> until when) is the current timer run's back-off after an ACS 429; ``None``
+        outside a run (a queued confirmation)."""
         now = self._clock.now()
+        early = self._early_outcome(item, now)
+        if early is not None:
+            return early
+        appointment = self._appointments.get(item.appointment_key)
+        environment = self._environments.get(item.environment_id)
+        phone = None
+        if _skip_reason(item, appointment, environment, now) is None:
+            phone = self._contacts.phone(item.appointment_key, now=now)
+        opted_out = False
+        if environment is not None and phone is not None and is_e164(phone) and self._opt_outs is not None:
+            opted_out = self._opt_outs.is_opted_out(environment.sms.sender or "", phone)
+        facts = _Facts(appointment, environment, phone, opted_out)
+        outcome = self._refusal(item, facts, now)
+        if outcome is not None:
+            return outcome
+        assert environment is not None
+        sms = environment.sms
+        sender = sms.sender or ""
+        if paused is not None and paused.get(sender, now) > now:
+            return "rate-limited"
+        if self._rate is not None and not self._rate.take(sender, now=now, per_minute=sms.rate_per_minute):
+            return "rate-limited"  # stays pending and due: the next timer run (a minute later) takes it
+        return self._deliver(item, facts, now, paused)
+
+    def _send_page(self, items: list[OutboxItem], paused: dict[str, datetime]) -> list[str]:
+        """Decide and send one page of a timer run with batch reads: the page's appointments, phone numbers
+        and opt-outs in one ReadMany each, and one rate-limit update per sender, so a due text costs its
+        three writes (claim, message index, outcome) plus a small share of the page's reads."""
+        now = self._clock.now()
+        outcomes: dict[int, str] = {}
+        ready: list[int] = []
+        for index, item in enumerate(items):
+            early = self._early_outcome(item, now)
+            if early is None:
+                ready.append(index)
+            else:
+                outcomes[index] = early
+        appointments = self._appointments.get_many([items[i].appointment_key for i in ready]) if ready else {}
+        environments = {i: self._environments.get(items[i].environment_id) for i in ready}
+        wanted = [i for i in ready if _skip_reason(items[i], appointments.get(items[i].appointment_key),
+                                                    environments[i], now) is None]
+        phones = self._contacts.phones([items[i].appointment_key for i in wanted], now=now) if wanted else {}
+        pairs: dict[int, tuple[str, str]] = {}
+        for i in wanted:
+            phone, environment = phones.get(items[i].appointment_key), environments[i]
+            if phone is not None and is_e164(phone) and environment is not None:
+                pairs[i] = (environment.sms.sender or "", phone)
+        opted = self._opt_outs.opted_out(list(pairs.values())) if self._opt_outs is not None and pairs else set()
+        facts: dict[int, _Facts] = {
+            i: _Facts(appointments.get(items[i].appointment_key), environments[i],
+                      phones.get(items[i].appointment_key) if i in wanted else None, pairs.get(i) in opted)
+            for i in ready
+        }
+        by_sender: dict[tuple[str, int], list[int]] = {}
+        for i in ready:
+            outcome = self._refusal(items[i], facts[i], now)
+            if outcome is not None:
+                outcomes[i] = outcome
+                continue
+            sms = facts[i].environment.sms  # type: ignore[union-attr]
+            by_sender.setdefault((sms.sender or "", sms.rate_per_minute), []).append(i)
+        for (sender, per_minute), indexes in by_sender.items():
+            if paused.get(sender, now) > now:
+                granted = 0
+            elif self._rate is None:
+                granted = len(indexes)
+            else:
+                granted = self._rate.take_many(sender, now=now, per_minute=per_minute, count=len(indexes))
+            for n, i in enumerate(indexes):
+                if n >= granted or paused.get(sender, now) > now:
+                    outcomes[i] = "rate-limited"  # stays pending and due: a later run takes it
+                else:
+                    outcomes[i] = self._deliver(items[i], facts[i], now, paused)
+        return [outcomes[i] for i in range(len(items))]
+
+    def _early_outcome(self, item: OutboxItem, now: datetime) -> str | None:
+        """The outcome of an item that is not pending-and-due (a ``sending`` item left behind by a dead worker
+        goes to ``unknown``), or ``None`` when it is."""
         if item.state == "sending" and item.claimed_utc is not None and item.claimed_utc <= now - STALE_SENDING:
             return self._finish(item, "unknown", reason="the worker sending it stopped before recording the outcome")
         if item.state != "pending":
             return "done-already"
         if item.due_utc > now:
             return "not-due"
-        appointment = self._appointments.get(item.appointment_key)
-        environment = self._environments.get(item.environment_id)
-        skip_reason = _skip_reason(item, appointment, environment, now)
-        phone = None
+        return None
+
+    def _refusal(self, item: OutboxItem, facts: _Facts, now: datetime) -> str | None:
+        """Finish ``item`` when it must not be sent now (skipped, blocked, deferred for quiet hours) and return
+        the outcome; ``None`` when it may be sent."""
+        skip_reason = _skip_reason(item, facts.appointment, facts.environment, now)
         if skip_reason is None:
-            phone = self._contacts.phone(item.appointment_key, now=now)
-            if phone is None:
+            if facts.phone is None:
                 skip_reason = "no SMS number on file"
-            elif not is_e164(phone):
+            elif not is_e164(facts.phone):
                 skip_reason = "the number on file is not in E.164 format"
         if skip_reason is not None:
             return self._finish(item, "skipped", reason=skip_reason)
-        assert appointment is not None and environment is not None and phone is not None
+        assert facts.appointment is not None and facts.environment is not None
+        environment, appointment = facts.environment, facts.appointment
         sms = environment.sms
-        sender = sms.sender or ""
-        if self._opt_outs is not None and self._opt_outs.is_opted_out(sender, phone):
+        if facts.opted_out:
             return self._finish(item, "blocked", reason="the recipient opted out (STOP) of texts from this number")
         if item.kind == "reminder" and is_quiet(now, environment.time_zone, sms.quiet_hours):
             later = first_allowed_after(now, environment.time_zone, sms.quiet_hours)
@@ -188,15 +296,21 @@ class Dispatcher:
                 return self._finish(item, "skipped", reason="quiet hours last until the visit starts")
             self._finish(item, "pending", due_utc=later, reason="deferred: quiet hours")
             return "quiet-hours"
-        if paused is not None and paused.get(sender, now) > now:
-            return "rate-limited"
-        if self._rate is not None and not self._rate.take(sender, now=now, per_minute=sms.rate_per_minute):
-            return "rate-limited"  # stays pending and due: the next timer run (a minute later) takes it
+        return None
+
+    def _deliver(self, item: OutboxItem, facts: _Facts, now: datetime, paused: dict[str, datetime] | None) -> str:
+        """Claim ``item`` (ETag), send it through ACS and record the outcome."""
+        assert facts.appointment is not None and facts.environment is not None and facts.phone is not None
+        environment, appointment, phone = facts.environment, facts.appointment, facts.phone
+        sms = environment.sms
+        sender = sms.sender or ""
+        language = template_language(appointment.language, sms.default_language, sms.templates)
         try:
-            claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1, claimed_utc=now)
+            # language and the number's last two digits ride on the claim write, for the texts report
+            claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1, claimed_utc=now,
+                                              language=language, recipient_last2=phone[-2:])
         except ConcurrencyConflict:
             return "lost-race"
-        language = template_language(appointment.language, sms.default_language, sms.templates)
         text = render(
             item.kind,
             language=language,
@@ -236,6 +350,11 @@ class Dispatcher:
             self._outbox.transition(item, state=state, **changes)
         except ConcurrencyConflict:
             return "lost-race"
+        if self._reports is not None:
+            try:
+                self._reports.text_changed(item.appointment_key, item.id, item.bucket)
+            except Exception as exc:  # the report is refreshed by the visit's next update; the text is not held up
+                log.warning("report update not enqueued for a text: %s", type(exc).__name__)
         return state
 
     def run_due(self) -> RunReport:
@@ -262,7 +381,7 @@ class Dispatcher:
                 items = self._outbox.due(bucket, now, stale_before=now - STALE_SENDING, limit=PAGE_SIZE)
                 report.queries += 1
                 report.documents_read += len(items)
-                outcomes = [self._send(item, paused) for item in items]
+                outcomes = self._send_page(items, paused)
                 for outcome in outcomes:
                     report.count(outcome)
                 # A full page may hide more due items; read on only while this page made progress (an item

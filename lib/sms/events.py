@@ -100,7 +100,9 @@ class AcsEventHandler:
         environments: EnvironmentRepository,
         sender: Sender,
         clock: Clock,
+        reports: Any = None,
     ) -> None:
+        self._reports = reports  # lib.reports.inputs.ReportFeed: told when a delivery report changed a text
         self._outbox = outbox
         self._messages = messages
         self._opt_outs = opt_outs
@@ -155,11 +157,17 @@ class AcsEventHandler:
                 )
             try:
                 self._outbox.transition(item, **changes)
-                return "delivery-recorded"
             except ConcurrencyConflict:
                 item = self._outbox.get(item.id, item.bucket)
                 if item is None:
                     return "unknown-message"
+                continue
+            if self._reports is not None:
+                try:
+                    self._reports.text_changed(item.appointment_key, item.id, item.bucket)
+                except Exception as exc:  # the visit's next update refreshes the report
+                    log.warning("report update not enqueued for a delivery report: %s", type(exc).__name__)
+            return "delivery-recorded"
         return "delivery-conflict"
 
     # ---- inbound texts ---------------------------------------------------------------------------

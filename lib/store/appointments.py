@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lib.models import Appointment, Meeting
-from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
+from lib.store.cosmos import CosmosStore, if_match, read_many, read_or_none, translated_errors
 
 
 class AppointmentRepository:
@@ -16,6 +16,11 @@ class AppointmentRepository:
         """The appointment with document ID ``key``, or ``None``."""
         doc = read_or_none(self._container, key, key)
         return Appointment.from_doc(doc) if doc else None
+
+    def get_many(self, keys: list[str]) -> dict[str, Appointment]:
+        """The stored appointments among ``keys``, by key, in one batch read (ReadMany)."""
+        docs = read_many(self._container, [(key, key) for key in keys])
+        return {doc["id"]: Appointment.from_doc(doc) for doc in docs}
 
     def create(self, appointment: Appointment) -> Appointment:
         """Store a new appointment.

@@ -97,6 +97,24 @@ class CosmosStore:
             proxy = self._containers[name] = self._db.get_container_client(name)
         return proxy
 
+    def warm_up(self) -> int:
+        """Fetch every container's properties now (the SDK caches them per client and would otherwise fetch
+        each on its first use, inside a request). Returns how many containers were read; one that does not
+        exist yet is skipped (its first use fails as it would have).
+
+        Raises:
+            StoreUnavailable: the store cannot be reached.
+        """
+        read = 0
+        with translated_errors():
+            for spec in CONTAINERS:
+                try:
+                    self.container(spec.name).read()
+                    read += 1
+                except cosmos_errors.CosmosResourceNotFoundError:
+                    continue
+        return read
+
     def ensure_schema(self) -> None:
         """Create the database and every container of :data:`CONTAINERS` if missing.
 
@@ -167,6 +185,20 @@ def read_or_none(container: Any, item_id: str, partition_key: str) -> dict[str, 
             return container.read_item(item=item_id, partition_key=partition_key)
         except cosmos_errors.CosmosResourceNotFoundError:
             return None
+
+
+def read_many(container: Any, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Read many documents in one round trip per physical partition (Cosmos DB ReadMany; the SDK turns a
+    list of ``(id, partition key)`` into one query per partition range). Missing documents are left out.
+
+    Raises:
+        StoreUnavailable, StoreError: see :func:`translated_errors`.
+    """
+    unique = list(dict.fromkeys(items))
+    if not unique:
+        return []
+    with translated_errors():
+        return list(container.read_items(unique))
 
 
 def write_over(container: Any, current: dict[str, Any] | None, body: dict[str, Any]) -> None:

@@ -1,12 +1,32 @@
-"""Environment configuration (container ``environments``): small, read-mostly, cached per process."""
+"""Environment configuration (container ``environments``): small, read-mostly, cached per process.
+
+The caches are bounded in size and age (``cachetools.TTLCache``): a configured environment is kept for
+``cache_seconds``; an ID that is *not* configured is remembered only in a small separate cache (a
+misconfigured interface hammering one wrong URL costs one read per few seconds, while a flood of random IDs
+cannot grow memory: the oldest entries make room). The list of all environments, which routes a SMART launch
+by its ``iss``, is one cache entry read with one query per ``cache_seconds``.
+
+A change made through :meth:`EnvironmentRepository.put` is seen at once by this process; other instances
+see it within ``cache_seconds``.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+from cachetools import TTLCache
 
 from lib.models import EnvironmentConfig
 from lib.store.cosmos import CosmosStore, read_or_none, translated_errors
+
+#: Most environments kept per process (a hospital has a handful; more only on a shared test server).
+CACHE_SIZE = 256
+#: Unknown IDs remembered at once, and for how long (seconds).
+UNKNOWN_CACHE_SIZE = 64
+UNKNOWN_CACHE_SECONDS = 5.0
 
 
 class ConfigurationConflict(Exception):
@@ -16,22 +36,42 @@ class ConfigurationConflict(Exception):
 class EnvironmentRepository:
     """Reads and writes :class:`EnvironmentConfig` documents.
 
-    Reads are cached for ``cache_seconds`` so a burst of HL7 messages or launches costs one point read.
+    Reads are cached for ``cache_seconds`` (``0`` = no cache) so a burst of HL7 messages or launches costs
+    one point read. ``monotonic`` (seconds) is the caches' clock.
     """
 
-    def __init__(self, store: CosmosStore, *, cache_seconds: float = 30.0) -> None:
+    def __init__(self, store: CosmosStore, *, cache_seconds: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._container = store.container("environments")
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, EnvironmentConfig | None]] = {}
+        self._lock = threading.Lock()
+        age = max(cache_seconds, 1e-9)
+        self._found: TTLCache[str, EnvironmentConfig] = TTLCache(CACHE_SIZE, age, timer=monotonic)
+        self._unknown: TTLCache[str, bool] = TTLCache(
+            UNKNOWN_CACHE_SIZE, min(UNKNOWN_CACHE_SECONDS, age), timer=monotonic)
+        self._everything: TTLCache[str, list[EnvironmentConfig]] = TTLCache(1, age, timer=monotonic)
+
+    def cached(self) -> tuple[int, int]:
+        """How many configured and unknown environment IDs this process remembers now."""
+        with self._lock:
+            return self._found.currsize, self._unknown.currsize
 
     def get(self, environment_id: str, *, fresh: bool = False) -> EnvironmentConfig | None:
-        """The environment with this ID, or ``None`` when it is not configured (``fresh``: skip the cache)."""
-        hit = self._cache.get(environment_id)
-        if hit and not fresh and time.monotonic() - hit[0] < self._cache_seconds:
-            return hit[1]
+        """The environment with this ID, or ``None`` when it is not configured (``fresh``: read the store, not
+        the cache, e.g. to recheck a refusal that an approval made a moment ago may have lifted)."""
+        if self._cache_seconds > 0 and not fresh:
+            with self._lock:
+                hit = self._found.get(environment_id)
+                if hit is not None or environment_id in self._unknown:
+                    return hit
         doc = read_or_none(self._container, environment_id, environment_id)
         config = EnvironmentConfig.from_doc(doc) if doc else None
-        self._cache[environment_id] = (time.monotonic(), config)
+        if self._cache_seconds > 0:
+            with self._lock:
+                if config is not None:
+                    self._found[environment_id] = config
+                else:
+                    self._unknown[environment_id] = True
         return config
 
     def put(self, config: EnvironmentConfig) -> None:
@@ -41,7 +81,7 @@ class EnvironmentRepository:
             ConfigurationConflict: another environment already lists one of its FHIR base URLs (a launch is
                 routed by its ``iss``, so each URL must name exactly one environment).
         """
-        for other in self.all():
+        for other in self._read_all():
             shared = set(other.fhir_base_urls) & set(config.fhir_base_urls)
             if other.id != config.id and shared:
                 raise ConfigurationConflict(
@@ -49,19 +89,45 @@ class EnvironmentRepository:
                 )
         with translated_errors():
             self._container.upsert_item(config.to_doc())
-        self._cache.pop(config.id, None)
+        self.forget(config.id)
+
+    def forget(self, environment_id: str) -> None:
+        """Drop what this process cached about ``environment_id`` (and the list of all environments)."""
+        with self._lock:
+            self._found.pop(environment_id, None)
+            self._unknown.pop(environment_id, None)
+            self._everything.clear()
 
     def all(self) -> list[EnvironmentConfig]:
-        """Every configured environment (a handful per hospital)."""
+        """Every configured environment (a handful per hospital), read fresh."""
+        return self._read_all()
+
+    def find_by_fhir_base_url(self, iss: str) -> EnvironmentConfig | None:
+        """The environment whose approved FHIR base URLs contain ``iss`` exactly, or ``None``.
+
+        Reads the list of environments at most once per ``cache_seconds`` (one cache entry, whatever the
+        ``iss`` values asked for).
+        """
+        for config in self._cached_all():
+            if iss in config.fhir_base_urls:
+                return config
+        return None
+
+    def _cached_all(self) -> list[EnvironmentConfig]:
+        if self._cache_seconds <= 0:
+            return self._read_all()
+        with self._lock:
+            hit = self._everything.get("all")
+        if hit is not None:
+            return hit
+        configs = self._read_all()
+        with self._lock:
+            self._everything["all"] = configs
+        return configs
+
+    def _read_all(self) -> list[EnvironmentConfig]:
         with translated_errors():
             docs: list[dict[str, Any]] = list(
                 self._container.query_items("SELECT * FROM c", enable_cross_partition_query=True)
             )
         return [EnvironmentConfig.from_doc(d) for d in docs]
-
-    def find_by_fhir_base_url(self, iss: str) -> EnvironmentConfig | None:
-        """The environment whose approved FHIR base URLs contain ``iss`` exactly, or ``None``."""
-        for config in self.all():
-            if iss in config.fhir_base_urls:
-                return config
-        return None

@@ -3,13 +3,17 @@
 One document per authorize request, written before the browser is sent to the EHR and consumed by the
 callback: it keeps the PKCE verifier, the nonce and the environment *server-side*, and binds the callback
 to the browser that started it (SMART App Launch STU 2.2, app-launch.html "state": unpredictable, tied to
-the user's session, validated on every redirect). Single use: the callback reads it and deletes it with
-``If-Match``; a second use finds nothing (or loses the delete race) and fails. ``ttl`` 600 s; the expiry is
-also checked in code because the local Cosmos-compatible server does not enforce TTL.
+the user's session, validated on every redirect). Single use: the callback *takes* it in one round trip, a
+conditional partial update (Cosmos DB patch with a filter predicate) that marks it ``used`` only when it is
+unused and bound to this browser, and returns it; a second use, a concurrent one or another browser's gets
+HTTP 412 and nothing changes (a cross-site request cannot burn the real browser's launch). ``ttl`` 600 s
+removes used and unused states alike; the expiry is also checked in code because the local
+Cosmos-compatible server does not enforce TTL.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -22,6 +26,8 @@ from lib.store.errors import ConcurrencyConflict
 
 LAUNCH_STATE_TTL_SECONDS = 600
 LaunchKindName = Literal["provider", "patient"]
+TakeRefusal = Literal["unknown", "used", "other_browser"]
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,39 @@ class LaunchStateRepository:
             return None
         doc = read_or_none(self._container, state, state)
         # The container also holds sign-in states and used-link claims (lib/store/signin_states.py).
-        return LaunchState.from_doc(doc) if doc and "type" not in doc else None
+        return LaunchState.from_doc(doc) if doc and "type" not in doc and not doc.get("used") else None
+
+    def take(self, state: str, browser_binding: str, *, now: datetime) -> LaunchState | TakeRefusal:
+        """Mark the launch state ``state`` used and return it, in one round trip, when it is unused and bound
+        to ``browser_binding`` (:func:`lib.visits.launch.browser_binding` of the browser's cookie; ``""`` when
+        the browser sent none). The caller still checks the returned state's expiry.
+
+        Returns the state, or why not: ``unknown`` (no such state, or expired at ``now``), ``used`` (taken
+        before, or by a concurrent callback), ``other_browser`` (it belongs to another browser; it stays
+        unused).
+
+        Raises:
+            StoreUnavailable: the store is down.
+        """
+        if not state or len(state) > 128:
+            return "unknown"
+        if _HEX64.fullmatch(browser_binding):
+            predicate = (f"FROM c WHERE c.browser_binding = '{browser_binding}' "
+                         "AND NOT IS_DEFINED(c.used) AND NOT IS_DEFINED(c.type)")
+            try:
+                with translated_errors():
+                    doc = self._container.patch_item(
+                        item=state, partition_key=state, filter_predicate=predicate,
+                        patch_operations=[{"op": "add", "path": "/used", "value": True}])
+                return LaunchState.from_doc(doc)
+            except cosmos_errors.CosmosResourceNotFoundError:
+                return "unknown"
+            except ConcurrencyConflict:
+                pass
+        current = read_or_none(self._container, state, state)  # only on a refusal: why was it refused?
+        if current is None or "type" in current or LaunchState.from_doc(current).expired(now):
+            return "unknown"
+        return "used" if current.get("used") else "other_browser"
 
     def consume(self, state: LaunchState) -> bool:
         """Delete ``state`` if it is unchanged since it was read (``If-Match``).

@@ -1,8 +1,23 @@
-"""HL7 message bookkeeping: processed control IDs (duplicates) and rejected messages (replay).
+"""HL7 message bookkeeping: processed messages (duplicates, single-use signatures) and rejected messages.
 
-``processed``: one document per (environment, sending facility, MSH-10) holding the ACK we answered, so a
-resend gets the same ACK and is not applied twice. ``rejected``: the raw bytes of a message we could not
-accept, restricted to operators, kept for ``ttl`` seconds, never logged.
+``hl7_messages`` (partition key ``/messageKey`` = ``{environment}|{sending facility}|{MSH-10}``): one
+partition per message, holding the ACK we answered (document ``ack``) and one document per signature
+``jti`` that carried the message (``jti|<jti>``). A signature covers the body, so a ``jti`` can only ever
+come with one message: claiming it inside the message's partition is claiming it everywhere. The two live
+together so that each step is one round trip, a transactional batch within the partition:
+
+- :meth:`ProcessedMessages.check` = [create ``jti|<jti>``, read ``ack``]: a resend of an accepted message
+  is answered from here in one call (its ``jti`` recorded); a replayed ``jti`` fails the create (409); a
+  new message fails the read (404), and the batch's create is rolled back with it.
+- :meth:`ProcessedMessages.record` = [create ``jti|<jti>``, upsert ``ack``]: the ``jti`` is claimed and
+  the ACK remembered atomically, after the message was applied.
+
+Where a store cannot run transactional batches (``transactional_batch=False``: the upstream local
+Cosmos-compatible server), the same steps run one document at a time: :meth:`check` reads ``ack`` and then
+claims the ``jti`` only for a duplicate; :meth:`record` claims the ``jti`` and then upserts ``ack``.
+
+``rejected``: the raw bytes of a message we could not accept, restricted to operators, kept for ``ttl``
+seconds, never logged.
 """
 
 from __future__ import annotations
@@ -11,35 +26,116 @@ import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+from azure.cosmos import exceptions as cosmos_errors
 
 from lib.models import iso
 from lib.store.cosmos import CosmosStore, delete_if_exists, read_or_none, translated_errors
+from lib.store.errors import AlreadyExists
+
+Seen = Literal["new", "duplicate", "replayed"]
+_ACK_ID = "ack"
 
 
 def processed_id(environment_id: str, sending_facility: str, control_id: str) -> str:
-    """The ``processed`` document ID for one message."""
+    """The message key (partition) of one message."""
     return f"{environment_id}|{sending_facility}|{control_id}"
 
 
+@dataclass(frozen=True)
+class Signature:
+    """The single-use part of a signed request: its ``jti`` and until when it must stay claimed."""
+
+    jti: str
+    expires: datetime
+    now: datetime
+
+
 class ProcessedMessages:
-    """MSH-10 duplicate detection per environment and sender."""
+    """MSH-10 duplicate detection per environment and sender, with the single use of signatures."""
 
-    def __init__(self, store: CosmosStore, *, ttl_seconds: int = 30 * 86400) -> None:
-        self._container = store.container("processed")
+    def __init__(self, store: CosmosStore, *, ttl_seconds: int = 30 * 86400, transactional_batch: bool = True) -> None:
+        self._container = store.container("hl7_messages")
         self._ttl = ttl_seconds
+        self._batch = transactional_batch
 
-    def ack_for(self, doc_id: str) -> bytes | None:
-        """The ACK answered earlier for this message, or ``None`` if it was never processed."""
-        doc = read_or_none(self._container, doc_id, doc_id)
-        return base64.b64decode(doc["ack"]) if doc else None
+    def check(self, message_key: str, signature: Signature | None) -> tuple[Seen, bytes | None]:
+        """Whether this message was accepted before: ``("duplicate", ack)`` (and the signature is now used),
+        ``("replayed", None)`` (this signature was used before), or ``("new", None)`` (nothing recorded).
 
-    def record(self, doc_id: str, ack: bytes, *, code: str, now: datetime) -> None:
-        """Remember the ACK (``code`` = MSA-1) answered for this message."""
+        Raises:
+            StoreUnavailable, StoreError: see :func:`lib.store.cosmos.translated_errors`.
+        """
+        if signature is None:
+            doc = read_or_none(self._container, _ACK_ID, message_key)
+            return ("duplicate", _ack(doc)) if doc else ("new", None)
+        if not self._batch:
+            doc = read_or_none(self._container, _ACK_ID, message_key)
+            if doc is None:
+                return "new", None
+            return ("duplicate", _ack(doc)) if self._claim(message_key, signature) else ("replayed", None)
+        try:
+            with translated_errors():
+                results = self._container.execute_item_batch(
+                    [("create", (self._jti_doc(message_key, signature),)), ("read", (_ACK_ID,))],
+                    partition_key=message_key)
+        except cosmos_errors.CosmosBatchOperationError as failed:
+            if failed.error_index == 0 and failed.status_code == 409:
+                return "replayed", None
+            if failed.error_index == 1 and failed.status_code == 404:
+                return "new", None
+            with translated_errors():
+                raise cosmos_errors.CosmosHttpResponseError(status_code=failed.status_code,
+                                                            message="transactional batch failed") from failed
+        return "duplicate", _ack(results[1]["resourceBody"])
+
+    def record(self, message_key: str, signature: Signature | None, ack: bytes, *, code: str, now: datetime) -> bool:
+        """Remember the ACK (``code`` = MSA-1) answered for this message and claim its signature, together.
+
+        Returns ``False`` when the signature was claimed meanwhile (the same request, replayed concurrently,
+        was accepted first): nothing is recorded then.
+
+        Raises:
+            StoreUnavailable, StoreError: see :func:`lib.store.cosmos.translated_errors`.
+        """
+        ack_doc = {"id": _ACK_ID, "messageKey": message_key, "ack": base64.b64encode(ack).decode(), "code": code,
+                   "at": iso(now), "ttl": self._ttl}
+        if signature is not None and self._batch:
+            try:
+                with translated_errors():
+                    self._container.execute_item_batch(
+                        [("create", (self._jti_doc(message_key, signature),)), ("upsert", (ack_doc,))],
+                        partition_key=message_key)
+                return True
+            except cosmos_errors.CosmosBatchOperationError as failed:
+                if failed.error_index == 0 and failed.status_code == 409:
+                    return False
+                with translated_errors():
+                    raise cosmos_errors.CosmosHttpResponseError(status_code=failed.status_code,
+                                                                message="transactional batch failed") from failed
+        if signature is not None and not self._claim(message_key, signature):
+            return False
         with translated_errors():
-            self._container.upsert_item(
-                {"id": doc_id, "ack": base64.b64encode(ack).decode(), "code": code, "at": iso(now), "ttl": self._ttl}
-            )
+            self._container.upsert_item(ack_doc)
+        return True
+
+    def _claim(self, message_key: str, signature: Signature) -> bool:
+        try:
+            with translated_errors():
+                self._container.create_item(self._jti_doc(message_key, signature))
+            return True
+        except AlreadyExists:
+            return False
+
+    def _jti_doc(self, message_key: str, signature: Signature) -> dict[str, Any]:
+        # Kept as long as the ACK, so a replay is refused as long as the message is remembered.
+        return {"id": f"jti|{signature.jti}", "messageKey": message_key, "expires": iso(signature.expires),
+                "ttl": self._ttl}
+
+
+def _ack(doc: dict[str, Any]) -> bytes:
+    return base64.b64decode(doc["ack"])
 
 
 @dataclass(frozen=True)

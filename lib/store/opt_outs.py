@@ -17,7 +17,7 @@ import hmac
 from datetime import datetime, timedelta
 
 from lib.models import iso, parse_iso
-from lib.store.cosmos import CosmosStore, read_or_none, translated_errors, write_over
+from lib.store.cosmos import CosmosStore, read_many, read_or_none, translated_errors, write_over
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 
 #: HELP markers live two days (one is enough to cover "today" in any zone); Cosmos ``ttl`` in seconds.
@@ -49,6 +49,12 @@ class OptOutRepository:
         """Whether ``recipient`` opted out of texts from ``sender`` (and did not opt back in since)."""
         doc = read_or_none(self._container, self._id(sender, recipient), self._id(sender, recipient))
         return bool(doc and doc.get("opted_out"))
+
+    def opted_out(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which ``(sender, recipient)`` pairs are opted out now, in one batch read (ReadMany)."""
+        ids = {self._id(sender, recipient): (sender, recipient) for sender, recipient in pairs}
+        docs = read_many(self._container, [(doc_id, doc_id) for doc_id in ids])
+        return {ids[doc["id"]] for doc in docs if doc.get("opted_out") and doc["id"] in ids}
 
     def record(self, sender: str, recipient: str, *, opted_out: bool, event_time: datetime, keyword: str) -> bool:
         """Store an opt-out (``True``) or opt-in (``False``) unless a newer event is already stored.

@@ -24,7 +24,7 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("appointments", "/id", default_ttl=-1),
     ContainerSpec("contacts", "/id", default_ttl=-1),
     ContainerSpec("outbox", "/bucket", default_ttl=-1),
-    ContainerSpec("processed", "/id", default_ttl=-1),
+    ContainerSpec("hl7_messages", "/messageKey", default_ttl=-1),
     ContainerSpec("rejected", "/environmentId", default_ttl=-1),
     ContainerSpec("links", "/id", default_ttl=-1),
     ContainerSpec("launch_states", "/id", default_ttl=-1),
@@ -34,6 +34,8 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("sms_messages", "/id", default_ttl=-1),
     ContainerSpec("opt_outs", "/id", default_ttl=-1),
     ContainerSpec("hl7_jti", "/id", default_ttl=-1),
+    ContainerSpec("report_visits", "/id"),
+    ContainerSpec("report_days", "/id"),
     ContainerSpec("audit", "/environmentId"),
     ContainerSpec("portal_operations", "/id", default_ttl=-1),
 )

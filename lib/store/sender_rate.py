@@ -35,17 +35,30 @@ class SenderRateLimiter:
         Raises:
             StoreUnavailable: the store is down.
         """
+        return self.take_many(sender, now=now, per_minute=per_minute, count=1) == 1
+
+    def take_many(self, sender: str, *, now: datetime, per_minute: int, count: int) -> int:
+        """Take up to ``count`` sends from this minute's budget in one read and one write; returns how many
+        were granted (``0`` .. ``count``). A timer run reserves a whole page's sends at once; a reserved send
+        that is then not made (the ACS call failed) is lost to this minute only, never over the limit.
+
+        Raises:
+            StoreUnavailable: the store is down.
+        """
+        if count <= 0:
+            return 0
         doc_id = f"sms-rate|{sender}"
         minute = now.strftime("%Y-%m-%dT%H:%M")
         for _ in range(self._attempts):
             doc = read_or_none(self._container, doc_id, doc_id)
-            count = doc["count"] if doc and doc.get("minute") == minute else 0
-            if count >= per_minute:
-                return False
-            body = {"id": doc_id, "minute": minute, "count": count + 1}
+            used = doc["count"] if doc and doc.get("minute") == minute else 0
+            granted = max(0, min(count, per_minute - used))
+            if granted == 0:
+                return 0
+            body = {"id": doc_id, "minute": minute, "count": used + granted}
             try:
                 write_over(self._container, doc, body)
-                return True
+                return granted
             except (AlreadyExists, ConcurrencyConflict):
                 continue
-        return False
+        return 0

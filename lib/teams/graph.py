@@ -32,7 +32,7 @@ import requests
 
 from lib.models import Appointment, EnvironmentConfig, Meeting
 from lib.smart.errors import LaunchError
-from lib.smart.transport import HttpClient, TransportError, json_or_none
+from lib.smart.transport import HttpClient, TransportError, json_or_none, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ PUBLIC_CLOUD_AUTHORITY_HOSTS = frozenset({
 _REQUEST_ERRORS = (requests.RequestException,)
 #: Subject of every meeting: no patient name, no visit type (Teams shows it to all participants).
 MEETING_SUBJECT = "Video visit"
+#: Who skips the lobby (Graph ``lobbyBypassSettings``): people of the organizer's organization (a second
+#: clinician, the staff interpreter; Entra guests of the tenant too) go straight in; anonymous guests (the
+#: patient, a family member joining from the link) and dial-in callers wait until someone admits them.
+LOBBY_BYPASS: dict[str, Any] = {"scope": "organization", "isDialInBypassEnabled": False}
 
 
 def meeting_external_id(environment_id: str, appointment_id: str) -> str:
@@ -207,7 +211,8 @@ class GraphClient:
     ) -> Meeting:
         """Create the organizer's meeting with ``external_id``, or get it when it exists.
 
-        Patients wait in the lobby: ``lobbyBypassSettings.scope`` is ``organizer``. ``start``/``end`` (aware)
+        Patients wait in the lobby, clinicians of the organization do not (:data:`LOBBY_BYPASS`, scope
+        ``organization``). ``start``/``end`` (aware)
         are sent only together (Graph rejects an end without a start); without them Graph uses now + 1 h.
 
         Raises:
@@ -218,7 +223,7 @@ class GraphClient:
         body: dict[str, Any] = {
             "externalId": external_id,
             "subject": subject,
-            "lobbyBypassSettings": {"scope": "organizer", "isDialInBypassEnabled": False},
+            "lobbyBypassSettings": dict(LOBBY_BYPASS),
         }
         if start is not None and end is not None and end > start:
             body["startDateTime"] = _graph_time(start)
@@ -246,8 +251,7 @@ class GraphClient:
 def graph_error(status: int, retry_after: str | None = None) -> LaunchError:
     """The :class:`LaunchError` for a failed Graph call with HTTP ``status``."""
     if status == 429:
-        seconds = int(retry_after) if retry_after and retry_after.strip().isdigit() else None
-        return LaunchError("GRAPH_THROTTLED", retry_after=seconds)
+        return LaunchError("GRAPH_THROTTLED", retry_after=retry_after_seconds(retry_after))
     if status == 401:
         return LaunchError("GRAPH_CONSENT_MISSING")
     if status == 403:

@@ -12,11 +12,13 @@ The flow follows SMART App Launch STU 2.2 (app-launch.html), one step per method
 
 ``complete`` (``GET /api/launch/callback?code=..&state=..``)
   - ``state`` must exist, be fresh, belong to this browser's cookie, and is consumed (single use).
-    An ``iss`` on the callback is ignored (RFC 9207 mix-up: the FHIR server comes from the stored state).
+    The FHIR server comes from the stored state; an ``iss`` on the callback (RFC 9207) must name the launch's
+    authorization server or the callback is refused (mix-up defence, :mod:`lib.visits.launch_checks`).
   5. Token exchange (code + PKCE verifier + ``private_key_jwt``); the id_token is verified (signature,
      iss, aud, exp, nonce) and ``fhirUser`` must fit the launch kind.
   6. The appointment comes from the token's context, never from the URL: ``GET {iss}/Appointment/{id}`` gives
-     the CSN. ``sessionId`` in the launch URL is only a hint (a mismatch is logged, never used).
+     the CSN. ``sessionId`` in the launch URL is only a hint (a mismatch is logged, never used). A patient
+     launch goes on only when the token's ``patient`` is a participant of that Appointment.
   - The appointment record is read, or created minimally (status ``booked``) when HL7 has not sent it yet;
     its Teams meeting is reused or created (``createOrGet``) and stored with ``If-Match``.
   - Provider: a ``connected`` visit event (ID deterministic per appointment + clinician + state) is stored
@@ -77,6 +79,7 @@ from lib.store.signin_states import SignInState, SignInStateRepository, UsedLink
 from lib.store.users import UserMapping, UserRepository
 from lib.teams.signin import SIGNIN_PATH, EntraSignIn
 from lib.visits.events import VisitEventRecorder
+from lib.visits.launch_checks import check_callback_issuer, check_patient_context, launch_parameters
 from lib.visits.meetings import MeetingService
 from lib.visits.pages import Cookie, Page, Redirect
 
@@ -200,19 +203,15 @@ class LaunchService:
             browser_cookie: the ``vv_launch`` cookie value, when the browser sent one.
 
         Raises:
-            LaunchError: ``ISS_MISSING``, ``LAUNCH_MISSING``, ``ISS_NOT_ALLOWED``, ``FHIR_VERSION_MISMATCH``,
+            LaunchError: ``ISS_MISSING``, ``LAUNCH_MISSING``, ``LAUNCH_INVALID``, ``ISS_NOT_ALLOWED``,
+                ``FHIR_VERSION_MISMATCH``,
                 ``ENVIRONMENT_NOT_CONFIGURED``, ``TENANT_CONFIG_NOT_FOUND``, ``ENVIRONMENT_MISMATCH``,
                 ``ENVIRONMENT_NOT_APPROVED``, ``DISCOVERY_*``, ``SMART_KEYS_MISSING``.
             StoreUnavailable: Cosmos DB is down.
         """
-        iss = query.get("iss") or ""
-        if not iss and query.get("data"):
+        if not query.get("iss") and query.get("data"):
             return self.begin_encrypted(kind, query, browser_cookie, correlation_id=correlation_id)
-        launch = query.get("launch") or ""
-        if not iss:
-            raise LaunchError("ISS_MISSING")
-        if not launch:
-            raise LaunchError("LAUNCH_MISSING")
+        iss, launch = launch_parameters(query)
         named = self._named_environment(query.get("env"))
         environment = self._environments.find_by_fhir_base_url(iss)
         if environment is None:
@@ -222,7 +221,7 @@ class LaunchService:
             log.warning("launch refused: launch URL of environment=%s, iss of environment=%s correlation=%s",
                         named.id, environment.id, correlation_id)
             raise LaunchError("TENANT_CONFIG_NOT_FOUND" if named.kind != environment.kind else "ENVIRONMENT_MISMATCH")
-        check_launchable(environment, iss)
+        environment = self._launchable(environment, iss)
         # Fail before the EHR round trip when our key (of this environment kind and algorithm) is missing.
         self._keys(environment.kind).signer(environment.client_assertion_alg)
         config = self._discovery.discover(iss, environment.epic_client_id)
@@ -267,16 +266,20 @@ class LaunchService:
         """The callback: check and consume the state, exchange the code, resolve the visit, go to the meeting.
 
         Args:
-            query: the callback's query parameters (``code``, ``state``, or ``error``...; ``iss`` is ignored).
+            query: the callback's query parameters (``code``, ``state``, or ``error``...; an ``iss`` must name
+                the launch's authorization server, RFC 9207).
             browser_cookie: the ``vv_launch`` cookie value.
 
         Raises:
-            LaunchError: ``STATE_*``, ``EPIC_*``, ``ID_TOKEN_INVALID``, ``WRONG_LAUNCH_KIND``,
-                ``APPOINTMENT_*``, ``GRAPH_*``, ``ORGANIZER_MISSING``...
+            LaunchError: ``STATE_*``, ``CALLBACK_ISS_MISMATCH``, ``EPIC_*``, ``ID_TOKEN_INVALID``,
+                ``WRONG_LAUNCH_KIND``, ``PATIENT_CONTEXT_MISSING``, ``PATIENT_MISMATCH``, ``APPOINTMENT_*``,
+                ``GRAPH_*``, ``ORGANIZER_MISSING``...
             StoreUnavailable: Cosmos DB is down.
         """
         launch_state = self._take_state(query.get("state") or "", browser_cookie)
         environment = self._environment_of(launch_state)
+        config = self._discovery.discover(launch_state.iss, environment.epic_client_id)
+        check_callback_issuer(query.get("iss"), config, launch_state.iss)
         error = query.get("error")
         if error:
             code = error if _OAUTH_ERROR.fullmatch(error) else "unknown"
@@ -288,7 +291,6 @@ class LaunchService:
         if not code_value:
             raise LaunchError("STATE_MISSING")
         now = self._wall.now()
-        config = self._discovery.discover(launch_state.iss, environment.epic_client_id)
         tokens = exchange_code(
             self._http, token_endpoint=config.token_endpoint, code=code_value,
             redirect_uri=callback_url(self._public), code_verifier=launch_state.code_verifier,
@@ -313,6 +315,8 @@ class LaunchService:
                                                        + ", ".join(environment.csn_identifier_systems)
                                                        + "): add this organization's system in the "
                                                        "configuration portal.")
+        if launch_state.kind == "patient":
+            check_patient_context(tokens.context, fhir_appointment)
         if launch_state.session_hint and launch_state.session_hint != fhir_appointment.csn:
             # The hint may name another visit (or another environment's): the EHR's context decides.
             log.warning("launch sessionId hint differs from the token context environment=%s correlation=%s; "
@@ -359,6 +363,11 @@ class LaunchService:
                       department: str | None, attempt: str, binding: str, correlation_id: str | None) -> Redirect:
         """Store a pending sign-in and send the browser to Entra ID's authorize endpoint."""
         assert self._signin is not None and self._signin_states is not None
+        if appointment.etag is None:  # the sign-in's return reads the visit by its key: store it now
+            try:
+                appointment = self._appointments.create(appointment)
+            except AlreadyExists:
+                pass
         state = new_state()
         auth_uri, flow = self._signin.begin(state=state, redirect_uri=self._public + SIGNIN_PATH)
         self._signin_states.create(SignInState(
@@ -517,22 +526,18 @@ class LaunchService:
         return LaunchError("ISS_NOT_ALLOWED")
 
     def _take_state(self, state: str, browser_cookie: str | None) -> LaunchState:
-        """Read, check and consume the launch state of a callback (single use, bound to the browser)."""
+        """Check and consume the launch state of a callback (single use, bound to the browser), in one store
+        round trip (:meth:`LaunchStateRepository.take`)."""
         if not state:
             raise LaunchError("STATE_MISSING")
-        launch_state = self._states.get(state)
-        if launch_state is None:
-            raise LaunchError("STATE_INVALID")
-        if launch_state.expired(self._wall.now()):
-            self._states.consume(launch_state)
-            raise LaunchError("STATE_INVALID")
-        if not browser_cookie or not hmac.compare_digest(browser_binding(browser_cookie),
-                                                         launch_state.browser_binding):
+        binding = browser_binding(browser_cookie) if browser_cookie else ""
+        taken = self._states.take(state, binding, now=self._wall.now())
+        if taken == "other_browser":
             # Not consumed: a cross-site request cannot burn the real browser's launch.
             raise LaunchError("STATE_BROWSER_MISMATCH")
-        if not self._states.consume(launch_state):
+        if isinstance(taken, str) or taken.expired(self._wall.now()):
             raise LaunchError("STATE_INVALID")
-        return launch_state
+        return taken
 
     def _environment_of(self, launch_state: LaunchState) -> EnvironmentConfig:
         environment = self._environments.get(launch_state.environment_id)
@@ -543,19 +548,16 @@ class LaunchService:
 
     def _appointment_for(self, environment: EnvironmentConfig, fhir: FhirAppointment,
                          ehr_user_id: str | None) -> Appointment:
-        """The stored appointment of the CSN, or a minimal one created from the FHIR Appointment."""
+        """The stored appointment of the CSN, or a minimal one made from the FHIR Appointment and not stored yet
+        (no ETag): :meth:`MeetingService.ensure` creates it with its meeting, in one write."""
         assert fhir.csn is not None
         key = f"{environment.id}|{fhir.csn}"
         existing = self._appointments.get(key)
         if existing is None:
             if fhir.status in ("cancelled", "entered-in-error", "noshow"):
                 raise LaunchError("APPOINTMENT_CANCELLED")
-            try:
-                existing = self._appointments.create(minimal_appointment(environment, fhir, ehr_user_id))
-            except AlreadyExists:
-                existing = self._appointments.get(key)
-                if existing is None:
-                    raise LaunchError("APPOINTMENT_NOT_FOUND") from None
+            # Not stored here: the meeting service stores it together with its meeting (one write).
+            return minimal_appointment(environment, fhir, ehr_user_id)
         if existing.status in ENDED_STATUSES:
             raise LaunchError("APPOINTMENT_CANCELLED")
         return existing

@@ -1,5 +1,6 @@
 """One Teams meeting per visit: reuse the meeting stored on the appointment, else ``createOrGet`` it and
-store it with ``If-Match``.
+store it with ``If-Match`` (or, for a visit not stored yet, create the appointment with its meeting in one
+write).
 
 Whoever touches the visit first (provider launch, patient link, later the intake) creates it; a concurrent
 second writer loses the ETag race, re-reads, and finds the meeting (``createOrGet`` with the same organizer
@@ -14,7 +15,7 @@ import logging
 from lib.models import Appointment, EnvironmentConfig, Meeting
 from lib.smart.errors import LaunchError
 from lib.store.appointments import AppointmentRepository
-from lib.store.errors import ConcurrencyConflict
+from lib.store.errors import AlreadyExists, ConcurrencyConflict
 from lib.teams.graph import MEETING_SUBJECT, GraphClient, OrganizerResolver, meeting_external_id
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class MeetingService:
                *, ehr_user_id: str | None = None, department: str | None = None) -> Appointment:
         """``appointment`` with its ``meeting`` set (stored), creating the meeting when it has none.
 
+        An ``appointment`` without an ETag has not been stored yet (a launch before any HL7 message): it is
+        created with its meeting; when someone created it meanwhile, the stored one is used.
+
         ``ehr_user_id`` (the launching clinician) and ``department`` (the launch URL's ``departmentId``) only
         choose the organizer of a meeting created now; an existing meeting is always reused.
 
@@ -60,8 +64,11 @@ class MeetingService:
                     current.start_utc, current.end_utc,
                 )
             try:
-                return self._appointments.replace(dataclasses.replace(current, meeting=meeting))
-            except ConcurrencyConflict:
+                with_meeting = dataclasses.replace(current, meeting=meeting)
+                if current.etag is None:  # a visit first seen now: stored once, with its meeting
+                    return self._appointments.create(with_meeting)
+                return self._appointments.replace(with_meeting)
+            except (ConcurrencyConflict, AlreadyExists):
                 log.info("meeting store lost the race environment=%s; re-reading", environment.id)
                 fresh = self._appointments.get(current.key)
                 if fresh is None:

@@ -113,9 +113,21 @@ def error_page(error: LaunchError, correlation_id: str) -> Page:
     return render(
         "launch_error.html",
         {"message": error.user_message, "code": error.code, "correlation_id": correlation_id,
-         "admin_hint": error.admin_hint, "retry_after": error.retry_after},
+         "admin_hint": error.admin_hint,
+         "retry_advice": retry_advice(error.retry_after) if error.retry_after else None},
         status=error.status, policy=ContentPolicy(allow_forms=False), headers=headers,
     )
+
+
+def retry_advice(seconds: int) -> str:
+    """When to try again, in words: ``Try again in 45 seconds.``, ``... in about 2 minutes.``, ``... an hour.``"""
+    if seconds < 60:
+        return f"Try again in {max(1, seconds)} second{'s' if seconds != 1 else ''}."
+    if seconds < 3600:
+        minutes = round(seconds / 60)
+        return f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
+    hours = round(seconds / 3600)
+    return f"Try again in about {hours} hour{'s' if hours != 1 else ''}."
 
 
 JOIN_SCRIPT = """(function(){

@@ -5,7 +5,7 @@ Run: ``python -m local.standins.epic --port 9401 --tls-dir .local/tls [--emp-pas
 Base URL ``https://127.0.0.1:{port}``; FHIR base (the launch ``iss``) ``{base}/api/FHIR/R4``.
 
 Real contract (SMART App Launch v2 ``app-launch.md``, ``client-confidential-asymmetric.md``,
-``backend-services.md``; Epic's EPIC-OAUTH notes; see ``shared/reference/protocols.md`` §1–§2):
+``backend-services.md``; Epic's EPIC-OAUTH notes; see ``docs/references.md`` (``protocols.md`` §1–§2)):
 
 - ``GET {iss}/.well-known/smart-configuration`` and ``GET {iss}/metadata`` (CapabilityStatement with the
   ``oauth-uris`` extension; the ``Epic-Client-ID`` header is accepted).
@@ -114,6 +114,10 @@ class Launch:
     encounter_id: str
     created: float
     used: bool = False
+    #: token-response fields replaced (``None`` removes one), e.g. ``{"patient": None}``: shapes other EHRs send.
+    token_overrides: dict[str, Any] = field(default_factory=dict)
+    #: an ``iss`` put on the authorization response (RFC 9207), or ``None`` for none (Epic sends none).
+    callback_iss: str | None = None
 
 
 @dataclass
@@ -361,7 +365,10 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
             st.grants[code] = Grant(
                 code=code, client_id=client_id, redirect_uri=redirect_uri, code_challenge=challenge,
                 scope=" ".join(scopes), nonce=params.get("nonce") or None, launch=launch, issued=now)
-        return redirect(_with_query(redirect_uri, {"code": code, "state": state}))
+        answer = {"code": code, "state": state}
+        if launch.callback_iss is not None:
+            answer["iss"] = launch.callback_iss
+        return redirect(_with_query(redirect_uri, answer))
 
     # ---- standalone launch (an Epic user signs in on Epic's login page) -------------------------------
     def standalone(params: dict[str, str], scopes: list[str], fail: Any) -> Response:
@@ -531,6 +538,11 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
             "fhirContext": [{"reference": f"Appointment/{launch.appointment_id}"}],
             "need_patient_banner": "false",
         }
+        for name, value in launch.token_overrides.items():
+            if value is None:
+                body.pop(name, None)
+            else:
+                body[name] = value
         return json_response(body)
 
     # ---- FHIR --------------------------------------------------------------------------------------
@@ -688,6 +700,10 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
         for value in (appt_id, practitioner_id, patient_id, encounter_id):
             if value is not None and not _FHIR_ID.fullmatch(str(value)):
                 return json_response({"error": f"{value!r} is not a valid FHIR id"}, 400)
+        overrides = body.get("token_overrides") or {}
+        callback_iss = body.get("callback_iss")
+        if not isinstance(overrides, dict) or not (callback_iss is None or isinstance(callback_iss, str)):
+            return json_response({"error": "token_overrides must be an object, callback_iss a string"}, 400)
         with st.lock:
             if cid not in st.clients:
                 return json_response({"error": "client_id is not registered"}, 400)
@@ -712,7 +728,8 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
             st.launches[token] = Launch(
                 token=token, client_id=cid, csn=csn, appointment_id=appt_id, context=context,
                 user_id=user_id, practitioner_id=practitioner_id if context == "provider" else None,
-                patient_id=patient_id, encounter_id=encounter_id, created=time.time())
+                patient_id=patient_id, encounter_id=encounter_id, created=time.time(),
+                token_overrides=dict(overrides), callback_iss=callback_iss)
         return json_response({"launch": token, "iss": st.iss, "appointment_id": appt_id,
                               "practitioner_id": practitioner_id, "patient_id": patient_id}, 201)
 

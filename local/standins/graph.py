@@ -88,6 +88,41 @@ LOBBY_SCOPES = {"organizer", "organization", "organizationAndFederated", "everyo
 PREFER_UNKNOWN = {"invited", "organizationExcludingGuests"}
 
 
+def lobby_state(meeting: dict[str, Any], organizer_id: str | None, tenant: str, joiner: dict[str, Any]) -> str:
+    """``Connected`` or ``InLobby``: where a joiner lands under the meeting's ``lobbyBypassSettings``.
+
+    Graph ``lobbyBypassSettings.scope``: ``organizer`` (only the organizer skips the lobby), ``organization``
+    (people of the organizer's tenant, its guests included), ``organizationAndFederated`` (also users of other
+    tenants), ``organizationExcludingGuests``, ``invited`` (the organizer and the invited attendees),
+    ``everyone``; dial-in callers skip it only with ``isDialInBypassEnabled``. ``joiner``:
+    ``{"user_id", "tenant", "guest"}`` for a signed-in Teams user, ``{"dial_in": true}`` for a phone, ``{}``
+    for an anonymous guest (the patient's browser or ACS identity).
+    """
+    settings = meeting.get("lobbyBypassSettings") or {}
+    scope = settings.get("scope", "organization")
+    user_id = joiner.get("user_id")
+    if joiner.get("dial_in"):
+        return "Connected" if settings.get("isDialInBypassEnabled") or scope == "everyone" else "InLobby"
+    if user_id and user_id == organizer_id:
+        return "Connected"
+    if scope == "everyone":
+        return "Connected"
+    if not user_id:
+        return "InLobby"
+    same_tenant = joiner.get("tenant", tenant) == tenant
+    guest = bool(joiner.get("guest"))
+    invited = any(((a.get("identity") or {}).get("user") or {}).get("id") == user_id
+                  for a in (meeting.get("participants") or {}).get("attendees") or () if isinstance(a, dict))
+    admitted = {
+        "organizer": False,
+        "organization": same_tenant,
+        "organizationAndFederated": True,
+        "organizationExcludingGuests": same_tenant and not guest,
+        "invited": invited,
+    }.get(scope, False)
+    return "Connected" if admitted else "InLobby"
+
+
 @dataclass
 class App:
     """An app registration: client id, tenant, certificate (public key + thumbprints), redirect URIs."""
@@ -566,8 +601,10 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
         thread = urllib.parse.unquote(m.group(1).split("/")[0])
         with st.lock:
             meeting = next((mt for mt in st.meetings.values() if mt["chatInfo"]["threadId"] == thread), None)
+            state = lobby_state(meeting, st.meeting_owner.get(meeting["id"]), st.tenant, {}) if meeting else None
             st.joins.append({"meeting_id": meeting["id"] if meeting else None, "thread_id": thread,
-                             "at": _now_iso(), "user_agent": req.header("User-Agent")})
+                             "at": _now_iso(), "user_agent": req.header("User-Agent"), "anonymous": True,
+                             "state": state})
         if meeting is None:
             return html_response("<!doctype html><title>Meeting not found</title><h1>Meeting not found</h1>", 404)
         subject = html.escape(meeting.get("subject") or "Teams meeting")
@@ -642,6 +679,28 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
                 return Response(204)
             return json_response([dict(mt, organizerId=st.meeting_owner.get(mt["id"]))
                                   for mt in st.meetings.values()])
+
+    @app.route("POST", r"/_standin/meetings/([^/]+)/join")
+    def _join_as(req: Request, m: re.Match[str]) -> Response:
+        """A participant joins (a Teams client would): ``{"user_id"?, "tenant"?, "guest"?, "dial_in"?}``
+        -> ``{"state": "Connected" | "InLobby"}`` by the meeting's lobby settings; recorded in ``joins``."""
+        body = req.json() if req.body else {}
+        if not isinstance(body, dict):
+            return json_response({"error": "JSON object expected"}, 400)
+        meeting_id = urllib.parse.unquote(m.group(1))
+        with st.lock:
+            meeting = st.meetings.get(meeting_id)
+            if meeting is None:
+                return _graph_error(404, "NotFound", "The meeting was not found.")
+            user_id = body.get("user_id")
+            if user_id is not None and (not isinstance(user_id, str) or
+                                        (body.get("tenant", st.tenant) == st.tenant and user_id not in st.users)):
+                return json_response({"error": "user_id must be a registered user of the tenant"}, 400)
+            state = lobby_state(meeting, st.meeting_owner.get(meeting_id), st.tenant, body)
+            st.joins.append({"meeting_id": meeting_id, "thread_id": meeting["chatInfo"]["threadId"],
+                             "at": _now_iso(), "user_agent": req.header("User-Agent"), "anonymous": not user_id,
+                             "user_id": user_id, "state": state})
+        return json_response({"state": state})
 
     @app.route("GET", r"/_standin/joins")
     def _joins(req: Request, m: re.Match[str]) -> Response:

@@ -39,6 +39,8 @@ LOCAL_ONLY_SETTINGS: Mapping[str, str] = {
     "SMART_PRIVATE_KEYS_FILE": "PEM file path; in Azure SMART_PRIVATE_KEYS holds the PEM (Key Vault reference)",
     "GRAPH_CLIENT_CERT_FILE": "PEM file path; in Azure GRAPH_CLIENT_CERT holds the PEM (Key Vault reference)",
     "SMART_PRIVATE_KEYS_PRODUCTION_FILE": "PEM file path; in Azure SMART_PRIVATE_KEYS_PRODUCTION (Key Vault reference)",
+    "COSMOS_TRANSACTIONAL_BATCH": "0 only for a Cosmos-compatible server without transactional batches; Cosmos DB "
+                                  "always runs them (default on)",
     "PORTAL_DEV_SIGNIN": "the portal's local sign-in form; refused by lib/settings.py outside the emulators",
 }
 

@@ -3,7 +3,7 @@
 - Stateful: random sequences of S12/S13/S14/S15/S17/S26 for one appointment, delivered out of order, with
   duplicates and redeliveries, always leave the appointment in the state of the newest message by
   (MSH-7, MSH-10), and every resend of an MSH-10 gets the ACK it got the first time.
-- Fuzz at the HTTP function: any bytes, and any mutation of the shared samples, get an ACK or a problem
+- Fuzz at the HTTP function: any bytes, and any mutation of the fixture samples, get an ACK or a problem
   response (never the 503 that hides an exception), in bounded time.
 """
 

@@ -56,7 +56,7 @@ def configure(app, environment_id: str, sample: str):
     return make_environment(app, environment_id, kind="production", time_zone=zone, default_region=region)
 
 
-def test_the_shared_samples_are_all_covered():
+def test_the_fixture_samples_are_all_covered():
     assert len(ALL_SAMPLES) == 22
     assert set(REFUSED) | set(EXPECTED) | {ACK_SAMPLE} <= set(ALL_SAMPLES)
 

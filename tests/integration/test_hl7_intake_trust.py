@@ -226,11 +226,22 @@ def test_store_down_after_authentication_gives_ae_and_503(app, clock, environmen
     assert msa(post_hl7(environment_id, message(control="D1")))[1] == "AA"
 
 
-def test_replay_store_down_gives_503_problem(app, env, cut_store):
+def test_replay_store_down_gives_ae_and_503(app, env, cut_store):
+    """The signature's single use is checked with the message's record (one round trip): the store being
+    down there is a store outage like any other, answered AE so the engine resends."""
     services, proxy = cut_store
     assert services.repos.environments.get(env.id) is not None
     proxy.cut()
     body = message()
+    result = services.intake.handle(env.id, body, default_signer().headers(env.id, body))
+    assert (result.status, result.ack_code) == (503, "AE")
+
+
+def test_replay_store_down_for_a_body_that_is_not_hl7_gives_503_problem(app, env, cut_store):
+    services, proxy = cut_store
+    assert services.repos.environments.get(env.id) is not None
+    proxy.cut()
+    body = b"not an HL7 message"
     result = services.intake.handle(env.id, body, default_signer().headers(env.id, body))
     assert result.status == 503
     assert result.content_type == "application/problem+json"

@@ -2,7 +2,7 @@
 
 Runs (1) the end-to-end demo scenario (``local.demo.run_demo("test")``: the dev runner as a subprocess,
 its log file ``.local/run/test/devrunner.log`` read afterwards, plus the in-process parts under
-``caplog``) and (2) bad inputs posted in-process (every shared HL7 sample, broken and unsigned messages,
+``caplog``) and (2) bad inputs posted in-process (every HL7 fixture sample, broken and unsigned messages,
 an ACK, bad launches and join links). Then it looks for every phone number (formatted, E.164, digits),
 HL7 segment text, bearer token, JWT, OAuth code, join-link token and patient name that went in, in
 every record's message and exception text and in the dev runner's log. The redaction is not told any
@@ -106,7 +106,7 @@ def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
     env = make_environment(app, environment_id)
     start = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
 
-    for raw in raws:  # every shared sample, as it is (accepted or rejected)
+    for raw in raws:  # every fixture sample, as it is (accepted or rejected)
         post_hl7(env.id, raw)
     bad = [
         b'{"hello": "world"}',
@@ -167,7 +167,7 @@ def test_demo_scenario_leaves_no_phi_in_logs(service_settings, caplog):
 
 def test_the_checks_would_catch_a_leak():
     names, phones, _ = sample_phi()
-    assert names and phones, "the shared samples carry names and phone numbers"
+    assert names and phones, "the fixture samples carry names and phone numbers"
     leaked = [f"texting {DEMO_PHONE}", "PID|1||Z999001||PATIENT^DEMO", "Authorization: Bearer abcdefgh12345",
               f"patient {names[0]} arrived", "GET /api/launch/callback?code=abc"]
     assert len(_leaks(leaked, [*DEMO_PHONES, *DEMO_NAMES, *DEMO_SEGMENTS], names)) >= len(leaked)

@@ -58,7 +58,7 @@ def test_rejected_message_is_listed_without_its_body_then_replayed_after_the_fix
     assert rejected.show_rejected(app, env.id, entry["id"]) is not None
 
     make_environment(app, env.id, kind="production")  # the fix: production sends MSH-11 P
-    app.repos.environments._cache.clear()
+    app.repos.environments.forget(env.id)
     code, result = run_ops(app, capsys, "hl7", "rejected", "replay", "--env", env.id, "--id", entry["id"])
     assert code == 0 and result == {"status": 200, "ackCode": "AA", "accepted": True, "textsQueued": 1}
     assert rejected.show_rejected(app, env.id, entry["id"]) is None

@@ -345,3 +345,31 @@ def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_warmup_function_runs_once_at_start_before_http_is_served() -> None:
+    import azure.functions as func
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    events: list[str] = []
+
+    @app.function_name("warmup")
+    @app.warm_up_trigger("warmup")
+    def warmup(warmup: object) -> None:
+        events.append("warmup")
+
+    @app.route(route="ping", methods=["GET"])
+    def ping(req: func.HttpRequest) -> func.HttpResponse:
+        events.append("ping")
+        return func.HttpResponse("pong")
+
+    runner = DevRunner(app, port=0, host_json=None, timers=False, queues=False)
+    runner.start()
+    try:
+        assert events == ["warmup"]
+        connection = http.client.HTTPConnection("127.0.0.1", runner.port, timeout=10)
+        connection.request("GET", "/api/ping")
+        assert connection.getresponse().read() == b"pong"
+    finally:
+        runner.stop(timeout=5)
+    assert events == ["warmup", "ping"]

@@ -76,8 +76,10 @@ EXPECTED_HTTP = {
     "portal_phone_number_purchase": ("portal/phone-numbers/purchases/{purchaseId}", ["GET"]),
     "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
-EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison"}
+EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
+                   "report_update": "report-updates"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}
+EXPECTED_WARMUP = {"warmup"}  # the host requires this name (functions-bindings-warmup)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def trigger(fn) -> dict:
 
 
 def test_exactly_the_expected_functions_are_registered(functions):
-    assert set(functions) == set(EXPECTED_HTTP) | set(EXPECTED_QUEUES) | set(EXPECTED_TIMERS)
+    assert set(functions) == set(EXPECTED_HTTP) | set(EXPECTED_QUEUES) | set(EXPECTED_TIMERS) | EXPECTED_WARMUP
 
 
 @pytest.mark.parametrize(("name", "route_methods"), sorted(EXPECTED_HTTP.items()))
@@ -122,6 +124,10 @@ def test_reminder_timer_runs_every_minute_and_not_on_startup(functions):
     assert not t.get("runOnStartup", False)
 
 
+def test_the_warmup_function_is_a_warmup_trigger(functions):
+    assert trigger(functions["warmup"])["type"] == "warmupTrigger"
+
+
 def test_every_binding_name_is_a_parameter_of_its_function(functions):
     for name, fn in functions.items():
         params = set(inspect.signature(fn.get_user_function()).parameters)
@@ -136,7 +142,7 @@ def test_import_has_no_side_effects_with_an_empty_environment():
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout) == len(EXPECTED_HTTP) + len(EXPECTED_QUEUES) + len(EXPECTED_TIMERS)
+    assert int(result.stdout) == len(EXPECTED_HTTP) + len(EXPECTED_QUEUES) + len(EXPECTED_TIMERS) + len(EXPECTED_WARMUP)
 
 
 def test_import_loads_no_heavy_sdk():

@@ -1,7 +1,7 @@
-"""Fixtures for the HL7 tests: the shared real-world samples and a builder for fictional messages.
+"""Fixtures for the HL7 tests: the real-world samples and a builder for fictional messages.
 
-The shared samples live beside the checkout (``<checkout>/../shared/hl7-samples``); they are read
-in binary and used exactly as they are (see their SOURCES.md).
+The samples live in this repository under ``tests/fixtures/hl7-samples`` (provenance in their SOURCES.md);
+they are read in binary and used exactly as they are.
 """
 
 from __future__ import annotations
@@ -10,20 +10,7 @@ from pathlib import Path
 
 __all__ = ["SAMPLES_DIR", "SITE", "load_sample", "sample_names", "siu"]
 
-
-def _find_samples_dir() -> Path:
-    here = Path(__file__).resolve()
-    checkout = here.parents[3]
-    candidate = checkout.parent / "shared" / "hl7-samples"
-    if candidate.is_dir():
-        return candidate
-    for parent in here.parents:  # fallback: any ancestor holding shared/hl7-samples
-        if (parent / "shared" / "hl7-samples").is_dir():
-            return parent / "shared" / "hl7-samples"
-    return candidate
-
-
-SAMPLES_DIR = _find_samples_dir()
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "hl7-samples"
 
 #: Time zone and phone region of each sample's sender (prefix -> (IANA zone, ISO region)), from SOURCES.md.
 SITE = {
@@ -43,7 +30,7 @@ SITE = {
 
 
 def load_sample(name: str) -> bytes:
-    """Bytes of one shared sample, e.g. ``load_sample("01-epic-cadence-spec-s12-v23.hl7")``.
+    """Bytes of one sample, e.g. ``load_sample("01-epic-cadence-spec-s12-v23.hl7")``.
 
     A unique prefix such as ``"01"`` or ``"01-"`` also works.
     """
@@ -57,7 +44,7 @@ def load_sample(name: str) -> bytes:
 
 
 def sample_names() -> list[str]:
-    """File names of all shared samples (``*.hl7``), sorted."""
+    """File names of all samples (``*.hl7``), sorted."""
     return sorted(p.name for p in SAMPLES_DIR.glob("*.hl7"))
 
 

@@ -1,6 +1,6 @@
 """Differential test: our focused ER7 reader against python-hl7 (the oracle), field by field.
 
-For every shared sample and for mutated messages, every raw field/component value that
+For every fixture sample and for mutated messages, every raw field/component value that
 ``lib.hl7`` reads is compared with python-hl7's ``extract_field`` (escapes left in place) after the
 same decoding and line-ending normalisation (python-hl7 splits only on ``\\r``, hl7.md §10).
 

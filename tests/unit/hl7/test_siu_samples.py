@@ -1,4 +1,4 @@
-"""Every shared sample (as it is, read in binary) parses to exact values or is rejected with a known code.
+"""Every fixture sample (as it is, read in binary) parses to exact values or is rejected with a known code.
 
 Per-sample configuration = the time zone and phone region of the sender's site (from SOURCES.md).
 """

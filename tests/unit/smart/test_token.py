@@ -8,7 +8,8 @@ import pytest
 
 from lib.smart.errors import LaunchError
 from lib.smart.keys import SmartKeys
-from lib.smart.token import exchange_code, loose_bool, parse_token_response, request_backend_token
+from lib.smart.token import exchange_code, logical_id, loose_bool, parse_token_response, request_backend_token
+from lib.smart.transport import retry_after_seconds
 from tests.unit.smart.fake_http import fake_client
 from tests.unit.smart.keys_for_tests import ec_pem, rsa_pem
 
@@ -82,7 +83,7 @@ def test_backend_grant_is_client_credentials_with_scope():
     (400, "unauthorized_client", "EPIC_CLIENT_NOT_MAPPED"),
     (400, "invalid_scope", "EPIC_SCOPE_NOT_GRANTED"),
     (400, "server_said_no", "EPIC_OAUTH_ERROR"),
-    (429, "invalid_grant", "EPIC_UNAVAILABLE"),
+    (429, "invalid_grant", "EPIC_THROTTLED"),
     (503, "invalid_grant", "EPIC_UNAVAILABLE"),
 ])
 def test_token_errors_get_the_page_that_says_what_to_fix(status, error, code):
@@ -108,3 +109,44 @@ def test_code_exchange_can_sign_with_es384():
     assertion = fake.calls[0].form["client_assertion"]
     header = jwt.decode(assertion, keys.signer("ES384")[0], algorithms=["ES384"]).header
     assert header["alg"] == "ES384" and header["kid"] == keys.jwks()["keys"][1]["kid"]
+
+
+@pytest.mark.parametrize(("reference", "expected"), [
+    ("456", "456"), ("Appointment/456", "456"), ("https://ehr.example.org/api/FHIR/R4/Appointment/456", "456"),
+    ("Appointment/456/_history/2", "456"), ("Appointment/456?x=1", "456"), (" Appointment/456/ ", "456"),
+    ("Patient/456", None), ("Appointment/", None), ("Appointment/a b", None), ("", None),
+    ("Appointment/" + "x" * 65, None),
+])
+def test_top_level_references_are_normalised_like_fhir_context(reference, expected):
+    assert logical_id(reference, "Appointment") == expected
+    resp = parse_token_response({"access_token": "at", "appointment": reference})
+    assert resp.context.appointment_id() == expected
+
+
+def test_a_bare_id_in_fhir_context_counts_only_with_its_type():
+    assert parse_token_response({"access_token": "at", "fhirContext": [{"reference": "a1"}]}).context \
+        .appointment_id() is None
+    assert parse_token_response({"access_token": "at", "fhirContext": [{"reference": "a1", "type": "Appointment"}]}) \
+        .context.appointment_id() == "a1"
+
+
+@pytest.mark.parametrize(("status", "retry_after", "code", "wait"), [
+    (429, "120", "EPIC_THROTTLED", 120), (503, "7", "EPIC_UNAVAILABLE", 7),
+    (429, "Tue, 03 Mar 2099 14:00:00 GMT", "EPIC_THROTTLED", 86400), (500, None, "EPIC_UNAVAILABLE", 30),
+    (429, "soon", "EPIC_THROTTLED", 30),
+])
+def test_token_endpoint_busy_answers_carry_the_retry_after_wait(status, retry_after, code, wait):
+    http, fake = fake_client()
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    fake.on("POST", TOKEN_URL, (status, {"error": "temporarily_unavailable"}, headers))
+    with pytest.raises(LaunchError) as err:
+        exchange_code(http, token_endpoint=TOKEN_URL, code="c", redirect_uri="https://app/cb", code_verifier="v" * 43,
+                      client_id="c1", keys=SmartKeys.from_pem(rsa_pem("a")), now=NOW)
+    assert (err.value.code, err.value.retry_after) == (code, wait)
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    assert retry_after_seconds("30") == 30
+    assert retry_after_seconds("Tue, 03 Mar 2026 14:01:30 GMT", now=NOW) == 90
+    assert retry_after_seconds("Tue, 03 Mar 2026 13:00:00 GMT", now=NOW) == 0
+    assert retry_after_seconds("-5") is None and retry_after_seconds("") is None

@@ -33,7 +33,7 @@ def meeting_doc(**overrides: object) -> dict:
     return doc
 
 
-def test_create_or_get_sends_lobby_for_organizer_subject_times_and_bearer():
+def test_create_or_get_sends_lobby_for_the_organization_subject_times_and_bearer():
     graph, fake = client()
     fake.on("POST", URL, (201, meeting_doc()))
     meeting = graph.create_or_get_meeting("org-1", "vv1-abc", "Video visit", START, END)
@@ -41,7 +41,7 @@ def test_create_or_get_sends_lobby_for_organizer_subject_times_and_bearer():
     assert call.headers["Authorization"] == "Bearer app-token"
     assert call.json() == {
         "externalId": "vv1-abc", "subject": "Video visit",
-        "lobbyBypassSettings": {"scope": "organizer", "isDialInBypassEnabled": False},
+        "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": False},
         "startDateTime": "2026-03-03T19:30:00Z", "endDateTime": "2026-03-03T20:00:00Z",
     }
     assert (meeting.id, meeting.join_url, meeting.organizer_id, meeting.external_id) == \

@@ -35,6 +35,7 @@ class Environments:
 class LaunchStates:
     def __init__(self) -> None:
         self.docs: dict[str, LaunchState] = {}
+        self.taken: set[str] = set()
 
     def create(self, state: LaunchState) -> None:
         if state.state in self.docs:
@@ -50,6 +51,17 @@ class LaunchStates:
             return False
         del self.docs[state.state]
         return True
+
+    def take(self, state: str, browser_binding: str, *, now: datetime) -> LaunchState | str:
+        """Like the store's conditional patch: the used mark is dropping the state."""
+        stored = self.docs.get(state)
+        if stored is None or stored.expired(now):
+            return "used" if stored is None and state in self.taken else "unknown"
+        if stored.browser_binding != browser_binding:
+            return "other_browser"
+        del self.docs[state]
+        self.taken.add(state)
+        return stored
 
 
 class Appointments:

@@ -57,6 +57,8 @@ class World:
         self.environments = fakes.Environments(self.env, *others)
         #: id_token claim overrides (``None`` value drops a claim) and the key that signs it (attack tests).
         self.id_claims: dict[str, Any] = {}
+        #: token response overrides (``None`` drops a field).
+        self.token_extra: dict[str, Any] = {}
         self.id_key = EPIC_KEY
         self.states = fakes.LaunchStates()
         self.appointments = fakes.Appointments()
@@ -78,7 +80,9 @@ class World:
         self.fake.on("GET", f"{ISS}/Appointment/fa-1", (200, {
             "resourceType": "Appointment", "id": "fa-1", "status": "booked",
             "identifier": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.3.698084.8", "value": CSN}],
-            "start": "2026-03-03T19:30:00Z", "end": "2026-03-03T20:00:00Z"}))
+            "start": "2026-03-03T19:30:00Z", "end": "2026-03-03T20:00:00Z",
+            "participant": [{"actor": {"reference": "Practitioner/E1001"}, "status": "accepted"},
+                            {"actor": {"reference": "Patient/p1"}, "status": "accepted"}]}))
         self.fake.on("POST", f"{GRAPH}/users/org-1/onlineMeetings/createOrGet", (201, {
             "id": "m-1", "joinWebUrl": "https://teams.example.org/l/meetup-join/m1"}))
         graph = GraphClient(base_url=GRAPH, tokens=Tokens(), http=self.http)
@@ -102,8 +106,9 @@ class World:
                   "iat": t, "exp": t + 300, "nonce": self.nonce, **self.id_claims}
         claims = {k: v for k, v in claims.items() if v is not None}
         id_token = jwt.encode({"alg": "RS256", "kid": "epic-1"}, claims, self.id_key)
-        return 200, {"access_token": "at-1", "token_type": "bearer", "expires_in": 3240, "id_token": id_token,
-                     "appointment": "fa-1", "need_patient_banner": "false"}
+        body = {"access_token": "at-1", "token_type": "bearer", "expires_in": 3240, "id_token": id_token,
+                "appointment": "fa-1", "patient": "p1", "need_patient_banner": "false", **self.token_extra}
+        return 200, {k: v for k, v in body.items() if v is not None}
 
     def begin(self, kind: str = "provider", cookie: str | None = None, **query: str) -> Redirect | Page:
         params = {"iss": ISS, "launch": "launch-1", **query}
@@ -149,11 +154,25 @@ def test_an_unapproved_environment_is_refused_without_any_outbound_call():
     assert world.fake.calls == []
 
 
-@pytest.mark.parametrize(("query", "code"), [({"launch": "x"}, "ISS_MISSING"), ({"iss": ISS}, "LAUNCH_MISSING")])
-def test_missing_launch_parameters(query, code):
+@pytest.mark.parametrize(("query", "code"), [
+    ({"launch": "x"}, "ISS_MISSING"), ({"iss": " ", "launch": "x"}, "ISS_MISSING"),
+    ({"iss": ISS}, "LAUNCH_MISSING"), ({"iss": ISS, "launch": ""}, "LAUNCH_MISSING"),
+    ({"iss": ISS, "launch": "   "}, "LAUNCH_INVALID"), ({"iss": ISS, "launch": "a" * 4097}, "LAUNCH_INVALID"),
+    ({"iss": ISS, "launch": "abc\x00def"}, "LAUNCH_INVALID"), ({"iss": ISS, "launch": "abc def"}, "LAUNCH_INVALID"),
+    ({"iss": ISS + "/" + "a" * 2048, "launch": "x"}, "ISS_NOT_ALLOWED"),
+])
+def test_absent_blank_or_absurd_launch_parameters_are_refused_before_anything_is_stored(query, code):
+    world = World()
     with pytest.raises(LaunchError) as err:
-        World().service.begin("provider", query, None)
+        world.service.begin("provider", query, None)
     assert err.value.code == code
+    assert world.states.docs == {} and world.fake.calls == []
+
+
+def test_a_long_jwt_launch_token_is_accepted():
+    world = World()
+    result = world.begin(launch="eyJ" + "a" * 4000)
+    assert world.authorize_params(result)["launch"] == "eyJ" + "a" * 4000  # type: ignore[arg-type]
 
 
 def test_begin_redirects_to_authorize_with_state_bound_to_a_new_cookie():
@@ -240,13 +259,24 @@ def test_a_replayed_callback_is_refused():
     assert sum(c.path_url.endswith("/token") for c in world.fake.calls) == 1
 
 
-def test_iss_on_the_callback_is_ignored():
+@pytest.mark.parametrize("iss", [f"{BASE}/oauth2", ISS])
+def test_an_iss_on_the_callback_naming_the_launchs_server_is_accepted(iss):
     world = World()
     result = world.begin()
     state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
-    redirect = world.service.complete({"code": "c", "state": state, "iss": "https://attacker.example.net/fhir"},
-                                      cookie_of(result))
+    redirect = world.service.complete({"code": "c", "state": state, "iss": iss}, cookie_of(result))
     assert redirect.location == "https://teams.example.org/l/meetup-join/m1"
+
+
+@pytest.mark.parametrize("iss", ["https://attacker.example.net/fhir", f"{BASE}/oauth2/", ""])
+def test_an_iss_on_the_callback_naming_another_server_is_refused_before_the_token_call(iss):
+    world = World()
+    result = world.begin()
+    state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
+    with pytest.raises(LaunchError) as err:
+        world.service.complete({"code": "c", "state": state, "iss": iss}, cookie_of(result))
+    assert err.value.code == "CALLBACK_ISS_MISMATCH"
+    assert not any(c.path_url.endswith("/token") for c in world.fake.calls)
     assert all("attacker" not in c.url for c in world.fake.calls)
 
 
@@ -358,6 +388,40 @@ def test_an_unapproved_url_is_refused_even_when_another_url_of_the_environment_i
         world.service.begin("provider", {"iss": ISS + "x", "launch": "l"}, None)
     assert err.value.code == "ENVIRONMENT_NOT_APPROVED"
     assert world.fake.calls == []
+
+
+@pytest.mark.parametrize("patient", ["p1", "Patient/p1", f"{ISS}/Patient/p1"])
+def test_patient_launch_accepts_the_appointments_patient_in_any_reference_form(patient):
+    world = World(id_user="Patient/p1")
+    world.token_extra = {"patient": patient}
+    result = world.begin("patient")
+    state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
+    assert world.service.complete({"code": "c", "state": state}, cookie_of(result)).location.startswith(
+        f"{PUBLIC}/api/join/")
+
+
+@pytest.mark.parametrize(("patient", "code"), [("p2", "PATIENT_MISMATCH"), ("Patient/p2", "PATIENT_MISMATCH"),
+                                               ("Practitioner/p1", "PATIENT_CONTEXT_MISSING"),
+                                               (None, "PATIENT_CONTEXT_MISSING"), ("", "PATIENT_CONTEXT_MISSING")])
+def test_patient_launch_for_another_patients_visit_gets_no_join_link(patient, code):
+    world = World(id_user="Patient/p1")
+    world.token_extra = {"patient": patient}
+    result = world.begin("patient")
+    state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
+    with pytest.raises(LaunchError) as err:
+        world.service.complete({"code": "c", "state": state}, cookie_of(result))
+    assert err.value.code == code
+    assert world.links.docs == {} and world.appointments.docs == {}
+
+
+def test_top_level_appointment_reference_is_normalised():
+    world = World()
+    world.token_extra = {"appointment": "Appointment/fa-1"}
+    result = world.begin()
+    state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
+    assert world.service.complete({"code": "c", "state": state}, cookie_of(result)).location == \
+        "https://teams.example.org/l/meetup-join/m1"
+    assert any(c.url == f"{ISS}/Appointment/fa-1" for c in world.fake.calls)
 
 
 def test_missing_fallback_organizer_is_organizer_missing():

@@ -22,7 +22,7 @@ def test_an_undefined_template_variable_is_an_error_not_an_empty_string():
 
 def test_rendered_page_links_the_stylesheet_by_content_version_and_has_no_inline_style_or_script():
     page = render("launch_error.html", {"message": "m", "code": "C", "correlation_id": "r", "admin_hint": "h",
-                                        "retry_after": None}, status=418)
+                                        "retry_advice": None}, status=418)
     assert page.status == 418
     assert f'href="{static_url("css/site.css")}"' in page.html
     assert "<style" not in page.html and "<script" not in page.html

@@ -1,0 +1,99 @@
+"""Environment look-ups under a flood of unknown IDs: bounded caches, a rate-limited keep of their bodies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from lib.scheduling.intake import IntakeService
+from lib.scheduling.keep_limit import KeepLimiter
+from lib.store.environments import CACHE_SIZE, UNKNOWN_CACHE_SIZE, EnvironmentRepository
+from local.siu_builder import siu
+from tests.support.environments import make_environment
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_flood_of_unknown_ids_is_remembered_only_up_to_the_small_bound(app):
+    repo = EnvironmentRepository(app.store)
+    for i in range(UNKNOWN_CACHE_SIZE + 36):
+        assert repo.get(f"nobody-{i}") is None
+    assert repo.cached() == (0, UNKNOWN_CACHE_SIZE)
+    assert UNKNOWN_CACHE_SIZE < CACHE_SIZE
+
+
+def test_a_cached_environment_is_read_again_once_it_is_older_than_the_cache_age(app, environment_id):
+    clock = FakeMonotonic()
+    repo = EnvironmentRepository(app.store, cache_seconds=30, monotonic=clock)
+    config = make_environment(app, environment_id)
+    assert repo.get(environment_id).display_name == "Contoso Health"
+    app.store.container("environments").upsert_item(
+        dataclasses.replace(config, display_name="Renamed Health").to_doc())  # another instance's change
+    clock.now += 29
+    assert repo.get(environment_id).display_name == "Contoso Health"
+    clock.now += 2
+    assert repo.get(environment_id).display_name == "Renamed Health"
+
+
+def test_an_unknown_id_is_forgotten_after_a_few_seconds_so_a_new_environment_is_found(app, environment_id):
+    clock = FakeMonotonic()
+    repo = EnvironmentRepository(app.store, monotonic=clock)
+    assert repo.get(environment_id) is None
+    make_environment(app, environment_id)  # through another repository: this one is not told
+    assert repo.get(environment_id) is None
+    clock.now += 6
+    assert repo.get(environment_id) is not None
+
+
+def test_launch_routing_reads_the_environment_list_once_per_cache_age(app, environment_id):
+    clock = FakeMonotonic()
+    repo = EnvironmentRepository(app.store, monotonic=clock)
+    url = f"https://fhir.example.org/{environment_id}/api/FHIR/R4"
+    make_environment(app, environment_id, fhir_base_urls=(url,))
+    queries = []
+    container = repo._container
+    original = container.query_items
+
+    def counted(*args, **kwargs):
+        queries.append(args)
+        return original(*args, **kwargs)
+
+    container.query_items = counted
+    try:
+        for _ in range(5):
+            assert repo.find_by_fhir_base_url(url).id == environment_id
+            assert repo.find_by_fhir_base_url(url + "/other") is None
+        assert len(queries) == 1
+        clock.now += 31
+        repo.find_by_fhir_base_url(url)
+        assert len(queries) == 2
+    finally:
+        container.query_items = original
+
+
+def test_bodies_sent_to_unknown_environments_are_kept_only_up_to_the_budget(app, clock):
+    clock.set(NOW)
+    r = app.repos
+    intake = IntakeService(
+        environments=r.environments, appointments=r.appointments, contacts=r.contacts, outbox=r.outbox,
+        links=r.links, processed=r.processed, rejected=r.rejected, verifier=app.intake._verifier,
+        clock=app.clock, unknown_keeps=KeepLimiter(per_minute=3),
+    )
+    answers = [intake.handle("no-such-env-flood", siu("S12", csn="1", start=NOW, control_id=f"F{i}", sent=NOW), {})
+               for i in range(5)]
+    assert [a.status for a in answers] == [404] * 5
+    kept = ["rejectedMessageId" in json.loads(a.body) for a in answers]
+    assert kept == [True, True, True, False, False]
