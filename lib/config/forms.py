@@ -63,6 +63,10 @@ COPY: dict[str, FieldCopy] = {
     "client_assertion_alg": FieldCopy("Client assertion algorithm", "RS384 or ES384."),
     "encrypted_fields": FieldCopy("Encrypted link field names", "One per line: our name = the name Epic sends."),
     "encrypted_max_age_seconds": FieldCopy("Encrypted link maximum age (seconds)"),
+    "monthly_visit_allocation": FieldCopy("Visits per month (licences)", "The reports mark each visit within it "
+                                                                         "or not; empty: not tracked."),
+    "report_clinician_names": FieldCopy("Show clinicians' names in reports", "Off: clinicians appear by their "
+                                                                             "EHR user ID only."),
 }
 
 
@@ -154,7 +158,8 @@ class FormProblem(ValueError):
 
 
 def parse_form(form: dict[str, list[str]], *, creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
-    """The typed body (for ``EnvironmentCreate``/``EnvironmentChange``) and the raw texts of the form.
+    """The typed body (for ``EnvironmentCreate``/``EnvironmentChange``) and the raw texts of the form. An
+    unticked checkbox is ``False``; a field absent from the post is left out.
 
     Raises:
         FormProblem: a ``key = value`` line without ``=``.
@@ -163,9 +168,11 @@ def parse_form(form: dict[str, list[str]], *, creating: bool) -> tuple[dict[str,
     body: dict[str, Any] = {}
     raw: dict[str, str] = {}
     for name in editable_names(creating):
+        widget = "text" if name == "id" else _widget(hints[name])[0]
+        if name not in form and widget != "checkbox":
+            continue  # not on the posted form (an unselected radio group): unchanged, or required on create
         text = (form.get(name) or [""])[0]
         raw[name] = text
-        widget = "text" if name == "id" else _widget(hints[name])[0]
         if widget == "checkbox":
             body[name] = text == "on"
         elif widget == "lines":
@@ -180,13 +187,8 @@ def parse_form(form: dict[str, list[str]], *, creating: bool) -> tuple[dict[str,
                     raise FormProblem(name, f"'{line}': write key = value")
                 pairs[key.strip()] = value.strip()
             body[name] = pairs
-        elif widget == "number":
-            body[name] = text.strip()
-        else:
+        else:  # text and number: pydantic reads the number; an empty optional field means "not set"
             stripped = text.strip()
             optional = type(None) in typing.get_args(hints.get(name, str))
-            if stripped or not optional:
-                body[name] = stripped
-            else:
-                body[name] = None
+            body[name] = stripped if stripped or not optional else None
     return body, raw

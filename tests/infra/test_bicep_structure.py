@@ -1005,3 +1005,16 @@ def test_pycep_parses_every_template_when_installed():
     for path in sorted(INFRA.rglob("*.bicep")):
         tree = parser.parse(text=path.read_text(encoding="utf-8"))
         assert tree.get("resources") or tree.get("modules"), path
+
+
+def test_app_service_authentication_signs_portal_users_in_and_leaves_the_other_routes_anonymous():
+    auth = only(bicep("app/functionapp.bicep"), "Microsoft.Web/sites/config")
+    assert auth.get("name") == "'authsettingsV2'"
+    assert auth.get("properties.platform.enabled") == "true"
+    assert auth.get("properties.globalValidation.requireAuthentication") == "false"
+    assert auth.get("properties.globalValidation.unauthenticatedClientAction") == "'AllowAnonymous'"
+    assert auth.get("properties.identityProviders.azureActiveDirectory.registration.clientId") == "portalClientId"
+    main = bicep("main.bicep")
+    app = main.symbol("functionApp")
+    assert app is not None
+    assert parse_object(app.get("params") or "{}")["portalClientId"] == "portalClientId"
