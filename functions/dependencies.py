@@ -391,8 +391,6 @@ class _PortalServices:
         from lib.config.operations import OperationStore
         from lib.config.phone_numbers import PhoneNumberService
         from lib.smart.id_token import IdTokenVerifier
-        from lib.store.environments import EnvironmentRepository
-
         s = svc.settings
         self.public_base_url = s.public_base_url
         self.access = Access(secret=s.link_signing_key, easy_auth_enabled=s.easy_auth_enabled,
@@ -402,9 +400,10 @@ class _PortalServices:
         self.csrf = CsrfTokens(s.link_signing_key)
         self.audit = AuditLog(svc.store)
         self.operations = OperationStore(svc.store)
-        # The portal reads fresh (no cache): an admin sees what is stored.
+        # The app's own repository: its all() reads fresh (an admin sees what is stored) and its put() drops this
+        # process's caches, so launches here see a change at once (other instances within the cache's 30 s).
         self.environments = EnvironmentAdmin(
-            environments=EnvironmentRepository(svc.store, cache_seconds=0), audit=self.audit, clock=svc.clock,
+            environments=svc.repos.environments, audit=self.audit, clock=svc.clock,
             public_base_url=s.public_base_url, discover=self._discover_problem)
         self._svc = svc
         self.certificates = CertificateAdmin(admin=self.environments, clock=SystemClock())
