@@ -318,7 +318,31 @@ class Services:
             signin_states=SignInStateRepository(self.store),
             encrypted_keys=self.settings.epic_cal_keys.get,
             used_links=UsedLinkRepository(self.store),
+            redirect_origins=self.launch_redirect_origins,
         )
+
+    @property
+    def launch_redirect_origins(self) -> tuple[str, ...]:
+        """Where a launch's redirect chain may go after our callback: the Entra authority, the Teams hosts."""
+        from lib.visits.framing import origin_of
+
+        origins = (origin_of(self.settings.graph_authority_host), *self.settings.teams_join_origins)
+        return tuple(dict.fromkeys(o for o in origins if o))
+
+    @cached_property
+    def frame_origins(self) -> Any:
+        """Every environment's frame origins (cached a minute), for error pages of no known environment."""
+        from lib.visits.framing import KnownFrameOrigins
+
+        return KnownFrameOrigins(self.repos.environments.all)
+
+    @cached_property
+    def throttle(self) -> Any:
+        """Per-process rate limits of anonymous launch attempts and secret guesses (lib/visits/throttle.py)."""
+        from lib.visits.throttle import AnonymousThrottle
+
+        return AnonymousThrottle(launch_limit=self.settings.launch_rate_limit,
+                                 guess_limit=self.settings.guess_rate_limit)
 
     @cached_property
     def join(self) -> Any:
@@ -328,7 +352,7 @@ class Services:
         r = self.repos
         return JoinService(join_links=self.join_links, links=r.links, appointments=r.appointments,
                            environments=r.environments, meetings=self.meetings, events=self.visit_events,
-                           clock=self.clock)
+                           clock=self.clock, public_base_url=self.settings.public_base_url)
 
     @cached_property
     def ehr_writeback(self) -> Any:

@@ -59,6 +59,17 @@ def _respond(result: Any, correlation: str) -> func.HttpResponse:
                              mimetype="text/html", charset="utf-8")
 
 
+def _frame_ancestors(error: Any) -> tuple[str, ...]:
+    """Who may frame an error page: anyone for ``FRAME_NOT_ALLOWED`` (it must be readable in the frame it
+    refuses), else every environment's Epic origins (the environment may not be known yet)."""
+    if error.code == "FRAME_NOT_ALLOWED":
+        return ("*",)
+    try:
+        return services().frame_origins.origins()  # type: ignore[no-any-return]
+    except Exception:  # settings broken: the page is still shown, framable by us only
+        return ()
+
+
 def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
     """The one mapping of failures to the HTML error page (code, fix, correlation ID)."""
     from lib.smart.errors import LaunchError
@@ -74,7 +85,7 @@ def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
     else:
         error = LaunchError("INTERNAL_ERROR")
         log.error("%s failed code=INTERNAL_ERROR type=%s correlation=%s", where, type(exc).__name__, correlation)
-    return _respond(error_page(error, correlation), correlation)
+    return _respond(error_page(error, correlation, frame_ancestors=_frame_ancestors(error)), correlation)
 
 
 def _with_urls(error: Any) -> Any:
@@ -89,12 +100,61 @@ def _with_urls(error: Any) -> Any:
     return error
 
 
+def _rate_limited(refusal: Any) -> Exception:
+    from lib.smart.errors import LaunchError
+
+    return LaunchError("RATE_LIMITED", retry_after=refusal.retry_after)
+
+
+def _client(req: func.HttpRequest) -> str:
+    from lib.visits.throttle import client_address
+
+    return client_address(req.headers)
+
+
+def _frame(req: func.HttpRequest) -> Any:
+    from lib.visits.framing import FrameContext
+
+    return FrameContext.from_headers(req.headers)
+
+
+#: Codes that mean "the secret presented (state, join link) is not one we issued": counted as guesses.
+GUESS_CODES = frozenset({"STATE_INVALID", "STATE_MISSING", "LINK_INVALID"})
+
+
+def _count_guess(exc: Exception, client: str) -> None:
+    if getattr(exc, "code", None) in GUESS_CODES:
+        services().throttle.failed_guess(client)
+
+
 def _begin(req: func.HttpRequest, kind: str) -> func.HttpResponse:
     correlation = correlation_id(req)
     try:
-        result = services().launch.begin(kind, _query(req), _cookie(req, LAUNCH_COOKIE), correlation_id=correlation)
+        refusal = services().throttle.launch_attempt(_client(req))
+        if refusal is not None:
+            log.warning("launch_%s refused code=RATE_LIMITED correlation=%s", kind, correlation)
+            raise _rate_limited(refusal)
+        result = services().launch.begin(kind, _query(req), _cookie(req, LAUNCH_COOKIE), correlation_id=correlation,
+                                         frame=_frame(req))
     except Exception as exc:
         return _error(exc, correlation, f"launch_{kind}")
+    return _respond(result, correlation)
+
+
+def _guarded(req: func.HttpRequest, where: str, call: Any) -> func.HttpResponse:
+    """Run ``call()`` for a request that presents a secret: refused while its address is over the guess
+    limit, and a failure that means "unknown secret" counts against it."""
+    correlation = correlation_id(req)
+    client = _client(req)
+    try:
+        refusal = services().throttle.guesses_exhausted(client)
+        if refusal is not None:
+            log.warning("%s refused code=RATE_LIMITED correlation=%s", where, correlation)
+            raise _rate_limited(refusal)
+        result = call(correlation)
+    except Exception as exc:
+        _count_guess(exc, client)
+        return _error(exc, correlation, where)
     return _respond(result, correlation)
 
 
@@ -119,12 +179,8 @@ def launch_patient(req: func.HttpRequest) -> func.HttpResponse:
 @observed("launch_callback")
 def launch_callback(req: func.HttpRequest) -> func.HttpResponse:
     """SMART redirect URI: ``?code=..&state=..[&iss=..]`` (RFC 9207 iss checked) -> the meeting or join page."""
-    correlation = correlation_id(req)
-    try:
-        result = services().launch.complete(_query(req), _cookie(req, LAUNCH_COOKIE), correlation_id=correlation)
-    except Exception as exc:
-        return _error(exc, correlation, "launch_callback")
-    return _respond(result, correlation)
+    return _guarded(req, "launch_callback", lambda correlation: services().launch.complete(
+        _query(req), _cookie(req, LAUNCH_COOKIE), correlation_id=correlation, frame=_frame(req)))
 
 
 @bp.function_name("launch_signin")
@@ -132,13 +188,8 @@ def launch_callback(req: func.HttpRequest) -> func.HttpResponse:
 @observed("launch_signin")
 def launch_signin(req: func.HttpRequest) -> func.HttpResponse:
     """Entra redirect URI of the clinician's one-time sign-in: ``?code=..&state=..`` -> the meeting."""
-    correlation = correlation_id(req)
-    try:
-        result = services().launch.complete_signin(_query(req), _cookie(req, LAUNCH_COOKIE),
-                                                   correlation_id=correlation)
-    except Exception as exc:
-        return _error(exc, correlation, "launch_signin")
-    return _respond(result, correlation)
+    return _guarded(req, "launch_signin", lambda correlation: services().launch.complete_signin(
+        _query(req), _cookie(req, LAUNCH_COOKIE), correlation_id=correlation))
 
 
 def _jwks(req: func.HttpRequest, kind: str) -> func.HttpResponse:
@@ -186,12 +237,8 @@ def jwks_production(req: func.HttpRequest) -> func.HttpResponse:
 @observed("join_page")
 def join_page(req: func.HttpRequest) -> func.HttpResponse:
     """The patient's join page (device test, Join button) for the visit behind an SMS link token."""
-    correlation = correlation_id(req)
-    try:
-        result = services().join.page(req.route_params.get("token", ""), correlation_id=correlation)
-    except Exception as exc:
-        return _error(exc, correlation, "join_page")
-    return _respond(result, correlation)
+    return _guarded(req, "join_page", lambda correlation: services().join.page(
+        req.route_params.get("token", ""), correlation_id=correlation, frame=_frame(req)))
 
 
 @bp.function_name("join_events")
@@ -204,6 +251,13 @@ def join_events(req: func.HttpRequest) -> func.HttpResponse:
     from lib.store.errors import StoreUnavailable
     from lib.visits.join import InvalidEvent
 
+    client = _client(req)
+    refusal = services().throttle.guesses_exhausted(client)
+    if refusal is not None:
+        response = problem(429, "Too many requests", "Too many invalid join links from this address; wait and "
+                           "retry.", correlation=correlation, code="RATE_LIMITED")
+        response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
     if (req.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
         return problem(415, "Unsupported media type", "Send application/json.", correlation=correlation)
     try:
@@ -215,6 +269,7 @@ def join_events(req: func.HttpRequest) -> func.HttpResponse:
     except InvalidEvent as exc:
         return problem(400, "Bad request", exc.reason, correlation=correlation)
     except LaunchError as exc:
+        _count_guess(exc, client)
         return problem(exc.status, exc.code, exc.user_message, correlation=correlation, code=exc.code)
     except StoreUnavailable:
         return problem(503, "Unavailable", "Try again in a moment.", correlation=correlation)

@@ -53,6 +53,15 @@ param hl7MaxBytes int = 1048576
 @maxValue(365)
 param hl7RejectedTtlDays int = 30
 
+@description('Teams join hosts a launch may end on, comma-separated (TEAMS_JOIN_ORIGINS; docs/launch.md).')
+param teamsJoinOrigins string = 'https://teams.microsoft.com'
+
+@description('Anonymous launch attempts per client address and instance (LAUNCH_RATE_LIMIT, e.g. 120/minute).')
+param launchRateLimit string = '120/minute'
+
+@description('Wrong state or join-link guesses per client address and instance (GUESS_RATE_LIMIT, e.g. 20/minute).')
+param guessRateLimit string = '20/minute'
+
 @description('Upper bound of Function App instances (bounds SMS and Cosmos request rates).')
 param maximumInstanceCount int = 10
 
@@ -259,6 +268,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     EVENTGRID_WEBHOOK_KEY: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${eventGridWebhookKeySecretName})'
     ACS_RESOURCE_ID: communication.outputs.id
     HL7_REJECTED_TTL_DAYS: string(hl7RejectedTtlDays)
+    TEAMS_JOIN_ORIGINS: teamsJoinOrigins
+    LAUNCH_RATE_LIMIT: launchRateLimit
+    GUESS_RATE_LIMIT: guessRateLimit
   }
   // Key Vault references resolve only once the identity may read the vault.
   dependsOn: [

@@ -144,6 +144,9 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        frame_origins: the Epic origins (``https://host[:port]``) allowed to show the launch and join pages
+            inside a frame (Hyperspace's browser, Haiku/Canto web views, MyChart); empty = top-level only.
+            Checked with :func:`lib.visits.framing.frame_origin_problem`; docs/launch.md "Embedded in Epic".
         monthly_visit_allocation: virtual visits the organization has per calendar month (its licences);
             the visits report marks each completed visit within it or not (``None``: not tracked).
         report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
@@ -180,6 +183,7 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
     disabled: bool = False
@@ -229,6 +233,8 @@ class EnvironmentConfig:
             own["approvals"] = {url: UrlReview(**{k: v for k, v in review.items()
                                                  if k in UrlReview.__dataclass_fields__})
                                 for url, review in (own["approvals"] or {}).items()}
+        if "frame_origins" in own:
+            own["frame_origins"] = tuple(own["frame_origins"] or ())
         return cls(**own, sms=SmsSettings(**sms_fields))
 
 

@@ -64,6 +64,12 @@ class Settings:
         portal_dev_signin: ``PORTAL_DEV_SIGNIN``: the local development sign-in form of the portal; allowed only
             against the local emulators (``COSMOS_EMULATOR`` with a loopback ``COSMOS_ENDPOINT``), never on App
             Service.
+        teams_join_origins: origins of Teams meeting join URLs (``TEAMS_JOIN_ORIGINS``, comma-separated, default
+            ``https://teams.microsoft.com``): the authorize POST page's ``form-action`` lists them, since the
+            launch's redirect chain ends there.
+        launch_rate_limit, guess_rate_limit: per client address and process, in the ``limits`` notation
+            (``LAUNCH_RATE_LIMIT`` default ``120/minute``; ``GUESS_RATE_LIMIT`` default ``20/minute`` failed
+            state/join-link presentations); docs/launch.md "Rate limits".
     """
 
     cosmos_endpoint: str
@@ -93,6 +99,9 @@ class Settings:
     smart_private_keys_production_pem: bytes | None = None
     smart_private_keys_production_file: Path | None = None
     epic_cal_keys: dict[str, bytes] = field(default_factory=dict)
+    teams_join_origins: tuple[str, ...] = ("https://teams.microsoft.com",)
+    launch_rate_limit: str = "120/minute"
+    guess_rate_limit: str = "20/minute"
     cosmos_transactional_batch: bool = True
     easy_auth_enabled: bool = False
     easy_auth_client_id: str | None = None
@@ -261,6 +270,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "SMART_PRIVATE_KEYS_PRODUCTION", env.get("SMART_PRIVATE_KEYS_PRODUCTION")),
         smart_private_keys_production_file=_path(env.get("SMART_PRIVATE_KEYS_PRODUCTION_FILE")),
         epic_cal_keys=_cal_keys(env.get("EPIC_CAL_KEYS")),
+        teams_join_origins=tuple(o.strip().rstrip("/") for o in
+                                 env.get("TEAMS_JOIN_ORIGINS", "https://teams.microsoft.com").split(",") if o.strip()),
+        launch_rate_limit=_rate("LAUNCH_RATE_LIMIT", env.get("LAUNCH_RATE_LIMIT", "120/minute")),
+        guess_rate_limit=_rate("GUESS_RATE_LIMIT", env.get("GUESS_RATE_LIMIT", "20/minute")),
         cosmos_transactional_batch=(env.get("COSMOS_TRANSACTIONAL_BATCH") or "1").strip().lower()
         not in {"0", "false", "no", "off"},
         easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
@@ -286,3 +299,18 @@ def _check_local_only(env: Mapping[str, str], cosmos_endpoint: str) -> None:
     if not _flag(env.get("COSMOS_EMULATOR")) or host not in {"127.0.0.1", "localhost", "::1"}:
         raise SettingsError("setting PORTAL_DEV_SIGNIN is allowed only against the local emulators "
                             "(COSMOS_EMULATOR=1 and a loopback COSMOS_ENDPOINT)")
+
+
+def _rate(name: str, value: str) -> str:
+    """A rate limit in the ``limits`` notation (``120/minute``, ``10/second``).
+
+    Raises:
+        SettingsError: the value cannot be read.
+    """
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise SettingsError(f"setting {name} must be a rate such as 120/minute") from exc
+    return value.strip()

@@ -800,8 +800,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             result = _problem(exc.status, "Request body too large" if exc.status == 413 else "Bad request body")
         else:
-            result = runner.handle_http(self.command, self.path, list(self.headers.items()), body,
-                                        self.headers.get("Host"))
+            # Like App Service's front end, append the peer address to X-Forwarded-For (the app trusts only
+            # the last entry: lib/visits/throttle.client_address).
+            headers = [*self.headers.items(), ("X-Forwarded-For", self.client_address[0])]
+            result = runner.handle_http(self.command, self.path, headers, body, self.headers.get("Host"))
         self.send_response(result.status)
         for key, value in result.headers:
             self.send_header(key, value)

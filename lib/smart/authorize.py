@@ -3,7 +3,8 @@ authorization-code; PKCE: app-launch.html#considerations-for-pkce-support and RF
 
 The request carries ``response_type=code``, ``client_id``, ``redirect_uri``, ``scope``, ``state``, ``aud``
 (= the launch ``iss`` in an EHR launch), ``launch``, ``code_challenge`` + ``code_challenge_method=S256``, and
-an OpenID Connect ``nonce``. It is sent as a form POST (an auto-submitting page) when the server lists the
+an OpenID Connect ``nonce``. It is sent as a form POST (an auto-submitting page,
+:func:`lib.visits.launch_pages.authorize_post_page`) when the server lists the
 ``authorize-post`` capability (Epic recommends it: JWT launch tokens plus ``state`` can overflow a URL),
 else as a 302 to the authorize endpoint with a query string.
 
@@ -12,9 +13,6 @@ PKCE challenge: ``authlib.oauth2.rfc7636.create_s256_code_challenge`` (BASE64URL
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 import secrets
 import urllib.parse
 from dataclasses import dataclass
@@ -88,36 +86,6 @@ class AuthorizeRequest:
         """The URL of the GET form: ``endpoint`` plus the parameters as a query string."""
         sep = "&" if urllib.parse.urlsplit(self.endpoint).query else "?"
         return self.endpoint + sep + urllib.parse.urlencode(self.params)
-
-    def form_page(self) -> str:
-        """An HTML page that POSTs the parameters to ``endpoint`` at once (a button without JavaScript)."""
-        fields = "\n".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in self.params.items()
-        )
-        return (
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing in...</title></head>"
-            f'<body><form method="post" action="{html.escape(self.endpoint)}">{fields}'
-            '<noscript><button type="submit">Continue</button></noscript></form>'
-            f"<script>{AUTO_SUBMIT_SCRIPT}</script></body></html>"
-        )
-
-    def content_security_policy(self) -> str:
-        """CSP for :meth:`form_page`: only our inline script runs.
-
-        ``form-action`` names the EHR's origin, ours, and any https origin: Chromium (Edge and WebView2 inside
-        Hyperspace included) applies ``form-action`` to every redirect that follows the post, and the chain runs
-        EHR authorize -> our callback -> the Teams meeting (or the Entra sign-in), whose hosts this page cannot
-        know. The page holds no user content, so this only keeps forms off plain http and ``javascript:``.
-        """
-        parts = urllib.parse.urlsplit(self.endpoint)
-        return (
-            f"default-src 'none'; script-src '{AUTO_SUBMIT_HASH}'; "
-            f"form-action {parts.scheme}://{parts.netloc} 'self' https:; base-uri 'none'; frame-ancestors 'self'"
-        )
-
-
-AUTO_SUBMIT_SCRIPT = "document.forms[0].submit();"
-AUTO_SUBMIT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(AUTO_SUBMIT_SCRIPT.encode()).digest()).decode()
 
 
 def build_authorize_request(

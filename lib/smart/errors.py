@@ -38,6 +38,17 @@ CATALOG: dict[str, ErrorInfo] = {
     "RATE_LIMITED": ErrorInfo(429, "Too many attempts from this network. Please wait, then start again.",
                               "This client address made more anonymous launch, callback or join-link requests "
                               "than the limits allow (docs/launch.md \"Rate limits\")."),
+    "FRAME_NOT_ALLOWED": ErrorInfo(403, "This page cannot be shown inside this window. Open the video visit "
+                                        "from Epic or MyChart, or ask your clinic's IT team.",
+                                   "The page was loaded inside a frame of a site that is not one of the "
+                                   "environment's frame origins. Add the Epic origin to the environment's frame "
+                                   "origins in the configuration portal."),
+    "COOKIES_BLOCKED": ErrorInfo(400, "Your browser blocked the cookie this sign-in needs inside this window. "
+                                      "Start the visit again from Epic; if this repeats, open it in a new window.",
+                                 "The callback arrived in a frame without the launch cookie. The cookie is "
+                                 "partitioned (SameSite=None; Secure; Partitioned) so embedded launches work where "
+                                 "third-party cookies are blocked; this browser or web view does not keep "
+                                 "partitioned cookies (docs/launch.md \"Embedded in Epic\")."),
     "ISS_NOT_ALLOWED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
                                  "The FHIR base URL (iss) of this launch is not registered for any environment. "
                                  "Register it exactly (scheme, host, path, no trailing slash) in the "
@@ -207,6 +218,13 @@ CATALOG: dict[str, ErrorInfo] = {
                                "{public}/api/launch/signin as a Web redirect URI of the Entra app registration, "
                                "grant admin consent for the delegated permissions openid and User.Read, and check "
                                "that the clinician's account is in the tenant."),
+    "SIGNIN_NEEDS_WINDOW": ErrorInfo(403, "The first time, you sign in once with Microsoft 365, which cannot be "
+                                          "shown inside this window. Start this visit once from Epic in a full "
+                                          "browser window; later visits open here.",
+                                     "The clinician's one-time Microsoft 365 sign-in is needed, the launch runs "
+                                     "inside a frame (Microsoft's sign-in pages refuse frames), and the environment "
+                                     "has no fallback organizer to go on with. Set a fallback organizer, or have "
+                                     "the clinician launch once top-level."),
     "INTERNAL_ERROR": ErrorInfo(500, f"Something went wrong. {_ADMIN}",
                                 "An unexpected error; find the correlation ID in the application logs."),
 }

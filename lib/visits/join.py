@@ -24,6 +24,7 @@ from lib.store.appointments import AppointmentRepository
 from lib.store.environments import EnvironmentRepository
 from lib.store.links import LinkRepository
 from lib.visits.events import VisitEventRecorder
+from lib.visits.framing import FrameContext, check_frame, origin_of
 from lib.visits.meetings import MeetingService
 from lib.visits.pages import Page, format_visit_time, join_page
 
@@ -63,7 +64,7 @@ class JoinService:
 
     def __init__(self, *, join_links: JoinLinks, links: LinkRepository, appointments: AppointmentRepository,
                  environments: EnvironmentRepository, meetings: MeetingService, events: VisitEventRecorder,
-                 clock: Clock) -> None:
+                 clock: Clock, public_base_url: str = "") -> None:
         self._join_links = join_links
         self._links = links
         self._appointments = appointments
@@ -71,16 +72,22 @@ class JoinService:
         self._meetings = meetings
         self._events = events
         self._clock = clock
+        self._own_origin = origin_of(public_base_url) or ""
 
-    def page(self, token: str, *, correlation_id: str | None = None) -> Page:
+    def page(self, token: str, *, correlation_id: str | None = None, frame: FrameContext | None = None) -> Page:
         """The join page of the visit behind ``token``.
 
+        Framable by the environment's Epic origins (``frame_origins``); a frame of another known origin gets the
+        ``FRAME_NOT_ALLOWED`` page.
+
         Raises:
-            LaunchError: ``LINK_INVALID``, ``LINK_EXPIRED``, ``APPOINTMENT_NOT_FOUND``, ``APPOINTMENT_CANCELLED``,
+            LaunchError: ``LINK_INVALID``, ``LINK_EXPIRED``, ``FRAME_NOT_ALLOWED``, ``APPOINTMENT_NOT_FOUND``,
+                ``APPOINTMENT_CANCELLED``,
                 ``GRAPH_*``, ``ORGANIZER_MISSING``.
             StoreUnavailable: Cosmos DB is down.
         """
         environment, appointment = self._resolve(token)
+        check_frame(frame, environment.frame_origins, self._own_origin)
         appointment = self._meetings.ensure(environment, appointment)
         assert appointment.meeting is not None
         log.info("join page served environment=%s correlation=%s", environment.id, correlation_id)
@@ -90,6 +97,7 @@ class JoinService:
             join_url=appointment.meeting.join_url,
             events_url=f"./{token}/events",
             attempt=secrets.token_urlsafe(12),
+            frame_ancestors=environment.frame_origins,
         )
 
     def record_event(self, token: str, body: Any, *, correlation_id: str | None = None) -> RecordedEvent:

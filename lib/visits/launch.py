@@ -79,7 +79,9 @@ from lib.store.signin_states import SignInState, SignInStateRepository, UsedLink
 from lib.store.users import UserMapping, UserRepository
 from lib.teams.signin import SIGNIN_PATH, EntraSignIn
 from lib.visits.events import VisitEventRecorder
+from lib.visits.framing import FrameContext, check_frame, origin_of
 from lib.visits.launch_checks import check_callback_issuer, check_patient_context, launch_parameters
+from lib.visits.launch_pages import authorize_post_page
 from lib.visits.meetings import MeetingService
 from lib.visits.pages import Cookie, Page, Redirect
 
@@ -144,6 +146,8 @@ class LaunchService:
         signin_states: pending sign-ins.
         encrypted_keys: environment ID -> AES key of its encrypted links (``EPIC_CAL_KEYS``), or ``None``.
         used_links: single-use claims of encrypted links.
+        redirect_origins: origins the callback may send the browser to after the authorize POST (the Entra
+            authority, the Teams meeting host): the POST page's ``form-action`` lists them.
     """
 
     def __init__(
@@ -168,6 +172,7 @@ class LaunchService:
         signin_states: SignInStateRepository | None = None,
         encrypted_keys: Callable[[str], bytes | None] | None = None,
         used_links: UsedLinkRepository | None = None,
+        redirect_origins: tuple[str, ...] = (),
     ) -> None:
         self._environments = environments
         self._states = launch_states
@@ -184,6 +189,8 @@ class LaunchService:
         self._wall = wall_clock or SystemClock()
         self._public = public_base_url.rstrip("/")
         self._secure = self._public.lower().startswith("https://")
+        self._own_origin = origin_of(self._public) or self._public
+        self._redirect_origins = redirect_origins
         self._users = users
         self._signin = signin
         self._signin_states = signin_states
@@ -192,7 +199,7 @@ class LaunchService:
 
     # ---- begin -------------------------------------------------------------------------------------
     def begin(self, kind: LaunchKind, query: Mapping[str, str], browser_cookie: str | None,
-              *, correlation_id: str | None = None) -> Redirect | Page:
+              *, correlation_id: str | None = None, frame: FrameContext | None = None) -> Redirect | Page:
         """Steps 2–4: check ``iss``, discover, store the launch state, send the browser to authorize.
 
         Args:
@@ -201,16 +208,18 @@ class LaunchService:
                 whose integration record holds the URL), ``sessionId``, ``departmentId``); or ``env`` + ``data``
                 for an encrypted link (:meth:`begin_encrypted`).
             browser_cookie: the ``vv_launch`` cookie value, when the browser sent one.
+            frame: the request's framing headers (a frame of an origin the environment does not allow is
+                refused with a readable page).
 
         Raises:
-            LaunchError: ``ISS_MISSING``, ``LAUNCH_MISSING``, ``LAUNCH_INVALID``, ``ISS_NOT_ALLOWED``,
-                ``FHIR_VERSION_MISMATCH``,
+            LaunchError: ``FRAME_NOT_ALLOWED``, ``ISS_MISSING``, ``LAUNCH_MISSING``, ``LAUNCH_INVALID``,
+                ``ISS_NOT_ALLOWED``, ``FHIR_VERSION_MISMATCH``,
                 ``ENVIRONMENT_NOT_CONFIGURED``, ``TENANT_CONFIG_NOT_FOUND``, ``ENVIRONMENT_MISMATCH``,
                 ``ENVIRONMENT_NOT_APPROVED``, ``DISCOVERY_*``, ``SMART_KEYS_MISSING``.
             StoreUnavailable: Cosmos DB is down.
         """
         if not query.get("iss") and query.get("data"):
-            return self.begin_encrypted(kind, query, browser_cookie, correlation_id=correlation_id)
+            return self.begin_encrypted(kind, query, browser_cookie, correlation_id=correlation_id, frame=frame)
         iss, launch = launch_parameters(query)
         named = self._named_environment(query.get("env"))
         environment = self._environments.find_by_fhir_base_url(iss)
@@ -222,6 +231,7 @@ class LaunchService:
                         named.id, environment.id, correlation_id)
             raise LaunchError("TENANT_CONFIG_NOT_FOUND" if named.kind != environment.kind else "ENVIRONMENT_MISMATCH")
         environment = self._launchable(environment, iss)
+        check_frame(frame, environment.frame_origins, self._own_origin)
         # Fail before the EHR round trip when our key (of this environment kind and algorithm) is missing.
         self._keys(environment.kind).signer(environment.client_assertion_alg)
         config = self._discovery.discover(iss, environment.epic_client_id)
@@ -252,31 +262,32 @@ class LaunchService:
             pkce=pkce,
             nonce=nonce,
         )
-        cookie = Cookie(LAUNCH_COOKIE, cookie_value, LAUNCH_STATE_TTL_SECONDS, LAUNCH_COOKIE_PATH, self._secure)
+        cookie = self._cookie(cookie_value, frame)
         log.info("launch begun kind=%s environment=%s method=%s correlation=%s", kind, environment.id,
                  request.method, correlation_id)
         if request.method == "POST":
-            return Page(request.form_page(), headers={"Content-Security-Policy": request.content_security_policy()},
-                        cookies=(cookie,))
+            return authorize_post_page(request, redirect_origins=self._redirect_origins,
+                                       frame_ancestors=environment.frame_origins, cookies=(cookie,))
         return Redirect(request.redirect_url(), cookies=(cookie,))
 
     # ---- complete ----------------------------------------------------------------------------------
     def complete(self, query: Mapping[str, str], browser_cookie: str | None,
-                 *, correlation_id: str | None = None) -> Redirect:
+                 *, correlation_id: str | None = None, frame: FrameContext | None = None) -> Redirect:
         """The callback: check and consume the state, exchange the code, resolve the visit, go to the meeting.
 
         Args:
             query: the callback's query parameters (``code``, ``state``, or ``error``...; an ``iss`` must name
                 the launch's authorization server, RFC 9207).
             browser_cookie: the ``vv_launch`` cookie value.
+            frame: the request's framing headers (a framed callback without the cookie is ``COOKIES_BLOCKED``).
 
         Raises:
-            LaunchError: ``STATE_*``, ``CALLBACK_ISS_MISMATCH``, ``EPIC_*``, ``ID_TOKEN_INVALID``,
+            LaunchError: ``STATE_*``, ``COOKIES_BLOCKED``, ``CALLBACK_ISS_MISMATCH``, ``EPIC_*``, ``ID_TOKEN_INVALID``,
                 ``WRONG_LAUNCH_KIND``, ``PATIENT_CONTEXT_MISSING``, ``PATIENT_MISMATCH``, ``APPOINTMENT_*``,
                 ``GRAPH_*``, ``ORGANIZER_MISSING``...
             StoreUnavailable: Cosmos DB is down.
         """
-        launch_state = self._take_state(query.get("state") or "", browser_cookie)
+        launch_state = self._take_state(query.get("state") or "", browser_cookie, frame)
         environment = self._environment_of(launch_state)
         config = self._discovery.discover(launch_state.iss, environment.epic_client_id)
         check_callback_issuer(query.get("iss"), config, launch_state.iss)
@@ -329,18 +340,29 @@ class LaunchService:
             assert ehr_user_id is not None
             return self._provider_into_meeting(
                 environment, appointment, ehr_user_id, department=launch_state.department_hint,
-                attempt=launch_state.state, binding=launch_state.browser_binding, correlation_id=correlation_id)
+                attempt=launch_state.state, binding=launch_state.browser_binding, correlation_id=correlation_id,
+                frame=frame)
         return self._patient_to_join_page(environment, appointment, department=launch_state.department_hint,
                                           device_test=launch_state.device_test)
 
     # ---- provider: organizer, one-time Microsoft 365 sign-in ---------------------------------------
     def _provider_into_meeting(self, environment: EnvironmentConfig, appointment: Appointment, ehr_user_id: str,
                                *, department: str | None, attempt: str, binding: str,
-                               correlation_id: str | None) -> Redirect:
-        """Send a clinician to the visit's meeting, through the one-time sign-in when it is still needed."""
+                               correlation_id: str | None, frame: FrameContext | None = None) -> Redirect:
+        """Send a clinician to the visit's meeting, through the one-time sign-in when it is still needed.
+
+        Microsoft 365 sign-in pages refuse to be framed, so a launch inside Epic's frame does not start it: the
+        visit goes on with the department's or environment's fallback organizer (the sign-in happens on the
+        clinician's next top-level launch), or, with no fallback, ``SIGNIN_NEEDS_WINDOW`` says what to do.
+        """
         if self._needs_signin(environment, ehr_user_id):
-            return self._start_signin(environment, appointment, ehr_user_id, department=department, attempt=attempt,
-                                      binding=binding, correlation_id=correlation_id)
+            if frame is None or not frame.framed:
+                return self._start_signin(environment, appointment, ehr_user_id, department=department,
+                                          attempt=attempt, binding=binding, correlation_id=correlation_id)
+            if not (environment.fallback_organizer_id or environment.department_organizers):
+                raise LaunchError("SIGNIN_NEEDS_WINDOW")
+            log.info("provider sign-in deferred: framed launch, fallback organizer environment=%s correlation=%s",
+                     environment.id, correlation_id)
         appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
         assert appointment.meeting is not None
         self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
@@ -420,7 +442,7 @@ class LaunchService:
 
     # ---- Epic encrypted link -----------------------------------------------------------------------
     def begin_encrypted(self, kind: LaunchKind, query: Mapping[str, str], browser_cookie: str | None,
-                        *, correlation_id: str | None = None) -> Redirect:
+                        *, correlation_id: str | None = None, frame: FrameContext | None = None) -> Redirect:
         """An encrypted-link launch: ``?env={environmentId}&data={encrypted}`` (docs/launch.md "Encrypted link").
 
         The link is decrypted with the environment's key, its timestamp checked, and claimed once; the visit is
@@ -440,6 +462,7 @@ class LaunchService:
         if environment.launch_mode != "encrypted" or key is None or self._used_links is None:
             raise LaunchError("LAUNCH_MODE_MISMATCH")
         environment = self._launchable(environment, None)
+        check_frame(frame, environment.frame_origins, self._own_origin)
         now = self._wall.now()
         max_age = timedelta(seconds=environment.encrypted_max_age_seconds)
         link = decrypt_link(query.get("data") or "", key=key, fields=environment.encrypted_fields, now=now,
@@ -473,9 +496,19 @@ class LaunchService:
         cookie_value = cookie_value or secrets.token_urlsafe(32)
         result = self._provider_into_meeting(
             environment, appointment, link.user_id, department=department, attempt="link-" + link.digest[:32],
-            binding=browser_binding(cookie_value), correlation_id=correlation_id)
-        cookie = Cookie(LAUNCH_COOKIE, cookie_value, LAUNCH_STATE_TTL_SECONDS, LAUNCH_COOKIE_PATH, self._secure)
-        return dataclasses.replace(result, cookies=(cookie,))
+            binding=browser_binding(cookie_value), correlation_id=correlation_id, frame=frame)
+        return dataclasses.replace(result, cookies=(self._cookie(cookie_value, frame),))
+
+    def _cookie(self, value: str, frame: FrameContext | None) -> Cookie:
+        """The ``vv_launch`` cookie binding launch states to this browser.
+
+        Partitioned (``SameSite=None; Secure; Partitioned``) on https, so it also works inside Epic's cross-site
+        frames where third-party cookies are blocked; on the local http runner only when the request is framed
+        (browsers treat loopback http as secure, HTTP clients do not send a Secure cookie over http).
+        """
+        partitioned = self._secure or (frame is not None and frame.framed)
+        return Cookie(LAUNCH_COOKIE, value, LAUNCH_STATE_TTL_SECONDS, LAUNCH_COOKIE_PATH, self._secure,
+                      partitioned=partitioned)
 
     # ---- environment checks ------------------------------------------------------------------------
     def _named_environment(self, env_id: str | None) -> EnvironmentConfig | None:
@@ -525,13 +558,15 @@ class LaunchService:
                                                   "by a trailing slash; register it exactly as Epic sends it.")
         return LaunchError("ISS_NOT_ALLOWED")
 
-    def _take_state(self, state: str, browser_cookie: str | None) -> LaunchState:
+    def _take_state(self, state: str, browser_cookie: str | None, frame: FrameContext | None = None) -> LaunchState:
         """Check and consume the launch state of a callback (single use, bound to the browser), in one store
         round trip (:meth:`LaunchStateRepository.take`)."""
         if not state:
             raise LaunchError("STATE_MISSING")
         binding = browser_binding(browser_cookie) if browser_cookie else ""
         taken = self._states.take(state, binding, now=self._wall.now())
+        if taken == "other_browser" and not browser_cookie and frame is not None and frame.framed:
+            raise LaunchError("COOKIES_BLOCKED")  # not consumed either: the launch can be retried top-level
         if taken == "other_browser":
             # Not consumed: a cross-site request cannot burn the real browser's launch.
             raise LaunchError("STATE_BROWSER_MISMATCH")

@@ -27,20 +27,30 @@ BASE_HEADERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Cookie:
-    """One ``Set-Cookie``: HttpOnly, SameSite=Lax, ``Secure`` when the public URL is https, short Max-Age."""
+    """One ``Set-Cookie``: HttpOnly, short Max-Age.
+
+    ``partitioned`` (the launch cookie on https, or on a loopback http URL, which browsers treat as secure):
+    ``SameSite=None; Secure; Partitioned`` (CHIPS), so the cookie also works when the page runs inside a
+    cross-site frame (Epic's web views) where third-party cookies are blocked: the browser keeps it in a jar of
+    that top-level site only. Otherwise ``SameSite=Lax``, ``Secure`` when the public URL is https.
+    """
 
     name: str
     value: str
     max_age: int
     path: str
     secure: bool
+    partitioned: bool = False
 
     def header(self) -> str:
         """The ``Set-Cookie`` header value."""
-        parts = [f"{self.name}={self.value}", f"Max-Age={self.max_age}", f"Path={self.path}", "HttpOnly",
-                 "SameSite=Lax"]
-        if self.secure:
-            parts.append("Secure")
+        parts = [f"{self.name}={self.value}", f"Max-Age={self.max_age}", f"Path={self.path}", "HttpOnly"]
+        if self.partitioned:
+            parts += ["SameSite=None", "Secure", "Partitioned"]
+        else:
+            parts.append("SameSite=Lax")
+            if self.secure:
+                parts.append("Secure")
         return "; ".join(parts)
 
 
@@ -87,9 +97,11 @@ def _document(title: str, body: str, *, script: str | None = None) -> str:
     )
 
 
-def _csp(*, script: str | None = None, connect_self: bool = False, media: bool = False) -> str:
+def _csp(*, script: str | None = None, connect_self: bool = False, media: bool = False,
+         frame_ancestors: tuple[str, ...] = ()) -> str:
+    ancestors = " ".join(dict.fromkeys(("'self'", *frame_ancestors)))
     parts = ["default-src 'none'", f"style-src {csp_hash(STYLE)}", "img-src 'self' data:", "base-uri 'none'",
-             "form-action 'none'", "frame-ancestors 'self'"]
+             "form-action 'none'", f"frame-ancestors {ancestors}"]
     if script:
         parts.append(f"script-src {csp_hash(script)}")
     if connect_self:
@@ -99,11 +111,13 @@ def _csp(*, script: str | None = None, connect_self: bool = False, media: bool =
     return "; ".join(parts)
 
 
-def error_page(error: LaunchError, correlation_id: str) -> Page:
+def error_page(error: LaunchError, correlation_id: str, *, frame_ancestors: tuple[str, ...] = ()) -> Page:
     """The one HTML rendering of a :class:`LaunchError`: the message, the code, the fix and a correlation ID.
 
     The admin hint is shown folded ("For your IT team"): it names settings and Epic/Entra records, never
     tokens or PHI, so the clinician can pass it on. Rendered from ``lib/web/templates/launch_error.html``.
+    ``frame_ancestors``: who may show it in a frame besides us (the Epic origins; ``*`` for the
+    ``FRAME_NOT_ALLOWED`` page, which must be readable in the frame it refuses).
     """
     from lib.web import ContentPolicy, render
 
@@ -115,7 +129,8 @@ def error_page(error: LaunchError, correlation_id: str) -> Page:
         {"message": error.user_message, "code": error.code, "correlation_id": correlation_id,
          "admin_hint": error.admin_hint,
          "retry_advice": retry_advice(error.retry_after) if error.retry_after else None},
-        status=error.status, policy=ContentPolicy(allow_forms=False), headers=headers,
+        status=error.status, policy=ContentPolicy(allow_forms=False, frame_ancestors=frame_ancestors),
+        headers=headers,
     )
 
 
@@ -171,7 +186,8 @@ def format_visit_time(start_utc: datetime | None, time_zone: str) -> str | None:
     return f"{local:%A}, {local:%B} {local.day}, {local.year} at {hour}:{local:%M} {local:%p} {local.tzname()}"
 
 
-def join_page(*, organization: str, visit_time: str | None, join_url: str, events_url: str, attempt: str) -> Page:
+def join_page(*, organization: str, visit_time: str | None, join_url: str, events_url: str, attempt: str,
+              frame_ancestors: tuple[str, ...] = ()) -> Page:
     """The patient's join page: device test (camera, microphone, speaker) and a Join button.
 
     The device test POSTs ``{"type": "device_test_passed" | "device_test_failed", "attempt": ...}`` to
@@ -196,7 +212,8 @@ def join_page(*, organization: str, visit_time: str | None, join_url: str, event
         "</section></main>"
     )
     headers = {
-        "Content-Security-Policy": _csp(script=JOIN_SCRIPT, connect_self=True, media=True),
+        "Content-Security-Policy": _csp(script=JOIN_SCRIPT, connect_self=True, media=True,
+                                        frame_ancestors=frame_ancestors),
         "Permissions-Policy": "camera=(self), microphone=(self)",
     }
     return Page(_document("Your video visit", body, script=JOIN_SCRIPT), headers=headers)

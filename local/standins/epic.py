@@ -746,6 +746,24 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
             st.appointments[body["id"]] = body
         return json_response(body, 201)
 
+    @app.route("GET", r"/_standin/embed")
+    def _embed(req: Request, m: re.Match[str]) -> Response:
+        """A stand-in for an Epic window that shows an app in an iframe (Hyperspace's browser, a Haiku/Canto web
+        view, MyChart): ``?src=<app URL>``. The page is served from whatever origin the browser used
+        (``https://localhost:{port}`` or ``https://127.0.0.1:{port}``), so tests can frame from an allowed and
+        from a refused origin. The iframe sends its origin as ``Referer`` (``referrerpolicy="origin"``): what an
+        https Epic page sends an https app by default, which the local http app would otherwise not get (an
+        https -> http downgrade drops it); ``&referrer=none`` sends none."""
+        src = req.arg("src") or ""
+        if not src.startswith(("http://", "https://")):
+            return json_response({"error": "src must be an http(s) URL"}, 400)
+        policy = "no-referrer" if req.arg("referrer") == "none" else "origin"
+        return html_response(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Epic (stand-in)</title></head>'
+            '<body><h1>Epic stand-in</h1><iframe id="app" title="App" width="900" height="700" '
+            f'allow="camera; microphone" referrerpolicy="{policy}" src="{html.escape(src, quote=True)}">'
+            '</iframe></body></html>')
+
     @app.route(("GET", "DELETE"), r"/_standin/connection-status")
     def _status_calls(req: Request, m: re.Match[str]) -> Response:
         with st.lock:

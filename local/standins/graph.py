@@ -312,7 +312,10 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
                     f'<form method="post" action="{html.escape(redirect_uri)}">{inputs}'
                     f'<noscript><button>Continue</button></noscript></form></body></html>')
             sep = "&" if "?" in redirect_uri else "?"
-            return redirect(redirect_uri + sep + urllib.parse.urlencode(values))
+            answer = redirect(redirect_uri + sep + urllib.parse.urlencode(values))
+            # Entra's sign-in pages refuse to be framed.
+            answer.headers.update({"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"})
+            return answer
 
         if params.get("response_type") != "code":
             return back({"error": "unsupported_response_type", "error_description": "AADSTS700054"})

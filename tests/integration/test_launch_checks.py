@@ -7,8 +7,13 @@ and the Graph stand-in (lobby rules). Each test failed on the code before these 
 
 from __future__ import annotations
 
+import http.client
+import re
+import secrets
+import time
 import urllib.parse
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -171,3 +176,75 @@ def test_clinicians_of_the_organization_bypass_the_lobby_and_guests_wait(
                  if j["meeting_id"] == meeting["id"] and j["anonymous"]]
     assert anonymous and {j["state"] for j in anonymous} == {"InLobby"}
 
+
+
+# ---- rate limits: anonymous launch attempts and guessed secrets, per client address -------------------------
+def _get_from(address: str, url: str) -> tuple[int, dict[str, str], str]:
+    """GET ``url`` from the local source ``address`` (127.0.0.0/8 is all loopback on Linux), so each test has
+    a client address of its own and the limits of other tests' 127.0.0.1 are untouched."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10, source_address=(address, 0))
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def _code_in(body: str) -> str | None:
+    match = re.search(r'<code id="error-code">([A-Z_]+)</code>', body)
+    return match.group(1) if match else None
+
+
+def test_300_anonymous_launch_attempts_from_one_address_are_cut_off_at_the_limit(
+        app: Any, runner: str, standins: dict[str, str]) -> None:
+    limit = int(app.settings.launch_rate_limit.split("/")[0])
+    address = f"127.0.0.{secrets.randbelow(200) + 20}"
+    started = time.monotonic()
+    answers = [_get_from(address, f"{runner}/api/launch/provider?iss=https%3A%2F%2Fguess.invalid%2F{i}&launch=x")
+               for i in range(300)]
+    elapsed = time.monotonic() - started
+    statuses = [status for status, _, _ in answers]
+    assert statuses[:limit] == [403] * limit  # ISS_NOT_ALLOWED, nothing stored
+    assert statuses[limit:] == [429] * (300 - limit), f"{elapsed:.2f} s"
+    _, headers, body = answers[-1]
+    assert _code_in(body) == "RATE_LIMITED" and 1 <= int(headers["retry-after"]) <= 60
+    assert "try again in" in body.lower()
+    # Another address is not affected.
+    assert _get_from("127.0.0.1", f"{runner}/api/launch/provider?iss=https%3A%2F%2Fguess.invalid&launch=x")[0] == 403
+
+
+def test_300_join_link_guesses_from_one_address_are_cut_off_and_a_real_link_still_works_elsewhere(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any) -> None:
+    limit = int(app.settings.guess_rate_limit.split("/")[0])
+    address = f"127.0.0.{secrets.randbelow(200) + 20}"
+    answers = [_get_from(address, f"{runner}/api/join/{secrets.token_urlsafe(36)}") for _ in range(300)]
+    statuses = [status for status, _, _ in answers]
+    assert statuses[:limit] == [404] * limit  # LINK_INVALID
+    assert statuses[limit:] == [429] * (300 - limit)
+    assert _code_in(answers[-1][2]) == "RATE_LIMITED" and int(answers[-1][1]["retry-after"]) >= 1
+    # Guessed callback states from the same address are refused as well, before any store read.
+    status, _, body = _get_from(address, f"{runner}/api/launch/callback?code=c&state={secrets.token_urlsafe(32)}")
+    assert status == 429 and _code_in(body) == "RATE_LIMITED"
+    # A real join link from another address is served.
+    from lib.models import Appointment
+
+    csn = _csn()
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    link_id = secrets.token_urlsafe(16)
+    appointment = app.repos.appointments.create(Appointment(
+        visit_env.id, csn, "booked", start, start + timedelta(minutes=20), 20, "America/New_York", link_id=link_id))
+    expires = start + timedelta(hours=3)
+    app.repos.links.put(link_id, appointment.key, expires=expires, now=datetime.now(UTC))
+    token = app.join_links.token(link_id, expires)
+    assert _get_from("127.0.0.1", f"{runner}/api/join/{token}")[0] == 200
+    assert _get_from(address, f"{runner}/api/join/{token}")[0] == 429  # the guessing address waits its window
+
+
+def test_guessed_callback_states_are_cut_off_at_the_guess_limit(app: Any, runner: str) -> None:
+    limit = int(app.settings.guess_rate_limit.split("/")[0])
+    address = f"127.0.0.{secrets.randbelow(200) + 20}"
+    statuses = [_get_from(address, f"{runner}/api/launch/callback?code=c&state={secrets.token_urlsafe(32)}")[0]
+                for _ in range(limit + 5)]
+    assert statuses == [400] * limit + [429] * 5  # STATE_INVALID, then refused

@@ -8,8 +8,6 @@ import re
 import urllib.parse
 
 from lib.smart.authorize import (
-    AUTO_SUBMIT_HASH,
-    AUTO_SUBMIT_SCRIPT,
     Pkce,
     build_authorize_request,
     callback_url,
@@ -62,16 +60,22 @@ def test_get_request_when_authorize_post_is_not_offered():
     }
 
 
-def test_post_form_when_authorize_post_is_offered_escapes_values_and_allows_only_its_script():
+def test_post_form_when_authorize_post_is_offered_escapes_values_and_allows_the_whole_redirect_chain():
+    from lib.visits.launch_pages import authorize_post_page
+
     req = request(config("launch-ehr", "authorize-post"))
     assert req.method == "POST"
-    page = req.form_page()
-    assert '<form method="post" action="https://ehr.example.org/oauth2/authorize">' in page
-    assert 'name="launch" value="L&lt;1&gt;&amp;x"' in page
-    assert f"<script>{AUTO_SUBMIT_SCRIPT}</script>" in page
-    csp = req.content_security_policy()
-    assert f"script-src '{AUTO_SUBMIT_HASH}'" in csp
-    assert "form-action https://ehr.example.org" in csp
+    page = authorize_post_page(req, redirect_origins=("https://login.example.net", "https://teams.example.net"),
+                               frame_ancestors=("https://epic.example.org",), cookies=())
+    assert '<form method="post" action="https://ehr.example.org/oauth2/authorize" id="authorize">' in page.html
+    assert 'name="launch" value="L&lt;1&gt;&amp;x"' in page.html
+    assert "<script>" not in page.html and '<script src="/api/static/js/authorize.js?v=' in page.html
+    directives = dict(p.split(" ", 1) for p in page.headers["Content-Security-Policy"].split("; "))
+    assert directives["script-src"] == "'self'"
+    # Chromium checks form-action on every redirect after the POST: EHR -> our callback -> sign-in / Teams.
+    assert directives["form-action"] == \
+        "'self' https://ehr.example.org https://login.example.net https://teams.example.net"
+    assert directives["frame-ancestors"] == "'self' https://epic.example.org"
 
 
 def test_scopes_v1_by_default_and_v2_when_only_v2_is_offered():

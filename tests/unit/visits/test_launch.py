@@ -110,9 +110,10 @@ class World:
                 "appointment": "fa-1", "patient": "p1", "need_patient_banner": "false", **self.token_extra}
         return 200, {k: v for k, v in body.items() if v is not None}
 
-    def begin(self, kind: str = "provider", cookie: str | None = None, **query: str) -> Redirect | Page:
+    def begin(self, kind: str = "provider", cookie: str | None = None, frame: Any = None,
+              **query: str) -> Redirect | Page:
         params = {"iss": ISS, "launch": "launch-1", **query}
-        result = self.service.begin(kind, params, cookie)  # type: ignore[arg-type]
+        result = self.service.begin(kind, params, cookie, frame=frame)  # type: ignore[arg-type]
         if isinstance(result, Redirect):
             self.nonce = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(result.location).query))["nonce"]
         return result
@@ -203,7 +204,10 @@ def test_begin_posts_a_form_when_the_server_offers_authorize_post():
     result = world.begin()
     assert isinstance(result, Page)
     assert '<form method="post"' in result.html
-    assert "script-src 'sha256-" in result.headers["Content-Security-Policy"]
+    csp = result.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "form-action 'self' https://ehr.example.org" in csp
+    (cookie,) = result.cookies
+    assert cookie.header().endswith("HttpOnly; SameSite=None; Secure; Partitioned")
 
 
 def test_clean_hint_keeps_plain_ids_only():
@@ -444,3 +448,29 @@ def test_protocol_times_use_real_time_even_when_the_demo_clock_is_moved():
     assert world.states.docs[state].created_utc == NOW
     redirect = world.service.complete({"code": "c", "state": state}, cookie_of(result))  # id_token at NOW: accepted
     assert redirect.location == "https://teams.example.org/l/meetup-join/m1"
+
+
+# ---- embedded in Epic: frames and the partitioned cookie -------------------------------------------------
+def test_a_framed_callback_without_the_cookie_is_cookies_blocked_and_does_not_burn_the_state():
+    from lib.visits.framing import FrameContext
+
+    world = World()
+    result = world.begin()
+    state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
+    with pytest.raises(LaunchError) as err:
+        world.service.complete({"code": "c", "state": state}, None, frame=FrameContext("iframe", None))
+    assert err.value.code == "COOKIES_BLOCKED"
+    assert world.service.complete({"code": "c", "state": state}, cookie_of(result)).status == 302
+
+
+def test_a_launch_framed_by_an_origin_the_environment_does_not_allow_stores_nothing():
+    from lib.visits.framing import FrameContext
+
+    world = World(env={"frame_origins": ("https://epic.contoso.org",)})
+    with pytest.raises(LaunchError) as err:
+        world.begin(frame=FrameContext("iframe", "https://evil.example.net/"))  # type: ignore[arg-type]
+    assert err.value.code == "FRAME_NOT_ALLOWED" and world.states.docs == {}
+    allowed = world.service.begin("provider", {"iss": ISS, "launch": "l"}, None,
+                                  frame=FrameContext("iframe", "https://epic.contoso.org/"))
+    (cookie,) = allowed.cookies
+    assert cookie.partitioned and "Partitioned" in cookie.header()

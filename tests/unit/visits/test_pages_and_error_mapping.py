@@ -9,6 +9,7 @@ from markupsafe import escape
 
 from lib.smart.errors import CATALOG, LaunchError
 from lib.visits.pages import Cookie, error_page, format_visit_time
+from lib.visits.throttle import AnonymousThrottle
 
 
 def test_error_page_shows_message_code_fix_and_correlation_and_escapes():
@@ -34,6 +35,9 @@ def test_cookie_header():
     assert Cookie("vv_launch", "abc", 600, "/api/launch", True).header() == \
         "vv_launch=abc; Max-Age=600; Path=/api/launch; HttpOnly; SameSite=Lax; Secure"
     assert "Secure" not in Cookie("vv_launch", "abc", 600, "/api/launch", False).header()
+    # The launch cookie: partitioned (CHIPS), so it survives in Epic's cross-site frames.
+    assert Cookie("vv_launch", "abc", 600, "/api/launch", True, partitioned=True).header() == \
+        "vv_launch=abc; Max-Age=600; Path=/api/launch; HttpOnly; SameSite=None; Secure; Partitioned"
 
 
 def test_visit_time_in_the_environment_zone():
@@ -55,6 +59,7 @@ def test_trigger_maps_launch_error_to_the_error_page(monkeypatch):
 
     class Svc:
         launch = Launch()
+        throttle = AnonymousThrottle()
 
     monkeypatch.setattr(trigger, "services", lambda: Svc())
     resp = trigger.launch_provider.build().get_user_function()(_get("launch/provider", {"iss": "x", "launch": "y"}))
