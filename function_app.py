@@ -7,6 +7,7 @@ from functions import (
     events,
     health,
     hl7_intake,
+    join,
     launch,
     portal,
     reminders,
@@ -17,6 +18,6 @@ from functions import (
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (hl7_intake.bp, launch.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
+for blueprint in (hl7_intake.bp, launch.bp, join.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
                   reports.bp, warmup.bp, admin.bp, portal.bp):
     app.register_functions(blueprint)

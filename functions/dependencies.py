@@ -187,7 +187,7 @@ class Services:
         r = self.repos
         return AcsEventHandler(outbox=r.outbox, messages=self.sms_messages, opt_outs=self.opt_outs,
                                environments=r.environments, sender=self.sms_sender, clock=self.clock,
-                               reports=self.report_feed)
+                               public_base_url=self.settings.public_base_url, reports=self.report_feed)
 
     @cached_property
     def portal(self) -> Any:
@@ -352,7 +352,19 @@ class Services:
         r = self.repos
         return JoinService(join_links=self.join_links, links=r.links, appointments=r.appointments,
                            environments=r.environments, meetings=self.meetings, events=self.visit_events,
-                           clock=self.clock, public_base_url=self.settings.public_base_url)
+                           call_identities=self.call_identities, relay_urls=self.settings.call_relay_urls,
+                           clock=self.clock, public_base_url=self.settings.public_base_url,
+                           known_frame_origins=self.frame_origins.origins)
+
+    @cached_property
+    def call_identities(self) -> Any:
+        """The ACS identity client that issues the patient's call token (``None`` when ACS is not set)."""
+        from lib.visits.call_identity import AcsCallIdentityIssuer
+
+        if not (self.settings.acs_connection_string or self.settings.acs_endpoint):
+            return None
+        return AcsCallIdentityIssuer(connection_string=self.settings.acs_connection_string,
+                                     endpoint=self.settings.acs_endpoint, verify=self.settings.tls_verify)
 
     @cached_property
     def ehr_writeback(self) -> Any:

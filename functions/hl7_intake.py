@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import correlation_id, problem
 from functions.observability import observed
+
+if TYPE_CHECKING:
+    from lib.scheduling.intake import IntakeResponse
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -24,9 +28,18 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     (docs/hl7-intake.md) is checked before the body is parsed (401/403 with a reason ``code``). Texts
     that are due at once (confirmations) are handed to the ``sms-outbox`` queue after the ACK is decided.
     """
+    from lib.scheduling.unavailable import unavailable_response
+    from lib.settings import SettingsError
+
     correlation = correlation_id(req)
-    svc = services()
     body = req.get_body() or b""
+    try:
+        svc = services()
+        intake = svc.intake
+    except SettingsError as exc:  # e.g. a Key Vault reference that did not resolve: the message is not lost
+        log.error("hl7 intake unavailable: %s correlation=%s", exc, correlation)
+        return _answer(unavailable_response(body, "A connector secret is unavailable; send the message again later."),
+                       correlation)
     if len(body) > svc.settings.hl7_max_bytes:
         return problem(
             413,
@@ -36,11 +49,10 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
         )
     environment_id = req.route_params.get("environmentId", "")
     try:
-        result = svc.intake.handle(environment_id, body, dict(req.headers))
+        result = intake.handle(environment_id, body, dict(req.headers))
     except Exception:
         log.exception("hl7 intake failed correlation=%s", correlation)
-        return problem(503, "Intake unavailable", "The message was not accepted; send it again later.",
-                       correlation=correlation)
+        return _answer(unavailable_response(body, "The message was not accepted; send it again later."), correlation)
     if result.outbox_to_send:
         try:
             for item_id, bucket in result.outbox_to_send:
@@ -52,6 +64,10 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
             svc.report_feed.appointment_changed(result.changed_appointment)
         except Exception:
             log.warning("could not enqueue the report update correlation=%s", correlation)
+    return _answer(result, correlation)
+
+
+def _answer(result: IntakeResponse, correlation: str) -> func.HttpResponse:
     return func.HttpResponse(
         result.body,
         status_code=result.status,

@@ -1,5 +1,6 @@
-"""HTTP triggers of the video visit: SMART launch (provider, patient), its callback, our JWKS, the patient
-join page and its events. Thin: parse the request, call ``lib.visits``, map errors in :func:`_error`.
+"""HTTP triggers of the video visit: SMART launch (provider, patient), its callback and our JWKS (the
+patient's join page is ``functions/join.py``).
+Thin: parse the request, call ``lib.visits``, map errors in :func:`_error`.
 
 Routes (under ``/api``):
 - ``GET launch/provider``, ``GET launch/patient``: the launch URLs registered in Epic (``iss``, ``launch``,
@@ -8,7 +9,6 @@ Routes (under ``/api``):
 - ``GET launch/signin``: the Entra ``redirect_uri`` of the clinician's one-time Microsoft 365 sign-in.
 - ``GET .well-known/jwks.json`` (= ``jwks/test.json``) and ``GET .well-known/jwks/production.json``: the JWK Set
   URLs registered in Epic for test and production environments (public keys of ``private_key_jwt``).
-- ``GET join/{token}``: the patient's join page; ``POST join/{token}/events``: ``{"type": "connected"}``.
 """
 
 from __future__ import annotations
@@ -230,49 +230,3 @@ def jwks_test(req: func.HttpRequest) -> func.HttpResponse:
 def jwks_production(req: func.HttpRequest) -> func.HttpResponse:
     """The JWK Set URL of production environments (``SMART_PRIVATE_KEYS_PRODUCTION``)."""
     return _jwks(req, "production")
-
-
-@bp.function_name("join_page")
-@bp.route(route="join/{token}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@observed("join_page")
-def join_page(req: func.HttpRequest) -> func.HttpResponse:
-    """The patient's join page (device test, Join button) for the visit behind an SMS link token."""
-    return _guarded(req, "join_page", lambda correlation: services().join.page(
-        req.route_params.get("token", ""), correlation_id=correlation, frame=_frame(req)))
-
-
-@bp.function_name("join_events")
-@bp.route(route="join/{token}/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-@observed("join_events")
-def join_events(req: func.HttpRequest) -> func.HttpResponse:
-    """Record a patient event from the join page: JSON ``{"type": "connected", "attempt": ".."}`` -> 202."""
-    correlation = correlation_id(req)
-    from lib.smart.errors import LaunchError
-    from lib.store.errors import StoreUnavailable
-    from lib.visits.join import InvalidEvent
-
-    client = _client(req)
-    refusal = services().throttle.guesses_exhausted(client)
-    if refusal is not None:
-        response = problem(429, "Too many requests", "Too many invalid join links from this address; wait and "
-                           "retry.", correlation=correlation, code="RATE_LIMITED")
-        response.headers["Retry-After"] = str(refusal.retry_after)
-        return response
-    if (req.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
-        return problem(415, "Unsupported media type", "Send application/json.", correlation=correlation)
-    try:
-        body = json.loads(req.get_body() or b"null")
-    except ValueError:
-        return problem(400, "Bad request", "The body is not JSON.", correlation=correlation)
-    try:
-        recorded = services().join.record_event(req.route_params.get("token", ""), body, correlation_id=correlation)
-    except InvalidEvent as exc:
-        return problem(400, "Bad request", exc.reason, correlation=correlation)
-    except LaunchError as exc:
-        _count_guess(exc, client)
-        return problem(exc.status, exc.code, exc.user_message, correlation=correlation, code=exc.code)
-    except StoreUnavailable:
-        return problem(503, "Unavailable", "Try again in a moment.", correlation=correlation)
-    return func.HttpResponse(json.dumps({"eventId": recorded.event_id, "writeback": recorded.writeback}),
-                             status_code=202, mimetype="application/json",
-                             headers={"Cache-Control": "no-store", "x-correlation-id": correlation})

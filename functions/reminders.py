@@ -20,16 +20,19 @@ def sms_outbox(msg: func.QueueMessage) -> None:
     """Send one outbox item now (confirmations). Redelivery is harmless: the outbox state decides.
 
     A store outage raises, so the host retries the message and moves it to ``sms-outbox-poison`` after
-    ``maxDequeueCount`` attempts; the timer still sends the item when it is due.
+    ``maxDequeueCount`` attempts; the timer still sends the item when it is due. A malformed message raises
+    too (counted as ``vv.queue.malformed``), so it reaches the poison queue instead of vanishing.
     """
-    from lib.queues import decode
+    from lib.observability import metrics
+    from lib.queues import SMS_OUTBOX_QUEUE, MalformedMessage, read_ids
 
     try:
-        message = decode(msg.get_body())
-        item_id, bucket = str(message["id"]), str(message["bucket"])
-    except (ValueError, KeyError):
-        log.error("sms-outbox message %s is malformed; dropped", msg.id)
-        return
+        ids = read_ids(msg.get_body(), "id", "bucket")
+    except MalformedMessage as exc:
+        metrics.queue_malformed(SMS_OUTBOX_QUEUE)
+        log.error("sms-outbox message %s is malformed (%s); left to the poison queue", msg.id, exc)
+        raise
+    item_id, bucket = ids["id"], ids["bucket"]
     outcome = services().dispatcher.send_one(item_id, bucket)
     sms_outcome(item_id, outcome)
     log.info("sms-outbox message=%s outcome=%s", msg.id, outcome)
@@ -40,10 +43,16 @@ def sms_outbox(msg: func.QueueMessage) -> None:
 @observed("reminders_due")
 def reminders_due(timer: func.TimerRequest) -> None:
     """Every minute: send the texts now due, then purge phone numbers and rejected HL7 messages of visits
-    that are over."""
+    that are over; every 15 minutes, mark and count sent texts whose delivery report never came."""
+    from lib.sms import delivery_watch
+
     svc = services()
     report = svc.dispatcher.run_due()
     sms_run(report.outcomes)
+    if delivery_watch.due_now(svc.clock.now()):
+        missing = delivery_watch.mark_missing_reports(svc.repos.outbox, svc.clock.now())
+        if missing:
+            log.warning("sms delivery reports missing for %d texts (sent over an hour ago)", missing)
     purged = 0
     now = svc.clock.now()
     for key in svc.repos.contacts.expired_keys(now):

@@ -32,6 +32,9 @@ def report_update(msg: func.QueueMessage) -> None:
     try:
         update = ReportUpdate.from_message(decode(msg.get_body()))
     except (ValueError, UnicodeDecodeError, InvalidReportInput) as exc:
+        from lib.observability import metrics
+
+        metrics.queue_malformed("report-updates")  # the malformed-queue-messages alert
         log.error("report-updates message %s is malformed (%s)", msg.id, type(exc).__name__)
         raise InvalidReportInput("malformed report-updates message") from exc
     outcome = services().report_recorder.apply(update)

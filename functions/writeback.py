@@ -13,19 +13,23 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-def _ids(msg: func.QueueMessage) -> tuple[str, str, str | None] | None:
-    """``(event id, appointment key, correlation id)`` of a ``visit-events`` message, or ``None``."""
-    from lib.queues import decode
+def _ids(msg: func.QueueMessage, queue: str) -> tuple[str, str, str | None]:
+    """``(event id, appointment key, correlation id)`` of a ``visit-events`` message.
+
+    Raises:
+        MalformedMessage: counted as ``vv.queue.malformed``; the host moves the message on to
+            ``<queue>-poison`` (``visit-events-poison-poison`` for the poison trigger, also watched).
+    """
+    from lib.observability import metrics
+    from lib.queues import MalformedMessage, read_ids
 
     try:
-        message = decode(msg.get_body())
-        event_id, key = message["id"], message["appointmentKey"]
-    except (ValueError, KeyError, UnicodeDecodeError):
-        return None
-    if not isinstance(event_id, str) or not isinstance(key, str):
-        return None
-    correlation = message.get("correlationId")
-    return event_id, key, correlation if isinstance(correlation, str) else None
+        ids = read_ids(msg.get_body(), "id", "appointmentKey")
+    except MalformedMessage as exc:
+        metrics.queue_malformed(queue)
+        log.error("%s message %s is malformed (%s); left to the poison queue", queue, msg.id, exc)
+        raise
+    return ids["id"], ids["appointmentKey"], ids.get("correlationId")
 
 
 @bp.function_name("writeback")
@@ -37,11 +41,7 @@ def writeback(msg: func.QueueMessage) -> None:
     A transient EHR failure or a store outage raises: the host redelivers, and after ``maxDequeueCount`` (5)
     attempts moves the message to ``visit-events-poison``. Permanent failures are recorded and end here.
     """
-    ids = _ids(msg)
-    if ids is None:
-        log.error("visit-events message %s is malformed; dropped", msg.id)
-        return
-    event_id, key, correlation = ids
+    event_id, key, correlation = _ids(msg, "visit-events")
     outcome = services().writeback.write(event_id, key, correlation_id=correlation)
     writeback_outcome(outcome.outcome)
     log.info("visit-events message=%s dequeue=%s outcome=%s reason=%s correlation=%s", msg.id,
@@ -52,13 +52,10 @@ def writeback(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name="visit-events-poison", connection="AzureWebJobsStorage")
 @observed("writeback_poison")
 def writeback_poison(msg: func.QueueMessage) -> None:
-    """Record a message the host gave up on: log its IDs and mark the event ``failed``. Never requeues and
-    never raises (a raise would only bounce the poison message itself)."""
-    ids = _ids(msg)
-    if ids is None:
-        log.error("visit-events-poison message %s is malformed; dropped", msg.id)
-        return
-    event_id, key, correlation = ids
+    """Record a message the host gave up on: log its IDs and mark the event ``failed``. Never requeues; raises
+    only for a malformed message, which then ends in ``visit-events-poison-poison`` (watched and alerted on
+    like every poison queue)."""
+    event_id, key, correlation = _ids(msg, "visit-events-poison")
     environment_id = key.split("|", 1)[0]
     try:
         outcome = services().writeback.mark_poisoned(event_id, key, correlation_id=correlation)

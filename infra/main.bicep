@@ -48,6 +48,9 @@ param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 @description('Largest HL7 request body accepted, in bytes (HL7_MAX_BYTES).')
 param hl7MaxBytes int = 1048576
 
+@description('ICE server URLs (space-separated stun:/turn: URLs) the patient device test probes to tell whether the browser can reach the media relays (CALL_RELAY_URLS); empty = not checked. See docs/patient-visit.md.')
+param callRelayUrls string = ''
+
 @description('Days a rejected HL7 message is kept for an operator to replay (HL7_REJECTED_TTL_DAYS).')
 @minValue(1)
 @maxValue(365)
@@ -108,6 +111,7 @@ var queueNames = [
   'sms-outbox-poison'
   'visit-events'
   'visit-events-poison'
+  'visit-events-poison-poison' // a malformed message the poison trigger cannot read ends here (watched too)
   'report-updates'
   'report-updates-poison'
 ]
@@ -244,7 +248,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__clientId: identity.properties.clientId
     AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
     AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
-    // DefaultAzureCredential picks the user-assigned identity from this (Cosmos, queues, ACS).
+    // DefaultAzureCredential picks the user-assigned identity from this (Cosmos, queues, ACS SMS and identity).
     AZURE_CLIENT_ID: identity.properties.clientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
@@ -271,6 +275,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     TEAMS_JOIN_ORIGINS: teamsJoinOrigins
     LAUNCH_RATE_LIMIT: launchRateLimit
     GUESS_RATE_LIMIT: guessRateLimit
+    CALL_RELAY_URLS: callRelayUrls
   }
   // Key Vault references resolve only once the identity may read the vault.
   dependsOn: [

@@ -67,6 +67,14 @@ class SmsSettings:
             ``{link}``. Missing entries fall back to the shipped templates.
         rate_per_minute: most texts a minute from ``sender`` (ACS: toll-free 200, short code 6000).
         phone_grace_minutes: the phone number is deleted this long after the visit's end.
+        help_contact: the support contact a HELP reply gives (a phone number or web page of the organization);
+            ``None`` = the join links' site.
+        per_number_cap, per_number_window_hours: at most ``per_number_cap`` texts to one number from
+            ``sender`` in any ``per_number_window_hours`` (several visits in a few days); cancellations are
+            always sent. 0 = no cap.
+        reachable_countries: ISO 3166-1 regions ``sender`` can text (a US toll-free number reaches US and CA
+            numbers, not a UK mobile); empty = the sender number's own region only. Other numbers are not
+            texted and the reason is recorded.
         consented_by, consented_at: who gave the two SMS consents in the portal, and when (ISO UTC): we send on
             the organization's behalf, and its patients agreed to receive texts. SMS cannot be on without them.
     """
@@ -83,6 +91,10 @@ class SmsSettings:
     templates: dict[str, dict[str, str]] = field(default_factory=dict)
     rate_per_minute: int = 200
     phone_grace_minutes: int = 120
+    reachable_countries: tuple[str, ...] = ()
+    help_contact: str | None = None
+    per_number_cap: int = 6
+    per_number_window_hours: int = 72
     consented_by: str | None = None
     consented_at: str | None = None
 
@@ -216,7 +228,7 @@ class EnvironmentConfig:
         """Build from a stored document, ignoring Cosmos system properties (``_etag``...)."""
         sms = doc.get("sms") or {}
         sms_fields = {k: v for k, v in sms.items() if k in SmsSettings.__dataclass_fields__}
-        for name in ("reminder_offsets_minutes", "quiet_hours"):
+        for name in ("reminder_offsets_minutes", "quiet_hours", "reachable_countries"):
             if name in sms_fields:
                 sms_fields[name] = tuple(sms_fields[name])
         if "templates" in sms_fields:
@@ -350,6 +362,10 @@ class OutboxItem:
     ``delivery_detail`` and ``delivery_event_utc`` come from the newest ACS delivery report. ``language`` is the
     template language used and ``recipient_last2`` the last two digits of the number texted (for the texts
     report; never more of the number).
+
+    ``repeat_id`` and ``repeat_first_sent`` are the ACS repeatable request of the current attempt, stored
+    before the call; ``maybe_accepted`` is set when an attempt ended so that ACS may have taken the text
+    (a 5xx), so the next attempt must repeat the same request (``lib/sms/repeatability.py``).
     """
 
     id: str
@@ -369,6 +385,9 @@ class OutboxItem:
     delivery_status: str | None = None
     delivery_detail: str | None = None
     delivery_event_utc: datetime | None = None
+    repeat_id: str | None = None
+    repeat_first_sent: datetime | None = None
+    maybe_accepted: bool = False
     language: str | None = None
     recipient_last2: str | None = None
     etag: str | None = None
@@ -393,6 +412,9 @@ class OutboxItem:
             "delivery_status": self.delivery_status,
             "delivery_detail": self.delivery_detail,
             "delivery_event_utc": iso(self.delivery_event_utc),
+            "repeat_id": self.repeat_id,
+            "repeat_first_sent": iso(self.repeat_first_sent),
+            "maybe_accepted": self.maybe_accepted,
             "language": self.language,
             "recipient_last2": self.recipient_last2,
         }
@@ -418,6 +440,9 @@ class OutboxItem:
             delivery_status=doc.get("delivery_status"),
             delivery_detail=doc.get("delivery_detail"),
             delivery_event_utc=parse_iso(doc.get("delivery_event_utc")),
+            repeat_id=doc.get("repeat_id"),
+            repeat_first_sent=parse_iso(doc.get("repeat_first_sent")),
+            maybe_accepted=bool(doc.get("maybe_accepted")),
             language=doc.get("language"),
             recipient_last2=doc.get("recipient_last2"),
             etag=doc.get("_etag"),

@@ -12,6 +12,8 @@ Messages carry IDs only, never PHI: ``{"id": ..., "bucket" | "appointmentKey": .
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +26,31 @@ VISIT_EVENTS_QUEUE = "visit-events"
 def poison_queue(name: str) -> str:
     """The host's poison queue of ``name``: ``<name>-poison``."""
     return f"{name}-poison"
+
+
+class MalformedMessage(ValueError):
+    """A queue message its trigger cannot read (not JSON, or missing fields). The trigger raises it, so the
+    host moves the message to ``<queue>-poison`` after ``maxDequeueCount`` attempts, where the poison
+    alert sees it; it is never dropped silently."""
+
+
+def read_ids(body: bytes | str, *fields: str) -> dict[str, str]:
+    """The string ``fields`` of a message body (and ``correlationId`` when it is a string).
+
+    Raises:
+        MalformedMessage: the body is not a JSON object, or a field is missing or not a string.
+    """
+    try:
+        value = decode(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"not a JSON object ({type(exc).__name__})") from None
+    missing = [f for f in fields if not isinstance(value.get(f), str) or not value[f]]
+    if missing:
+        raise MalformedMessage(f"missing or non-string field(s): {', '.join(missing)}")
+    ids = {f: value[f] for f in fields}
+    if isinstance(value.get("correlationId"), str):
+        ids["correlationId"] = value["correlationId"]
+    return ids
 
 
 def encode(message: Mapping[str, Any]) -> str:
@@ -44,28 +71,47 @@ def decode(body: bytes | str) -> dict[str, Any]:
     return value
 
 
+class QueueUnavailable(Exception):
+    """The queue service did not answer in time, or failed moments ago (the producer waits ``pause``
+    seconds before trying again, so a burst of requests does not each wait for a dead service)."""
+
+
 class QueueProducer:
     """Sends messages to the app's queues with the base64 encode policy, creating queues on first use.
+
+    The storage SDK's defaults (3 retries 15 s, 18 s and 24 s apart, 20 s connect and 60 s read timeouts)
+    kept an HL7 request waiting 85 s when the queue service was down, although every producer has a
+    fallback (the reminder timer sends due texts; write-back events are swept). So calls here fail fast:
+    ``connect_timeout`` and ``read_timeout`` per attempt, one retry after half a second, and after a failure
+    :meth:`send` raises :class:`QueueUnavailable` at once for ``pause`` seconds.
 
     Args:
         settings: uses ``AzureWebJobsStorage`` (connection string) or its ``__queueServiceUri`` with
             managed identity.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, connect_timeout: float = 2.0, read_timeout: float = 5.0, pause: float = 30.0
+    ) -> None:
         self._settings = settings
         self._clients: dict[str, Any] = {}
+        self._timeouts = {"connection_timeout": connect_timeout, "read_timeout": read_timeout}
+        self._pause = pause
+        self._down_until = 0.0
+        self._lock = threading.Lock()
 
     def _client(self, queue: str) -> Any:
         client = self._clients.get(queue)
         if client is not None:
             return client
         from azure.core.exceptions import ResourceExistsError
-        from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+        from azure.storage.queue import LinearRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
         policies = {
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": TextBase64DecodePolicy(),
+            "retry_policy": LinearRetry(backoff=0.5, retry_total=1, random_jitter_range=0),
+            **self._timeouts,
         }
         if self._settings.storage_connection:
             client = QueueClient.from_connection_string(self._settings.storage_connection, queue, **policies)
@@ -86,10 +132,24 @@ class QueueProducer:
 
     def send(self, queue: str, message: Mapping[str, Any], *, visibility_timeout: int | None = None) -> None:
         """Enqueue ``message`` on ``queue`` (with the current ``correlationId`` unless it has one);
-        ``visibility_timeout`` delays it (seconds)."""
+        ``visibility_timeout`` delays it (seconds).
+
+        Raises:
+            QueueUnavailable: the queue service failed now or less than ``pause`` seconds ago.
+        """
+        from azure.core.exceptions import AzureError
+
         from lib.observability.correlation import with_correlation
 
-        self._client(queue).send_message(encode(with_correlation(message)), visibility_timeout=visibility_timeout)
+        with self._lock:
+            if time.monotonic() < self._down_until:
+                raise QueueUnavailable("the queue service failed moments ago")
+        try:
+            self._client(queue).send_message(encode(with_correlation(message)), visibility_timeout=visibility_timeout)
+        except AzureError as exc:
+            with self._lock:
+                self._down_until = time.monotonic() + self._pause
+            raise QueueUnavailable(f"the queue service did not take the message: {type(exc).__name__}") from exc
 
     def client(self, queue: str) -> Any:
         """The configured ``QueueClient`` (operator commands and tests: peek, receive, clear)."""

@@ -70,6 +70,9 @@ class Settings:
         launch_rate_limit, guess_rate_limit: per client address and process, in the ``limits`` notation
             (``LAUNCH_RATE_LIMIT`` default ``120/minute``; ``GUESS_RATE_LIMIT`` default ``20/minute`` failed
             state/join-link presentations); docs/launch.md "Rate limits".
+        call_relay_urls: ICE server URLs (``stun:host:port``...) the patient's device test tries, to tell
+            whether the browser can reach the media relays (``CALL_RELAY_URLS``, space-separated; empty = not
+            checked).
     """
 
     cosmos_endpoint: str
@@ -102,6 +105,7 @@ class Settings:
     teams_join_origins: tuple[str, ...] = ("https://teams.microsoft.com",)
     launch_rate_limit: str = "120/minute"
     guess_rate_limit: str = "20/minute"
+    call_relay_urls: tuple[str, ...] = ()
     cosmos_transactional_batch: bool = True
     easy_auth_enabled: bool = False
     easy_auth_client_id: str | None = None
@@ -111,6 +115,15 @@ class Settings:
     def tls_verify(self) -> bool | str:
         """What outbound HTTP clients pass as ``verify``: the local CA bundle when set, else True."""
         return str(self.local_ca_bundle) if self.local_ca_bundle else True
+
+
+def _relay_urls(value: str | None) -> tuple[str, ...]:
+    """``CALL_RELAY_URLS``: space-separated ``stun:`` / ``turn:`` URLs the device test probes."""
+    urls = tuple((value or "").split())
+    for url in urls:
+        if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            raise SettingsError(f"setting CALL_RELAY_URLS: {url!r} is not a stun: or turn: URL")
+    return urls
 
 
 def _flag(value: str | None) -> bool:
@@ -274,6 +287,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                  env.get("TEAMS_JOIN_ORIGINS", "https://teams.microsoft.com").split(",") if o.strip()),
         launch_rate_limit=_rate("LAUNCH_RATE_LIMIT", env.get("LAUNCH_RATE_LIMIT", "120/minute")),
         guess_rate_limit=_rate("GUESS_RATE_LIMIT", env.get("GUESS_RATE_LIMIT", "20/minute")),
+        call_relay_urls=_relay_urls(env.get("CALL_RELAY_URLS")),
         cosmos_transactional_batch=(env.get("COSMOS_TRANSACTIONAL_BATCH") or "1").strip().lower()
         not in {"0", "false", "no", "off"},
         easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",

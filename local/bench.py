@@ -22,6 +22,9 @@ Numbers, not assertions: tests never time anything. Each section says what it me
   (``cold_start.first_over_warm``) and without it (``local/bench_cold_start.py``).
 - ``growth`` (only with ``--only growth``): each kind of work grown 10x (visits stored, messages in flight,
   reminders due, reminders stored) and what each cost did (``local/bench_growth.py``).
+- ``reports`` (only with ``--only reports``: it loads hundreds of thousands of visit rows): the visits report
+  for a range of 100,000 visits with 100,000 / 300,000 stored (``--reports-stored``); summary, first page, all
+  rows as CSV, and one report update; wall time and store calls (``local/bench_reports.py``).
 
 Every store-call count is taken on the wire (``local/store_calls.py``): every request to Cosmos DB, the SDK's
 metadata requests included.
@@ -69,10 +72,12 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
     parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders",
-                                           "cold_start", "growth"], action="append")
+                                           "cold_start", "growth", "reports"], action="append")
     parser.add_argument("--reminders-stored", type=int, nargs="+", default=[2_000],
                         help="reminders stored in each case of the reminders section")
     parser.add_argument("--reminders-due", type=int, default=200, help="reminders due in each case")
+    parser.add_argument("--reports-stored", type=int, nargs="+", default=[100_000, 300_000],
+                        help="visits stored in each case of the reports section (100,000 of them in the range)")
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget of the throughput benchmarks")
     args = parser.parse_args()
     sections = args.only or ["import", "memory", "hl7", "intake", "logging", "launch", "reminders", "cold_start"]
@@ -107,6 +112,10 @@ def main() -> int:
 
         results["growth"] = bench_growth.run()
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]  # type: ignore[index]
+    if "reports" in sections:
+        from local import bench_reports
+
+        results["reports"] = bench_reports.run_all(args.reports_stored, 100_000, 10_000)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -42,7 +42,7 @@ SENDER = "+18005550100"
 class _AcceptAll:
     """An SMS sender that accepts every text at once (no network)."""
 
-    def send(self, *, sender: str, to: str, message: str, tag: str | None = None) -> Any:
+    def send(self, *, sender: str, to: str, message: str, tag: str | None = None, repeat: Any = None) -> Any:
         from lib.sms.sender import SendResult
 
         return SendResult("sent", message_id=f"Outgoing_bench_{uuid.uuid4().hex}")
@@ -96,7 +96,9 @@ def _load(store: Any, stored: int, due: int, environment_id: str, *, workers: in
     started = time.perf_counter()
     env = EnvironmentConfig(
         id=environment_id, kind="test", display_name="Contoso Health", fhir_base_urls=(), approved=True,
-        epic_client_id="bench", sms=SmsSettings(enabled=True, sender=SENDER, rate_per_minute=1_000_000),
+        epic_client_id="bench", sms=SmsSettings(enabled=True, sender=SENDER, rate_per_minute=1_000_000,
+                                                 # 100 fictional numbers serve every due text: no cap here
+                                                 per_number_cap=0),
     )
     store.container("environments").upsert_item(env.to_doc())
     outbox, appointments, contacts = (store.container(n) for n in ("outbox", "appointments", "contacts"))

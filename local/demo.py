@@ -250,19 +250,26 @@ class Demo:
         same = self.result.provider_redirects[0][-1] == self.result.provider_redirects[1][-1]
         self.trace.say(f"both launches reach the same Teams meeting: {same}")
 
-        self.trace.step(5, "The patient opens the link from the text")
+        self.trace.step(5, "The patient opens the link from the text ten minutes before the visit")
+        self.set_clock(start - timedelta(minutes=10))
         match = re.search(r"https?://\S+/api/join/[A-Za-z0-9_-]+", texts[0]["message"])
         assert match, "the confirmation text has no join link"
         page = requests.get(match.group(0), timeout=30)
         self.result.patient_page_status = page.status_code
-        self.result.patient_page_has_meeting = self.result.join_url in page.text
-        self.trace.say(f"GET {_path(match.group(0))[:60]}... -> HTTP {page.status_code}; "
+        json_headers = {"Content-Type": "application/json"}
+        requests.post(match.group(0) + "/events", json={"type": "page_opened", "attempt": "demo-page-1"}, timeout=30)
+        steps = dict.fromkeys(("speaker", "microphone", "camera", "connection", "test_call"), "passed")
+        tested = requests.post(match.group(0) + "/events", timeout=30, headers=json_headers,
+                               json={"type": "device_test", "attempt": "demo-page-1", "steps": steps})
+        self.trace.say(f"GET {_path(match.group(0))[:60]}... -> HTTP {page.status_code}; device test (all passed): "
+                       f"POST .../events -> HTTP {tested.status_code}")
+        call = requests.post(match.group(0) + "/call", json={}, timeout=30)
+        self.result.patient_page_has_meeting = call.ok and call.json().get("meetingLink") == self.result.join_url
+        self.trace.say(f"patient joins: POST .../call -> HTTP {call.status_code} (an ACS identity and token); "
                        f"the page joins the same meeting: {self.result.patient_page_has_meeting}")
-        joined = requests.post(match.group(0) + "/events", json={"type": "connected"}, timeout=30)
-        self.trace.say(f"patient joins: POST .../events -> HTTP {joined.status_code}")
 
         self.trace.step(6, "Participant events are written back to Epic (queue-triggered)")
-        # Three events: the clinician connected (two launches, each a connection) and the patient.
+        # Three events: the clinician connected (two launches, each a connection) and the patient's device test.
         writebacks = self.wait_for(lambda: self._writebacks(at_least=3), "three write-backs")
         time.sleep(1.0)
         self.result.writebacks = self._writebacks()

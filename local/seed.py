@@ -95,6 +95,9 @@ def seed(settings: dict[str, str]) -> EnvironmentConfig:
         if other.id != environment.id and set(other.fhir_base_urls) & set(environment.fhir_base_urls):
             kept = tuple(u for u in other.fhir_base_urls if u not in environment.fhir_base_urls)
             app.repos.environments.put(dataclasses.replace(other, fhir_base_urls=kept))
+    from lib.sms.configuration import check_sms_settings
+
+    check_sms_settings(environment, public_base_url=app.settings.public_base_url)  # as the portal does on save
     app.repos.environments.put(environment)
     register_in_standins(settings)
     return environment

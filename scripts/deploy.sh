@@ -6,7 +6,8 @@
 # 1. creates the resource group and deploys infra/main.bicep with infra/main.<env>.bicepparam;
 # 2. creates the SMS link-signing key and the Event Grid webhook key in Key Vault if they do not exist
 #    yet (never replaces one);
-# 3. publishes the code (Core Tools when installed, else a zip deployment with a remote build);
+# 3. builds the patient's web client (npm ci + esbuild) and publishes the code (Core Tools when installed,
+#    else a zip deployment with a remote build);
 # 4. deploys again with the Event Grid subscriptions on, their URL carrying the webhook key as ?code=
 #    (Event Grid validates the webhook, so the code must be live first);
 # 5. writes the deployment outputs (names and URLs, no secrets) to .local/deploy/<env>.outputs.json.
@@ -152,6 +153,12 @@ ensure_secret "$LINK_KEY_SECRET" 'base64; 32 bytes' new_base64_key
 # subscriptions send it as ?code= (step 4).
 log "Event Grid webhook key in Key Vault $VAULT"
 ensure_secret "$WEBHOOK_KEY_SECRET" 'base64url; 32 bytes' new_base64url_key
+
+# The patient's browser client: bundled from package-lock.json into lib/web/static/build/ (shipped in lib/).
+log "patient web client (npm ci + esbuild)"
+need node
+need npm
+(cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error && node web/patient/build.mjs)
 
 log "code -> $APP"
 if command -v func >/dev/null 2>&1; then

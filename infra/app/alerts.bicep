@@ -1,7 +1,8 @@
 // Alerts for the on-call engineer: an action group (e-mail and/or webhook) and one rule per runbook
 // section of README.md ("Runbook"). The log alerts query the custom metrics the app emits through
-// OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.sms.messages, vv.launches,
-// vv.queue.depth, vv.reminder.lag) in Application Insights' customMetrics table. The availability
+// OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.sms.messages, vv.sms.delivery,
+// vv.launches, vv.queue.depth, vv.queue.malformed, vv.reminder.lag, vv.clock.skew) in Application
+// Insights' customMetrics table. The availability
 // tests probe /api/health/live and /api/health/ready (functions/health.py).
 
 param applicationInsightsName string
@@ -25,10 +26,16 @@ param alertEmail string = ''
 @description('HTTPS webhook the alerts are posted to (common alert schema). Empty = no webhook receiver.')
 param alertWebhookUrl string = ''
 
-@description('Percentage of failed or unknown SMS sends (of at least smsMinimumCount in 15 minutes) that raises an alert.')
+@description('Percentage of SMS sends that failed or ended unknown, plus "Failed" or missing delivery reports (of at least smsMinimumCount sends in 15 minutes), that raises an alert.')
 param smsFailurePercent int = 20
 
 param smsMinimumCount int = 5
+
+@description('Texts in 15 minutes whose delivery report said "Failed" or never came, above which an alert is raised.')
+param smsUndeliveredCount int = 2
+
+@description('Seconds between a signed timestamp we received (HL7 JWS iat, Event Grid eventTime) and our clock above which an alert is raised.')
+param clockSkewSeconds int = 120
 
 @description('Seconds between an SMS\'s due time and its sending above which an alert is raised.')
 param reminderLagSeconds int = 600
@@ -76,7 +83,7 @@ var logAlerts = [
   {
     name: 'poison-messages'
     severity: 1
-    description: 'Messages in sms-outbox-poison or visit-events-poison (README: Runbook, "Poison messages present").'
+    description: 'Messages in a poison queue, including visit-events-poison-poison (README: Runbook, "Poison messages present").'
     query: 'customMetrics | where name == "vv.queue.depth" and tostring(customDimensions.queue) endswith "-poison" | summarize measured = max(value)'
     threshold: 0
   }
@@ -84,8 +91,29 @@ var logAlerts = [
     name: 'sms-failure-rate'
     severity: 1
     description: 'Too many SMS sends failed or ended unknown (README: Runbook, "SMS failure rate").'
-    query: 'customMetrics | where name == "vv.sms.messages" | extend outcome = tostring(customDimensions.outcome) | summarize total = sum(valueSum), failed = sumif(valueSum, outcome in ("failed", "unknown")) | where total >= ${smsMinimumCount} | extend measured = 100.0 * failed / total'
+    query: 'customMetrics | where name in ("vv.sms.messages", "vv.sms.delivery") | extend outcome = tostring(customDimensions.outcome), status = tostring(customDimensions.status) | summarize total = sumif(valueSum, name == "vv.sms.messages"), failed = sumif(valueSum, name == "vv.sms.messages" and outcome in ("failed", "unknown")) + sumif(valueSum, name == "vv.sms.delivery" and status in ("Failed", "missing")) | where total >= ${smsMinimumCount} | extend measured = 100.0 * failed / total'
     threshold: smsFailurePercent
+  }
+  {
+    name: 'sms-undelivered'
+    severity: 2
+    description: 'Texts whose delivery report said "Failed" or never came (README: Runbook, "SMS not delivered").'
+    query: 'customMetrics | where name == "vv.sms.delivery" | extend status = tostring(customDimensions.status) | summarize measured = sumif(valueSum, status in ("Failed", "missing"))'
+    threshold: smsUndeliveredCount
+  }
+  {
+    name: 'malformed-queue-messages'
+    severity: 2
+    description: 'Queue messages their trigger could not read, on their way to a poison queue (README: Runbook, "Malformed queue messages").'
+    query: 'customMetrics | where name == "vv.queue.malformed" | summarize measured = sum(valueSum)'
+    threshold: 0
+  }
+  {
+    name: 'clock-skew'
+    severity: 2
+    description: 'Signed timestamps we receive are far from our clock (README: Runbook, "Clock skew").'
+    query: 'customMetrics | where name == "vv.clock.skew" | summarize measured = max(valueMax)'
+    threshold: clockSkewSeconds
   }
   {
     name: 'reminder-lag'

@@ -8,7 +8,13 @@
   ``error_code``;
 - ``vv.writebacks`` (counter): ``outcome`` (written, skipped, missing, failed, error = will retry, poisoned);
 - ``vv.queue.depth`` (gauge): ``queue`` (sms-outbox, visit-events and their ``-poison`` queues);
-- ``vv.reminder.lag`` (histogram, seconds): ``kind``; from an SMS's due time to its sending.
+- ``vv.reminder.lag`` (histogram, seconds): ``kind``; from an SMS's due time to its sending;
+- ``vv.queue.malformed`` (counter): ``queue``; messages that are not what the trigger reads (valid base64,
+  wrong JSON or fields): they go on to the host's poison queue;
+- ``vv.sms.delivery`` (counter): ``status`` of ACS delivery reports (Delivered, Failed...), and ``missing``
+  for sent texts whose report has not come within the expected time;
+- ``vv.clock.skew`` (histogram, seconds): ``source`` (hl7_jws, eventgrid); how far a signed timestamp we
+  received is from our clock (absolute value).
 
 Every call also adds to an in-process tally (:func:`snapshot`) that tests read. With telemetry on
 (:func:`use_opentelemetry`, called by :mod:`lib.observability.logging_setup`), calls also go to the
@@ -24,18 +30,24 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "CLOCK_SKEW",
     "HL7_MESSAGES",
     "LAUNCHES",
     "QUEUE_DEPTH",
+    "QUEUE_MALFORMED",
     "REMINDER_LAG",
+    "SMS_DELIVERY",
     "SMS_MESSAGES",
     "WRITEBACKS",
+    "clock_skew",
     "hl7_message",
     "hl7_outcome_from_ack",
     "launch",
     "queue_depth",
+    "queue_malformed",
     "reminder_lag",
     "reset",
+    "sms_delivery",
     "sms_message",
     "snapshot",
     "use_opentelemetry",
@@ -48,6 +60,9 @@ LAUNCHES = "vv.launches"
 WRITEBACKS = "vv.writebacks"
 QUEUE_DEPTH = "vv.queue.depth"
 REMINDER_LAG = "vv.reminder.lag"
+QUEUE_MALFORMED = "vv.queue.malformed"
+SMS_DELIVERY = "vv.sms.delivery"
+CLOCK_SKEW = "vv.clock.skew"
 
 _lock = threading.Lock()
 _tally: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -97,6 +112,9 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
         WRITEBACKS: meter.create_counter(WRITEBACKS, unit="1", description="EHR write-backs by outcome"),
         QUEUE_DEPTH: meter.create_gauge(QUEUE_DEPTH, unit="1", description="Approximate messages in a queue"),
         REMINDER_LAG: meter.create_histogram(REMINDER_LAG, unit="s", description="SMS due time to send time"),
+        QUEUE_MALFORMED: meter.create_counter(QUEUE_MALFORMED, unit="1", description="Malformed queue messages"),
+        SMS_DELIVERY: meter.create_counter(SMS_DELIVERY, unit="1", description="SMS delivery reports by status"),
+        CLOCK_SKEW: meter.create_histogram(CLOCK_SKEW, unit="s", description="Signed timestamps vs our clock"),
     }
 
 
@@ -157,6 +175,22 @@ def queue_depth(queue: str, count: int) -> None:
 def reminder_lag(kind: str | None, seconds: float) -> None:
     """Seconds between an SMS's due time and its sending (negative values are recorded as 0)."""
     _record(REMINDER_LAG, max(0.0, float(seconds)), {"kind": kind}, mode="record")
+
+
+def queue_malformed(queue: str) -> None:
+    """One message on ``queue`` that its trigger cannot read (it is sent on to the poison queue)."""
+    _record(QUEUE_MALFORMED, 1, {"queue": queue}, mode="add")
+
+
+def sms_delivery(status: str | None, *, count: int = 1) -> None:
+    """ACS delivery reports by ``deliveryStatus`` (``missing``: a sent text whose report never came)."""
+    if count:
+        _record(SMS_DELIVERY, count, {"status": status}, mode="add")
+
+
+def clock_skew(source: str, seconds: float) -> None:
+    """How far (absolute seconds) a signed timestamp from ``source`` is from our clock."""
+    _record(CLOCK_SKEW, abs(float(seconds)), {"source": source}, mode="record")
 
 
 def snapshot() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -14,12 +14,18 @@ from typing import Any
 from lib.queues import SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
 from lib.settings import Settings
 
-#: The queues an operator watches: the work queues and the host's poison queues.
+REPORT_UPDATES_QUEUE = "report-updates"
+
+#: The queues an operator watches: the work queues and the host's poison queues, including the poison queue
+#: of the trigger that reads ``visit-events-poison`` (a message it cannot read ends there).
 WATCHED_QUEUES = (
     SMS_OUTBOX_QUEUE,
     VISIT_EVENTS_QUEUE,
     poison_queue(SMS_OUTBOX_QUEUE),
     poison_queue(VISIT_EVENTS_QUEUE),
+    poison_queue(poison_queue(VISIT_EVENTS_QUEUE)),
+    REPORT_UPDATES_QUEUE,
+    poison_queue(REPORT_UPDATES_QUEUE),
 )
 
 

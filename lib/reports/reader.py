@@ -1,18 +1,22 @@
-"""The read side: the rows of a date range, from the day sheets, by point reads only.
+"""The read side: day totals and day rows of a range, by point reads only.
 
-Cost of one report: ``environments x days x SHARDS`` point reads (plus the days of the first month before the
-range when the environment tracks a monthly allocation, to rank its visits), and bytes proportional to the
-visits and texts in the range. It does not depend on how many visits are stored outside the range.
+- A summary reads one totals document per environment and day (rows only for the last two local days, whose
+  visits may not be over yet), plus the days of the month before the range when the environment tracks a
+  monthly allocation.
+- Rows (the tables and the CSV) read each day's totals document and the parts it names (in parallel), plus one
+  miss, day after day, until the page is full (all of them for the CSV).
+
+Nothing here depends on how many visits are stored outside the range.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
 
-from lib.models import EnvironmentConfig
-from lib.store.reports import SHARDS, sheet_id
+from lib.store.reports import part_id, totals_id
 
 #: The longest range one request may ask for.
 MAX_DAYS = 366
@@ -25,17 +29,7 @@ class RangeError(ValueError):
 class Sheets(Protocol):
     """:class:`lib.store.reports.ReportSheetRepository`."""
 
-    def get(self, sheet: str) -> dict[str, Any] | None: ...
-
-
-@dataclass
-class RangeRows:
-    """Rows read for a range: visits (sorted by day, then scheduled start), texts, and the read cost."""
-
-    visits: list[dict[str, Any]] = field(default_factory=list)
-    texts: list[dict[str, Any]] = field(default_factory=list)
-    month_visits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    point_reads: int = 0
+    def get(self, document_id: str) -> dict[str, Any] | None: ...
 
 
 def check_range(first: date, last: date) -> None:
@@ -46,32 +40,55 @@ def check_range(first: date, last: date) -> None:
         raise RangeError(f"A report covers at most {MAX_DAYS} days; choose a shorter range.")
 
 
-def read_range(sheets: Sheets, environments: list[EnvironmentConfig], first: date, last: date, *,
-               department: str | None = None) -> RangeRows:
-    """Every visit and text row of ``environments`` on local days ``first``..``last`` (inclusive), optionally of
-    one department. ``month_visits`` holds, per environment with a monthly allocation, its visits of the
-    month(s) the range touches from the first of the month (the allocation ranks them in start order)."""
-    check_range(first, last)
-    result = RangeRows()
-    for environment in environments:
-        start = first.replace(day=1) if environment.monthly_visit_allocation is not None else first
-        month_rows: list[dict[str, Any]] = []
-        day = start
-        while day <= last:
-            for shard in range(SHARDS):
-                doc = sheets.get(sheet_id(environment.id, day.isoformat(), shard))
-                result.point_reads += 1
-                if doc is None:
-                    continue
-                visits = list((doc.get("visits") or {}).values())
-                month_rows.extend(visits)
-                if day >= first:
-                    result.visits.extend(v for v in visits if department is None or v.get("department") == department)
-                    result.texts.extend(t for t in (doc.get("texts") or {}).values()
-                                        if department is None or t.get("department") == department)
-            day += timedelta(days=1)
-        if environment.monthly_visit_allocation is not None:
-            result.month_visits[environment.id] = month_rows
-    result.visits.sort(key=lambda r: (r.get("day") or "", r.get("scheduled_start_utc") or "", r["appointment_id"]))
-    result.texts.sort(key=lambda r: (r.get("day") or "", r.get("due_utc") or "", r["id"]))
-    return result
+def days_between(first: date, last: date) -> list[date]:
+    """Every day from ``first`` to ``last`` inclusive."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+@dataclass
+class DayReader:
+    """Reads day documents and counts the point reads made."""
+
+    sheets: Sheets
+    point_reads: int = 0
+    _cache: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def _get(self, document_id: str) -> dict[str, Any] | None:
+        if document_id not in self._cache:
+            self.point_reads += 1
+            self._cache[document_id] = self.sheets.get(document_id)
+        return self._cache[document_id]
+
+    def totals(self, environment_id: str, day: date) -> dict[str, dict[str, Any]]:
+        """The day's totals per department, summed over its parts (empty when nothing happened that day)."""
+        from lib.reports.summary import add
+
+        doc = self._get(totals_id(environment_id, day.isoformat()))
+        result: dict[str, dict[str, Any]] = {}
+        for entry in ((doc or {}).get("parts") or {}).values():
+            for department, values in (entry.get("totals") or {}).items():
+                add(result.setdefault(department, {}), values)
+        return result
+
+    def rows(self, environment_id: str, day: date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``(visit rows, text rows)`` of the day: the parts its totals document names, read in parallel, then
+        the next numbers until one is missing (a part written before its totals were)."""
+        listed = (self._get(totals_id(environment_id, day.isoformat())) or {}).get("parts") or {}
+        numbers = sorted(int(name[1:]) for name in listed)
+        ids = [part_id(environment_id, day.isoformat(), n) for n in numbers if
+               part_id(environment_id, day.isoformat(), n) not in self._cache]
+        if len(ids) > 1:
+            with ThreadPoolExecutor(min(4, len(ids))) as pool:
+                for document_id, doc in zip(ids, pool.map(self.sheets.get, ids), strict=True):
+                    self._cache[document_id] = doc
+                    self.point_reads += 1
+        parts = [self._get(part_id(environment_id, day.isoformat(), n)) for n in numbers]
+        number = (numbers[-1] + 1) if numbers else 0
+        while (extra := self._get(part_id(environment_id, day.isoformat(), number))) is not None:
+            parts.append(extra)
+            number += 1
+        visits = [row for doc in parts if doc for row in (doc.get("visits") or {}).values()]
+        texts = [row for doc in parts if doc for row in (doc.get("texts") or {}).values()]
+        visits.sort(key=lambda r: (r.get("scheduled_start_utc") or "", r["appointment_id"]))
+        texts.sort(key=lambda r: (r.get("due_utc") or "", r["id"]))
+        return visits, texts

@@ -8,8 +8,9 @@ document version, so a redelivered, duplicated or out-of-order message changes n
 that dies between the two writes is completed by the redelivery.
 
 Store calls per message: 3 point reads (visit document, appointment, the changed outbox item) + 1 write,
-then 1 read and at most 1 write per day sheet touched (usually one; two when a text falls on another day
-than its visit).
+then per day part touched (usually one; two when a text falls on another day than its visit) 1 read and at
+most 1 write, and 1 read and at most 1 write of that day's totals. Placing a visit on a day the first time
+reads the day's totals (which keep each part's row counts) and the part chosen.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from lib.clock import Clock
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, iso
 from lib.reports.inputs import ParticipantEvent, ReportUpdate, StreamQuality
 from lib.reports.quality import summarize
+from lib.reports.summary import totals_by_department
 from lib.reports.texts import counts_for_visit, text_row
 from lib.reports.visits import attendance, row_times
 from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
-from lib.store.reports import ReportSheetRepository, ReportVisitRepository, shard_of, sheet_id
+from lib.store.reports import ReportSheetRepository, ReportVisitRepository, day_of, has_room, part_id, totals_id
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +79,21 @@ class ReportRecorder:
         environment = self._environments.get(environment_id)
         for _ in range(_ATTEMPTS):
             current = self._visits.get(key)
-            doc = copy.deepcopy(current) if current else {"id": key, "environmentId": environment_id,
-                                                 "appointmentId": appointment_id, "version": 0, "events": {},
-                                                 "streams": {}, "texts": {}, "facts": {}, "placed": []}
+            doc = copy.deepcopy(current) if current else {
+                "id": key, "environmentId": environment_id, "appointmentId": appointment_id, "version": 0,
+                "events": {}, "streams": {}, "texts": {}, "facts": {}, "placed": {}, "retired": []}
             before = copy.deepcopy(_content(doc))
             self._merge(doc, update, environment)
             doc["row"] = {**_row(doc, environment), "version": int(doc.get("version") or 0)}
-            if current is not None and _content(doc) == before:
-                self._place(doc)  # a redelivery after a crash between the two writes: finish the sheets
+            if current is not None and _content(doc) == before and not self._choose_parts(doc):
+                self._place(doc)  # a redelivery after a crash between the writes: finish the sheets
                 return "unchanged"
             doc["version"] = int(doc.get("version") or 0) + 1
             doc["row"]["version"] = doc["version"]
             doc["updated_utc"] = iso(self._clock.now())
+            self._choose_parts(doc)
             try:
-                stored = self._visits.save(doc)
+                stored = self._visits.save(doc)  # where its rows go is recorded before they are written
             except (ConcurrencyConflict, AlreadyExists):
                 continue
             self._place(stored)
@@ -131,40 +134,74 @@ class ReportRecorder:
         doc["texts"][text_id] = row
 
     # ---- placing rows into day sheets ----------------------------------------------------------------------
-    def _place(self, doc: dict[str, Any]) -> None:
-        environment_id, appointment_id = doc["environmentId"], doc["appointmentId"]
-        shard = shard_of(appointment_id)
-        zone = _zone(doc["row"].get("time_zone"))
+    def _wanted(self, doc: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """``(section, row ID, day, row)`` of every row this visit has in the sheets."""
         version = int(doc.get("version") or 0)
-        wanted: dict[str, dict[str, dict[str, Any]]] = {}
+        rows: list[tuple[str, str, str, dict[str, Any]]] = []
         visit_day = doc["row"].get("day")
         if visit_day:
-            wanted.setdefault(sheet_id(environment_id, visit_day, shard), {"visits": {}, "texts": {}})[
-                "visits"][appointment_id] = {**doc["row"], "version": version}
+            rows.append(("visits", doc["appointmentId"], visit_day, {**doc["row"], "version": version}))
+        zone = _zone(doc["row"].get("time_zone"))
         for text_id, row in doc["texts"].items():
             day = _local_day(datetime.fromisoformat(row["bucket"] + ":00:00+00:00"), zone)
-            wanted.setdefault(sheet_id(environment_id, day, shard), {"visits": {}, "texts": {}})["texts"][text_id] = {
-                **row, "day": day, "department": doc["row"].get("department"), "version": version}
-        for sheet, rows in wanted.items():
-            self._put(sheet, environment_id, rows, remove_visit=None)
-        # The visit moved to another day (rescheduled): take its row out of the sheet it was in.
-        for old in doc.get("placed") or []:
-            if old not in wanted:
-                self._put(old, environment_id, {"visits": {}, "texts": {}}, remove_visit=appointment_id,
-                          remove_texts=set(doc["texts"]), version=version)
-        if sorted(wanted) != sorted(doc.get("placed") or []):
-            doc["placed"] = sorted(wanted)
-            try:
-                self._visits.save(doc)
-            except (ConcurrencyConflict, AlreadyExists):
-                pass  # a newer update re-places the rows and records where they are
+            rows.append(("texts", text_id, day, {**row, "day": day, "department": doc["row"].get("department"),
+                                                 "version": version}))
+        return rows
 
-    def _put(self, sheet: str, environment_id: str, rows: dict[str, dict[str, dict[str, Any]]], *,
-             remove_visit: str | None, remove_texts: set[str] | frozenset[str] = frozenset(), version: int = 0) -> None:
+    def _choose_parts(self, doc: dict[str, Any]) -> bool:
+        """Decide the part of every row not yet placed on its day (reads only); ``True`` if any moved."""
+        placed: dict[str, str] = doc.setdefault("placed", {})
+        moved = False
+        for section, row_id, day, _row_value in self._wanted(doc):
+            slot = f"{section}|{row_id}"
+            where = placed.get(slot)
+            if where is not None and day_of(where) == day:
+                continue
+            if where is not None:
+                doc.setdefault("retired", []).append([where, section, row_id])
+            placed[slot] = self._part_with_room(doc["environmentId"], day)
+            moved = True
+        return moved
+
+    def _part_with_room(self, environment_id: str, day: str) -> str:
+        """The first part of the day with room, by the row counts the totals document keeps (then checked on
+        the part itself, which may have grown since)."""
+        known = ((self._sheets.get(totals_id(environment_id, day)) or {}).get("parts") or {})
+        numbers = sorted(int(name[1:]) for name in known)
+        candidates = [n for n in numbers if has_room({"visits": range(known[f"p{n}"].get("visits", 0)),
+                                                      "texts": range(known[f"p{n}"].get("texts", 0))})]
+        number = candidates[0] if candidates else (numbers[-1] + 1 if numbers else 0)
+        while True:
+            candidate = part_id(environment_id, day, number)
+            if has_room(self._sheets.get(candidate)):
+                return candidate
+            number += 1
+
+    def _place(self, doc: dict[str, Any]) -> None:
+        """Write the visit's rows into their parts (idempotent), retire rows left on other days, sync totals."""
+        version = int(doc.get("version") or 0)
+        placed = doc.get("placed") or {}
+        by_part: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+        for section, row_id, _day, row in self._wanted(doc):
+            target = placed.get(f"{section}|{row_id}")
+            if target is None:
+                continue  # placed by the next write of the visit document
+            by_part.setdefault(target, {"visits": {}, "texts": {}})[section][row_id] = row
+        retired: dict[str, list[tuple[str, str]]] = {}
+        for where, section, row_id in doc.get("retired") or []:
+            if placed.get(f"{section}|{row_id}") != where:
+                retired.setdefault(where, []).append((section, row_id))
+        for part in sorted(set(by_part) | set(retired)):
+            self._put(part, doc["environmentId"], by_part.get(part, {"visits": {}, "texts": {}}),
+                      retired.get(part, []), version)
+
+    def _put(self, part: str, environment_id: str, rows: dict[str, dict[str, dict[str, Any]]],
+             retire: list[tuple[str, str]], version: int) -> None:
         for _ in range(_ATTEMPTS):
-            current = self._sheets.get(sheet)
-            doc = copy.deepcopy(current) if current else {"id": sheet, "environmentId": environment_id,
-                                                 "day": sheet.split("|")[1], "visits": {}, "texts": {}}
+            current = self._sheets.get(part)
+            doc = copy.deepcopy(current) if current else {
+                "id": part, "environmentId": environment_id, "day": day_of(part), "seq": 0, "visits": {},
+                "texts": {}, "totals": {}}
             changed = False
             for section in ("visits", "texts"):
                 for row_id, row in rows[section].items():
@@ -172,24 +209,42 @@ class ReportRecorder:
                     if existing is None or int(existing.get("version") or 0) < row["version"]:
                         doc[section][row_id] = row
                         changed = True
-            if remove_visit is not None:
-                existing = doc["visits"].get(remove_visit)
+            for section, row_id in retire:
+                existing = doc[section].get(row_id)
                 if existing is not None and int(existing.get("version") or 0) < version:
-                    del doc["visits"][remove_visit]
+                    del doc[section][row_id]
                     changed = True
-                for text_id in remove_texts:
-                    existing = doc["texts"].get(text_id)
-                    if existing is not None and int(existing.get("version") or 0) < version:
-                        del doc["texts"][text_id]
-                        changed = True
-            if not changed:
+            if changed:
+                doc["totals"] = totals_by_department(doc["visits"].values(), doc["texts"].values())
+                doc["seq"] = int(doc.get("seq") or 0) + 1
+                try:
+                    doc = self._sheets.save(doc)
+                except (ConcurrencyConflict, AlreadyExists):
+                    continue
+            if current is not None or changed:
+                self._sync_totals(doc)
+            return
+        raise StoreUnavailable("day sheet kept changing under concurrent updates")
+
+    def _sync_totals(self, part: dict[str, Any]) -> None:
+        """Copy a part's totals into its day's totals document unless it already holds them (or newer)."""
+        name = part["id"].rsplit("|", 1)[1]
+        target = totals_id(part["environmentId"], part["day"])
+        for _ in range(_ATTEMPTS):
+            current = self._sheets.get(target)
+            entry = ((current or {}).get("parts") or {}).get(name)
+            if entry is not None and int(entry.get("seq") or 0) >= int(part.get("seq") or 0):
                 return
+            doc = copy.deepcopy(current) if current else {"id": target, "environmentId": part["environmentId"],
+                                                          "day": part["day"], "parts": {}}
+            doc["parts"][name] = {"seq": part.get("seq") or 0, "totals": part.get("totals") or {},
+                                  "visits": len(part.get("visits") or {}), "texts": len(part.get("texts") or {})}
             try:
                 self._sheets.save(doc)
                 return
             except (ConcurrencyConflict, AlreadyExists):
                 continue
-        raise StoreUnavailable("day sheet kept changing under concurrent updates")
+        raise StoreUnavailable("day totals kept changing under concurrent updates")
 
 
 def _content(doc: dict[str, Any]) -> tuple[Any, ...]:

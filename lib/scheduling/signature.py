@@ -60,6 +60,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from lib.clock import Clock
 from lib.models import EnvironmentConfig
+from lib.observability import metrics
 from lib.scheduling.intake import Problem, SignedRequest
 
 __all__ = [
@@ -239,6 +240,8 @@ class JwsRequestVerifier:
                 "signature_invalid",
                 "The signature does not verify with the certificate(s) configured for this environment.",
             )
+        # An authentic iat tells how far the sender's clock is from ours (plus transit): the clock-skew alert.
+        metrics.clock_skew("hl7_jws", now.timestamp() - claims["iat"])
         self._check_claims(environment, claims, body, now)
         expires = datetime.fromtimestamp(claims["exp"], UTC) + CLOCK_SKEW
         return SignedRequest(jti=claims["jti"], expires=expires, now=now)

@@ -1,4 +1,6 @@
-"""Checks of an environment's SMS settings, run when they are configured (portal, seeding), not when sending.
+"""Checks of an environment's SMS settings: in full when they are saved (portal, seeding:
+:func:`validate_sms_settings`), and again, cheaply, before every send (:func:`sending_problems`, plus the
+segment count of the very text about to go out), so settings stored by another path never send a bad text.
 
 A template that could take more than two segments (``lib/sms/segments.py``) is refused here, with the
 worst case computed from the environment's own organization name, zone and join-link base: every day of
@@ -8,13 +10,26 @@ a year is rendered, because the weekday, month and zone abbreviation (``EST``/``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
+
 from lib.models import EnvironmentConfig, SmsSettings
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
-from lib.sms.templates import KINDS, PLACEHOLDERS, TEMPLATES, format_when, placeholders, render_template, template_for
+from lib.sms.templates import (
+    KINDS,
+    PLACEHOLDERS,
+    TEMPLATES,
+    format_when,
+    help_contact,
+    placeholders,
+    render_template,
+    template_for,
+    texts_per_visit,
+)
 
 #: Length of a join-link token (``lib/sms/links.py``: base64url of 36 bytes).
 TOKEN_LENGTH = 48
@@ -42,6 +57,51 @@ class InvalidSmsSettings(ValueError):
 def is_e164(number: str | None) -> bool:
     """Whether ``number`` is E.164: ``+``, a country code not starting with 0, 7 to 15 digits in all (ITU-T E.164)."""
     return bool(number and _E164.match(number))
+
+
+def region_of(number: str) -> str | None:
+    """The ISO 3166-1 region of an E.164 number (``+44 7700 900123`` -> ``GB``), or ``None`` when unknown."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None
+
+
+def reachable_regions(sms: SmsSettings) -> frozenset[str]:
+    """The regions ``sms.sender`` can text: ``reachable_countries``, or the sender's own region."""
+    if sms.reachable_countries:
+        return frozenset(c.upper() for c in sms.reachable_countries)
+    own = region_of(sms.sender) if sms.sender else None
+    return frozenset({own}) if own else frozenset()
+
+
+def unreachable_reason(sms: SmsSettings, recipient: str) -> str | None:
+    """Why ``sms.sender`` cannot text ``recipient`` (no number in the reason), or ``None`` when it can."""
+    region = region_of(recipient)
+    allowed = reachable_regions(sms)
+    if region is None or region not in allowed:
+        where = region or "an unknown country"
+        return f"the sender number cannot text numbers in {where} (reaches {', '.join(sorted(allowed)) or 'none'})"
+    return None
+
+
+def _country_problems(codes: Iterable[str]) -> list[str]:
+    known = phonenumbers.SUPPORTED_REGIONS
+    return [f"'{c}' is not an ISO 3166-1 country code with phone numbers" for c in codes if str(c).upper() not in known]
+
+
+def sending_problems(config: EnvironmentConfig) -> list[str]:
+    """The checks of :func:`validate_sms_settings` that are cheap enough to repeat before every send: the
+    sender, the reachable countries and the templates' placeholders (the segment budget is checked on the
+    rendered text itself)."""
+    sms = config.sms
+    problems: list[str] = []
+    if not sms.sender or not is_e164(sms.sender):
+        problems.append("the sender number must be in E.164 format, e.g. +18005550100")
+    problems += _country_problems(sms.reachable_countries)
+    problems += _placeholder_problems(sms)
+    return problems
 
 
 def worst_case_whens(time_zone: str, language: str, *, year: int = 2026) -> list[str]:
@@ -79,6 +139,34 @@ def template_problems(
 ) -> list[str]:
     """Problems of the effective templates (overrides and shipped ones) of every language the environment
     can send in: placeholders, required link, and segments in the worst case."""
+    problems = _placeholder_problems(sms)
+    if problems:
+        return problems
+    link = link_base.rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
+    contact = help_contact(sms, link_base)
+    for language in sorted(set(TEMPLATES) | set(sms.templates)):
+        whens = worst_case_whens(time_zone, language)
+        extra = {"contact": contact, "frequency": texts_per_visit(sms, language)}
+        for kind in KINDS:
+            template = template_for(kind, language, sms.templates, sms.default_language)
+            worst = max(
+                (count_segments(render_template(template, org=display_name, when=w, link=link, **extra))
+                 for w in whens),
+                key=lambda c: (c.segments, c.units),
+            )
+            if worst.segments > MAX_SEGMENTS:
+                sample = render_template(template, org=display_name, when=whens[0], link=link, **extra)
+                hint = non_gsm7_characters(sample)
+                why = f"; characters outside GSM-7 force UCS-2: {hint}" if hint else ""
+                problems.append(
+                    f"{language}/{kind}: can take {worst.segments} segments ({worst.units} {worst.encoding} "
+                    f"units), more than {MAX_SEGMENTS}{why}"
+                )
+    return problems
+
+
+def _placeholder_problems(sms: SmsSettings) -> list[str]:
+    """Problems of the template overrides' languages, kinds and placeholders."""
     problems: list[str] = []
     for language, kinds in sms.templates.items():
         if not re.fullmatch(r"[a-z]{2}", language):
@@ -102,25 +190,6 @@ def template_problems(
                 problems.append(f"{language}/{kind}: the text must contain {{link}}")
             if kind != "help" and "when" not in fields:
                 problems.append(f"{language}/{kind}: the text must contain {{when}}")
-    if problems:
-        return problems
-    link = link_base.rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
-    for language in sorted(set(TEMPLATES) | set(sms.templates)):
-        whens = worst_case_whens(time_zone, language)
-        for kind in KINDS:
-            template = template_for(kind, language, sms.templates, sms.default_language)
-            worst = max(
-                (count_segments(render_template(template, org=display_name, when=w, link=link)) for w in whens),
-                key=lambda c: (c.segments, c.units),
-            )
-            if worst.segments > MAX_SEGMENTS:
-                sample = render_template(template, org=display_name, when=whens[0], link=link)
-                hint = non_gsm7_characters(sample)
-                why = f"; characters outside GSM-7 force UCS-2: {hint}" if hint else ""
-                problems.append(
-                    f"{language}/{kind}: can take {worst.segments} segments ({worst.units} {worst.encoding} "
-                    f"units), more than {MAX_SEGMENTS}{why}"
-                )
     return problems
 
 
@@ -149,6 +218,9 @@ def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str) ->
         problems.append("the sending rate must be at least 1 text a minute")
     if sms.phone_grace_minutes < 0:
         problems.append("the phone-number grace period cannot be negative")
+    if sms.per_number_cap < 0 or sms.per_number_window_hours <= 0:
+        problems.append("the per-number cap must be 0 (off) or more texts over a window of at least 1 hour")
+    problems += _country_problems(sms.reachable_countries)
     try:
         ZoneInfo(config.time_zone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -12,6 +12,17 @@ A worker that loses the claim race does nothing. A send whose outcome is unknown
 request left, or a worker that died between the claim and the record) is never resent automatically: an
 operator reviews it, or a delivery report for its tag reconciles it to ``sent``.
 
+Every attempt carries an ACS repeatable request (``lib/sms/repeatability.py``) stored in the claim, before
+the call. After a 5xx (ACS may have sent the text before failing) the retry repeats the *same* request ID
+and first-sent time, so ACS answers the first result instead of texting twice; once ACS's tracking window
+has passed, the item goes to ``unknown`` instead of being resent. After an answer that proves nothing was
+sent (429, connection refused) the next attempt is a new request.
+
+The environment is read fresh (never the per-process cache) before deciding, so SMS switched off in the
+portal stops the next send; its settings are checked again (``sending_problems``) and the rendered text must
+fit the segment budget. A number the sender cannot reach, a number that opted out or whose texts failed
+("Failed" delivery report), and a number over its per-number cap are not texted, with the reason recorded.
+
 Before each claim: the appointment is checked (status, revision, start), the number must be E.164 and not
 opted out, reminders respect quiet hours at send time too (a catch-up after downtime at 23:00 waits for
 08:00, or is skipped when the visit starts first), and the sender's per-minute budget must allow it. A queued
@@ -27,16 +38,18 @@ the throttled item itself is due again after Retry-After.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from lib.clock import Clock
+from lib.clock import Clock, SystemClock
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, hour_bucket, iso
-from lib.sms.configuration import is_e164
+from lib.sms.configuration import is_e164, sending_problems, unreachable_reason
 from lib.sms.links import JoinLinks
 from lib.sms.quiet_hours import first_allowed_after, is_quiet
-from lib.sms.segments import count_segments
+from lib.sms.repeatability import Repeatability
+from lib.sms.segments import MAX_SEGMENTS, count_segments
 from lib.sms.sender import SendResult
 from lib.sms.templates import render, template_language
 from lib.store.appointments import AppointmentRepository
@@ -48,6 +61,8 @@ from lib.store.outbox import OutboxRepository
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+#: Longest wait before repeating an attempt ACS may have accepted (inside its 5-minute tracking window).
+AMBIGUOUS_RETRY_DELAY = timedelta(seconds=60)
 LINK_GRACE = timedelta(hours=2)
 CURSOR_ID = "reminder-buckets"
 MAX_LOOKBACK = timedelta(days=2)
@@ -67,15 +82,22 @@ _BLOCKED_MARKERS = ("blocked", "opted out", "opt-out", "optout")
 class Sender(Protocol):
     """What the dispatcher needs from an SMS client (:class:`lib.sms.sender.AcsSmsSender`)."""
 
-    def send(self, *, sender: str, to: str, message: str, tag: str | None = None) -> SendResult: ...
+    def send(
+        self, *, sender: str, to: str, message: str, tag: str | None = None, repeat: Repeatability | None = None
+    ) -> SendResult: ...
 
 
 class OptOuts(Protocol):
     """:class:`lib.store.opt_outs.OptOutRepository`."""
 
-    def is_opted_out(self, sender: str, recipient: str) -> bool: ...
+    def stop_reason(self, sender: str, recipient: str) -> str | None: ...
 
-    def opted_out(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]: ...
+    def stop_reasons(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]: ...
+
+    def record(self, sender: str, recipient: str, *, opted_out: bool, event_time: datetime, keyword: str) -> bool: ...
+
+    def take_cap_slot(self, environment_id: str, item_id: str, sender: str, recipient: str, *, now: datetime,
+                      limit: int, window: timedelta) -> bool: ...
 
 
 class MessageIndex(Protocol):
@@ -105,7 +127,7 @@ class _Facts:
     appointment: Appointment | None
     environment: EnvironmentConfig | None
     phone: str | None
-    opted_out: bool
+    stop: str | None  # why the number must not be texted (opted out, undeliverable), or None
 
 
 @dataclass
@@ -145,6 +167,7 @@ class Dispatcher:
         messages: MessageIndex | None = None,
         rate_limiter: RateLimiter | None = None,
         reports: ReportFeed | None = None,
+        wall_clock: Clock | None = None,
     ) -> None:
         self._outbox = outbox
         self._appointments = appointments
@@ -159,6 +182,8 @@ class Dispatcher:
         self._messages = messages
         self._rate = rate_limiter
         self._reports = reports
+        # ACS compares repeatability times with its own clock: the real one, never the demo clock.
+        self._wall_clock = wall_clock or SystemClock()
 
     def join_link(self, environment: EnvironmentConfig, appointment: Appointment) -> str | None:
         """The patient's join link for ``appointment`` (expires two hours after its end)."""
@@ -192,14 +217,15 @@ class Dispatcher:
         if early is not None:
             return early
         appointment = self._appointments.get(item.appointment_key)
-        environment = self._environments.get(item.environment_id)
+        # Fresh, not cached: SMS switched off by another instance must stop this very send.
+        environment = self._environments.get(item.environment_id, fresh=True)
         phone = None
         if _skip_reason(item, appointment, environment, now) is None:
             phone = self._contacts.phone(item.appointment_key, now=now)
-        opted_out = False
+        stop = None
         if environment is not None and phone is not None and is_e164(phone) and self._opt_outs is not None:
-            opted_out = self._opt_outs.is_opted_out(environment.sms.sender or "", phone)
-        facts = _Facts(appointment, environment, phone, opted_out)
+            stop = self._opt_outs.stop_reason(environment.sms.sender or "", phone)
+        facts = _Facts(appointment, environment, phone, stop)
         outcome = self._refusal(item, facts, now)
         if outcome is not None:
             return outcome
@@ -226,7 +252,9 @@ class Dispatcher:
             else:
                 outcomes[index] = early
         appointments = self._appointments.get_many([items[i].appointment_key for i in ready]) if ready else {}
-        environments = {i: self._environments.get(items[i].environment_id) for i in ready}
+        # Fresh, not cached (once per environment of the page): SMS switched off stops this page's sends.
+        fresh = {eid: self._environments.get(eid, fresh=True) for eid in {items[i].environment_id for i in ready}}
+        environments = {i: fresh[items[i].environment_id] for i in ready}
         wanted = [i for i in ready if _skip_reason(items[i], appointments.get(items[i].appointment_key),
                                                     environments[i], now) is None]
         phones = self._contacts.phones([items[i].appointment_key for i in wanted], now=now) if wanted else {}
@@ -235,10 +263,11 @@ class Dispatcher:
             phone, environment = phones.get(items[i].appointment_key), environments[i]
             if phone is not None and is_e164(phone) and environment is not None:
                 pairs[i] = (environment.sms.sender or "", phone)
-        opted = self._opt_outs.opted_out(list(pairs.values())) if self._opt_outs is not None and pairs else set()
+        stops = self._opt_outs.stop_reasons(list(pairs.values())) if self._opt_outs is not None and pairs else {}
         facts: dict[int, _Facts] = {
             i: _Facts(appointments.get(items[i].appointment_key), environments[i],
-                      phones.get(items[i].appointment_key) if i in wanted else None, pairs.get(i) in opted)
+                      phones.get(items[i].appointment_key) if i in wanted else None,
+                      stops.get(pairs[i]) if i in pairs else None)
             for i in ready
         }
         by_sender: dict[tuple[str, int], list[int]] = {}
@@ -285,11 +314,17 @@ class Dispatcher:
                 skip_reason = "the number on file is not in E.164 format"
         if skip_reason is not None:
             return self._finish(item, "skipped", reason=skip_reason)
-        assert facts.appointment is not None and facts.environment is not None
+        assert facts.appointment is not None and facts.environment is not None and facts.phone is not None
         environment, appointment = facts.environment, facts.appointment
+        problems = sending_problems(environment)
+        if problems:  # stored by a path that skipped the portal's check: never sent as they are
+            return self._finish(item, "failed", reason="the SMS settings are invalid: " + "; ".join(problems))
         sms = environment.sms
-        if facts.opted_out:
-            return self._finish(item, "blocked", reason="the recipient opted out (STOP) of texts from this number")
+        unreachable = unreachable_reason(sms, facts.phone)
+        if unreachable is not None:
+            return self._finish(item, "skipped", reason=unreachable)
+        if facts.stop is not None:
+            return self._finish(item, "blocked", reason=facts.stop)
         if item.kind == "reminder" and is_quiet(now, environment.time_zone, sms.quiet_hours):
             later = first_allowed_after(now, environment.time_zone, sms.quiet_hours)
             if appointment.start_utc is None or later >= appointment.start_utc:
@@ -304,11 +339,23 @@ class Dispatcher:
         environment, appointment, phone = facts.environment, facts.appointment, facts.phone
         sms = environment.sms
         sender = sms.sender or ""
+        if (self._opt_outs is not None and sms.per_number_cap > 0 and item.kind != "cancelled"
+                and not self._opt_outs.take_cap_slot(
+                    item.environment_id, item.id, sender, phone, now=now, limit=sms.per_number_cap,
+                    window=timedelta(hours=sms.per_number_window_hours))):
+            return self._finish(item, "skipped", reason=f"this number already got {sms.per_number_cap} texts in "
+                                f"{sms.per_number_window_hours} hours (per-number cap)")
+        repeat = self._repeatability(item)
+        if repeat is None:
+            return self._finish(item, "unknown", reason="ACS answered 5xx and no longer tracks that attempt, so it "
+                                "may have sent the text: not resent")
         language = template_language(appointment.language, sms.default_language, sms.templates)
         try:
-            # language and the number's last two digits ride on the claim write, for the texts report
+            # language and the number's last two digits ride on the claim write, for the texts report; the
+            # repeatable request is stored before the call
             claimed = self._outbox.transition(item, state="sending", attempts=item.attempts + 1, claimed_utc=now,
-                                              language=language, recipient_last2=phone[-2:])
+                                              language=language, recipient_last2=phone[-2:],
+                                              repeat_id=repeat.request_id, repeat_first_sent=repeat.first_sent)
         except ConcurrencyConflict:
             return "lost-race"
         text = render(
@@ -322,7 +369,10 @@ class Dispatcher:
             default_language=sms.default_language,
         )
         segments = count_segments(text).segments
-        result = self._sender.send(sender=sender, to=phone, message=text, tag=item.id)
+        if segments > MAX_SEGMENTS:  # the settings check is by worst case; this is the text itself
+            return self._finish(claimed, "failed", reason=f"the text would take {segments} segments, more than "
+                                f"{MAX_SEGMENTS}: shorten the template or the organization name")
+        result = self._sender.send(sender=sender, to=phone, message=text, tag=item.id, repeat=repeat)
         log.info(
             "sms appointment=%s kind=%s revision=%d outcome=%s segments=%d",
             item.appointment_key.split("|", 1)[-1], item.kind, item.revision, result.status, segments,
@@ -336,14 +386,34 @@ class Dispatcher:
                 paused[sender] = now + timedelta(seconds=result.retry_after)
             if claimed.attempts < MAX_ATTEMPTS:
                 delay = timedelta(seconds=result.retry_after or 30 * 2 ** (claimed.attempts - 1))
-                self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason)
+                if result.maybe_accepted:  # repeat while ACS still remembers the request
+                    delay = min(delay, AMBIGUOUS_RETRY_DELAY)
+                self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason,
+                             maybe_accepted=claimed.maybe_accepted or result.maybe_accepted)
                 return "retry"
+            if claimed.maybe_accepted or result.maybe_accepted:  # ACS may have sent it before one of its 5xx
+                return self._finish(claimed, "unknown", maybe_accepted=True,
+                                    reason=f"gave up after {claimed.attempts} attempts, ACS may have sent it: "
+                                    f"{result.reason}")
             return self._finish(claimed, "failed", reason=f"gave up after {claimed.attempts} attempts: {result.reason}")
         if result.status == "unknown":
             return self._finish(claimed, "unknown", reason=result.reason)
         reason = result.reason or "ACS refused the text"
-        state = "blocked" if any(m in reason.lower() for m in _BLOCKED_MARKERS) else "failed"
-        return self._finish(claimed, state, reason=reason)
+        blocked = any(m in reason.lower() for m in _BLOCKED_MARKERS)
+        if blocked and self._opt_outs is not None:  # ACS holds the number's STOP: record it as the opt-out it is
+            self._opt_outs.record(sender, phone, opted_out=True, event_time=now, keyword="ACS-BLOCKED")
+        return self._finish(claimed, "blocked" if blocked else "failed", reason=reason)
+
+    def _repeatability(self, item: OutboxItem) -> Repeatability | None:
+        """The repeatable request of this attempt: the stored one after a possibly accepted attempt (``None``
+        when ACS no longer tracks it), else a new one."""
+        wall_now = self._wall_clock.now().replace(microsecond=0)
+        if item.maybe_accepted:
+            if item.repeat_id is None or item.repeat_first_sent is None:
+                return None
+            stored = Repeatability(item.repeat_id, item.repeat_first_sent)
+            return stored if stored.still_deduplicated(wall_now) else None
+        return Repeatability(str(uuid.uuid4()), wall_now)
 
     def _finish(self, item: OutboxItem, state: str, **changes: object) -> str:
         try:

@@ -11,13 +11,13 @@ ordering is resolved by event time.
 - ``Microsoft.Communication.SMSReceived`` ``data``: ``messageId``, ``from`` (the patient), ``to`` (our number),
   ``message``, ``receivedTimestamp``.
 
-Opt-out words (FCC 24-24 revocation words; CTIA Messaging Principles; ACS ``messaging-policy.md`` asks for
-lowercase ``stop``, ``unsubscribe`` and ``cancel`` too): STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE,
-OPTOUT (also written "OPT OUT"). Opt-in: START, UNSTOP. Help: HELP, INFO. A text counts when, ignoring case,
-spaces and punctuation, it is the word alone or starts with it ("Stop please"): a revocation "by any reasonable
-means" must be honoured, so when in doubt we stop. For toll-free numbers the carrier itself answers STOP and
-START; we send no confirmation of our own. HELP is answered with the environment's ``help`` template at most
-once a day per (sender, recipient).
+What a text asks for (carrier keywords, free-text opt-out intent, full-width and look-alike letters) is read
+by :mod:`lib.sms.keywords`. For toll-free numbers the carrier itself answers STOP and START; we send no
+confirmation of our own. HELP is answered with the environment's ``help`` template (programme name, message
+frequency, contact) at most once a day per (sender, recipient).
+
+A "Failed" delivery report stops further texts from that sender to that number (``mark_undeliverable``); one
+whose detail says the sender is blocked also records an opt-out (keyword ``ACS-BLOCKED``).
 
 Phone numbers and message texts are never logged and never stored in clear (``lib/store/opt_outs.py``).
 """
@@ -32,11 +32,13 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from lib.clock import Clock
+from lib.clock import Clock, SystemClock
 from lib.models import EnvironmentConfig, OutboxItem
+from lib.observability import metrics
 from lib.sms.configuration import is_e164
+from lib.sms.keywords import FREE_TEXT_OPT_OUT, OPT_IN_WORDS, OPT_OUT_WORDS, keyword
 from lib.sms.sender import SendResult
-from lib.sms.templates import render
+from lib.sms.templates import help_contact, render, texts_per_visit
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
 from lib.store.opt_outs import OptOutRepository
@@ -49,30 +51,9 @@ DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
 SUBSCRIPTION_VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 
-OPT_OUT_WORDS: frozenset[str] = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-)
-OPT_IN_WORDS: frozenset[str] = frozenset({"START", "UNSTOP"})
-HELP_WORDS: frozenset[str] = frozenset({"HELP", "INFO"})
-_WORDS = re.compile(r"[A-Za-z]+")
-
-
-def keyword(message: str | None) -> str | None:
-    """The control word of an inbound text (``STOP``, ``START``, ``HELP``...), or ``None``.
-
-    >>> keyword(" opt-out! "), keyword("Stop please"), keyword("see you then")
-    ('OPTOUT', 'STOP', None)
-    """
-    words = [w.upper() for w in _WORDS.findall(message or "")]
-    if not words:
-        return None
-    known = OPT_OUT_WORDS | OPT_IN_WORDS | HELP_WORDS
-    if len(words) >= 2 and words[0] == "OPT" and words[1] == "OUT":
-        return "OPTOUT"
-    joined = "".join(words)
-    if joined in known:
-        return joined
-    return words[0] if words[0] in known else None
+#: ACS's per-recipient refusal and delivery-report detail of a number that sent STOP to a toll-free sender
+#: (ACS ``sms-faq.md``: "Sender blocked for given recipient").
+BLOCKED_MARKERS = ("blocked", "opted out", "opt-out", "optout")
 
 
 class Sender(Protocol):
@@ -100,8 +81,10 @@ class AcsEventHandler:
         environments: EnvironmentRepository,
         sender: Sender,
         clock: Clock,
+        public_base_url: str = "",
         reports: Any = None,
     ) -> None:
+        self._public_base_url = public_base_url
         self._reports = reports  # lib.reports.inputs.ReportFeed: told when a delivery report changed a text
         self._outbox = outbox
         self._messages = messages
@@ -118,8 +101,11 @@ class AcsEventHandler:
                 which is harmless because every effect is idempotent).
         """
         report = EventsReport()
+        wall_now = SystemClock().now()
         for event in events:
             event_type = event.get("eventType")
+            # Event Grid retries deliver old events, so only a time ahead of ours shows a skewed clock.
+            metrics.clock_skew("eventgrid", max(0.0, (_event_time(event) - wall_now).total_seconds()))
             data = event.get("data") or {}
             if event_type == DELIVERY_REPORT:
                 outcome = self._delivery_report(data, _event_time(event))
@@ -144,6 +130,8 @@ class AcsEventHandler:
             return "unknown-message"
         status = str(data.get("deliveryStatus") or "")
         detail = str(data.get("deliveryStatusDetails") or "")[:200] or None
+        if status.lower() == "failed":
+            self._stop_texting(str(data.get("from") or ""), str(data.get("to") or ""), detail, event_time)
         for _ in range(5):
             if item.delivery_event_utc is not None and item.delivery_event_utc >= event_time:
                 return "delivery-stale"
@@ -162,6 +150,7 @@ class AcsEventHandler:
                 if item is None:
                     return "unknown-message"
                 continue
+            metrics.sms_delivery(status)  # "Failed" feeds the SMS failure-rate and not-delivered alerts
             if self._reports is not None:
                 try:
                     self._reports.text_changed(item.appointment_key, item.id, item.bucket)
@@ -169,6 +158,15 @@ class AcsEventHandler:
                     log.warning("report update not enqueued for a delivery report: %s", type(exc).__name__)
             return "delivery-recorded"
         return "delivery-conflict"
+
+    def _stop_texting(self, ours: str, patient: str, detail: str | None, event_time: datetime) -> None:
+        """A "Failed" report: no more texts to this number from this sender; "blocked" is an opt-out too."""
+        if not (is_e164(ours) and is_e164(patient)):
+            return
+        reason = detail or "delivery failed"
+        self._opt_outs.mark_undeliverable(ours, patient, event_time=event_time, reason=reason)
+        if any(marker in reason.lower() for marker in BLOCKED_MARKERS):
+            self._opt_outs.record(ours, patient, opted_out=True, event_time=event_time, keyword="ACS-BLOCKED")
 
     # ---- inbound texts ---------------------------------------------------------------------------
     def _received(self, data: dict[str, Any], event_time: datetime) -> str:
@@ -178,7 +176,7 @@ class AcsEventHandler:
             return "no-keyword"
         if not (is_e164(patient) and is_e164(ours)):
             return "bad-number"
-        if word in OPT_OUT_WORDS:
+        if word in OPT_OUT_WORDS or word == FREE_TEXT_OPT_OUT:
             changed = self._opt_outs.record(ours, patient, opted_out=True, event_time=event_time, keyword=word)
             return "opted-out" if changed else "opt-out-stale"
         if word in OPT_IN_WORDS:
@@ -200,6 +198,7 @@ class AcsEventHandler:
         text = render(
             "help", language=sms.default_language, org=environment.display_name, start_utc=None,
             time_zone=environment.time_zone, link=None, overrides=sms.templates, default_language=sms.default_language,
+            contact=help_contact(sms, self._public_base_url), frequency=texts_per_visit(sms, sms.default_language),
         )
         result = self._sender.send(sender=ours, to=patient, message=text, tag=f"{environment.id}|help")
         return "help-sent" if result.status == "sent" else f"help-{result.status}"

@@ -2,15 +2,22 @@
 
 Outcomes are classified for the outbox state machine:
 - ``sent``: ACS accepted it (HTTP 202 per recipient); delivery comes later through Event Grid.
-- ``retry``: nothing was accepted and trying later is safe (429 with Retry-After, 5xx, connection refused).
+- ``retry``: try later (429 with Retry-After, 5xx, connection refused). ``maybe_accepted`` says whether ACS
+  may have taken the text anyway (a 5xx can come after the send went through): such a retry must reuse the
+  same repeatable request (:mod:`lib.sms.repeatability`) so ACS answers the first result instead of texting
+  twice, and must not happen once ACS has forgotten it.
 - ``permanent``: ACS refused this recipient or sender for good (invalid number, blocked sender...).
-- ``unknown``: the request may have reached ACS but no answer came (read timeout): never resent blindly.
+- ``unknown``: the request may have reached ACS but no answer came (read timeout), or ACS refused a repeat
+  whose first attempt is outside its tracking window (412): never resent blindly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from lib.sms import repeatability
+from lib.sms.repeatability import Repeatability
 
 SendStatus = Literal["sent", "retry", "permanent", "unknown"]
 
@@ -24,6 +31,7 @@ class SendResult:
     message_id: str | None = None
     retry_after: float | None = None
     reason: str | None = None
+    maybe_accepted: bool = False
 
 
 class AcsSmsSender:
@@ -34,6 +42,7 @@ class AcsSmsSender:
         endpoint: the ACS endpoint, used with ``DefaultAzureCredential`` when no connection string is given.
         verify: TLS verification (``True`` or a CA bundle path; the bundle only locally).
         timeout: read timeout per request, in seconds.
+        connect_timeout: connection timeout, in seconds (an unreachable ACS fails fast; the text is retried).
     """
 
     def __init__(
@@ -43,13 +52,15 @@ class AcsSmsSender:
         endpoint: str | None = None,
         verify: bool | str = True,
         timeout: float = 10.0,
+        connect_timeout: float = 5.0,
     ) -> None:
         from azure.communication.sms import SmsClient
 
         from lib.observability.correlation import azure_core_policy
 
         options: dict[str, Any] = {"connection_verify": verify, "retry_total": 0, "read_timeout": timeout,
-                                   "per_call_policies": [azure_core_policy()]}
+                                   "connection_timeout": connect_timeout,
+                                   "per_call_policies": [azure_core_policy(), repeatability.policy()]}
         if connection_string:
             self._client = SmsClient.from_connection_string(connection_string, **options)
         elif endpoint:
@@ -59,20 +70,29 @@ class AcsSmsSender:
         else:
             raise ValueError("ACS is not configured: set ACS_CONNECTION_STRING or ACS_ENDPOINT")
 
-    def send(self, *, sender: str, to: str, message: str, tag: str | None = None) -> SendResult:
+    def send(
+        self, *, sender: str, to: str, message: str, tag: str | None = None, repeat: Repeatability | None = None
+    ) -> SendResult:
         """Send ``message`` from ``sender`` to ``to`` (both E.164) with a delivery report requested.
 
-        ``tag`` travels back in the delivery report (an outbox ID; never PHI). Never raises for ACS
-        outcomes: they are returned as a :class:`SendResult`.
+        ``tag`` travels back in the delivery report (an outbox ID; never PHI). ``repeat`` is the repeatable
+        request of this text (the same on every retry of one outbox item); ``None`` lets the SDK make one.
+        Never raises for ACS outcomes: they are returned as a :class:`SendResult`.
         """
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
         try:
-            results = self._client.send(from_=sender, to=to, message=message, enable_delivery_report=True, tag=tag)
+            with repeatability.use(repeat):
+                results = self._client.send(
+                    from_=sender, to=to, message=message, enable_delivery_report=True, tag=tag
+                )
         except HttpResponseError as exc:
             status = exc.status_code or 0
-            if status == 429 or status >= 500:
+            if status == 429:
                 return SendResult("retry", retry_after=_retry_after(exc), reason=f"ACS answered HTTP {status}")
+            if status >= 500:  # the text may have gone out before the error: only a same-ID repeat is safe
+                return SendResult("retry", retry_after=_retry_after(exc), reason=f"ACS answered HTTP {status}",
+                                  maybe_accepted=True)
             return SendResult("permanent", reason=f"ACS refused the request: HTTP {status}")
         except ServiceRequestError as exc:  # the request never left: safe to try again
             return SendResult("retry", reason=f"ACS unreachable: {type(exc).__name__}")
@@ -83,6 +103,8 @@ class AcsSmsSender:
             return SendResult("sent", message_id=result.message_id)
         code = result.http_status_code or 0
         detail = result.error_message or "no detail"
+        if code == 412:  # a repeat whose first attempt ACS no longer tracks: it may have been sent
+            return SendResult("unknown", reason=f"ACS no longer tracks the first attempt (412): {detail}")
         if code == 429 or code >= 500:
             return SendResult("retry", reason=f"ACS answered {code} for the recipient: {detail}")
         return SendResult("permanent", reason=f"ACS refused the recipient ({code}): {detail}")

@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-#: Kinds of text with a template. ``help`` answers an inbound HELP (CTIA: program name, opt-out, rates).
+#: Kinds of text with a template. ``help`` answers an inbound HELP (CTIA: programme name, message frequency,
+#: support contact, rates, opt-out).
 KINDS: tuple[str, ...] = ("booked", "changed", "cancelled", "reminder", "help")
 #: Placeholders a template may use.
-PLACEHOLDERS: frozenset[str] = frozenset({"org", "when", "link"})
+PLACEHOLDERS: frozenset[str] = frozenset({"org", "when", "link", "frequency", "contact"})
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "en": {
@@ -29,7 +30,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "cancelled": "{org}: your video visit on {when} has been cancelled. Reply STOP to opt out.",
         "reminder": "{org}: reminder of your video visit {when}. Join here: {link} Reply STOP to opt out.",
         "help": (
-            "{org}: video visit booking notices and reminders. Msg&data rates may apply. "
+            "{org} video visit notices: {frequency}. Help: {contact}. Msg&data rates may apply. "
             "Reply STOP to opt out."
         ),
     },
@@ -44,8 +45,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
             "Responda STOP para no recibir mensajes."
         ),
         "help": (
-            "{org}: avisos y recordatorios de visitas por video. Pueden aplicar tarifas de mensajes y datos. "
-            "Responda STOP para no recibir mensajes."
+            "{org} avisos de visitas por video: {frequency}. Ayuda: {contact}. Pueden aplicar tarifas de "
+            "mensajes y datos. Responda STOP para no recibir mensajes."
         ),
     },
 }
@@ -131,9 +132,25 @@ def placeholders(template: str) -> list[str]:
     return fields
 
 
-def render_template(template: str, *, org: str, when: str, link: str | None) -> str:
-    """Fill ``template`` (placeholders already checked to be plain ``{org}``, ``{when}``, ``{link}``)."""
-    return template.format(org=org, when=when, link=link or "")
+def render_template(
+    template: str, *, org: str, when: str, link: str | None, frequency: str = "", contact: str = ""
+) -> str:
+    """Fill ``template`` (placeholders already checked to be plain names of :data:`PLACEHOLDERS`)."""
+    return template.format(org=org, when=when, link=link or "", frequency=frequency, contact=contact)
+
+
+_FREQUENCY = {"en": "up to {n} msgs per visit", "es": "hasta {n} mensajes por visita"}
+
+
+def texts_per_visit(sms: object, language: str = "en") -> str:
+    """The HELP answer's message frequency: a booking text, each reminder and a change or cancellation."""
+    n = 2 + len(getattr(sms, "reminder_offsets_minutes", ()))
+    return _FREQUENCY.get(language, _FREQUENCY["en"]).format(n=n)
+
+
+def help_contact(sms: object, public_base_url: str) -> str:
+    """Where a patient gets help: ``SmsSettings.help_contact``, else the site of the join links."""
+    return getattr(sms, "help_contact", None) or (getattr(sms, "join_link_base_url", None) or public_base_url)
 
 
 def render(
@@ -146,6 +163,8 @@ def render(
     link: str | None,
     overrides: Mapping[str, Mapping[str, str]] | None = None,
     default_language: str = "en",
+    frequency: str = "",
+    contact: str = "",
 ) -> str:
     """The text of one message.
 
@@ -160,4 +179,4 @@ def render(
     """
     template = template_for(kind, language, overrides, default_language)
     when = format_when(start_utc, time_zone, language) if start_utc is not None else ""
-    return render_template(template, org=org, when=when, link=link)
+    return render_template(template, org=org, when=when, link=link, frequency=frequency, contact=contact)

@@ -38,6 +38,8 @@ class EnvironmentRepository:
 
     Reads are cached for ``cache_seconds`` (``0`` = no cache) so a burst of HL7 messages or launches costs
     one point read. ``monotonic`` (seconds) is the caches' clock.
+    Decisions that stop an effect (the SMS dispatcher, right before a send) read with ``fresh=True``: a
+    change saved by another instance (SMS switched off) applies before the next send, not a cache later.
     """
 
     def __init__(self, store: CosmosStore, *, cache_seconds: float = 30.0,
@@ -57,8 +59,8 @@ class EnvironmentRepository:
             return self._found.currsize, self._unknown.currsize
 
     def get(self, environment_id: str, *, fresh: bool = False) -> EnvironmentConfig | None:
-        """The environment with this ID, or ``None`` when it is not configured (``fresh``: read the store, not
-        the cache, e.g. to recheck a refusal that an approval made a moment ago may have lifted)."""
+        """The environment with this ID, or ``None`` when it is not configured (``fresh``: read the store,
+        not the cache, and refresh the cache)."""
         if self._cache_seconds > 0 and not fresh:
             with self._lock:
                 hit = self._found.get(environment_id)

@@ -105,3 +105,18 @@ class OutboxRepository:
                 enable_cross_partition_query=True,
             )
             return [OutboxItem.from_doc(d) for d in docs]
+
+    def awaiting_report(self, bucket: str, *, sent_before: datetime, limit: int = 500) -> list[OutboxItem]:
+        """Items of one bucket ``sent`` before ``sent_before`` without any delivery status (single-partition)."""
+        with translated_errors():
+            docs = self._container.query_items(
+                "SELECT TOP @limit * FROM c WHERE c.bucket = @bucket AND c.state = 'sent' AND "
+                "c.sent_utc <= @before AND IS_NULL(c.delivery_status)",
+                parameters=[
+                    {"name": "@limit", "value": limit},
+                    {"name": "@bucket", "value": bucket},
+                    {"name": "@before", "value": iso(sent_before)},
+                ],
+                partition_key=bucket,
+            )
+            return [OutboxItem.from_doc(d) for d in docs]

@@ -15,7 +15,8 @@ from lib.models import iso, parse_iso
 from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
 from lib.store.errors import AlreadyExists
 
-EventType = Literal["connected", "disconnected", "device_test_passed", "device_test_failed"]
+EventType = Literal["connected", "disconnected", "device_test_passed", "device_test_failed", "page_opened",
+                    "call_identity_issued"]
 ParticipantRole = Literal["provider", "patient"]
 
 
@@ -28,6 +29,11 @@ class VisitEvent:
     ``writeback_reason`` a short code saying why it failed (e.g. ``poisoned``, ``ehr_rejected``).
     ``requeued_utc`` / ``requeue_count``: when and how often the write-back sweep re-enqueued it (its first
     enqueue failed, or its message was lost).
+
+    ``writeback`` is ``none`` for events the EHR never gets (``page_opened``: the patient opened the join
+    page, a click and not presence; ``call_identity_issued``: the ACS identity the page joined with, which
+    meeting presence maps back to "patient"). ``details``: a few non-personal values (the device test's
+    steps and measures, the ACS identity ID).
     """
 
     id: str
@@ -44,6 +50,7 @@ class VisitEvent:
     writeback_reason: str | None = None
     requeued_utc: datetime | None = None
     requeue_count: int = 0
+    details: dict[str, Any] | None = None
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -63,6 +70,7 @@ class VisitEvent:
             "writeback_reason": self.writeback_reason,
             "requeued_utc": iso(self.requeued_utc),
             "requeue_count": self.requeue_count,
+            "details": self.details,
         }
 
     @classmethod
@@ -83,6 +91,7 @@ class VisitEvent:
             writeback_reason=doc.get("writeback_reason"),
             requeued_utc=parse_iso(doc.get("requeued_utc")),
             requeue_count=int(doc.get("requeue_count") or 0),
+            details=doc.get("details"),
             etag=doc.get("_etag"),
         )
 

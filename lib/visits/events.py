@@ -12,6 +12,7 @@ import logging
 from typing import Any, Protocol
 
 from lib.clock import Clock
+from lib.ehr.writeback import CONNECTION_STATUS
 from lib.models import Appointment
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.store.visit_events import EventType, ParticipantRole, VisitEvent, VisitEventRepository
@@ -48,8 +49,12 @@ class VisitEventRecorder:
         self._clock = clock
 
     def record(self, appointment: Appointment, *, event_type: EventType, role: ParticipantRole,
-               participant_id: str, attempt: str, correlation_id: str | None = None) -> VisitEvent:
+               participant_id: str, attempt: str, correlation_id: str | None = None,
+               details: dict[str, Any] | None = None) -> VisitEvent:
         """Store the event (once per deterministic ID) and enqueue it while its write-back is pending.
+
+        Events the EHR has no status for (``page_opened``, ``call_identity_issued``) are stored with
+        ``writeback="none"`` and never enqueued.
 
         A failed enqueue is logged and swallowed: the visit must go on; the event stays ``pending``.
 
@@ -66,6 +71,8 @@ class VisitEventRecorder:
             participant_id=participant_id,
             at_utc=self._clock.now(),
             correlation_id=correlation_id,
+            writeback="pending" if event_type in CONNECTION_STATUS else "none",
+            details=details,
         )
         stored, created = self._events.create_once(event)
         if stored.writeback == "pending":

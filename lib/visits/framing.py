@@ -118,7 +118,9 @@ class KnownFrameOrigins:
             return self._cached[1]
         try:
             found = tuple(dict.fromkeys(o for env in self._all() for o in env.frame_origins))
-        except Exception:  # the store is down: an error page must still render (framable by us only)
-            return ()
-        self._cached = (now + self._ttl, found)
+        except Exception:  # the store is down: error pages still render (framable by us only), and the
+            found, ttl = (), min(self._ttl, 10.0)  # store is asked again in 10 s, not on every error page
+        else:
+            ttl = self._ttl
+        self._cached = (now + ttl, found)
         return found

@@ -1,19 +1,13 @@
 """What the launch and join services hand back to the HTTP trigger, and the HTML they render.
 
 :class:`Redirect` and :class:`Page` are plain values (no ``azure.functions``); ``functions/launch.py`` turns
-them into responses. Every page carries a strict Content-Security-Policy: inline scripts and styles are
-fixed strings allowed by their SHA-256 hash, and page data travels in ``data-`` attributes, HTML-escaped.
-Pages never show PHI: the organization's name and the visit time only.
+them into responses. Pages are rendered from templates by ``lib.web`` under a strict Content-Security-Policy
+(the patient's pages: ``lib.visits.patient_pages``). Pages never show PHI.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 from dataclasses import dataclass, field
-from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lib.smart.errors import LaunchError
 
@@ -73,44 +67,6 @@ class Page:
     cookies: tuple[Cookie, ...] = ()
 
 
-def csp_hash(source: str) -> str:
-    """The CSP source expression ``'sha256-...'`` of an inline script or style."""
-    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
-
-
-STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;line-height:1.5;"
-    "color:#1b1b1b}h1{font-size:1.5rem}button,.button{font-size:1.1rem;padding:.6rem 1.2rem;margin:.3rem 0;"
-    "border-radius:.4rem;border:1px solid #444;background:#f3f3f3;cursor:pointer}#join-button{background:#464eb8;"
-    "color:#fff;border-color:#464eb8}video{width:100%;max-width:20rem;background:#000;border-radius:.4rem}"
-    "code{background:#f3f3f3;padding:0 .3rem}details{margin-top:1.5rem;color:#444}"
-)
-
-
-def _document(title: str, body: str, *, script: str | None = None) -> str:
-    script_tag = f"<script>{script}</script>" if script else ""
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body>{body}{script_tag}</body></html>"
-    )
-
-
-def _csp(*, script: str | None = None, connect_self: bool = False, media: bool = False,
-         frame_ancestors: tuple[str, ...] = ()) -> str:
-    ancestors = " ".join(dict.fromkeys(("'self'", *frame_ancestors)))
-    parts = ["default-src 'none'", f"style-src {csp_hash(STYLE)}", "img-src 'self' data:", "base-uri 'none'",
-             "form-action 'none'", f"frame-ancestors {ancestors}"]
-    if script:
-        parts.append(f"script-src {csp_hash(script)}")
-    if connect_self:
-        parts.append("connect-src 'self'")
-    if media:
-        parts.append("media-src 'self' blob: mediastream:")
-    return "; ".join(parts)
-
-
 def error_page(error: LaunchError, correlation_id: str, *, frame_ancestors: tuple[str, ...] = ()) -> Page:
     """The one HTML rendering of a :class:`LaunchError`: the message, the code, the fix and a correlation ID.
 
@@ -143,77 +99,3 @@ def retry_advice(seconds: int) -> str:
         return f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
     hours = round(seconds / 3600)
     return f"Try again in about {hours} hour{'s' if hours != 1 else ''}."
-
-
-JOIN_SCRIPT = """(function(){
-var root=document.getElementById('join');
-var eventsUrl=root.getAttribute('data-events'),joinUrl=root.getAttribute('data-join-url'),
-attempt=root.getAttribute('data-attempt');
-var statusEl=document.getElementById('device-status'),video=document.getElementById('preview');
-function post(type){return fetch(eventsUrl,{method:'POST',credentials:'omit',keepalive:true,
-headers:{'Content-Type':'application/json'},body:JSON.stringify({type:type,attempt:attempt})})
-.catch(function(){});}
-document.getElementById('test-devices').addEventListener('click',function(){
-if(!navigator.mediaDevices||!navigator.mediaDevices.getUserMedia){
-statusEl.textContent='This browser cannot test the camera and microphone.';return;}
-navigator.mediaDevices.getUserMedia({audio:true,video:true}).then(function(stream){
-video.srcObject=stream;video.hidden=false;root.setAttribute('data-device-test','passed');
-post('device_test_passed');
-statusEl.textContent='Your camera and microphone are working.';}).catch(function(e){
-root.setAttribute('data-device-test','failed');post('device_test_failed');
-statusEl.textContent='We could not use your camera or microphone ('+e.name+'). Check the browser permissions.';});});
-document.getElementById('test-speaker').addEventListener('click',function(){
-var C=window.AudioContext||window.webkitAudioContext;if(!C){return;}
-var ctx=new C(),osc=ctx.createOscillator();osc.frequency.value=440;osc.connect(ctx.destination);osc.start();
-setTimeout(function(){osc.stop();ctx.close();},800);
-statusEl.textContent='You should have heard a short tone.';});
-document.getElementById('join-button').addEventListener('click',function(){
-this.disabled=true;var gone=false;function go(){if(!gone){gone=true;window.location.href=joinUrl;}}
-var timer=setTimeout(go,3000);post('connected').then(function(){clearTimeout(timer);go();});});
-})();"""
-
-
-def format_visit_time(start_utc: datetime | None, time_zone: str) -> str | None:
-    """``start_utc`` in the environment's zone, e.g. ``Tuesday, March 3, 2026 at 2:30 PM EST``."""
-    if start_utc is None:
-        return None
-    try:
-        zone = ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    local = start_utc.astimezone(zone)
-    hour = local.strftime("%I").lstrip("0") or "12"
-    return f"{local:%A}, {local:%B} {local.day}, {local.year} at {hour}:{local:%M} {local:%p} {local.tzname()}"
-
-
-def join_page(*, organization: str, visit_time: str | None, join_url: str, events_url: str, attempt: str,
-              frame_ancestors: tuple[str, ...] = ()) -> Page:
-    """The patient's join page: device test (camera, microphone, speaker) and a Join button.
-
-    The device test POSTs ``{"type": "device_test_passed" | "device_test_failed", "attempt": ...}`` to
-    ``events_url`` (written back to the EHR, one event per result and page load).
-
-    The button POSTs ``{"type": "connected", "attempt": ...}`` to ``events_url`` (relative to the page), then
-    opens ``join_url`` (the Teams meeting; the patient waits in the lobby until admitted).
-    """
-    when = f'<p id="visit-time">{html.escape(visit_time)}</p>' if visit_time else ""
-    body = (
-        f'<main id="join" data-events="{html.escape(events_url)}" data-join-url="{html.escape(join_url)}" '
-        f'data-attempt="{html.escape(attempt)}">'
-        f'<h1>Your video visit with <span id="organization">{html.escape(organization)}</span></h1>{when}'
-        "<section id=\"device-test\"><h2>Check your devices</h2>"
-        "<p>Allow the camera and microphone when your browser asks.</p>"
-        '<button type="button" id="test-devices">Test camera and microphone</button> '
-        '<button type="button" id="test-speaker">Play a test sound</button>'
-        '<p id="device-status" role="status"></p><video id="preview" autoplay muted playsinline hidden></video>'
-        "</section><section><h2>Join</h2><p>You will wait in the lobby until your clinician lets you in.</p>"
-        '<button type="button" id="join-button">Join the video visit</button>'
-        f'<noscript><p><a class="button" href="{html.escape(join_url)}">Join the video visit</a></p></noscript>'
-        "</section></main>"
-    )
-    headers = {
-        "Content-Security-Policy": _csp(script=JOIN_SCRIPT, connect_self=True, media=True,
-                                        frame_ancestors=frame_ancestors),
-        "Permissions-Policy": "camera=(self), microphone=(self)",
-    }
-    return Page(_document("Your video visit", body, script=JOIN_SCRIPT), headers=headers)

@@ -1,5 +1,8 @@
 """Azure Communication Services SMS stand-in (the REST contract ``azure-communication-sms`` 1.1.0 uses).
 
+The same endpoint also serves the identity contract (``local.standins.acs_identity``), as one ACS resource
+does.
+
 Run: ``python -m local.standins.acs_sms --port 9403 --tls-dir .local/tls --access-key-file .local/keys/acs.key``.
 
 Our app's connection string: ``endpoint=https://127.0.0.1:{port}/;accesskey=<the key file's content>``.
@@ -15,7 +18,11 @@ Contract (from the SDK: ``_generated/operations/_sms_operations.py`` and ``_shar
   ";" + content_hash))``. A wrong signature or body hash, or an ``x-ms-date`` more than 15 minutes off -> 401.
 - 202 ``{"value": [{"to", "messageId", "httpStatusCode": 202, "repeatabilityResult": "accepted",
   "successful": true}]}``; a malformed ``to`` is a per-recipient 400 ("Invalid To phone number format.").
-  A repeated ``repeatabilityRequestId`` returns the first result again and is not sent twice.
+- Repeatable requests per recipient (ACS "Repeatable requests", OASIS Repeatable Requests 1.0): a
+  ``repeatabilityRequestId`` seen within the tracking window (5 minutes) with the same sender, recipient and
+  message returns the first result again and is not sent twice (a first result that was a 5xx is executed
+  again); the same ID with a different body is a per-recipient 400; a ``repeatabilityFirstSent`` older than
+  the window is a per-recipient 412 ("rejected"); a malformed one is a per-recipient 400.
 
 The phone numbers REST contract (search, purchase, operations) is served on the same endpoint by
 :mod:`local.standins.acs_phone_numbers`.
@@ -38,6 +45,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.standins.acs_identity import add_identity_routes
 from local.standins.acs_phone_numbers import add_routes
 from local.standins.server import Request, Response, StandinApp, json_response, run_cli
 
@@ -45,6 +53,7 @@ __all__ = ["API_VERSIONS", "AcsState", "build_app", "main"]
 
 API_VERSIONS = {"2021-03-07", "2024-12-10-preview", "2025-01-30-preview", "2025-05-29-preview"}
 MAX_SKEW = dt.timedelta(minutes=15)
+REPEATABILITY_WINDOW = dt.timedelta(minutes=5)
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 SIGNED_HEADERS = "x-ms-date;host;x-ms-content-sha256"
 
@@ -54,7 +63,9 @@ class RecipientFault:
     """A scripted fault for requests that include recipient ``to``.
 
     Either a per-recipient result (``http_status_code`` + ``error_message``, answered inside a 202) or a
-    whole-request answer (``status`` with ``retry_after``, and/or ``delay`` seconds). ``times`` None = always.
+    whole-request answer (``status`` with ``retry_after``, and/or ``delay`` seconds). ``after_send`` answers
+    ``status`` only after the texts were accepted (a gateway error after ACS took the request: the client
+    cannot tell). ``times`` None = always.
     """
 
     to: str
@@ -64,6 +75,7 @@ class RecipientFault:
     retry_after: int | None = None
     delay: float = 0.0
     times: int | None = None
+    after_send: bool = False
 
 
 @dataclass
@@ -76,6 +88,7 @@ class AcsState:
     repeatability: dict[str, dict[str, Any]] = field(default_factory=dict)
     recipient_faults: list[RecipientFault] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    repeatability_window: dt.timedelta = REPEATABILITY_WINDOW
 
     def reset(self) -> None:
         """Forget messages, repeatability ids, rejections and recipient faults."""
@@ -84,6 +97,7 @@ class AcsState:
             self.repeatability.clear()
             self.recipient_faults.clear()
             self.rejected.clear()
+            self.repeatability_window = REPEATABILITY_WINDOW
 
     def take_fault(self, to: str, *, request_level: bool) -> RecipientFault | None:
         """The first matching fault of the given kind for ``to`` (counting down ``times``)."""
@@ -106,6 +120,33 @@ def _acs_error(status: int, code: str, message: str, headers: dict[str, str] | N
 def _fault_body(status: int) -> Any:
     code = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}.get(status, "Error")
     return {"error": {"code": code, "message": f"scripted fault {status}"}}
+
+
+def _repeatability_problem(st: AcsState, rcpt: dict[str, Any], sender: str, message: str) -> dict[str, Any] | None:
+    """The per-recipient refusal of a repeatable request (400 malformed or a different body for a known ID,
+    412 first sent outside the tracking window), or ``None`` when it may proceed."""
+    rid, first_sent = rcpt.get("repeatabilityRequestId"), rcpt.get("repeatabilityFirstSent")
+    if rid is None and first_sent is None:
+        return None
+
+    def refuse(status: int, text: str) -> dict[str, Any]:
+        return {"to": rcpt["to"], "messageId": None, "httpStatusCode": status, "successful": False,
+                "repeatabilityResult": "rejected", "errorMessage": text}
+
+    try:
+        uuid.UUID(str(rid))
+        sent_at = email.utils.parsedate_to_datetime(str(first_sent))
+    except (TypeError, ValueError):
+        return refuse(400, "Invalid repeatability request ID or first sent value.")
+    if sent_at.tzinfo is None:
+        return refuse(400, "Invalid repeatability first sent value.")
+    with st.lock:
+        window, earlier = st.repeatability_window, st.repeatability.get(str(rid))
+    if dt.datetime.now(dt.UTC) - sent_at > window:
+        return refuse(412, "Repeatability first sent header not within the tracking window.")
+    if earlier is not None and earlier["body"] != (sender, rcpt["to"], message):
+        return refuse(400, "Repeatability request ID reused with a different request.")
+    return None
 
 
 def expected_signature(key: bytes, method: str, path_and_query: str, date: str, host: str,
@@ -153,6 +194,7 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
             return deny("signature mismatch")
         return None
 
+    app.identities = add_identity_routes(app, authenticate)  # type: ignore[attr-defined]
     app.phone_numbers = add_routes(app, authenticate)  # type: ignore[attr-defined]
 
     @app.route("POST", r"/sms")
@@ -179,24 +221,30 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
         for rcpt in recipients:
             if not isinstance(rcpt, dict) or not isinstance(rcpt.get("to"), str):
                 return _acs_error(400, "BadRequest", "every recipient needs a 'to' string.")
-        # Whole-request faults scripted for one of the recipients (429, 500, a delay).
+        # Whole-request faults scripted for one of the recipients (429, 500, a delay); ``after_send`` ones
+        # answer only once the texts are accepted.
+        late: RecipientFault | None = None
         for rcpt in recipients:
             fault = st.take_fault(rcpt["to"], request_level=True)
             if fault is not None:
                 if fault.delay > 0:
                     time.sleep(fault.delay)
-                if fault.status is not None:
-                    retry = fault.retry_after if fault.retry_after is not None else (
-                        1 if fault.status in (429, 503) else None)
-                    return app.fault_response(fault.status, retry)
+                if fault.after_send:
+                    late = fault
+                elif fault.status is not None:
+                    return _request_fault(fault)
         results = []
         for rcpt in recipients:
             to = rcpt["to"]
             rid = rcpt.get("repeatabilityRequestId")
+            refused = _repeatability_problem(st, rcpt, sender, message)
+            if refused is not None:
+                results.append(refused)
+                continue
             with st.lock:
                 earlier = st.repeatability.get(rid) if rid else None
-            if earlier is not None:
-                results.append(earlier)
+            if earlier is not None and earlier["result"]["httpStatusCode"] < 500:
+                results.append(earlier["result"])
                 continue
             item: dict[str, Any] = {"to": to, "messageId": f"Outgoing_{time.strftime('%Y%m%d%H%M%S')}"
                                     f"{uuid.uuid4().hex[:8]}_noam", "httpStatusCode": 202,
@@ -211,7 +259,7 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
                             repeatabilityResult="rejected")
             with st.lock:
                 if rid:
-                    st.repeatability[rid] = item
+                    st.repeatability[rid] = {"result": item, "body": (sender, to, message)}
                 st.messages.append({
                     "messageId": item["messageId"], "from": sender, "to": to, "message": message,
                     "enableDeliveryReport": options.get("enableDeliveryReport", False),
@@ -221,9 +269,29 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
                     "receivedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 })
             results.append(item)
+        if late is not None and late.status is not None:
+            return _request_fault(late)
         return json_response({"value": results}, 202)
 
+    def _request_fault(fault: RecipientFault) -> Response:
+        assert fault.status is not None
+        retry = fault.retry_after if fault.retry_after is not None else (1 if fault.status in (429, 503) else None)
+        return app.fault_response(fault.status, retry)
+
     # ---- control API -------------------------------------------------------------------------------
+    @app.route(("GET", "PUT"), r"/_standin/repeatability")
+    def _repeatability(req: Request, m: re.Match[str]) -> Response:
+        """``{"windowSeconds": n}``: how long repeatable requests are tracked (ACS: 300 s)."""
+        if req.method == "PUT":
+            body = req.json()
+            seconds = body.get("windowSeconds") if isinstance(body, dict) else None
+            if not isinstance(seconds, int) or seconds < 0:
+                return json_response({"error": "windowSeconds must be a whole number >= 0"}, 400)
+            with st.lock:
+                st.repeatability_window = dt.timedelta(seconds=seconds)
+        with st.lock:
+            return json_response({"windowSeconds": int(st.repeatability_window.total_seconds())})
+
     @app.route(("GET", "DELETE"), r"/_standin/messages")
     def _messages(req: Request, m: re.Match[str]) -> Response:
         with st.lock:
@@ -253,9 +321,11 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
         fault = RecipientFault(
             to=body["to"], http_status_code=body.get("httpStatusCode"), error_message=body.get("errorMessage"),
             status=body.get("status"), retry_after=body.get("retry_after"),
-            delay=float(body.get("delay", 0) or 0), times=body.get("times"))
+            delay=float(body.get("delay", 0) or 0), times=body.get("times"), after_send=bool(body.get("after_send")))
         if fault.http_status_code is None and fault.status is None and fault.delay <= 0:
             return json_response({"error": "give httpStatusCode (per recipient), status or delay"}, 400)
+        if fault.after_send and fault.status is None:
+            return json_response({"error": "after_send needs a status"}, 400)
         if fault.http_status_code is not None and (fault.status is not None or fault.delay):
             return json_response({"error": "httpStatusCode cannot be combined with status or delay"}, 400)
         with st.lock:

@@ -14,6 +14,9 @@ INFRA = REPO / "infra"
 EXPECTED_LOG_ALERTS = {
     "poison-messages": (metrics.QUEUE_DEPTH, "Poison messages present"),
     "sms-failure-rate": (metrics.SMS_MESSAGES, "SMS failure rate"),
+    "sms-undelivered": (metrics.SMS_DELIVERY, "SMS not delivered"),
+    "malformed-queue-messages": (metrics.QUEUE_MALFORMED, "Malformed queue messages"),
+    "clock-skew": (metrics.CLOCK_SKEW, "Clock skew"),
     "reminder-lag": (metrics.REMINDER_LAG, "Reminder lag"),
     "hl7-reject-rate": (metrics.HL7_MESSAGES, "HL7 AR/AE spike"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
@@ -49,6 +52,11 @@ def test_every_alert_of_the_issue_exists_and_reads_the_metric_the_code_emits():
         query = alerts[name]["query"]
         assert f'name == "{metric}"' in query, name
         assert "measured" in query, f"{name}: the rule measures the column 'measured'"
+
+
+def test_the_sms_failure_rate_counts_failed_delivery_reports_not_only_send_errors():
+    query = _log_alerts()["sms-failure-rate"]["query"]
+    assert f'name == "{metrics.SMS_DELIVERY}" and status in ("Failed", "missing")' in query
 
 
 def test_log_alert_rules_loop_over_the_list_and_notify_the_action_group():

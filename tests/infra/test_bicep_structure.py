@@ -548,8 +548,8 @@ def queue_problems(main: BicepFile, storage: BicepFile, used: Iterable[str]) -> 
     """Queues the code uses (and their poison queues) that main.bicep does not create, and extras."""
     expected = set()
     for name in used:
-        # A trigger on a poison queue never raises, so it has no poison queue of its own.
-        expected |= {name} if name.endswith("-poison") else {name, poison_queue(name)}
+        # Every trigger raises for a malformed message, so even a poison queue's trigger has a poison queue.
+        expected |= {name, poison_queue(name)}
     actual = {string_value(v) for v in parse_array(main.variables["queueNames"])}
     problems = [f"queue {q} used by the code is not created" for q in sorted(expected - actual)]
     problems += [

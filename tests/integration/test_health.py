@@ -67,7 +67,8 @@ def test_ready_with_every_dependency_up(app, environment_id, monkeypatch):
         "configuration": "ok", "cosmos": "ok", "queues": "ok",
     }
     assert set(doc["checks"]["queues"]["depth"]) == {
-        "sms-outbox", "visit-events", "sms-outbox-poison", "visit-events-poison",
+        "sms-outbox", "visit-events", "sms-outbox-poison", "visit-events-poison", "visit-events-poison-poison",
+        "report-updates", "report-updates-poison",
     }
 
 

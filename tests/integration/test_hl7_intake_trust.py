@@ -84,6 +84,20 @@ def test_expired_signature_is_refused(app, env):
     assert (response.status_code, problem(response)["code"]) == (401, "signature_expired")
 
 
+@pytest.mark.parametrize(("offset", "status"), [(timedelta(seconds=-250), 401), (timedelta(seconds=150), 401),
+                                              (timedelta(seconds=40), 200)])
+def test_the_senders_clock_skew_is_measured_from_every_authentic_signature(app, env, offset, status):
+    from lib.observability import metrics
+
+    before = metrics.total(metrics.CLOCK_SKEW, source="hl7_jws")
+    issued = datetime.now(UTC).replace(microsecond=0) + offset
+    headers = default_signer().headers(env.id, message(control=f"SKEW{status}{offset.seconds}"), now=issued)
+    response = post_hl7(env.id, message(control=f"SKEW{status}{offset.seconds}"), headers)
+    assert response.status_code == status
+    measured = metrics.total(metrics.CLOCK_SKEW, source="hl7_jws") - before
+    assert abs(offset.total_seconds()) - 5 <= measured <= abs(offset.total_seconds()) + 5  # plus or minus transit
+
+
 def test_environment_without_certificate_refuses_with_403(app, clock, environment_id):
     clock.set(NOW)
     make_environment(app, environment_id, hl7_certificates=())

@@ -29,6 +29,7 @@ import requests
 
 from local.testing import JwksServer
 from tests.support.environments import make_environment
+from tests.support.writeback import drain_writeback
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,8 @@ def runner(app: Any, service_settings: dict[str, str]) -> Iterator[str]:
 def standins(service_settings: dict[str, str]) -> dict[str, str]:
     """Stand-in base URLs and the CA bundle."""
     return {"epic": service_settings["EPIC_STANDIN_URL"], "iss": service_settings["EPIC_STANDIN_ISS"],
-            "graph": service_settings["GRAPH_STANDIN_URL"], "ca": service_settings["REQUESTS_CA_BUNDLE"]}
+            "graph": service_settings["GRAPH_STANDIN_URL"], "acs": service_settings["ACS_STANDIN_URL"],
+            "ca": service_settings["REQUESTS_CA_BUNDLE"]}
 
 
 def _control(standins: dict[str, str], service: str, method: str, path: str, body: Any = None) -> Any:
@@ -148,23 +150,7 @@ def _error_code(resp: requests.Response) -> str:
 
 
 def _drain_writeback(app: Any, appointment_key: str) -> list[dict[str, Any]]:
-    """Run the real ``writeback`` trigger on this visit's messages from Azurite's ``visit-events`` queue."""
-    from azure.functions.queue import QueueMessage
-
-    from functions.writeback import writeback
-    from lib.queues import decode
-
-    client = app.queues.client("visit-events")
-    handled = []
-    for message in client.receive_messages(max_messages=32, visibility_timeout=2):
-        body = decode(message.content)
-        if body.get("appointmentKey") != appointment_key:
-            continue
-        writeback.build().get_user_function()(QueueMessage(id=message.id, body=message.content.encode(),
-                                                                 dequeue_count=message.dequeue_count))
-        client.delete_message(message)
-        handled.append(body)
-    return handled
+    return drain_writeback(app, appointment_key)
 
 
 def _status_calls(standins: dict[str, str], csn: str) -> list[dict[str, Any]]:
@@ -267,12 +253,12 @@ def test_jwks_route_serves_our_public_key(runner: str) -> None:
 
 
 # ---- patient -----------------------------------------------------------------------------------------------
-def test_patient_sms_link_join_page_and_connected_write_back(
+def test_patient_sms_link_join_page_call_token_and_device_test_write_back(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
     from lib.models import Appointment
 
     csn = _csn()
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
     link_id = secrets.token_urlsafe(16)
     appointment = app.repos.appointments.create(Appointment(
         visit_env.id, csn, "booked", start, start + timedelta(minutes=20), 20, "America/New_York", link_id=link_id))
@@ -283,34 +269,51 @@ def test_patient_sms_link_join_page_and_connected_write_back(
     page = browser.get(f"{runner}/api/join/{token}")
     assert page.status_code == 200, page.text
     assert visit_env.display_name in page.text and csn not in page.text
-    join_url = html.unescape(re.search(r'data-join-url="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
-    assert join_url == app.repos.appointments.get(appointment.key).meeting.join_url
+    assert re.search(r'data-phase="open"', page.text)
+    meeting = app.repos.appointments.get(appointment.key).meeting
+
+    # the call credential: a new ACS identity through the stand-in (HMAC-signed by the real SDK)
+    granted = browser.post(f"{runner}/api/join/{token}/call", data="{}", headers={"Content-Type": "application/json"})
+    assert granted.status_code == 200, granted.text
+    grant = granted.json()
+    assert grant["meetingLink"] == meeting.join_url and grant["displayName"] == "Patient"
+    assert granted.headers["Cache-Control"] == "no-store" and grant["token"].count(".") == 2
+    identities = requests.get(f"{standins['acs']}/_standin/identities", verify=standins["ca"], timeout=5).json()
+    assert any(i["scopes"] == ["voip"] for i in identities)
 
     events_url = f"{runner}/api/join/{token}/events"
-    for _ in range(2):  # a double click stores one event
-        posted = browser.post(events_url, data=json.dumps({"type": "connected", "attempt": "page-attempt-1"}),
-                              headers={"Content-Type": "application/json"})
+    steps = {"speaker": "passed", "microphone": "passed", "camera": "passed", "connection": "passed",
+             "test_call": "passed"}
+    for body in ({"type": "page_opened", "attempt": "page-attempt-1"},
+                 {"type": "device_test", "attempt": "page-attempt-1", "steps": steps},
+                 {"type": "device_test", "attempt": "page-attempt-1", "steps": steps}):  # a resend stores one
+        posted = browser.post(events_url, data=json.dumps(body), headers={"Content-Type": "application/json"})
         assert posted.status_code == 202, posted.text
-    (event,) = app.repos.visit_events.for_appointment(appointment.key)
-    assert (event.role, event.participant_id) == ("patient", "patient")
+    events = {e.type: e for e in app.repos.visit_events.for_appointment(appointment.key)}
+    assert set(events) == {"page_opened", "call_identity_issued", "device_test_passed"}
+    assert (events["page_opened"].writeback, events["call_identity_issued"].writeback) == ("none", "none")
     _drain_writeback(app, appointment.key)
     (call,) = _status_calls(standins, csn)
-    assert (call["ExternalID"], call["ConnectionStatus"]) == ("patient", "1")
-    assert browser.get(join_url).status_code == 200
+    assert (call["ExternalID"], call["ConnectionStatus"]) == ("patient", "3")
+    refused = browser.post(events_url, data='{"type": "connected"}', headers={"Content-Type": "application/json"})
+    assert refused.status_code == 400  # presence comes from the meeting, not from the page
 
 
-def test_a_tampered_join_link_gets_the_error_page(runner: str, browser: requests.Session, app: Any) -> None:
+def test_a_tampered_join_link_gets_the_link_state_page(runner: str, browser: requests.Session, app: Any) -> None:
     token = app.join_links.token(secrets.token_urlsafe(16), datetime.now(UTC) + timedelta(hours=1))
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
     resp = browser.get(f"{runner}/api/join/{tampered}")
-    assert resp.status_code == 404 and _error_code(resp) == "LINK_INVALID"
-    posted = browser.post(f"{runner}/api/join/{tampered}/events", data='{"type": "connected"}',
-                          headers={"Content-Type": "application/json"})
-    assert posted.status_code == 404
+    assert resp.status_code == 404 and 'data-phase="invalid"' in resp.text
+    assert "This link does not work" in resp.text
+    for route, body in (("events", '{"type": "page_opened"}'), ("call", "{}")):
+        posted = browser.post(f"{runner}/api/join/{tampered}/{route}", data=body,
+                              headers={"Content-Type": "application/json"})
+        assert posted.status_code == 404 and posted.json()["code"] == "LINK_INVALID"
 
 
 def test_patient_mychart_launch_ends_on_the_join_page_of_the_same_meeting(
-        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session,
+        clock: Any) -> None:
     csn = _csn()
     provider = requests.Session()
     provider.verify = standins["ca"]
@@ -322,8 +325,14 @@ def test_patient_mychart_launch_ends_on_the_join_page_of_the_same_meeting(
     done = browser.get(callback, allow_redirects=False)
     assert done.status_code == 302 and done.headers["Location"].startswith(f"{runner}/api/join/")
     page = browser.get(done.headers["Location"])
-    assert page.status_code == 200
-    assert f'data-join-url="{html.escape(provider_url)}"' in page.text
+    assert page.status_code == 200 and 'data-phase="too_early"' in page.text  # the visit starts in an hour
+    call_url = f"{done.headers['Location']}/call"
+    early = browser.post(call_url, data="{}", headers={"Content-Type": "application/json"})
+    assert early.status_code == 409 and early.json()["code"] == "VISIT_TOO_EARLY"
+    clock.set(datetime.now(UTC) + timedelta(minutes=45))  # the room is open
+    granted = browser.post(call_url, data="{}", headers={"Content-Type": "application/json"})
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["meetingLink"] == provider_url
 
 
 # ---- the clinician's one-time Microsoft 365 sign-in, through the Entra stand-in -----------------------------

@@ -122,10 +122,12 @@ def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
     post_hl7("no-such-environment", bad[2])
     post_hl7(env.id, bad[2], headers={"Authorization": "Bearer eyJhbGciOiJSUzM4NCJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"})
 
-    from functions import launch
+    from functions import join, launch
 
     call = {name: getattr(launch, name).build().get_user_function() for name in
-            ("launch_provider", "launch_patient", "launch_callback", "join_page", "join_events")}
+            ("launch_provider", "launch_patient", "launch_callback")}
+    call.update({name: getattr(join, name).build().get_user_function() for name in
+                 ("join_page", "join_events", "join_call")})
     call["launch_provider"](_request("GET", "launch/provider", params={
         "iss": "https://evil.example/fhir?phone=" + DEMO_PHONE, "launch": "eyJhbGciOiJIUzI1NiJ9.eyJhIjoiYiJ9.x"}))
     call["launch_patient"](_request("GET", "launch/patient", params={"iss": "", "launch": ""}))
@@ -134,6 +136,8 @@ def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
     call["join_events"](_request("POST", "join/AbCdEfGhIjKlMnOpQrStUv/events",
                                  headers={"content-type": "application/json"}, body=b'{"type": "PATIENT^DEMO"}',
                                  route_params={"token": "AbCdEfGhIjKlMnOpQrStUv"}))
+    call["join_call"](_request("POST", "join/AbCdEfGhIjKlMnOpQrStUv/call", headers={"content-type": "application/json"},
+                               body=b"{}", route_params={"token": "AbCdEfGhIjKlMnOpQrStUv"}))
 
     texts = _record_texts(caplog.records)
     assert texts, "nothing was logged: the capture is not working"

@@ -104,9 +104,10 @@ def test_visits_texts_and_quality_are_reported_to_the_value(app: Any, env: str, 
     drain(app)
 
     clock.set(T0 + timedelta(days=3))
-    report = app.reports.report(date(2026, 3, 1), date(2026, 3, 3), environment_id=env)
-    rows = {r["appointment_id"]: r for r in report.visits}
-    assert [r["appointment_id"] for r in report.visits] == ["A1", "A2", "A3", "A4"]
+    first, last = date(2026, 3, 1), date(2026, 3, 3)
+    found = app.reports.rows(first, last, environment_id=env)
+    rows = {r["appointment_id"]: r for r in found.visits}
+    assert [r["appointment_id"] for r in found.visits] == ["A1", "A2", "A3", "A4"]
     one = rows["A1"]
     assert (one["start_utc"], one["end_utc"], one["duration_seconds"]) == (
         m(5).isoformat(), m(26).isoformat(), 21 * 60)
@@ -119,23 +120,36 @@ def test_visits_texts_and_quality_are_reported_to_the_value(app: Any, env: str, 
     assert [rows[k]["outcome"] for k in ("A2", "A3", "A4")] == ["patient_never_joined", "cancelled",
                                                                 "clinician_never_joined"]
     assert rows["A2"]["within_allocation"] is None
-    summary = report.summary
-    assert summary["visits"]["no_show_rate"] == round(1 / 3, 4)  # A2 of A1, A2, A4 (A3 cancelled)
-    assert summary["visits"]["poor_call_share"] == 1.0
-    assert summary["texts"]["delivery_rate"] == 0.5
-    assert summary["texts"]["failures_by_reason"] == {"Unreachable destination": 1}
-    assert [d["visits"] for d in summary["per_day"]] == [0, 3, 1]
-    assert [d["delivery_rate"] for d in summary["per_day"]] == [0.0, 1.0, None]
-    by_id = {t["id"]: t for t in report.texts}
+    by_id = {t["id"]: t for t in found.texts}
     reminder = by_id[f"{env}|A1|reminder-60|0"]
     assert (reminder["state"], reminder["recipient"], reminder["language"], reminder["day"]) == (
         "delivered", "••23", "es", "2026-03-02")
     assert by_id[f"{env}|A1|booked|0"]["day"] == "2026-03-01"  # texted the day before: counted on its own day
-    # Cost: environments x days x shards point reads, nothing else (one month back for the allocation).
-    assert report.point_reads == 3 * 4
+    assert found.point_reads == 3 * 3  # each day: its totals, the one part they name, the miss after it
+
+    summary = app.reports.summary(first, last, environment_id=env)
+    body = summary.body
+    assert summary.point_reads == 3  # one totals document per day
+    assert body["visits"]["by_outcome"] == {"cancelled": 1, "clinician_never_joined": 1, "completed": 1,
+                                            "patient_never_joined": 1}
+    assert body["visits"]["no_show_rate"] == round(1 / 3, 4)  # A2 of A1, A2, A4 (A3 cancelled)
+    assert body["visits"]["poor_call_share"] == 1.0
+    assert body["visits"]["average_lobby_wait_seconds"] == 240  # A1 4 min; A4 was never admitted
+    assert (body["visits"]["within_allocation"], body["visits"]["over_allocation"]) == (1, 0)
+    assert body["texts"]["delivery_rate"] == 0.5
+    assert body["texts"]["failures_by_reason"] == {"Unreachable destination": 1}
+    assert [d["visits"] for d in body["per_day"]] == [0, 3, 1]
+    assert [d["delivery_rate"] for d in body["per_day"]] == [0.0, 1.0, None]
+    # the same figures while the days are recent (summed from rows, outcomes as of now)
+    clock.set(T0 + timedelta(days=1))
+    recent = app.reports.summary(first, last, environment_id=env).body
+    assert recent["visits"]["by_outcome"] == {"cancelled": 1, "completed": 1, "patient_never_joined": 1,
+                                              "scheduled": 1}  # A4 is tomorrow, not over yet
     # the department filter
-    derm = app.reports.report(date(2026, 3, 2), date(2026, 3, 3), environment_id=env, department="DERM")
+    clock.set(T0 + timedelta(days=3))
+    derm = app.reports.rows(first, last, environment_id=env, department="DERM")
     assert [r["appointment_id"] for r in derm.visits] == ["A4"]
+    assert app.reports.summary(first, last, environment_id=env, department="DERM").body["visits"]["total"] == 1
 
 
 def test_redelivered_and_reordered_updates_change_nothing_and_a_reschedule_moves_the_row(
@@ -165,8 +179,10 @@ def test_redelivered_and_reordered_updates_change_nothing_and_a_reschedule_moves
     feed.appointment_changed(a.key)
     drain(app)
     clock.set(T0 + timedelta(days=3))
-    day1 = app.reports.report(date(2026, 3, 2), date(2026, 3, 2), environment_id=env)
-    day2 = app.reports.report(date(2026, 3, 3), date(2026, 3, 3), environment_id=env)
+    day1 = app.reports.rows(date(2026, 3, 2), date(2026, 3, 2), environment_id=env)
+    day2 = app.reports.rows(date(2026, 3, 3), date(2026, 3, 3), environment_id=env)
+    assert app.reports.summary(date(2026, 3, 2), date(2026, 3, 3), environment_id=env).body["per_day"][0][
+        "visits"] == 0
     assert [r["appointment_id"] for r in day1.visits] == []
     assert [r["appointment_id"] for r in day2.visits] == ["B1"]
     with pytest.raises(InvalidReportInput):

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # Sun 12:00 EST
 START = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)  # Thu Dec 3, 3:00 PM EST
 KEY = "test-webhook-key-" + "x" * 16
+#: libphonenumber's example GB mobile (Ofcom's 07700 900xxx drama range is not a valid number there).
+UK_MOBILE = "+447400123456"
 ACS_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
     "Microsoft.Communication/communicationServices/acs-test"
@@ -55,11 +57,12 @@ def fresh_sms_state(app):
     opt_outs, timer_state = app.store.container("opt_outs"), app.store.container("timer_state")
     for sender in (SENDER, "+12015550190"):
         delete_if_exists(timer_state, f"sms-rate|{sender}", f"sms-rate|{sender}")
-    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 152, 153)]
-    pairs += [("+12015550154", "+12015550155")]
+    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(176, 190))]
+    pairs += [("+12015550154", "+12015550155"), ("+12015550157", "+12015550158")]
     for sender, phone in pairs:
         pair = app.opt_outs.pair_hash(sender, phone)
         delete_if_exists(opt_outs, f"optout|{pair}", f"optout|{pair}")
+        delete_if_exists(opt_outs, f"undeliverable|{pair}", f"undeliverable|{pair}")
         for day in ("2026-11-29", "2026-11-30"):
             delete_if_exists(opt_outs, f"help|{pair}|{day}", f"help|{pair}|{day}")
 
@@ -240,7 +243,8 @@ def test_help_is_answered_once_a_day_with_the_help_text(webhook, clock, acs, env
     replies = help_replies(acs, "+12015550155")[before:]
     assert [(r["from"], r["message"]) for r in replies] == [(
         ours,
-        "Contoso Health: video visit booking notices and reminders. Msg&data rates may apply. Reply STOP to opt out.",
+        "Contoso Health video visit notices: up to 4 msgs per visit. Help: "
+        f"{webhook.settings.public_base_url}. Msg&data rates may apply. Reply STOP to opt out.",
     )]
     start_clock(webhook, clock, NOW + timedelta(days=1))
     post_events([inbound("info", "+12015550155", ours=ours)])
@@ -256,10 +260,16 @@ def test_delivery_report_updates_the_outbox_by_message_id_and_ignores_older_repo
     item = items(webhook, env, "8200002")["booked|1"]
     assert item.state == "sent" and item.message_id
     later, earlier = NOW + timedelta(minutes=2), NOW + timedelta(minutes=1)
+    from lib.observability import metrics
+
+    failed_before = metrics.total(metrics.SMS_DELIVERY, status="Failed")
     assert post_events([delivery(item.message_id, "Delivered", at=later)]).status_code == 200
     assert post_events([delivery(item.message_id, "Failed", at=earlier)]).status_code == 200
     item = items(webhook, env, "8200002")["booked|1"]
     assert (item.state, item.delivery_status, item.delivery_event_utc) == ("sent", "Delivered", later)
+    assert metrics.total(metrics.SMS_DELIVERY, status="Failed") == failed_before  # the stale report is not counted
+    assert post_events([delivery(item.message_id, "Failed", at=later + timedelta(minutes=1))]).status_code == 200
+    assert metrics.total(metrics.SMS_DELIVERY, status="Failed") == failed_before + 1
 
 
 def test_delivery_report_reconciles_a_send_whose_outcome_was_unknown(webhook, env, acs):
@@ -389,8 +399,11 @@ def test_scripted_faults_give_exactly_the_outcome_the_rules_say(app, clock, acs,
     script = {
         # recipient: (faults in order, expected state, attempts, accepted texts)
         "+12015550181": ([{"status": 429, "retry_after": 20}], "sent", 2, 1),
-        "+12015550182": ([{"status": 500}, {"status": 503}], "sent", 3, 1),
-        "+12015550183": ([{"status": 500}] * 5, "failed", 5, 0),
+        # ACS took the text, then a gateway answered 500: the retry repeats the same request and ACS answers
+        # the first result: one text, not two (the SDK alone would make a new request ID and text twice).
+        "+12015550182": ([{"status": 500, "after_send": True}, {"status": 503}], "sent", 3, 1),
+        # Five 5xx: any of them may have come after ACS sent the text, so it goes to review, never "failed".
+        "+12015550183": ([{"status": 500}] * 5, "unknown", 5, 0),
         "+12015550184": ([{"httpStatusCode": 400, "errorMessage": "Invalid To phone number format."}],
                          "failed", 1, 0),
         "+12015550185": ([{"httpStatusCode": 403, "errorMessage": "Sender blocked for given recipient"}],
@@ -418,11 +431,248 @@ def test_scripted_faults_give_exactly_the_outcome_the_rules_say(app, clock, acs,
             assert len([t for t in accepted if t["to"] == to]) == texts
         assert to[2:] not in (item.reason or "")
     assert items(app, env, "830002")["reminder-60|1"].reason.startswith(
-        "gave up after 5 attempts: ACS answered HTTP 500"
+        "gave up after 5 attempts, ACS may have sent it: ACS answered HTTP 500"
     )
     assert items(app, env, "830004")["reminder-60|1"].reason == (
         "ACS refused the recipient (403): Sender blocked for given recipient"
     )
+
+
+def test_a_5xx_retry_after_acs_forgot_the_request_goes_to_review_not_out_again(app, clock, acs, environment_id):
+    import requests
+
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,))
+    env = make_environment(app, environment_id, sms=sms)
+    to = "+12015550189"
+    start_clock(app, clock, NOW)
+    book(env, "830100", to)
+    requests.post(f"{acs.url}/_standin/recipient-faults", json={"to": to, "times": 1, "status": 500,
+                  "after_send": True}, verify=acs.verify, timeout=10).raise_for_status()
+    due = START - timedelta(minutes=60)
+    start_clock(app, clock, due)
+    run_timer()
+    item = items(app, env, "830100")["reminder-60|1"]
+    assert (item.state, item.maybe_accepted) == ("pending", True)
+    # The timer was down: by the next run ACS's 5-minute tracking window of that request has passed.
+    app.repos.outbox.transition(item, repeat_first_sent=item.repeat_first_sent - timedelta(minutes=6))
+    clock.set(due + timedelta(minutes=10))
+    run_timer()
+    item = items(app, env, "830100")["reminder-60|1"]
+    assert (item.state, item.attempts) == ("unknown", 1)
+    assert item.reason.startswith("ACS answered 5xx and no longer tracks that attempt")
+    assert len([t for t in acs.texts(env.id) if t["to"] == to]) == 1
+
+
+def test_acs_refuses_a_repeat_outside_its_window_and_the_sender_calls_it_unknown(app, acs):
+    from lib.sms.repeatability import Repeatability
+
+    old = Repeatability(str(uuid.uuid4()), datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=6))
+    result = app.sms_sender.send(sender=SENDER, to="+12015550189", message="x", tag="t|x", repeat=old)
+    assert (result.status, result.reason) == (
+        "unknown", "ACS no longer tracks the first attempt (412): Repeatability first sent header not within the "
+        "tracking window.")
+
+
+# ---- settings applied before the next send; checked again before sending ------------------------------
+
+
+def test_sms_switched_off_by_another_instance_stops_the_next_send(app, env, clock, acs):
+    from lib.store.environments import EnvironmentRepository
+
+    book(env, "830200", "(201)555-0148")
+    start_clock(app, clock, START - timedelta(hours=24))
+    run_timer()  # the 24-hour reminder goes out; this process has the environment in its cache now
+    assert len(acs.texts(env.id)) == 1
+    portal = EnvironmentRepository(app.store)  # the admin portal, in another instance
+    portal.put(dataclasses.replace(env, sms=dataclasses.replace(env.sms, enabled=False)))
+    clock.set(START - timedelta(hours=1))
+    run_timer()
+    item = items(app, env, "830200")["reminder-60|1"]
+    assert (item.state, item.reason) == ("skipped", "SMS is not enabled for this environment")
+    assert len(acs.texts(env.id)) == 1
+
+
+def test_a_stored_template_over_its_segment_budget_is_never_sent(app, clock, acs, environment_id):
+    long = "{org}: your video visit is {when}. Join: {link} " + "Please read all of this. " * 14
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,),
+                      templates={"en": {"reminder": long}})
+    env = make_environment(app, environment_id, sms=sms)  # stored without the portal's check
+    start_clock(app, clock, NOW)
+    book(env, "830300", "(201)555-0149")
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    item = items(app, env, "830300")["reminder-60|1"]
+    assert item.state == "failed"
+    assert item.reason.startswith("the text would take 4 segments, more than 2")
+    assert acs.texts(env.id) == []
+
+
+def test_settings_with_a_broken_template_fail_the_send_with_the_reason(app, clock, acs, environment_id):
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,),
+                      templates={"en": {"reminder": "{org} {when} {link} {patient_name}"}})
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    book(env, "830400", "(201)555-0150")
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    item = items(app, env, "830400")["reminder-60|1"]
+    assert (item.state, item.reason) == (
+        "failed", "the SMS settings are invalid: en/reminder: unknown placeholder(s) {patient_name}; use {org}, "
+        "{when}, {link}")
+    assert acs.texts(env.id) == []
+
+
+@pytest.mark.parametrize(("countries", "state", "reason"), [
+    ((), "skipped", "the sender number cannot text numbers in GB (reaches US)"),
+    (("US", "CA"), "skipped", "the sender number cannot text numbers in GB (reaches CA, US)"),
+    (("US", "GB"), "sent", None),
+])
+def test_a_uk_mobile_is_texted_only_when_the_sender_reaches_the_uk(app, clock, acs, environment_id, countries,
+                                                                     state, reason):
+    sms = SmsSettings(enabled=True, sender=SENDER, confirm_booked=False, reminder_offsets_minutes=(60,),
+                      reachable_countries=countries)
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    book(env, "830500", UK_MOBILE)
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    item = items(app, env, "830500")["reminder-60|1"]
+    assert (item.state, item.reason) == (state, reason)
+    assert len(acs.texts(env.id)) == (1 if state == "sent" else 0)
+
+
+# ---- Failed and blocked numbers, free-text opt-outs, history, HELP, per-number cap -----------------------
+
+
+def test_a_failed_delivery_report_stops_further_texts_to_that_number(webhook, env, clock, acs):
+    phone = "+12015550176"
+    book(env, "830600", "(201)555-0176")
+    send_queued(webhook, env, "830600")
+    item = items(webhook, env, "830600")["booked|1"]
+    report = delivery(item.message_id, "Failed", at=NOW + timedelta(minutes=1), detail="Number out of service")
+    report["data"]["to"] = phone
+    assert post_events([report]).status_code == 200
+    start_clock(webhook, clock, START - timedelta(hours=24))
+    run_timer()
+    reminder = items(webhook, env, "830600")["reminder-1440|1"]
+    assert (reminder.state, reminder.reason) == (
+        "blocked", "an earlier text to this number was not delivered (Number out of service): no more texts")
+    assert len(acs.texts(env.id)) == 1
+    # The number answers START: it takes texts again (the carrier lifted its block too).
+    assert post_events([inbound("START", phone, at=NOW + timedelta(minutes=5))]).status_code == 200
+    assert webhook.opt_outs.stop_reason(SENDER, phone) is None
+
+
+def test_acs_blocked_answer_records_an_opt_out_in_the_history(app, clock, acs, environment_id):
+    phone = "+12015550177"
+    sms = SmsSettings(enabled=True, sender=SENDER, reminder_offsets_minutes=(60,))
+    env = make_environment(app, environment_id, sms=sms)
+    start_clock(app, clock, NOW)
+    acs.fail_recipient(phone, 403, "Sender blocked for given recipient")
+    book(env, "830700", "(201)555-0177")
+    send_queued(app, env, "830700")
+    assert items(app, env, "830700")["booked|1"].state == "blocked"
+    assert app.opt_outs.history(SENDER, phone) == [
+        {"event_time": "2026-11-29T17:00:00+00:00", "opted_out": True, "keyword": "ACS-BLOCKED"}]
+    acs.clear_faults()
+    start_clock(app, clock, START - timedelta(minutes=60))
+    run_timer()
+    reminder = items(app, env, "830700")["reminder-60|1"]
+    assert (reminder.state, reminder.reason) == ("blocked", "the recipient opted out (STOP) of texts from this number")
+    assert acs.texts(env.id) == []
+
+
+@pytest.mark.parametrize(("text", "phone"), [
+    ("please stop texting me", "+12015550178"), ("Remove me", "+12015550179"),
+    ("ＳＴＯＰ", "+12015550180"), ("\u0405\u0422\u041e\u0420", "+12015550181"),
+])
+def test_free_text_full_width_and_look_alike_opt_outs_are_honoured(webhook, text, phone):
+    assert post_events([inbound(text, phone)]).status_code == 200
+    assert webhook.opt_outs.stop_reason(SENDER, phone) == "the recipient opted out (STOP) of texts from this number"
+
+
+def test_opt_out_and_opt_in_history_is_kept_not_overwritten(webhook):
+    phone = "+12015550182"
+    events = [inbound("STOP", phone, at=NOW), inbound("START", phone, at=NOW + timedelta(hours=1)),
+              inbound("remove me", phone, at=NOW + timedelta(hours=2))]
+    for event in [*events, events[1]]:  # Event Grid delivers one event twice
+        assert post_events([event]).status_code == 200
+    assert webhook.opt_outs.history(SENDER, phone) == [
+        {"event_time": "2026-11-29T17:00:00+00:00", "opted_out": True, "keyword": "STOP"},
+        {"event_time": "2026-11-29T18:00:00+00:00", "opted_out": False, "keyword": "START"},
+        {"event_time": "2026-11-29T19:00:00+00:00", "opted_out": True, "keyword": "FREETEXT"},
+    ]
+    stored = json.dumps(webhook.store.container("opt_outs").read_item(
+        f"optout|{webhook.opt_outs.pair_hash(SENDER, phone)}", f"optout|{webhook.opt_outs.pair_hash(SENDER, phone)}"))
+    assert "2015550182" not in stored and "remove me" not in stored.lower()
+
+
+def test_help_answers_with_programme_frequency_and_contact(webhook, clock, acs, environment_id):
+    sms = SmsSettings(enabled=True, sender="+12015550157", help_contact="call 800-555-0199")
+    make_environment(webhook, environment_id, sms=sms)
+    clock.set(NOW)
+    before = len(help_replies(acs, "+12015550158"))
+    assert post_events([inbound("HELP", "+12015550158", ours="+12015550157")]).status_code == 200
+    texts = help_replies(acs, "+12015550158")[before:]
+    assert [t["message"] for t in texts] == [
+        "Contoso Health video visit notices: up to 4 msgs per visit. Help: call 800-555-0199. Msg&data rates may "
+        "apply. Reply STOP to opt out."]
+
+
+def test_the_per_number_cap_holds_over_a_rolling_window(app, clock, acs, environment_id):
+    phone = "(201)555-0183"
+    sms = SmsSettings(enabled=True, sender=SENDER, reminder_offsets_minutes=(60,), per_number_cap=3,
+                      per_number_window_hours=72)
+    env = make_environment(app, environment_id, sms=sms)
+    booked_at = START - timedelta(days=1)
+    start_clock(app, clock, booked_at)
+    for n, start in enumerate((START, START + timedelta(hours=2))):  # two visits the same afternoon
+        book(env, f"83080{n}", phone, start=start, sent=booked_at)
+        send_queued(app, env, f"83080{n}")
+    for at in (START - timedelta(minutes=60), START + timedelta(minutes=60)):
+        clock.set(at)
+        run_timer()
+    states = {n: {k: (i.state, i.reason) for k, i in items(app, env, f"83080{n}").items()} for n in (0, 1)}
+    assert states[0] == {"booked|1": ("sent", None), "reminder-60|1": ("sent", None)}
+    assert states[1] == {"booked|1": ("sent", None), "reminder-60|1": (
+        "skipped", "this number already got 3 texts in 72 hours (per-number cap)")}
+    # Days later the window has moved on: the next visit's texts go out again.
+    later = START + timedelta(days=5)
+    clock.set(later - timedelta(days=1))
+    book(env, "830802", phone, start=later, sent=later - timedelta(days=1))
+    send_queued(app, env, "830802")
+    assert items(app, env, "830802")["booked|1"].state == "sent"
+    assert len(acs.texts(env.id)) == 4
+
+
+def test_an_event_time_ahead_of_our_clock_is_measured_as_skew(webhook):
+    from lib.observability import metrics
+
+    before = metrics.total(metrics.CLOCK_SKEW, source="eventgrid")
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    assert post_events([inbound("see you then", "+12015550184", at=ahead)]).status_code == 200
+    assert 290 <= metrics.total(metrics.CLOCK_SKEW, source="eventgrid") - before <= 300
+
+
+def test_a_text_whose_delivery_report_never_came_is_marked_and_counted_once(webhook, clock, acs, environment_id):
+    from lib.observability import metrics
+
+    app = webhook
+    booked_at = datetime(2027, 2, 1, 14, 0, tzinfo=UTC)  # a window no other test texts in
+    env = make_environment(app, environment_id)
+    start_clock(app, clock, booked_at)
+    book(env, "830900", "(201)555-0191", sent=booked_at, start=booked_at + timedelta(days=3))
+    send_queued(app, env, "830900")
+    before = metrics.total(metrics.SMS_DELIVERY, status="missing")
+    for minutes, expected in ((45, None), (75, "missing"), (90, "missing")):
+        clock.set(booked_at + timedelta(minutes=minutes))
+        run_timer()
+        assert items(app, env, "830900")["booked|1"].delivery_status == expected
+    assert metrics.total(metrics.SMS_DELIVERY, status="missing") - before == 1
+    item = items(app, env, "830900")["booked|1"]
+    late = delivery(item.message_id, "Delivered", at=booked_at + timedelta(hours=2))
+    assert post_events([late]).status_code == 200
+    assert items(app, env, "830900")["booked|1"].delivery_status == "Delivered"
 
 
 # ---- privacy ------------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ import csv
 import io
 from datetime import UTC, date, datetime
 
-from lib.models import EnvironmentConfig, OutboxItem
+from lib.models import OutboxItem
 from lib.reports.csv_export import TEXT_COLUMNS, VISIT_COLUMNS, texts_csv, visits_csv
-from lib.reports.summary import finish_rows, summarize
+from lib.reports.summary import pick, summarize, totals_by_department, within_allocation
 from lib.reports.texts import text_row
 
 DUE = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -36,8 +36,6 @@ def test_text_states_from_the_outbox_and_delivery_reports() -> None:
     assert "+1" not in str(delivered) and "555" not in str(delivered)
 
 
-ENV = EnvironmentConfig(id="env", kind="test", display_name="Clinic", fhir_base_urls=(), approved=True,
-                        epic_client_id="c", time_zone="America/New_York", monthly_visit_allocation=2)
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 
 
@@ -58,27 +56,35 @@ ROWS = [
     visit("A2", "2026-03-02", "2026-03-02T16:00:00+00:00", lobby_wait_seconds=300, duration_seconds=600,
           quality={"poor": True}),
     visit("A3", "2026-03-03", "2026-03-03T15:01:00+00:00", lobby_wait_seconds=2000, duration_seconds=900,
-          quality={"poor": False}),
+          quality={"poor": False}, department="DERM"),
     visit("A4", "2026-03-03", None, clinician_joined=True),   # patient never joined
     visit("A5", "2026-03-03", None, status="noshow"),
     visit("A6", "2026-03-03", None, status="cancelled"),
 ]
+TEXTS = [
+    {"id": "t1", "day": "2026-03-02", "state": "delivered", "sent_utc": "x", "department": "CARD"},
+    {"id": "t2", "day": "2026-03-02", "state": "failed", "sent_utc": "x", "reason": "Unreachable",
+     "department": "CARD"},
+    {"id": "t3", "day": "2026-03-03", "state": "delivered", "sent_utc": "x", "quiet_hours_moved": True},
+    {"id": "t4", "day": "2026-03-03", "state": "opted_out", "reason": "STOP"},
+    {"id": "t5", "day": "2026-03-03", "state": "failed", "reason": "ACS refused: invalid number"},
+]
 
 
-def test_outcomes_allocation_and_aggregates_to_the_value() -> None:
-    rows = finish_rows(ROWS, {"env": ROWS}, {"env": ENV}, NOW)
-    assert [r["outcome"] for r in rows] == ["completed", "completed", "completed", "patient_never_joined",
-                                            "no_show", "cancelled"]
-    assert [r["within_allocation"] for r in rows] == [True, True, False, None, None, None]  # allocation: 2 a month
-    texts = [
-        {"id": "t1", "day": "2026-03-02", "state": "delivered", "sent_utc": "x"},
-        {"id": "t2", "day": "2026-03-02", "state": "failed", "sent_utc": "x", "reason": "Unreachable"},
-        {"id": "t3", "day": "2026-03-03", "state": "delivered", "sent_utc": "x", "quiet_hours_moved": True},
-        {"id": "t4", "day": "2026-03-03", "state": "opted_out", "reason": "STOP"},
-        {"id": "t5", "day": "2026-03-03", "state": "failed", "reason": "ACS refused: invalid number"},
-    ]
-    summary = summarize(rows, texts, date(2026, 3, 2), date(2026, 3, 3))
+def day_totals(department: str | None = None) -> dict[str, dict[str, object]]:
+    days: dict[str, dict[str, object]] = {}
+    for day in ("2026-03-02", "2026-03-03"):
+        by_department = totals_by_department([r for r in ROWS if r["day"] == day],
+                                             [t for t in TEXTS if t["day"] == day])
+        days[day] = pick(by_department, department)
+    return days
+
+
+def test_aggregates_to_the_value() -> None:
+    within, over = within_allocation([2, 1], 0, 2)  # allocation 2 a month: A1, A2 within, A3 over
+    summary = summarize(day_totals(), date(2026, 3, 2), date(2026, 3, 3), within=within, over=over)
     v, t = summary["visits"], summary["texts"]
+    assert v["by_outcome"] == {"cancelled": 1, "completed": 3, "no_show": 1, "patient_never_joined": 1}
     assert v["total"] == 6 and v["due"] == 5
     assert v["no_show_rate"] == 0.4  # A4 + A5 of 5 due (A6 cancelled)
     assert v["poor_call_share"] == round(1 / 3, 4) and (v["poor_calls"], v["classified_calls"]) == (1, 3)
@@ -90,21 +96,36 @@ def test_outcomes_allocation_and_aggregates_to_the_value() -> None:
     assert (v["within_allocation"], v["over_allocation"]) == (2, 1)
     assert (t["sent"], t["delivered"], t["failed"], t["opted_out"], t["quiet_hours_moved"]) == (3, 2, 2, 1, 1)
     assert t["delivery_rate"] == round(2 / 3, 4)
-    assert t["failures_by_reason"] == {"Unreachable": 1, "ACS refused: invalid number": 1}
+    assert t["failures_by_reason"] == {"ACS refused: invalid number": 1, "Unreachable": 1}
     day1, day2 = summary["per_day"]
     assert (day1["visits"], day1["no_show_rate"], day1["poor_call_share"], day1["delivery_rate"]) == (2, 0.0, 0.5, 0.5)
     assert (day2["visits"], day2["no_show_rate"], day2["delivery_rate"]) == (4, round(2 / 3, 4), 1.0)
 
 
+def test_department_filter_and_outcomes_that_depend_on_now() -> None:
+    derm = summarize(day_totals("DERM"), date(2026, 3, 2), date(2026, 3, 3))
+    assert derm["visits"]["total"] == 1 and derm["visits"]["by_outcome"] == {"completed": 1}
+    early = totals_by_department([ROWS[3]], [], datetime(2026, 3, 3, 15, 59, tzinfo=UTC))
+    assert early["CARD"]["outcomes"] == {"scheduled": 1} and early["CARD"]["due"] == 0
+
+
+def test_allocation_counts_each_month_from_its_first_day() -> None:
+    assert within_allocation([3, 4], 5, 10) == (5, 2)
+    assert within_allocation([3], 12, 10) == (0, 3)
+    assert within_allocation([3], 0, None) == (0, 0)
+
+
 def test_csv_parses_back_one_row_per_visit_with_the_header() -> None:
-    rows = finish_rows(ROWS, {"env": ROWS}, {"env": ENV}, NOW)
+    rows = [{**r, "outcome": "completed" if r["start_utc"] else "nobody_joined",
+             "within_allocation": True if r["start_utc"] else None} for r in ROWS]
     rows[0]["department"] = "=HYPERLINK(\"x\")"
     data = visits_csv(rows)
     assert data.startswith("\ufeff".encode())
     parsed = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     assert len(parsed) == 6 and tuple(parsed[0]) == VISIT_COLUMNS
-    assert [p["outcome"] for p in parsed] == [r["outcome"] for r in rows]
+    assert [p["appointment_id"] for p in parsed] == ["A1", "A2", "A3", "A4", "A5", "A6"]
     assert parsed[0]["lobby_wait_seconds"] == "30" and parsed[0]["within_allocation"] == "yes"
+    assert parsed[3]["within_allocation"] == "" and parsed[3]["outcome"] == "nobody_joined"
     assert parsed[0]["department"].startswith("'=")  # never a live formula in a spreadsheet
     text_rows = [text_row(item(state="sent", sent_utc=DUE, recipient_last2="07", language="en"))]
     parsed_texts = list(csv.DictReader(io.StringIO(texts_csv(text_rows).decode("utf-8-sig"))))

@@ -96,3 +96,18 @@ def test_both_came_but_never_at_the_same_time() -> None:
         ev(3, "joined", "clinician", "E1", 15), ev(4, "left", "clinician", "E1", 20),
     ]))
     assert outcome(row(**apart), LATER) == "never_together"
+
+
+def test_stored_visit_events_map_to_presence_and_clicks_do_not() -> None:
+    from lib.store.visit_events import VisitEvent
+
+    def stored(kind: str, role: str, who: str) -> VisitEvent:
+        return VisitEvent(id=f"{kind}-{role}", appointment_key="env|A1", environment_id="env", appointment_id="A1",
+                          type=kind, role=role, participant_id=who, at_utc=T0)  # type: ignore[arg-type]
+
+    joined = ParticipantEvent.from_visit_event(stored("connected", "provider", "E1001"))
+    assert joined == ParticipantEvent("connected-provider", "joined", "clinician", "E1001", T0)
+    lobby = ParticipantEvent.from_visit_event(stored("in_lobby", "patient", "patient"))
+    assert lobby is not None and (lobby.kind, lobby.role) == ("lobby", "patient")
+    assert ParticipantEvent.from_visit_event(stored("device_test_passed", "patient", "patient")) is None
+    assert ParticipantEvent.from_visit_event(stored("clinician_launched", "provider", "E1001")) is None

@@ -19,6 +19,14 @@ TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/co
         ("QUIT", "QUIT"), ("revoke", "REVOKE"), ("opt out", "OPTOUT"), ("opt-out", "OPTOUT"), ("OPTOUT", "OPTOUT"),
         ("START", "START"), ("unstop", "UNSTOP"), ("HELP", "HELP"), ("info?", "INFO"),
         ("see you then", None), ("", None), ("12345", None), ("stopwatch", None),
+        # full-width and look-alike letters (Cyrillic DZE, TE, O, ER; Greek TAU, OMICRON, RHO)
+        ("ＳＴＯＰ", "STOP"), ("ｓｔｏｐ", "STOP"), ("\u0405\u0422\u041e\u0420", "STOP"),
+        ("S\u03a4\u039f\u03a1", "STOP"),
+        # free-text intent, anywhere in the text, winning over HELP
+        ("please stop texting me", "FREETEXT"), ("Remove me from this list", "FREETEXT"),
+        ("Help me stop these texts", "FREETEXT"), ("don't text me again", "FREETEXT"),
+        ("No more messages please", "FREETEXT"), ("wrong number", "FREETEXT"), ("Please unsubscribe me", "FREETEXT"),
+        ("I can stop by at 3", None), ("Can I cancel my appointment?", None), ("Thanks, see you Tuesday", None),
     ],
 )
 def test_keywords(text, word):

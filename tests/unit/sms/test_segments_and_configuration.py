@@ -148,3 +148,31 @@ def test_check_raises_with_every_problem():
 )
 def test_e164(number, ok):
     assert is_e164(number) is ok
+
+
+def test_reachable_countries_must_be_iso_regions_with_phone_numbers():
+    problems = validate_sms_settings(env(reachable_countries=("US", "XX")), public_base_url=BASE)
+    assert problems == ["'XX' is not an ISO 3166-1 country code with phone numbers"]
+
+
+@pytest.mark.parametrize(
+    ("countries", "recipient", "reason"),
+    [((), "+12015550123", None),
+     ((), "+447400123456", "the sender number cannot text numbers in GB (reaches US)"),
+     (("us", "gb"), "+447400123456", None),
+     (("US",), "+15", "the sender number cannot text numbers in an unknown country (reaches US)")],
+)
+def test_a_sender_texts_only_the_countries_it_reaches(countries, recipient, reason):
+    from lib.sms.configuration import unreachable_reason
+
+    assert unreachable_reason(env(reachable_countries=countries).sms, recipient) == reason
+
+
+def test_the_checks_repeated_before_sending_are_the_cheap_ones():
+    from lib.sms.configuration import sending_problems
+
+    assert sending_problems(env()) == []
+    assert sending_problems(env(sender="555", templates={"en": {"booked": "{when} {link} {name}"}})) == [
+        "the sender number must be in E.164 format, e.g. +18005550100",
+        "en/booked: unknown placeholder(s) {name}; use {org}, {when}, {link}",
+    ]

@@ -65,6 +65,10 @@ def test_known_frame_origins_are_the_union_cached_and_empty_when_the_store_fails
     assert known.origins() == (EPIC, "https://mychart.contoso.org") and len(calls) == 1
     now[0] = 61
     assert known.origins() == ()
+    assert known.origins() == () and len(calls) == 2  # a failed read is not retried on every page
+    now[0] = 72
+    known.origins()
+    assert len(calls) == 3
 
 
 def test_launch_attempts_are_limited_per_address_with_retry_after():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import azure.functions as func
 from markupsafe import escape
 
 from lib.smart.errors import CATALOG, LaunchError
-from lib.visits.pages import Cookie, error_page, format_visit_time
+from lib.visits.pages import Cookie, error_page
 from lib.visits.throttle import AnonymousThrottle
 
 
@@ -40,11 +38,6 @@ def test_cookie_header():
         "vv_launch=abc; Max-Age=600; Path=/api/launch; HttpOnly; SameSite=None; Secure; Partitioned"
 
 
-def test_visit_time_in_the_environment_zone():
-    assert format_visit_time(datetime(2026, 7, 1, 16, 5, tzinfo=UTC), "America/Chicago") == \
-        "Wednesday, July 1, 2026 at 11:05 AM CDT"
-
-
 def _get(route: str, params: dict[str, str], route_params: dict[str, str] | None = None) -> func.HttpRequest:
     return func.HttpRequest(method="GET", url=f"http://127.0.0.1/api/{route}", headers={}, params=params,
                             route_params=route_params or {}, body=b"")
@@ -69,7 +62,7 @@ def test_trigger_maps_launch_error_to_the_error_page(monkeypatch):
 
 
 def test_trigger_hides_unexpected_errors_behind_internal_error(monkeypatch, caplog):
-    from functions import launch as trigger
+    from functions import join as trigger
 
     class Join:
         def page(self, *args, **kwargs):
@@ -77,6 +70,7 @@ def test_trigger_hides_unexpected_errors_behind_internal_error(monkeypatch, capl
 
     class Svc:
         join = Join()
+        throttle = AnonymousThrottle()
 
     monkeypatch.setattr(trigger, "services", lambda: Svc())
     resp = trigger.join_page.build().get_user_function()(_get("join/t", {}, {"token": "t"}))

@@ -1,0 +1,40 @@
+"""The report query string: defaults, limits and the message for each bad value."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from lib.reports.query import parse_query
+from lib.reports.reader import RangeError
+
+TODAY = date(2026, 3, 10)
+
+
+def test_defaults_to_the_last_seven_days_and_a_page_of_200() -> None:
+    query = parse_query({}, today=TODAY)
+    assert (query.first, query.last, query.offset, query.limit) == (date(2026, 3, 4), TODAY, 0, 200)
+    assert query.params() == {"from": "2026-03-04", "to": "2026-03-10"}
+
+
+def test_every_value_is_parsed_once() -> None:
+    query = parse_query({"from": "2026-02-01", "to": "2026-02-28", "environment": "prod-1", "department": "10501",
+                         "offset": "400", "limit": "50"}, today=TODAY)
+    assert (query.first, query.last, query.environment_id, query.department, query.offset, query.limit) == (
+        date(2026, 2, 1), date(2026, 2, 28), "prod-1", "10501", 400, 50)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"from": "03/02/2026"}, "'from' must be a date written YYYY-MM-DD"),
+    ({"from": "2026-03-09", "to": "2026-03-01"}, "The end date is before the start date."),
+    ({"from": "2024-01-01", "to": "2026-01-01"}, "A report covers at most 366 days"),
+    ({"environment": "../x"}, "The environment ID may use letters"),
+    ({"department": "<script>"}, "The department is at most 64 characters"),
+    ({"limit": "5000"}, "'limit' must be a whole number from 1 to 1000."),
+    ({"offset": "-1"}, "'offset' must be a whole number"),
+])
+def test_bad_values_are_refused_with_what_to_send(params: dict[str, str], message: str) -> None:
+    with pytest.raises(RangeError) as refused:
+        parse_query(params, today=TODAY)
+    assert str(refused.value).startswith(message)
