@@ -15,7 +15,16 @@ from lib.config.environments import STORED, ConfigurationRefused, Problem, pydan
 from lib.models import EnvironmentConfig, SmsSettings, iso
 from lib.sms.configuration import JOIN_PATH, TOKEN_LENGTH
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
-from lib.sms.templates import KINDS, format_when, placeholders, render_template, template_for
+from lib.sms.templates import (
+    KINDS,
+    PLACEHOLDERS,
+    format_when,
+    help_contact,
+    placeholders,
+    render_template,
+    template_for,
+    texts_per_visit,
+)
 
 #: Set by their own actions: the sender by linking a number, the consents by the two consent boxes.
 SMS_OWN_ACTIONS = frozenset({"sender", "consented_by", "consented_at"})
@@ -80,28 +89,32 @@ def preview(config: EnvironmentConfig, *, kind: str, language: str, template: st
     Returns:
         ``{"text", "encoding", "units", "segments", "maxSegments", "problems": [...], "nonGsm7"}``.
     """
+    empty = {"text": "", "encoding": "", "units": 0, "segments": 0, "maxSegments": MAX_SEGMENTS, "nonGsm7": ""}
     if kind not in KINDS:
-        return {"text": "", "problems": [f"unknown kind {kind}"]}
+        return {**empty, "problems": [f"unknown kind {kind}"]}
     text_template = template if template is not None else template_for(kind, language, config.sms.templates,
                                                                          config.sms.default_language)
     problems: list[str] = []
     try:
-        unknown = sorted(set(placeholders(text_template)) - {"org", "when", "link"})
+        unknown = sorted(set(placeholders(text_template)) - PLACEHOLDERS)
     except ValueError:
-        return {"text": "", "problems": ["not a valid template (unbalanced braces)"]}
+        return {**empty, "problems": ["not a valid template (unbalanced braces)"]}
     if unknown:
-        problems.append("unknown placeholder(s) " + ", ".join("{" + u + "}" for u in unknown) + "; use {org}, "
-                        "{when}, {link}")
-        return {"text": "", "problems": problems}
+        problems.append("unknown placeholder(s) " + ", ".join("{" + u + "}" for u in unknown) + "; use "
+                        + ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS)))
+        return {**empty, "problems": problems}
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(config.time_zone)
     start = start_utc or datetime.now(UTC).astimezone(zone).replace(hour=22, minute=45, second=0, microsecond=0)
     link = (config.sms.join_link_base_url or public_base_url).rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
     text = render_template(text_template, org=config.display_name,
-                           when=format_when(start.astimezone(UTC), config.time_zone, language), link=link)
+                           when=format_when(start.astimezone(UTC), config.time_zone, language), link=link,
+                           frequency=texts_per_visit(config.sms, language),
+                           contact=help_contact(config.sms, public_base_url))
     count = count_segments(text)
     if count.segments > MAX_SEGMENTS:
         problems.append(f"{count.segments} segments: more than {MAX_SEGMENTS}; shorten the text")
     return {"text": text, "encoding": str(count.encoding), "units": count.units, "segments": count.segments,
             "maxSegments": MAX_SEGMENTS, "problems": problems, "nonGsm7": non_gsm7_characters(text)}
+
