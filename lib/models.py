@@ -38,9 +38,44 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+#: Characters a Cosmos DB item ``id`` may not contain (the id is part of the resource URL).
+COSMOS_ID_FORBIDDEN = frozenset("/\\?#")
+#: Longest appointment key used as is: Cosmos ids are limited to 255 characters (1,023 bytes in newer
+#: service versions); keys derived from it (``{key}|{kind}|{revision}`` outbox IDs) need room too.
+MAX_PLAIN_KEY_CHARS = 200
+#: Longest Cosmos ``ttl`` (seconds): a signed 32-bit integer; the service refuses a larger value.
+MAX_COSMOS_TTL = 2_147_483_647
+
+
+def cosmos_ttl(seconds: float, *, minimum: int = 60) -> int:
+    """A ``ttl`` Cosmos DB accepts: at least ``minimum`` seconds, at most :data:`MAX_COSMOS_TTL` (68 years)."""
+    return int(min(MAX_COSMOS_TTL, max(minimum, seconds)))
+
+
+def safe_key(*parts: str) -> str:
+    """A Cosmos item id for ``parts`` joined by ``|``: the joined text when it is usable as an id, else
+    ``{parts[0]}|~{sha256 of the joined text}`` (docs/hl7-intake.md, "Safe keys").
+
+    Usable means: at most :data:`MAX_PLAIN_KEY_CHARS` characters, printable, none of ``/ \\ ? #``, and no
+    part after the first starting with ``~`` (which keeps the two forms from ever colliding). The first part
+    (an environment ID, already restricted to letters, digits, ``._-``) stays readable in both forms.
+    """
+    joined = "|".join(parts)
+    if (
+        len(joined) <= MAX_PLAIN_KEY_CHARS
+        and joined.isprintable()
+        and not COSMOS_ID_FORBIDDEN.intersection(joined)
+        and not any(part.startswith("~") for part in parts[1:])
+    ):
+        return joined
+    digest = hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{parts[0][:64]}|~{digest}"
+
+
 def appointment_key(environment_id: str, appointment_id: str) -> str:
-    """The document ID of an appointment: ``{environmentId}|{appointmentId}``."""
-    return f"{environment_id}|{appointment_id}"
+    """The document ID of an appointment: ``{environmentId}|{appointmentId}``, or its hashed safe form when
+    the appointment ID cannot be part of a Cosmos id (:func:`safe_key`)."""
+    return safe_key(environment_id, appointment_id)
 
 
 @dataclass(frozen=True)
@@ -172,6 +207,11 @@ class EnvironmentConfig:
             only with a current approval (:meth:`url_approved`).
 
     ``approved`` is a summary kept by the portal (every URL approved); launches check :meth:`url_approved`.
+        hl7_sending_facilities: MSH-4 values (sending facility) this environment accepts HL7 from; empty
+            (default) = any. Each entry is a whole MSH-4 (``GHH^2.16.840.1.1^ISO``, components joined by ``^``)
+            or its namespace ID alone (``GHH``), compared case-insensitively; a message from another
+            facility is refused with HTTP 403 ``sending_facility_not_allowed`` (docs/hl7-intake.md).
+            At most 20 entries of 1..180 printable characters without ``|``, ``~``, ``\\`` or ``&``.
     """
 
     id: str
@@ -202,6 +242,10 @@ class EnvironmentConfig:
     csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
     approvers: dict[str, str] = field(default_factory=dict)
     approvals: dict[str, UrlReview] = field(default_factory=dict)
+    hl7_sending_facilities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_sending_facilities(self.hl7_sending_facilities)
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
@@ -247,7 +291,43 @@ class EnvironmentConfig:
                                 for url, review in (own["approvals"] or {}).items()}
         if "frame_origins" in own:
             own["frame_origins"] = tuple(own["frame_origins"] or ())
+        if "hl7_sending_facilities" in own:
+            own["hl7_sending_facilities"] = tuple(own["hl7_sending_facilities"] or ())
         return cls(**own, sms=SmsSettings(**sms_fields))
+
+
+#: Most MSH-4 values one environment can be bound to, and the longest one.
+MAX_SENDING_FACILITIES = 20
+MAX_SENDING_FACILITY_CHARS = 180
+
+
+def check_sending_facilities(values: tuple[str, ...]) -> None:
+    """Validate :attr:`EnvironmentConfig.hl7_sending_facilities`.
+
+    Raises:
+        ValueError: not a tuple of strings; more than 20 entries; an entry empty, longer than 180 characters,
+            not printable ASCII, holding an HL7 delimiter other than ``^`` (``|~\\&``), or repeated (case-
+            insensitively). The message names the entry's position, for the portal's error summary.
+    """
+    if not isinstance(values, tuple) or not all(isinstance(v, str) for v in values):
+        raise ValueError("hl7_sending_facilities must be a list of text values")
+    if len(values) > MAX_SENDING_FACILITIES:
+        raise ValueError(f"hl7_sending_facilities: at most {MAX_SENDING_FACILITIES} sending facilities")
+    seen: set[str] = set()
+    for position, value in enumerate(values, start=1):
+        text = value.strip()
+        if not text or len(text) > MAX_SENDING_FACILITY_CHARS:
+            raise ValueError(
+                f"hl7_sending_facilities entry {position}: 1 to {MAX_SENDING_FACILITY_CHARS} characters"
+            )
+        if text != value or not all(" " <= c <= "~" for c in text) or any(c in "|~\\&" for c in text):
+            raise ValueError(
+                f"hl7_sending_facilities entry {position}: printable characters without surrounding spaces "
+                "and without | ~ \\ & (components are joined by ^, as in MSH-4)"
+            )
+        if text.upper() in seen:
+            raise ValueError(f"hl7_sending_facilities entry {position} repeats an earlier entry")
+        seen.add(text.upper())
 
 
 @dataclass
@@ -271,6 +351,8 @@ class Appointment:
     ``planned_outbox`` holds the outbox documents that message planned, written with the appointment in one
     write: when a store failure interrupts the intake after this write, the resend of the same message
     (a redelivery, which plans nothing new) creates them from here (a transactional outbox).
+    ``ttl`` (seconds, Cosmos) is set only while the visit was already over when its message arrived: such a
+    visit is kept minimally and briefly (no phone, no texts); ``None`` = kept until purged otherwise.
     """
 
     environment_id: str
@@ -292,6 +374,7 @@ class Appointment:
     etag: str | None = None
     conference_id: str | None = None
     planned_outbox: list[dict[str, Any]] = field(default_factory=list)
+    ttl: int | None = None
 
     @property
     def key(self) -> str:
@@ -320,6 +403,7 @@ class Appointment:
             "outbox_refs": self.outbox_refs,
             "conference_id": self.conference_id,
             "planned_outbox": self.planned_outbox,
+            **({"ttl": self.ttl} if self.ttl is not None else {}),
         }
 
     @classmethod
@@ -346,6 +430,7 @@ class Appointment:
             etag=doc.get("_etag"),
             conference_id=doc.get("conference_id"),
             planned_outbox=list(doc.get("planned_outbox") or []),
+            ttl=doc.get("ttl"),
         )
 
 

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from lib.models import appointment_key
 from local import seed, services
 from local.siu_builder import siu
 
@@ -203,7 +204,7 @@ class Demo:
 
         self.trace.step(1, f"Epic sends SIU^S12 for CSN {csn} (visit {local_start:%a %b %d %H:%M %Z})")
         self.post_hl7(siu("S12", csn=csn, start=start, control_id=f"{csn}-1", sent=now, phone=PATIENT_PHONE))
-        stored = self.app.repos.appointments.get(f"{self.environment_id}|{csn}")
+        stored = self.app.repos.appointments.get(appointment_key(self.environment_id, csn))
         doc = stored.to_doc()
         self.result.stored_appointment = doc
         self.trace.say(

@@ -39,7 +39,7 @@ def escape(text: str, seps: Separators) -> str:
     """Escape delimiter characters in free text (HL7 v2 chapter 2 escape sequences).
 
     The escape character is replaced first; ``\\r``/``\\n`` become spaces (a segment break inside
-    a field would corrupt the message).
+    a field would corrupt the message); other control characters become ``\\Xhh\\``.
     """
     esc = seps.escape
     out = []
@@ -56,9 +56,19 @@ def escape(text: str, seps: Separators) -> str:
             out.append(f"{esc}R{esc}")
         elif ch in "\r\n":
             out.append(" ")
+        elif ch < " " or "\x7f" <= ch <= "\x9f":  # a control character never goes back raw
+            out.append(f"{esc}X{ord(ch):02X}{esc}")
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _hierarchic(raw: str, seps: Separators) -> str:
+    """MSH-3..6 echoed as sent (components kept), minus anything that could break the ACK: control
+    characters are hex-escaped."""
+    if raw.isprintable():
+        return raw
+    return "".join(f"{seps.escape}X{ord(c):02X}{seps.escape}" if not c.isprintable() else c for c in raw)
 
 
 def _before_v25(version: str) -> bool:
@@ -117,10 +127,10 @@ def build_ack(
         msh = [
             "MSH",
             seps.encoding_characters,
-            header.receiving_application,
-            header.receiving_facility,
-            header.sending_application,
-            header.sending_facility,
+            _hierarchic(header.receiving_application, seps),
+            _hierarchic(header.receiving_facility, seps),
+            _hierarchic(header.sending_application, seps),
+            _hierarchic(header.sending_facility, seps),
             stamp,
             "",
             msh9,

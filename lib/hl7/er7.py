@@ -10,8 +10,15 @@ Indexing follows the HL7 numbering: ``fields[n]`` is ``SEG-n``; for MSH, ``field
 field separator (MSH-1) and ``fields[2]`` the encoding characters (MSH-2), as in python-hl7.
 
 Character sets (hl7.md §10, §11): MSH-18 ``UNICODE UTF-8``/``UTF-8`` -> utf-8, ``8859/1`` ->
-latin-1 (``8859/n`` -> iso8859-n), ``ASCII`` -> ascii; absent or unknown -> utf-8 with a cp1252
-(then latin-1) fallback when the bytes are not valid UTF-8.
+latin-1 (``8859/n`` -> iso8859-n), ``ASCII`` -> ascii. A declared character set is decoded strictly:
+bytes it does not allow make the message unacceptable (never U+FFFD replacement). A value we do not
+support is unacceptable too. Absent MSH-18: utf-8, else cp1252, else latin-1 (whose C1 control
+characters the well-formedness rules then refuse, :mod:`lib.hl7.wellformed`).
+
+A message that can be addressed (MSH-1 readable) but not read (unusable MSH-2, bytes invalid in its
+character set, content before MSH) is still built, with the default delimiters and a latin-1 decode so
+MSH-10 can be echoed, and carries the reason in :attr:`Er7Message.problem`: the SIU reader raises it
+first, so the sender gets an ``AR`` naming the cause instead of a silently misread message.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 
 from lib.hl7.errors import HL7Rejected, NotHL7
 
-__all__ = ["Er7Message", "Separators", "codec_for_charset", "unescape"]
+__all__ = ["Er7Message", "Separators", "codec_for_charset", "supported_charsets", "unescape"]
 
 _NULL = '""'
 
@@ -76,18 +83,43 @@ def codec_for_charset(msh18: str) -> str | None:
     return _CHARSETS.get(msh18.strip().upper()) if msh18 else None
 
 
-def _decode(body: bytes, codec: str | None) -> tuple[str, str]:
-    """Decode ``body`` with ``codec`` (or the fallback chain); return (text, codec used)."""
-    if codec in (None, "ascii"):
-        for candidate in ("utf-8", "cp1252") if codec is None else ("ascii", "cp1252"):
+def supported_charsets() -> list[str]:
+    """The MSH-18 values the reader accepts (documented in docs/hl7-intake.md)."""
+    return sorted(_CHARSETS)
+
+
+def _decode(body: bytes, charset: str) -> tuple[str, str, HL7Rejected | None]:
+    """Decode ``body`` per MSH-18 ``charset``; return (text, codec used, problem or None).
+
+    A declared character set is applied strictly. On a problem the text is the latin-1 reading (every
+    byte maps to one character), good enough to address the ACK.
+    """
+    if not charset:
+        for candidate in ("utf-8", "cp1252"):
             try:
-                return body.decode(candidate), candidate
+                return body.decode(candidate), candidate, None
             except UnicodeDecodeError:
                 continue
-        return body.decode("latin-1"), "latin-1"
-    # A declared charset is trusted; undecodable bytes become U+FFFD (they never sit in the
-    # fields we extract, which are IDs, codes, times and phone numbers).
-    return body.decode(codec, errors="replace"), codec
+        return body.decode("latin-1"), "latin-1", None
+    codec = codec_for_charset(charset)
+    if codec is None:
+        return body.decode("latin-1"), "latin-1", HL7Rejected(
+            f"MSH-18 character set {charset[:40]!r} is not supported; supported are "
+            + ", ".join(supported_charsets()),
+            "103",
+            segment="MSH",
+            field=18,
+        )
+    try:
+        return body.decode(codec), codec, None
+    except UnicodeDecodeError as exc:
+        return body.decode("latin-1"), codec, HL7Rejected(
+            f"byte {exc.start} (0x{body[exc.start]:02X}) is not valid in the character set MSH-18 declares "
+            f"({charset[:40]}): send the message in that character set or declare the one it is in",
+            "102",
+            segment="MSH",
+            field=18,
+        )
 
 
 def _find_msh(body: bytes) -> int:
@@ -110,7 +142,7 @@ def _separators_of(msh: str) -> Separators:
 
     Raises:
         NotHL7: MSH-1 is missing, alphanumeric or whitespace.
-        HL7Rejected: 102 when MSH-2 is empty, too long, or repeats/contains unusable characters.
+        HL7Rejected: 102 when MSH-2 is not 4 or 5 characters, or repeats/contains unusable characters.
     """
     if len(msh) < 4:
         raise NotHL7("the MSH segment has no field separator (MSH-1)")
@@ -119,16 +151,16 @@ def _separators_of(msh: str) -> Separators:
         raise NotHL7("MSH-1 field separator is a letter, digit or whitespace")
     end = msh.find(fs, 4)
     enc = msh[4:] if end < 0 else msh[4:end]
-    if not enc or len(enc) > 5:
+    if len(enc) < 4 or len(enc) > 5:
         raise HL7Rejected(
-            "MSH-2 encoding characters are missing or longer than 5 characters",
+            f"MSH-2 encoding characters must be 4 (or 5 from v2.7) characters, got {len(enc)}: "
+            "component, repetition, escape and sub-component separators (usually ^~\\&)",
             "102",
             segment="MSH",
             field=2,
         )
-    defaults = "^~\\&"
-    chars = (enc[:4] + defaults[len(enc) :]) if len(enc) < 4 else enc[:4]
-    if len(set(chars + fs)) != 5 or any(c.isalnum() or c.isspace() for c in chars):
+    chars = enc[:4]
+    if len(set(enc + fs)) != len(enc) + 1 or any(c.isalnum() or c.isspace() for c in enc):
         raise HL7Rejected(
             "MSH-2 encoding characters repeat each other or MSH-1, or are letters, digits or whitespace",
             "102",
@@ -142,23 +174,28 @@ class Er7Message:
     """One decoded HL7 v2 message, indexed by segment ID, split lazily.
 
     Build with :meth:`from_bytes`. Segment IDs are the three characters before the first field
-    separator (a line needs at least one field separator to count); other lines (e.g. continuation
-    text after a literal newline) are ignored. Segments are never validated for order (hl7.md §2).
+    separator (a line needs at least one field separator to count). Segments are never validated for
+    order (hl7.md §2).
 
     Attributes:
         text: the decoded message, segments separated by ``\\r``.
         seps: the message delimiters.
         codec: the Python codec the bytes were decoded with (used again for ``\\X..\\`` escapes).
         charset: MSH-18.1 as sent (may be empty).
+        problem: why the message cannot be read as sent (unusable MSH-2, bytes invalid in its character
+            set, an unsupported character set, content before MSH), or None.
     """
 
-    __slots__ = ("_raw", "_split", "charset", "codec", "seps", "text")
+    __slots__ = ("_raw", "_split", "charset", "codec", "problem", "seps", "text")
 
-    def __init__(self, text: str, seps: Separators, codec: str, charset: str) -> None:
+    def __init__(
+        self, text: str, seps: Separators, codec: str, charset: str, problem: HL7Rejected | None = None
+    ) -> None:
         self.text = text
         self.seps = seps
         self.codec = codec
         self.charset = charset
+        self.problem = problem
         fs = seps.field
         raw: dict[str, list[str]] = {}
         for seg in text.split("\r"):
@@ -176,26 +213,38 @@ class Er7Message:
     def from_bytes(cls, body: bytes) -> Er7Message:
         """Decode an unframed body (see :func:`lib.hl7.framing.unframe`) into a message.
 
-        Anything before the first segment starting with ``MSH`` is ignored (e.g. a batch header).
+        Content before the first segment starting with ``MSH`` (a batch header, stray bytes) is dropped
+        and recorded as :attr:`problem`; so are an unusable MSH-2 and bytes the character set refuses.
 
         Raises:
             NotHL7: no MSH segment, or an unusable MSH-1.
-            HL7Rejected: 102 for unusable MSH-2 encoding characters.
         """
         start = _find_msh(body)
         if start < 0:
             raise NotHL7("no MSH segment found: the body is not an HL7 v2 message")
+        problem: HL7Rejected | None = None
         if start:
+            lead = body[:start].split(b"\r", 1)[0][:3].decode("latin-1")
+            problem = HL7Rejected(
+                f"the body has content before the MSH segment (starting {lead!r}): batches (FHS/BHS) are not "
+                "supported; send one message per request, starting with MSH",
+                "100",
+                segment="MSH",
+            )
             body = body[start:]
         line_end = body.find(b"\r")
         msh_line = (body if line_end < 0 else body[:line_end]).decode("latin-1")
-        seps = _separators(msh_line)
+        try:
+            seps = _separators(msh_line)
+        except HL7Rejected as unusable:
+            seps = Separators(field=msh_line[3])
+            problem = problem or unusable
         msh_fields = msh_line.split(seps.field)
         charset = ""
         if len(msh_fields) > 17:
             charset = msh_fields[17].split(seps.repetition, 1)[0].split(seps.component, 1)[0].strip()
-        text, codec = _decode(body, codec_for_charset(charset))
-        return cls(text, seps, codec, charset)
+        text, codec, undecodable = _decode(body, charset)
+        return cls(text, seps, codec, charset, problem or undecodable)
 
     def segments(self, sid: str) -> list[list[str]]:
         """All segments with ID ``sid`` in message order, each a list of raw fields (``[n]`` = SEG-n)."""
@@ -313,7 +362,8 @@ def unescape(value: str, seps: Separators, codec: str = "utf-8") -> str:
     """Decode HL7 escape sequences (HL7 v2 chapter 2, "escape sequences in text fields").
 
     ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\`` -> the delimiters; ``\\Xhh..\\`` -> those bytes decoded with
-    ``codec`` (undecodable bytes become U+FFFD, bad hex is dropped); ``\\.br\\`` -> newline;
+    ``codec`` (a sequence that is bad hex or not valid in ``codec`` is dropped, never replaced by
+    U+FFFD); ``\\.br\\`` -> newline;
     ``\\H\\``/``\\N\\`` (highlighting) and any other sequence (``\\Zxx\\``, ``\\Cxxyy\\``,
     ``\\.sp\\``...) are dropped. An escape character without a closing one is kept literally
     (python-hl7 loses it, hl7.md §10, issue #84).
@@ -355,8 +405,8 @@ def unescape(value: str, seps: Separators, codec: str = "utf-8") -> str:
             out.append("\n")
         elif seq[:1] == "X" and len(seq) > 1:
             try:
-                out.append(binascii.unhexlify(seq[1:]).decode(codec, errors="replace"))
-            except (binascii.Error, ValueError, LookupError):
+                out.append(binascii.unhexlify(seq[1:]).decode(codec))
+            except (binascii.Error, ValueError, LookupError):  # UnicodeDecodeError is a ValueError
                 pass
         # \H\, \N\, \Z..\, \C..\, \M..\, formatting commands other than .br: dropped.
     return "".join(out)

@@ -5,10 +5,13 @@ raw bytes"). HL7 over HTTP normally sends the bare message, but relays sometimes
 block unchanged, so both are accepted here.
 
 Segment separators: HL7 mandates ``\\r``; files and some senders use ``\\n`` or ``\\r\\n``
-(hl7.md §10: python-hl7 and hl7apy split only on ``\\r`` and silently mis-parse the others), so
-all three are normalised to ``\\r``. A literal newline inside a field (e.g. NTE text) therefore
-becomes a segment break; the following line then starts with an unknown segment ID and is ignored
-by the reader.
+(hl7.md §10: python-hl7 and hl7apy split only on ``\\r`` and silently mis-parse the others). The
+message's own separator decides (docs/hl7-intake.md, "Line endings"):
+
+- the body holds a ``\\r``: segments end in ``\\r`` (or ``\\r\\n``, read as one break); a bare
+  ``\\n`` is then a line break *inside* a field (free text typed with Enter) and stays in the field,
+  so it can never cut a segment and drop the fields after it;
+- the body holds no ``\\r`` at all: segments end in ``\\n`` (LF-only files).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ def unframe(body: bytes) -> bytes:
 
     Steps: strip surrounding whitespace and a UTF-8 BOM; when the body starts with the MLLP start
     block ``0x0B``, require the end block ``0x1C`` (optionally followed by ``0x0D`` and whitespace)
-    and keep what lies between; normalise ``\\r\\n`` and ``\\n`` to ``\\r``; strip again. The result
-    carries no trailing ``\\r``. Idempotent: ``unframe(unframe(b)) == unframe(b)``.
+    and keep what lies between; normalise the segment separator to ``\\r`` (see the module docstring,
+    decided on the stripped body); strip again. The result carries no trailing ``\\r``.
+    Idempotent: ``unframe(unframe(b)) == unframe(b)``.
 
     Args:
         body: raw request body (bytes, any encoding that is ASCII-compatible).
@@ -58,5 +62,8 @@ def unframe(body: bytes) -> bytes:
     elif data.endswith(MLLP_END):
         raise NotHL7("broken MLLP framing: end block 0x1C without start block 0x0B")
     if b"\n" in data:
-        data = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(_WHITESPACE)
+        if b"\r" in data:  # CR-separated: CRLF is one break, a bare LF belongs to its field
+            data = data.replace(b"\r\n", b"\r").strip(_WHITESPACE)
+        else:  # LF-only message
+            data = data.replace(b"\n", b"\r").strip(_WHITESPACE)
     return data

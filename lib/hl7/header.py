@@ -70,6 +70,21 @@ class MessageHeader:
         """True when MSH-15 or MSH-16 is valued: acknowledge with CA/CE/CR (hl7.md §8)."""
         return bool(self.accept_ack_type or self.application_ack_type)
 
+    def sent_by_any_of(self, facilities: tuple[str, ...]) -> bool:
+        """Whether MSH-4 is one of ``facilities`` (the environment's binding; empty binds nothing).
+
+        An entry matches the whole MSH-4 (components joined by ``^`` whatever the message's component
+        separator) or its first component, the namespace ID; case-insensitive, surrounding spaces ignored.
+        """
+        if not facilities:
+            return True
+        whole = self.sending_facility.strip()
+        if self.separators.component != "^":
+            whole = whole.replace("^", "\x00").replace(self.separators.component, "^")
+        namespace = whole.split("^", 1)[0].strip()
+        sent = {whole.upper(), namespace.upper()} - {""}
+        return any(entry.strip().upper() in sent for entry in facilities)
+
     @property
     def is_ack(self) -> bool:
         """True for an ACK message (MSH-9.1 ``ACK``): never acknowledge an ACK (hl7.md §8)."""
@@ -83,7 +98,8 @@ def header_from_message(msg: Er7Message) -> MessageHeader:
     dt_raw = v(msh, 7)
     msh9 = [msg.rep_value(rep, comp) for rep in (msg.raw(msh, 9),) for comp in (1, 2, 3)]
     return MessageHeader(
-        separators=msg.seps,
+        # A message whose delimiters are unusable is answered with the standard ones.
+        separators=msg.seps if msg.problem is None else Separators(),
         sending_application=msg.raw(msh, 3),
         sending_facility=msg.raw(msh, 4),
         receiving_application=msg.raw(msh, 5),

@@ -9,13 +9,18 @@ Rules, in order:
 1. Candidates are every repetition of PID-13, then PID-40 (v2.7+), then PID-14.
 2. Skipped: e-mail (XTN-2 ``NET``, XTN-3 ``Internet``/``X.400``, a number containing ``@``, or
    use word ``EMAIL``), fax (XTN-3 ``FX``), pagers (XTN-3 ``BP``, XTN-2 ``BPN``), ``TDD``/``TTY``,
-   and empty values (``""`` is the HL7 null).
-3. A repetition is flagged mobile when XTN-3 = ``CP``, XTN-2 = ``PRS``, or XTN-2/XTN-4 text
+   modems (``MD``), and empty values (``""`` is the HL7 null).
+3. Not the patient's own phone, never texted: XTN-2 ``WPN`` (work: often shared, a privacy risk even
+   when it is a mobile), ``EMR`` (an emergency contact, someone else), ``ASN`` (answering service).
+4. A declared landline is never texted: XTN-3 ``PH`` (telephone) unless XTN-2 says ``PRS`` (personal
+   mobile), e.g. ``PRN^PH``.
+5. A repetition is flagged mobile when XTN-3 = ``CP``, XTN-2 = ``PRS``, or XTN-2/XTN-4 text
    matches MOBILE or CELL (case-insensitive; Barts and NHS PAS feeds).
-4. The number is built from XTN-12, else XTN-5 + XTN-6 + XTN-7 (XTN-8 extension ignored), else
-   XTN-1; ``phonenumbers`` parses it with the configured default region and formats E.164.
-   Invalid numbers are skipped.
-5. The first valid flagged-mobile number wins. Otherwise the first valid number of any other type
+6. The number of a repetition (XTN-1 versus the structured XTN-12 / XTN-5+6+7): the structured
+   form is tried first (v2.7 withdrew XTN-1), then XTN-1; the first that ``phonenumbers`` accepts
+   with the configured default region is used, so a disagreement never loses a valid number. When
+   both are valid and differ, the structured one is used and the reason says so.
+7. The first valid flagged-mobile number wins. Otherwise the first valid number of any other type
    is used only when ``phonenumbers`` classifies it MOBILE or FIXED_LINE_OR_MOBILE (e.g. any US
    geographic number); landline-only numbers give no SMS number.
 
@@ -42,6 +47,7 @@ _MOBILE_WORD = re.compile(r"MOBILE|CELL", re.IGNORECASE)
 _EMAIL_WORD = re.compile(r"E-?MAIL", re.IGNORECASE)
 _MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 _SOURCES = ((13, "PID-13"), (40, "PID-40"), (14, "PID-14"))
+_NOT_OWN_USES = frozenset({"WPN", "EMR", "ASN"})
 _MAX_NUMBER_LEN = 64
 _MIN_INTERNATIONAL_DIGITS = 6  # shortest valid "+<cc><number>" anywhere has 7 digits (e.g. +290 XXXX)
 
@@ -116,6 +122,38 @@ def _normalise(number: str, region: str) -> phonenumbers.PhoneNumber | None:
     return parsed if phonenumbers.is_valid_number(parsed) else None
 
 
+def _numbers(c1: str, c5: str, c6: str, c7: str, c12: str) -> list[str]:
+    """The number forms of one XTN, most authoritative first: XTN-12, XTN-5+6+7, XTN-1 (distinct, non-empty)."""
+    out: list[str] = []
+    if c12:
+        out.append(c12)
+    if c7:
+        cc = "".join(ch for ch in c5 if ch.isdigit())
+        out.append(("+" + cc if cc else "") + c6 + c7)
+    if c1:
+        out.append(c1)
+    if len(out) > 1:
+        out = list(dict.fromkeys(out))
+    return out
+
+
+def _first_valid(numbers: list[str], region: str) -> tuple[phonenumbers.PhoneNumber, str] | None:
+    """The first number form that is valid, with a note when a valid later form disagrees."""
+    for index, number in enumerate(numbers):
+        parsed = _normalise(number, region)
+        if parsed is None:
+            continue
+        note = ""
+        if index == 0 and len(numbers) > 1:
+            other = _normalise(numbers[-1], region)
+            if other is not None and other != parsed:
+                note = ", XTN-1 differs: structured number used"
+        elif index > 0:
+            note = ", structured number not valid: XTN-1 used" if index == len(numbers) - 1 else ""
+        return parsed, note
+    return None
+
+
 def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str) -> PhoneChoice:
     """Pick the SMS number of the patient from the PID segment ``pid`` of ``msg``.
 
@@ -130,13 +168,13 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
     if pid is None:
         return PhoneChoice(None, "no SMS number: no PID segment")
     seps = msg.seps
-    seen_any = seen_email = seen_excluded = seen_invalid = False
+    seen_any = seen_email = seen_excluded = seen_invalid = seen_not_own = False
     bad_mobile: str | None = None
     landline = False
     fallback: tuple[phonenumbers.PhoneNumber, str] | None = None
     # Numbers of unspecified type are parsed only when no flagged mobile number is valid (parsing is the
     # costly step, and the first valid flagged mobile wins wherever it stands).
-    unflagged: list[tuple[str, str]] = []
+    unflagged: list[tuple[list[str], str]] = []
     for field_no, label in _SOURCES:
         raw = msg.raw(pid, field_no)
         if not raw:
@@ -149,26 +187,26 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
             seen_any = True
             use_up = use.upper()
             where = f"{label} rep {index}"
-            if c12:
-                number = c12
-            elif c7:
-                cc = "".join(ch for ch in c5 if ch.isdigit())
-                number = ("+" + cc if cc else "") + c6 + c7
-            else:
-                number = c1
+            numbers = _numbers(c1, c5, c6, c7, c12)
             if (
                 use_up == "NET"
                 or equip in ("INTERNET", "X.400")
-                or "@" in number
+                or any("@" in n for n in numbers)
                 or _EMAIL_WORD.fullmatch(use)
-                or (not number and "@" in c4)
+                or (not numbers and "@" in c4)
             ):
                 seen_email = True
                 continue
-            if equip in ("FX", "BP", "TDD", "TTY") or use_up == "BPN":
+            if equip in ("FX", "BP", "TDD", "TTY", "MD") or use_up == "BPN":
                 seen_excluded = True
                 continue
-            if not number:
+            if not numbers:
+                continue
+            if use_up in _NOT_OWN_USES:
+                seen_not_own = True
+                continue
+            if equip == "PH" and use_up != "PRS":
+                landline = True
                 continue
             if equip == "CP":
                 why = "equipment CP"
@@ -177,21 +215,24 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
             elif _MOBILE_WORD.search(use) or _MOBILE_WORD.search(c4):
                 why = "text MOBILE/CELL"
             else:
-                unflagged.append((number, where))
+                unflagged.append((numbers, where))
                 continue
-            parsed = _normalise(number, default_region)
-            if parsed is None:
+            found = _first_valid(numbers, default_region)
+            if found is None:
                 if bad_mobile is None:
                     bad_mobile = where
                 seen_invalid = True
                 continue
+            parsed, note = found
             e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-            return PhoneChoice(e164, f"mobile ({where}, {why})")
-    for number, where in unflagged:
-        parsed = _normalise(number, default_region)
-        if parsed is None:
+            return PhoneChoice(e164, f"mobile ({where}, {why}{note})")
+    for numbers, where in unflagged:
+        found = _first_valid(numbers, default_region)
+        if found is None:
             seen_invalid = True
             continue
+        parsed, note = found
+        where = where + note
         kind = phonenumbers.number_type(parsed)
         if kind in _MOBILE_TYPES:
             name = "MOBILE" if kind == PhoneNumberType.MOBILE else "FIXED_LINE_OR_MOBILE"
@@ -205,6 +246,8 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
         return PhoneChoice(None, f"no SMS number: the mobile number is not valid ({bad_mobile})")
     if landline:
         return PhoneChoice(None, "no SMS number: only a landline")
+    if seen_not_own:
+        return PhoneChoice(None, "no SMS number: only work, emergency-contact or answering-service numbers")
     if seen_invalid:
         return PhoneChoice(None, "no SMS number: no valid phone number")
     if seen_excluded:

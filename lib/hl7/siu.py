@@ -20,7 +20,7 @@ address or clinical text (DESIGN.md privacy rule). The phone number is the one P
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,8 +33,9 @@ from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, header_from_message
 from lib.hl7.phone import choose_sms_phone
 from lib.hl7.times import format_offset, parse_dtm, parse_duration, parse_duration_text, to_utc
+from lib.hl7.wellformed import check_wellformed
 
-__all__ = ["STATUS_BY_EVENT", "SiuMessage", "parse_siu"]
+__all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu"]
 
 #: Appointment status per trigger event (hl7.md §1): the event is authoritative, SCH-25 is a hint.
 STATUS_BY_EVENT: dict[str, str] = {
@@ -48,6 +49,12 @@ STATUS_BY_EVENT: dict[str, str] = {
 _START_REQUIRED = frozenset({"S12", "S13", "S14"})
 _ID_SOURCES = ("SCH-2", "SCH-1", "PV1-19")
 _PROCESSING_IDS = frozenset({"P", "T", "D"})
+#: MSH-12 versions read (docs/hl7-intake.md): from v2.3, where SCH-11 gained the TQ start/end components
+#: and PID-13/14 the XTN use and equipment codes this reader relies on, to v2.9. v2.1 had no scheduling
+#: messages and v2.2's SCH and XTN differ; those and any other value get AR 203.
+SUPPORTED_VERSIONS: tuple[str, ...] = (
+    "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9", "2.9.1",
+)
 _MIN_DIGITS = 10  # appointment times need at least hour precision (YYYYMMDDHH)
 
 
@@ -85,6 +92,10 @@ class SiuMessage:
         provider_ehr_id: AIP-3.1, else PV1-7.1 (first repetition); or None.
         visit_type: AIS-3.1, else SCH-8.1 (appointment type code); or None. Transient: it can name a
             procedure, so it is never stored (SCH-7, the free-text reason, is not read at all).
+        phone_cleared: PID-13 or PID-14 is the HL7 null ``""`` and no SMS number was found: the sender
+            deleted the number, so the stored one goes (an empty field leaves it as it is).
+        offset_disagreement: when the start's ``+/-ZZZZ`` differs from the environment zone's offset at
+            that instant, a note without PHI (field, both offsets) for the log; else None.
     """
 
     header: MessageHeader
@@ -109,6 +120,8 @@ class SiuMessage:
     department_name: str | None
     provider_ehr_id: str | None
     visit_type: str | None
+    phone_cleared: bool = False
+    offset_disagreement: str | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -117,11 +130,6 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise ValueError(f"unknown IANA time zone {name!r}") from exc
-
-
-def _version_ok(version: str) -> bool:
-    parts = version.split(".")
-    return parts[0] == "2" and len(parts) >= 2 and all(p.isascii() and p.isdigit() for p in parts[1:])
 
 
 def _check_header(header: MessageHeader) -> str:
@@ -157,8 +165,14 @@ def _check_header(header: MessageHeader) -> str:
         )
     if not header.version:
         raise HL7Rejected("MSH-12 version ID is missing", "101", segment="MSH", field=12)
-    if not _version_ok(header.version):
-        raise HL7Rejected("unsupported version in MSH-12: only HL7 v2.x is accepted", "203", segment="MSH", field=12)
+    if header.version not in SUPPORTED_VERSIONS:
+        raise HL7Rejected(
+            f"unsupported version {header.version[:20]!r} in MSH-12: supported are "
+            f"{', '.join(SUPPORTED_VERSIONS)} (v2.1 and v2.2 scheduling fields differ)",
+            "203",
+            segment="MSH",
+            field=12,
+        )
     return event
 
 
@@ -221,7 +235,8 @@ class _Times:
         self.bad_start: str | None = None
         self.sch11: list[str] = []
 
-    def _utc(self, raw: str, label: str, is_start: bool) -> tuple[datetime, str] | None:
+    def _utc(self, raw: str, label: str, is_start: bool) -> tuple[datetime, str, bool] | None:
+        """(UTC instant, zone or offset text, written as midnight) of one time, or None."""
         dt = parse_dtm(raw, min_digits=_MIN_DIGITS)
         if dt is None:
             if is_start and self.bad_start is None:
@@ -233,7 +248,22 @@ class _Times:
             if is_start and self.bad_start is None:
                 self.bad_start = label
             return None
-        return utc, (self.zone_name if dt.tzinfo is None else format_offset(dt))
+        midnight = dt.hour == 0 and dt.minute == 0 and dt.second == 0 and dt.microsecond == 0
+        return utc, (self.zone_name if dt.tzinfo is None else format_offset(dt)), midnight
+
+    def _start_candidates(self) -> Iterator[tuple[str, str, tuple[list[str], int, int] | None]]:
+        """Every place a start can be, in order: TQ1-7, SCH-11.4, SCH-11.1, AIS-4, AIG-8, AIL-6, AIP-6."""
+        msg, v, rv = self.msg, self.msg.value, self.msg.rep_value
+        for tq1 in msg.segments("TQ1"):
+            yield "TQ1-7", v(tq1, 7), None
+        for rep in self.sch11:
+            yield "SCH-11.4", rv(rep, 4), None
+        for rep in self.sch11:
+            # v2.3-era senders put the start (and end) in TQ.1/TQ.2; a quantity never parses as a time.
+            yield "SCH-11.1", rv(rep, 1), None
+        for sid, f_start, f_dur, f_unit in self._RESOURCE:
+            for seg in msg.segments(sid):
+                yield f"{sid}-{f_start}", v(seg, f_start), (seg, f_dur, f_unit)
 
     def resolve(self) -> tuple[datetime | None, datetime | None, int | None, str | None, str | None]:
         msg = self.msg
@@ -243,36 +273,33 @@ class _Times:
         sch11 = self.sch11 = msg.repetitions(sch, 11)
         rv = msg.rep_value
 
-        start: tuple[datetime, str] | None = None
+        # The first start with a time of day wins; one written as exactly midnight is a date without a
+        # time (resource segments often carry only the day) and is used only when no other start exists.
+        start: tuple[datetime, str, bool] | None = None
         label: str | None = None
         resource: tuple[list[str], int, int] | None = None
-        for tq1 in tq1s:
-            raw = v(tq1, 7)
-            if raw and (start := self._utc(raw, "TQ1-7", True)):
-                label = "TQ1-7"
+        midnight: tuple[tuple[datetime, str, bool], str, tuple[list[str], int, int] | None] | None = None
+        for where, raw, res in self._start_candidates():
+            if not raw:
+                continue
+            found = self._utc(raw, where, where != "SCH-11.1")
+            if found is None:
+                continue
+            if not found[2]:
+                start, label, resource = found, where, res
                 break
-        if start is None:
-            for rep in sch11:
-                raw = rv(rep, 4)
-                if raw and (start := self._utc(raw, "SCH-11.4", True)):
-                    label = "SCH-11.4"
-                    break
-        if start is None:
-            for sid, f_start, f_dur, f_unit in self._RESOURCE:
-                for seg in msg.segments(sid):
-                    raw = v(seg, f_start)
-                    if raw and (start := self._utc(raw, f"{sid}-{f_start}", True)):
-                        label = f"{sid}-{f_start}"
-                        resource = (seg, f_dur, f_unit)
-                        break
-                if start is not None:
-                    break
+            if midnight is None:
+                midnight = (found, where, res)
+        if start is None and midnight is not None:
+            start, label, resource = midnight
         if start is None:
             return None, None, None, None, None
-        start_utc, tz_text = start
+        start_utc, tz_text, _ = start
 
         end_utc: datetime | None = None
         ends = [v(tq1, 8) for tq1 in tq1s] + [rv(rep, 5) for rep in sch11]
+        if label == "SCH-11.1":
+            ends += [rv(rep, 2) for rep in sch11]
         for raw in ends:
             if raw and (end := self._utc(raw, "end", False)) and end[0] >= start_utc:
                 end_utc = end[0]
@@ -380,6 +407,9 @@ def parse_siu(
     )
 
     msg = Er7Message.from_bytes(unframe(raw))
+    if msg.problem is not None:
+        raise msg.problem
+    check_wellformed(msg)
     header = header_from_message(msg)
     event = _check_header(header)
 
@@ -426,6 +456,8 @@ def parse_siu(
         )
 
     phone = choose_sms_phone(msg, pid, region)
+    # HL7 "" (explicit null) in PID-13 or PID-14 deletes the stored number; an empty field changes nothing.
+    phone_cleared = phone.e164 is None and any(msg.raw(pid, f).strip() == '""' for f in (13, 14))
     language = v(pid, 15).lower() or None
     department, department_name = _department(msg, pv1)
     provider = _first_value(msg, "AIP", 3)[0] or v(pv1, 7) or None
@@ -456,4 +488,20 @@ def parse_siu(
         department_name=department_name,
         provider_ehr_id=provider,
         visit_type=visit_type,
+        phone_cleared=phone_cleared,
+        offset_disagreement=_offset_disagreement(start_utc, tz_text, start_source, zone, time_zone),
     )
+
+
+def _offset_disagreement(
+    start_utc: datetime | None, tz_text: str | None, label: str | None, zone: ZoneInfo, zone_name: str
+) -> str | None:
+    """A PHI-free note when the start carries an offset other than the environment zone's at that instant
+    (a sender in another zone, or a zone configured wrong), else None."""
+    if start_utc is None or tz_text is None or tz_text == zone_name:
+        return None
+    local = start_utc.astimezone(zone)
+    expected = format_offset(local)
+    if expected == tz_text:
+        return None
+    return f"{label} offset {tz_text} differs from {zone_name} ({expected} at that time)"

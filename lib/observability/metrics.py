@@ -2,6 +2,9 @@
 
 - ``vv.hl7.messages`` (counter): dimensions ``trigger_event`` (S12...) and ``ack_code`` (AA/AE/AR, or
   ``http_<status>`` when no ACK was built);
+- ``vv.hl7.control_id_reused`` (counter): ``environment``; a sender used one MSH-10 for two different
+  messages (the second was refused with AR 205): its control IDs are not unique, so resends and new
+  messages cannot be told apart;
 - ``vv.sms.messages`` (counter): ``kind`` (confirmation, reminder...) and ``outcome`` (sent, failed, pending
   = retry later, unknown, skipped);
 - ``vv.launches`` (counter): ``kind`` (provider, patient, callback, join), ``outcome`` (ok, error) and
@@ -31,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "CLOCK_SKEW",
+    "HL7_CONTROL_ID_REUSED",
     "HL7_MESSAGES",
     "LAUNCHES",
     "QUEUE_DEPTH",
@@ -40,6 +44,7 @@ __all__ = [
     "SMS_MESSAGES",
     "WRITEBACKS",
     "clock_skew",
+    "hl7_control_id_reused",
     "hl7_message",
     "hl7_outcome_from_ack",
     "launch",
@@ -55,6 +60,7 @@ __all__ = [
 ]
 
 HL7_MESSAGES = "vv.hl7.messages"
+HL7_CONTROL_ID_REUSED = "vv.hl7.control_id_reused"
 SMS_MESSAGES = "vv.sms.messages"
 LAUNCHES = "vv.launches"
 WRITEBACKS = "vv.writebacks"
@@ -107,6 +113,9 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
     meter = (meter_provider or metrics.get_meter_provider()).get_meter("virtualvisits")
     _instruments = {
         HL7_MESSAGES: meter.create_counter(HL7_MESSAGES, unit="1", description="HL7 messages by event and ACK code"),
+        HL7_CONTROL_ID_REUSED: meter.create_counter(
+            HL7_CONTROL_ID_REUSED, unit="1", description="MSH-10 reused by a sender for a different message"
+        ),
         SMS_MESSAGES: meter.create_counter(SMS_MESSAGES, unit="1", description="SMS by kind and outcome"),
         LAUNCHES: meter.create_counter(LAUNCHES, unit="1", description="Launches and joins by outcome and error code"),
         WRITEBACKS: meter.create_counter(WRITEBACKS, unit="1", description="EHR write-backs by outcome"),
@@ -127,6 +136,11 @@ def stop_opentelemetry() -> None:
 def hl7_message(trigger_event: str | None, ack_code: str | None) -> None:
     """One HL7 request answered: its trigger event (``S12``...) and MSA-1 (``AA``/``AE``/``AR``)."""
     _record(HL7_MESSAGES, 1, {"trigger_event": trigger_event, "ack_code": ack_code}, mode="add")
+
+
+def hl7_control_id_reused(environment_id: str) -> None:
+    """A sender reused an MSH-10 for a different message in environment ``environment_id``."""
+    _record(HL7_CONTROL_ID_REUSED, 1, {"environment": environment_id}, mode="add")
 
 
 def hl7_outcome_from_ack(body: bytes, status: int) -> tuple[str | None, str]:

@@ -4,6 +4,13 @@ Ordering rule: a message is applied only if its order key (MSH-7 as UTC ISO, the
 deterministically) sorts after the one the appointment last applied. The same key again is a redelivery:
 nothing changes but its side effects are re-run (they are idempotent). So a cancel or delete is never undone
 by an older S12/S14 arriving late, whatever order the feed delivers in.
+
+Phone rule ("kept only until the visit"): the number of a visit is kept only while the visit is booked and
+still ahead. A cancel (S15), delete (S17) or no-show (S26) removes it at once (a cancellation text due now
+keeps it until that text is done, at most ``CANCEL_NOTICE_WINDOW``), in whichever order the
+messages arrive (a late, older booking is stale and stores nothing); a cancel that arrives before its
+booking leaves a tombstone without a number; an HL7 null (``""``) in PID-13/14 removes it; a visit already
+over when its message arrives is stored minimally, with a short ``ttl``, no number and no texts.
 """
 
 from __future__ import annotations
@@ -32,7 +39,13 @@ class SiuFields(Protocol):
     provider_ehr_id: str | None
     language: str | None
     sms_phone_reason: str
+    sms_phone_e164: str | None
+    phone_cleared: bool
     conference_id: str | None
+
+
+#: How long a visit that was already over when its message arrived is kept (ordering and tombstone only).
+PAST_VISIT_TTL_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -54,14 +67,41 @@ def order_key(message_time: datetime, control_id: str) -> str:
     return f"{message_time.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}|{control_id}"
 
 
+def visit_over(appointment: Appointment, now: datetime) -> bool:
+    """Whether the visit has ended (its end, else its start, is not after ``now``)."""
+    last = appointment.end_utc or appointment.start_utc
+    return last is not None and last <= now
+
+
+def forgets_phone(after: Appointment, message: SiuFields) -> bool:
+    """Whether the stored number of the visit must go now (see the module docstring)."""
+    return after.status != "booked" or message.phone_cleared or after.ttl is not None
+
+
+def keeps_phone(after: Appointment, message: SiuFields) -> str | None:
+    """The number to store for the visit after ``message``: the message's, unless the visit forgets it."""
+    return None if forgets_phone(after, message) else message.sms_phone_e164
+
+
 def apply_message(
-    existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str
+    existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str, now: datetime | None = None
 ) -> Applied:
     """Decide what ``message`` (with ordering key ``key``) does to ``existing``.
 
     Times missing from a cancel/no-show message keep the stored ones. A newer S12 after a cancel books the
-    appointment again with a new schedule revision.
+    appointment again with a new schedule revision. With ``now``, a visit already over gets
+    :data:`PAST_VISIT_TTL_SECONDS` as its ``ttl`` (and loses it when a later message moves it ahead).
     """
+    applied = _apply(existing, message, environment_id=environment_id, key=key)
+    if now is None or applied.after is None or applied.outcome == "redelivered":
+        return applied
+    ttl = PAST_VISIT_TTL_SECONDS if visit_over(applied.after, now) else None
+    if ttl == applied.after.ttl:
+        return applied
+    return dataclasses.replace(applied, after=dataclasses.replace(applied.after, ttl=ttl))
+
+
+def _apply(existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str) -> Applied:
     if existing is not None:
         if key == existing.order_key:
             return Applied("redelivered", existing, existing, time_changed=False)

@@ -18,6 +18,7 @@ replay it after fixing the configuration (:meth:`IntakeService.replay`, :mod:`li
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import uuid
@@ -32,10 +33,11 @@ from lib.hl7.ack import build_ack
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_header
-from lib.hl7.siu import parse_siu
+from lib.hl7.siu import SiuMessage, parse_siu
 from lib.hl7.times import to_utc
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
-from lib.scheduling.apply import Applied, apply_message, order_key
+from lib.observability import metrics
+from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone, order_key
 from lib.scheduling.keep_limit import KeepLimiter
 from lib.sms.planner import plan_texts
 from lib.store.appointments import AppointmentRepository
@@ -65,6 +67,8 @@ def ack_content_type(header: MessageHeader | None) -> str:
     return f"{HL7_CONTENT_TYPE}; charset={_IANA_CHARSET.get(codec, codec)}"
 #: Phone numbers are kept until the visit's end plus this grace period.
 CONTACT_GRACE = timedelta(hours=2)
+#: Longest a cancelled visit's number is kept for its cancellation text (deleted as soon as the text is done).
+CANCEL_NOTICE_WINDOW = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,15 @@ class IntakeService:
                 "acknowledges an ACK; check the interface's routing.", rejected_id, code="ack_not_accepted",
             )
 
+        if not header.sent_by_any_of(environment.hl7_sending_facilities):
+            # Not kept: the binding says this feed is not ours to read (docs/hl7-intake.md, "Sending facility").
+            log.warning("hl7 sending facility refused env=%s msh10=%s", environment_id, header.control_id)
+            return _problem(
+                403, "Sending facility not allowed",
+                "MSH-4 (sending facility) is not one this environment accepts HL7 from. Check the interface's "
+                "MSH-4 or the environment's sending facilities in the configuration portal.",
+                code="sending_facility_not_allowed",
+            )
         try:
             return self._handle_message(environment, header, raw, body, signed, keep=keep)
         except Problem as problem:
@@ -256,10 +269,13 @@ class IntakeService:
         """
         now = self._clock.now()
         dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
+        digest = hashlib.sha256(raw).hexdigest()
         if header.control_id:
-            seen, previous = self._processed.check(dedupe_id, signed)
+            seen, previous = self._processed.check(dedupe_id, signed, digest)
             if seen == "replayed":
                 raise self._verifier.replayed()
+            if seen == "reused":
+                return self._reused_control_id(environment, header, raw, original, keep=keep)
             if previous is not None:
                 return IntakeResponse(200, previous, ack_content_type(header), ack_code=_msa(previous))
         elif signed is not None:
@@ -276,11 +292,7 @@ class IntakeService:
         except HL7Rejected as rejected:
             if header.control_id and signed is not None:
                 self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
-            rejected_id = (
-                self._keep(environment.id, original, rejected.reason, rejected.err_code, header.control_id,
-                           delete_after=_visit_over(environment, raw))
-                if keep else None
-            )
+            rejected_id = self._keep_rejected(environment, header, raw, original, rejected) if keep else None
             log.info(
                 "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
                 environment.id, header.control_id, rejected.ack_code, rejected.err_code, rejected_id,
@@ -288,10 +300,15 @@ class IntakeService:
             ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
             return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 
+        if message.offset_disagreement:
+            log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
+                        environment.id, header.control_id, message.offset_disagreement)
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
-        if header.control_id and not self._processed.record(dedupe_id, signed, ack, code=_msa(ack) or "AA", now=now):
+        if header.control_id and not self._processed.record(
+            dedupe_id, signed, ack, code=_msa(ack) or "AA", now=now, body_sha256=digest
+        ):
             # The same signed request, replayed at the same moment, was recorded first; what both applied is
             # the same message (idempotent), and only the first is answered AA.
             raise self._verifier.replayed()
@@ -303,18 +320,46 @@ class IntakeService:
         return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send,
                               changed_appointment=changed if applied.outcome != "stale" else None)
 
+    def _reused_control_id(
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
+    ) -> IntakeResponse:
+        """MSH-10 already used by this sender for a different body: AR, kept for the operator, and counted
+        (``vv.hl7.control_id_reused``, an alert's signal: the sender's control IDs are not unique)."""
+        reason = (
+            f"MSH-10 {header.control_id[:40]!r} was already used by this sender for a different message; "
+            "nothing was applied: send it again with a new MSH-10"
+        )
+        rejected = HL7Rejected(reason, "205", segment="MSH", field=10)
+        rejected_id = self._keep_rejected(environment, header, raw, original, rejected) if keep else None
+        metrics.hl7_control_id_reused(environment.id)
+        log.warning("hl7 control id reused with a different body env=%s msh10=%s rejected_id=%s",
+                    environment.id, header.control_id, rejected_id)
+        ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
+        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
+
+    def _keep_rejected(
+        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes,
+        rejected: HL7Rejected,
+    ) -> str:
+        """Keep a refused message for replay, tied to its visit when that can be read (purged with it)."""
+        visit = _visit_of(environment, raw)
+        return self._keep(
+            environment.id, original, rejected.reason, rejected.err_code, header.control_id,
+            delete_after=visit[1] if visit else None, appointment_key=visit[0] if visit else None,
+        )
+
     def _apply(
-        self, environment: EnvironmentConfig, message: object, key: str
+        self, environment: EnvironmentConfig, message: SiuMessage, key: str
     ) -> tuple[Applied, tuple[tuple[str, str], ...]]:
         now = self._clock.now()
-        doc_key = appointment_key(environment.id, message.appointment_id)  # type: ignore[attr-defined]
+        doc_key = appointment_key(environment.id, message.appointment_id)
         for _ in range(5):
             existing = self._appointments.get(doc_key)
-            applied = apply_message(existing, message, environment_id=environment.id, key=key)  # type: ignore[arg-type]
+            applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now)
             if applied.outcome == "stale" or applied.after is None:
                 return applied, ()
             after = applied.after
-            phone = getattr(message, "sms_phone_e164", None)
+            phone = keeps_phone(after, message)
             if applied.outcome == "redelivered":
                 # This very message was applied before, and the intake may have stopped after that write (a
                 # store error, a lost answer): the texts it planned were stored with the appointment and are
@@ -322,8 +367,11 @@ class IntakeService:
                 create = tuple(OutboxItem.from_doc(doc) for doc in after.planned_outbox)
                 cancel = plan_texts(environment.sms, after, after, has_phone=False, now=now).cancel
             else:
+                # A stored number still counts for planning (a cancellation notice uses it) unless the sender
+                # nulled it or the visit is over.
                 has_phone = phone is not None or (
-                    existing is not None and self._contacts.phone(doc_key, now=now) is not None
+                    existing is not None and not message.phone_cleared and after.ttl is None
+                    and self._contacts.phone(doc_key, now=now) is not None
                 )
                 # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
                 # like a new booking when its first SIU arrives.
@@ -341,7 +389,13 @@ class IntakeService:
                 stored = self._store(existing, after, applied)
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another message for the same appointment won the race: decide again
-            self._side_effects(environment, stored, phone, cancel, now)
+            # A cancellation text planned now, or planned by an earlier delivery of this message (a resend must
+            # not take the number from a notice still waiting to go).
+            notice = any(item.kind == "cancelled" for item in create) or any(
+                ref["id"].rsplit("|", 2)[-2:-1] == ["cancelled"] for ref in after.outbox_refs
+            )
+            self._side_effects(environment, stored, phone, cancel, now,
+                               forget_phone=forgets_phone(after, message), cancel_notice=notice)
             to_send = []
             for item in create:
                 created, _ = self._outbox.create_once(item)
@@ -364,7 +418,22 @@ class IntakeService:
         phone: str | None,
         cancel: tuple[dict[str, str], ...],
         now: datetime,
+        *,
+        forget_phone: bool = False,
+        cancel_notice: bool = False,
     ) -> None:
+        if forget_phone:
+            # Cancelled, deleted, no-show, over, or the sender nulled PID-13/14: the number goes now, with every
+            # kept copy of the visit's refused messages (which may carry it too). Only a cancellation notice
+            # about to be sent keeps it, until that text is done (the dispatcher deletes it) and at most
+            # CANCEL_NOTICE_WINDOW (the purge timer's deadline).
+            kept = self._contacts.phone(appointment.key, now=now) if cancel_notice else None
+            if kept is not None:
+                self._contacts.put(appointment.key, environment.id, kept, delete_after=now + CANCEL_NOTICE_WINDOW,
+                                   now=now)
+            else:
+                self._contacts.delete(appointment.key)
+            self._rejected.delete_for_appointment(environment.id, appointment.key)
         end = appointment.end_utc or appointment.start_utc
         # The phone number is kept until the visit's end plus the environment's grace period (SMS settings);
         # the join link lives at least CONTACT_GRACE after the end (its token expires then).
@@ -398,11 +467,11 @@ class IntakeService:
 
     def _keep(
         self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None,
-        *, delete_after: datetime | None = None,
+        *, delete_after: datetime | None = None, appointment_key: str | None = None,
     ) -> str:
         return self._rejected.add(
             environment_id, body, reason=reason, err_code=err_code, control_id=control_id, now=self._clock.now(),
-            delete_after=delete_after,
+            delete_after=delete_after, appointment_key=appointment_key,
         )
 
     def _ack(
@@ -431,12 +500,13 @@ def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) 
         )
 
 
-def _visit_over(environment: EnvironmentConfig, raw: bytes) -> datetime | None:
-    """When a rejected message's visit is over (end + the phone grace), if its times can be read at all.
+def _visit_of(environment: EnvironmentConfig, raw: bytes) -> tuple[str, datetime | None] | None:
+    """(appointment key, when the visit is over: end + the phone grace) of a refused message, if readable.
 
-    A rejected message keeps its raw bytes (PHI, a phone number perhaps) for the operator; like the phone
-    number of an accepted one, it must not outlive the visit. Read with the SIU reader regardless of why the
-    message was refused (wrong MSH-11, say); ``None`` when even that fails (the store's TTL then applies).
+    A refused message keeps its raw bytes (PHI, a phone number perhaps) for the operator; like the phone
+    number of an accepted one, it must not outlive the visit: it goes when the visit is over and when the
+    visit is cancelled, deleted or a no-show. Read with the SIU reader regardless of why the message was
+    refused (wrong MSH-11, a reused MSH-10...); ``None`` when even that fails (the store's TTL then applies).
     """
     try:
         message = parse_siu(raw, time_zone=environment.time_zone, default_region=environment.default_region,
@@ -444,7 +514,8 @@ def _visit_over(environment: EnvironmentConfig, raw: bytes) -> datetime | None:
     except (HL7Rejected, NotHL7, ValueError):
         return None
     end = message.end_utc or message.start_utc
-    return end + timedelta(minutes=environment.sms.phone_grace_minutes) if end else None
+    over = end + timedelta(minutes=environment.sms.phone_grace_minutes) if end else None
+    return appointment_key(environment.id, message.appointment_id), over
 
 
 def _message_instant(header: MessageHeader, environment: EnvironmentConfig) -> datetime | None:

@@ -420,6 +420,9 @@ class Dispatcher:
             self._outbox.transition(item, state=state, **changes)
         except ConcurrencyConflict:
             return "lost-race"
+        if item.kind == "cancelled" and state != "pending":
+            # The number of a cancelled visit was kept only for this notice (lib/scheduling/apply.py).
+            self._contacts.delete(item.appointment_key)
         if self._reports is not None:
             try:
                 self._reports.text_changed(item.appointment_key, item.id, item.bucket)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lib.models import iso
+from lib.models import cosmos_ttl, iso
 from lib.store.cosmos import CosmosStore, delete_if_exists, read_many, read_or_none, translated_errors
 
 
@@ -20,7 +20,7 @@ class ContactRepository:
 
     def put(self, key: str, environment_id: str, phone_e164: str, *, delete_after: datetime, now: datetime) -> None:
         """Store or replace the number for appointment ``key``; it expires at ``delete_after`` (UTC)."""
-        ttl = max(60, int((delete_after - now).total_seconds()))
+        ttl = cosmos_ttl((delete_after - now).total_seconds())
         with translated_errors():
             self._container.upsert_item(
                 {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lib.models import iso
+from lib.models import cosmos_ttl, iso, safe_key
 from lib.store.cosmos import CosmosStore, translated_errors
 from lib.store.errors import AlreadyExists
 
@@ -26,11 +26,11 @@ class JtiStore:
         Raises:
             StoreUnavailable: Cosmos DB cannot be reached or throttles.
         """
-        ttl = max(60, int((expires - now).total_seconds()) + 60)
+        ttl = cosmos_ttl((expires - now).total_seconds() + 60)
         try:
             with translated_errors():
                 self._container.create_item(
-                    {"id": f"{environment_id}|{jti}", "expires": iso(expires), "ttl": ttl}
+                    {"id": safe_key(environment_id, jti), "expires": iso(expires), "ttl": ttl}
                 )
         except AlreadyExists:
             return False

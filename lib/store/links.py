@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lib.models import iso
+from lib.models import cosmos_ttl, iso
 from lib.store.cosmos import CosmosStore, read_or_none, translated_errors
 
 
@@ -16,7 +16,7 @@ class LinkRepository:
 
     def put(self, link_id: str, appointment_key: str, *, expires: datetime, now: datetime) -> None:
         """Store or extend the mapping; it expires at ``expires`` (UTC)."""
-        ttl = max(60, int((expires - now).total_seconds()))
+        ttl = cosmos_ttl((expires - now).total_seconds())
         with translated_errors():
             self._container.upsert_item(
                 {"id": link_id, "appointmentKey": appointment_key, "expires": iso(expires), "ttl": ttl}

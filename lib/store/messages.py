@@ -30,17 +30,18 @@ from typing import Any, Literal
 
 from azure.cosmos import exceptions as cosmos_errors
 
-from lib.models import iso
+from lib.models import cosmos_ttl, iso, safe_key
 from lib.store.cosmos import CosmosStore, delete_if_exists, read_or_none, translated_errors
 from lib.store.errors import AlreadyExists
 
-Seen = Literal["new", "duplicate", "replayed"]
+Seen = Literal["new", "duplicate", "replayed", "reused"]
 _ACK_ID = "ack"
 
 
 def processed_id(environment_id: str, sending_facility: str, control_id: str) -> str:
-    """The message key (partition) of one message."""
-    return f"{environment_id}|{sending_facility}|{control_id}"
+    """The message key (partition) of one message. Hashed when MSH-4/MSH-10 cannot be part of a Cosmos id
+    (``lib.models.safe_key``)."""
+    return safe_key(environment_id, sending_facility, control_id)
 
 
 @dataclass(frozen=True)
@@ -60,21 +61,25 @@ class ProcessedMessages:
         self._ttl = ttl_seconds
         self._batch = transactional_batch
 
-    def check(self, message_key: str, signature: Signature | None) -> tuple[Seen, bytes | None]:
+    def check(
+        self, message_key: str, signature: Signature | None, body_sha256: str | None = None
+    ) -> tuple[Seen, bytes | None]:
         """Whether this message was accepted before: ``("duplicate", ack)`` (and the signature is now used),
         ``("replayed", None)`` (this signature was used before), or ``("new", None)`` (nothing recorded).
+        With ``body_sha256``: ``("reused", None)`` when the message accepted under this key had another body
+        (the sender reused MSH-10; records written without a digest count as the same body).
 
         Raises:
             StoreUnavailable, StoreError: see :func:`lib.store.cosmos.translated_errors`.
         """
         if signature is None:
             doc = read_or_none(self._container, _ACK_ID, message_key)
-            return ("duplicate", _ack(doc)) if doc else ("new", None)
+            return _seen(doc, body_sha256) if doc else ("new", None)
         if not self._batch:
             doc = read_or_none(self._container, _ACK_ID, message_key)
             if doc is None:
                 return "new", None
-            return ("duplicate", _ack(doc)) if self._claim(message_key, signature) else ("replayed", None)
+            return _seen(doc, body_sha256) if self._claim(message_key, signature) else ("replayed", None)
         try:
             with translated_errors():
                 results = self._container.execute_item_batch(
@@ -88,10 +93,14 @@ class ProcessedMessages:
             with translated_errors():
                 raise cosmos_errors.CosmosHttpResponseError(status_code=failed.status_code,
                                                             message="transactional batch failed") from failed
-        return "duplicate", _ack(results[1]["resourceBody"])
+        return _seen(results[1]["resourceBody"], body_sha256)
 
-    def record(self, message_key: str, signature: Signature | None, ack: bytes, *, code: str, now: datetime) -> bool:
-        """Remember the ACK (``code`` = MSA-1) answered for this message and claim its signature, together.
+    def record(
+        self, message_key: str, signature: Signature | None, ack: bytes, *, code: str, now: datetime,
+        body_sha256: str | None = None,
+    ) -> bool:
+        """Remember the ACK (``code`` = MSA-1) answered for this message, the SHA-256 of its body, and claim its
+        signature, together.
 
         Returns ``False`` when the signature was claimed meanwhile (the same request, replayed concurrently,
         was accepted first): nothing is recorded then.
@@ -100,7 +109,7 @@ class ProcessedMessages:
             StoreUnavailable, StoreError: see :func:`lib.store.cosmos.translated_errors`.
         """
         ack_doc = {"id": _ACK_ID, "messageKey": message_key, "ack": base64.b64encode(ack).decode(), "code": code,
-                   "at": iso(now), "ttl": self._ttl}
+                   "at": iso(now), "ttl": self._ttl, "body_sha256": body_sha256}
         if signature is not None and self._batch:
             try:
                 with translated_errors():
@@ -130,12 +139,20 @@ class ProcessedMessages:
 
     def _jti_doc(self, message_key: str, signature: Signature) -> dict[str, Any]:
         # Kept as long as the ACK, so a replay is refused as long as the message is remembered.
-        return {"id": f"jti|{signature.jti}", "messageKey": message_key, "expires": iso(signature.expires),
+        return {"id": safe_key("jti", signature.jti), "messageKey": message_key, "expires": iso(signature.expires),
                 "ttl": self._ttl}
 
 
 def _ack(doc: dict[str, Any]) -> bytes:
     return base64.b64decode(doc["ack"])
+
+
+def _seen(doc: dict[str, Any], body_sha256: str | None) -> tuple[Seen, bytes | None]:
+    """A recorded ACK document read back: the same message (``duplicate``) or another one under its key."""
+    stored = doc.get("body_sha256")
+    if body_sha256 and stored and stored != body_sha256:
+        return "reused", None
+    return "duplicate", _ack(doc)
 
 
 @dataclass(frozen=True)
@@ -163,17 +180,19 @@ class RejectedMessages:
 
     def add(
         self, environment_id: str, raw: bytes, *, reason: str, err_code: str, control_id: str | None, now: datetime,
-        delete_after: datetime | None = None,
+        delete_after: datetime | None = None, appointment_key: str | None = None,
     ) -> str:
         """Keep a rejected message; returns its ID (quoted in the ACK / problem response).
 
         ``delete_after`` (UTC): when its visit is over; the message then goes sooner than its TTL (Cosmos
-        ``ttl`` shortened, and :meth:`expired` lists it for the purge timer).
+        ``ttl`` shortened, and :meth:`expired` lists it for the purge timer). ``appointment_key``: the visit it
+        belongs to, when it can be read, so it is purged with that visit's phone number
+        (:meth:`delete_for_appointment`).
         """
         doc_id = str(uuid.uuid4())
         ttl = self._ttl
         if delete_after is not None:
-            ttl = max(60, min(ttl, int((delete_after - now).total_seconds())))
+            ttl = cosmos_ttl(min(ttl, (delete_after - now).total_seconds()))
         with translated_errors():
             self._container.create_item(
                 {
@@ -185,10 +204,26 @@ class RejectedMessages:
                     "control_id": control_id,
                     "raw": base64.b64encode(raw).decode(),
                     "delete_after": iso(delete_after),
+                    "appointmentKey": appointment_key,
                     "ttl": ttl,
                 }
             )
         return doc_id
+
+    def delete_for_appointment(self, environment_id: str, appointment_key: str) -> int:
+        """Delete every kept message of one visit (its phone number goes with the visit's); returns how many.
+
+        A single-partition query (partition = environment), then point deletes.
+        """
+        with translated_errors():
+            rows = list(
+                self._container.query_items(
+                    "SELECT c.id FROM c WHERE c.environmentId = @env AND c.appointmentKey = @key",
+                    parameters=[{"name": "@env", "value": environment_id}, {"name": "@key", "value": appointment_key}],
+                    partition_key=environment_id,
+                )
+            )
+        return sum(1 for row in rows if delete_if_exists(self._container, row["id"], environment_id))
 
     def expired(self, now: datetime, *, limit: int = 500) -> list[tuple[str, str]]:
         """``(environment ID, message ID)`` of kept messages whose visit is over (for the purge timer)."""

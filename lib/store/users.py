@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lib.models import iso, parse_iso
+from lib.models import iso, parse_iso, safe_key
 from lib.store.cosmos import CosmosStore, read_or_none, translated_errors
 
 
 def user_key(environment_id: str, ehr_user_id: str) -> str:
     """The document ID: ``{environmentId}|{ehrUserId}``."""
-    return f"{environment_id}|{ehr_user_id}"
+    return safe_key(environment_id, ehr_user_id)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from datetime import datetime, timedelta
 
 from lib.clock import Clock, SystemClock
 from lib.ehr.fhir_appointments import FhirAppointment, read_appointment
-from lib.models import ENDED_STATUSES, Appointment, EnvironmentConfig
+from lib.models import ENDED_STATUSES, Appointment, EnvironmentConfig, appointment_key
 from lib.smart.authorize import (
     LaunchKind,
     build_authorize_request,
@@ -476,7 +476,7 @@ class LaunchService:
         if not link.csn:
             raise LaunchError("APPOINTMENT_NOT_FOUND", "The encrypted link names no CSN: add the CSN to the "
                                                        "link's payload.")
-        appointment = self._appointments.get(f"{environment.id}|{link.csn}")
+        appointment = self._appointments.get(appointment_key(environment.id, link.csn))
         if appointment is None:
             raise LaunchError("APPOINTMENT_NOT_FOUND", "The visit of this encrypted link is unknown: encrypted "
                                                        "launches need the appointment from the HL7 feed first.")
@@ -586,7 +586,7 @@ class LaunchService:
         """The stored appointment of the CSN, or a minimal one made from the FHIR Appointment and not stored yet
         (no ETag): :meth:`MeetingService.ensure` creates it with its meeting, in one write."""
         assert fhir.csn is not None
-        key = f"{environment.id}|{fhir.csn}"
+        key = appointment_key(environment.id, fhir.csn)
         existing = self._appointments.get(key)
         if existing is None:
             if fhir.status in ("cancelled", "entered-in-error", "noshow"):

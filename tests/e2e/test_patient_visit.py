@@ -210,6 +210,8 @@ def _run_device_test(page: Any) -> None:
     wait_until(page, "document.querySelector('[data-step=camera] video').videoWidth > 0")
     step("camera").locator(".dt-yes").click()
     step("connection").locator(".dt-start").click()
+    output = step("connection").locator(".dt-output")
+    output.filter(has_text="Delay").wait_for(timeout=30_000)  # round trip and speed, shown to the patient
     step("test_call").wait_for(state="visible", timeout=30_000)  # the connection step moves on by itself
     step("test_call").locator(".dt-start").click()
     step("test_call").locator(".dt-question").wait_for(state="visible", timeout=30_000)
@@ -239,7 +241,8 @@ def test_device_test_end_to_end_is_stored_and_written_back_to_epic(
     assert event.type == "device_test_passed" and event.writeback == "pending"
     assert event.details["steps"] == dict.fromkeys(STEPS, "passed")
     measures = event.details["measures"]
-    assert measures["rttMs"] >= 0 and measures["mbps"] > 1 and measures["relays"] == "not_configured"
+    assert measures["rttMs"] >= 0 and measures["mbps"] > 1
+    assert measures["relays"] == "not_configured"  # the test profile sets no CALL_RELAY_URLS
     assert measures["callConnected"] is True and measures["callVideo"] is True and measures["callAudio"] is True
     assert measures["microphonePeak"] > 0.01
     drain_writeback(app, appointment.key)
@@ -247,14 +250,23 @@ def test_device_test_end_to_end_is_stored_and_written_back_to_epic(
     assert (call["ExternalID"], call["ConnectionStatus"]) == ("patient", "3")
 
 
-def test_standalone_device_test_from_epics_record_skips_and_writes_nothing(
-        phone_page: Any, app: Any, env: Any, site: str, console_messages: list[str]) -> None:
+def test_standalone_device_test_from_epics_record_tells_a_blocked_relay_and_writes_nothing(
+        phone_page: Any, app: Any, env: Any, site: str, console_messages: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.join, "_relay_urls", ("stun:127.0.0.1:9",))  # nothing answers STUN there
     phone_page.goto(f"{site}/api/devicetest?env={env.id}&lang=es")
     assert phone_page.locator("h1").inner_text() == "Prueba de equipo para Riverside Clinic"
-    for name in STEPS:  # every step can be skipped
+    for name in ("speaker", "microphone", "camera"):  # every step can be skipped
         phone_page.locator(f'.dt-step[data-step="{name}"] .dt-skip').click()
+    connection = phone_page.locator('.dt-step[data-step="connection"]')
+    connection.locator(".dt-start").click()
+    blocked = connection.locator(".dt-output", has_text="Su red podría bloquear las videollamadas")
+    blocked.wait_for(timeout=30_000)  # shown, then the step moves on by itself
+    phone_page.locator('.dt-step[data-step="test_call"]').wait_for(state="visible", timeout=30_000)
+    phone_page.locator('.dt-step[data-step="test_call"] .dt-skip').click()
     phone_page.locator("#dt-summary").wait_for(state="visible")
-    assert phone_page.locator("#dt-verdict").inner_text() == "Omitió todas las pruebas."
+    assert phone_page.locator('#dt-results li[data-step="connection"]').get_attribute("data-result") == "failed"
+    assert phone_page.locator("#dt-verdict").inner_text().startswith("Algunas pruebas encontraron un problema.")
     assert phone_page.locator("#dt-saved").inner_text() == "Puede cerrar esta página."
     assert axe_violations(phone_page) == []
     save_screenshot(phone_page, "patient-standalone-device-test-phone")

@@ -19,6 +19,7 @@ EXPECTED_LOG_ALERTS = {
     "clock-skew": (metrics.CLOCK_SKEW, "Clock skew"),
     "reminder-lag": (metrics.REMINDER_LAG, "Reminder lag"),
     "hl7-reject-rate": (metrics.HL7_MESSAGES, "HL7 AR/AE spike"),
+    "hl7-control-id-reused": (metrics.HL7_CONTROL_ID_REUSED, "HL7 control ID reused"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
 }
 

@@ -50,8 +50,14 @@ def test_lf_crlf_and_cr_separators_all_become_cr(sep):
     assert unframe(MSG.replace(b"\r", sep) + sep) == MSG
 
 
-def test_mixed_separators_become_cr():
-    assert unframe(b"MSH|^~\\&\r\nSCH|1\nPID|1\rPV1|1") == b"MSH|^~\\&\rSCH|1\rPID|1\rPV1|1"
+def test_crlf_is_one_break_and_a_bare_lf_stays_in_its_field_when_the_message_uses_cr():
+    assert unframe(b"MSH|^~\\&\r\nNTE|1||line one\nline two|X\rPV1|1") == (
+        b"MSH|^~\\&\rNTE|1||line one\nline two|X\rPV1|1"
+    )
+
+
+def test_lf_only_message_is_split_on_lf_even_with_a_trailing_cr():
+    assert unframe(b"MSH|^~\\&\nSCH|1\nPID|1\r\n") == b"MSH|^~\\&\rSCH|1\rPID|1"
 
 
 def test_unframe_is_idempotent():

@@ -8,6 +8,7 @@ import pytest
 
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.header import read_header
+from lib.hl7.siu import parse_siu
 from tests.unit.hl7.samples import load_sample
 
 
@@ -77,15 +78,19 @@ def test_alphanumeric_field_separator_is_not_hl7():
         read_header(b"MSHA^~\\&A")
 
 
-def test_duplicated_encoding_characters_are_rejected_102():
+def test_duplicated_encoding_characters_leave_the_header_addressable_and_the_message_rejected_102():
+    body = b"MSH|^^\\&|A|B|C|D|2026||SIU^S12|1|P|2.5"
+    assert read_header(body).control_id == "1"  # the AR can echo MSH-10
     with pytest.raises(HL7Rejected) as info:
-        read_header(b"MSH|^^\\&|A|B|C|D|2026||SIU^S12|1|P|2.5")
+        parse_siu(body, time_zone="UTC", default_region="US")
     assert (info.value.err_code, info.value.location) == ("102", "MSH^1^2")
 
 
-def test_junk_before_msh_is_skipped():
-    h = read_header(b"garbage line\rMSH|^~\\&|A|B|C|D|2026||SIU^S12|77|P|2.5\rSCH||1")
-    assert h.control_id == "77"
+def test_junk_before_msh_leaves_the_header_addressable_and_the_message_rejected():
+    body = b"garbage line\rMSH|^~\\&|A|B|C|D|2026||SIU^S12|77|P|2.5\rSCH||1"
+    assert read_header(body).control_id == "77"
+    with pytest.raises(HL7Rejected, match="content before the MSH segment"):
+        parse_siu(body, time_zone="UTC", default_region="US")
 
 
 def test_cp1252_fallback_when_msh18_absent_and_bytes_not_utf8():
