@@ -276,19 +276,119 @@ class Services:
 
     @cached_property
     def meetings(self) -> Any:
-        """One Teams meeting per visit, organized by the signed-in clinician or a fallback organizer."""
+        """One Teams meeting per visit, organized by the signed-in clinician or a fallback organizer; its
+        call events are subscribed to as soon as it exists."""
         from lib.teams.organizers import DirectoryOrganizerResolver
         from lib.visits.meetings import MeetingService
 
         return MeetingService(appointments=self.repos.appointments, graph=self.graph,
-                              organizers=DirectoryOrganizerResolver(self.users))
+                              organizers=DirectoryOrganizerResolver(self.users), presence=self.presence_subscriptions)
+
+    # ---- presence from Graph (issue 13) -------------------------------------------------------------
+    @cached_property
+    def notification_certificates(self) -> dict[str, Any]:
+        """Our Graph notification encryption certificate(s) by ID: the Graph client certificate
+        (``GRAPH_CLIENT_CERT(_FILE)``, private key + certificate); empty when it is not configured."""
+        from lib.presence.encrypted_content import NotificationCertificate
+
+        s = self.settings
+        pem = s.graph_client_cert_pem or (s.graph_client_cert_file.read_bytes() if s.graph_client_cert_file
+                                          and s.graph_client_cert_file.exists() else None)
+        if not pem:
+            return {}
+        certificate = NotificationCertificate.from_pem(pem)
+        return {certificate.certificate_id: certificate}
+
+    @cached_property
+    def participant_identities(self) -> Any:
+        """ACS identity -> visit and role (the join page registers the identities it issues)."""
+        from lib.store.participant_identities import ParticipantIdentityRepository
+
+        return ParticipantIdentityRepository(self.store)
+
+    @cached_property
+    def presence_repo(self) -> Any:
+        """Roster snapshots per visit."""
+        from lib.store.presence import PresenceRepository
+
+        return PresenceRepository(self.store)
+
+    @cached_property
+    def presence_subscriptions(self) -> Any:
+        """Graph subscriptions to meeting call events (create, renew, end, lifecycle)."""
+        from lib.presence.subscriptions import PresenceSubscriptions
+        from lib.store.graph_subscriptions import GraphSubscriptionRepository
+        from lib.teams.subscriptions import GraphSubscriptionsClient, beta_base
+
+        _ = self.graph  # builds graph_tokens
+        certificates = self.notification_certificates
+        client = GraphSubscriptionsClient(base_url=beta_base(self.settings.graph_base_url), tokens=self.graph_tokens,
+                                          http=self.outbound_http)
+        from lib.clock import SystemClock
+
+        # Graph checks expiry times against real time: the system clock, never the demo clock.
+        return PresenceSubscriptions(repo=GraphSubscriptionRepository(self.store), graph=client,
+                                     certificate=next(iter(certificates.values()), None),
+                                     public_base_url=self.settings.public_base_url, clock=SystemClock())
+
+    @cached_property
+    def meeting_times(self) -> Any:
+        """Moves meetings of rescheduled visits (Graph ``PATCH onlineMeeting``)."""
+        from lib.teams.meeting_times import MeetingTimesClient
+        from lib.visits.meeting_times import MeetingTimesSync
+
+        _ = self.graph  # builds graph_tokens
+        client = MeetingTimesClient(base_url=self.settings.graph_base_url, tokens=self.graph_tokens,
+                                    http=self.outbound_http)
+        return MeetingTimesSync(appointments=self.repos.appointments, container=self.store.container("appointments"),
+                                graph=client, presence=self.presence_subscriptions, clock=self.clock)
+
+    @cached_property
+    def call_records(self) -> Any:
+        """Settles attendance and keeps media quality from the Graph call record after the meeting."""
+        from lib.presence.call_records import CallRecordService
+        from lib.store.call_quality import CallQualityRepository
+        from lib.teams.call_records import CallRecordsClient
+
+        _ = self.graph  # builds graph_tokens
+        client = CallRecordsClient(base_url=self.settings.graph_base_url, tokens=self.graph_tokens,
+                                   http=self.outbound_http)
+        return CallRecordService(appointments=self.repos.appointments, presence=self.presence_repo, client=client,
+                                 roster=self.roster, visit_events=self.repos.visit_events,
+                                 quality=CallQualityRepository(self.store), queues=self.queues, clock=self.clock,
+                                 reports=self.report_feed)
+
+    @cached_property
+    def status_passes(self) -> Any:
+        """Passes to a visit's live status page (issued at a clinician's launch with ``view=status``)."""
+        from lib.presence.status_pass import StatusPasses
+
+        return StatusPasses(self.settings.link_signing_key)
+
+    @cached_property
+    def roster(self) -> Any:
+        """Call events -> participant events."""
+        from lib.presence.roster import RosterService
+
+        return RosterService(presence=self.presence_repo, visit_events=self.repos.visit_events, users=self.users,
+                             identities=self.participant_identities, queues=self.queues, clock=self.clock,
+                             reports=self.report_feed)
+
+    @cached_property
+    def notifications(self) -> Any:
+        """Checks, decrypts and applies Graph change and lifecycle notifications."""
+        from lib.presence.notifications import NotificationService
+
+        return NotificationService(subscriptions=self.presence_subscriptions, roster=self.roster,
+                                   certificates=self.notification_certificates)
 
     @cached_property
     def visit_events(self) -> Any:
         """Records participant events and queues them for write-back."""
         from lib.visits.events import VisitEventRecorder
 
-        return VisitEventRecorder(visit_events=self.repos.visit_events, queues=self.queues, clock=self.clock)
+        return VisitEventRecorder(visit_events=self.repos.visit_events, queues=self.queues, clock=self.clock,
+                                  identities=self.participant_identities)
 
     @cached_property
     def launch(self) -> Any:
@@ -318,6 +418,7 @@ class Services:
             signin_states=SignInStateRepository(self.store),
             encrypted_keys=self.settings.epic_cal_keys.get,
             used_links=UsedLinkRepository(self.store),
+            status_passes=self.status_passes,
             redirect_origins=self.launch_redirect_origins,
         )
 
@@ -382,7 +483,7 @@ class Services:
         from lib.visits.writeback import WritebackService
 
         return WritebackService(visit_events=self.repos.visit_events, environments=self.repos.environments,
-                                ehr=self.ehr_writeback, clock=self.clock)
+                                ehr=self.ehr_writeback, clock=self.clock, queues=self.queues)
 
 
     # ---- reports (issue 14) -------------------------------------------------------------------------------

@@ -132,10 +132,3 @@ def sms_run(outcomes: dict[str, int]) -> None:
 
     for outcome, count in outcomes.items():
         metrics.sms_message("due", outcome, count=count)
-
-
-def writeback_outcome(outcome: str) -> None:
-    """Count one write-back attempt (``written``, ``skipped``, ``missing``, ``failed``, ``poisoned``)."""
-    from lib.observability import metrics
-
-    metrics.writeback(outcome)

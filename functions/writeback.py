@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.dependencies import services
-from functions.observability import observed, writeback_outcome
+from functions.observability import observed
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -36,14 +36,24 @@ def _ids(msg: func.QueueMessage, queue: str) -> tuple[str, str, str | None]:
 @bp.queue_trigger(arg_name="msg", queue_name="visit-events", connection="AzureWebJobsStorage")
 @observed("writeback")
 def writeback(msg: func.QueueMessage) -> None:
-    """Write one visit event back to the EHR.
+    """Write one visit event back to the EHR (claim, call, record; docs/writeback.md).
 
-    A transient EHR failure or a store outage raises: the host redelivers, and after ``maxDequeueCount`` (5)
-    attempts moves the message to ``visit-events-poison``. Permanent failures are recorded and end here.
+    A transient EHR failure is not raised: the event records its next attempt and this function enqueues the
+    message again with that delay as its visibility timeout, so backoff follows Epic's ``Retry-After`` and
+    the environment's horizon instead of the host's fixed 5 attempts. A store outage raises: the host
+    redelivers, and after ``maxDequeueCount`` (5) attempts moves the message to ``visit-events-poison``.
     """
+    from lib.queues import VISIT_EVENTS_QUEUE
+
     event_id, key, correlation = _ids(msg, "visit-events")
-    outcome = services().writeback.write(event_id, key, correlation_id=correlation)
-    writeback_outcome(outcome.outcome)
+    svc = services()
+    outcome = svc.writeback.write(event_id, key, correlation_id=correlation)
+    if outcome.retry_in is not None:
+        try:
+            svc.queues.send(VISIT_EVENTS_QUEUE, {"id": event_id, "appointmentKey": key, "correlationId": correlation},
+                            visibility_timeout=outcome.retry_in)
+        except Exception:  # the event records when it is due: the sweep enqueues it
+            log.warning("visit-events retry not enqueued message=%s correlation=%s", msg.id, correlation)
     log.info("visit-events message=%s dequeue=%s outcome=%s reason=%s correlation=%s", msg.id,
              msg.dequeue_count, outcome.outcome, outcome.reason, correlation)
 
@@ -59,7 +69,6 @@ def writeback_poison(msg: func.QueueMessage) -> None:
     environment_id = key.split("|", 1)[0]
     try:
         outcome = services().writeback.mark_poisoned(event_id, key, correlation_id=correlation)
-        writeback_outcome("poisoned")
     except Exception as exc:
         log.error("visit-events-poison event=%s environment=%s not marked (%s) correlation=%s", event_id,
                   environment_id, type(exc).__name__, correlation)
@@ -72,8 +81,9 @@ def writeback_poison(msg: func.QueueMessage) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
 @observed("writeback_sweep")
 def writeback_sweep(timer: func.TimerRequest) -> None:
-    """Every 5 minutes: re-enqueue visit events still ``pending`` after 15 minutes (their enqueue failed while
-    the visit went on). A store or queue outage is logged; the next run tries again."""
+    """Every 5 minutes: re-enqueue visit events whose write-back attempt is overdue (a lost message, a failed
+    enqueue, a moved clock) and mark claims of dead workers ``unknown``. A store or queue outage is logged;
+    the next run tries again."""
     import uuid
 
     correlation = uuid.uuid4().hex
@@ -82,5 +92,5 @@ def writeback_sweep(timer: func.TimerRequest) -> None:
     except Exception as exc:
         log.error("writeback sweep failed type=%s correlation=%s", type(exc).__name__, correlation)
         return
-    log.info("writeback sweep requeued=%s exhausted=%s correlation=%s", counts["requeued"], counts["exhausted"],
+    log.info("writeback sweep requeued=%s abandoned=%s correlation=%s", counts["requeued"], counts["abandoned"],
              correlation)

@@ -112,6 +112,8 @@ var queueNames = [
   'visit-events'
   'visit-events-poison'
   'visit-events-poison-poison' // a malformed message the poison trigger cannot read ends here (watched too)
+  'call-records'
+  'call-records-poison'
   'report-updates'
   'report-updates-poison'
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,6 +24,15 @@ ReviewStatus = Literal["approved", "sent_back"]
 #: Epic's CSN identifier system ends with this OID suffix below the organization's root
 #: ``urn:oid:1.2.840.114350.1.13.<org>.<env>`` (docs/launch.md "CSN identifier").
 EPIC_CSN_OID_SUFFIX = ".7.3.698084.8"
+
+#: ``ConnectionStatus`` codes sent to Epic by default (Epic's value list is not public: a customer's Epic TS
+#: confirms or overrides them per environment in ``EnvironmentConfig.writeback_status_codes``).
+DEFAULT_WRITEBACK_STATUS_CODES: dict[str, str] = {"connected": "1", "disconnected": "2", "device_test_passed": "3",
+                                                  "device_test_failed": "4"}
+DEFAULT_WRITEBACK_HORIZON_MINUTES = 1440
+#: Bounds of ``writeback_retry_horizon_minutes``: 5 minutes .. 7 days (Azure Queue's longest visibility timeout).
+WRITEBACK_HORIZON_BOUNDS = (5, 7 * 1440)
+_STATUS_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 #: Terminal statuses: no reminder is sent for an appointment in one of them.
 ENDED_STATUSES: frozenset[str] = frozenset({"cancelled", "deleted", "noshow"})
@@ -76,6 +86,29 @@ def appointment_key(environment_id: str, appointment_id: str) -> str:
     """The document ID of an appointment: ``{environmentId}|{appointmentId}``, or its hashed safe form when
     the appointment ID cannot be part of a Cosmos id (:func:`safe_key`)."""
     return safe_key(environment_id, appointment_id)
+
+
+def writeback_settings_problems(status_codes: object, horizon_minutes: object) -> list[str]:
+    """What is wrong with an environment's write-back settings (empty when they are fine), one plain sentence
+    per problem, for the portal's error summary and for the settings check before use.
+
+    ``status_codes`` must map event types of :data:`DEFAULT_WRITEBACK_STATUS_CODES` to codes of 1-16 letters,
+    digits, ``_`` or ``-``; ``horizon_minutes`` must be a whole number within :data:`WRITEBACK_HORIZON_BOUNDS`.
+    """
+    problems: list[str] = []
+    if not isinstance(status_codes, dict):
+        problems.append("Write-back status codes must map event types to codes.")
+    else:
+        for event_type, code in status_codes.items():
+            if event_type not in DEFAULT_WRITEBACK_STATUS_CODES:
+                problems.append(f"Write-back status codes: unknown event type '{str(event_type)[:40]}' (use "
+                                f"{', '.join(DEFAULT_WRITEBACK_STATUS_CODES)}).")
+            elif not isinstance(code, str) or not _STATUS_CODE.fullmatch(code):
+                problems.append(f"Write-back status code for '{event_type}' must be 1-16 letters or digits.")
+    low, high = WRITEBACK_HORIZON_BOUNDS
+    if isinstance(horizon_minutes, bool) or not isinstance(horizon_minutes, int) or not low <= horizon_minutes <= high:
+        problems.append(f"Write-back retry horizon must be a whole number of minutes from {low} to {high}.")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -191,6 +224,13 @@ class EnvironmentConfig:
             link, ``env`` + ``data``; key in ``EPIC_CAL_KEYS``; format in docs/launch.md).
         encrypted_fields: overrides of the encrypted payload's field names (logical name -> name Epic sends).
         encrypted_max_age_seconds: how old an encrypted link's timestamp may be (clock skew: 60 s ahead).
+        writeback_status_codes: overrides of the ``ConnectionStatus`` codes sent to Epic, per event
+            (``connected``, ``disconnected``, ``device_test_passed``, ``device_test_failed``); missing
+            entries use :data:`DEFAULT_WRITEBACK_STATUS_CODES` (docs/writeback.md). Checked by
+            :func:`writeback_settings_problems`.
+        writeback_retry_horizon_minutes: how long transient Epic failures (429, 5xx, time-outs) are
+            retried, counted from an event's first attempt, before it is marked ``failed`` (default a day;
+            5 minutes to 7 days, the queue's longest visibility timeout).
         frame_origins: the Epic origins (``https://host[:port]``) allowed to show the launch and join pages
             inside a frame (Hyperspace's browser, Haiku/Canto web views, MyChart); empty = top-level only.
             Checked with :func:`lib.visits.framing.frame_origin_problem`; docs/launch.md "Embedded in Epic".
@@ -235,6 +275,8 @@ class EnvironmentConfig:
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
     encrypted_max_age_seconds: int = 300
+    writeback_status_codes: dict[str, str] = field(default_factory=dict)
+    writeback_retry_horizon_minutes: int = DEFAULT_WRITEBACK_HORIZON_MINUTES
     frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
@@ -246,6 +288,10 @@ class EnvironmentConfig:
 
     def __post_init__(self) -> None:
         check_sending_facilities(self.hl7_sending_facilities)
+
+    def status_code(self, event_type: str) -> str | None:
+        """The ``ConnectionStatus`` code sent to Epic for ``event_type``, or ``None`` when it has none."""
+        return self.writeback_status_codes.get(event_type) or DEFAULT_WRITEBACK_STATUS_CODES.get(event_type)
 
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
@@ -289,6 +335,8 @@ class EnvironmentConfig:
             own["approvals"] = {url: UrlReview(**{k: v for k, v in review.items()
                                                  if k in UrlReview.__dataclass_fields__})
                                 for url, review in (own["approvals"] or {}).items()}
+        if "writeback_status_codes" in own:
+            own["writeback_status_codes"] = dict(own["writeback_status_codes"] or {})
         if "frame_origins" in own:
             own["frame_origins"] = tuple(own["frame_origins"] or ())
         if "hl7_sending_facilities" in own:
@@ -332,12 +380,15 @@ def check_sending_facilities(values: tuple[str, ...]) -> None:
 
 @dataclass
 class Meeting:
-    """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``."""
+    """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``;
+    ``start_utc``/``end_utc`` (ISO-8601) are the times Graph was last given, so a reschedule knows to PATCH."""
 
     id: str
     join_url: str
     organizer_id: str
     external_id: str
+    start_utc: str | None = None
+    end_utc: str | None = None
 
 
 @dataclass
@@ -348,6 +399,8 @@ class Appointment:
     a message sorting at or below it is stale. ``schedule_revision`` increases whenever the start time
     changes; texts are unique per (appointment, kind, revision). ``conference_id`` groups several
     appointments into one visit (group visits; from the environment's ``conference_id_field``).
+    ``meeting_organizer_id`` is claimed (If-Match) before the meeting is created, so two launches racing
+    to create it call ``createOrGet`` with the same organizer and get the same meeting (no orphan).
     ``planned_outbox`` holds the outbox documents that message planned, written with the appointment in one
     write: when a store failure interrupts the intake after this write, the resend of the same message
     (a redelivery, which plans nothing new) creates them from here (a transactional outbox).
@@ -373,6 +426,7 @@ class Appointment:
     outbox_refs: list[dict[str, str]] = field(default_factory=list)
     etag: str | None = None
     conference_id: str | None = None
+    meeting_organizer_id: str | None = None
     planned_outbox: list[dict[str, Any]] = field(default_factory=list)
     ttl: int | None = None
 
@@ -402,6 +456,7 @@ class Appointment:
             "sms_phone_reason": self.sms_phone_reason,
             "outbox_refs": self.outbox_refs,
             "conference_id": self.conference_id,
+            "meeting_organizer_id": self.meeting_organizer_id,
             "planned_outbox": self.planned_outbox,
             **({"ttl": self.ttl} if self.ttl is not None else {}),
         }
@@ -429,6 +484,7 @@ class Appointment:
             outbox_refs=list(doc.get("outbox_refs") or []),
             etag=doc.get("_etag"),
             conference_id=doc.get("conference_id"),
+            meeting_organizer_id=doc.get("meeting_organizer_id"),
             planned_outbox=list(doc.get("planned_outbox") or []),
             ttl=doc.get("ttl"),
         )

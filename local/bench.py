@@ -20,6 +20,9 @@ Numbers, not assertions: tests never time anything. Each section says what it me
   (``local/bench_reminders.py``).
 - ``cold_start``: a fresh process's first HL7 request over a warm one, with the ``warmup`` function run at start
   (``cold_start.first_over_warm``) and without it (``local/bench_cold_start.py``).
+- ``presence`` (only with ``--only presence``: it runs the dev runner with its queues): participant events per
+  second from a Graph notification to the Epic call, and the delay from a roster change to the live status
+  JSON and to Epic at that rate (``local/bench_presence.py``).
 - ``growth`` (only with ``--only growth``): each kind of work grown 10x (visits stored, messages in flight,
   reminders due, reminders stored) and what each cost did (``local/bench_growth.py``).
 - ``reports`` (only with ``--only reports``: it loads hundreds of thousands of visit rows): the visits report
@@ -72,7 +75,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description="Run the benchmarks")
     parser.add_argument("--only", choices=["import", "memory", "hl7", "intake", "logging", "launch", "reminders",
-                                           "cold_start", "growth", "reports"], action="append")
+                                           "cold_start", "growth", "reports", "presence"], action="append")
     parser.add_argument("--reminders-stored", type=int, nargs="+", default=[2_000],
                         help="reminders stored in each case of the reminders section")
     parser.add_argument("--reminders-due", type=int, default=200, help="reminders due in each case")
@@ -96,6 +99,10 @@ def main() -> int:
         results["intake"] = bench_intake.run(seconds=args.seconds)
     if "launch" in sections:
         results["launch"] = bench_launch.run()
+    if "presence" in sections:
+        from local import bench_presence
+
+        results["presence"] = bench_presence.run()
     if "logging" in sections:
         results["logging"] = bench_logging.run()
     if "reminders" in sections:

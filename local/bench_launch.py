@@ -14,7 +14,8 @@ to the stand-ins' hosts are subtracted). Cosmos DB and Azurite time stays in: th
 **Outbound calls per launch** (to Epic and Entra/Graph only): the first launch (cold: discovery, the EHR's JWKS,
 MSAL's authority discovery and app token), then warm launches, each into a new visit (token + FHIR read +
 ``createOrGet``), and warm relaunches into a visit that already has its meeting (token + FHIR read).
-Goal from the issue: token + at most one FHIR read + one Graph call.
+Goal from the issue: token + at most one FHIR read + one Graph call; a launch that creates the meeting also
+subscribes to its call events (``POST /beta/subscriptions``, docs/presence.md).
 
 Usage: ``python -m local.bench_launch [-n 30] [--profile test|demo]``; ``run(n)`` returns the dict. The
 profile's services are started when not running (and stopped again afterwards). Numbers, not assertions.

@@ -269,9 +269,11 @@ class Demo:
         self.trace.say(f"patient joins: POST .../call -> HTTP {call.status_code} (an ACS identity and token); "
                        f"the page joins the same meeting: {self.result.patient_page_has_meeting}")
 
-        self.trace.step(6, "Participant events are written back to Epic (queue-triggered)")
-        # Three events: the clinician connected (two launches, each a connection) and the patient's device test.
-        writebacks = self.wait_for(lambda: self._writebacks(at_least=3), "three write-backs")
+        self.trace.step(6, "The meeting's roster changes in Teams; Graph notifies us; presence goes to Epic")
+        self._script_roster(csn, start)
+        # Five write-backs: the patient's device test, and from the roster the clinician and the patient each
+        # connected and disconnected (the launches and the page are clicks, not presence).
+        writebacks = self.wait_for(lambda: self._writebacks(at_least=5), "five write-backs")
         time.sleep(1.0)
         self.result.writebacks = self._writebacks()
         for call in self.result.writebacks:
@@ -295,6 +297,31 @@ class Demo:
         self.result.texts = self.texts()
         self.set_clock(None)
         return self.result
+
+    def _script_roster(self, csn: str, start: datetime) -> None:
+        """Play the meeting in the Graph stand-in: the clinician (signed in once: EHR user -> Entra object ID)
+        joins, the patient (the ACS identity the join page issued) waits in the lobby, is admitted, both leave."""
+        from lib.store.users import UserMapping
+
+        key = f"{self.environment_id}|{csn}"
+        appointment = self.app.repos.appointments.get(key)
+        self.app.users.put(UserMapping(self.environment_id, seed.DEMO_PROVIDER, seed.DEMO_ORGANIZER,
+                                       datetime.now(UTC)))
+        patient = "8:acs:demo-patient-" + csn
+        self.app.participant_identities.register(patient, key, "patient", expires=start + timedelta(days=1),
+                                                 now=datetime.now(UTC))
+        clinician, pat = {"user": seed.DEMO_ORGANIZER}, {"acs": patient}
+        steps = [{"action": "start"}, {"action": "join", "participant": clinician},
+                 {"action": "join", "participant": pat, "lobby": True}, {"action": "admit", "participant": pat},
+                 {"action": "leave", "participant": pat}, {"action": "leave", "participant": clinician},
+                 {"action": "end"}]
+        answer = requests.post(f"{self.settings['GRAPH_STANDIN_URL']}/_standin/call-events",
+                               json={"joinWebUrl": appointment.meeting.join_url, "steps": steps},
+                               verify=self.verify, timeout=60)
+        answer.raise_for_status()
+        statuses = [d.get("status") for d in answer.json()["deliveries"]]
+        self.trace.say(f"roster: start, clinician joins, patient in lobby, admitted, patient leaves, clinician "
+                       f"leaves, end -> {len(statuses)} encrypted notifications, answered {sorted(set(statuses))}")
 
     def _writebacks(self, at_least: int = 0) -> list[dict[str, Any]]:
         """The stand-in's recorded ``SetExternalConnectionStatus`` calls for this visit (empty if fewer

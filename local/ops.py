@@ -14,7 +14,8 @@ the storage queues.
     visit timeline --env ID (--appointment ID | --correlation ID)
     health ready
 
-Exit status: 0 done, 1 not found / not ready / replay not accepted, 2 usage or settings error.
+Exit status: 0 done, 1 not found / not ready / replay not accepted, 2 usage or settings error, or Cosmos DB
+or the queues unreachable (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -80,14 +81,29 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     try:
         svc = services if services is not None else _services(args.profile)
     except SettingsError as exc:
-        print(f"ops: {exc}", file=sys.stderr)
+        hint = "" if args.profile else " (locally, add --profile demo or --profile test)"
+        print(f"ops: {exc}{hint}", file=sys.stderr)
         return 2
-    if args.area == "hl7":
-        return _hl7(svc, args, parser)
-    if args.area == "writeback":
-        return _writeback(svc, args, parser)
-    if args.area == "visit":
+    if args.area == "health":
+        return _health(svc)
+    from azure.core.exceptions import AzureError
+
+    try:
+        if args.area == "hl7":
+            return _hl7(svc, args, parser)
+        if args.area == "writeback":
+            return _writeback(svc, args, parser)
         return _timeline(svc, args)
+    except AzureError as exc:
+        # The SDK's message can be pages long; the class says enough to act on (no PHI either way).
+        where = f"the {args.profile} services: ./dev services start --profile {args.profile}" if args.profile \
+            else "the app settings' endpoints and this identity's roles"
+        print(f"ops: Cosmos DB or the queues did not answer or refused ({exc.__class__.__name__}); check {where}",
+              file=sys.stderr)
+        return 2
+
+
+def _health(svc: Any) -> int:
     from lib.operations.health import check_readiness
 
     readiness = check_readiness(lambda: svc)

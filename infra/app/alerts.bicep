@@ -1,7 +1,8 @@
 // Alerts for the on-call engineer: an action group (e-mail and/or webhook) and one rule per runbook
 // section of README.md ("Runbook"). The log alerts query the custom metrics the app emits through
 // OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.hl7.control_id_reused, vv.sms.messages,
-// vv.sms.delivery, vv.launches, vv.queue.depth, vv.queue.malformed, vv.reminder.lag, vv.clock.skew) in
+// vv.sms.delivery, vv.launches, vv.writebacks, vv.queue.depth, vv.queue.malformed, vv.reminder.lag,
+// vv.clock.skew) in
 // Application Insights' customMetrics table. The availability
 // tests probe /api/health/live and /api/health/ready (functions/health.py).
 
@@ -128,6 +129,13 @@ var logAlerts = [
     description: 'A spike of HL7 messages answered AR or AE (README: Runbook, "HL7 AR/AE spike").'
     query: 'customMetrics | where name == "vv.hl7.messages" | extend code = tostring(customDimensions.ack_code) | summarize total = sum(valueSum), bad = sumif(valueSum, code in ("AR", "AE", "CR", "CE")) | where total >= ${hl7MinimumCount} | extend measured = 100.0 * bad / total'
     threshold: hl7RejectPercent
+  }
+  {
+    name: 'writeback-failures'
+    severity: 1
+    description: 'A participant event was not written to Epic: refused (403, 404, 409...), past the retry horizon, poisoned, or its outcome unknown after a worker died (README: Runbook, "Write-back failures").'
+    query: 'customMetrics | where name == "vv.writebacks" | extend outcome = tostring(customDimensions.outcome) | summarize measured = sumif(valueSum, outcome in ("failed", "unknown"))'
+    threshold: 0
   }
   {
     name: 'hl7-control-id-reused'

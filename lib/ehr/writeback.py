@@ -8,15 +8,20 @@ Backend Services ``client_credentials`` grant signed with the same ``private_key
 (backend-services.html). The token is cached until 60 s before it expires.
 
 **Assumptions (the value lists are not public, see protocols.md "Open questions" 3 and 4):** ``ConnectionStatus``
-``1`` = connected and ``2`` = disconnected; device-test results as ``3`` = device test passed and ``4`` =
-device test failed (no public Epic API for device tests was found; a customer's Epic TS may map them to a
-flowsheet instead); ``ExternalIDType`` ``2`` (the value of the one public sample).
-Both sit in constants here so a customer's Epic TS can correct them in one place. The Interconnect base is
-the FHIR base URL without its ``/api/FHIR/...`` suffix (Epic serves both from the same Interconnect).
+defaults ``1`` = connected and ``2`` = disconnected; device-test results as ``3`` = device test passed and
+``4`` = device test failed (no public Epic API for device tests was found; a customer's Epic TS may map them to
+a flowsheet instead); ``ExternalIDType`` ``2`` (the value of the one public sample). The codes come from the
+environment's configuration (``EnvironmentConfig.writeback_status_codes`` over
+:data:`lib.models.DEFAULT_WRITEBACK_STATUS_CODES`), so a customer's Epic TS corrects them per environment.
+The Interconnect base is the FHIR base URL without its ``/api/FHIR/...`` suffix (Epic serves both from the
+same Interconnect).
 
 Errors are classified for the queue: :class:`TransientWritebackError` (no answer, 408/429/5xx, OAuth server
 down) makes the message retry; :class:`PermanentWritebackError` (other 4xx, refused credentials,
-``Success: false``) will not get better by retrying.
+``Success: false``) will not get better by retrying. Both carry Epic's own reason when it sent one
+(``detail``: its ``Message``/``Error``/OperationOutcome text, at most 200 characters, stored for the operator
+and never logged); a transient error carries ``retry_after`` (seconds) from Epic's ``Retry-After``, and
+``ambiguous`` when the request may have reached Epic (a read time-out).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lib.clock import Clock
-from lib.models import EnvironmentConfig
+from lib.models import DEFAULT_WRITEBACK_STATUS_CODES, EnvironmentConfig
 from lib.smart.discovery import SmartDiscovery
 from lib.smart.errors import LaunchError
 from lib.smart.keys import SmartKeys
@@ -39,9 +44,8 @@ from lib.smart.transport import HttpClient, TransportError, json_or_none
 log = logging.getLogger(__name__)
 
 WRITEBACK_PATH = "/api/epic/2018/Telehealth/ContextLinking/SetExternalConnectionStatus"
-#: ConnectionStatus codes (assumption: 1 connected, 2 disconnected, 3 device test passed, 4 device test failed).
-CONNECTION_STATUS: dict[str, str] = {"connected": "1", "disconnected": "2", "device_test_passed": "3",
-                                     "device_test_failed": "4"}
+#: Default ConnectionStatus codes per event type (the event types that are written back).
+CONNECTION_STATUS: dict[str, str] = DEFAULT_WRITEBACK_STATUS_CODES
 #: ExternalIDType sent with every call (assumption: the public sample's value).
 EXTERNAL_ID_TYPE = "2"
 BACKEND_SCOPE = "system/Appointment.read"
@@ -55,9 +59,13 @@ class WritebackError(Exception):
 
     transient = False
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, detail: str | None = None, retry_after: float | None = None,
+                 ambiguous: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
+        self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 class TransientWritebackError(WritebackError):
@@ -111,7 +119,8 @@ class EpicWritebackClient:
         Raises:
             TransientWritebackError, PermanentWritebackError.
         """
-        if status not in CONNECTION_STATUS:
+        code = environment.status_code(status)
+        if code is None:
             raise PermanentWritebackError("unsupported_status")
         if not environment.fhir_base_urls:
             raise PermanentWritebackError("no_fhir_base_url")
@@ -121,7 +130,7 @@ class EpicWritebackClient:
             "ExternalID": external_id,
             "ExternalIDType": EXTERNAL_ID_TYPE,
             "VendorName": environment.writeback_vendor_name,
-            "ConnectionStatus": CONNECTION_STATUS[status],
+            "ConnectionStatus": code,
         }
         url = interconnect_base(fhir_base) + WRITEBACK_PATH
         for attempt in (1, 2):
@@ -131,7 +140,8 @@ class EpicWritebackClient:
             try:
                 response = self._http.get(url, params=params, headers=headers)
             except TransportError as exc:
-                raise TransientWritebackError(f"epic_{exc.kind}") from exc
+                # A read time-out may have reached Epic: retried, and the ambiguity is recorded.
+                raise TransientWritebackError(f"epic_{exc.kind}", ambiguous=exc.kind == "timeout") from exc
             if response.status_code == 401 and attempt == 1:
                 continue  # the cached token may have been revoked: one more try with a fresh one
             _check(response)
@@ -161,12 +171,51 @@ class EpicWritebackClient:
 
 def _check(response: Any) -> None:
     status = response.status_code
+    body = json_or_none(response)
     if status in _TRANSIENT_STATUS:
-        raise TransientWritebackError(f"epic_http_{status}")
+        raise TransientWritebackError(f"epic_http_{status}", detail=epic_reason(body),
+                                      retry_after=retry_after_seconds(response.headers.get("Retry-After")))
     if status >= 400:
-        raise PermanentWritebackError(f"epic_http_{status}")
+        raise PermanentWritebackError(f"epic_http_{status}", detail=epic_reason(body))
     if status >= 300:
         raise PermanentWritebackError(f"epic_redirect_{status}")
-    body = json_or_none(response)
     if isinstance(body, dict) and body.get("Success") is False:
-        raise PermanentWritebackError("epic_success_false")
+        raise PermanentWritebackError("epic_success_false", detail=epic_reason(body))
+
+
+def epic_reason(body: Any) -> str | None:
+    """Epic's own words for a refusal: ``Message``/``Error``/``ExceptionMessage`` of a web-service answer or
+    the first OperationOutcome issue's text, at most 200 characters; ``None`` when it sent none."""
+    if not isinstance(body, dict):
+        return None
+    for name in ("Message", "Error", "ExceptionMessage", "message", "error"):
+        value = body.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:200]
+    issues = body.get("issue")
+    if isinstance(issues, list) and issues and isinstance(issues[0], dict):
+        text = issues[0].get("diagnostics") or (issues[0].get("details") or {}).get("text")
+        if isinstance(text, str) and text.strip():
+            return text.strip()[:200]
+    return None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date, RFC 9110 §10.2.3); ``None`` when absent or
+    unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        at = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if at.tzinfo is None:
+        return None
+    from datetime import UTC, datetime
+
+    return max(0.0, (at - datetime.now(UTC)).total_seconds())

@@ -14,7 +14,7 @@ Rules and their sources (hl7.md sections):
   :func:`lib.hl7.er7.unescape`.
 
 Privacy: the result holds identifiers, codes and times only: no patient name, birth date,
-address or clinical text (DESIGN.md privacy rule). The phone number is the one PHI field kept.
+address or clinical text (docs/architecture.md "Privacy promise"). The phone number is the one PHI field kept.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@
   = retry later, unknown, skipped);
 - ``vv.launches`` (counter): ``kind`` (provider, patient, callback, join), ``outcome`` (ok, error) and
   ``error_code``;
-- ``vv.writebacks`` (counter): ``outcome`` (written, skipped, missing, failed, error = will retry, poisoned);
+- ``vv.writebacks`` (counter): ``outcome`` (written, retry = transient failure, will retry later, failed,
+  unknown = a worker died mid-call, superseded, error = the trigger raised) and ``reason`` (the failure code
+  without its detail: ``epic_http_403``, ``poisoned``, ``retry_horizon_exceeded``...);
 - ``vv.queue.depth`` (gauge): ``queue`` (sms-outbox, visit-events and their ``-poison`` queues);
 - ``vv.reminder.lag`` (histogram, seconds): ``kind``; from an SMS's due time to its sending;
 - ``vv.queue.malformed`` (counter): ``queue``; messages that are not what the trigger reads (valid base64,
@@ -176,9 +178,10 @@ def launch(kind: str, outcome: str, error_code: str | None = None) -> None:
     _record(LAUNCHES, 1, {"kind": kind, "outcome": outcome, "error_code": error_code}, mode="add")
 
 
-def writeback(outcome: str) -> None:
-    """One write-back attempt and its outcome."""
-    _record(WRITEBACKS, 1, {"outcome": outcome}, mode="add")
+def writeback(outcome: str, reason: str | None = None) -> None:
+    """One write-back attempt and its outcome (``reason``: the failure code; text after ``:`` is dropped)."""
+    _record(WRITEBACKS, 1, {"outcome": outcome, "reason": reason.split(":", 1)[0] if reason else None},
+            mode="add")
 
 
 def queue_depth(queue: str, count: int) -> None:

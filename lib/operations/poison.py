@@ -4,8 +4,10 @@ A write-back the queue gave up on (``maxDequeueCount`` attempts) lands in ``visi
 ``writeback_poison`` trigger marks its visit event ``failed`` (reason ``poisoned``) and removes the
 message. So an operator finds poison write-backs in two places, and both are listed: messages still in
 the poison queue (not yet handled by the trigger, or no trigger running) and visit events whose write-back
-``failed``. Replay puts the event's write-back back to ``pending`` and enqueues it on ``visit-events``
-again (base64, :mod:`lib.queues`), then deletes the poison message if there was one.
+``failed`` (Epic refused it, with Epic's reason, or the retry horizon passed) or ended ``unknown`` (a worker
+died mid-call: it may or may not have reached Epic; replay only after checking Epic). Replay puts the
+event's write-back back to ``pending`` and enqueues it on ``visit-events`` again (base64,
+:mod:`lib.queues`), then deletes the poison message if there was one.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ class PoisonWriteback:
     at_utc: str | None = None
     message_id: str | None = None
     correlation_id: str | None = None
+    detail: str | None = None
+    attempts: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape for ``local.ops``."""
         return {k: v for k, v in {
             "source": self.source, "eventId": self.event_id, "appointmentKey": self.appointment_key,
             "writeback": self.writeback, "reason": self.reason, "atUtc": self.at_utc,
-            "messageId": self.message_id, "correlationId": self.correlation_id,
+            "messageId": self.message_id, "correlationId": self.correlation_id, "epicDetail": self.detail,
+            "attempts": self.attempts,
         }.items() if v is not None}
 
 
@@ -46,7 +51,7 @@ def _failed_events(services: Any, environment_id: str | None) -> list[Any]:
     from lib.store.cosmos import translated_errors
     from lib.store.visit_events import VisitEvent
 
-    query = "SELECT * FROM c WHERE c.writeback = 'failed'"
+    query = "SELECT * FROM c WHERE (c.writeback = 'failed' OR c.writeback = 'unknown')"
     parameters: list[dict[str, Any]] = []
     if environment_id:
         query += " AND c.environmentId = @env"
@@ -71,7 +76,8 @@ def list_poison(services: Any, environment_id: str | None = None) -> list[Poison
     for event in _failed_events(services, environment_id):
         found.append(PoisonWriteback("event", event.id, event.appointment_key, event.writeback,
                                      event.writeback_reason, event.at_utc.isoformat(),
-                                     correlation_id=event.correlation_id))
+                                     correlation_id=event.correlation_id, detail=event.epic_detail,
+                                     attempts=event.attempts))
     return found
 
 
@@ -92,7 +98,9 @@ def replay(services: Any, event_id: str, appointment_key: str) -> str:
         _drop_poison_messages(services, event_id)
         return "already-written"
     if event.writeback != "pending":
-        events.update(event, writeback="pending", writeback_utc=None, writeback_reason=None)
+        # A fresh start: a new retry horizon, no claim, due now.
+        events.update(event, writeback="pending", writeback_utc=None, writeback_reason=None, due_utc=None,
+                      first_attempt_utc=None, claimed_utc=None, claim_id=None)
     services.queues.send(VISIT_EVENTS_QUEUE, {"id": event.id, "appointmentKey": event.appointment_key,
                                               "correlationId": event.correlation_id})
     _drop_poison_messages(services, event_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lib.queues import SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
+from lib.queues import CALL_RECORDS_QUEUE, SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
 from lib.settings import Settings
 
 REPORT_UPDATES_QUEUE = "report-updates"
@@ -26,6 +26,8 @@ WATCHED_QUEUES = (
     poison_queue(poison_queue(VISIT_EVENTS_QUEUE)),
     REPORT_UPDATES_QUEUE,
     poison_queue(REPORT_UPDATES_QUEUE),
+    CALL_RECORDS_QUEUE,
+    poison_queue(CALL_RECORDS_QUEUE),
 )
 
 

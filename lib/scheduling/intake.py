@@ -1,6 +1,6 @@
 """HL7 SIU intake: from the request body to a stored appointment, planned texts and an ACK.
 
-Order of work for one message (DESIGN.md "HL7 intake"):
+Order of work for one message (docs/hl7-intake.md):
 1. the environment must exist; request authentication (``RequestVerifier``, the JWS scheme of
    :mod:`lib.scheduling.signature`) runs before any parsing;
 2. MLLP framing stripped, MSH read (no MSH: an HTTP problem, since no ACK can be built; an inbound ACK is

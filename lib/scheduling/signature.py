@@ -14,7 +14,7 @@ The scheme (``docs/hl7-intake.md`` is the sender-facing description):
   validity window now.
 
 Times are read from the wall clock given to the verifier (never the local demo clock), because the
-sender signs with its real clock. Security references: DESIGN.md "Security model" (HL7 intake), the
+sender signs with its real clock. Security references: docs/architecture.md "Security" (HL7 intake), the
 security guide §4.5 and HIPAA 164.312(c)/(d) (integrity, entity authentication).
 
 Every refusal is a :class:`lib.scheduling.intake.Problem` carrying one reason code (``code``):

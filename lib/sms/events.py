@@ -2,7 +2,7 @@
 
 Event Grid schema (``eventDeliverySchema: EventGridSchema``): a JSON array of events, each ``{"id", "topic",
 "subject", "eventType", "eventTime", "data", "dataVersion"}``. Delivery is at least once and in no order
-(Event Grid "delivery and retry"; ``reference/security.md`` §4.4): every effect here is idempotent, and
+(Event Grid "delivery and retry"; ``security.md`` §4.4): every effect here is idempotent, and
 ordering is resolved by event time.
 
 - ``Microsoft.Communication.SMSDeliveryReportReceived`` ``data``: ``messageId``, ``from``, ``to``,

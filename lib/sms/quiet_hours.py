@@ -1,6 +1,6 @@
 """Quiet hours: no reminder late at night or early in the morning, in the patient's local time.
 
-Policy (``reference/security.md`` §3): the federal window of 47 CFR 64.1200(c)(1) ("before the hour of 8
+Policy (``security.md`` §3): the federal window of 47 CFR 64.1200(c)(1) ("before the hour of 8
 a.m. or after 9 p.m. (local time at the called party's location)") governs telephone solicitations only,
 but this project adopts it for reminders. So with the default ``("21:00", "08:00")`` a text at exactly
 21:00 or 08:00 is allowed; 21:00:01 to 07:59:59 is quiet. A window whose start is before its end (e.g.

@@ -2,7 +2,7 @@
 
 Content rules: the visit time in the patient's local zone with the zone shown, the join link, the
 organization's display name; never a clinician name, a visit reason or a patient name (HHS guidance on
-appointment reminders, see ``reference/security.md`` §3).
+appointment reminders, see ``security.md`` §3).
 
 Shipped templates use only GSM-7 characters (``lib/sms/segments.py``): one accented letter outside the GSM
 alphabet (``á í ó ú``) would switch the whole text to UCS-2 and triple its segments, so the Spanish texts

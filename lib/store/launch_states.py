@@ -44,6 +44,8 @@ class LaunchState:
         browser_binding: SHA-256 hex of the launch cookie value set on the browser.
         session_hint: ``sessionId`` from the launch URL (Epic ``%CSN%``): a hint only, never trusted.
         department_hint: ``departmentId`` from the launch URL: a hint only.
+        view: ``status`` when the launch URL asked for the visit's live status page (``view=status``) instead
+            of the meeting; ``None`` otherwise.
         created_utc: when the launch began.
         ttl: seconds the state lives.
         device_test: the launch URL asked for the device test (``mode=devicetest``, the device-test record): the
@@ -63,6 +65,7 @@ class LaunchState:
     ttl: int = LAUNCH_STATE_TTL_SECONDS
     etag: str | None = None
     device_test: bool = False
+    view: str | None = None
 
     def expired(self, now: datetime) -> bool:
         """Whether ``now`` is at or past ``created_utc + ttl``."""
@@ -83,6 +86,7 @@ class LaunchState:
             "created_utc": iso(self.created_utc),
             "ttl": self.ttl,
             "device_test": self.device_test,
+            "view": self.view,
         }
 
     @classmethod
@@ -102,6 +106,7 @@ class LaunchState:
             ttl=int(doc.get("ttl", LAUNCH_STATE_TTL_SECONDS)),
             etag=doc.get("_etag"),
             device_test=bool(doc.get("device_test", False)),
+            view=doc.get("view"),
         )
 
 

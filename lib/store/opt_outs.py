@@ -7,7 +7,7 @@ keyed hash, ``HMAC-SHA256(k, sender "|" recipient)`` with ``k = HMAC-SHA256(LINK
 Whoever holds the key can test a known number; nobody can list the numbers. Rotating ``LINK_SIGNING_KEY``
 forgets every opt-out (carriers still block toll-free STOPs; see ``docs/sms.md``).
 
-Event Grid delivers at least once and in no order (``reference/security.md`` §4.4), so a change applies only
+Event Grid delivers at least once and in no order (``security.md`` §4.4), so a change applies only
 when its event time is newer than the stored one; writes are ETag-guarded. Every opt-out and opt-in is also
 appended to the document's ``history`` (event time, opted out or in, keyword; never the number or the text),
 so the consent record is kept, not overwritten (ACS messaging policy: keep consent records).

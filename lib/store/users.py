@@ -65,3 +65,16 @@ class UserRepository:
         """Create or replace a mapping (last sign-in wins)."""
         with translated_errors():
             self._container.upsert_item(mapping.to_doc())
+
+    def by_entra_object_id(self, environment_id: str, entra_object_id: str) -> UserMapping | None:
+        """The clinician of ``environment_id`` with Entra object ID ``entra_object_id`` (roster -> EHR user), or
+        ``None``. A cross-partition query over the small ``users`` container."""
+        with translated_errors():
+            docs = list(self._container.query_items(
+                "SELECT * FROM c WHERE c.environmentId = @env AND c.entraObjectId = @oid",
+                parameters=[{"name": "@env", "value": environment_id}, {"name": "@oid", "value": entra_object_id}],
+                enable_cross_partition_query=True,
+            ))
+        if not docs:
+            return None
+        return UserMapping.from_doc(max(docs, key=lambda d: d.get("updated_utc") or ""))

@@ -1,5 +1,9 @@
-"""Recording participant events: one ``VisitEvent`` per (appointment, participant, event, attempt), then a
-``visit-events`` queue message for the write-back.
+"""Recording click and device-test events from our pages: one ``VisitEvent`` per (appointment, participant,
+event, attempt), then, for device tests, a ``visit-events`` queue message for the write-back.
+
+Clicks (:data:`lib.store.visit_events.CLICK_TYPES`: "clinician launched", "patient opened the page") are
+stored with ``writeback`` ``none``: presence written to Epic comes from the meeting's roster
+(:mod:`lib.presence`), not from clicks.
 
 The event ID is deterministic (:func:`event_id`), so a retried callback or a double-clicked Join button
 stores it once. The queue message carries IDs only (``{"id", "appointmentKey", "correlationId"}``).
@@ -9,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
 from typing import Any, Protocol
 
 from lib.clock import Clock
 from lib.ehr.writeback import CONNECTION_STATUS
 from lib.models import Appointment
 from lib.queues import VISIT_EVENTS_QUEUE
-from lib.store.visit_events import EventType, ParticipantRole, VisitEvent, VisitEventRepository
+from lib.store.visit_events import CLICK_TYPES, EventType, ParticipantRole, VisitEvent, VisitEventRepository
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +48,12 @@ class VisitEventRecorder:
         clock: the clock.
     """
 
-    def __init__(self, *, visit_events: VisitEventRepository, queues: QueueSender, clock: Clock) -> None:
+    def __init__(self, *, visit_events: VisitEventRepository, queues: QueueSender, clock: Clock,
+                 identities: Any = None) -> None:
         self._events = visit_events
         self._queues = queues
         self._clock = clock
+        self._identities = identities
 
     def record(self, appointment: Appointment, *, event_type: EventType, role: ParticipantRole,
                participant_id: str, attempt: str, correlation_id: str | None = None,
@@ -71,10 +78,17 @@ class VisitEventRecorder:
             participant_id=participant_id,
             at_utc=self._clock.now(),
             correlation_id=correlation_id,
-            writeback="pending" if event_type in CONNECTION_STATUS else "none",
+            source="click" if event_type in CLICK_TYPES else "device_test",
+            writeback="pending" if event_type in CONNECTION_STATUS and event_type not in CLICK_TYPES else "none",
             details=details,
         )
         stored, created = self._events.create_once(event)
+        acs_user_id = (details or {}).get("acsUserId")
+        if event_type == "call_identity_issued" and self._identities is not None and isinstance(acs_user_id, str):
+            # The meeting's roster names this identity "patient" (lib/presence/roster.py).
+            now = self._clock.now()
+            self._identities.register(acs_user_id, appointment.key, "patient",
+                                      expires=max(appointment.end_utc or now, now) + timedelta(days=1), now=now)
         if stored.writeback == "pending":
             try:
                 self._queues.send(VISIT_EVENTS_QUEUE, {"id": stored.id, "appointmentKey": stored.appointment_key,

@@ -53,6 +53,7 @@ from datetime import datetime, timedelta
 from lib.clock import Clock, SystemClock
 from lib.ehr.fhir_appointments import FhirAppointment, read_appointment
 from lib.models import ENDED_STATUSES, Appointment, EnvironmentConfig, appointment_key
+from lib.presence.status_pass import StatusPasses
 from lib.smart.authorize import (
     LaunchKind,
     build_authorize_request,
@@ -172,9 +173,11 @@ class LaunchService:
         signin_states: SignInStateRepository | None = None,
         encrypted_keys: Callable[[str], bytes | None] | None = None,
         used_links: UsedLinkRepository | None = None,
+        status_passes: StatusPasses | None = None,
         redirect_origins: tuple[str, ...] = (),
     ) -> None:
         self._environments = environments
+        self._status_passes = status_passes
         self._states = launch_states
         self._appointments = appointments
         self._links = links
@@ -251,6 +254,7 @@ class LaunchService:
             department_hint=clean_hint(query.get("departmentId")),
             created_utc=self._wall.now(),
             device_test=kind == "patient" and query.get("mode") == "devicetest",
+            view="status" if kind == "provider" and query.get("view") == "status" else None,
         ))
         request = build_authorize_request(
             config,
@@ -336,6 +340,10 @@ class LaunchService:
         appointment = self._appointment_for(environment, fhir_appointment, ehr_user_id)
         log.info("launch completed kind=%s environment=%s correlation=%s", launch_state.kind, environment.id,
                  correlation_id)
+        if launch_state.kind == "provider" and launch_state.view == "status" and self._status_passes is not None:
+            assert ehr_user_id is not None
+            return self._provider_to_status(environment, appointment, ehr_user_id,
+                                            department=launch_state.department_hint)
         if launch_state.kind == "provider":
             assert ehr_user_id is not None
             return self._provider_into_meeting(
@@ -365,9 +373,20 @@ class LaunchService:
                      environment.id, correlation_id)
         appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
         assert appointment.meeting is not None
-        self._events.record(appointment, event_type="connected", role="provider", participant_id=ehr_user_id,
+        self._events.record(appointment, event_type="clinician_launched", role="provider", participant_id=ehr_user_id,
                             attempt=attempt, correlation_id=correlation_id)
         return Redirect(appointment.meeting.join_url)
+
+    def _provider_to_status(self, environment: EnvironmentConfig, appointment: Appointment, ehr_user_id: str,
+                            *, department: str | None) -> Redirect:
+        """A clinician's launch with ``view=status``: to the visit's live status page (docs/presence.md), with a
+        pass bound to this visit and this clinician that expires two hours after the visit."""
+        assert self._status_passes is not None
+        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
+        now = self._clock.now()
+        end = appointment.end_utc or (appointment.start_utc or now) + timedelta(hours=1)
+        token = self._status_passes.issue(appointment.key, ehr_user_id, max(end, now) + timedelta(hours=2))
+        return Redirect(f"{self._public}/api/visits/{token}/status")
 
     def _patient_to_join_page(self, environment: EnvironmentConfig, appointment: Appointment,
                               *, department: str | None, device_test: bool = False) -> Redirect:
@@ -595,7 +614,21 @@ class LaunchService:
             return minimal_appointment(environment, fhir, ehr_user_id)
         if existing.status in ENDED_STATUSES:
             raise LaunchError("APPOINTMENT_CANCELLED")
-        return existing
+        return self._with_fhir_times(existing, minimal_appointment(environment, fhir, ehr_user_id))
+
+    def _with_fhir_times(self, existing: Appointment, from_fhir: Appointment) -> Appointment:
+        """A visit known only from launches (no HL7 message applied) takes a new time read from FHIR; the
+        ``meeting_times`` timer then moves its meeting. HL7-fed visits move with S13/S14 only."""
+        if existing.order_key or from_fhir.start_utc is None or from_fhir.end_utc is None:
+            return existing
+        if (existing.start_utc, existing.end_utc) == (from_fhir.start_utc, from_fhir.end_utc):
+            return existing
+        try:
+            return self._appointments.replace(dataclasses.replace(
+                existing, start_utc=from_fhir.start_utc, end_utc=from_fhir.end_utc,
+                duration_minutes=from_fhir.duration_minutes))
+        except ConcurrencyConflict:
+            return self._appointments.get(existing.key) or existing
 
     def _patient_link(self, appointment: Appointment, now: datetime) -> str:
         """A join-page token for ``appointment`` (its link ID is created and stored when it has none)."""

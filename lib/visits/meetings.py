@@ -2,24 +2,27 @@
 store it with ``If-Match`` (or, for a visit not stored yet, create the appointment with its meeting in one
 write).
 
-Whoever touches the visit first (provider launch, patient link, later the intake) creates it; a concurrent
-second writer loses the ETag race, re-reads, and finds the meeting (``createOrGet`` with the same organizer
-and ``externalId`` returned the same meeting to both anyway).
+Whoever touches the visit first (provider launch, patient link, later the intake) creates it. The organizer
+is claimed on the appointment first (``meeting_organizer_id``, If-Match): ``createOrGet`` is idempotent per
+(organizer, ``externalId``) only, so two clinicians launching a new visit at the same moment must both ask
+the *same* organizer, or the loser's meeting would be left behind as an orphan. The loser of the claim
+re-reads and uses the claimed organizer, and gets the same meeting.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
-from lib.models import Appointment, EnvironmentConfig, Meeting
+from lib.models import Appointment, EnvironmentConfig, Meeting, iso
 from lib.smart.errors import LaunchError
 from lib.store.appointments import AppointmentRepository
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 from lib.teams.graph import MEETING_SUBJECT, GraphClient, OrganizerResolver, meeting_external_id
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 5
 
 
 class MeetingService:
@@ -32,10 +35,11 @@ class MeetingService:
     """
 
     def __init__(self, *, appointments: AppointmentRepository, graph: GraphClient,
-                 organizers: OrganizerResolver) -> None:
+                 organizers: OrganizerResolver, presence: Any = None) -> None:
         self._appointments = appointments
         self._graph = graph
         self._organizers = organizers
+        self._presence = presence
 
     def ensure(self, environment: EnvironmentConfig, appointment: Appointment,
                *, ehr_user_id: str | None = None, department: str | None = None) -> Appointment:
@@ -58,16 +62,29 @@ class MeetingService:
                 return current
             meeting = self._group_meeting(environment, current)
             if meeting is None:
-                organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
+                organizer = current.meeting_organizer_id
+                if organizer is None:
+                    organizer = self._organizers.organizer_for(environment, current, ehr_user_id, department)
+                    claimed = dataclasses.replace(current, meeting_organizer_id=organizer)
+                    try:  # a visit first seen now is stored with its claim
+                        current = (self._appointments.create(claimed) if current.etag is None
+                                   else self._appointments.replace(claimed))
+                    except (ConcurrencyConflict, AlreadyExists):
+                        fresh = self._appointments.get(current.key)
+                        if fresh is None:
+                            raise LaunchError("APPOINTMENT_NOT_FOUND", "The appointment was deleted while its "
+                                                                       "meeting was created.") from None
+                        current = fresh
+                        continue  # another launch claimed it: use its organizer (or its meeting)
                 meeting = self._graph.create_or_get_meeting(
                     organizer, self._external_id(environment, current), MEETING_SUBJECT,
                     current.start_utc, current.end_utc,
                 )
+                meeting = dataclasses.replace(meeting, start_utc=iso(current.start_utc), end_utc=iso(current.end_utc))
             try:
                 with_meeting = dataclasses.replace(current, meeting=meeting)
-                if current.etag is None:  # a visit first seen now: stored once, with its meeting
-                    return self._appointments.create(with_meeting)
-                return self._appointments.replace(with_meeting)
+                stored = (self._appointments.create(with_meeting) if current.etag is None  # group visit, first seen
+                          else self._appointments.replace(with_meeting))
             except (ConcurrencyConflict, AlreadyExists):
                 log.info("meeting store lost the race environment=%s; re-reading", environment.id)
                 fresh = self._appointments.get(current.key)
@@ -75,6 +92,10 @@ class MeetingService:
                     raise LaunchError("APPOINTMENT_NOT_FOUND", "The appointment was deleted while its meeting "
                                                                "was created.") from None
                 current = fresh
+                continue
+            if self._presence is not None:
+                self._presence.watch(stored)  # subscribe to its call events now (the timer retries failures)
+            return stored
         raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its meeting was stored.")
 
     def _group_meeting(self, environment: EnvironmentConfig, appointment: Appointment) -> Meeting | None:

@@ -86,6 +86,13 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _PKCE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
 
+def _received_at() -> str:
+    """Now, ISO-8601 UTC with milliseconds (benchmarks measure the delay to the write-back with it)."""
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _derived_id(kind: str, csn: str) -> str:
     return "e" + hashlib.sha256(f"{kind}|{csn}".encode()).hexdigest()[:24]
 
@@ -635,7 +642,7 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
                 return json_response({"Success": False, "Error": f"{name} is required exactly once"}, 400)
             params[name] = values[0]
         record = dict(params, method=req.method, auth=via, client_id=epic_client,
-                      received_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                      received_at=_received_at())
         with st.lock:
             st.status_calls.append(record)
         return json_response({"Success": True})

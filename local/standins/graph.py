@@ -26,6 +26,8 @@ Graph (``/v1.0``, Bearer token from above required):
   afterwards. Unknown user -> 404; app token on a user without an application access policy -> 403.
 - ``GET /v1.0/users/{userId}/onlineMeetings/{meetingId}``.
 - ``GET /l/meetup-join/...``: a tiny HTML page standing in for the Teams join page (visits are recorded).
+- ``/beta/subscriptions``: meeting call-event subscriptions with encrypted rich notifications and scripted
+  rosters (:mod:`local.standins.graph_presence`).
 
 Errors use Graph's ``{"error": {"code", "message", "innerError"}}`` and Entra's ``{"error",
 "error_description", "error_codes", ...}`` shapes. Control API: ``local/standins/README.md``.
@@ -587,7 +589,7 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             return _graph_error(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
         return create_or_get(req, str(claims.get("oid")))
 
-    @app.route("GET", r"/v1\.0/users/([^/]+)/onlineMeetings/([^/]+)")
+    @app.route(("GET", "PATCH"), r"/v1\.0/users/([^/]+)/onlineMeetings/([^/]+)")
     def _get_meeting(req: Request, m: re.Match[str]) -> Response:
         claims = bearer(req)
         user = resolve_user(urllib.parse.unquote(m.group(1)), claims)
@@ -597,6 +599,23 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             owner = st.meeting_owner.get(meeting_id)
         if meeting is None or owner != user.id:
             return _graph_error(404, "NotFound", "The meeting was not found.")
+        if req.method == "PATCH":  # onlinemeeting-update: times (both or start alone), subject, settings
+            body = req.json()
+            if not isinstance(body, dict):
+                return _graph_error(400, "BadRequest", "A JSON object body is required.")
+            if "endDateTime" in body and "startDateTime" not in body:
+                return _graph_error(400, "BadRequest", "startDateTime is required with endDateTime.")
+            start = _parse_time(body["startDateTime"], "startDateTime") if "startDateTime" in body else None
+            end = _parse_time(body["endDateTime"], "endDateTime") if "endDateTime" in body else None
+            if start and end and end < start:
+                return _graph_error(400, "BadRequest", "endDateTime is before startDateTime.")
+            with st.lock:
+                if start:
+                    meeting["startDateTime"] = _graph_time(start)
+                if end:
+                    meeting["endDateTime"] = _graph_time(end)
+                if isinstance(body.get("subject"), str):
+                    meeting["subject"] = body["subject"]
         return json_response(meeting)
 
     @app.route("GET", r"/l/meetup-join/(.+)")
@@ -636,7 +655,10 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
         except ValueError:
             return json_response({"error": "certificate_pem holds no PEM certificate"}, 400)
         uris = body.get("redirect_uris", [])
-        roles = body.get("roles", [APP_ROLE])
+        with st.lock:
+            previous = st.apps.get(body["client_id"])
+        # Re-registering (to add redirect URIs) keeps the app's granted roles unless new ones are given.
+        roles = body.get("roles", previous.roles if previous else [APP_ROLE])
         reg = App(client_id=body["client_id"], tenant=body.get("tenant", st.tenant),
                   certificate_pem=pem[start:], public_key=cert.public_key(),
                   x5t=b64url(cert.fingerprint(hashes.SHA1())),  # noqa: S303 - x5t is SHA-1 by definition
@@ -715,6 +737,10 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
         with st.lock:
             return json_response(list(st.token_calls))
 
+    # ---- subscriptions, encrypted call-event notifications, scripted rosters ------------------------
+    from local.standins.graph_presence import install
+
+    install(app, st, bearer)
     return app
 
 

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 AXE_SOURCE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
-#: Flags for a root, offline, headless machine (DESIGN.md "Running locally"), plus fake camera and microphone.
+#: Flags for a root, offline, headless machine (docs/architecture.md "Running without Azure"), plus fake camera
+#: and microphone.
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-gpu",

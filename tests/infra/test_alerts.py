@@ -21,6 +21,7 @@ EXPECTED_LOG_ALERTS = {
     "hl7-reject-rate": (metrics.HL7_MESSAGES, "HL7 AR/AE spike"),
     "hl7-control-id-reused": (metrics.HL7_CONTROL_ID_REUSED, "HL7 control ID reused"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
+    "writeback-failures": (metrics.WRITEBACKS, "Write-back failures"),
 }
 
 

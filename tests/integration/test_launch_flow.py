@@ -158,7 +158,7 @@ def _status_calls(standins: dict[str, str], csn: str) -> list[dict[str, Any]]:
 
 
 # ---- provider launch ---------------------------------------------------------------------------------------
-def test_provider_launch_goes_to_the_teams_meeting_and_writes_connected_back(
+def test_provider_launch_goes_to_the_teams_meeting_and_records_the_click_not_presence(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
     from lib.teams.graph import meeting_external_id
 
@@ -183,13 +183,9 @@ def test_provider_launch_goes_to_the_teams_meeting_and_writes_connected_back(
     assert meeting["subject"] == "Video visit"
 
     (event,) = app.repos.visit_events.for_appointment(key)
-    assert (event.type, event.role, event.participant_id, event.writeback) == ("connected", "provider", "E1001",
-                                                                               "pending")
-    assert [m["id"] for m in _drain_writeback(app, key)] == [event.id]
-    assert app.repos.visit_events.get(key, event.id).writeback == "written"
-    (call,) = _status_calls(standins, csn)
-    assert (call["ExternalID"], call["ConnectionStatus"], call["VendorName"], call["auth"]) == \
-        ("E1001", "1", "OpenVirtualVisitsTest", "bearer")
+    assert (event.type, event.role, event.participant_id, event.writeback) == ("clinician_launched", "provider",
+                                                                               "E1001", "none")
+    assert _drain_writeback(app, key) == [] and _status_calls(standins, csn) == []  # presence comes from the roster
 
     # The same callback again: the state was used.
     replay = browser.get(callback, allow_redirects=False)

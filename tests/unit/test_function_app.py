@@ -78,11 +78,16 @@ EXPECTED_HTTP = {
     "portal_phone_number_searches": ("portal/phone-numbers/searches", ["POST"]),
     "portal_phone_number_purchases": ("portal/phone-numbers/purchases", ["POST"]),
     "portal_phone_number_purchase": ("portal/phone-numbers/purchases/{purchaseId}", ["GET"]),
+    "graph_notifications": ("notifications/graph", ["POST"]),
+    "graph_lifecycle": ("notifications/graph/lifecycle", ["POST"]),
+    "visit_status_page": ("visits/{token}/status", ["GET"]),
+    "visit_status_json": ("visits/{token}/status.json", ["GET"]),
     "static_files": ("static/{*path}", ["GET", "HEAD"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
-                   "report_update": "report-updates"}
-EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *"}
+                   "call_records": "call-records", "report_update": "report-updates"}
+EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *",
+                   "presence_subscriptions": "30 */5 * * * *", "meeting_times": "45 */5 * * * *"}
 EXPECTED_WARMUP = {"warmup"}  # the host requires this name (functions-bindings-warmup)
 
 

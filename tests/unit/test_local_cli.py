@@ -1,12 +1,13 @@
-"""Command-line behaviour of the local tools a new user meets first (``./dev ops``, ``./dev demo``)."""
+"""Command-line behaviour of the local tools a new user meets first (`./dev ops`, `./dev demo`, `./dev runner`)."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 
-from local import demo, ops, services
+from local import demo, ops, services, settings_file
 
 
 @pytest.mark.parametrize(
@@ -85,3 +86,58 @@ def test_devrunner_on_a_taken_port_says_so_in_one_line(capsys):
     assert status == 1
     assert err.startswith(f"devrunner: cannot listen on 127.0.0.1:{port}")
     assert "\n" not in err
+
+
+def _write_settings(path, offset, monkeypatch):
+    monkeypatch.setenv("LOCAL_PORT_OFFSET", str(offset))
+    path.write_text(json.dumps(settings_file.local_settings("demo")))
+
+
+def test_runner_settings_written_under_the_same_offset_fit(tmp_path, monkeypatch):
+    path = tmp_path / "local.settings.json"
+    _write_settings(path, 4000, monkeypatch)
+    assert settings_file.mismatch(path, "demo") is None
+
+
+def test_runner_refuses_settings_written_under_another_offset(tmp_path, monkeypatch):
+    path = tmp_path / "local.settings.json"
+    _write_settings(path, 4000, monkeypatch)
+    monkeypatch.setenv("LOCAL_PORT_OFFSET", "0")
+    problem = settings_file.mismatch(path, "demo")
+    assert problem is not None
+    assert "COSMOS_ENDPOINT" in problem and "LOCAL_PORT_OFFSET" in problem and "delete it" in problem
+
+
+def test_the_committed_example_fits_the_demo_profile_without_offset(monkeypatch):
+    monkeypatch.delenv("LOCAL_PORT_OFFSET", raising=False)
+    assert settings_file.mismatch(settings_file.ROOT / "local.settings.example.json", "demo") is None
+
+
+def test_an_unreadable_settings_file_is_named(tmp_path):
+    path = tmp_path / "local.settings.json"
+    path.write_text("{not json")
+    assert "cannot be read" in settings_file.mismatch(path, "demo")
+
+
+class _Unreachable:
+    """Services whose store connection is refused, as when the local services are stopped."""
+
+    @property
+    def repos(self):
+        from azure.core.exceptions import ServiceRequestError
+
+        raise ServiceRequestError("HTTPSConnectionPool(host='127.0.0.1', port=8181): Connection refused")
+
+
+def test_ops_says_in_one_line_that_the_store_is_unreachable(capsys):
+    assert ops.run(["--profile", "test", "hl7", "rejected", "list", "--env", "e1"], services=_Unreachable()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "ServiceRequestError" in err and "./dev services start --profile test" in err
+
+
+def test_ops_without_settings_suggests_the_local_profile(capsys, monkeypatch):
+    for name in ("COSMOS_ENDPOINT", "LINK_SIGNING_KEY", "PUBLIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert ops.run(["health", "ready"]) == 2
+    assert "add --profile demo" in capsys.readouterr().err

@@ -120,9 +120,14 @@ class VisitEvents:
         return self.docs[key]
 
     def pending_before(self, cutoff: datetime, *, limit: int = 100) -> list[VisitEvent]:
-        found = sorted((e for e in self.docs.values() if e.writeback == "pending" and e.at_utc < cutoff),
-                       key=lambda e: e.at_utc)
+        found = sorted((e for e in self.docs.values()
+                        if e.writeback in ("pending", "sending") and (e.due_utc or e.at_utc) < cutoff),
+                       key=lambda e: e.due_utc or e.at_utc)
         return found[:limit]
+
+    def for_appointment(self, appointment_key: str) -> list[VisitEvent]:
+        return sorted((e for e in self.docs.values() if e.appointment_key == appointment_key),
+                      key=lambda e: e.at_utc)
 
 
 class Queue:

@@ -308,7 +308,7 @@ def test_a_patient_signing_in_through_the_provider_url_is_refused():
 
 
 # ---- complete: happy paths ---------------------------------------------------------------------------------
-def test_provider_launch_creates_the_visit_and_meeting_records_connected_and_goes_to_teams():
+def test_provider_launch_creates_the_visit_and_meeting_records_the_launch_click_and_goes_to_teams():
     world = World()
     result = world.begin(sessionId="999999")  # a wrong hint: the context decides
     state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
@@ -321,10 +321,9 @@ def test_provider_launch_creates_the_visit_and_meeting_records_connected_and_goe
     assert appointment.meeting.external_id == meeting_external_id("env1", CSN)  # type: ignore[union-attr]
     assert world.appointments.get("env1|999999") is None
     (event,) = world.events.docs.values()
-    assert (event.type, event.role, event.participant_id, event.appointment_id) == \
-        ("connected", "provider", "E1001", CSN)
-    assert world.queue.sent == [("visit-events", {"id": event.id, "appointmentKey": f"env1|{CSN}",
-                                                  "correlationId": None})]
+    assert (event.type, event.role, event.participant_id, event.appointment_id, event.writeback) == \
+        ("clinician_launched", "provider", "E1001", CSN, "none")
+    assert world.queue.sent == []  # a click is not presence: nothing goes to Epic
     token_call = next(c for c in world.fake.calls if c.path_url.endswith("/token"))
     assert token_call.form["code_verifier"]
     graph_call = next(c for c in world.fake.calls if "createOrGet" in c.url)

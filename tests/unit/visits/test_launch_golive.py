@@ -127,7 +127,7 @@ def test_a_clinicians_first_launch_signs_in_once_then_organizes_the_meeting():
     meeting = world.appointments.get(f"env1|{CSN}").meeting
     assert meeting.organizer_id == CLINICIAN_OID
     (event,) = world.events.docs.values()
-    assert (event.type, event.participant_id) == ("connected", "E1001")
+    assert (event.type, event.participant_id) == ("clinician_launched", "E1001")
 
     # Later launches go straight to the meeting.
     callback, cookie = launch_to_callback(world)

@@ -1,16 +1,16 @@
-"""WritebackService: idempotent, transient errors retry, permanent errors and poison mark failed."""
+"""WritebackService: claim before the call, order per participant, backoff within the horizon, sweep."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lib.clock import FixedClock
 from lib.ehr.writeback import PermanentWritebackError, TransientWritebackError
 from lib.models import EnvironmentConfig
 from lib.store.visit_events import VisitEvent
-from lib.visits.writeback import WritebackService
+from lib.visits.writeback import CLAIM_LEASE, WritebackService
 from tests.unit.visits import fakes
 
 NOW = datetime(2026, 3, 3, 19, 0, tzinfo=UTC)
@@ -19,67 +19,20 @@ ENV = EnvironmentConfig(id="env1", kind="test", display_name="C", fhir_base_urls
 
 
 class Ehr:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.calls: list[dict] = []
+    """Answers each call with the next scripted error (``None`` = success)."""
+
+    def __init__(self, *errors: Exception | None, during=None) -> None:
+        self.errors = list(errors)
+        self.calls: list[tuple[str, str]] = []
+        self.during = during
 
     def set_connection_status(self, environment, *, conference_id, external_id, status, fhir_base_url=None):
-        self.calls.append({"conference_id": conference_id, "external_id": external_id, "status": status})
-        if self.error:
-            raise self.error
-
-
-def world(ehr: Ehr, event_type: str = "connected"):
-    events = fakes.VisitEvents()
-    events.create_once(VisitEvent(id="ev1", appointment_key="env1|777", environment_id="env1", appointment_id="777",
-                                  type=event_type, role="provider", participant_id="E1001", at_utc=NOW))  # type: ignore[arg-type]
-    service = WritebackService(visit_events=events, environments=fakes.Environments(ENV), ehr=ehr,  # type: ignore[arg-type]
-                               clock=FixedClock(NOW))
-    return service, events
-
-
-def test_a_pending_event_is_written_once():
-    ehr = Ehr()
-    service, events = world(ehr)
-    assert service.write("ev1", "env1|777").outcome == "written"
-    assert service.write("ev1", "env1|777").outcome == "skipped"
-    assert ehr.calls == [{"conference_id": "777", "external_id": "E1001", "status": "connected"}]
-    assert events.get("env1|777", "ev1").writeback == "written"  # type: ignore[union-attr]
-
-
-def test_a_transient_failure_raises_and_leaves_the_event_pending():
-    service, events = world(Ehr(TransientWritebackError("epic_http_503")))
-    with pytest.raises(TransientWritebackError):
-        service.write("ev1", "env1|777")
-    assert events.get("env1|777", "ev1").writeback == "pending"  # type: ignore[union-attr]
-
-
-def test_a_permanent_failure_marks_failed_with_its_reason():
-    service, events = world(Ehr(PermanentWritebackError("epic_http_400")))
-    outcome = service.write("ev1", "env1|777")
-    assert (outcome.outcome, outcome.reason) == ("failed", "epic_http_400")
-    assert events.get("env1|777", "ev1").writeback == "failed"  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize("event_type", ["device_test_passed", "device_test_failed"])
-def test_a_device_test_result_is_written_back_with_its_assumed_status_code(event_type):
-    from lib.ehr.writeback import CONNECTION_STATUS
-
-    ehr = Ehr()
-    service, _ = world(ehr, event_type)
-    assert service.write("ev1", "env1|777").outcome == "written"
-    assert [c["status"] for c in ehr.calls] == [event_type]
-    assert CONNECTION_STATUS[event_type] == {"device_test_passed": "3", "device_test_failed": "4"}[event_type]
-
-
-def _sweep_world(at: datetime):
-    events = fakes.VisitEvents()
-    events.create_once(VisitEvent(id="ev1", appointment_key="env1|777", environment_id="env1", appointment_id="777",
-                                  type="connected", role="patient", participant_id="patient", at_utc=at))
-    clock = MutableClock(NOW)
-    service = WritebackService(visit_events=events, environments=fakes.Environments(ENV), ehr=Ehr(),  # type: ignore[arg-type]
-                               clock=clock)
-    return service, events, fakes.Queue(), clock
+        self.calls.append((external_id, status))
+        if self.during:
+            self.during()
+        error = self.errors.pop(0) if self.errors else None
+        if error:
+            raise error
 
 
 class MutableClock:
@@ -90,53 +43,185 @@ class MutableClock:
         return self.at
 
 
-def test_the_sweep_requeues_an_event_left_pending_after_a_failed_enqueue():
-    service, events, queue, _ = _sweep_world(NOW - timedelta(minutes=16))
-    assert service.sweep(queue) == {"requeued": 1, "exhausted": 0}
-    assert queue.sent == [("visit-events", {"id": "ev1", "appointmentKey": "env1|777", "correlationId": None})]
-    event = events.get("env1|777", "ev1")
-    assert (event.requeue_count, event.requeued_utc, event.writeback) == (1, NOW, "pending")
+def _event(event_id: str, event_type: str = "connected", at: datetime = NOW, participant: str = "E1001",
+           role: str = "provider") -> VisitEvent:
+    return VisitEvent(id=event_id, appointment_key="env1|777", environment_id="env1", appointment_id="777",
+                      type=event_type, role=role, participant_id=participant, at_utc=at)  # type: ignore[arg-type]
 
 
-def test_the_sweep_leaves_recent_and_recently_requeued_events_alone():
-    service, _, queue, clock = _sweep_world(NOW - timedelta(minutes=5))
-    assert service.sweep(queue)["requeued"] == 0
-    clock.at = NOW + timedelta(minutes=11)
-    assert service.sweep(queue)["requeued"] == 1
-    clock.at = NOW + timedelta(minutes=20)  # requeued 9 minutes ago: its message may still be on its way
-    assert service.sweep(queue)["requeued"] == 0
-    assert len(queue.sent) == 1
+def world(ehr: Ehr, *events: VisitEvent, env: EnvironmentConfig = ENV):
+    store = fakes.VisitEvents()
+    for event in events or (_event("ev1"),):
+        store.create_once(event)
+    clock = MutableClock(NOW)
+    queue = fakes.Queue()
+    service = WritebackService(visit_events=store, environments=fakes.Environments(env), ehr=ehr,  # type: ignore[arg-type]
+                               clock=clock, queues=queue)
+    return service, store, clock, queue
 
 
-def test_the_sweep_gives_up_after_five_requeues():
-    from lib.visits.writeback import MAX_REQUEUES
-
-    service, events, queue, clock = _sweep_world(NOW - timedelta(minutes=16))
-    for i in range(MAX_REQUEUES):
-        clock.at = NOW + timedelta(minutes=16 * i)
-        assert service.sweep(queue)["requeued"] == 1
-    clock.at += timedelta(minutes=16)
-    assert service.sweep(queue) == {"requeued": 0, "exhausted": 1}
-    event = events.get("env1|777", "ev1")
-    assert (event.writeback, event.writeback_reason) == ("failed", "requeue_exhausted")
-
-
-def test_the_sweep_skips_written_events():
-    service, _events, queue, _ = _sweep_world(NOW - timedelta(hours=1))
+def test_a_pending_event_is_written_once():
+    ehr = Ehr()
+    service, events, _, _ = world(ehr)
     assert service.write("ev1", "env1|777").outcome == "written"
-    assert service.sweep(queue)["requeued"] == 0 and queue.sent == []
+    assert service.write("ev1", "env1|777").outcome == "skipped"
+    assert ehr.calls == [("E1001", "connected")]
+    assert events.get("env1|777", "ev1").writeback == "written"  # type: ignore[union-attr]
+
+
+def test_a_redelivery_while_the_first_call_is_still_running_does_not_call_epic_again():
+    inner: list[str] = []
+    ehr = Ehr()
+    service, _events, _, _ = world(ehr)
+    ehr.during = lambda: inner.append(service.write("ev1", "env1|777").outcome)
+    assert service.write("ev1", "env1|777").outcome == "written"
+    assert inner == ["in_progress"] and len(ehr.calls) == 1
+
+
+def test_a_claim_left_by_a_dead_worker_is_recorded_unknown_and_never_retried():
+    ehr = Ehr()
+    service, events, clock, _ = world(ehr)
+    stored = events.get("env1|777", "ev1")
+    events.update(stored, writeback="sending", claimed_utc=NOW, claim_id="dead", attempts=1)  # type: ignore[arg-type]
+    clock.at = NOW + CLAIM_LEASE - timedelta(seconds=1)
+    assert service.write("ev1", "env1|777").outcome == "in_progress"
+    clock.at = NOW + CLAIM_LEASE
+    outcome = service.write("ev1", "env1|777")
+    assert (outcome.outcome, outcome.reason) == ("unknown", "outcome_unknown_worker_died")
+    assert ehr.calls == []
+    event = events.get("env1|777", "ev1")
+    assert (event.writeback, event.ambiguous_attempts) == ("unknown", 1)  # type: ignore[union-attr]
+
+
+def test_a_transient_failure_schedules_the_next_attempt_with_exponential_backoff():
+    ehr = Ehr(TransientWritebackError("epic_http_503"), TransientWritebackError("epic_http_503"), None)
+    service, events, clock, _ = world(ehr)
+    first = service.write("ev1", "env1|777")
+    assert (first.outcome, first.retry_in) == ("retry", 30)
+    assert service.write("ev1", "env1|777").outcome == "not_due"  # a duplicate message before it is due
+    clock.at = NOW + timedelta(seconds=30)
+    assert service.write("ev1", "env1|777").retry_in == 60
+    clock.at = NOW + timedelta(seconds=90)
+    assert service.write("ev1", "env1|777").outcome == "written"
+    event = events.get("env1|777", "ev1")
+    assert (event.attempts, event.first_attempt_utc, len(ehr.calls)) == (3, NOW, 3)  # type: ignore[union-attr]
+
+
+def test_retry_after_longer_than_the_backoff_is_honoured():
+    service, events, _, _ = world(Ehr(TransientWritebackError("epic_http_429", retry_after=600)))
+    outcome = service.write("ev1", "env1|777")
+    assert (outcome.outcome, outcome.retry_in) == ("retry", 600)
+    assert events.get("env1|777", "ev1").due_utc == NOW + timedelta(seconds=600)  # type: ignore[union-attr]
+
+
+def test_past_the_horizon_a_transient_failure_is_marked_failed_with_epics_reason():
+    env = dataclasses.replace(ENV, writeback_retry_horizon_minutes=5)
+    ehr = Ehr(*[TransientWritebackError("epic_http_503", detail="Interconnect down")] * 10)
+    service, events, clock, _ = world(ehr, env=env)
+    outcomes = []
+    while True:
+        outcome = service.write("ev1", "env1|777")
+        outcomes.append(outcome.outcome)
+        if outcome.retry_in is None:
+            break
+        clock.at += timedelta(seconds=outcome.retry_in)
+    assert outcomes == ["retry", "retry", "retry", "failed"]  # 30 s, 60 s, 120 s; 240 s would pass 5 minutes
+    event = events.get("env1|777", "ev1")
+    assert (event.writeback, event.writeback_reason, event.epic_detail) == (  # type: ignore[union-attr]
+        "failed", "retry_horizon_exceeded:epic_http_503", "Interconnect down")
+
+
+def test_a_permanent_failure_marks_failed_with_its_reason():
+    service, events, _, _ = world(Ehr(PermanentWritebackError("epic_http_403", detail="Not authorized")))
+    outcome = service.write("ev1", "env1|777")
+    assert (outcome.outcome, outcome.reason) == ("failed", "epic_http_403")
+    event = events.get("env1|777", "ev1")
+    assert (event.writeback, event.epic_detail) == ("failed", "Not authorized")  # type: ignore[union-attr]
+
+
+def test_a_disconnect_waits_for_the_pending_connect_of_the_same_participant_then_follows_it():
+    ehr = Ehr()
+    service, _events, _, queue = world(ehr, _event("c1", "connected", NOW), _event("d1", "disconnected",
+                                                                                   NOW + timedelta(minutes=5)))
+    assert service.write("d1", "env1|777").outcome == "waiting"
+    assert service.write("c1", "env1|777").outcome == "written"
+    assert queue.sent == [("visit-events", {"id": "d1", "appointmentKey": "env1|777", "correlationId": None})]
+    assert service.write("d1", "env1|777").outcome == "written"
+    assert ehr.calls == [("E1001", "connected"), ("E1001", "disconnected")]
+
+
+def test_an_event_older_than_one_already_written_is_superseded_not_written():
+    ehr = Ehr()
+    later = dataclasses.replace(_event("d1", "disconnected", NOW + timedelta(minutes=5)), writeback="written")
+    service, _events, _, _ = world(ehr, _event("c1", "connected", NOW), later)
+    outcome = service.write("c1", "env1|777")
+    assert (outcome.outcome, outcome.reason) == ("superseded", "later_event_already_written")
+    assert ehr.calls == []
+
+
+def test_other_participants_do_not_wait_for_each_other():
+    ehr = Ehr()
+    service, _, _, _ = world(ehr, _event("c1", "connected", NOW),
+                             _event("p1", "connected", NOW + timedelta(seconds=1), "patient", "patient"))
+    assert service.write("p1", "env1|777").outcome == "written"
+
+
+def test_status_codes_come_from_the_environment():
+    env = dataclasses.replace(ENV, writeback_status_codes={"connected": "CONN"})
+    assert env.status_code("connected") == "CONN" and env.status_code("disconnected") == "2"
+    assert env.status_code("in_lobby") is None
+
+
+def test_an_event_type_without_a_status_code_is_failed_not_sent():
+    ehr = Ehr()
+    service, _events, _, _ = world(ehr, _event("l1", "in_lobby"))
+    assert service.write("l1", "env1|777").reason == "unsupported_event_type"
+    assert ehr.calls == []
+
+
+def test_the_sweep_requeues_overdue_events_and_not_recently_requeued_ones():
+    service, events, clock, queue = world(Ehr())
+    assert service.sweep()["requeued"] == 0  # due now: its message is on its way
+    clock.at = NOW + timedelta(minutes=2)
+    assert service.sweep()["requeued"] == 1
+    assert service.sweep()["requeued"] == 0
+    clock.at = NOW + timedelta(minutes=4)
+    assert service.sweep()["requeued"] == 1
+    assert len(queue.sent) == 2 and events.get("env1|777", "ev1").writeback == "pending"  # type: ignore[union-attr]
+
+
+def test_the_sweep_releases_dead_claims_as_unknown():
+    service, events, clock, _ = world(Ehr())
+    events.update(events.get("env1|777", "ev1"), writeback="sending", claimed_utc=NOW, claim_id="x")  # type: ignore[arg-type]
+    clock.at = NOW + CLAIM_LEASE + timedelta(minutes=1)
+    assert service.sweep() == {"requeued": 0, "abandoned": 1}
+    assert events.get("env1|777", "ev1").writeback == "unknown"  # type: ignore[union-attr]
 
 
 def test_a_missing_event_is_reported_not_raised():
-    service, _ = world(Ehr())
+    service, *_ = world(Ehr())
     assert service.write("nope", "env1|777").outcome == "missing"
 
 
 def test_poison_marks_a_pending_event_failed_and_leaves_a_written_one():
-    service, events = world(Ehr())
+    service, events, _, _ = world(Ehr())
     assert service.mark_poisoned("ev1", "env1|777").outcome == "failed"
-    assert events.get("env1|777", "ev1").writeback == "failed"  # type: ignore[union-attr]
-    service2, events2 = world(Ehr())
+    assert events.get("env1|777", "ev1").writeback_reason == "poisoned"  # type: ignore[union-attr]
+    service2, _events2, _, _ = world(Ehr())
     service2.write("ev1", "env1|777")
     assert service2.mark_poisoned("ev1", "env1|777").outcome == "skipped"
-    assert events2.get("env1|777", "ev1").writeback == "written"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("codes", "horizon", "problems"), [
+    ({}, 1440, []),
+    ({"connected": "CONN-1"}, 5, []),
+    ({"joined": "1"}, 1440, ["Write-back status codes: unknown event type 'joined' (use connected, disconnected, "
+                             "device_test_passed, device_test_failed)."]),
+    ({"connected": ""}, 1440, ["Write-back status code for 'connected' must be 1-16 letters or digits."]),
+    ({}, 4, ["Write-back retry horizon must be a whole number of minutes from 5 to 10080."]),
+    ({}, 10081, ["Write-back retry horizon must be a whole number of minutes from 5 to 10080."]),
+])
+def test_writeback_settings_are_validated(codes, horizon, problems):
+    from lib.models import writeback_settings_problems
+
+    assert writeback_settings_problems(codes, horizon) == problems

@@ -1,0 +1,77 @@
+"""HTTP triggers for Microsoft Graph change notifications (docs/presence.md).
+
+``POST /api/notifications/graph``: meeting call events (rich, encrypted); ``POST
+/api/notifications/graph/lifecycle``: lifecycle events. Both answer Graph's validation request
+(``?validationToken=...``: 200, ``text/plain``, the token decoded) within its 10-second budget.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.dependencies import services
+from functions.http import correlation_id, problem
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+#: Graph's validation tokens are short sentences; anything longer is not one.
+MAX_VALIDATION_TOKEN = 512
+
+
+def _validation(req: func.HttpRequest) -> func.HttpResponse | None:
+    token = req.params.get("validationToken")
+    if token is None:
+        return None
+    if not token or len(token) > MAX_VALIDATION_TOKEN:
+        return problem(400, "Bad validation request", "The validation token is empty or too long.")
+    return func.HttpResponse(token, status_code=200, mimetype="text/plain",
+                             headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _answer(report: object, correlation: str) -> func.HttpResponse:
+    refused = getattr(report, "refused", [])
+    if refused:
+        # Notifications that fail clientState or signature checks were not sent by Graph for us.
+        return problem(403, "Notification refused", "A notification failed its clientState, certificate or "
+                       "signature check and was not applied.", correlation=correlation, reasons=sorted(set(refused)))
+    return func.HttpResponse(status_code=202, headers={"x-correlation-id": correlation})
+
+
+def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
+    from lib.presence.encrypted_content import NotificationRefused
+    from lib.store.errors import StoreUnavailable
+
+    handshake = _validation(req)
+    if handshake is not None:
+        return handshake
+    correlation = correlation_id(req)
+    try:
+        service = services().notifications
+        handle = service.changes if which == "changes" else service.lifecycle
+        report = handle(req.get_body() or b"", correlation_id=correlation)
+    except NotificationRefused as exc:
+        return problem(400, "Not a notification delivery", f"The body was refused ({exc.reason}).",
+                       correlation=correlation)
+    except StoreUnavailable:
+        log.warning("graph notification deferred: store unavailable correlation=%s", correlation)
+        return problem(503, "Try again", "The store is unavailable; Graph delivers again.", correlation=correlation)
+    return _answer(report, correlation)
+
+
+@bp.function_name("graph_notifications")
+@bp.route(route="notifications/graph", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
+    """Meeting call events: 202 applied, 403 a notification failed its checks, 400 not a delivery, 503 store
+    down (Graph retries; effects are idempotent)."""
+    return _handle(req, "changes")
+
+
+@bp.function_name("graph_lifecycle")
+@bp.route(route="notifications/graph/lifecycle", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
+    """Lifecycle events (reauthorizationRequired, subscriptionRemoved, missed); answers as
+    :func:`graph_notifications`."""
+    return _handle(req, "lifecycle")
