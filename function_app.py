@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from functions import (
+    admin,
     call_records,
     events,
     health,
@@ -10,6 +11,7 @@ from functions import (
     join,
     launch,
     notifications,
+    portal,
     reminders,
     reports,
     static,
@@ -21,5 +23,6 @@ from functions import (
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (hl7_intake.bp, launch.bp, join.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
-                  reports.bp, warmup.bp, notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp):
+                  reports.bp, warmup.bp, notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp,
+                  admin.bp, portal.bp):
     app.register_functions(blueprint)

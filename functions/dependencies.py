@@ -198,6 +198,11 @@ class Services:
                                environments=r.environments, sender=self.sms_sender, clock=self.clock,
                                public_base_url=self.settings.public_base_url, reports=self.report_feed)
 
+    @cached_property
+    def portal(self) -> Any:
+        """The configuration portal's services (access, environments, approvals, certificates, audit)."""
+        return _PortalServices(self)
+
     # ---- launch, join, Teams meetings, EHR write-back (issue 2) ---------------------------------------
     @cached_property
     def outbound_http(self) -> Any:
@@ -517,6 +522,68 @@ class Services:
 
         return ReportService(sheets=ReportSheetRepository(self.store), environments=self.repos.environments,
                              clock=self.clock)
+
+
+class _PortalServices:
+    """The configuration portal's services (lib/config), built once from :class:`Services`."""
+
+    def __init__(self, svc: Services) -> None:
+        from lib.clock import SystemClock
+        from lib.config.access import Access, CsrfTokens
+        from lib.config.approvals import ApprovalService
+        from lib.config.audit import AuditLog
+        from lib.config.certificates import CertificateAdmin
+        from lib.config.environments import EnvironmentAdmin
+        from lib.config.operations import OperationStore
+        from lib.config.phone_numbers import PhoneNumberService
+        from lib.smart.id_token import IdTokenVerifier
+        s = svc.settings
+        self.public_base_url = s.public_base_url
+        self.access = Access(secret=s.link_signing_key, easy_auth_enabled=s.easy_auth_enabled,
+                             tenant_id=s.graph_tenant_id, audience=s.easy_auth_client_id,
+                             dev_signin=s.portal_dev_signin,
+                             secure_cookies=s.public_base_url.lower().startswith("https://"))
+        self.csrf = CsrfTokens(s.link_signing_key)
+        self.audit = AuditLog(svc.store)
+        self.operations = OperationStore(svc.store)
+        # The app's own repository: its all() reads fresh (an admin sees what is stored) and its put() drops this
+        # process's caches, so launches here see a change at once (other instances within the cache's 30 s).
+        self.environments = EnvironmentAdmin(
+            environments=svc.repos.environments, audit=self.audit, clock=svc.clock,
+            public_base_url=s.public_base_url, discover=self._discover_problem)
+        self._svc = svc
+        self.certificates = CertificateAdmin(admin=self.environments, clock=SystemClock())
+        self.approvals = ApprovalService(
+            admin=self.environments, operations=self.operations, discovery=svc.smart_discovery,
+            keys=svc.smart_keyring, http=svc.outbound_http, id_tokens=IdTokenVerifier(svc.outbound_http),
+            clock=svc.clock, wall_clock=SystemClock(), public_base_url=s.public_base_url)
+        self.phone_numbers = PhoneNumberService(client=self._phone_numbers_client, operations=self.operations,
+                                                admin=self.environments, audit=self.audit, clock=SystemClock())
+
+    def _phone_numbers_client(self) -> Any:
+        """The ACS phone numbers client (connection string locally, managed identity in Azure)."""
+        from azure.communication.phonenumbers import PhoneNumbersClient
+
+        s = self._svc.settings
+        options: dict[str, Any] = {"connection_verify": s.tls_verify}
+        if s.acs_connection_string:
+            return PhoneNumbersClient.from_connection_string(s.acs_connection_string, **options)
+        if s.acs_endpoint:
+            from azure.identity import DefaultAzureCredential
+
+            return PhoneNumbersClient(s.acs_endpoint, DefaultAzureCredential(), **options)
+        raise ValueError("ACS is not configured")
+
+    def _discover_problem(self, url: str, client_id: str) -> str | None:
+        """Why SMART discovery of a new FHIR base URL fails, or ``None`` when it answers."""
+        from lib.smart.errors import LaunchError
+
+        try:
+            self._svc.smart_discovery.discover(url, client_id)
+        except LaunchError as exc:
+            detail = exc.admin_hint.replace("{iss}", url)
+            return f"SMART discovery did not answer usefully ({exc.code}): {detail}"
+        return None
 
 
 def services() -> Services:

@@ -40,6 +40,9 @@ param graphClientId string = ''
 
 param graphAuthorityHost string = 'https://login.microsoftonline.com'
 
+@description('Client ID of the Entra app registration of the configuration portal (App Service authentication, app roles Admin, Approver, ReportsReader). Empty until it exists: the portal then refuses everyone (docs/portal.md).')
+param portalClientId string = ''
+
 param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 
 @description('Largest HL7 request body accepted, in bytes (HL7_MAX_BYTES).')
@@ -197,6 +200,9 @@ module functionApp 'app/functionapp.bicep' = {
     identityId: identity.id
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     maximumInstanceCount: maximumInstanceCount
+    portalClientId: portalClientId
+    portalTenantId: graphTenantId
+    authorityHost: graphAuthorityHost
   }
 }
 

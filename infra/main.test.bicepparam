@@ -11,6 +11,7 @@ param tags = {
 }
 param graphTenantId = readEnvironmentVariable('GRAPH_TENANT_ID', '')
 param graphClientId = readEnvironmentVariable('GRAPH_CLIENT_ID', '')
+param portalClientId = readEnvironmentVariable('PORTAL_CLIENT_ID', '')
 param operatorPrincipalId = readEnvironmentVariable('OPERATOR_PRINCIPAL_ID', '')
 param enableEventSubscriptions = bool(readEnvironmentVariable('ENABLE_EVENT_SUBSCRIPTIONS', 'false'))
 // Set by scripts/deploy.sh for the az process only (from Key Vault), never exported or written down.

@@ -7,6 +7,7 @@ No record holds a patient name or clinical data; the phone number lives only in 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,11 @@ LaunchMode = Literal["smart", "encrypted"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
+ReviewStatus = Literal["approved", "sent_back"]
+
+#: Epic's CSN identifier system ends with this OID suffix below the organization's root
+#: ``urn:oid:1.2.840.114350.1.13.<org>.<env>`` (docs/launch.md "CSN identifier").
+EPIC_CSN_OID_SUFFIX = ".7.3.698084.8"
 
 #: ``ConnectionStatus`` codes sent to Epic by default (Epic's value list is not public: a customer's Epic TS
 #: confirms or overrides them per environment in ``EnvironmentConfig.writeback_status_codes``).
@@ -137,6 +143,8 @@ class SmsSettings:
         reachable_countries: ISO 3166-1 regions ``sender`` can text (a US toll-free number reaches US and CA
             numbers, not a UK mobile); empty = the sender number's own region only. Other numbers are not
             texted and the reason is recorded.
+        consented_by, consented_at: who gave the two SMS consents in the portal, and when (ISO UTC): we send on
+            the organization's behalf, and its patients agreed to receive texts. SMS cannot be on without them.
     """
 
     enabled: bool = False
@@ -155,6 +163,32 @@ class SmsSettings:
     help_contact: str | None = None
     per_number_cap: int = 6
     per_number_window_hours: int = 72
+    consented_by: str | None = None
+    consented_at: str | None = None
+
+
+@dataclass(frozen=True)
+class UrlReview:
+    """The Epic analyst's decision on one FHIR base URL (configuration portal, docs/portal.md "Approval").
+
+    Attributes:
+        status: ``approved`` (the analyst signed in to Epic through a SMART standalone launch against the URL)
+            or ``sent_back`` (with ``comment``).
+        by_id: the analyst's Entra object ID; ``by_name`` their sign-in name.
+        at: when (ISO-8601 UTC).
+        fingerprint: :meth:`EnvironmentConfig.approval_fingerprint` of the URL when decided; a later change to
+            the URL's registration (kind, client ID) makes it differ, and the URL is unapproved again.
+        fhir_user: the ``fhirUser`` of the analyst's Epic sign-in (approvals only); nothing else from Epic.
+        comment: why it was sent back.
+    """
+
+    status: ReviewStatus
+    by_id: str
+    by_name: str
+    at: str
+    fingerprint: str
+    fhir_user: str | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +238,15 @@ class EnvironmentConfig:
             the visits report marks each completed visit within it or not (``None``: not tracked).
         report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
             roster); off by default: clinicians are shown by EHR user ID only.
+        disabled: switched off in the portal: no launch is accepted (the configuration is kept).
+        csn_identifier_systems: which ``Appointment.identifier`` systems carry the CSN: an entry starting with
+            ``.`` is an OID suffix below Epic's root ``urn:oid:1.2.840.114350.``, any other entry must equal the
+            system exactly; tried in order (an identifier whose type text is ``CSN`` is the last resort).
+        approvers: FHIR base URL -> sign-in name (UPN) of the Epic analyst who may approve it.
+        approvals: FHIR base URL -> the analyst's decision (:class:`UrlReview`); a URL can be launched against
+            only with a current approval (:meth:`url_approved`).
+
+    ``approved`` is a summary kept by the portal (every URL approved); launches check :meth:`url_approved`.
         hl7_sending_facilities: MSH-4 values (sending facility) this environment accepts HL7 from; empty
             (default) = any. Each entry is a whole MSH-4 (``GHH^2.16.840.1.1^ISO``, components joined by ``^``)
             or its namespace ID alone (``GHH``), compared case-insensitively; a message from another
@@ -237,6 +280,10 @@ class EnvironmentConfig:
     frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
+    disabled: bool = False
+    csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
+    approvers: dict[str, str] = field(default_factory=dict)
+    approvals: dict[str, UrlReview] = field(default_factory=dict)
     hl7_sending_facilities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -249,6 +296,22 @@ class EnvironmentConfig:
     def to_doc(self) -> dict[str, Any]:
         """The Cosmos document (container ``environments``, partition key ``/id``)."""
         return asdict(self)
+
+    def approval_fingerprint(self, url: str) -> str:
+        """What an approval of ``url`` vouches for: the environment, its kind, the URL and our Epic client ID
+        (SHA-256 hex). Changing any of them after approval needs a new approval."""
+        material = json.dumps([self.id, self.kind, url, self.epic_client_id], separators=(",", ":"))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def url_approved(self, url: str) -> bool:
+        """Whether ``url`` is listed and approved, unchanged since its approval."""
+        review = self.approvals.get(url)
+        return (url in self.fhir_base_urls and review is not None and review.status == "approved"
+                and review.fingerprint == self.approval_fingerprint(url))
+
+    def any_url_approved(self) -> bool:
+        """Whether at least one listed URL is approved (the Epic client registration was proven)."""
+        return any(self.url_approved(url) for url in self.fhir_base_urls)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> EnvironmentConfig:
@@ -266,6 +329,12 @@ class EnvironmentConfig:
             own["appointment_id_order"] = tuple(own["appointment_id_order"])
         if "hl7_certificates" in own:
             own["hl7_certificates"] = tuple(own["hl7_certificates"] or ())
+        if "csn_identifier_systems" in own:
+            own["csn_identifier_systems"] = tuple(own["csn_identifier_systems"] or ())
+        if "approvals" in own:
+            own["approvals"] = {url: UrlReview(**{k: v for k, v in review.items()
+                                                 if k in UrlReview.__dataclass_fields__})
+                                for url, review in (own["approvals"] or {}).items()}
         if "writeback_status_codes" in own:
             own["writeback_status_codes"] = dict(own["writeback_status_codes"] or {})
         if "frame_origins" in own:

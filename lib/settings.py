@@ -58,6 +58,12 @@ class Settings:
         epic_cal_keys: environment ID -> AES key (16 or 32 bytes) of Epic encrypted launch links
             (``EPIC_CAL_KEYS``: JSON ``{"envId": "<base64 key>"}``, Key Vault reference). Optional secrets: an
             unresolved Key Vault reference reads as unset, so only the launches that need them fail.
+        easy_auth_enabled: ``WEBSITE_AUTH_ENABLED`` (set by App Service when its authentication module is on): only
+            then is the portal's ``X-MS-CLIENT-PRINCIPAL`` header trusted (docs/portal.md "Sign-in and roles").
+        easy_auth_client_id: ``WEBSITE_AUTH_CLIENT_ID`` (set by App Service): the audience a principal must carry.
+        portal_dev_signin: ``PORTAL_DEV_SIGNIN``: the local development sign-in form of the portal; allowed only
+            against the local emulators (``COSMOS_EMULATOR`` with a loopback ``COSMOS_ENDPOINT``), never on App
+            Service.
         teams_join_origins: origins of Teams meeting join URLs (``TEAMS_JOIN_ORIGINS``, comma-separated, default
             ``https://teams.microsoft.com``): the authorize POST page's ``form-action`` lists them, since the
             launch's redirect chain ends there.
@@ -101,6 +107,9 @@ class Settings:
     guess_rate_limit: str = "20/minute"
     call_relay_urls: tuple[str, ...] = ()
     cosmos_transactional_batch: bool = True
+    easy_auth_enabled: bool = False
+    easy_auth_client_id: str | None = None
+    portal_dev_signin: bool = False
 
     @property
     def tls_verify(self) -> bool | str:
@@ -245,7 +254,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not 1 <= rejected_ttl_days <= 365:
         raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be between 1 and 365")
 
-    return Settings(
+    settings = Settings(
         cosmos_endpoint=required("COSMOS_ENDPOINT"),
         cosmos_key=env.get("COSMOS_KEY") or None,
         cosmos_database=env.get("COSMOS_DATABASE", "virtualvisits"),
@@ -281,7 +290,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         call_relay_urls=_relay_urls(env.get("CALL_RELAY_URLS")),
         cosmos_transactional_batch=(env.get("COSMOS_TRANSACTIONAL_BATCH") or "1").strip().lower()
         not in {"0", "false", "no", "off"},
+        easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
+        easy_auth_client_id=env.get("WEBSITE_AUTH_CLIENT_ID") or None,
+        portal_dev_signin=_flag(env.get("PORTAL_DEV_SIGNIN")),
     )
+    if settings.portal_dev_signin:
+        _check_local_only(env, settings.cosmos_endpoint)
+    return settings
+
+
+def _check_local_only(env: Mapping[str, str], cosmos_endpoint: str) -> None:
+    """``PORTAL_DEV_SIGNIN`` is refused unless the app runs against the local emulators, off App Service.
+
+    Raises:
+        SettingsError: naming why.
+    """
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(cosmos_endpoint).hostname or "").lower()
+    if env.get("WEBSITE_INSTANCE_ID") or env.get("WEBSITE_SITE_NAME") or env.get("WEBSITE_AUTH_ENABLED"):
+        raise SettingsError("setting PORTAL_DEV_SIGNIN is refused on App Service: use App Service authentication")
+    if not _flag(env.get("COSMOS_EMULATOR")) or host not in {"127.0.0.1", "localhost", "::1"}:
+        raise SettingsError("setting PORTAL_DEV_SIGNIN is allowed only against the local emulators "
+                            "(COSMOS_EMULATOR=1 and a loopback COSMOS_ENDPOINT)")
 
 
 def _rate(name: str, value: str) -> str:

@@ -42,6 +42,7 @@ from typing import Any
 
 import requests
 
+from lib.config.approvals import seeded_approvals
 from local.testing import JwksServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +158,7 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
         environment = EnvironmentConfig(
             id=f"bench-{uuid.uuid4().hex[:8]}", kind="test", display_name="Bench Health", fhir_base_urls=(iss,),
             approved=True, epic_client_id=client_id, fallback_organizer_id=organizer, provider_signin=False)
+        environment = seeded_approvals(environment, at=datetime.now(UTC))
         app.repos.environments.put(environment)
         launch_service = app.launch
 

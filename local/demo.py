@@ -365,9 +365,12 @@ def run_demo(
     profile: str = "demo",
     out: Callable[[str], None] = print,
     after: Callable[[dict[str, int]], None] | None = None,
-) -> DemoResult:
+    scenario: str = "visit",
+) -> Any:
     """Start everything for ``profile``, run the scenario, stop what was started.
 
+    ``scenario`` ``visit`` (default: :class:`Demo`, returns :class:`DemoResult`) or ``portal`` (the set-up path
+    in the configuration portal: :class:`local.demo_portal.PortalDemo`, returns its summary dict).
     ``after`` is called before anything stops with the process IDs by name (services and ``devrunner``),
     for the benchmark to read their peak memory.
     """
@@ -385,7 +388,12 @@ def run_demo(
         port = int(urlsplit(settings["PUBLIC_BASE_URL"]).port or 7071)
         runner = start_runner(settings, port, run_dir / "devrunner.log")
         trace.say(f"services ({profile}) and dev runner on {settings['PUBLIC_BASE_URL']} are up")
-        result = Demo(settings, clock_file, settings["PUBLIC_BASE_URL"], trace).run()
+        demo = Demo(settings, clock_file, settings["PUBLIC_BASE_URL"], trace)
+        if scenario == "portal":
+            from local.demo_portal import PortalDemo
+
+            return PortalDemo(settings, settings["PUBLIC_BASE_URL"], trace, demo.app).run()
+        result = demo.run()
         if after is not None:
             after({**handle.pids, "devrunner": runner.pid})
         return result
@@ -400,8 +408,15 @@ def main() -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", choices=["demo", "test"])
+    parser.add_argument("--portal", action="store_true",
+                        help="show the set-up path in the configuration portal instead (docs/portal.md)")
     args = parser.parse_args()
     try:
+        if args.portal:
+            summary = run_demo(args.profile, scenario="portal")
+            print(f"\nDone: environment {summary['environment']} approved, {len(summary['records'])} integration "
+                  "records, a launch reached the meeting")
+            return 0
         result = run_demo(args.profile)
     except (RuntimeError, services.ServiceError) as exc:
         print(f"demo: {exc}", file=sys.stderr)

@@ -30,7 +30,11 @@ def demo_environment(settings: dict[str, str]) -> EnvironmentConfig:
     from local.tls import ensure_local_material
 
     _key, hl7_certificate = ensure_local_material().read_hl7_sender()
-    return EnvironmentConfig(
+    from datetime import UTC, datetime
+
+    from lib.config.approvals import seeded_approvals
+
+    config = EnvironmentConfig(
         id=DEMO_ENVIRONMENT_ID,
         kind="test",
         display_name="Contoso Health",
@@ -40,10 +44,14 @@ def demo_environment(settings: dict[str, str]) -> EnvironmentConfig:
         time_zone=DEMO_TIME_ZONE,
         default_region="US",
         fallback_organizer_id=DEMO_ORGANIZER,
-        sms=SmsSettings(enabled=True, sender=DEMO_SENDER),
+        sms=SmsSettings(enabled=True, sender=DEMO_SENDER, consented_by="local-seed",
+                        consented_at=datetime.now(UTC).isoformat()),
         hl7_auth="jws",
         hl7_certificates=(hl7_certificate,),
     )
+    # The demo's Epic stand-in URL counts as approved by the Epic analyst (``./dev demo --portal`` shows the
+    # real approval path through the configuration portal).
+    return seeded_approvals(config, at=datetime.now(UTC))
 
 
 def register_in_standins(settings: dict[str, str]) -> None:

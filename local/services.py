@@ -195,6 +195,8 @@ def settings_for(profile: str, root: Path | None = None) -> dict[str, str]:
         "EPIC_STANDIN_ISS": f"https://{HOST}:{p.epic}/api/FHIR/R4",
         "GRAPH_STANDIN_URL": f"https://{HOST}:{p.graph}",
         "ACS_STANDIN_URL": f"https://{HOST}:{p.acs}",
+        # The portal's local sign-in form (lib.settings allows it only against these emulators).
+        "PORTAL_DEV_SIGNIN": "1",
     }
 
 

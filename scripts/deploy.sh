@@ -14,6 +14,7 @@
 #
 # Optional environment variables:
 #   GRAPH_CLIENT_ID, GRAPH_TENANT_ID  the Graph app registration (docs/deploy.md, step 1); may be set later
+#   PORTAL_CLIENT_ID                  the configuration portal's app registration (docs/portal.md); may be set later
 #   PUBLIC_BASE_URL                   production only: the custom domain in front of the app
 #   OPERATOR_PRINCIPAL_ID             who may write Key Vault secrets (default: the signed-in user)
 #   WHAT_IF=1                         preview the infrastructure changes and stop
@@ -59,6 +60,7 @@ az bicep version >/dev/null 2>&1 || az bicep install
 export AZURE_LOCATION=$LOCATION
 export GRAPH_TENANT_ID=${GRAPH_TENANT_ID:-$(az account show --query tenantId --output tsv)}
 export GRAPH_CLIENT_ID=${GRAPH_CLIENT_ID:-}
+export PORTAL_CLIENT_ID=${PORTAL_CLIENT_ID:-}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-}
 if [[ -z ${OPERATOR_PRINCIPAL_ID:-} ]]; then
   # Empty for a service principal sign-in: then no operator grant is made.

@@ -78,11 +78,15 @@ Values for the Epic analyst and the hospital's interface team ($ENVIRONMENT):
   Public base URL:        $BASE_URL
   JWK Set URL:            $BASE_URL/api/.well-known/jwks.json
   SMART redirect URI:     $BASE_URL/api/launch/callback
+  Approval redirect URI:  $BASE_URL/api/portal/approvals/callback   (the analyst's Epic sign-in when approving)
   Provider launch:        $BASE_URL/api/launch/provider   (Epic adds iss and launch)
   Patient launch:         $BASE_URL/api/launch/patient    (MyChart; Epic adds iss and launch)
   HL7 SIU endpoint:       POST $BASE_URL/api/hl7/<environmentId>   (signed; upload the .cer in the portal)
   Event Grid webhook:     $BASE_URL/api/events/acs
-  ACS resource (SMS):     $ACS   (buy or port the number there; see docs/deploy.md)
-The SMS, device-test and other records are on the admin portal's Integration records page.
+  ACS resource (SMS):     $ACS   (generate the number in the portal: $BASE_URL/api/portal/phone-numbers)
+Configuration portal:     $BASE_URL/api/portal   (docs/portal.md: turn on App Service authentication first)
+  Environments:           $BASE_URL/api/portal/environments
+  Approvals (Epic analyst): $BASE_URL/api/portal/approvals
+  Integration records:    $BASE_URL/api/portal/environments/<environmentId>/records
 EOF
 [[ $missing == 0 ]] || echo "Some secrets are missing: upload them, then run this script again."

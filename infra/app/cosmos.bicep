@@ -33,6 +33,8 @@ var cosmosContainers = [
   { name: 'call_quality', partitionKey: '/id' }
   { name: 'report_visits', partitionKey: '/id' }
   { name: 'report_days', partitionKey: '/id' }
+  { name: 'audit', partitionKey: '/environmentId' }
+  { name: 'portal_operations', partitionKey: '/id', defaultTtl: -1 }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

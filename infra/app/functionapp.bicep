@@ -26,6 +26,15 @@ param maximumInstanceCount int
 ])
 param instanceMemoryMB int = 2048
 
+@description('Client ID of the Entra app registration that signs people in to the configuration portal (App Service authentication); empty = not configured yet (the portal then refuses everyone).')
+param portalClientId string = ''
+
+@description('Entra tenant of the portal app registration.')
+param portalTenantId string = ''
+
+@description('Entra authority host (sovereign clouds differ).')
+param authorityHost string = 'https://login.microsoftonline.com'
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
@@ -84,6 +93,44 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: '3.11'
+      }
+    }
+  }
+}
+
+// App Service authentication for the configuration portal (docs/portal.md "Sign-in and roles"): the platform
+// signs people in with Entra ID and passes X-MS-CLIENT-PRINCIPAL to the app (and strips a client-sent one);
+// it also sets WEBSITE_AUTH_ENABLED, the only condition under which the app trusts the header. Anonymous
+// requests still reach the launch, HL7, join and Event Grid routes; the portal asks for a sign-in itself.
+resource portalAuth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(portalClientId) && !empty(portalTenantId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: portalClientId
+          openIdIssuer: '${authorityHost}/${portalTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            portalClientId
+            'api://${portalClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: true
       }
     }
   }

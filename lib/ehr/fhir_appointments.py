@@ -3,8 +3,10 @@ read a launch needs: ``GET {iss}/Appointment/{id}`` with the launch's bearer tok
 
 Epic puts the CSN in ``Appointment.identifier`` under an OID ending in ``.7.3.698084.8`` below the
 organization's root ``urn:oid:1.2.840.114350.1.13.<org>.<env>`` (the sandbox uses
-``urn:oid:1.2.840.114350.1.13.0.1.7.3.698084.8``). We match that suffix, so no per-customer setting is
-needed; an identifier whose ``type.text`` is ``CSN`` is accepted as a fallback.
+``urn:oid:1.2.840.114350.1.13.0.1.7.3.698084.8``). Organizations differ, so the systems are the environment's
+``csn_identifier_systems`` (set in the configuration portal): an entry starting with ``.`` is an OID suffix
+below Epic's root, any other must equal the system exactly. An identifier whose ``type.text`` is ``CSN`` is
+the last resort.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lib.models import EPIC_CSN_OID_SUFFIX
 from lib.smart.errors import LaunchError
 from lib.smart.token import busy_error, logical_id
 from lib.smart.transport import HttpClient, TransportError, json_or_none
 
 EPIC_OID_ROOT = "urn:oid:1.2.840.114350."
-CSN_OID_SUFFIX = ".7.3.698084.8"
+CSN_OID_SUFFIX = EPIC_CSN_OID_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,22 @@ class FhirAppointment:
     patient_ids: tuple[str, ...] = ()
 
 
-def csn_of(resource: dict[str, Any]) -> str | None:
-    """The CSN in a FHIR Appointment's identifiers (Epic OID suffix ``.7.3.698084.8``, else type text CSN)."""
+def system_matches(system: str, configured: str) -> bool:
+    """Whether identifier ``system`` is the configured CSN system (``.``-suffix below Epic's root, or exact)."""
+    if configured.startswith("."):
+        return system.startswith(EPIC_OID_ROOT) and system.endswith(configured)
+    return system == configured
+
+
+def csn_of(resource: dict[str, Any], systems: tuple[str, ...] = (CSN_OID_SUFFIX,)) -> str | None:
+    """The CSN in a FHIR Appointment's identifiers: the first of ``systems`` (in their order) that an identifier
+    carries, else an identifier whose type text is CSN."""
     identifiers = [i for i in resource.get("identifier") or () if isinstance(i, dict)]
-    for ident in identifiers:
-        system, value = ident.get("system") or "", ident.get("value")
-        if isinstance(value, str) and value and system.startswith(EPIC_OID_ROOT) and system.endswith(CSN_OID_SUFFIX):
-            return value
+    for configured in systems:
+        for ident in identifiers:
+            system, value = ident.get("system") or "", ident.get("value")
+            if isinstance(value, str) and value and isinstance(system, str) and system_matches(system, configured):
+                return value
     for ident in identifiers:
         text = ((ident.get("type") or {}).get("text") or "") if isinstance(ident.get("type"), dict) else ""
         if text.strip().upper() == "CSN" and isinstance(ident.get("value"), str) and ident["value"]:
@@ -59,8 +71,8 @@ def csn_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_appointment(resource: Any) -> FhirAppointment:
-    """Build a :class:`FhirAppointment` from a FHIR R4 Appointment resource.
+def parse_appointment(resource: Any, csn_systems: tuple[str, ...] = (CSN_OID_SUFFIX,)) -> FhirAppointment:
+    """Build a :class:`FhirAppointment` from a FHIR R4 Appointment resource (CSN from ``csn_systems``).
 
     Raises:
         LaunchError: ``APPOINTMENT_NOT_FOUND`` when ``resource`` is not an Appointment.
@@ -70,7 +82,7 @@ def parse_appointment(resource: Any) -> FhirAppointment:
     duration = resource.get("minutesDuration")
     return FhirAppointment(
         fhir_id=str(resource["id"]),
-        csn=csn_of(resource),
+        csn=csn_of(resource, csn_systems),
         status=resource.get("status") if isinstance(resource.get("status"), str) else None,
         start=_instant(resource.get("start")),
         end=_instant(resource.get("end")),
@@ -95,9 +107,11 @@ def _patient_ids(resource: dict[str, Any]) -> tuple[str, ...]:
 
 
 def read_appointment(
-    http: HttpClient, *, fhir_base_url: str, appointment_id: str, access_token: str
+    http: HttpClient, *, fhir_base_url: str, appointment_id: str, access_token: str,
+    csn_systems: tuple[str, ...] = (CSN_OID_SUFFIX,),
 ) -> FhirAppointment:
-    """``GET {fhir_base_url}/Appointment/{appointment_id}`` with the launch's access token.
+    """``GET {fhir_base_url}/Appointment/{appointment_id}`` with the launch's access token; the CSN is read from
+    the first of ``csn_systems`` present (the environment's ``csn_identifier_systems``).
 
     Raises:
         LaunchError: ``APPOINTMENT_NOT_FOUND`` (404/410, or not an Appointment), ``EPIC_OAUTH_ERROR``
@@ -120,7 +134,7 @@ def read_appointment(
         raise busy_error(response, "The FHIR server")
     if response.status_code != 200:
         raise LaunchError("EPIC_UNAVAILABLE", f"The FHIR server answered HTTP {response.status_code}.")
-    return parse_appointment(json_or_none(response))
+    return parse_appointment(json_or_none(response), csn_systems)
 
 
 def _instant(value: Any) -> datetime | None:

@@ -52,10 +52,14 @@ CATALOG: dict[str, ErrorInfo] = {
     "ISS_NOT_ALLOWED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
                                  "The FHIR base URL (iss) of this launch is not registered for any environment. "
                                  "Register it exactly (scheme, host, path, no trailing slash) in the "
-                                 "configuration portal."),
+                                 "configuration portal: {public}/api/portal/environments"),
     "ENVIRONMENT_NOT_APPROVED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
-                                          "The environment of this FHIR base URL is configured but not yet "
-                                          "approved by the Epic analyst. Approve it in the configuration portal."),
+                                          "This FHIR base URL is configured but not approved: never approved, "
+                                          "sent back, or changed (kind or Epic client ID) since its approval. The "
+                                          "Epic analyst named for it approves it at {public}/api/portal/approvals"),
+    "ENVIRONMENT_DISABLED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
+                                      "This environment is disabled in the configuration portal. An admin "
+                                      "enables it again at {public}/api/portal/environments"),
     "DISCOVERY_FAILED": ErrorInfo(502, f"The video visit could not be started. {_RETRY}",
                                   "Neither {iss}/.well-known/smart-configuration nor {iss}/metadata answered "
                                   "with a usable document. Check that the FHIR base URL is reachable from the "
@@ -127,7 +131,8 @@ CATALOG: dict[str, ErrorInfo] = {
                                        "The appointment is cancelled, deleted or marked as no-show."),
     "ORGANIZER_MISSING": ErrorInfo(500, f"The video visit could not be created. {_ADMIN}",
                                    "No Teams organizer is known for this visit: set the environment's fallback "
-                                   "organizer (Entra object ID) in the configuration portal."),
+                                   "organizer (Entra object ID) in the configuration portal: "
+                                   "{public}/api/portal/environments"),
     "GRAPH_NOT_CONFIGURED": ErrorInfo(500, f"The video visit could not be created. {_ADMIN}",
                                       "GRAPH_TENANT_ID, GRAPH_CLIENT_ID and GRAPH_CLIENT_CERT_FILE must all be "
                                       "set."),
@@ -166,12 +171,13 @@ CATALOG: dict[str, ErrorInfo] = {
     "ENVIRONMENT_NOT_CONFIGURED": ErrorInfo(404, f"The video visit could not be started. {_ADMIN}",
                                             "The launch URL names an environment (env=...) that is not configured. "
                                             "Copy the launch URL again from the environment's integration records "
-                                            "in the configuration portal."),
+                                            "in the configuration portal: {public}/api/portal/environments"),
     "TENANT_CONFIG_NOT_FOUND": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
                                          "Tenant config not found: the launch came from a FHIR base URL of a test "
                                          "environment through a production launch URL, or the reverse. Each Epic "
                                          "environment must use the integration records (launch URLs) of the "
-                                         "matching environment in the configuration portal."),
+                                         "matching environment in the configuration portal: "
+                                         "{public}/api/portal/environments"),
     "ENVIRONMENT_MISMATCH": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
                                       "The launch URL names another environment than the one its FHIR base URL "
                                       "(iss) belongs to. Copy the launch URL from that environment's integration "

@@ -48,6 +48,8 @@ class LaunchState:
             of the meeting; ``None`` otherwise.
         created_utc: when the launch began.
         ttl: seconds the state lives.
+        device_test: the launch URL asked for the device test (``mode=devicetest``, the device-test record): the
+            patient lands on the join page's device test.
     """
 
     state: str
@@ -62,6 +64,7 @@ class LaunchState:
     created_utc: datetime
     ttl: int = LAUNCH_STATE_TTL_SECONDS
     etag: str | None = None
+    device_test: bool = False
     view: str | None = None
 
     def expired(self, now: datetime) -> bool:
@@ -82,6 +85,7 @@ class LaunchState:
             "department_hint": self.department_hint,
             "created_utc": iso(self.created_utc),
             "ttl": self.ttl,
+            "device_test": self.device_test,
             "view": self.view,
         }
 
@@ -101,6 +105,7 @@ class LaunchState:
             created_utc=parse_iso(doc["created_utc"]),  # type: ignore[arg-type]
             ttl=int(doc.get("ttl", LAUNCH_STATE_TTL_SECONDS)),
             etag=doc.get("_etag"),
+            device_test=bool(doc.get("device_test", False)),
             view=doc.get("view"),
         )
 

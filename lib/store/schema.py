@@ -40,4 +40,6 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("call_quality", "/id"),
     ContainerSpec("report_visits", "/id"),
     ContainerSpec("report_days", "/id"),
+    ContainerSpec("audit", "/environmentId"),
+    ContainerSpec("portal_operations", "/id", default_ttl=-1),
 )

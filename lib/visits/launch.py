@@ -233,8 +233,7 @@ class LaunchService:
             log.warning("launch refused: launch URL of environment=%s, iss of environment=%s correlation=%s",
                         named.id, environment.id, correlation_id)
             raise LaunchError("TENANT_CONFIG_NOT_FOUND" if named.kind != environment.kind else "ENVIRONMENT_MISMATCH")
-        if not environment.approved:
-            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+        environment = self._launchable(environment, iss)
         check_frame(frame, environment.frame_origins, self._own_origin)
         # Fail before the EHR round trip when our key (of this environment kind and algorithm) is missing.
         self._keys(environment.kind).signer(environment.client_assertion_alg)
@@ -254,6 +253,7 @@ class LaunchService:
             session_hint=clean_hint(query.get("sessionId")),
             department_hint=clean_hint(query.get("departmentId")),
             created_utc=self._wall.now(),
+            device_test=kind == "patient" and query.get("mode") == "devicetest",
             view="status" if kind == "provider" and query.get("view") == "status" else None,
         ))
         request = build_authorize_request(
@@ -322,10 +322,14 @@ class LaunchService:
         if not fhir_id:
             raise LaunchError("APPOINTMENT_CONTEXT_MISSING")
         fhir_appointment = read_appointment(self._http, fhir_base_url=launch_state.iss, appointment_id=fhir_id,
-                                            access_token=tokens.access_token)
+                                            access_token=tokens.access_token,
+                                            csn_systems=environment.csn_identifier_systems)
         if not fhir_appointment.csn:
-            raise LaunchError("APPOINTMENT_NOT_FOUND", "The FHIR Appointment of the launch carries no CSN "
-                                                       "identifier.")
+            raise LaunchError("APPOINTMENT_NOT_FOUND", "The FHIR Appointment of the launch carries no CSN under "
+                                                       "the environment's CSN identifier systems ("
+                                                       + ", ".join(environment.csn_identifier_systems)
+                                                       + "): add this organization's system in the "
+                                                       "configuration portal.")
         if launch_state.kind == "patient":
             check_patient_context(tokens.context, fhir_appointment)
         if launch_state.session_hint and launch_state.session_hint != fhir_appointment.csn:
@@ -346,7 +350,8 @@ class LaunchService:
                 environment, appointment, ehr_user_id, department=launch_state.department_hint,
                 attempt=launch_state.state, binding=launch_state.browser_binding, correlation_id=correlation_id,
                 frame=frame)
-        return self._patient_to_join_page(environment, appointment, department=launch_state.department_hint)
+        return self._patient_to_join_page(environment, appointment, department=launch_state.department_hint,
+                                          device_test=launch_state.device_test)
 
     # ---- provider: organizer, one-time Microsoft 365 sign-in ---------------------------------------
     def _provider_into_meeting(self, environment: EnvironmentConfig, appointment: Appointment, ehr_user_id: str,
@@ -384,9 +389,11 @@ class LaunchService:
         return Redirect(f"{self._public}/api/visits/{token}/status")
 
     def _patient_to_join_page(self, environment: EnvironmentConfig, appointment: Appointment,
-                              *, department: str | None) -> Redirect:
+                              *, department: str | None, device_test: bool = False) -> Redirect:
+        """The join page of the visit's meeting; at its device test for the device-test record's launch."""
         appointment = self._meetings.ensure(environment, appointment, department=department)
-        return Redirect(f"{self._public}/api/join/{self._patient_link(appointment, self._clock.now())}")
+        anchor = "#device-test" if device_test else ""
+        return Redirect(f"{self._public}/api/join/{self._patient_link(appointment, self._clock.now())}{anchor}")
 
     def _needs_signin(self, environment: EnvironmentConfig, ehr_user_id: str) -> bool:
         if not environment.provider_signin or self._signin is None or self._users is None:
@@ -439,8 +446,7 @@ class LaunchService:
         environment = self._environments.get(pending.environment_id)
         if environment is None:
             raise LaunchError("ENVIRONMENT_NOT_CONFIGURED")
-        if not environment.approved:
-            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+        environment = self._launchable(environment, None)
         oid = self._signin.finish(pending.flow, query)
         self._users.put(UserMapping(environment.id, pending.ehr_user_id, oid, self._wall.now()))
         log.info("provider sign-in stored environment=%s correlation=%s", environment.id, correlation_id)
@@ -474,8 +480,7 @@ class LaunchService:
         key = self._encrypted_keys(environment.id) if self._encrypted_keys else None
         if environment.launch_mode != "encrypted" or key is None or self._used_links is None:
             raise LaunchError("LAUNCH_MODE_MISMATCH")
-        if not environment.approved:
-            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+        environment = self._launchable(environment, None)
         check_frame(frame, environment.frame_origins, self._own_origin)
         now = self._wall.now()
         max_age = timedelta(seconds=environment.encrypted_max_age_seconds)
@@ -538,6 +543,19 @@ class LaunchService:
             raise LaunchError("ENVIRONMENT_NOT_CONFIGURED")
         return environment
 
+    def _launchable(self, environment: EnvironmentConfig, iss: str | None) -> EnvironmentConfig:
+        """``environment`` when :func:`check_launchable` passes; a refusal is checked once more against the stored
+        configuration (the cached one may predate an approval or an enable made in the portal a moment ago)."""
+        try:
+            check_launchable(environment, iss)
+            return environment
+        except LaunchError:
+            fresh = self._environments.get(environment.id, fresh=True)
+            if fresh is None:
+                raise
+            check_launchable(fresh, iss)
+            return fresh
+
     def _unknown_iss(self, iss: str, named: EnvironmentConfig | None) -> LaunchError:
         """The most helpful error for an ``iss`` that is on no allowlist (database look-ups only, no network).
 
@@ -580,9 +598,7 @@ class LaunchService:
         if environment is None or launch_state.iss not in environment.fhir_base_urls:
             raise LaunchError("ISS_NOT_ALLOWED", "The environment of this launch was removed or no longer lists "
                                                  "its FHIR base URL.")
-        if not environment.approved:
-            raise LaunchError("ENVIRONMENT_NOT_APPROVED")
-        return environment
+        return self._launchable(environment, launch_state.iss)
 
     def _appointment_for(self, environment: EnvironmentConfig, fhir: FhirAppointment,
                          ehr_user_id: str | None) -> Appointment:
@@ -634,6 +650,21 @@ class LaunchService:
             raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its join link was made.")
         self._links.put(current.link_id, current.key, expires=expires, now=now)
         return self._join_links.token(current.link_id, expires)
+
+
+def check_launchable(environment: EnvironmentConfig, iss: str | None) -> None:
+    """Refuse a launch into a disabled environment, or against a FHIR base URL without a current approval
+    (never approved, sent back, or changed since: kind or client ID). ``iss`` ``None`` (encrypted links, the
+    sign-in return) needs at least one approved URL of the environment.
+
+    Raises:
+        LaunchError: ``ENVIRONMENT_DISABLED``, ``ENVIRONMENT_NOT_APPROVED``.
+    """
+    if environment.disabled:
+        raise LaunchError("ENVIRONMENT_DISABLED")
+    approved = environment.url_approved(iss) if iss is not None else environment.any_url_approved()
+    if not approved:
+        raise LaunchError("ENVIRONMENT_NOT_APPROVED")
 
 
 def check_launch_kind(kind: LaunchKind, identity: Identity) -> None:

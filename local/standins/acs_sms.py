@@ -24,6 +24,9 @@ Contract (from the SDK: ``_generated/operations/_sms_operations.py`` and ``_shar
   again); the same ID with a different body is a per-recipient 400; a ``repeatabilityFirstSent`` older than
   the window is a per-recipient 412 ("rejected"); a malformed one is a per-recipient 400.
 
+The phone numbers REST contract (search, purchase, operations) is served on the same endpoint by
+:mod:`local.standins.acs_phone_numbers`.
+
 Control API: ``local/standins/README.md``.
 """
 
@@ -43,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local.standins.acs_identity import add_identity_routes
+from local.standins.acs_phone_numbers import add_routes
 from local.standins.server import Request, Response, StandinApp, json_response, run_cli
 
 __all__ = ["API_VERSIONS", "AcsState", "build_app", "main"]
@@ -191,6 +195,7 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
         return None
 
     app.identities = add_identity_routes(app, authenticate)  # type: ignore[attr-defined]
+    app.phone_numbers = add_routes(app, authenticate)  # type: ignore[attr-defined]
 
     @app.route("POST", r"/sms")
     def _send(req: Request, m: re.Match[str]) -> Response:

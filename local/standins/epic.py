@@ -13,6 +13,11 @@ Real contract (SMART App Launch v2 ``app-launch.md``, ``client-confidential-asym
   redirects with ``code`` + ``state``. Strict: registered client and exact ``redirect_uri`` (else 400 JSON),
   then ``state``, ``response_type=code``, scopes ``launch`` + ``openid``, ``aud`` == iss, PKCE S256, a known
   unused ``launch`` (else a redirect with ``error``/``error_description``/``state``).
+- Standalone launch (no ``launch``; the analyst's approval sign-in): ``GET {base}/oauth2/authorize`` answers
+  Epic's login page; ``POST {base}/oauth2/login`` with the user's credentials (``/_standin/users``) redirects with
+  ``code``; refused: a ``launch`` scope without a launch, no ``openid``, ``aud`` != iss, no PKCE S256 (redirect
+  with ``error``), wrong credentials (the page again, 401; ``access_denied`` after 5 tries). The token answer has
+  an id_token (``fhirUser`` = the user's Practitioner) and no launch context.
 - ``POST {base}/oauth2/token``: ``authorization_code`` (one-time code, exact ``redirect_uri``, PKCE verifier)
   and ``client_credentials`` (backend, ``system/...`` scopes), both with a ``private_key_jwt`` client
   assertion (RS384/RS256/ES384, ``kid``) checked against the client's registered JWK Set URL.
@@ -124,7 +129,8 @@ class Launch:
 
 @dataclass
 class Grant:
-    """An authorization code and what it was issued for."""
+    """An authorization code and what it was issued for: an EHR launch (``launch``) or a standalone sign-in
+    (``user``, no launch context)."""
 
     code: str
     client_id: str
@@ -132,10 +138,30 @@ class Grant:
     code_challenge: str
     scope: str
     nonce: str | None
-    launch: Launch
+    launch: Launch | None
     issued: float
     used: bool = False
     tokens: list[str] = field(default_factory=list)
+    user: EpicUser | None = None
+
+
+@dataclass
+class EpicUser:
+    """An Epic user who can sign in interactively (standalone launch): credentials and their Practitioner."""
+
+    username: str
+    password: str
+    practitioner_id: str
+
+
+@dataclass
+class PendingSignIn:
+    """A standalone authorization request waiting for the user's credentials on the login page."""
+
+    id: str
+    params: dict[str, str]
+    created: float
+    attempts: int = 0
 
 
 @dataclass
@@ -167,6 +193,8 @@ class EpicState:
         self.tokens: dict[str, Token] = {}
         self.appointments: dict[str, dict[str, Any]] = {}
         self.status_calls: list[dict[str, Any]] = []
+        self.users: dict[str, EpicUser] = {}
+        self.pending: dict[str, PendingSignIn] = {}
 
     def reset(self) -> None:
         """Forget launches, codes, tokens, jtis, appointments and recorded calls (keep registrations)."""
@@ -177,6 +205,7 @@ class EpicState:
             self.appointments.clear()
             self.status_calls.clear()
             self.jtis.clear()
+            self.pending.clear()
 
 
 def _oauth_error(error: str, description: str, status: int = 400) -> HttpError:
@@ -236,6 +265,12 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
 
     @app.route("GET", rf"{iss_path}/\.well-known/smart-configuration")
     def _smart_config(req: Request, m: re.Match[str]) -> Response:
+        return json_response(smart_configuration(), headers={"Access-Control-Allow-Origin": "*"})
+
+    @app.route("GET", r"/[A-Za-z0-9-]{1,40}/api/FHIR/(?:R4|DSTU2)/\.well-known/smart-configuration")
+    def _other_base_config(req: Request, m: re.Match[str]) -> Response:
+        # Other FHIR bases of the same Epic server (one per organization or version): discovery answers,
+        # so a portal can register them; launches use the main iss.
         return json_response(smart_configuration(), headers={"Access-Control-Allow-Origin": "*"})
 
     @app.route("GET", r"/oauth2/\.well-known/openid-configuration|/api/FHIR/R4/\.well-known/openid-configuration")
@@ -312,6 +347,8 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
         if params.get("response_type") != "code":
             return fail("unsupported_response_type", "response_type must be code")
         scopes = params.get("scope", "").split()
+        if "launch" not in params:
+            return standalone(params, scopes, fail)
         if "launch" not in scopes or "openid" not in scopes:
             return fail("invalid_scope", "scope must include launch and openid")
         if params.get("aud") != st.iss:
@@ -339,6 +376,69 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
         if launch.callback_iss is not None:
             answer["iss"] = launch.callback_iss
         return redirect(_with_query(redirect_uri, answer))
+
+    # ---- standalone launch (an Epic user signs in on Epic's login page) -------------------------------
+    def standalone(params: dict[str, str], scopes: list[str], fail: Any) -> Response:
+        """SMART standalone launch: no ``launch``; Epic shows its login page. Refused like Epic: a ``launch``
+        scope without a launch, no ``openid``, ``aud`` other than the FHIR base URL, no PKCE S256."""
+        if "launch" in scopes:
+            return fail("invalid_scope", "the launch scope needs a launch parameter (EHR launch); a standalone "
+                                         "launch asks for launch/patient or no launch scope")
+        if "openid" not in scopes:
+            return fail("invalid_scope", "scope must include openid")
+        if params.get("aud") != st.iss:
+            return fail("invalid_request", "aud must equal the FHIR base URL (iss) exactly")
+        if params.get("code_challenge_method") != "S256" or not re.fullmatch(r"[A-Za-z0-9_-]{43}",
+                                                                              params.get("code_challenge", "")):
+            return fail("invalid_request", "PKCE with code_challenge_method S256 is required")
+        pending = PendingSignIn(secrets.token_urlsafe(24), dict(params), time.time())
+        with st.lock:
+            st.pending[pending.id] = pending
+        return login_page(pending, "")
+
+    def login_page(pending: PendingSignIn, error: str, status: int = 200) -> Response:
+        message = f'<p role="alert" id="login-error">{html.escape(error)}</p>' if error else ""
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Epic sign-in (stand-in)</title>'
+            '</head><body><main><h1>Sign in to Epic</h1>'
+            f'<p>App <b>{html.escape(pending.params.get("client_id", ""))}</b> asks: '
+            f'{html.escape(pending.params.get("scope", ""))}</p>{message}'
+            f'<form method="post" action="{st.base}/oauth2/login">'
+            f'<input type="hidden" name="pending" value="{html.escape(pending.id)}">'
+            '<p><label for="username">User ID</label><br><input id="username" name="username" autocomplete="username">'
+            '</p><p><label for="password">Password</label><br><input id="password" name="password" '
+            'type="password" autocomplete="current-password"></p><p><button type="submit">Log in</button></p>'
+            '</form></main></body></html>')
+        return html_response(page, status)
+
+    @app.route("POST", r"/oauth2/login")
+    def _login(req: Request, m: re.Match[str]) -> Response:
+        form = req.form()
+        with st.lock:
+            pending = st.pending.get(form.get("pending", ""))
+        if pending is None or time.time() - pending.created > LAUNCH_TTL:
+            return html_response("<!doctype html><title>Epic</title><p>This sign-in has expired. Start again from "
+                                 "the app.</p>", 400)
+        with st.lock:
+            user = st.users.get(form.get("username", "").strip().upper())
+        if user is None or not secrets.compare_digest(user.password, form.get("password", "")):
+            pending.attempts += 1
+            if pending.attempts >= 5:
+                with st.lock:
+                    st.pending.pop(pending.id, None)
+                return redirect(_with_query(pending.params["redirect_uri"], {
+                    "error": "access_denied", "error_description": "too many failed sign-ins",
+                    "state": pending.params.get("state", "")}))
+            return login_page(pending, "The user ID or password is wrong.", 401)
+        with st.lock:
+            st.pending.pop(pending.id, None)
+            code = secrets.token_urlsafe(32)
+            params = pending.params
+            st.grants[code] = Grant(
+                code=code, client_id=params["client_id"], redirect_uri=params["redirect_uri"],
+                code_challenge=params["code_challenge"], scope=params.get("scope", ""),
+                nonce=params.get("nonce") or None, launch=None, issued=time.time(), user=user)
+        return redirect(_with_query(params["redirect_uri"], {"code": code, "state": params.get("state", "")}))
 
     # ---- token -------------------------------------------------------------------------------------
     def authenticate_client(form: dict[str, str]) -> Client:
@@ -412,12 +512,21 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
             tok = new_token(client.client_id, grant.scope, USER_TOKEN_TTL, backend=False)
             grant.tokens.append(tok.value)
         launch = grant.launch
+        now = int(time.time())
+        if launch is None:  # standalone sign-in: identity only, no launch context
+            assert grant.user is not None
+            pract = grant.user.practitioner_id
+            claims = {"iss": f"{st.base}/oauth2", "aud": client.client_id, "sub": pract,
+                      "fhirUser": f"{st.iss}/Practitioner/{pract}", "iat": now, "exp": now + ID_TOKEN_TTL}
+            if grant.nonce:
+                claims["nonce"] = grant.nonce
+            return json_response({"access_token": tok.value, "token_type": "bearer", "expires_in": USER_TOKEN_TTL,
+                                  "scope": grant.scope, "id_token": st.key.sign(claims)})
         if launch.context == "patient":
             user_ref, sub = f"Patient/{launch.patient_id}", launch.patient_id
         else:
             pract = launch.practitioner_id or ""
             user_ref, sub = f"Practitioner/{pract}", pract
-        now = int(time.time())
         claims: dict[str, Any] = {
             "iss": f"{st.base}/oauth2", "aud": client.client_id, "sub": sub,
             "fhirUser": f"{st.iss}/{user_ref}", "iat": now, "exp": now + ID_TOKEN_TTL,
@@ -554,6 +663,19 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
         with st.lock:
             st.clients[cid] = Client(cid, jwks_url, list(uris))
         return json_response({"client_id": cid, "iss": st.iss}, 201)
+
+    @app.route("POST", r"/_standin/users")
+    def _users(req: Request, m: re.Match[str]) -> Response:
+        body = req.json()
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body.get(k)
+                                                 for k in ("username", "password", "practitioner_id")):
+            return json_response({"error": "username, password and practitioner_id are required"}, 400)
+        if not _FHIR_ID.fullmatch(body["practitioner_id"]):
+            return json_response({"error": "practitioner_id is not a valid FHIR id"}, 400)
+        with st.lock:
+            st.users[body["username"].upper()] = EpicUser(body["username"].upper(), body["password"],
+                                                          body["practitioner_id"])
+        return json_response({"username": body["username"].upper()}, 201)
 
     @app.route("POST", r"/_standin/basic-users")
     def _basic_users(req: Request, m: re.Match[str]) -> Response:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import requests
 
+from lib.config.approvals import seeded_approvals
 from tests.e2e.browser import DESKTOP, axe_violations, save_screenshot
 from tests.support.environments import make_environment
 
@@ -49,12 +50,13 @@ def _control(standins: dict[str, str], service: str, method: str, path: str, bod
 
 
 def _own_iss(app: Any, environment: Any, iss: str) -> None:
-    """Store ``environment`` as the one that owns ``iss`` (a launch is routed by its iss)."""
+    """Store ``environment`` as the one that owns ``iss`` (a launch is routed by its iss), its URLs approved by the
+    Epic analyst (docs/portal.md "Approval")."""
     for other in app.repos.environments.all():
         if iss in other.fhir_base_urls and other.id != environment.id:
             app.repos.environments.put(dataclasses.replace(
                 other, fhir_base_urls=tuple(u for u in other.fhir_base_urls if u != iss)))
-    app.repos.environments.put(environment)
+    app.repos.environments.put(seeded_approvals(environment, at=datetime.now(UTC)))
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +230,11 @@ def test_encrypted_link_launch_reaches_the_meeting(
     from lib.smart.encrypted_link import encrypt_link, format_timestamp
 
     key = secrets.token_bytes(32)
-    encrypted_env = dataclasses.replace(env, id=f"enc-{uuid.uuid4().hex[:8]}", fhir_base_urls=(),
-                                        launch_mode="encrypted")
+    enc_id = f"enc-{uuid.uuid4().hex[:8]}"
+    # Its own FHIR base URL, approved by the Epic analyst: an encrypted link needs an approved environment.
+    encrypted_env = seeded_approvals(dataclasses.replace(
+        env, id=enc_id, fhir_base_urls=(f"https://ehr.example.org/{enc_id}/api/FHIR/R4",), approvals={},
+        launch_mode="encrypted"), at=datetime.now(UTC))
     app.repos.environments.put(encrypted_env)
     # EPIC_CAL_KEYS is a secret setting read once; the test adds this environment's key to the loaded value.
     app.settings.epic_cal_keys[encrypted_env.id] = key

@@ -41,6 +41,15 @@ LOCAL_ONLY_SETTINGS: Mapping[str, str] = {
     "SMART_PRIVATE_KEYS_PRODUCTION_FILE": "PEM file path; in Azure SMART_PRIVATE_KEYS_PRODUCTION (Key Vault reference)",
     "COSMOS_TRANSACTIONAL_BATCH": "0 only for a Cosmos-compatible server without transactional batches; Cosmos DB "
                                   "always runs them (default on)",
+    "PORTAL_DEV_SIGNIN": "the portal's local sign-in form; refused by lib/settings.py outside the emulators",
+}
+
+#: Settings App Service itself sets on the running app (never in Bicep); lib/settings.py reads them.
+PLATFORM_SETTINGS: Mapping[str, str] = {
+    "WEBSITE_AUTH_ENABLED": "App Service authentication is on: only then is X-MS-CLIENT-PRINCIPAL trusted",
+    "WEBSITE_AUTH_CLIENT_ID": "the Easy Auth app registration: the audience a principal must carry",
+    "WEBSITE_INSTANCE_ID": "present on App Service: the local portal sign-in is refused there",
+    "WEBSITE_SITE_NAME": "present on App Service: the local portal sign-in is refused there",
 }
 
 #: Settings Bicep provides that lib/settings.py does not read: the Functions host and the SDKs read them.
@@ -206,7 +215,7 @@ def app_settings(main: BicepFile) -> dict[str, str]:
 def settings_problems(read: Iterable[str], required: Iterable[str], provided: Iterable[str]) -> list[str]:
     """How the settings Bicep provides disagree with those the code reads."""
     read, required, provided = set(read), set(required), set(provided)
-    local = set(LOCAL_ONLY_SETTINGS)
+    local = set(LOCAL_ONLY_SETTINGS) | set(PLATFORM_SETTINGS)
     problems = [f"required by lib/settings.py but not provided by main.bicep: {n}" for n in sorted(required - provided)]
     problems += [
         f"read by lib/settings.py, neither in main.bicep nor in LOCAL_ONLY_SETTINGS: {n}"
@@ -996,3 +1005,16 @@ def test_pycep_parses_every_template_when_installed():
     for path in sorted(INFRA.rglob("*.bicep")):
         tree = parser.parse(text=path.read_text(encoding="utf-8"))
         assert tree.get("resources") or tree.get("modules"), path
+
+
+def test_app_service_authentication_signs_portal_users_in_and_leaves_the_other_routes_anonymous():
+    auth = only(bicep("app/functionapp.bicep"), "Microsoft.Web/sites/config")
+    assert auth.get("name") == "'authsettingsV2'"
+    assert auth.get("properties.platform.enabled") == "true"
+    assert auth.get("properties.globalValidation.requireAuthentication") == "false"
+    assert auth.get("properties.globalValidation.unauthenticatedClientAction") == "'AllowAnonymous'"
+    assert auth.get("properties.identityProviders.azureActiveDirectory.registration.clientId") == "portalClientId"
+    main = bicep("main.bicep")
+    app = main.symbol("functionApp")
+    assert app is not None
+    assert parse_object(app.get("params") or "{}")["portalClientId"] == "portalClientId"

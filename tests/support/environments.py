@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
+from lib.config.approvals import seeded_approvals
 from lib.models import EnvironmentConfig, SmsSettings
 
 SENDER = "+18005550100"
@@ -30,6 +32,9 @@ def make_environment(app: object, environment_id: str, **overrides: object) -> E
         epic_client_id="test-client",
         sms=sms,  # type: ignore[arg-type]
     )
+    approved = overrides.pop("approved", True)
     config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
+    if approved:  # every URL approved by the Epic analyst (docs/portal.md "Approval")
+        config = seeded_approvals(config, at=datetime.now(UTC))
     app.repos.environments.put(config)  # type: ignore[attr-defined]
     return config

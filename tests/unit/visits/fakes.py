@@ -24,7 +24,7 @@ class Environments:
         self.configs = {c.id: c for c in configs}
         self.lookups: list[str] = []
 
-    def get(self, environment_id: str) -> EnvironmentConfig | None:
+    def get(self, environment_id: str, *, fresh: bool = False) -> EnvironmentConfig | None:
         return self.configs.get(environment_id)
 
     def find_by_fhir_base_url(self, iss: str) -> EnvironmentConfig | None:

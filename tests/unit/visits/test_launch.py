@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from lib.clock import FixedClock
+from lib.config.approvals import seeded_approvals
 from lib.models import Appointment, EnvironmentConfig
 from lib.smart.discovery import SmartDiscovery
 from lib.smart.errors import LaunchError
@@ -51,6 +52,8 @@ class World:
         self.env = EnvironmentConfig(**{"id": "env1", "kind": "test", "display_name": "Contoso",
                                         "fhir_base_urls": (ISS,), "approved": approved, "epic_client_id": "client-1",
                                         "fallback_organizer_id": organizer, **(env or {})})
+        if approved:  # the Epic analyst approved the URL (docs/portal.md "Approval")
+            self.env = seeded_approvals(self.env, at=NOW)
         self.environments = fakes.Environments(self.env, *others)
         #: id_token claim overrides (``None`` value drops a claim) and the key that signs it (attack tests).
         self.id_claims: dict[str, Any] = {}
@@ -367,6 +370,27 @@ def test_patient_launch_ends_on_the_join_page_of_the_same_meeting():
     link_id = world.join_links.verify(token, now=NOW)
     assert world.links.appointment_key(link_id, now=NOW) == f"env1|{CSN}"
     assert world.events.docs == {}  # the patient is "connected" when they press Join
+
+
+def test_the_device_test_record_lands_on_the_join_pages_device_test():
+    world = World(id_user="Patient/p1")
+    result = world.begin("patient", mode="devicetest")
+    state = world.authorize_params(result)["state"]  # type: ignore[arg-type]
+    redirect = world.service.complete({"code": "c", "state": state}, cookie_of(result))
+    assert redirect.location.startswith(f"{PUBLIC}/api/join/") and redirect.location.endswith("#device-test")
+
+
+def test_an_unapproved_url_is_refused_even_when_another_url_of_the_environment_is_approved():
+    import dataclasses
+
+    world = World()
+    world.env = dataclasses.replace(world.env, fhir_base_urls=(ISS, ISS + "x"))
+    world.environments = fakes.Environments(world.env)
+    world.service._environments = world.environments  # type: ignore[attr-defined]
+    with pytest.raises(LaunchError) as err:
+        world.service.begin("provider", {"iss": ISS + "x", "launch": "l"}, None)
+    assert err.value.code == "ENVIRONMENT_NOT_APPROVED"
+    assert world.fake.calls == []
 
 
 @pytest.mark.parametrize("patient", ["p1", "Patient/p1", f"{ISS}/Patient/p1"])

@@ -1,0 +1,424 @@
+"""HTTP triggers of the configuration portal's JSON API (``/api/config/...``; the pages are in
+``functions/portal.py``). Thin: check who is calling (:mod:`functions.portal_access`), parse the body with the
+pydantic models of :mod:`lib.config`, call the service, map errors in :func:`_call`.
+
+The routes are not under ``admin/``: the Functions host reserves routes and function names starting with
+``admin`` for its own admin API. The OpenAPI document (``GET /api/config/openapi.json``) lists every route here;
+``tests/unit/test_openapi.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from functions.dependencies import services
+from functions.http import correlation_id, problem
+from functions.observability import observed
+from functions.portal_access import Denied, authorize, json_body, principal_of, problem_for
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+ADMIN, APPROVER, REPORTS_READER = "Admin", "Approver", "ReportsReader"
+ANON = func.AuthLevel.ANONYMOUS
+
+
+def _json(body: Any, status: int = 200, req: func.HttpRequest | None = None) -> func.HttpResponse:
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if req is not None:
+        headers["x-correlation-id"] = correlation_id(req)
+    return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/json",
+                             headers=headers)
+
+
+def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Run ``action`` and map every failure to a problem response (never a bare 500)."""
+    from lib.config.access import Forbidden
+    from lib.config.approvals import ApprovalFailed
+    from lib.config.certificates import CertificateRefused
+    from lib.config.environments import ConfigurationRefused, NotFound
+    from lib.config.phone_numbers import PhoneNumberError
+    from lib.store.errors import StoreUnavailable
+
+    correlation = correlation_id(req)
+    try:
+        return action()
+    except Denied as exc:
+        return problem_for(req, exc)
+    except Forbidden as exc:
+        return problem(403, "Not allowed", exc.reason, correlation=correlation, code="NOT_ASSIGNED")
+    except ConfigurationRefused as exc:
+        return problem(422, "Not valid", "The change was refused; nothing was saved.", correlation=correlation,
+                       code="INVALID", errors=[{"field": p.field, "message": p.message} for p in exc.problems])
+    except NotFound as exc:
+        return problem(404, "Not found", f"No environment '{exc}'.", correlation=correlation, code="NOT_FOUND")
+    except CertificateRefused as exc:
+        return problem(422, "Certificate refused", exc.reason, correlation=correlation, code="CERTIFICATE_REFUSED",
+                       errors=[{"field": "certificate", "message": exc.reason}])
+    except ApprovalFailed as exc:
+        return problem(422, "Approval not possible", exc.reason, correlation=correlation, code="APPROVAL_FAILED")
+    except PhoneNumberError as exc:
+        return problem(exc.status, "Phone numbers", exc.reason, correlation=correlation, code=exc.code)
+    except StoreUnavailable:
+        return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
+                       code="STORE_UNAVAILABLE")
+    except Exception as exc:  # a bug: logged with its type, answered as a problem
+        log.error("config api failed type=%s correlation=%s", type(exc).__name__, correlation)
+        return problem(500, "Internal error", "Something went wrong; the correlation ID helps your IT team.",
+                       correlation=correlation, code="INTERNAL_ERROR")
+
+
+def _model(model: Any, body: Any) -> dict[str, Any]:
+    """Validate ``body`` with a pydantic model; only the fields sent."""
+    from pydantic import ValidationError
+
+    from lib.config.environments import ConfigurationRefused, pydantic_problems
+
+    if not isinstance(body, dict):
+        raise Denied(400, "Bad request", "The body must be a JSON object.", "BAD_JSON")
+    try:
+        return model.model_validate(body).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        raise ConfigurationRefused(pydantic_problems(exc)) from None
+
+
+# ---- session -------------------------------------------------------------------------------------------------
+@bp.function_name("config_session")
+@bp.route(route="config/session", methods=["GET"], auth_level=ANON)
+@observed("config_session")
+def config_session(req: func.HttpRequest) -> func.HttpResponse:
+    """Who is signed in, their roles, and the CSRF token scripts send as ``X-CSRF-Token``."""
+    def run() -> func.HttpResponse:
+        from lib.config.views import session_view
+
+        principal = principal_of(req)
+        return _json(session_view(principal, services().portal.csrf.issue(principal)), req=req)
+    return _call(req, run)
+
+
+# ---- environments --------------------------------------------------------------------------------------------
+@bp.function_name("config_environments")
+@bp.route(route="config/environments", methods=["GET", "POST"], auth_level=ANON)
+@observed("config_environments")
+def config_environments(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET``: every environment (Admin, Approver). ``POST``: create one (Admin; body ``EnvironmentCreate``)."""
+    def run() -> func.HttpResponse:
+        from lib.config.environments import EnvironmentCreate
+        from lib.config.views import environment_view
+
+        portal = services().portal
+        if req.method == "GET":
+            authorize(req, ADMIN, APPROVER)
+            return _json([environment_view(e, portal) for e in portal.environments.list()], req=req)
+        principal = authorize(req, ADMIN, change=True)
+        created = portal.environments.create(_model(EnvironmentCreate, json_body(req)), principal)
+        return _json(environment_view(created, portal), 201, req)
+    return _call(req, run)
+
+
+@bp.function_name("config_environment")
+@bp.route(route="config/environments/{environmentId}", methods=["GET", "PATCH"], auth_level=ANON)
+@observed("config_environment")
+def config_environment(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET``: one environment (Admin, Approver). ``PATCH``: change fields (Admin; body ``EnvironmentChange``)."""
+    def run() -> func.HttpResponse:
+        from lib.config.environments import EnvironmentChange
+        from lib.config.views import environment_view
+
+        portal = services().portal
+        env_id = req.route_params.get("environmentId", "")
+        if req.method == "GET":
+            authorize(req, ADMIN, APPROVER)
+            return _json(environment_view(portal.environments.get(env_id), portal), req=req)
+        principal = authorize(req, ADMIN, change=True)
+        changed = portal.environments.update(env_id, _model(EnvironmentChange, json_body(req)), principal)
+        return _json(environment_view(changed, portal), req=req)
+    return _call(req, run)
+
+
+def _set_state(req: func.HttpRequest, disabled: bool) -> func.HttpResponse:
+    def run() -> func.HttpResponse:
+        from lib.config.environments import DisableBody
+        from lib.config.views import environment_view
+
+        principal = authorize(req, ADMIN, change=True)
+        body = _model(DisableBody, json_body(req))
+        portal = services().portal
+        changed = portal.environments.set_disabled(req.route_params.get("environmentId", ""), disabled,
+                                                   body.get("reason", ""), principal)
+        return _json(environment_view(changed, portal), req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_environment_disable")
+@bp.route(route="config/environments/{environmentId}/disable", methods=["POST"], auth_level=ANON)
+@observed("config_environment_disable")
+def config_environment_disable(req: func.HttpRequest) -> func.HttpResponse:
+    """Disable an environment: no launch is accepted, the configuration is kept (Admin; body ``DisableBody``)."""
+    return _set_state(req, True)
+
+
+@bp.function_name("config_environment_enable")
+@bp.route(route="config/environments/{environmentId}/enable", methods=["POST"], auth_level=ANON)
+@observed("config_environment_enable")
+def config_environment_enable(req: func.HttpRequest) -> func.HttpResponse:
+    """Enable a disabled environment again (Admin; body ``DisableBody``)."""
+    return _set_state(req, False)
+
+
+# ---- certificates --------------------------------------------------------------------------------------------
+@bp.function_name("config_certificates")
+@bp.route(route="config/environments/{environmentId}/certificates", methods=["POST"], auth_level=ANON)
+@observed("config_certificates")
+def config_certificates(req: func.HttpRequest) -> func.HttpResponse:
+    """Upload an HL7 certificate (Admin): the .cer file's bytes as the body (PEM or base64 DER text)."""
+    def run() -> func.HttpResponse:
+        from lib.config.certificates import MAX_BYTES
+        from lib.config.views import certificate_view
+
+        principal = authorize(req, ADMIN, change=True)
+        data = req.get_body() or b""
+        if len(data) > MAX_BYTES:
+            raise Denied(413, "File too large", f"The file has {len(data):,} bytes; a certificate has a few "
+                                                f"kilobytes (at most {MAX_BYTES // 1024} KB).", "TOO_LARGE")
+        info = services().portal.certificates.add(req.route_params.get("environmentId", ""), data, principal)
+        return _json(certificate_view(info), 201, req)
+    return _call(req, run)
+
+
+@bp.function_name("config_certificate")
+@bp.route(route="config/environments/{environmentId}/certificates/{thumbprint}", methods=["DELETE"], auth_level=ANON)
+@observed("config_certificate")
+def config_certificate(req: func.HttpRequest) -> func.HttpResponse:
+    """Remove an HL7 certificate by its SHA-256 thumbprint (hex, Admin)."""
+    def run() -> func.HttpResponse:
+        from lib.config.views import certificate_view
+
+        principal = authorize(req, ADMIN, change=True)
+        removed = services().portal.certificates.remove(req.route_params.get("environmentId", ""),
+                                                        req.route_params.get("thumbprint", ""), principal)
+        return _json(certificate_view(removed), req=req)
+    return _call(req, run)
+
+
+# ---- records and audit ---------------------------------------------------------------------------------------
+@bp.function_name("config_records")
+@bp.route(route="config/environments/{environmentId}/records", methods=["GET"], auth_level=ANON)
+@observed("config_records")
+def config_records(req: func.HttpRequest) -> func.HttpResponse:
+    """The integration records to copy into Epic (Admin, Approver); empty until a URL is approved."""
+    def run() -> func.HttpResponse:
+        from lib.config.records import records_for
+        from lib.config.views import record_view
+
+        authorize(req, ADMIN, APPROVER)
+        portal = services().portal
+        config = portal.environments.get(req.route_params.get("environmentId", ""))
+        return _json({"environmentId": config.id, "kind": config.kind,
+                      "records": [record_view(r) for r in records_for(config, portal.public_base_url)]}, req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_audit")
+@bp.route(route="config/audit", methods=["GET"], auth_level=ANON)
+@observed("config_audit")
+def config_audit(req: func.HttpRequest) -> func.HttpResponse:
+    """The newest changes first (Admin); ``?environmentId=`` for one environment."""
+    def run() -> func.HttpResponse:
+        from lib.config.views import audit_view
+
+        authorize(req, ADMIN)
+        audit = services().portal.audit
+        env_id = req.params.get("environmentId")
+        entries = audit.for_environment(env_id) if env_id else audit.recent()
+        return _json([audit_view(e) for e in entries], req=req)
+    return _call(req, run)
+
+
+# ---- approvals -----------------------------------------------------------------------------------------------
+@bp.function_name("config_approvals")
+@bp.route(route="config/approvals", methods=["GET"], auth_level=ANON)
+@observed("config_approvals")
+def config_approvals(req: func.HttpRequest) -> func.HttpResponse:
+    """The FHIR base URLs the signed-in approver is named for, with their status (Approver)."""
+    def run() -> func.HttpResponse:
+        from lib.config.approvals import url_status
+
+        principal = authorize(req, APPROVER)
+        return _json([{"environmentId": env.id, "kind": env.kind, "url": url, "status": url_status(env, url)}
+                      for env, url in services().portal.approvals.assignments(principal)], req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_approval_signin")
+@bp.route(route="config/approvals/signin", methods=["POST"], auth_level=ANON)
+@observed("config_approval_signin")
+def config_approval_signin(req: func.HttpRequest) -> func.HttpResponse:
+    """Start the approver's Epic sign-in (SMART standalone launch) against a URL: ``{"environmentId", "url"}``
+    -> ``{"authorizeUrl"}`` to open in the browser (Approver named for the URL)."""
+    def run() -> func.HttpResponse:
+        from lib.config.views import ApprovalTarget
+
+        principal = authorize(req, APPROVER, change=True)
+        target = _model(ApprovalTarget, json_body(req))
+        url = services().portal.approvals.begin(target["environmentId"], target["url"], principal)
+        return _json({"authorizeUrl": url}, req=req)
+    return _call(req, run)
+
+
+def _decide(req: func.HttpRequest, decision: str) -> func.HttpResponse:
+    def run() -> func.HttpResponse:
+        from lib.config.views import ApprovalDecision, environment_view
+
+        principal = authorize(req, APPROVER, change=True)
+        body = _model(ApprovalDecision, json_body(req))
+        portal = services().portal
+        if decision == "approve":
+            changed = portal.approvals.approve(body["environmentId"], body["url"], body.get("proof") or "", principal)
+        else:
+            changed = portal.approvals.send_back(body["environmentId"], body["url"], body.get("comment") or "",
+                                                 principal)
+        return _json(environment_view(changed, portal), req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_approval_approve")
+@bp.route(route="config/approvals/approve", methods=["POST"], auth_level=ANON)
+@observed("config_approval_approve")
+def config_approval_approve(req: func.HttpRequest) -> func.HttpResponse:
+    """Approve a URL after the Epic sign-in: ``{"environmentId", "url", "proof"}`` (Approver named for it)."""
+    return _decide(req, "approve")
+
+
+@bp.function_name("config_approval_send_back")
+@bp.route(route="config/approvals/send-back", methods=["POST"], auth_level=ANON)
+@observed("config_approval_send_back")
+def config_approval_send_back(req: func.HttpRequest) -> func.HttpResponse:
+    """Send a URL back to the admin: ``{"environmentId", "url", "comment"}`` (Approver named for it)."""
+    return _decide(req, "send-back")
+
+
+# ---- OpenAPI -------------------------------------------------------------------------------------------------
+@bp.function_name("config_openapi")
+@bp.route(route="config/openapi.json", methods=["GET"], auth_level=ANON)
+@observed("config_openapi")
+def config_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 document of this API (public: it holds no configuration)."""
+    from lib.config.openapi import document
+
+    return _json(document(services().portal.public_base_url), req=req)
+
+
+# ---- SMS -----------------------------------------------------------------------------------------------------
+@bp.function_name("config_sms")
+@bp.route(route="config/environments/{environmentId}/sms", methods=["PUT"], auth_level=ANON)
+@observed("config_sms")
+def config_sms(req: func.HttpRequest) -> func.HttpResponse:
+    """Change an environment's SMS settings and consents (Admin; body ``SmsChange``); every rule of
+    ``lib/sms/configuration.py`` is checked before anything is stored."""
+    def run() -> func.HttpResponse:
+        from lib.config.sms import SmsChange, apply_sms_change
+        from lib.config.views import environment_view
+
+        principal = authorize(req, ADMIN, change=True)
+        portal = services().portal
+        env_id = req.route_params.get("environmentId", "")
+        current = portal.environments.get(env_id)
+        after = apply_sms_change(current, _model(SmsChange, json_body(req)), principal,
+                                 now=services().clock.now())
+        stored = portal.environments.replace_checked(current, after, principal, action="sms.update")
+        return _json(environment_view(stored, portal), req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_sms_sender")
+@bp.route(route="config/environments/{environmentId}/sms/sender", methods=["POST"], auth_level=ANON)
+@observed("config_sms_sender")
+def config_sms_sender(req: func.HttpRequest) -> func.HttpResponse:
+    """Link one of our ACS numbers to the environment as its SMS sender (Admin; body ``{"number"}``)."""
+    def run() -> func.HttpResponse:
+        from lib.config.phone_numbers import LinkBody
+        from lib.config.views import environment_view
+
+        principal = authorize(req, ADMIN, change=True)
+        portal = services().portal
+        body = _model(LinkBody, json_body(req))
+        changed = portal.phone_numbers.link(req.route_params.get("environmentId", ""), body["number"], principal)
+        return _json(environment_view(changed, portal), req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_sms_preview")
+@bp.route(route="config/sms/preview", methods=["POST"], auth_level=ANON)
+@observed("config_sms_preview")
+def config_sms_preview(req: func.HttpRequest) -> func.HttpResponse:
+    """A text as the patient would get it, with its segment count (Admin; body ``PreviewBody``). Changes nothing,
+    so no CSRF token is needed."""
+    def run() -> func.HttpResponse:
+        from lib.config.sms import PreviewBody, preview
+
+        authorize(req, ADMIN)
+        body = _model(PreviewBody, json_body(req))
+        portal = services().portal
+        config = portal.environments.get(body["environmentId"])
+        return _json(preview(config, kind=body.get("kind", "booked"), language=body.get("language", "en"),
+                             template=body.get("template"), public_base_url=portal.public_base_url), req=req)
+    return _call(req, run)
+
+
+# ---- phone numbers -------------------------------------------------------------------------------------------
+@bp.function_name("config_phone_numbers")
+@bp.route(route="config/phone-numbers", methods=["GET"], auth_level=ANON)
+@observed("config_phone_numbers")
+def config_phone_numbers(req: func.HttpRequest) -> func.HttpResponse:
+    """The numbers our ACS resource owns (Admin)."""
+    def run() -> func.HttpResponse:
+        authorize(req, ADMIN)
+        return _json(services().portal.phone_numbers.owned(), req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_phone_number_searches")
+@bp.route(route="config/phone-numbers/searches", methods=["POST"], auth_level=ANON)
+@observed("config_phone_number_searches")
+def config_phone_number_searches(req: func.HttpRequest) -> func.HttpResponse:
+    """Search for a number to buy (Admin; body ``SearchBody``) -> the offer (``searchId``, numbers, cost)."""
+    def run() -> func.HttpResponse:
+        from lib.config.phone_numbers import SearchBody
+
+        principal = authorize(req, ADMIN, change=True)
+        found = services().portal.phone_numbers.search(_model(SearchBody, json_body(req)), principal)
+        return _json({"searchId": found.search_id, "numbers": list(found.numbers), "cost": found.cost,
+                      "expires": found.expires, "numberType": found.number_type}, 201, req)
+    return _call(req, run)
+
+
+@bp.function_name("config_phone_number_purchases")
+@bp.route(route="config/phone-numbers/purchases", methods=["POST"], auth_level=ANON)
+@observed("config_phone_number_purchases")
+def config_phone_number_purchases(req: func.HttpRequest) -> func.HttpResponse:
+    """Start buying a search's numbers (Admin; body ``PurchaseBody``) -> 202 ``{"id"}``, then poll
+    ``GET /api/config/phone-numbers/purchases/{id}``."""
+    def run() -> func.HttpResponse:
+        from lib.config.phone_numbers import PurchaseBody
+
+        principal = authorize(req, ADMIN, change=True)
+        record_id = services().portal.phone_numbers.purchase(_model(PurchaseBody, json_body(req)), principal)
+        return _json({"id": record_id, "status": "running"}, 202, req)
+    return _call(req, run)
+
+
+@bp.function_name("config_phone_number_purchase")
+@bp.route(route="config/phone-numbers/purchases/{purchaseId}", methods=["GET"], auth_level=ANON)
+@observed("config_phone_number_purchase")
+def config_phone_number_purchase(req: func.HttpRequest) -> func.HttpResponse:
+    """A purchase's progress: ``running``, ``succeeded`` or ``failed`` with the reason (Admin)."""
+    def run() -> func.HttpResponse:
+        authorize(req, ADMIN)
+        return _json(services().portal.phone_numbers.progress(req.route_params.get("purchaseId", "")), req=req)
+    return _call(req, run)

@@ -1,0 +1,325 @@
+"""Environments in the portal: the request bodies (pydantic), the rules an environment must meet, and the
+service that creates, edits, disables and lists them, auditing every change (docs/portal.md "Environments").
+
+Bodies are pydantic models generated from :class:`lib.models.EnvironmentConfig`'s own fields, so a setting
+added to the model is settable here at once; the portal's own fields (approvals, certificates, SMS, the
+disabled flag) have their own actions. The stored configuration is validated with pydantic too
+(:data:`STORED`) before the rules in :func:`problems` run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from lib.config.access import Principal
+from lib.config.approvals import with_summary
+from lib.config.audit import AuditLog, changed_fields
+from lib.models import EnvironmentConfig
+from lib.sms.configuration import validate_sms_settings
+from lib.store.environments import EnvironmentRepository
+
+#: Fields changed only through their own actions (approval, certificate upload, SMS page, disable/enable).
+OWN_ACTIONS = frozenset({"id", "approved", "approvals", "hl7_certificates", "sms", "disabled"})
+#: Fields a new environment must have.
+REQUIRED_ON_CREATE = ("id", "kind", "display_name", "fhir_base_urls", "epic_client_id")
+ENVIRONMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+#: Words the portal's URLs use after /environments/.
+RESERVED_IDS = frozenset({"new"})
+#: Epic's FHIR base URLs end with the API and version (connector 1.3+: R4; 1.1-1.2: DSTU2).
+FHIR_SUFFIX = re.compile(r"/api/FHIR/(R4|DSTU2)$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UPN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}$|^[A-Za-z0-9._+-]{1,120}$")
+_SEGMENT_FIELD = re.compile(r"^[A-Z][A-Z0-9]{2}-\d{1,3}(\.\d{1,3})?$")
+_OID_SUFFIX = re.compile(r"^(\.\d+)+$")
+_SYSTEM = re.compile(r"^(urn:oid:\d+(\.\d+)*|urn:[a-z0-9-]+:\S+|https?://\S+)$")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+#: pydantic validation of a whole stored configuration (types, literals, nested records).
+STORED: TypeAdapter[EnvironmentConfig] = TypeAdapter(EnvironmentConfig)
+
+
+def _optional_fields() -> dict[str, Any]:
+    hints = typing.get_type_hints(EnvironmentConfig)
+    return {f.name: (Optional[hints[f.name]], None)  # noqa: UP045 (create_model needs a runtime type)
+            for f in dataclasses.fields(EnvironmentConfig) if f.name not in OWN_ACTIONS}
+
+
+_FORBID = ConfigDict(extra="forbid")
+#: Body of ``PATCH /api/admin/environments/{id}``: any editable field; absent = unchanged.
+EnvironmentChange: type[BaseModel] = create_model("EnvironmentChange", __config__=_FORBID, **_optional_fields())
+#: Body of ``POST /api/admin/environments``: the editable fields plus ``id``.
+EnvironmentCreate: type[BaseModel] = create_model(
+    "EnvironmentCreate", __config__=_FORBID,
+    id=(str, Field(description="environment ID: lowercase letters, digits and '-', 2 to 63 characters")),
+    **_optional_fields())
+
+
+class DisableBody(BaseModel):
+    """Body of disable/enable: a reason for the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a change is refused: the field (form input name) and what to do."""
+
+    field: str
+    message: str
+
+
+class ConfigurationRefused(Exception):
+    """A change breaks the rules; ``problems`` lists every reason (safe to show)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+class NotFound(Exception):
+    """No environment with that ID."""
+
+
+def pydantic_problems(error: ValidationError) -> list[Problem]:
+    """The problems of a pydantic validation error, one per failing field."""
+    out = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"] if not isinstance(part, int)]
+        field = loc[0] if loc else "body"
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        out.append(Problem(field, f"{'.'.join(loc) or 'body'}: {message}"))
+    return out
+
+
+def url_problems(url: str) -> list[str]:
+    """Why ``url`` cannot be a FHIR base URL (no network): https, no user, query, fragment or trailing slash,
+    and Epic's ``/api/FHIR/R4`` (or ``/api/FHIR/DSTU2``) at the end."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return [f"{url}: must start with https:// (Epic serves FHIR over TLS only)"]
+    problems = []
+    if not parts.hostname:
+        problems.append(f"{url}: has no host name")
+    if parts.username or parts.password:
+        problems.append(f"{url}: must not contain a user name or password")
+    if parts.query or parts.fragment:
+        problems.append(f"{url}: must not have a query (?...) or fragment (#...)")
+    if url.endswith("/"):
+        problems.append(f"{url}: remove the trailing slash; register the URL exactly as Epic sends it (iss)")
+    elif not FHIR_SUFFIX.search(parts.path):
+        problems.append(f"{url}: must end with /api/FHIR/R4 (or /api/FHIR/DSTU2 for older Teams app versions), "
+                        "e.g. https://fhir.contoso.example/interconnect-fhir-oauth/api/FHIR/R4")
+    return problems
+
+
+def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], public_base_url: str,
+             discover: Callable[[str, str], str | None] | None, new_urls: set[str]) -> list[Problem]:
+    """Every rule an environment breaks (empty: it may be stored).
+
+    Args:
+        config: the environment as it would be stored.
+        others: every other environment (a FHIR base URL names exactly one environment).
+        public_base_url: the app's public URL (SMS template checks).
+        discover: ``(url, client_id) -> problem or None``: SMART discovery of a newly added URL must answer.
+        new_urls: the URLs added by this change (only those are fetched).
+    """
+    out: list[Problem] = []
+    if not ENVIRONMENT_ID.fullmatch(config.id) or config.id in RESERVED_IDS:
+        out.append(Problem("id", "use 2 to 63 lowercase letters, digits or '-', starting with a letter or digit"))
+    if not config.display_name.strip() or len(config.display_name) > 80:
+        out.append(Problem("display_name", "enter the organization's name as patients know it (1 to 80 characters)"))
+    if not _CLIENT_ID.fullmatch(config.epic_client_id):
+        out.append(Problem("epic_client_id", "enter the client ID of our app in this Epic environment (Epic "
+                                             "Connection Hub: Non-Production or Production Client ID)"))
+    if not config.fhir_base_urls:
+        out.append(Problem("fhir_base_urls", "enter at least one FHIR base URL"))
+    if len(set(config.fhir_base_urls)) != len(config.fhir_base_urls):
+        out.append(Problem("fhir_base_urls", "a FHIR base URL is listed twice"))
+    taken = {url: other.id for other in others for url in other.fhir_base_urls}
+    for url in config.fhir_base_urls:
+        found = url_problems(url)
+        if not found and url in taken:
+            found = [f"{url}: is already used by environment '{taken[url]}' (a launch is routed by its URL, "
+                     "so each URL belongs to one environment)"]
+        if not found and url in new_urls and discover is not None:
+            reason = discover(url, config.epic_client_id)
+            if reason:
+                found = [f"{url}: {reason}"]
+        out += [Problem("fhir_base_urls", text) for text in found]
+    for url, approver in config.approvers.items():
+        if url not in config.fhir_base_urls:
+            out.append(Problem("approvers", f"{url}: an approver is named for a URL the environment does not list"))
+        if not _UPN.fullmatch(approver):
+            out.append(Problem("approvers", f"{url}: name the approver by their Microsoft 365 sign-in name, "
+                                            "e.g. analyst@contoso.example"))
+    try:
+        ZoneInfo(config.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        out.append(Problem("time_zone", f"'{config.time_zone}' is not an IANA time zone such as America/Chicago"))
+    if config.default_region not in phonenumbers.SUPPORTED_REGIONS:
+        out.append(Problem("default_region", f"'{config.default_region}' is not a phone region (ISO 3166 code "
+                                             "such as US)"))
+    if not config.csn_identifier_systems:
+        out.append(Problem("csn_identifier_systems", "list at least one CSN identifier system (the default is "
+                                                     "Epic's suffix .7.3.698084.8)"))
+    for system in config.csn_identifier_systems:
+        if not (_OID_SUFFIX.fullmatch(system) or _SYSTEM.fullmatch(system)):
+            out.append(Problem("csn_identifier_systems", f"'{system}': use an OID suffix such as .7.3.698084.8 or a "
+                                                         "whole system such as urn:oid:1.2.840.114350.1.13.0.1.7.3"
+                                                         ".698084.8"))
+    if config.conference_id_field and not _SEGMENT_FIELD.fullmatch(config.conference_id_field):
+        out.append(Problem("conference_id_field", "use an HL7 field such as SCH-4 or ZCH-3.1"))
+    for department, organizer in config.department_organizers.items():
+        if not department.strip() or not _GUID.fullmatch(organizer):
+            out.append(Problem("department_organizers", f"'{department}': map an Epic department ID to the "
+                                                        "organizer's Entra object ID (a GUID)"))
+    if config.fallback_organizer_id and not _GUID.fullmatch(config.fallback_organizer_id):
+        out.append(Problem("fallback_organizer_id", "enter the organizer's Entra object ID (a GUID)"))
+    if config.kind == "production" and config.hl7_auth == "none":
+        out.append(Problem("hl7_auth", "a production environment must verify HL7 signatures (jws)"))
+    if config.encrypted_max_age_seconds <= 0 or config.encrypted_max_age_seconds > 3600:
+        out.append(Problem("encrypted_max_age_seconds", "use 1 to 3600 seconds"))
+    if config.sms.enabled and not config.sms.consented_at:
+        out.append(Problem("sms", "SMS can be switched on only with both consents (we send on the organization's "
+                                  "behalf; your patients agreed to receive texts)"))
+    out += [Problem("sms", text) for text in validate_sms_settings(config, public_base_url=public_base_url)]
+    return out
+
+
+class EnvironmentAdmin:
+    """Creates, edits, disables and lists environments, auditing each change.
+
+    Args:
+        environments: the repository.
+        audit: the audit log.
+        clock: ``now()`` for audit entries.
+        public_base_url: ``PUBLIC_BASE_URL``.
+        discover: checks that a new FHIR base URL answers SMART discovery (``(url, client_id) -> problem``).
+    """
+
+    def __init__(self, *, environments: EnvironmentRepository, audit: AuditLog, clock: Any,
+                 public_base_url: str, discover: Callable[[str, str], str | None] | None) -> None:
+        self._environments = environments
+        self._audit = audit
+        self._clock = clock
+        self._public = public_base_url
+        self._discover = discover
+
+    def list(self) -> list[EnvironmentConfig]:
+        """Every environment, by ID."""
+        return sorted(self._environments.all(), key=lambda e: e.id)
+
+    def get(self, environment_id: str) -> EnvironmentConfig:
+        """One environment, read fresh (no cache: the portal shows what is stored).
+
+        Raises:
+            NotFound: unknown ID.
+        """
+        found = next((e for e in self._environments.all() if e.id == environment_id), None)
+        if found is None:
+            raise NotFound(environment_id)
+        return found
+
+    def create(self, body: dict[str, Any], actor: Principal) -> EnvironmentConfig:
+        """Create an environment from a validated :data:`EnvironmentCreate` body.
+
+        Raises:
+            ConfigurationRefused: a rule is broken, or the ID exists.
+        """
+        missing = [Problem(name, "required") for name in REQUIRED_ON_CREATE if body.get(name) in (None, "", [], ())]
+        if missing:
+            raise ConfigurationRefused(missing)
+        if any(e.id == body["id"] for e in self._environments.all()):
+            raise ConfigurationRefused([Problem("id", f"an environment '{body['id']}' already exists")])
+        defaults = {"approved": False}
+        config = self._validated({**defaults, **body})
+        self._check(config, new_urls=set(config.fhir_base_urls))
+        config = with_summary(config)
+        self._environments.put(config)
+        self._audit.record(environment_id=config.id, at=self._clock.now(), actor_id=actor.user_id,
+                           actor_name=actor.name, action="environment.create",
+                           summary=f"created environment {config.id} ({config.kind})", before=None,
+                           after=config.to_doc())
+        return config
+
+    def update(self, environment_id: str, change: dict[str, Any], actor: Principal, *,
+               action: str = "environment.update") -> EnvironmentConfig:
+        """Apply a validated :data:`EnvironmentChange` body (only the fields given).
+
+        Approvals of removed URLs are dropped; an approval whose URL's kind or client ID changed stops counting
+        (its fingerprint differs) until the analyst approves again.
+
+        Raises:
+            NotFound, ConfigurationRefused.
+        """
+        current = self.get(environment_id)
+        merged = {**current.to_doc(), **change}
+        config = self._validated(merged)
+        config = dataclasses.replace(
+            config, approvals={u: r for u, r in config.approvals.items() if u in config.fhir_base_urls},
+            approvers={u: a for u, a in config.approvers.items() if u in config.fhir_base_urls}
+            if "approvers" not in change else config.approvers)
+        self._check(config, new_urls=set(config.fhir_base_urls) - set(current.fhir_base_urls))
+        return self.store(current, with_summary(config), actor, action=action)
+
+    def store(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *, action: str,
+              summary: str | None = None) -> EnvironmentConfig:
+        """Write ``after`` over ``before`` and audit it (used by the other portal services too)."""
+        self._environments.put(after)
+        fields = changed_fields(before.to_doc(), after.to_doc())
+        self._audit.record(environment_id=after.id, at=self._clock.now(), actor_id=actor.user_id,
+                           actor_name=actor.name, action=action,
+                           summary=summary or (f"changed {', '.join(fields)}" if fields else "saved without changes"),
+                           before={k: before.to_doc()[k] for k in fields},
+                           after={k: after.to_doc()[k] for k in fields})
+        return after
+
+    def replace_checked(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *,
+                        action: str) -> EnvironmentConfig:
+        """Check every rule on ``after`` (no new URL), then store and audit it.
+
+        Raises:
+            ConfigurationRefused.
+        """
+        self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls))
+        return self.store(before, after, actor, action=action)
+
+    def set_disabled(self, environment_id: str, disabled: bool, reason: str, actor: Principal) -> EnvironmentConfig:
+        """Disable (no launch accepted; configuration kept) or enable an environment."""
+        current = self.get(environment_id)
+        after = dataclasses.replace(current, disabled=disabled)
+        word = "disabled" if disabled else "enabled"
+        return self.store(current, after, actor, action=f"environment.{word[:-1]}",
+                          summary=f"{word} environment {environment_id}" + (f": {reason}" if reason else ""))
+
+    # ---- helpers ---------------------------------------------------------------------------------------------
+    def _validated(self, doc: dict[str, Any]) -> EnvironmentConfig:
+        try:
+            return STORED.validate_python({k: v for k, v in doc.items()
+                                           if k in EnvironmentConfig.__dataclass_fields__})
+        except ValidationError as exc:
+            raise ConfigurationRefused(pydantic_problems(exc)) from None
+
+    def _check(self, config: EnvironmentConfig, *, new_urls: set[str]) -> None:
+        others = [e for e in self._environments.all() if e.id != config.id]
+        found = problems(config, others=others, public_base_url=self._public, discover=self._discover,
+                         new_urls=new_urls)
+        if found:
+            raise ConfigurationRefused(found)
+
+
+def now_iso(at: datetime) -> str:
+    """``at`` as ISO-8601 (for bodies)."""
+    return at.isoformat()

@@ -1,0 +1,120 @@
+"""An environment's SMS settings in the portal: the two consents, confirmations, reminder times, quiet hours,
+languages and templates, checked by :mod:`lib.sms.configuration` before anything is stored; and the live preview
+of one text with its segment count (docs/portal.md "SMS")."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from datetime import UTC, datetime
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from lib.config.environments import STORED, ConfigurationRefused, Problem, pydantic_problems
+from lib.models import EnvironmentConfig, SmsSettings, iso
+from lib.sms.configuration import JOIN_PATH, TOKEN_LENGTH
+from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
+from lib.sms.templates import (
+    KINDS,
+    PLACEHOLDERS,
+    format_when,
+    help_contact,
+    placeholders,
+    render_template,
+    template_for,
+    texts_per_visit,
+)
+
+#: Set by their own actions: the sender by linking a number, the consents by the two consent boxes.
+SMS_OWN_ACTIONS = frozenset({"sender", "consented_by", "consented_at"})
+
+
+def _sms_fields() -> dict[str, Any]:
+    hints = typing.get_type_hints(SmsSettings)
+    return {f.name: (Optional[hints[f.name]], None)  # noqa: UP045 (create_model needs a runtime type)
+            for f in dataclasses.fields(SmsSettings) if f.name not in SMS_OWN_ACTIONS}
+
+
+#: Body of ``PUT /api/config/environments/{id}/sms``: the SMS settings (absent = unchanged) and the consents.
+SmsChange: type[BaseModel] = create_model(
+    "SmsChange", __config__=ConfigDict(extra="forbid"),
+    consentSendOnBehalf=(Optional[bool], Field(None, description="we send texts on the organization's behalf")),  # noqa: UP045
+    consentPatientsAgreed=(Optional[bool], Field(None, description="the patients agreed to receive texts")),  # noqa: UP045
+    **_sms_fields())
+
+
+class PreviewBody(BaseModel):
+    """Body of ``POST /api/config/sms/preview``."""
+
+    model_config = ConfigDict(extra="forbid")
+    environmentId: str = Field(min_length=1, max_length=64)
+    kind: Literal["booked", "changed", "cancelled", "reminder", "help"] = "booked"
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    template: str | None = Field(default=None, max_length=1000)
+
+
+def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: Any, *,
+                     now: datetime) -> EnvironmentConfig:
+    """``config`` with the SMS change applied (validated by pydantic; the rules run when it is stored).
+
+    Raises:
+        ConfigurationRefused: a field has the wrong type, or only one consent was given.
+    """
+    change = dict(change)
+    consent = (change.pop("consentSendOnBehalf", None), change.pop("consentPatientsAgreed", None))
+    sms = dataclasses.asdict(config.sms)
+    if consent != (None, None):
+        if consent == (True, True):
+            sms.update(consented_by=actor.name, consented_at=iso(now))
+        elif consent == (False, False):
+            sms.update(consented_by=None, consented_at=None, enabled=False)
+        else:
+            raise ConfigurationRefused([Problem(
+                "consents", "give both consents (or neither): we send on the organization's behalf, and your "
+                            "patients agreed to texts")])
+    sms.update(change)
+    try:
+        validated = STORED.validate_python({**config.to_doc(), "sms": sms})
+    except ValidationError as exc:
+        raise ConfigurationRefused(pydantic_problems(exc)) from None
+    return dataclasses.replace(config, sms=validated.sms)
+
+
+def preview(config: EnvironmentConfig, *, kind: str, language: str, template: str | None,
+            public_base_url: str, start_utc: datetime | None = None) -> dict[str, Any]:
+    """One text as a patient would get it, with its segments, for a visit tomorrow at 22:45 local (a long
+    date); ``template`` (unsaved) or the environment's own.
+
+    Returns:
+        ``{"text", "encoding", "units", "segments", "maxSegments", "problems": [...], "nonGsm7"}``.
+    """
+    empty = {"text": "", "encoding": "", "units": 0, "segments": 0, "maxSegments": MAX_SEGMENTS, "nonGsm7": ""}
+    if kind not in KINDS:
+        return {**empty, "problems": [f"unknown kind {kind}"]}
+    text_template = template if template is not None else template_for(kind, language, config.sms.templates,
+                                                                         config.sms.default_language)
+    problems: list[str] = []
+    try:
+        unknown = sorted(set(placeholders(text_template)) - PLACEHOLDERS)
+    except ValueError:
+        return {**empty, "problems": ["not a valid template (unbalanced braces)"]}
+    if unknown:
+        problems.append("unknown placeholder(s) " + ", ".join("{" + u + "}" for u in unknown) + "; use "
+                        + ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS)))
+        return {**empty, "problems": problems}
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(config.time_zone)
+    start = start_utc or datetime.now(UTC).astimezone(zone).replace(hour=22, minute=45, second=0, microsecond=0)
+    link = (config.sms.join_link_base_url or public_base_url).rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
+    text = render_template(text_template, org=config.display_name,
+                           when=format_when(start.astimezone(UTC), config.time_zone, language), link=link,
+                           frequency=texts_per_visit(config.sms, language),
+                           contact=help_contact(config.sms, public_base_url))
+    count = count_segments(text)
+    if count.segments > MAX_SEGMENTS:
+        problems.append(f"{count.segments} segments: more than {MAX_SEGMENTS}; shorten the text")
+    return {"text": text, "encoding": str(count.encoding), "units": count.units, "segments": count.segments,
+            "maxSegments": MAX_SEGMENTS, "problems": problems, "nonGsm7": non_gsm7_characters(text)}
+

@@ -1,0 +1,52 @@
+// Configuration portal: optional conveniences. Every page works without this script.
+(function () {
+  "use strict";
+
+  // Live preview of SMS templates: as the admin types, ask the server for the text and its segments.
+  var form = document.getElementById("sms-form");
+  if (form) {
+    var url = form.getAttribute("data-preview-url");
+    var environment = form.getAttribute("data-environment");
+    var timers = {};
+    Array.prototype.forEach.call(form.querySelectorAll(".template"), function (block) {
+      var area = block.querySelector("textarea");
+      var preview = block.querySelector(".preview");
+      area.addEventListener("input", function () {
+        clearTimeout(timers[area.id]);
+        timers[area.id] = setTimeout(function () {
+          fetch(url, {
+            method: "POST", credentials: "same-origin",
+            headers: {"Content-Type": "application/json"},
+            body: JSON.stringify({environmentId: environment, kind: block.getAttribute("data-kind"),
+                                  language: block.getAttribute("data-language"), template: area.value})
+          }).then(function (r) { return r.json(); }).then(function (result) {
+            preview.querySelector(".preview-text").textContent = result.text || "";
+            preview.querySelector(".preview-segments").textContent = String(result.segments || 0);
+            preview.querySelector(".preview-encoding").textContent = result.encoding || "";
+            var old = preview.querySelector(".field-error");
+            if (old) { old.remove(); }
+            if (result.problems && result.problems.length) {
+              var strong = document.createElement("strong");
+              strong.className = "field-error";
+              strong.textContent = " " + result.problems.join("; ");
+              preview.lastElementChild.appendChild(strong);
+            }
+          }).catch(function () {});
+        }, 300);
+      });
+    });
+  }
+
+  // Phone-number purchase: poll its progress and reload when it ends.
+  var purchase = document.getElementById("purchase");
+  if (purchase && purchase.getAttribute("data-status") === "running") {
+    var progressUrl = purchase.getAttribute("data-progress-url");
+    var poll = function () {
+      fetch(progressUrl, {credentials: "same-origin"}).then(function (r) { return r.json(); })
+        .then(function (result) {
+          if (result.status === "running") { setTimeout(poll, 1500); } else { window.location.reload(); }
+        }).catch(function () { setTimeout(poll, 3000); });
+    };
+    setTimeout(poll, 1000);
+  }
+}());

@@ -1,0 +1,130 @@
+"""The portal's pages over HTTP, as a browser without JavaScript uses them: plain form posts with the CSRF token,
+error summaries that link to the fields, role checks on every page, uploads refused with a message."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.integration.portal_client import PortalUser, served_app
+from tests.support.hl7_signing import signer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def runner(app: Any, service_settings: dict[str, str]) -> Iterator[str]:
+    with served_app(service_settings["PUBLIC_BASE_URL"], "function_app_portal_pages_tests") as public:
+        yield public
+
+
+@pytest.fixture(scope="module")
+def ca(service_settings: dict[str, str]) -> str:
+    return service_settings["REQUESTS_CA_BUNDLE"]
+
+
+@pytest.fixture(scope="module")
+def admin(runner: str, ca: str) -> PortalUser:
+    return PortalUser(runner, "admin@contoso.example", ("Admin",), ca)
+
+
+def csrf_of(page: requests.Response) -> str:
+    return html.unescape(re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
+
+
+def form_of(admin: PortalUser, epic_base: str, **over: str) -> dict[str, str]:
+    page = admin.get("/api/portal/environments/new")
+    assert page.status_code == 200 and "Add an environment" in page.text
+    return {"csrf_token": csrf_of(page), "id": f"pg-{uuid.uuid4().hex[:8]}", "kind": "test",
+            "display_name": "Contoso Health", "fhir_base_urls": f"{epic_base}/org{uuid.uuid4().hex[:6]}/api/FHIR/R4",
+            "epic_client_id": "vv-pages", "time_zone": "America/Chicago", "default_region": "US",
+            "launch_mode": "smart", "csn_identifier_systems": ".7.3.698084.8", "provider_signin": "on",
+            "appointment_id_order": "SCH-2\nSCH-1", "hl7_auth": "jws", "client_assertion_alg": "RS384",
+            "writeback_vendor_name": "OpenVirtualVisits", "encrypted_max_age_seconds": "300", **over}
+
+
+def test_signed_out_pages_send_you_to_sign_in(runner: str, ca: str):
+    answer = requests.get(f"{runner}/api/portal/environments", verify=ca, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303 and answer.headers["Location"].startswith("/api/portal/signin")
+    signin = requests.get(f"{runner}/api/portal/signin", verify=ca, timeout=10)
+    assert "Local development sign-in" in signin.text and "default-src 'none'" in signin.headers[
+        "Content-Security-Policy"]
+
+
+def test_a_form_with_mistakes_comes_back_with_an_error_summary_linking_to_the_fields(
+        admin: PortalUser, service_settings: dict[str, str]):
+    form = form_of(admin, service_settings["EPIC_STANDIN_URL"], fhir_base_urls="http://ehr.example/fhir",
+                   time_zone="Nowhere/City")
+    answer = admin.session.post(f"{admin.base}/api/portal/environments", data=form, allow_redirects=False)
+    assert answer.status_code == 422
+    summary = answer.text.split('id="error-summary"')[1].split("</div>")[0]
+    assert '<a href="#fhir_base_urls">' in summary and "must start with https://" in summary
+    assert '<a href="#time_zone">' in summary
+    assert 'id="time_zone-error"' in answer.text and 'aria-invalid="true"' in answer.text
+    assert "Nowhere/City" in answer.text  # what was typed is kept
+
+
+def test_create_with_the_form_then_upload_a_certificate_and_a_binary_file_is_refused(
+        admin: PortalUser, service_settings: dict[str, str]):
+    form = form_of(admin, service_settings["EPIC_STANDIN_URL"])
+    created = admin.session.post(f"{admin.base}/api/portal/environments", data=form, allow_redirects=False)
+    assert created.status_code == 303, created.text
+    page = admin.get(created.headers["Location"])
+    assert page.status_code == 200 and "Saved." in page.text and "Waiting for approval" in page.text
+    token = csrf_of(page)
+    upload = admin.session.post(f"{admin.base}/api/portal/environments/{form['id']}/certificates",
+                                data={"csrf_token": token}, allow_redirects=False,
+                                files={"certificate": ("engine.cer", signer().cert_pem, "application/pkix-cert")})
+    assert upload.status_code == 303, upload.text
+    shown = admin.get(f"/api/portal/environments/{form['id']}")
+    assert "CN=test-interface-engine" in shown.text and re.search(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", shown.text)
+    binary = admin.session.post(f"{admin.base}/api/portal/environments/{form['id']}/certificates",
+                                data={"csrf_token": token}, allow_redirects=False,
+                                files={"certificate": ("engine.der", b"\x30\x82\x01\x00\x00\xff", "x/y")})
+    assert binary.status_code == 422 and "This is a binary file." in binary.text
+    assert '<a href="#certificate">' in binary.text
+    huge = admin.session.post(f"{admin.base}/api/portal/environments/{form['id']}/certificates",
+                              data={"csrf_token": token}, allow_redirects=False,
+                              files={"certificate": ("big.cer", b"A" * 200_000, "text/plain")})
+    assert huge.status_code == 413 and "File too large" in huge.text
+
+
+def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(admin: PortalUser,
+                                                                           service_settings: dict[str, str]):
+    form = form_of(admin, service_settings["EPIC_STANDIN_URL"])
+    form.pop("csrf_token")
+    answer = admin.session.post(f"{admin.base}/api/portal/environments", data=form, allow_redirects=False)
+    assert answer.status_code == 403 and 'id="error-code">CSRF_FAILED<' in answer.text
+    assert admin.get(f"/api/portal/environments/{form['id']}").status_code == 404
+
+
+def test_a_reader_gets_a_page_saying_which_role_is_needed(runner: str, ca: str):
+    reader = PortalUser(runner, "reader@contoso.example", ("ReportsReader",), ca)
+    for path in ("/api/portal/environments", "/api/portal/environments/new", "/api/portal/audit",
+                 "/api/portal/phone-numbers", "/api/portal/approvals"):
+        page = reader.get(path)
+        assert page.status_code == 403 and 'id="error-code">ROLE_MISSING<' in page.text, path
+
+
+def test_the_phone_number_pages_buy_a_number_without_javascript(admin: PortalUser):
+    numbers = admin.get("/api/portal/phone-numbers")
+    token = csrf_of(numbers)
+    searched = admin.session.post(f"{admin.base}/api/portal/phone-numbers/searches", allow_redirects=False,
+                                  data={"csrf_token": token, "numberType": "tollFree"})
+    assert searched.status_code == 303, searched.text
+    offer = admin.get(searched.headers["Location"])
+    search_id = re.search(r'name="searchId" value="([^"]+)"', offer.text).group(1)  # type: ignore[union-attr]
+    no_consent = admin.session.post(f"{admin.base}/api/portal/phone-numbers/purchases", allow_redirects=False,
+                                    data={"csrf_token": token, "searchId": search_id})
+    assert no_consent.status_code == 422 and '<a href="#consentToCosts">' in no_consent.text
+    bought = admin.session.post(f"{admin.base}/api/portal/phone-numbers/purchases", allow_redirects=False,
+                                data={"csrf_token": token, "searchId": search_id, "consentToCosts": "on"})
+    assert bought.status_code == 303
+    progress = admin.get(bought.headers["Location"])
+    assert progress.status_code == 200 and 'id="purchase-status"' in progress.text

@@ -1,0 +1,47 @@
+"""The environment form is rendered from the model's field types and read back into the API's typed body."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lib.config.environments import EnvironmentChange
+from lib.config.forms import FormProblem, defaults, editable_names, form_fields, parse_form
+from lib.models import EnvironmentConfig
+
+
+def test_every_editable_setting_of_the_model_is_on_the_form_and_nothing_the_portal_sets_itself():
+    names = set(editable_names(creating=False))
+    own = {"approvals", "approved", "hl7_certificates", "sms", "disabled", "id"}
+    assert names == {f.name for f in dataclasses.fields(EnvironmentConfig)} - own
+    assert "id" in editable_names(creating=True)
+
+
+def test_widgets_follow_the_types():
+    widgets = {f.name: f.widget for f in form_fields(defaults(), creating=True)}
+    assert widgets["provider_signin"] == "checkbox" and widgets["kind"] == "radios"
+    assert widgets["fhir_base_urls"] == "lines" and widgets["department_organizers"] == "pairs"
+    assert widgets["encrypted_max_age_seconds"] == "number" and widgets["display_name"] == "text"
+
+
+def test_the_form_text_becomes_the_typed_body_the_api_validates():
+    form = {"fhir_base_urls": ["https://a/api/FHIR/R4\r\n\r\nhttps://b/api/FHIR/R4 "],
+            "approvers": ["https://a/api/FHIR/R4 = analyst@contoso.example"],
+            "department_organizers": ["10501 = 5b4e6f0a-0c1d-4e2f-9a3b-0d1e2f3a4b5c"],
+            "provider_signin": [""], "fallback_organizer_id": [""], "encrypted_max_age_seconds": ["120"],
+            "kind": ["production"]}
+    body, raw = parse_form(form, creating=False)
+    typed = EnvironmentChange.model_validate(body).model_dump(exclude_unset=True)
+    assert typed["fhir_base_urls"] == ("https://a/api/FHIR/R4", "https://b/api/FHIR/R4")
+    assert typed["approvers"] == {"https://a/api/FHIR/R4": "analyst@contoso.example"}
+    assert typed["department_organizers"] == {"10501": "5b4e6f0a-0c1d-4e2f-9a3b-0d1e2f3a4b5c"}
+    assert typed["provider_signin"] is False and typed["fallback_organizer_id"] is None
+    assert typed["encrypted_max_age_seconds"] == 120 and typed["kind"] == "production"
+    assert raw["encrypted_max_age_seconds"] == "120"
+
+
+def test_a_pair_without_equals_names_its_line():
+    with pytest.raises(FormProblem) as err:
+        parse_form({"department_organizers": ["10501 5b4e"]}, creating=False)
+    assert err.value.field == "department_organizers" and "10501 5b4e" in err.value.message
