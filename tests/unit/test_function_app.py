@@ -83,6 +83,12 @@ EXPECTED_HTTP = {
     "visit_status_page": ("visits/{token}/status", ["GET"]),
     "visit_status_json": ("visits/{token}/status.json", ["GET"]),
     "static_files": ("static/{*path}", ["GET", "HEAD"]),
+    # reports (functions/reports.py)
+    "report_page": ("portal/reports", ["GET"]),
+    "report_visits": ("reports/visits", ["GET"]),
+    "report_texts": ("reports/texts", ["GET"]),
+    "report_visits_csv": ("reports/visits.csv", ["GET"]),
+    "report_texts_csv": ("reports/texts.csv", ["GET"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
                    "call_records": "call-records", "report_update": "report-updates"}
