@@ -216,7 +216,10 @@ def test_out_of_order_and_duplicate_notifications_write_each_event_once_in_order
     script(urls, appointment, visit_steps(), delivery="hold")
     released = control(urls, "graph", "POST", "call-events/release", {"order": "reverse"})["statuses"]
     assert set(released) == {202}
-    script(urls, appointment, [{"action": "join", "participant": CLIN}], delivery="duplicate")  # a second visit segment
+    # a second visit segment, after the call ended (stamped explicitly: on a fast machine both scripts run within
+    # one second, and script()'s own stamps would put this join at the very instant of the end)
+    rejoin_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    script(urls, appointment, [{"action": "join", "participant": CLIN, "at": rejoin_at}], delivery="duplicate")
     drain(app, appointment.key)
 
     calls = per_participant(epic_calls(urls, appointment.appointment_id))
