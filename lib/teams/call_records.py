@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lib.ehr.writeback import retry_after_seconds
-from lib.smart.transport import HttpClient, TransportError, json_or_none
-from lib.teams.graph import GraphTokenSource
+from lib.smart.transport import TransportError, json_or_none
+from lib.teams.graph import GraphCaller
 
 MAX_PAGES = 20
 
@@ -31,7 +31,7 @@ class CallRecordsError(Exception):
         self.retry_after = retry_after
 
 
-class CallRecordsClient:
+class CallRecordsClient(GraphCaller):
     """Finds and reads call records with the app-only token.
 
     Args:
@@ -40,10 +40,6 @@ class CallRecordsClient:
         http: outbound HTTP client.
     """
 
-    def __init__(self, *, base_url: str, tokens: GraphTokenSource, http: HttpClient) -> None:
-        self._base = base_url.rstrip("/")
-        self._tokens = tokens
-        self._http = http
 
     def _get(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any] | None:
         headers = {"Authorization": f"Bearer {self._tokens.token()}", "Accept": "application/json"}

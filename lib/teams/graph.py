@@ -187,11 +187,11 @@ class MsalCertificateTokenSource:
                                                "the app registration and the tenant ID.")
 
 
-class GraphClient:
-    """The Graph calls of this app.
+class GraphCaller:
+    """What every Graph client of this app holds: the base URL, the app-only token source and the HTTP client.
 
     Args:
-        base_url: ``Settings.graph_base_url`` (with ``/v1.0``).
+        base_url: ``Settings.graph_base_url`` (v1.0), or the beta base where a client says so.
         tokens: app-only token source.
         http: outbound HTTP client.
     """
@@ -200,6 +200,17 @@ class GraphClient:
         self._base = base_url.rstrip("/")
         self._tokens = tokens
         self._http = http
+
+
+class GraphClient(GraphCaller):
+    """The Graph calls of this app.
+
+    Args:
+        base_url: ``Settings.graph_base_url`` (with ``/v1.0``).
+        tokens: app-only token source.
+        http: outbound HTTP client.
+    """
+
 
     def create_or_get_meeting(
         self,

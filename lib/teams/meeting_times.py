@@ -7,11 +7,11 @@ from __future__ import annotations
 import urllib.parse
 from datetime import UTC, datetime
 
-from lib.smart.transport import HttpClient, TransportError
-from lib.teams.graph import GraphTokenSource, graph_error
+from lib.smart.transport import TransportError
+from lib.teams.graph import GraphCaller, graph_error
 
 
-class MeetingTimesClient:
+class MeetingTimesClient(GraphCaller):
     """Updates an online meeting's start and end.
 
     Args:
@@ -20,10 +20,6 @@ class MeetingTimesClient:
         http: outbound HTTP client.
     """
 
-    def __init__(self, *, base_url: str, tokens: GraphTokenSource, http: HttpClient) -> None:
-        self._base = base_url.rstrip("/")
-        self._tokens = tokens
-        self._http = http
 
     def update_times(self, organizer_id: str, meeting_id: str, start: datetime, end: datetime) -> None:
         """Set the meeting's times.

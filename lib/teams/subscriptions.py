@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lib.ehr.writeback import retry_after_seconds
-from lib.smart.transport import HttpClient, TransportError, json_or_none
-from lib.teams.graph import GraphTokenSource
+from lib.smart.transport import TransportError, json_or_none
+from lib.teams.graph import GraphCaller
 
 #: Longest lifetime Graph grants a meeting call-events subscription (3 days).
 MEETING_EVENTS_MAX_MINUTES = 4320
@@ -43,7 +43,7 @@ def _time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
 
-class GraphSubscriptionsClient:
+class GraphSubscriptionsClient(GraphCaller):
     """Create, renew and delete subscriptions with the app-only token.
 
     Args:
@@ -52,10 +52,6 @@ class GraphSubscriptionsClient:
         http: outbound HTTP client.
     """
 
-    def __init__(self, *, base_url: str, tokens: GraphTokenSource, http: HttpClient) -> None:
-        self._base = base_url.rstrip("/")
-        self._tokens = tokens
-        self._http = http
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self._tokens.token()}", "Accept": "application/json"}
