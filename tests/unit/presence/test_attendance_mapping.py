@@ -4,7 +4,6 @@ intervals -> connects and disconnects, the after-meeting queue messages."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
