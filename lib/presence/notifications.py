@@ -3,11 +3,11 @@
 Nothing in a delivery is trusted until it passed, in this order: every JWT of its ``validationTokens`` was
 issued by the Microsoft identity platform to Microsoft Graph change tracking for our app
 (:mod:`lib.presence.validation_tokens`; a delivery that fails is refused whole, before any notification is
-looked at); each notification's ``clientState`` names one of our subscription documents and carries that
-subscription's secret (:meth:`PresenceSubscriptions.check`); its ``encryptedContent`` was encrypted for our
-certificate and its ``dataSignature`` verifies (:func:`lib.presence.encrypted_content.decrypt_resource`).
-Only the decrypted resource is used; the notification's plain ``resource``/``resourceData`` fields are
-ignored.
+looked at); each notification's ``tenantId`` is a tenant a token vouches for (its ``tid``); its
+``clientState`` names one of our subscription documents and carries that subscription's secret
+(:meth:`PresenceSubscriptions.check`); its ``encryptedContent`` was encrypted for our certificate and its
+``dataSignature`` verifies (:func:`lib.presence.encrypted_content.decrypt_resource`). Only the decrypted
+resource is used; the notification's plain ``resource``/``resourceData`` fields are ignored.
 """
 
 from __future__ import annotations
@@ -86,23 +86,24 @@ class NotificationService:
         self._certificates = certificates
         self._validation_tokens = validation_tokens
 
-    def _authentic(self, delivery: Delivery, *, required: bool, correlation_id: str | None) -> str | None:
-        """``None`` when the delivery's validation tokens pass, else the reason it is refused (logged here).
+    def _vouched_tenants(self, delivery: Delivery, *, required: bool, correlation_id: str | None) -> frozenset[str]:
+        """The tenants (``tid``) the delivery's validation tokens vouch for, after every token passed.
 
         Raises:
+            NotificationRefused: a token failed, or none came where ``required`` (logged here, without tokens).
             SigningKeysUnavailable: the identity platform's keys cannot be read now.
         """
         try:
             if self._validation_tokens is None:
                 if required or delivery.validation_tokens:
                     raise NotificationRefused("validation_tokens_unverifiable")
-            else:
-                self._validation_tokens.check_delivery(delivery.validation_tokens, required=required)
+                return frozenset()
+            claims = self._validation_tokens.check_delivery(delivery.validation_tokens, required=required)
         except NotificationRefused as exc:
             log.warning("graph notification delivery refused reason=%s notifications=%d correlation=%s",
                         exc.reason, len(delivery.notifications), correlation_id)
-            return exc.reason
-        return None
+            raise
+        return frozenset(str(c["tid"]) for c in claims if isinstance(c.get("tid"), str))
 
     def changes(self, body: bytes, *, correlation_id: str | None = None) -> NotificationReport:
         """Apply a delivery of change notifications (each checked on its own).
@@ -118,12 +119,16 @@ class NotificationService:
         """
         report = NotificationReport()
         delivery = parse_delivery(body)
-        refused = self._authentic(delivery, required=True, correlation_id=correlation_id)
-        if refused:
-            report.refused.append(refused)
+        try:
+            tenants = self._vouched_tenants(delivery, required=True, correlation_id=correlation_id)
+        except NotificationRefused as exc:
+            report.refused.append(exc.reason)
             return report
         for notification in delivery.notifications:
             try:
+                # Graph sends a token for each (app, tenant) of the delivery's notifications.
+                if notification.get("tenantId") not in tenants:
+                    raise NotificationRefused("validation_token_tenant_mismatch")
                 sub = self._subscriptions.check(notification)
                 call_event = decrypt_resource(notification.get("encryptedContent"), self._certificates)
                 created = self._roster.apply(sub.appointment_key, call_event, correlation_id=correlation_id)
@@ -151,9 +156,10 @@ class NotificationService:
         """
         report = NotificationReport()
         delivery = parse_delivery(body)
-        refused = self._authentic(delivery, required=False, correlation_id=correlation_id)
-        if refused:
-            report.refused.append(refused)
+        try:
+            self._vouched_tenants(delivery, required=False, correlation_id=correlation_id)
+        except NotificationRefused as exc:
+            report.refused.append(exc.reason)
             return report
         for notification in delivery.notifications:
             event = notification.get("lifecycleEvent")

@@ -203,8 +203,8 @@ class ValidationTokenVerifier:
         self._clock = clock
         self._leeway = leeway_seconds
 
-    def check_delivery(self, tokens: Any, *, required: bool) -> int:
-        """Verify every token of a delivery's ``validationTokens``; returns how many passed.
+    def check_delivery(self, tokens: Any, *, required: bool) -> list[dict[str, Any]]:
+        """Verify every token of a delivery's ``validationTokens``; returns their claims.
 
         Args:
             tokens: the delivery's ``validationTokens`` value as parsed (``None`` when absent).
@@ -218,12 +218,10 @@ class ValidationTokenVerifier:
         if tokens is None or tokens == []:
             if required:
                 raise NotificationRefused("validation_tokens_missing")
-            return 0
+            return []
         if not isinstance(tokens, list) or len(tokens) > MAX_TOKENS:
             raise NotificationRefused("validation_tokens_malformed")
-        for token in tokens:
-            self.verify(token)
-        return len(tokens)
+        return [self.verify(token) for token in tokens]
 
     def verify(self, token: Any) -> dict[str, Any]:
         """The claims of one validation token, after every check of the module docstring.

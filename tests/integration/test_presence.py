@@ -278,6 +278,7 @@ def sealed_roster_update(app: Any, urls: dict[str, str], appointment: Any) -> di
     ({"claims": {"iss": "https://sts.windows.net/00000000-0000-4000-8000-000000000bad/"}},
      "validation_token_wrong_issuer"),
     ({"claims": {"appid": "00000000-0000-4000-8000-0000000000ee"}}, "validation_token_not_from_graph"),
+    ({"claims": {"tid": "00000000-0000-4000-8000-000000000bad"}}, "validation_token_tenant_mismatch"),
 ])
 def test_a_delivery_without_genuine_validation_tokens_is_refused_and_stores_nothing(
         app: Any, env: Any, urls: dict[str, str], token_request: dict[str, Any] | None, reason: str,
@@ -292,7 +293,7 @@ def test_a_delivery_without_genuine_validation_tokens_is_refused_and_stores_noth
         answer = requests.post(url, json=forged, timeout=10)
     assert answer.status_code == 403, answer.text
     assert answer.json()["reasons"] == [reason]
-    assert f"graph notification delivery refused reason={reason}" in caplog.text
+    assert f"refused reason={reason}" in caplog.text
     assert not any(t in caplog.text for t in forged.get("validationTokens", []))  # no token in the logs
     assert app.repos.visit_events.for_appointment(appointment.key) == []
     assert requests.post(url, json=sealed, timeout=10).status_code == 202  # the genuine one is applied

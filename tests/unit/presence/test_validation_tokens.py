@@ -188,12 +188,12 @@ def test_a_delivery_with_resource_data_needs_tokens(verifier):
         with pytest.raises(NotificationRefused) as refused:
             verifier.check_delivery(absent, required=True)
         assert refused.value.reason == "validation_tokens_missing"
-    assert verifier.check_delivery(None, required=False) == 0
+    assert verifier.check_delivery(None, required=False) == []
 
 
 def test_every_token_of_a_delivery_must_pass(verifier, k1):
     good = sign(k1, claims())
-    assert verifier.check_delivery([good, good], required=True) == 2
+    assert [c["tid"] for c in verifier.check_delivery([good, good], required=True)] == [TENANT, TENANT]
     with pytest.raises(NotificationRefused) as refused:
         verifier.check_delivery([good, sign(k1, claims(aud="another-app"))], required=True)
     assert refused.value.reason == "validation_token_wrong_audience"
@@ -330,6 +330,16 @@ def test_a_delivery_failing_its_tokens_applies_nothing(verifier, tokens, reason,
         report = service.changes(_delivery(tokens), correlation_id="corr-1")
     assert (report.refused, report.applied, subscriptions.calls, roster.calls) == ([reason], 0, 0, 0)
     assert f"reason={reason}" in caplog.text and "not-a-token" not in caplog.text
+
+
+def test_a_notification_of_a_tenant_no_token_vouches_for_is_refused(verifier, k1):
+    subscriptions = _Untouchable()
+    service = NotificationService(subscriptions=subscriptions, roster=_Untouchable(), certificates={},  # type: ignore[arg-type]
+                                  validation_tokens=verifier)
+    body = {"value": [{"subscriptionId": "s", "clientState": "c", "tenantId": "another-tenant",
+                       "encryptedContent": {"data": "x"}}], "validationTokens": [sign(k1, claims())]}
+    report = service.changes(json.dumps(body).encode())
+    assert (report.refused, subscriptions.calls) == (["validation_token_tenant_mismatch"], 0)
 
 
 def test_a_forged_token_on_a_lifecycle_delivery_is_refused_too(verifier, k1):
