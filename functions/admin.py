@@ -73,8 +73,9 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> fun
                        correlation=correlation, code="INTERNAL_ERROR")
 
 
-def _model(model: Any, body: Any) -> dict[str, Any]:
-    """Validate ``body`` with a pydantic model; only the fields sent."""
+def _model(model: Any, body: Any, *, explain: Any = None) -> dict[str, Any]:
+    """Validate ``body`` with a pydantic model; only the fields sent. ``explain(body, error)`` builds the
+    refusal when given (an environment's lists every problem, not only the model's)."""
     from pydantic import ValidationError
 
     from lib.config.environments import ConfigurationRefused, pydantic_problems
@@ -84,7 +85,7 @@ def _model(model: Any, body: Any) -> dict[str, Any]:
     try:
         return model.model_validate(body).model_dump(exclude_unset=True)
     except ValidationError as exc:
-        raise ConfigurationRefused(pydantic_problems(exc)) from None
+        raise (explain(body, exc) if explain else ConfigurationRefused(pydantic_problems(exc))) from None
 
 
 # ---- session -------------------------------------------------------------------------------------------------
@@ -116,7 +117,8 @@ def config_environments(req: func.HttpRequest) -> func.HttpResponse:
             authorize(req, ADMIN, APPROVER)
             return _json([environment_view(e, portal) for e in portal.environments.list()], req=req)
         principal = authorize(req, ADMIN, change=True)
-        created = portal.environments.create(_model(EnvironmentCreate, json_body(req)), principal)
+        body = _model(EnvironmentCreate, json_body(req), explain=portal.environments.refusal)
+        created = portal.environments.create(body, principal)
         return _json(environment_view(created, portal), 201, req)
     return _call(req, run)
 
@@ -136,7 +138,9 @@ def config_environment(req: func.HttpRequest) -> func.HttpResponse:
             authorize(req, ADMIN, APPROVER)
             return _json(environment_view(portal.environments.get(env_id), portal), req=req)
         principal = authorize(req, ADMIN, change=True)
-        changed = portal.environments.update(env_id, _model(EnvironmentChange, json_body(req)), principal)
+        body = _model(EnvironmentChange, json_body(req),
+                      explain=lambda sent, exc: portal.environments.refusal(sent, exc, environment_id=env_id))
+        changed = portal.environments.update(env_id, body, principal)
         return _json(environment_view(changed, portal), req=req)
     return _call(req, run)
 

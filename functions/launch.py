@@ -59,11 +59,9 @@ def _respond(result: Any, correlation: str) -> func.HttpResponse:
                              mimetype="text/html", charset="utf-8")
 
 
-def _frame_ancestors(error: Any) -> tuple[str, ...]:
-    """Who may frame an error page: anyone for ``FRAME_NOT_ALLOWED`` (it must be readable in the frame it
-    refuses), else every environment's Epic origins (the environment may not be known yet)."""
-    if error.code == "FRAME_NOT_ALLOWED":
-        return ("*",)
+def _frame_ancestors() -> tuple[str, ...]:
+    """Who may frame an error page (``FRAME_NOT_ALLOWED`` excepted: anyone, as it must be readable in the frame
+    it refuses): every environment's Epic origins (the environment may not be known yet)."""
     try:
         return services().frame_origins.origins()  # type: ignore[no-any-return]
     except Exception:  # settings broken: the page is still shown, framable by us only
@@ -85,7 +83,9 @@ def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
     else:
         error = LaunchError("INTERNAL_ERROR")
         log.error("%s failed code=INTERNAL_ERROR type=%s correlation=%s", where, type(exc).__name__, correlation)
-    return _respond(error_page(error, correlation, frame_ancestors=_frame_ancestors(error)), correlation)
+    anyone = error.code == "FRAME_NOT_ALLOWED"
+    return _respond(error_page(error, correlation, frame_ancestors=() if anyone else _frame_ancestors(),
+                               frame_anyone=anyone), correlation)
 
 
 def _with_urls(error: Any) -> Any:

@@ -246,7 +246,6 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
         EnvironmentChange,
         EnvironmentCreate,
         Problem,
-        pydantic_problems,
     )
     from lib.config.forms import FormProblem, defaults, parse_form
 
@@ -260,7 +259,7 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
         try:
             typed = model.model_validate(body).model_dump(exclude_unset=True)
         except ValidationError as exc:
-            raise ConfigurationRefused(pydantic_problems(exc)) from None
+            raise portal.environments.refusal(body, exc, environment_id=None if creating else env_id) from None
         if creating:
             saved = portal.environments.create(typed, principal)
         else:
@@ -327,10 +326,15 @@ def _environment_page(req: func.HttpRequest, principal: Any, config: Any, *, sta
 def portal_environment_edit(req: func.HttpRequest) -> func.HttpResponse:
     """The edit form of an environment (Admin)."""
     def run() -> func.HttpResponse:
+        from lib.config.environments import OWN_ACTIONS, Problem, invalid_stored_fields
+
         principal = authorize(req, ADMIN)
         env_id = req.route_params.get("environmentId", "")
         config = services().portal.environments.get(env_id)
-        return _environment_form(req, principal, creating=False, values=config.to_doc(), env_id=env_id)
+        stored = [Problem(name, message) for name, message in invalid_stored_fields(config.to_doc()).items()
+                  if name not in OWN_ACTIONS]  # saved by an older version: shown at its field, to be corrected
+        return _environment_form(req, principal, creating=False, values=config.to_doc(), env_id=env_id,
+                                 problems=stored)
     return _guarded(req, run)
 
 

@@ -13,10 +13,27 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from lib.field_rules import (
+    AppointmentIdOrder,
+    DisplayName,
+    EncryptedMaxAge,
+    FrameOrigins,
+    GraceMinutes,
+    HorizonMinutes,
+    PerNumberCap,
+    ReminderMinutes,
+    SmsRate,
+    TimeZoneName,
+    VendorName,
+    VisitsPerMonth,
+    WindowHours,
+)
+
 EnvironmentKind = Literal["test", "production"]
 Hl7Auth = Literal["jws", "none"]
 LaunchMode = Literal["smart", "encrypted"]
 PresenceSource = Literal["auto", "notifications", "attendance_report"]
+ClientAssertionAlg = Literal["RS384", "ES384"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
@@ -153,17 +170,17 @@ class SmsSettings:
     confirm_booked: bool = True
     confirm_changed: bool = True
     confirm_cancelled: bool = True
-    reminder_offsets_minutes: tuple[int, ...] = (1440, 60)
+    reminder_offsets_minutes: tuple[ReminderMinutes, ...] = (1440, 60)
     quiet_hours: tuple[str, str] = ("21:00", "08:00")
     join_link_base_url: str | None = None
     default_language: str = "en"
     templates: dict[str, dict[str, str]] = field(default_factory=dict)
-    rate_per_minute: int = 200
-    phone_grace_minutes: int = 120
+    rate_per_minute: SmsRate = 200
+    phone_grace_minutes: GraceMinutes = 120
     reachable_countries: tuple[str, ...] = ()
     help_contact: str | None = None
-    per_number_cap: int = 6
-    per_number_window_hours: int = 72
+    per_number_cap: PerNumberCap = 6
+    per_number_window_hours: WindowHours = 72
     consented_by: str | None = None
     consented_at: str | None = None
 
@@ -261,29 +278,29 @@ class EnvironmentConfig:
 
     id: str
     kind: EnvironmentKind
-    display_name: str
+    display_name: DisplayName
     fhir_base_urls: tuple[str, ...]
     approved: bool
     epic_client_id: str
-    time_zone: str = "America/New_York"
+    time_zone: TimeZoneName = "America/New_York"
     default_region: str = "US"
-    appointment_id_order: tuple[str, ...] = ("SCH-2", "SCH-1", "PV1-19")
+    appointment_id_order: AppointmentIdOrder = ("SCH-2", "SCH-1", "PV1-19")
     fallback_organizer_id: str | None = None
-    writeback_vendor_name: str = "OpenVirtualVisits"
+    writeback_vendor_name: VendorName = "OpenVirtualVisits"
     sms: SmsSettings = field(default_factory=SmsSettings)
     hl7_auth: Hl7Auth = "jws"
     hl7_certificates: tuple[str, ...] = ()
     conference_id_field: str | None = None
     department_organizers: dict[str, str] = field(default_factory=dict)
     provider_signin: bool = True
-    client_assertion_alg: str = "RS384"
+    client_assertion_alg: ClientAssertionAlg = "RS384"
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
-    encrypted_max_age_seconds: int = 300
+    encrypted_max_age_seconds: EncryptedMaxAge = 300
     writeback_status_codes: dict[str, str] = field(default_factory=dict)
-    writeback_retry_horizon_minutes: int = DEFAULT_WRITEBACK_HORIZON_MINUTES
-    frame_origins: tuple[str, ...] = ()
-    monthly_visit_allocation: int | None = None
+    writeback_retry_horizon_minutes: HorizonMinutes = DEFAULT_WRITEBACK_HORIZON_MINUTES
+    frame_origins: FrameOrigins = ()
+    monthly_visit_allocation: VisitsPerMonth | None = None
     report_clinician_names: bool = False
     presence_source: PresenceSource = "auto"
     disabled: bool = False

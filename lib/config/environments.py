@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from lib.config.access import Principal
 from lib.config.approvals import with_summary
 from lib.config.audit import AuditLog, changed_fields
-from lib.models import EnvironmentConfig
+from lib.models import EnvironmentConfig, SmsSettings
 from lib.sms.configuration import validate_sms_settings
 from lib.store.environments import EnvironmentRepository
 
@@ -50,7 +49,7 @@ STORED: TypeAdapter[EnvironmentConfig] = TypeAdapter(EnvironmentConfig)
 
 
 def _optional_fields() -> dict[str, Any]:
-    hints = typing.get_type_hints(EnvironmentConfig)
+    hints = typing.get_type_hints(EnvironmentConfig, include_extras=True)  # with each field's own rules
     return {f.name: (Optional[hints[f.name]], None)  # noqa: UP045 (create_model needs a runtime type)
             for f in dataclasses.fields(EnvironmentConfig) if f.name not in OWN_ACTIONS}
 
@@ -98,7 +97,7 @@ def pydantic_problems(error: ValidationError) -> list[Problem]:
     for item in error.errors():
         loc = [str(part) for part in item["loc"] if not isinstance(part, int)]
         field = loc[0] if loc else "body"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
         out.append(Problem(field, f"{'.'.join(loc) or 'body'}: {message}"))
     return out
 
@@ -124,6 +123,26 @@ def url_problems(url: str) -> list[str]:
     return problems
 
 
+def field_problems(config: EnvironmentConfig) -> list[Problem]:
+    """The single-field rules of ``config`` (the pydantic validation of :data:`STORED`), for a configuration
+    built in code rather than validated from a body (the SMS page, approvals)."""
+    try:
+        STORED.validate_python(config.to_doc())
+    except ValidationError as exc:
+        return pydantic_problems(exc)
+    return []
+
+
+def invalid_stored_fields(doc: dict[str, Any]) -> dict[str, str]:
+    """Field -> message for the values of a stored configuration document that break a field's rule (saved by
+    an older version): the form shows them as the field's error."""
+    try:
+        STORED.validate_python({k: v for k, v in doc.items() if k in EnvironmentConfig.__dataclass_fields__})
+    except ValidationError as exc:
+        return {p.field: p.message for p in pydantic_problems(exc)}
+    return {}
+
+
 def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], public_base_url: str,
              discover: Callable[[str, str], str | None] | None, new_urls: set[str]) -> list[Problem]:
     """Every rule an environment breaks (empty: it may be stored).
@@ -138,8 +157,7 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
     out: list[Problem] = []
     if not ENVIRONMENT_ID.fullmatch(config.id) or config.id in RESERVED_IDS:
         out.append(Problem("id", "use 2 to 63 lowercase letters, digits or '-', starting with a letter or digit"))
-    if not config.display_name.strip() or len(config.display_name) > 80:
-        out.append(Problem("display_name", "enter the organization's name as patients know it (1 to 80 characters)"))
+    out += field_problems(config)
     if not _CLIENT_ID.fullmatch(config.epic_client_id):
         out.append(Problem("epic_client_id", "enter the client ID of our app in this Epic environment (Epic "
                                              "Connection Hub: Non-Production or Production Client ID)"))
@@ -164,10 +182,6 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
         if not _UPN.fullmatch(approver):
             out.append(Problem("approvers", f"{url}: name the approver by their Microsoft 365 sign-in name, "
                                             "e.g. analyst@contoso.example"))
-    try:
-        ZoneInfo(config.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        out.append(Problem("time_zone", f"'{config.time_zone}' is not an IANA time zone such as America/Chicago"))
     if config.default_region not in phonenumbers.SUPPORTED_REGIONS:
         out.append(Problem("default_region", f"'{config.default_region}' is not a phone region (ISO 3166 code "
                                              "such as US)"))
@@ -189,8 +203,8 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
         out.append(Problem("fallback_organizer_id", "enter the organizer's Entra object ID (a GUID)"))
     if config.kind == "production" and config.hl7_auth == "none":
         out.append(Problem("hl7_auth", "a production environment must verify HL7 signatures (jws)"))
-    if config.encrypted_max_age_seconds <= 0 or config.encrypted_max_age_seconds > 3600:
-        out.append(Problem("encrypted_max_age_seconds", "use 1 to 3600 seconds"))
+    if any(p.field == "time_zone" for p in out):
+        return out  # the SMS checks render texts in the zone
     if config.sms.enabled and not config.sms.consented_at:
         out.append(Problem("sms", "SMS can be switched on only with both consents (we send on the organization's "
                                   "behalf; your patients agreed to receive texts)"))
@@ -265,14 +279,19 @@ class EnvironmentAdmin:
             NotFound, ConfigurationRefused.
         """
         current = self.get(environment_id)
-        merged = {**current.to_doc(), **change}
-        config = self._validated(merged)
+        stored, reset = without_broken_values(current.to_doc(), keep=set(change))
+        config = self._validated({**stored, **change})
         config = dataclasses.replace(
             config, approvals={u: r for u, r in config.approvals.items() if u in config.fhir_base_urls},
             approvers={u: a for u, a in config.approvers.items() if u in config.fhir_base_urls}
             if "approvers" not in change else config.approvers)
         self._check(config, new_urls=set(config.fhir_base_urls) - set(current.fhir_base_urls))
-        return self.store(current, with_summary(config), actor, action=action)
+        config = with_summary(config)
+        summary = None
+        if reset:  # say so in the audit trail: the user did not send these
+            fields = changed_fields(current.to_doc(), config.to_doc())
+            summary = f"changed {', '.join(fields)}; reset invalid stored {', '.join(reset)} to the default"
+        return self.store(current, config, actor, action=action, summary=summary)
 
     def store(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *, action: str,
               summary: str | None = None) -> EnvironmentConfig:
@@ -304,13 +323,38 @@ class EnvironmentAdmin:
         return self.store(current, after, actor, action=f"environment.{word[:-1]}",
                           summary=f"{word} environment {environment_id}" + (f": {reason}" if reason else ""))
 
+    def refusal(self, body: dict[str, Any], error: ValidationError, *,
+                environment_id: str | None = None) -> ConfigurationRefused:
+        """The refusal of a body that :data:`EnvironmentCreate` / :data:`EnvironmentChange` refused: the model's
+        problems, plus the rule problems of the other fields (the form lists every mistake at once).
+
+        Raises:
+            NotFound: ``environment_id`` is given and unknown.
+        """
+        found = pydantic_problems(error)
+        base = self.get(environment_id).to_doc() if environment_id else {"approved": False}
+        return ConfigurationRefused(found + self._other_problems({**base, **body}, {p.field for p in found}))
+
     # ---- helpers ---------------------------------------------------------------------------------------------
     def _validated(self, doc: dict[str, Any]) -> EnvironmentConfig:
         try:
             return STORED.validate_python({k: v for k, v in doc.items()
                                            if k in EnvironmentConfig.__dataclass_fields__})
         except ValidationError as exc:
-            raise ConfigurationRefused(pydantic_problems(exc)) from None
+            found = pydantic_problems(exc)
+        raise ConfigurationRefused(found + self._other_problems(doc, {p.field for p in found}))
+
+    def _other_problems(self, doc: dict[str, Any], flagged: set[str]) -> list[Problem]:
+        """The rule problems of the fields pydantic did not flag (those read with their defaults), so the form
+        lists every mistake at once; no SMART discovery (nothing is saved anyway)."""
+        repaired, _ = without_broken_values(doc, keep=set())
+        try:
+            config = STORED.validate_python(repaired)
+        except ValidationError:
+            return []  # a required field is missing or broken: its own message says so
+        others = [e for e in self._environments.all() if e.id != config.id]
+        found = problems(config, others=others, public_base_url=self._public, discover=None, new_urls=set())
+        return [p for p in found if p.field not in flagged]
 
     def _check(self, config: EnvironmentConfig, *, new_urls: set[str]) -> None:
         others = [e for e in self._environments.all() if e.id != config.id]
@@ -318,6 +362,46 @@ class EnvironmentAdmin:
                          new_urls=new_urls)
         if found:
             raise ConfigurationRefused(found)
+
+
+def _default(cls: Any, name: str) -> Any:
+    spec = cls.__dataclass_fields__[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return dataclasses.MISSING
+
+
+def without_broken_values(doc: dict[str, Any], *, keep: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """``doc`` (a stored configuration) with every value that breaks its field's rule replaced by the field's
+    default, except the fields in ``keep`` (those the change sets: their new value is checked instead); and
+    the names of the fields reset (``sms.x`` for an SMS setting). A value an older version stored (a horizon
+    of 1e+23) so never blocks saving another field; a field without a default is left for the check to name.
+    """
+    out = {k: v for k, v in doc.items() if k in EnvironmentConfig.__dataclass_fields__}
+    try:
+        STORED.validate_python(out)
+    except ValidationError as exc:
+        errors = exc.errors()
+    else:
+        return out, []
+    reset: list[str] = []
+    for item in errors:
+        loc = [str(part) for part in item["loc"]]
+        if not loc or loc[0] in keep or loc[0] not in EnvironmentConfig.__dataclass_fields__:
+            continue
+        if loc[0] == "sms" and len(loc) > 1 and loc[1] in SmsSettings.__dataclass_fields__:
+            default = _default(SmsSettings, loc[1])
+            if isinstance(out.get("sms"), dict) and default is not dataclasses.MISSING:
+                out["sms"] = {**out["sms"], loc[1]: default}
+                reset.append(f"sms.{loc[1]}")
+            continue
+        default = _default(EnvironmentConfig, loc[0])
+        if default is not dataclasses.MISSING:
+            out[loc[0]] = default
+            reset.append(loc[0])
+    return out, list(dict.fromkeys(reset))
 
 
 def now_iso(at: datetime) -> str:

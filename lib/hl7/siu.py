@@ -124,12 +124,17 @@ class SiuMessage:
     offset_disagreement: str | None = None
 
 
+class ConfigurationProblem(ValueError):
+    """The environment's settings cannot be used to read a message (stored by an older version, or edited in
+    the store): not the message's fault, and resending will not help until an administrator fixes them."""
+
+
 @functools.lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:
+        raise ConfigurationProblem(f"unknown IANA time zone {name[:24]!r}") from exc
 
 
 def _check_header(header: MessageHeader) -> str:
@@ -185,10 +190,12 @@ def _configuration(
     zone = _zone(time_zone)
     region = default_region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"unknown phone region {default_region!r}")
+        raise ConfigurationProblem(f"unknown phone region {default_region[:10]!r}")
+    if not appointment_id_order:
+        raise ConfigurationProblem("appointment_id_order is empty")
     for item in appointment_id_order:
         if item not in _ID_SOURCES:
-            raise ValueError(f"appointment_id_order item {item!r} is not one of {_ID_SOURCES}")
+            raise ConfigurationProblem(f"appointment_id_order {item[:12]!r} not {'/'.join(_ID_SOURCES)}")
     return zone, region, appointment_id_order, _field_address(conference_id_field) if conference_id_field else None
 
 
@@ -204,7 +211,8 @@ def _field_address(spec: str) -> tuple[str, int, int]:
         len(seg) != 3 or not (seg.isascii() and seg.isalnum() and seg.upper() == seg)
         or not field.isdigit() or int(field) < 1 or (comp and (not comp.isdigit() or int(comp) < 1))
     ):
-        raise ValueError(f"conference_id_field {spec!r} is not shaped SEG-n or SEG-n.c (e.g. SCH-4, ZCH-3.1)")
+        raise ConfigurationProblem(f"conference_id_field {spec[:40]!r} is not shaped SEG-n or SEG-n.c (e.g. SCH-4, "
+                                   "ZCH-3.1)")
     return seg, int(field), int(comp or 1)
 
 
@@ -399,8 +407,9 @@ def parse_siu(
             (e.g. S16); 202 MSH-11 not P/T/D; 203 MSH-12 not 2.x; 101 MSH-9/10/11/12 missing, no SCH
             segment, no appointment ID, or no start time for S12/S13/S14; 102 unusable MSH-2, or a
             start time present but not a valid date/time (S12/S13/S14).
-        ValueError: configuration errors: unknown ``time_zone``, ``default_region`` or
-            ``appointment_id_order`` item, or a ``conference_id_field`` not shaped ``SEG-n[.c]``.
+        ConfigurationProblem: (a ``ValueError``) configuration errors: unknown ``time_zone``,
+            ``default_region`` or ``appointment_id_order`` item, an empty ``appointment_id_order``, or a
+            ``conference_id_field`` not shaped ``SEG-n[.c]``.
     """
     msg = Er7Message.from_bytes(unframe(raw))
     return siu_from_message(

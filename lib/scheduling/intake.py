@@ -34,7 +34,7 @@ from lib.hl7.er7 import Er7Message
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_message
-from lib.hl7.siu import SiuMessage, siu_from_message
+from lib.hl7.siu import ConfigurationProblem, SiuMessage, siu_from_message
 from lib.hl7.times import to_utc
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.observability import metrics
@@ -283,14 +283,19 @@ class IntakeService:
             self._verifier.claim(environment.id, signed)
         try:
             _check_processing_id(environment, header)
-            message = siu_from_message(
-                decoded,
-                header,
-                time_zone=environment.time_zone,
-                default_region=environment.default_region,
-                appointment_id_order=environment.appointment_id_order,
-                conference_id_field=environment.conference_id_field,
-            )
+            try:
+                message = siu_from_message(
+                    decoded,
+                    header,
+                    time_zone=environment.time_zone,
+                    default_region=environment.default_region,
+                    appointment_id_order=environment.appointment_id_order,
+                    conference_id_field=environment.conference_id_field,
+                )
+            except ConfigurationProblem as problem:  # a stored setting the portal now refuses: not retryable
+                log.warning("hl7 refused: environment %s has an unusable setting (%s); correct it in the portal",
+                            environment.id, problem)
+                raise HL7Rejected(f"portal setting wrong: {problem}", "207") from None  # MSA-3 holds 80 chars
         except HL7Rejected as rejected:
             if header.control_id and signed is not None:
                 self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed

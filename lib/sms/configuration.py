@@ -127,6 +127,9 @@ def join_link_problems(base_url: str | None) -> list[str]:
         problems.append("the join-link base URL must use https")
     if not host:
         problems.append("the join-link base URL has no host name")
+    if parts.username is not None or parts.password is not None:
+        problems.append("the join-link base URL must not contain a user name or password (it would be in every "
+                        "text)")
     if parts.query or parts.fragment:
         problems.append("the join-link base URL must not have a query or fragment")
     if host in PUBLIC_SHORTENERS or any(host.endswith("." + s) for s in PUBLIC_SHORTENERS):
@@ -158,6 +161,10 @@ def template_problems(
                 sample = render_template(template, org=display_name, when=whens[0], link=link, **extra)
                 hint = non_gsm7_characters(sample)
                 why = f"; characters outside GSM-7 force UCS-2: {hint}" if hint else ""
+                in_name = non_gsm7_characters(display_name)
+                if in_name:
+                    why = (f"; the organization name has characters outside the SMS alphabet (GSM-7): {in_name}; "
+                           "spell them without accents or symbols, e.g. e for ê")
                 problems.append(
                     f"{language}/{kind}: can take {worst.segments} segments ({worst.units} {worst.encoding} "
                     f"units), more than {MAX_SEGMENTS}{why}"

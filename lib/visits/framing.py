@@ -12,30 +12,17 @@ sends no ``Referer`` cannot be recognised on the server: the browser's own refus
 
 from __future__ import annotations
 
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lib.field_rules import frame_origin_problem as frame_origin_problem  # the rule lives with the model
 from lib.smart.errors import LaunchError
 
 #: ``Sec-Fetch-Dest`` values of a navigation inside a frame.
 FRAME_DESTINATIONS = frozenset({"iframe", "frame"})
-_ORIGIN = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?|http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?")
-
-
-def frame_origin_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a frame origin (for the portal's form), or ``None`` when it can.
-
-    An origin is ``https://host[:port]``, lower case, no path, no wildcard (``http://localhost`` and
-    ``http://127.0.0.1`` are accepted for local development).
-    """
-    if not _ORIGIN.fullmatch(value or ""):
-        return ("a frame origin is https://host or https://host:port, lower case, without a path, a trailing slash "
-                "or a wildcard (e.g. https://epic.contoso.org)")
-    return None
 
 
 def origin_of(url: str | None) -> str | None:

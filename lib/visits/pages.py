@@ -67,13 +67,14 @@ class Page:
     cookies: tuple[Cookie, ...] = ()
 
 
-def error_page(error: LaunchError, correlation_id: str, *, frame_ancestors: tuple[str, ...] = ()) -> Page:
+def error_page(error: LaunchError, correlation_id: str, *, frame_ancestors: tuple[str, ...] = (),
+               frame_anyone: bool = False) -> Page:
     """The one HTML rendering of a :class:`LaunchError`: the message, the code, the fix and a correlation ID.
 
     The admin hint is shown folded ("For your IT team"): it names settings and Epic/Entra records, never
     tokens or PHI, so the clinician can pass it on. Rendered from ``lib/web/templates/launch_error.html``.
-    ``frame_ancestors``: who may show it in a frame besides us (the Epic origins; ``*`` for the
-    ``FRAME_NOT_ALLOWED`` page, which must be readable in the frame it refuses).
+    ``frame_ancestors``: who may show it in a frame besides us (the Epic origins); ``frame_anyone`` for the
+    ``FRAME_NOT_ALLOWED`` page, which must be readable in the frame it refuses.
     """
     from lib.web import ContentPolicy, render
 
@@ -85,7 +86,8 @@ def error_page(error: LaunchError, correlation_id: str, *, frame_ancestors: tupl
         {"message": error.user_message, "code": error.code, "correlation_id": correlation_id,
          "admin_hint": error.admin_hint,
          "retry_advice": retry_advice(error.retry_after) if error.retry_after else None},
-        status=error.status, policy=ContentPolicy(allow_forms=False, frame_ancestors=frame_ancestors),
+        status=error.status, policy=ContentPolicy(allow_forms=False, frame_ancestors=frame_ancestors,
+                                                   frame_anyone=frame_anyone),
         headers=headers,
     )
 

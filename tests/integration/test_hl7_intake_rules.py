@@ -177,3 +177,16 @@ def test_unknown_environment_keeps_only_a_message_sized_body(app, clock):
     doc = problem(post_hl7("no-such-env-2", big))
     assert "rejectedMessageId" not in doc
     assert "rejectedMessageId" in problem(post_hl7("no-such-env-2", message()))
+
+
+@pytest.mark.parametrize("order", [("SCH2",), (), ("<script>",)])
+def test_a_stored_appointment_id_setting_the_portal_refuses_gets_ar_naming_it_not_a_503(app, clock, environment_id,
+                                                                                      order):
+    clock.set(NOW)
+    env = make_environment(app, environment_id, appointment_id_order=order)  # as an older version could store
+    response = post_hl7(env.id, message())
+    assert response.status_code == 200
+    assert msa(response)[1] == "AR"
+    said = "|".join(segment(response, "MSA")) + "|".join(segment(response, "ERR"))
+    assert "portal setting wrong: appointment_id_order" in said
+    assert app.repos.appointments.get(appointment_key(env.id, "8000001")) is None

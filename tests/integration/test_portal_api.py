@@ -129,6 +129,23 @@ def test_a_change_without_a_csrf_token_or_from_another_site_is_refused(admin: Po
     ({"kind": "staging"}, "Input should be 'test' or 'production'"),
     ({"id": "Has Spaces"}, "lowercase letters"),
     ({"surprise": 1}, "unknown field"),
+    ({"appointment_id_order": ["SCH2"]}, "'SCH2' is not an appointment ID field: use SCH-2, SCH-1 or PV1-19"),
+    ({"appointment_id_order": ["SCH-2.1"]}, "use SCH-2, SCH-1 or PV1-19"),
+    ({"appointment_id_order": ["<script>"]}, "use SCH-2, SCH-1 or PV1-19"),
+    ({"appointment_id_order": ["SCH-1", "sch-1 "]}, "SCH-1 is listed twice"),
+    ({"appointment_id_order": []}, "name at least one appointment ID field"),
+    ({"frame_origins": ["X-Evil: 1"]}, "a frame origin is https://host"),
+    ({"frame_origins": ["'unsafe-inline' *"]}, "a frame origin is https://host"),
+    ({"frame_origins": ["*"]}, "a frame origin is https://host"),
+    ({"writeback_retry_horizon_minutes": 99999999999999999999999}, "whole number of minutes from 5 to 10080"),
+    ({"writeback_retry_horizon_minutes": True}, "whole number of minutes from 5 to 10080"),
+    ({"writeback_retry_horizon_minutes": -1}, "whole number of minutes from 5 to 10080"),
+    ({"monthly_visit_allocation": -5}, "whole number of visits from 0 to 10000000"),
+    ({"time_zone": "America/" + "x" * 300}, "is not an IANA time zone"),
+    ({"client_assertion_alg": "bogus"}, "Input should be 'RS384' or 'ES384'"),
+    ({"writeback_vendor_name": "Open\r\nVisits"}, "vendor name sent to Epic is 1 to 64 characters on one line"),
+    ({"writeback_vendor_name": "V" * 70_000}, "vendor name sent to Epic is 1 to 64 characters"),
+    ({"display_name": "Contoso\x00Health"}, "organization name must be one line without control characters"),
 ])
 def test_an_environment_breaking_a_rule_is_refused_with_the_reason(admin: PortalUser, epic: dict[str, str],
                                                                    change: dict, expected: str):
@@ -168,6 +185,37 @@ def test_create_read_change_disable_enable_and_the_audit_trail(admin: PortalUser
     assert update["before"] == {"display_name": "Contoso Health", "time_zone": "America/Chicago"}
     assert update["after"] == {"display_name": "Contoso Clinics", "time_zone": "America/Denver"}
     assert "pilot paused" in trail[1]["summary"]
+
+
+def test_values_an_older_version_stored_do_not_block_saving_other_fields(app: Any, admin: PortalUser,
+                                                                         epic: dict[str, str]):
+    from lib.models import SmsSettings
+
+    created = admin.send("POST", "/api/config/environments", env_body(epic))
+    assert created.status_code == 201, created.text
+    env_id = created.json()["id"]
+    stored = app.repos.environments.get(env_id)
+    app.repos.environments.put(dataclasses.replace(  # what the portal saved before it checked these
+        stored, writeback_retry_horizon_minutes=99999999999999999999999, monthly_visit_allocation=-5,
+        sms=SmsSettings(reminder_offsets_minutes=(525600000, 60))))
+    path = f"/api/config/environments/{env_id}"
+    refused = admin.send("PATCH", path, {"display_name": "Contoso Clinics", "monthly_visit_allocation": -5})
+    assert "whole number of visits from 0 to 10000000" in messages(refused)  # a value sent is still checked
+    changed = admin.send("PATCH", path, {"display_name": "Contoso Clinics"})
+    assert changed.status_code == 200, changed.text
+    env = changed.json()
+    assert (env["display_name"], env["writeback_retry_horizon_minutes"]) == ("Contoso Clinics", 1440)
+    assert env["monthly_visit_allocation"] is None and env["sms"]["reminder_offsets_minutes"] == [1440, 60]
+    summary = admin.get(f"/api/config/audit?environmentId={env_id}").json()[0]["summary"]
+    assert "reset invalid stored" in summary and "writeback_retry_horizon_minutes" in summary
+
+
+def test_a_disable_reason_is_capped_at_500_characters(admin: PortalUser, epic: dict[str, str]):
+    created = admin.send("POST", "/api/config/environments", env_body(epic))
+    path = f"/api/config/environments/{created.json()['id']}"
+    refused = admin.send("POST", path + "/disable", {"reason": "r" * 100_000})
+    assert refused.status_code == 422 and admin.get(path).json()["disabled"] is False
+    assert admin.send("POST", path + "/disable", {"reason": "r" * 500}).json()["disabled"] is True
 
 
 def test_a_disabled_environment_cannot_be_launched(app: Any, admin: PortalUser, runner: str, ca: str,

@@ -128,3 +128,34 @@ def test_the_phone_number_pages_buy_a_number_without_javascript(admin: PortalUse
     assert bought.status_code == 303
     progress = admin.get(bought.headers["Location"])
     assert progress.status_code == 200 and 'id="purchase-status"' in progress.text
+
+
+def test_settings_that_would_break_the_product_are_refused_at_their_fields(admin: PortalUser,
+                                                                          service_settings: dict[str, str]):
+    form = form_of(admin, service_settings["EPIC_STANDIN_URL"], appointment_id_order="SCH2\nPV1-19",
+                   frame_origins="X-Evil: 1", writeback_retry_horizon_minutes="99999999999999999999999",
+                   client_assertion_alg="bogus", display_name="Contoso\nHealth")
+    answer = admin.session.post(f"{admin.base}/api/portal/environments", data=form, allow_redirects=False)
+    assert answer.status_code == 422
+    summary = html.unescape(answer.text.split('id="error-summary"')[1].split("</div>")[0])
+    for field, message in [("appointment_id_order", "use SCH-2, SCH-1 or PV1-19"),
+                           ("frame_origins", "a frame origin is https://host"),
+                           ("writeback_retry_horizon_minutes", "whole number of minutes from 5 to 10080"),
+                           ("client_assertion_alg", "'RS384' or 'ES384'")]:
+        assert f'<a href="#{field}">' in summary and message in summary, field
+    assert admin.get(f"/api/portal/environments/{form['id']}").status_code == 404
+
+
+def test_the_edit_form_shows_a_value_an_older_version_stored_as_that_fields_error(
+        app: Any, admin: PortalUser, service_settings: dict[str, str]):
+    import dataclasses
+
+    form = form_of(admin, service_settings["EPIC_STANDIN_URL"])
+    created = admin.session.post(f"{admin.base}/api/portal/environments", data=form, allow_redirects=False)
+    assert created.status_code == 303, created.text
+    stored = app.repos.environments.get(form["id"])
+    app.repos.environments.put(dataclasses.replace(stored, writeback_retry_horizon_minutes=10**23))
+    page = admin.get(f"/api/portal/environments/{form['id']}/edit")
+    assert page.status_code == 200
+    assert 'id="writeback_retry_horizon_minutes-error"' in page.text
+    assert "whole number of minutes from 5 to 10080" in page.text

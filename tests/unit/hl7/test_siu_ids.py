@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from lib.hl7.errors import HL7Rejected
-from lib.hl7.siu import SiuMessage, parse_siu
+from lib.hl7.siu import ConfigurationProblem, SiuMessage, parse_siu
 from tests.unit.hl7.samples import load_sample, seg, siu
 
 START = "^^^202601200900"
@@ -167,9 +167,16 @@ def test_no_appointment_id_is_rejected_101():
     assert (e.err_code, e.location) == ("101", "SCH^1^2")
 
 
-def test_unknown_appointment_id_source_is_a_configuration_error():
-    with pytest.raises(ValueError, match="appointment_id_order"):
-        parse(siu(f"SCH||A1|||||||||{START}"), appointment_id_order=("SCH-26",))
+@pytest.mark.parametrize(("order", "expected"), [(("SCH-26",), "'SCH-26' not SCH-2/SCH-1/PV1-19"),
+                                                ((), "appointment_id_order is empty")])
+def test_unknown_or_missing_appointment_id_sources_are_a_configuration_problem(order, expected):
+    with pytest.raises(ConfigurationProblem, match=expected):
+        parse(siu(f"SCH||A1|||||||||{START}"), appointment_id_order=order)
+
+
+def test_an_unloadable_time_zone_is_a_configuration_problem_not_an_os_error():
+    with pytest.raises(ConfigurationProblem, match="unknown IANA time zone"):
+        parse_siu(siu(f"SCH||A1|||||||||{START}"), time_zone="A" * 300, default_region="US")
 
 
 def test_conference_id_is_none_for_now():
