@@ -312,6 +312,8 @@ def test_a_rotated_identity_platform_key_is_fetched_and_its_tokens_accepted(
     assert [d["status"] for d in deliveries] == [202]
     assert keys.reads == reads + 1 and new_kid in keys.current().keys
     assert [e.type for e in app.repos.visit_events.for_appointment(appointment.key)] == ["connected"]
+    # The app's Graph token, signed before the rotation, still works: the old key stays published.
+    assert new_visit(app, env).meeting.join_url
 
 
 def test_while_the_identity_platform_cannot_be_read_a_delivery_is_deferred_then_applied(
