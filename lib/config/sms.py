@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from lib.config.environments import STORED, ConfigurationRefused, Problem, pydantic_problems
+from lib.config.environments import STORED, ConfigurationRefused, Problem, pydantic_problems, without_broken_values
 from lib.models import EnvironmentConfig, SmsSettings, iso
 from lib.sms.configuration import JOIN_PATH, TOKEN_LENGTH
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
@@ -31,7 +31,7 @@ SMS_OWN_ACTIONS = frozenset({"sender", "consented_by", "consented_at"})
 
 
 def _sms_fields() -> dict[str, Any]:
-    hints = typing.get_type_hints(SmsSettings)
+    hints = typing.get_type_hints(SmsSettings, include_extras=True)  # with each field's own rules
     return {f.name: (Optional[hints[f.name]], None)  # noqa: UP045 (create_model needs a runtime type)
             for f in dataclasses.fields(SmsSettings) if f.name not in SMS_OWN_ACTIONS}
 
@@ -63,7 +63,8 @@ def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: A
     """
     change = dict(change)
     consent = (change.pop("consentSendOnBehalf", None), change.pop("consentPatientsAgreed", None))
-    sms = dataclasses.asdict(config.sms)
+    stored, _ = without_broken_values(config.to_doc(), keep=set())  # an older version's values never block
+    sms = dict(stored["sms"])
     if consent != (None, None):
         if consent == (True, True):
             sms.update(consented_by=actor.name, consented_at=iso(now))
@@ -75,10 +76,10 @@ def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: A
                             "patients agreed to texts")])
     sms.update(change)
     try:
-        validated = STORED.validate_python({**config.to_doc(), "sms": sms})
+        validated = STORED.validate_python({**stored, "sms": sms})
     except ValidationError as exc:
         raise ConfigurationRefused(pydantic_problems(exc)) from None
-    return dataclasses.replace(config, sms=validated.sms)
+    return validated
 
 
 def preview(config: EnvironmentConfig, *, kind: str, language: str, template: str | None,

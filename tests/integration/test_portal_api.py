@@ -455,6 +455,22 @@ def test_sms_needs_both_consents_and_checks_templates(admin: PortalUser, epic: d
     assert custom.json()["encoding"] == "UCS-2" and "🎉" in custom.json()["nonGsm7"]
 
 
+def test_sms_reminder_times_and_link_address_are_checked_and_old_values_do_not_block(
+        app: Any, admin: PortalUser, epic: dict[str, str]):
+    env = admin.send("POST", "/api/config/environments", env_body(epic)).json()
+    path = f"/api/config/environments/{env['id']}/sms"
+    for offsets in ([525600000], [True], [-60], [90.5]):
+        assert "from 1 to 43200" in messages(admin.send("PUT", path, {"reminder_offsets_minutes": offsets}))
+    link = admin.send("PUT", path, {"join_link_base_url": "https://user:pw@visits.contoso.example"})
+    assert "must not contain a user name or password" in messages(link)
+    stored = app.repos.environments.get(env["id"])
+    app.repos.environments.put(dataclasses.replace(stored, writeback_retry_horizon_minutes=10**23))
+    ok = admin.send("PUT", path, {"reminder_offsets_minutes": [2880, 60]})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["sms"]["reminder_offsets_minutes"] == [2880, 60]
+    assert ok.json()["writeback_retry_horizon_minutes"] == 1440
+
+
 def test_generate_a_number_slowly_then_link_it_and_a_failing_purchase_says_why(
         admin: PortalUser, epic: dict[str, str], service_settings: dict[str, str], ca: str):
     acs = service_settings["ACS_STANDIN_URL"]
