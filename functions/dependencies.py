@@ -429,7 +429,16 @@ class Services:
             used_links=UsedLinkRepository(self.store),
             status_passes=self.status_passes,
             redirect_origins=self.launch_redirect_origins,
+            followup=self.launch_followup,
         )
+
+    @cached_property
+    def launch_followup(self) -> Any:
+        """A launch's click record and its new meeting's subscription, queued past the redirect."""
+        from lib.visits.launch_followup import LaunchFollowUp
+
+        return LaunchFollowUp(queues=self.queues, appointments=self.repos.appointments, events=self.visit_events,
+                              presence=self.presence_subscriptions)
 
     @property
     def launch_redirect_origins(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from lib.settings import Settings
 SMS_OUTBOX_QUEUE = "sms-outbox"
 VISIT_EVENTS_QUEUE = "visit-events"
 CALL_RECORDS_QUEUE = "call-records"
+LAUNCH_FOLLOWUP_QUEUE = "launch-followup"
 
 
 def poison_queue(name: str) -> str:

@@ -42,14 +42,16 @@ class MeetingService:
         self._presence = presence
 
     def ensure(self, environment: EnvironmentConfig, appointment: Appointment,
-               *, ehr_user_id: str | None = None, department: str | None = None) -> Appointment:
+               *, ehr_user_id: str | None = None, department: str | None = None, watch: bool = True) -> Appointment:
         """``appointment`` with its ``meeting`` set (stored), creating the meeting when it has none.
 
         An ``appointment`` without an ETag has not been stored yet (a launch before any HL7 message): it is
         created with its meeting; when someone created it meanwhile, the stored one is used.
 
         ``ehr_user_id`` (the launching clinician) and ``department`` (the launch URL's ``departmentId``) only
-        choose the organizer of a meeting created now; an existing meeting is always reused.
+        choose the organizer of a meeting created now; an existing meeting is always reused. ``watch`` False:
+        the caller subscribes to the new meeting's call events itself, off its own path (a launch queues it,
+        :mod:`lib.visits.launch_followup`).
 
         Raises:
             LaunchError: from Graph (``GRAPH_*``), ``ORGANIZER_MISSING``, ``APPOINTMENT_NOT_FOUND`` (deleted
@@ -93,7 +95,7 @@ class MeetingService:
                                                                "was created.") from None
                 current = fresh
                 continue
-            if self._presence is not None:
+            if watch and self._presence is not None:
                 self._presence.watch(stored)  # subscribe to its call events now (the timer retries failures)
             return stored
         raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its meeting was stored.")
