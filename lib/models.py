@@ -16,6 +16,10 @@ from typing import Any, Literal
 EnvironmentKind = Literal["test", "production"]
 Hl7Auth = Literal["jws", "none"]
 LaunchMode = Literal["smart", "encrypted"]
+#: Who skips a visit meeting's lobby (Graph ``lobbyBypassSettings.scope``; docs/launch.md "Lobby"). Anonymous
+#: guests (the patient) wait in every one of them; ``organizationExcludingGuests`` also keeps the tenant's Entra
+#: guests there, ``organizer`` everyone but the organizer.
+LobbyScope = Literal["organization", "organizer", "organizationExcludingGuests", "organizationAndFederated"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
@@ -238,6 +242,8 @@ class EnvironmentConfig:
             the visits report marks each completed visit within it or not (``None``: not tracked).
         report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
             roster); off by default: clinicians are shown by EHR user ID only.
+        lobby_bypass_scope: who skips the lobby of this environment's visit meetings (:data:`LobbyScope`);
+            meetings made under another setting are updated at their next launch or join.
         disabled: switched off in the portal: no launch is accepted (the configuration is kept).
         csn_identifier_systems: which ``Appointment.identifier`` systems carry the CSN: an entry starting with
             ``.`` is an OID suffix below Epic's root ``urn:oid:1.2.840.114350.``, any other entry must equal the
@@ -280,6 +286,7 @@ class EnvironmentConfig:
     frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
+    lobby_bypass_scope: LobbyScope = "organization"
     disabled: bool = False
     csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
     approvers: dict[str, str] = field(default_factory=dict)
@@ -381,7 +388,8 @@ def check_sending_facilities(values: tuple[str, ...]) -> None:
 @dataclass
 class Meeting:
     """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``;
-    ``start_utc``/``end_utc`` (ISO-8601) are the times Graph was last given, so a reschedule knows to PATCH."""
+    ``start_utc``/``end_utc`` (ISO-8601) are the times Graph was last given, so a reschedule knows to PATCH;
+    ``lobby_scope`` the lobby scope Graph last reported (``None``: made before it was recorded)."""
 
     id: str
     join_url: str
@@ -389,6 +397,7 @@ class Meeting:
     external_id: str
     start_utc: str | None = None
     end_utc: str | None = None
+    lobby_scope: str | None = None
 
 
 @dataclass
