@@ -301,9 +301,8 @@ class Demo:
     def _script_roster(self, csn: str, start: datetime) -> None:
         """Play the meeting in the Graph stand-in: the clinician (signed in once: EHR user -> Entra object ID)
         joins, the patient (the ACS identity the join page issued) waits in the lobby, is admitted, both leave."""
-        from lib.store.users import UserMapping
-
         from lib.store.graph_subscriptions import subscription_doc_id
+        from lib.store.users import UserMapping
 
         key = f"{self.environment_id}|{csn}"
         appointment = self.app.repos.appointments.get(key)
