@@ -20,6 +20,7 @@ LaunchMode = Literal["smart", "encrypted"]
 #: guests (the patient) wait in every one of them; ``organizationExcludingGuests`` also keeps the tenant's Entra
 #: guests there, ``organizer`` everyone but the organizer.
 LobbyScope = Literal["organization", "organizer", "organizationExcludingGuests", "organizationAndFederated"]
+PresenceSource = Literal["auto", "notifications", "attendance_report"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
@@ -244,6 +245,10 @@ class EnvironmentConfig:
             roster); off by default: clinicians are shown by EHR user ID only.
         lobby_bypass_scope: who skips the lobby of this environment's visit meetings (:data:`LobbyScope`);
             meetings made under another setting are updated at their next launch or join.
+        presence_source: where meeting presence comes from (docs/presence.md): ``auto`` (default: call-event
+            subscriptions and the call record; a visit whose tenant refuses both as not permitted falls back to
+            the meeting's attendance report), ``notifications`` (subscriptions and call record only, never the
+            report) or ``attendance_report`` (only the report, read after the meeting; nothing live).
         disabled: switched off in the portal: no launch is accepted (the configuration is kept).
         csn_identifier_systems: which ``Appointment.identifier`` systems carry the CSN: an entry starting with
             ``.`` is an OID suffix below Epic's root ``urn:oid:1.2.840.114350.``, any other entry must equal the
@@ -287,6 +292,7 @@ class EnvironmentConfig:
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
     lobby_bypass_scope: LobbyScope = "organization"
+    presence_source: PresenceSource = "auto"
     disabled: bool = False
     csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
     approvers: dict[str, str] = field(default_factory=dict)

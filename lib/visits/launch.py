@@ -391,7 +391,8 @@ class LaunchService:
         assert appointment.meeting is not None
         if self._followup is not None and new_meeting:  # one message for the click and the subscription
             click = LaunchClick(ehr_user_id, attempt, self._clock.now())
-            self._followup.after_launch(appointment, click=click, watch=True, correlation_id=correlation_id)
+            self._followup.after_launch(appointment, click=click, watch=True, source=environment.presence_source,
+                                        correlation_id=correlation_id)
         else:
             self._events.record(appointment, event_type="clinician_launched", role="provider",
                                 participant_id=ehr_user_id, attempt=attempt, correlation_id=correlation_id)
@@ -422,7 +423,7 @@ class LaunchService:
         appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department,
                                             watch=self._followup is None)
         if self._followup is not None and new_meeting:
-            self._followup.after_launch(appointment, click=None, watch=True)
+            self._followup.after_launch(appointment, click=None, watch=True, source=environment.presence_source)
         return appointment
 
     def _needs_signin(self, environment: EnvironmentConfig, ehr_user_id: str) -> bool:

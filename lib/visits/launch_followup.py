@@ -19,23 +19,26 @@ and a digest of the launch attempt, never the OAuth ``state`` itself.
 from __future__ import annotations
 
 import logging
+import typing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from lib.models import Appointment, iso, parse_iso
+from lib.models import Appointment, PresenceSource, iso, parse_iso
 from lib.queues import LAUNCH_FOLLOWUP_QUEUE, MalformedMessage, decode
 from lib.store.appointments import AppointmentRepository
 from lib.visits.events import QueueSender, VisitEventRecorder
 
 log = logging.getLogger(__name__)
+PRESENCE_SOURCES = frozenset(typing.get_args(PresenceSource))
 
 
 class MeetingWatch(Protocol):
     """What :class:`lib.presence.subscriptions.PresenceSubscriptions` offers (never raises)."""
 
-    def watch(self, appointment: Appointment) -> Any:
-        """Subscribe to the call events of the appointment's meeting, once per visit."""
+    def watch(self, appointment: Appointment, *, source: str = "auto") -> Any:
+        """Subscribe to the call events of the appointment's meeting, once per visit (or, for ``source``
+        ``attendance_report``, plan the report's read after the meeting)."""
         ...
 
 
@@ -56,10 +59,13 @@ class FollowUp:
     watch: bool
     click: LaunchClick | None
     correlation_id: str | None = None
+    source: str = "auto"
 
     def to_message(self) -> dict[str, Any]:
         """The queue message (IDs and a time only)."""
         message: dict[str, Any] = {"appointmentKey": self.appointment_key, "watch": self.watch}
+        if self.watch:
+            message["source"] = self.source
         if self.click is not None:
             message["click"] = {"participantId": self.click.participant_id, "attempt": self.click.attempt,
                                 "at": iso(self.click.at_utc)}
@@ -89,8 +95,13 @@ class FollowUp:
                     or not isinstance(raw.get("attempt"), str) or not raw["attempt"]):
                 raise MalformedMessage("click without participantId, attempt and at")
             click = LaunchClick(raw["participantId"], raw["attempt"], at)
+        watch = value.get("watch") is True
+        source = value.get("source", "auto")
+        if watch and source not in PRESENCE_SOURCES:
+            raise MalformedMessage("watch with an unknown presence source")
         correlation = value.get("correlationId")
-        return cls(key, value.get("watch") is True, click, correlation if isinstance(correlation, str) else None)
+        return cls(key, watch, click, correlation if isinstance(correlation, str) else None,
+                   source if watch else "auto")
 
 
 def _aware(value: Any) -> datetime | None:
@@ -120,16 +131,16 @@ class LaunchFollowUp:
         self._presence = presence
 
     def after_launch(self, appointment: Appointment, *, click: LaunchClick | None, watch: bool,
-                     correlation_id: str | None = None) -> None:
-        """Queue the click record and (``watch``) the subscription of ``appointment``'s meeting; when the queue
-        does not take the message, do both now.
+                     source: str = "auto", correlation_id: str | None = None) -> None:
+        """Queue the click record and (``watch``) the subscription of ``appointment``'s meeting (``source``: the
+        environment's ``presence_source``); when the queue does not take the message, do both now.
 
         Raises:
             StoreUnavailable: only on the inline fallback, when Cosmos DB is down too.
         """
         if click is None and not watch:
             return
-        followup = FollowUp(appointment.key, watch, click, correlation_id)
+        followup = FollowUp(appointment.key, watch, click, correlation_id, source)
         try:
             self._queues.send(LAUNCH_FOLLOWUP_QUEUE, followup.to_message())
             return
@@ -156,4 +167,4 @@ class LaunchFollowUp:
                                 participant_id=followup.click.participant_id, attempt=followup.click.attempt,
                                 correlation_id=followup.correlation_id, at_utc=followup.click.at_utc)
         if followup.watch and self._presence is not None:
-            self._presence.watch(appointment)
+            self._presence.watch(appointment, source=followup.source)

@@ -25,8 +25,8 @@ class Watches:
     def __init__(self) -> None:
         self.watched: list[str] = []
 
-    def watch(self, appointment: Appointment) -> None:
-        assert appointment.meeting is not None
+    def watch(self, appointment: Appointment, *, source: str = "auto") -> None:
+        assert appointment.meeting is not None and source == "auto"
         self.watched.append(appointment.key)
 
 
@@ -60,7 +60,7 @@ def test_a_launch_into_a_new_meeting_queues_one_message_and_stores_no_click_befo
     assert world.events.docs == {} and watches.watched == []  # nothing of it on the launch's path
     ((name, message),) = queue.sent
     assert name == LAUNCH_FOLLOWUP_QUEUE
-    assert message == {"appointmentKey": f"env1|{CSN}", "watch": True,
+    assert message == {"appointmentKey": f"env1|{CSN}", "watch": True, "source": "auto",
                        "click": {"participantId": "E1001", "attempt": launch_attempt(state), "at": NOW.isoformat()}}
     assert state not in encode(message)  # the OAuth state itself never leaves the launch
 
@@ -109,6 +109,7 @@ def test_a_message_for_a_deleted_visit_is_done_without_effect():
 @pytest.mark.parametrize("body", [
     b"not json", b"[]", b'{"watch": true}', b'{"appointmentKey": "no-separator"}',
     b'{"appointmentKey": "env1|1", "click": {"participantId": "E1"}}',
+    b'{"appointmentKey": "env1|1", "watch": true, "source": "carrier-pigeon"}',
     b'{"appointmentKey": "env1|1", "click": {"participantId": "E1", "attempt": "a", "at": "yesterday"}}',
     b'{"appointmentKey": "env1|1", "click": {"participantId": "E1", "attempt": "a", "at": "2026-03-03T19:00:00"}}',
 ])
