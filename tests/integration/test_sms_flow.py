@@ -51,7 +51,7 @@ def send_queued(app, env) -> list[str]:
         if item.state == "pending" and item.due_utc <= app.clock.now():
             body = encode({"id": item.id, "bucket": item.bucket}).encode()
             function(QueueMessage(id="m1", body=body, dequeue_count=1))
-            outcomes.append(app.repos.outbox.get(item.id, item.bucket).state)
+            outcomes.append(app.repos.outbox.get(item.id).state)
     return outcomes
 
 
