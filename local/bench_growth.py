@@ -54,14 +54,14 @@ def _intake_case(endpoint: str, *, visits: int, in_flight: int, messages: int) -
         app.repos.environments.put(environment)
         now = datetime.now(UTC)
         start = now + timedelta(days=7)
-        visits = app.store.container("visits")
+        container = app.store.container("visits")
 
         def preload(n: int) -> None:
             doc = Appointment(environment_id=env_id, appointment_id=f"V{n:07d}", status="booked", start_utc=start,
                               end_utc=start + timedelta(minutes=30), duration_minutes=30,
                               source_time_zone="America/New_York", schedule_revision=1).to_doc()
-            visits.upsert_item(doc)
-            visits.upsert_item(phone_document(doc["id"], env_id, "+12015550150",
+            container.upsert_item(doc)
+            container.upsert_item(phone_document(doc["id"], env_id, "+12015550150",
                                               delete_after=start + timedelta(hours=3), now=now))
 
         with ThreadPoolExecutor(8) as pool:
