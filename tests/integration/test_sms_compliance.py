@@ -97,7 +97,7 @@ def send_queued(app, env, csn) -> None:
     function = sms_outbox.build().get_user_function()
     for item in items(app, env, csn).values():
         if item.state == "pending" and item.due_utc <= app.clock.now():
-            body = encode({"id": item.id, "bucket": item.bucket}).encode()
+            body = encode({"id": item.id}).encode()
             function(QueueMessage(id="m1", body=body, dequeue_count=1))
 
 
