@@ -819,9 +819,8 @@ def _failures_page(req: func.HttpRequest, principal: Any, env_id: str, *, status
     from lib.config.views import environment_view
     from lib.config.writeback_failures import OUTCOMES
 
-    portal = services().portal
-    config = portal.environments.get(env_id)
-    report = portal.writeback_failures.report(env_id)
+    report = services().portal.writeback_failures.report(env_id)
+    config = report.environment
     return _page(req, "portal/writeback_failures.html", principal, status, title=f"Write-back failures: {env_id}",
                  env=environment_view(config), report=report, result=result, outcomes=OUTCOMES, nothing=nothing,
                  problems=problems or [], checked=checked, section="writeback",

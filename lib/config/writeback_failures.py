@@ -12,6 +12,7 @@ someone checked Epic, and one audit entry per replay naming the events and their
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lib.config.access import Principal
 from lib.config.audit import AuditEntry, AuditLog
 from lib.config.environments import EnvironmentAdmin, Problem, writeback_problems
-from lib.models import parse_iso
+from lib.models import COSMOS_ID_FORBIDDEN, EnvironmentConfig, parse_iso
 from lib.operations import poison
 
+#: What a visit event's ID looks like (32 hex digits from lib.visits.events; tests' own IDs too).
+_EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 #: The audit action of a replay.
 REPLAY_ACTION = "writeback.replay"
 #: What the admin reads for each replay outcome (lib.operations.poison.replay, plus the portal's own rule).
@@ -123,17 +126,18 @@ class FailureRow:
 
 @dataclass(frozen=True)
 class FailureReport:
-    """One environment's failures (oldest first) and what is wrong with its write-back settings."""
+    """One environment (as stored), its failures (oldest first) and what is wrong with its write-back settings."""
 
-    environment_id: str
+    environment: EnvironmentConfig
     rows: list[FailureRow]
     settings_problems: list[Problem]
 
     def to_json(self) -> dict[str, Any]:
         """The JSON API's shape."""
-        return {"environmentId": self.environment_id, "failures": [r.to_json() for r in self.rows],
+        env_id = self.environment.id
+        return {"environmentId": env_id, "failures": [r.to_json() for r in self.rows],
                 "settingsProblems": [{"field": p.field, "message": p.message} for p in self.settings_problems],
-                "settingsUrl": f"/api/portal/environments/{self.environment_id}/edit"}
+                "settingsUrl": f"/api/portal/environments/{env_id}/edit"}
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,7 @@ class WritebackFailures:
             StoreUnavailable: Cosmos DB is down.
         """
         config = self._environments.get(environment_id)
-        return FailureReport(config.id, self._rows(config.id), writeback_problems(config))
+        return FailureReport(config, self._rows(config.id), writeback_problems(config))
 
     def counts(self) -> dict[str, int]:
         """Environment ID -> number of failures, for every environment that has some."""
@@ -259,7 +263,8 @@ class WritebackFailures:
         """
         self._environments.get(environment_id)
         event = None
-        if appointment_key.startswith(f"{environment_id}|"):
+        if (_EVENT_ID.fullmatch(event_id) and appointment_key.startswith(f"{environment_id}|")
+                and len(appointment_key) <= 400 and not COSMOS_ID_FORBIDDEN.intersection(appointment_key)):
             event = self._ops.repos.visit_events.get(appointment_key, event_id)
         if event is None or event.environment_id != environment_id:
             raise ReplayRefused(404, "EVENT_NOT_FOUND", f"Environment '{environment_id}' has no write-back event "

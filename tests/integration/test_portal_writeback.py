@@ -5,6 +5,7 @@ audited; refusals say what to do (docs/portal.md "Write-back failures")."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import uuid
@@ -268,3 +269,39 @@ def test_an_event_being_written_right_now_is_left_alone(app: Any, env: Any, serv
     after = app.repos.visit_events.get(event.appointment_key, event.id)
     assert (after.writeback, after.claim_id, after.etag) == ("sending", "worker-1", sending.etag)
     assert drain_writeback(app, event.appointment_key) == []  # nothing was enqueued
+
+
+def test_a_message_the_queue_gave_up_on_is_listed_and_replayed_once(
+        app: Any, env: Any, admin: PortalUser, service_settings: dict[str, str]):
+    from azure.core.exceptions import ResourceExistsError
+
+    from lib.models import Appointment
+    from lib.operations import poison
+    from lib.operations.queues import peek, queue_client, send
+
+    poison_queue = queue_client(app.settings, poison.POISON_QUEUE)
+    with contextlib.suppress(ResourceExistsError):
+        poison_queue.create_queue()
+    poison_queue.clear_messages()  # a peek sees 32 messages at most
+    csn = new_csn()
+    start = datetime.now(UTC).replace(microsecond=0)
+    visit = Appointment(env.id, csn, "booked", start, start, 30, "America/New_York")
+    event = app.visit_events.record(visit, event_type="disconnected", role="patient", participant_id="patient",
+                                    attempt="1")
+    app.queues.client("visit-events").clear_messages()  # the host gave up on it: its message is in the poison queue
+    send(poison_queue, {"id": event.id, "appointmentKey": event.appointment_key, "correlationId": "corr-p"})
+
+    listed = admin.get(f"/api/config/environments/{env.id}/writeback-failures").json()["failures"]
+    mine = next(f for f in listed if f["eventId"] == event.id)
+    assert (mine["state"], mine["event"], mine["role"], mine["participant"], mine["appointmentId"]) == (
+        "queued", "disconnected", "patient", None, csn)
+    assert mine["reasonText"] == "the queue gave up on it; its event has not been marked yet"
+
+    path = f"/api/config/environments/{env.id}/writeback-failures/replay"
+    body = {"eventId": event.id, "appointmentKey": event.appointment_key}
+    assert admin.send("POST", path, body).json()["outcomes"] == {event.id: "requeued"}
+    assert admin.send("POST", path, body).json()["outcomes"] == {event.id: "already-queued"}
+    assert [m for m in peek(poison_queue) if m.body and m.body.get("id") == event.id] == []
+    drain_writeback(app, event.appointment_key)
+    calls = epic_status_calls(service_settings["EPIC_STANDIN_URL"], service_settings["REQUESTS_CA_BUNDLE"], csn)
+    assert [(c["ExternalID"], c["ConnectionStatus"]) for c in calls] == [("patient", "2")]
