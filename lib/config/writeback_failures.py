@@ -36,6 +36,7 @@ OUTCOMES = {
     "already-written": "already written to Epic: not sent again",
     "in-progress": "being written right now: left alone",
     "superseded": "a later status of the same participant was written: not replayed",
+    "not-written-back": "this kind of event is never written to Epic",
     "check-epic-first": "may already be in Epic: check Epic, then replay it on its own",
     "missing": "no longer exists",
 }

@@ -95,6 +95,7 @@ def replay(services: Any, event_id: str, appointment_key: str) -> str:
     - ``already-written``: Epic has it: nothing sent;
     - ``in-progress``: a worker is calling Epic with it right now: left alone (resetting it could write twice);
     - ``superseded``: a later status of the same participant was written: replaying would show an older one;
+    - ``not-written-back``: a kind of event Epic never gets (a click, a lobby entry);
     - ``missing``: no such event.
 
     An ``unknown`` event may have reached Epic (a worker died mid-call): replay it only after checking Epic.
@@ -117,7 +118,7 @@ def replay(services: Any, event_id: str, appointment_key: str) -> str:
             return "in-progress"
         if event.writeback in ("superseded", "none"):
             _drop_poison_messages(services, event_id)
-            return "superseded"
+            return "superseded" if event.writeback == "superseded" else "not-written-back"
         if event.writeback == "pending":
             # Its message may be in the poison queue (not yet marked failed by the poison trigger): move it.
             if not _drop_poison_messages(services, event_id):
