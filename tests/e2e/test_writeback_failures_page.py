@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from tests.e2e.browser import axe_violations, save_screenshot
 from tests.support.writeback import (
@@ -23,6 +24,9 @@ from tests.support.writeback import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+#: How long a page may take to come back under load (milliseconds).
+WAIT = 30_000
 
 
 @pytest.fixture
@@ -70,20 +74,24 @@ def test_admin_sees_a_refused_write_back_replays_it_after_the_fix_and_epic_gets_
     check(page, "01-failure-listed", console_messages)
 
     # Replayed while Epic still refuses: it leaves the list, then comes back with its second attempt.
-    row.get_by_role("button", name=f"Replay: Connected, Clinician, appointment {csn}").click()
-    assert page.locator('#replay-result [data-outcome="requeued"]').count() == 1
-    assert page.locator(f'tr[data-event-id="{event.id}"]').count() == 0
+    # Each click posts a form and follows the redirect: wait for that page, never read the one before it.
+    with page.expect_navigation():
+        row.get_by_role("button", name=f"Replay: Connected, Clinician, appointment {csn}").click()
+    expect(page.locator('#replay-result [data-outcome="requeued"]')).to_have_count(1, timeout=WAIT)
+    expect(page.locator(f'tr[data-event-id="{event.id}"]')).to_have_count(0, timeout=WAIT)
     drain_writeback(app, visit.key)
     page.reload()
-    assert page.locator(f'tr[data-event-id="{event.id}"] td').nth(4).inner_text() == "2"
+    expect(page.locator(f'tr[data-event-id="{event.id}"] td').nth(4)).to_have_text("2", timeout=WAIT)
 
     # The cause is fixed on Epic's side; replay everything of this environment.
     requests.delete(f"{epic}/_standin/faults", verify=ca, timeout=10).raise_for_status()
-    page.click("#replay-all")
-    assert "queued to be written to Epic again" in page.locator("#replay-result").inner_text()
-    assert page.locator("#no-failures").is_visible()
+    with page.expect_navigation():
+        page.click("#replay-all")
+    expect(page.locator("#no-failures")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#replay-result")).to_contain_text("queued to be written to Epic again", timeout=WAIT)
     check(page, "02-replayed", console_messages)
     drain_writeback(app, visit.key)
     assert [(c["ExternalID"], c["ConnectionStatus"]) for c in epic_status_calls(epic, ca, csn)] == [("E1001", "1")]
     page.reload()
-    assert page.locator("#no-failures").is_visible() and page.locator("tr.failure").count() == 0
+    expect(page.locator("#no-failures")).to_be_visible(timeout=WAIT)
+    assert page.locator("tr.failure").count() == 0
