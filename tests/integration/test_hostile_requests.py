@@ -1,4 +1,5 @@
-"""Hostile request bodies on every route that reads one, over HTTP (dev runner, Cosmos-compatible server, Azurite).
+"""Hostile requests over HTTP (dev runner, Cosmos-compatible server, Azurite): bodies on every route that reads
+one, and sign-in return paths (`?next=`) that would leave the site.
 
 The routes are enumerated from ``function_app.app`` itself, so a route added later is covered without editing
 this file: every POST/PATCH/PUT answers a deeply nested JSON body (``[`` 100,000 deep, which makes Python's JSON
@@ -182,3 +183,40 @@ def test_the_csrf_refusal_names_the_session_route_that_exists(served: tuple[str,
     named = re.search(r"GET (/api/\S+)", refused.json()["detail"])
     assert named and named.group(1) == "/api/config/session"
     assert admin.get(named.group(1)).json()["csrfToken"]
+
+
+# ---- sign-in return paths (?next=) ---------------------------------------------------------------------------
+def _session(ca: str) -> requests.Session:
+    session = requests.Session()
+    session.verify = ca
+    return session
+
+
+def test_a_deep_link_survives_sign_in(served: tuple[str, Any], app: Any, service_settings: dict[str, str]) -> None:
+    base, _ = served
+    environment = make_environment(app, f"h-{secrets.token_hex(5)}")
+    browser = _session(service_settings["REQUESTS_CA_BUNDLE"])
+    deep = f"/api/portal/environments/{environment.id}/sms?saved=1"
+    first = browser.get(base + deep, allow_redirects=False)
+    assert first.status_code == 303
+    signin = first.headers["Location"]
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(signin).query)["next"] == [deep]
+    page = browser.get(base + signin)
+    assert f'<input type="hidden" name="next" value="{deep.replace("&", "&amp;")}">' in page.text
+    signed = browser.post(f"{base}/api/portal/signin", data={"name": "admin@contoso.example", "roles": ["Admin"],
+                                                             "next": deep}, allow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["Location"] == deep
+    assert browser.get(base + deep, allow_redirects=False).status_code == 200
+
+
+@pytest.mark.parametrize("next_value", ["//evil.example/api/portal", "https://evil.example/api/portal",
+                                        "/\\evil.example", "/%2F%2Fevil.example", "/api/portal/..%2F..%2Fevil"])
+def test_sign_in_never_sends_the_browser_to_another_site(served: tuple[str, Any], service_settings: dict[str, str],
+                                                         next_value: str) -> None:
+    base, _ = served
+    browser = _session(service_settings["REQUESTS_CA_BUNDLE"])
+    page = browser.get(f"{base}/api/portal/signin", params={"next": next_value})
+    assert page.status_code == 200 and 'name="next"' not in page.text
+    signed = browser.post(f"{base}/api/portal/signin", data={"name": "admin@contoso.example", "roles": ["Admin"],
+                                                             "next": next_value}, allow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["Location"] == "/api/portal"
