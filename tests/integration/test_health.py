@@ -69,6 +69,7 @@ def test_ready_with_every_dependency_up(app, environment_id, monkeypatch):
     assert set(doc["checks"]["queues"]["depth"]) == {
         "sms-outbox", "visit-events", "sms-outbox-poison", "visit-events-poison", "visit-events-poison-poison",
         "report-updates", "report-updates-poison", "call-records", "call-records-poison",
+        "launch-followup", "launch-followup-poison",
     }
 
 
