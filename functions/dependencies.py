@@ -90,6 +90,7 @@ class Services:
         from lib.store.outbox import OutboxRepository
         from lib.store.timer_state import TimerStateRepository
         from lib.store.visit_events import VisitEventRepository
+        from lib.store.visits import VisitDocuments
 
         return SimpleNamespace(
             environments=EnvironmentRepository(self.store),
@@ -102,6 +103,7 @@ class Services:
             rejected=RejectedMessages(self.store, ttl_seconds=self.settings.hl7_rejected_ttl_days * 86400),
             timer_state=TimerStateRepository(self.store),
             visit_events=VisitEventRepository(self.store),
+            visits=VisitDocuments(self.store, transactional_batch=self.settings.cosmos_transactional_batch),
         )
 
     @cached_property
@@ -129,7 +131,7 @@ class Services:
         r = self.repos
         return IntakeService(
             environments=r.environments,
-            appointments=r.appointments,
+            visits=r.visits,
             contacts=r.contacts,
             outbox=r.outbox,
             links=r.links,
@@ -163,7 +165,6 @@ class Services:
             appointments=r.appointments,
             contacts=r.contacts,
             environments=r.environments,
-            timer_state=r.timer_state,
             sender=self.sms_sender,
             links=self.join_links,
             public_base_url=self.settings.public_base_url,
@@ -357,7 +358,7 @@ class Services:
         _ = self.graph  # builds graph_tokens
         client = MeetingTimesClient(base_url=self.settings.graph_base_url, tokens=self.graph_tokens,
                                     http=self.outbound_http)
-        return MeetingTimesSync(appointments=self.repos.appointments, container=self.store.container("appointments"),
+        return MeetingTimesSync(appointments=self.repos.appointments, container=self.store.container("visits"),
                                 graph=client, presence=self.presence_subscriptions, clock=self.clock)
 
     @cached_property

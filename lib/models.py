@@ -447,13 +447,16 @@ class Appointment:
 
     @property
     def key(self) -> str:
-        """Document ID and partition key."""
+        """Document ID, and the visit's partition key (``appointmentKey``)."""
         return appointment_key(self.environment_id, self.appointment_id)
 
     def to_doc(self) -> dict[str, Any]:
-        """The Cosmos document (container ``appointments``, partition key ``/id``)."""
+        """The Cosmos document (container ``visits``, partition key ``/appointmentKey``, ``type``
+        ``appointment``; lib/store/visits.py)."""
         return {
             "id": self.key,
+            "appointmentKey": self.key,
+            "type": "appointment",
             "environmentId": self.environment_id,
             "appointmentId": self.appointment_id,
             "status": self.status,
@@ -510,8 +513,10 @@ class OutboxItem:
     """One text to one appointment: created before sending, then moved through its states.
 
     ``id`` is ``{appointmentKey}|{kind}|{revision}`` (reminders add ``-{offsetMinutes}`` to the kind), so
-    the same text can never be created twice. ``bucket`` is the due time's UTC hour (partition key).
-    The document never holds the phone number or the text itself.
+    the same text can never be created twice. It lives in its visit's partition (container ``visits``,
+    partition key ``appointmentKey``, ``type`` ``text``), so the intake creates it together with the
+    appointment. ``bucket`` is the due time's UTC hour (reports group texts by it). The document never holds
+    the phone number or the text itself.
 
     ``claimed_utc`` is when a worker moved it to ``sending`` (a ``sending`` item left behind by a crash is
     moved to ``unknown`` for review); ``segments`` the segments of the text sent; ``delivery_status``,
@@ -549,9 +554,10 @@ class OutboxItem:
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        """The Cosmos document (container ``outbox``, partition key ``/bucket``)."""
+        """The Cosmos document (container ``visits``, partition key ``/appointmentKey``, ``type`` ``text``)."""
         return {
             "id": self.id,
+            "type": "text",
             "bucket": self.bucket,
             "appointmentKey": self.appointment_key,
             "environmentId": self.environment_id,
@@ -606,5 +612,5 @@ class OutboxItem:
 
 
 def hour_bucket(at: datetime) -> str:
-    """The outbox partition of a due time: its UTC hour as ``YYYY-MM-DDTHH``."""
+    """The hour a text is due, UTC, as ``YYYY-MM-DDTHH`` (``OutboxItem.bucket``; reports group by it)."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H")

@@ -5,7 +5,7 @@ The Functions host decodes queue messages as base64 by default (``host.json``
 otherwise (azure-sdk-for-python#10029). Every producer and every consumer outside the host (the dev
 runner, operator commands) goes through this module so both sides agree.
 
-Messages carry IDs only, never PHI: ``{"id": ..., "bucket" | "appointmentKey": ...}`` plus an optional
+Messages carry IDs only, never PHI: ``{"id": ...}`` (a text) or ``{"id": ..., "appointmentKey": ...}`` plus an optional
 ``correlationId``.
 """
 

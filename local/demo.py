@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from lib.models import appointment_key
+from lib.store.contacts import phone_id
 from local import seed, services
 from local.siu_builder import siu
 
@@ -212,7 +213,7 @@ class Demo:
             + ", ".join(f"{k}={doc[k]}" for k in ("id", "status", "start_utc", "duration_minutes", "department",
                                                   "provider_ehr_id", "schedule_revision"))
         )
-        contact = self.app.store.container("contacts").read_item(item=stored.key, partition_key=stored.key)
+        contact = self.app.store.container("visits").read_item(item=phone_id(stored.key), partition_key=stored.key)
         self.result.contact_ttl = contact.get("ttl")
         self.trace.say(
             f"stored phone apart: {mask(contact['phone_e164'])}, delete_after={contact['delete_after']}, "

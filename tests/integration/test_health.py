@@ -135,4 +135,4 @@ def test_a_due_unsent_text_shows_as_sms_backlog_and_reminder_lag(app, environmen
         assert sms_backlog_seconds(app) >= 20 * 60
         assert metrics.snapshot()[metrics.REMINDER_LAG][(("kind", "backlog"),)] >= 20 * 60
     finally:
-        app.store.container("outbox").delete_item(item=item.id, partition_key=item.bucket)
+        app.store.container("visits").delete_item(item=item.id, partition_key=item.appointment_key)
