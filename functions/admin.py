@@ -28,21 +28,27 @@ ADMIN, APPROVER, REPORTS_READER = "Admin", "Approver", "ReportsReader"
 ANON = func.AuthLevel.ANONYMOUS
 
 
-def _json(body: Any, status: int = 200, req: func.HttpRequest | None = None) -> func.HttpResponse:
+def _json(body: Any, status: int = 200, req: func.HttpRequest | None = None, *,
+          etag: str | None = None) -> func.HttpResponse:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     if req is not None:
         headers["x-correlation-id"] = correlation_id(req)
+    if etag is not None:
+        headers["ETag"] = etag
     return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/json",
                              headers=headers)
 
 
-def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
-    """Run ``action`` and map every failure to a problem response (never a bare 500)."""
+def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
+          refused: str = "The change was refused; nothing was saved.") -> func.HttpResponse:
+    """Run ``action`` and map every failure to a problem response (never a bare 500). ``refused`` is the
+    detail of a 422 (a route that saves nothing says so differently)."""
     from lib.config.access import Forbidden
     from lib.config.approvals import ApprovalFailed
     from lib.config.certificates import CertificateRefused
-    from lib.config.environments import ConfigurationRefused, NotFound
+    from lib.config.environments import ConfigurationRefused, EditConflict, NotFound
     from lib.config.phone_numbers import PhoneNumberError
+    from lib.config.writeback_failures import ReplayRefused
     from lib.store.errors import StoreUnavailable
 
     correlation = correlation_id(req)
@@ -53,10 +59,14 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> fun
     except Forbidden as exc:
         return problem(403, "Not allowed", exc.reason, correlation=correlation, code="NOT_ASSIGNED")
     except ConfigurationRefused as exc:
-        return problem(422, "Not valid", "The change was refused; nothing was saved.", correlation=correlation,
+        return problem(422, "Not valid", refused, correlation=correlation,
                        code="INVALID", errors=[{"field": p.field, "message": p.message} for p in exc.problems])
     except NotFound as exc:
         return problem(404, "Not found", f"No environment '{exc}'.", correlation=correlation, code="NOT_FOUND")
+    except EditConflict:
+        return problem(412, "Changed by someone else", "This environment was changed by someone else since you "
+                       "read it (If-Match no longer matches its ETag); nothing was saved. GET it again, then "
+                       "reapply your change.", correlation=correlation, code="EDIT_CONFLICT")
     except CertificateRefused as exc:
         return problem(422, "Certificate refused", exc.reason, correlation=correlation, code="CERTIFICATE_REFUSED",
                        errors=[{"field": "certificate", "message": exc.reason}])
@@ -64,6 +74,8 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> fun
         return problem(422, "Approval not possible", exc.reason, correlation=correlation, code="APPROVAL_FAILED")
     except PhoneNumberError as exc:
         return problem(exc.status, "Phone numbers", exc.reason, correlation=correlation, code=exc.code)
+    except ReplayRefused as exc:
+        return problem(exc.status, "Not replayed", exc.reason, correlation=correlation, code=exc.code)
     except StoreUnavailable:
         return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")
@@ -136,13 +148,21 @@ def config_environment(req: func.HttpRequest) -> func.HttpResponse:
         env_id = req.route_params.get("environmentId", "")
         if req.method == "GET":
             authorize(req, ADMIN, APPROVER)
-            return _json(environment_view(portal.environments.get(env_id), portal), req=req)
+            config, version = portal.environments.get_versioned(env_id)
+            return _json(environment_view(config, portal), req=req, etag=version)
         principal = authorize(req, ADMIN, change=True)
         body = _model(EnvironmentChange, json_body(req),
                       explain=lambda sent, exc: portal.environments.refusal(sent, exc, environment_id=env_id))
-        changed = portal.environments.update(env_id, body, principal)
-        return _json(environment_view(changed, portal), req=req)
+        portal.environments.update(env_id, body, principal, version=_if_match(req))
+        changed, version = portal.environments.get_versioned(env_id)
+        return _json(environment_view(changed, portal), req=req, etag=version)
     return _call(req, run)
+
+
+def _if_match(req: func.HttpRequest) -> str | None:
+    """The version a script edited (``If-Match``: the ``ETag`` of its GET); ``None`` when absent or ``*``."""
+    value = (req.headers.get("if-match") or "").strip()
+    return value if value and value != "*" else None
 
 
 def _set_state(req: func.HttpRequest, disabled: bool) -> func.HttpResponse:
@@ -244,6 +264,42 @@ def config_audit(req: func.HttpRequest) -> func.HttpResponse:
     return _call(req, run)
 
 
+# ---- write-back failures -------------------------------------------------------------------------------------
+@bp.function_name("config_writeback_failures")
+@bp.route(route="config/environments/{environmentId}/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("config_writeback_failures")
+def config_writeback_failures(req: func.HttpRequest) -> func.HttpResponse:
+    """The environment's failed write-backs with Epic's reasons, and its write-back settings problems (Admin)."""
+    def run() -> func.HttpResponse:
+        authorize(req, ADMIN)
+        report = services().portal.writeback_failures.report(req.route_params.get("environmentId", ""))
+        return _json(report.to_json(), req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_writeback_replay")
+@bp.route(route="config/environments/{environmentId}/writeback-failures/replay", methods=["POST"],
+          auth_level=ANON)
+@observed("config_writeback_replay")
+def config_writeback_replay(req: func.HttpRequest) -> func.HttpResponse:
+    """Replay one failed write-back or all of the environment (Admin; body ``ReplayBody``); audited. Safe to
+    repeat: an event already queued or written is not sent again."""
+    def run() -> func.HttpResponse:
+        from lib.config.writeback_failures import ReplayBody
+
+        principal = authorize(req, ADMIN, change=True)
+        body = _model(ReplayBody, json_body(req))
+        env_id = req.route_params.get("environmentId", "")
+        failures = services().portal.writeback_failures
+        if body.get("all"):
+            result = failures.replay_all(env_id, principal)
+        else:
+            result = failures.replay_one(env_id, body["eventId"], body["appointmentKey"], principal,
+                                         checked_in_epic=bool(body.get("checkedInEpic")))
+        return _json(result.to_json(), req=req)
+    return _call(req, run)
+
+
 # ---- approvals -----------------------------------------------------------------------------------------------
 @bp.function_name("config_approvals")
 @bp.route(route="config/approvals", methods=["GET"], auth_level=ANON)
@@ -326,17 +382,22 @@ def config_sms(req: func.HttpRequest) -> func.HttpResponse:
     """Change an environment's SMS settings and consents (Admin; body ``SmsChange``); every rule of
     ``lib/sms/configuration.py`` is checked before anything is stored."""
     def run() -> func.HttpResponse:
+        from lib.config.environments import EditConflict
         from lib.config.sms import SmsChange, apply_sms_change
         from lib.config.views import environment_view
 
         principal = authorize(req, ADMIN, change=True)
         portal = services().portal
         env_id = req.route_params.get("environmentId", "")
-        current = portal.environments.get(env_id)
+        current, version = portal.environments.get_versioned(env_id)
+        expected = _if_match(req)
+        if expected is not None and expected != version:
+            raise EditConflict(env_id)
         after = apply_sms_change(current, _model(SmsChange, json_body(req)), principal,
                                  now=services().clock.now())
-        stored = portal.environments.replace_checked(current, after, principal, action="sms.update")
-        return _json(environment_view(stored, portal), req=req)
+        portal.environments.replace_checked(current, after, principal, action="sms.update", version=version)
+        stored, version = portal.environments.get_versioned(env_id)
+        return _json(environment_view(stored, portal), req=req, etag=version)
     return _call(req, run)
 
 
@@ -372,7 +433,7 @@ def config_sms_preview(req: func.HttpRequest) -> func.HttpResponse:
         config = portal.environments.get(body["environmentId"])
         return _json(preview(config, kind=body.get("kind", "booked"), language=body.get("language", "en"),
                              template=body.get("template"), public_base_url=portal.public_base_url), req=req)
-    return _call(req, run)
+    return _call(req, run, refused="No preview: the text cannot be shown as it is (see errors).")
 
 
 # ---- phone numbers -------------------------------------------------------------------------------------------

@@ -75,13 +75,16 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     from lib.config.approvals import ApprovalFailed
     from lib.config.environments import NotFound
     from lib.config.phone_numbers import PhoneNumberError
+    from lib.config.writeback_failures import ReplayRefused
     from lib.store.errors import StoreUnavailable
 
     try:
         return action()
     except Denied as exc:
         if exc.status == 401 and req.method == "GET" and exc.code == "NOT_SIGNED_IN":
-            return _redirect("/api/portal/signin?" + urllib.parse.urlencode({"next": req.url}))
+            here = urllib.parse.urlsplit(req.url)
+            back = here.path + (f"?{here.query}" if here.query else "")
+            return _redirect("/api/portal/signin?" + urllib.parse.urlencode({"next": back}))
         return _error(req, _quiet_principal(req), exc.status, exc.title, exc.detail, exc.code,
                       next_link="/api/portal/signin" if exc.status == 401 else "/api/portal",
                       next_text="Sign in" if exc.status == 401 else "Back to the portal")
@@ -97,6 +100,10 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     except PhoneNumberError as exc:
         return _error(req, _quiet_principal(req), exc.status, "Phone numbers", exc.reason, exc.code,
                       next_link="/api/portal/phone-numbers", next_text="Back to phone numbers")
+    except ReplayRefused as exc:
+        return _error(req, _quiet_principal(req), exc.status, "Not replayed", exc.reason, exc.code,
+                      next_link=_failures_url(req.route_params.get("environmentId", "")),
+                      next_text="Back to the write-back failures")
     except StoreUnavailable:
         return _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
@@ -155,15 +162,18 @@ def portal_signin(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: how to sign in (Microsoft 365, or the local form). ``POST``: the local development sign-in
     (``PORTAL_DEV_SIGNIN``, local emulators only): ``name`` and ``roles`` -> a signed cookie."""
     from lib.config.access import DEV_COOKIE, DEV_SESSION_SECONDS, ROLES
+    from lib.config.return_paths import PORTAL_PREFIX, safe_return_path
 
     access = services().portal.access
     if req.method == "GET":
+        back = safe_return_path(req.params.get("next"))
         reason = ("Sign in with your Microsoft 365 account." if access.easy_auth_enabled else
                   "The portal needs App Service authentication with Microsoft Entra ID; it is not enabled for "
                   "this app (docs/portal.md \"Sign-in and roles\").")
-        login = "/.auth/login/aad?post_login_redirect_uri=/api/portal" if access.easy_auth_enabled else None
+        login = ("/.auth/login/aad?" + urllib.parse.urlencode({"post_login_redirect_uri": back or PORTAL_PREFIX})
+                 if access.easy_auth_enabled else None)
         return _page(req, "portal/signin.html", None, title="Sign in", dev_signin=access.dev_signin, roles=ROLES,
-                     reason=reason, login_url=login)
+                     reason=reason, login_url=login, next_path=back)
 
     def run() -> func.HttpResponse:
         if not access.dev_signin:
@@ -172,16 +182,17 @@ def portal_signin(req: func.HttpRequest) -> func.HttpResponse:
         form = form_body(req, max_bytes=4096)
         name = _first(form, "name").strip()
         roles = [r for r in form.get("roles", []) if r in ROLES]
+        back = safe_return_path(_first(form, "next"))
         if not access.valid_dev_name(name):
             from lib.config.environments import Problem
 
             return _page(req, "portal/signin.html", None, 400, title="Sign in", dev_signin=True, roles=ROLES,
-                         reason="", login_url=None,
+                         reason="", login_url=None, next_path=back,
                          problems=[Problem("name", "Enter a name: letters, digits and . _ @ + - only")])
         secure = "; Secure" if access.secure_cookies else ""
         cookie = (f"{DEV_COOKIE}={access.dev_cookie(name, roles)}; Max-Age={DEV_SESSION_SECONDS}; Path=/api; "
                   f"HttpOnly; SameSite=Lax{secure}")
-        return _redirect("/api/portal", cookie)
+        return _redirect(back or PORTAL_PREFIX, cookie)
     return _guarded(req, run)
 
 
@@ -203,7 +214,8 @@ def portal_signout(req: func.HttpRequest) -> func.HttpResponse:
 # ---- environments --------------------------------------------------------------------------------------------
 def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, values: dict[str, Any],
                       env_id: str | None = None, problems: list[Any] | None = None,
-                      raw: dict[str, str] | None = None, status: int = 200) -> func.HttpResponse:
+                      raw: dict[str, str] | None = None, status: int = 200,
+                      version: str | None = None) -> func.HttpResponse:
     from lib.config.forms import form_fields
 
     errors: dict[str, str] = {}
@@ -213,8 +225,10 @@ def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, 
     title = "Add an environment" if creating else f"Edit {env_id}"
     action = "/api/portal/environments" if creating else f"/api/portal/environments/{env_id}"
     cancel = "/api/portal/environments" if creating else f"/api/portal/environments/{env_id}"
+    conflict = any(p.field == "reload" for p in problems or [])
     return _page(req, "portal/environment_form.html", principal, status, title=title, fields=fields, action=action,
-                 cancel=cancel, problems=problems or [], section="environments")
+                 cancel=cancel, problems=problems or [], section="environments", version=version,
+                 reload_url=f"/api/portal/environments/{env_id}/edit" if conflict else None)
 
 
 @bp.function_name("portal_environments")
@@ -243,6 +257,7 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
 
     from lib.config.environments import (
         ConfigurationRefused,
+        EditConflict,
         EnvironmentChange,
         EnvironmentCreate,
         Problem,
@@ -253,6 +268,7 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
     creating = env_id is None
     raw: dict[str, str] = {}
     values = defaults() if creating else portal.environments.get(env_id or "").to_doc()
+    version = _first(form, "version") or None  # what the editor opened: a save over a newer one is refused
     try:
         body, raw = parse_form(form, creating=creating)
         model = EnvironmentCreate if creating else EnvironmentChange
@@ -263,13 +279,18 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
         if creating:
             saved = portal.environments.create(typed, principal)
         else:
-            saved = portal.environments.update(env_id or "", typed, principal)
+            saved = portal.environments.update(env_id or "", typed, principal, version=version)
     except FormProblem as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
-                                 problems=[Problem(exc.field, exc.message)], raw=raw or None, status=422)
+                                 problems=[Problem(exc.field, exc.message)], raw=raw or None, status=422,
+                                 version=version)
     except ConfigurationRefused as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
-                                 problems=_problems(exc), raw=raw, status=422)
+                                 problems=_problems(exc), raw=raw, status=422, version=version)
+    except EditConflict:
+        return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
+                                 problems=[Problem("reload", EditConflict.MESSAGE)], raw=raw, status=409,
+                                 version=version)
     return _redirect(f"/api/portal/environments/{saved.id}?saved=1")
 
 
@@ -330,11 +351,11 @@ def portal_environment_edit(req: func.HttpRequest) -> func.HttpResponse:
 
         principal = authorize(req, ADMIN)
         env_id = req.route_params.get("environmentId", "")
-        config = services().portal.environments.get(env_id)
+        config, version = services().portal.environments.get_versioned(env_id)
         stored = [Problem(name, message) for name, message in invalid_stored_fields(config.to_doc()).items()
                   if name not in OWN_ACTIONS]  # saved by an older version: shown at its field, to be corrected
         return _environment_form(req, principal, creating=False, values=config.to_doc(), env_id=env_id,
-                                 problems=stored)
+                                 version=version, problems=stored)
     return _guarded(req, run)
 
 
@@ -582,7 +603,7 @@ def portal_approval_send_back(req: func.HttpRequest) -> func.HttpResponse:
 # ---- SMS -----------------------------------------------------------------------------------------------------
 def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int = 200,
               problems: list[Any] | None = None, notice: str | None = None,
-              typed: dict[str, str] | None = None) -> func.HttpResponse:
+              typed: dict[str, str] | None = None, version: str | None = None) -> func.HttpResponse:
     from lib.config.phone_numbers import PhoneNumberError, is_toll_free
     from lib.config.sms import preview
     from lib.config.views import environment_view
@@ -611,7 +632,8 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
     return _page(req, "portal/sms.html", principal, status, title=f"Text messages: {config.id}",
                  env=environment_view(config), owned=owned, toll_free=is_toll_free(config.sms.sender),
                  languages=languages, templates=templates, kind_names=KIND_NAMES, errors=errors, form=form,
-                 problems=problems or [], notice=notice, section="environments")
+                 problems=problems or [], notice=notice, section="environments", version=version,
+                 reload_url=f"/api/portal/environments/{config.id}/sms" if "reload" in errors else None)
 
 
 @bp.function_name("portal_sms")
@@ -620,7 +642,7 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
 def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: the SMS settings with a preview of every text (Admin). ``POST``: save them."""
     def run() -> func.HttpResponse:
-        from lib.config.environments import ConfigurationRefused, Problem
+        from lib.config.environments import ConfigurationRefused, EditConflict, Problem
         from lib.config.sms import apply_sms_change
         from lib.sms.templates import KINDS, TEMPLATES, template_for
 
@@ -628,16 +650,21 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
         env_id = req.route_params.get("environmentId", "")
         if req.method == "GET":
             principal = authorize(req, ADMIN)
-            return _sms_page(req, principal, portal.environments.get(env_id),
-                             notice="Saved." if req.params.get("saved") else None)
+            config, version = portal.environments.get_versioned(env_id)
+            return _sms_page(req, principal, config, notice="Saved." if req.params.get("saved") else None,
+                             version=version)
         principal, form = _change(req, ADMIN)
-        config = portal.environments.get(env_id)
+        config, stored_version = portal.environments.get_versioned(env_id)
+        version = _first(form, "version") or None  # what the editor opened: a save over a newer one is refused
         typed = {k: v[0] for k, v in form.items() if v}
+        if version is not None and version != stored_version:
+            return _sms_page(req, principal, config, status=409, typed=typed, version=version,
+                             problems=[Problem("reload", EditConflict.MESSAGE)])
         offsets_text = _first(form, "reminder_offsets_minutes")
         try:
             offsets = [int(p) for p in offsets_text.replace(";", ",").split(",") if p.strip()]
         except ValueError:
-            return _sms_page(req, principal, config, status=422, typed=typed, problems=[Problem(
+            return _sms_page(req, principal, config, status=422, typed=typed, version=version, problems=[Problem(
                 "reminder_offsets_minutes", "Write whole minutes separated by commas, e.g. 1440, 60")])
         overrides: dict[str, dict[str, str]] = {}
         for language in sorted(set(TEMPLATES) | set(config.sms.templates)):
@@ -664,9 +691,14 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
             change.pop("consentPatientsAgreed")
         try:
             after = apply_sms_change(config, change, principal, now=services().clock.now())
-            portal.environments.replace_checked(config, after, principal, action="sms.update")
+            portal.environments.replace_checked(config, after, principal, action="sms.update",
+                                                version=stored_version)
         except ConfigurationRefused as exc:
-            return _sms_page(req, principal, config, status=422, typed=typed, problems=_problems(exc))
+            return _sms_page(req, principal, config, status=422, typed=typed, problems=_problems(exc),
+                             version=version)
+        except EditConflict:
+            return _sms_page(req, principal, config, status=409, typed=typed, version=version,
+                             problems=[Problem("reload", EditConflict.MESSAGE)])
         return _redirect(f"/api/portal/environments/{env_id}/sms?saved=1")
     return _guarded(req, run)
 
@@ -771,3 +803,86 @@ def portal_phone_number_purchase(req: func.HttpRequest) -> func.HttpResponse:
                      section="phone-numbers")
     return _guarded(req, run)
 
+
+
+# ---- write-back failures -------------------------------------------------------------------------------------
+def _failures_url(env_id: str) -> str:
+    return f"/api/portal/environments/{urllib.parse.quote(env_id, safe='')}/writeback-failures"
+
+
+@bp.function_name("portal_writeback_overview")
+@bp.route(route="portal/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("portal_writeback_overview")
+def portal_writeback_overview(req: func.HttpRequest) -> func.HttpResponse:
+    """Every environment with its number of write-back failures (Admin)."""
+    def run() -> func.HttpResponse:
+        from lib.config.views import environment_view
+
+        principal = authorize(req, ADMIN)
+        portal = services().portal
+        counts = portal.writeback_failures.counts()
+        rows = [{"env": environment_view(e), "count": counts.get(e.id, 0)} for e in portal.environments.list()]
+        return _page(req, "portal/writeback_overview.html", principal, title="Write-back failures", rows=rows,
+                     total=sum(r["count"] for r in rows), section="writeback")
+    return _guarded(req, run)
+
+
+@bp.function_name("portal_writeback_failures")
+@bp.route(route="portal/environments/{environmentId}/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("portal_writeback_failures")
+def portal_writeback_failures(req: func.HttpRequest) -> func.HttpResponse:
+    """One environment's failed write-backs with Epic's reasons and the settings check (Admin);
+    ``?replay=<audit id>`` shows what a replay did."""
+    def run() -> func.HttpResponse:
+        principal = authorize(req, ADMIN)
+        env_id = req.route_params.get("environmentId", "")
+        result = None
+        if req.params.get("replay"):
+            result = services().portal.writeback_failures.result(env_id, req.params["replay"])
+        return _failures_page(req, principal, env_id, result=result,
+                              nothing=req.params.get("replay") == "none")
+    return _guarded(req, run)
+
+
+def _failures_page(req: func.HttpRequest, principal: Any, env_id: str, *, status: int = 200, result: Any = None,
+                   nothing: bool = False, problems: list[Any] | None = None,
+                   checked: str | None = None) -> func.HttpResponse:
+    from lib.config.views import environment_view
+    from lib.config.writeback_failures import OUTCOMES
+
+    report = services().portal.writeback_failures.report(env_id)
+    config = report.environment
+    return _page(req, "portal/writeback_failures.html", principal, status, title=f"Write-back failures: {env_id}",
+                 env=environment_view(config), report=report, result=result, outcomes=OUTCOMES, nothing=nothing,
+                 problems=problems or [], checked=checked, section="writeback",
+                 horizon=config.writeback_retry_horizon_minutes)
+
+
+@bp.function_name("portal_writeback_replay")
+@bp.route(route="portal/environments/{environmentId}/writeback-failures/replay", methods=["POST"],
+          auth_level=ANON)
+@observed("portal_writeback_replay")
+def portal_writeback_replay(req: func.HttpRequest) -> func.HttpResponse:
+    """Replay one event (``event_id``, ``appointment_key``, ``checked_in_epic``) or all (``all``) (Admin), then
+    back to the list with the outcome (post, redirect, get)."""
+    def run() -> func.HttpResponse:
+        from lib.config.environments import Problem
+        from lib.config.writeback_failures import ReplayRefused
+
+        principal, form = _change(req, ADMIN)
+        env_id = req.route_params.get("environmentId", "")
+        failures = services().portal.writeback_failures
+        if _first(form, "all") == "1":
+            result = failures.replay_all(env_id, principal)
+        else:
+            event_id = _first(form, "event_id")
+            try:
+                result = failures.replay_one(env_id, event_id, _first(form, "appointment_key"), principal,
+                                             checked_in_epic=_first(form, "checked_in_epic") == "on")
+            except ReplayRefused as exc:
+                if exc.code != "CHECK_EPIC_FIRST":
+                    raise
+                return _failures_page(req, principal, env_id, status=409, checked=event_id,
+                                      problems=[Problem(f"checked-{event_id}", exc.reason)])
+        return _redirect(_failures_url(env_id) + "?" + urllib.parse.urlencode({"replay": result.audit_id or "none"}))
+    return _guarded(req, run)
