@@ -13,18 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from lib.config.environments import STORED, ConfigurationRefused, Problem, pydantic_problems
 from lib.models import EnvironmentConfig, SmsSettings, iso
-from lib.sms.configuration import JOIN_PATH, TOKEN_LENGTH
+from lib.sms.configuration import sample_text
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
-from lib.sms.templates import (
-    KINDS,
-    PLACEHOLDERS,
-    format_when,
-    help_contact,
-    placeholders,
-    render_template,
-    template_for,
-    texts_per_visit,
-)
+from lib.sms.templates import KINDS, PLACEHOLDERS, format_when, placeholders, template_for
 
 #: Set by their own actions: the sender by linking a number, the consents by the two consent boxes.
 SMS_OWN_ACTIONS = frozenset({"sender", "consented_by", "consented_at"})
@@ -107,11 +98,9 @@ def preview(config: EnvironmentConfig, *, kind: str, language: str, template: st
 
     zone = ZoneInfo(config.time_zone)
     start = start_utc or datetime.now(UTC).astimezone(zone).replace(hour=22, minute=45, second=0, microsecond=0)
-    link = (config.sms.join_link_base_url or public_base_url).rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
-    text = render_template(text_template, org=config.display_name,
-                           when=format_when(start.astimezone(UTC), config.time_zone, language), link=link,
-                           frequency=texts_per_visit(config.sms, language),
-                           contact=help_contact(config.sms, public_base_url))
+    text = sample_text(text_template, config.sms, display_name=config.display_name, language=language,
+                       when=format_when(start.astimezone(UTC), config.time_zone, language),
+                       link_base=config.sms.join_link_base_url or public_base_url)
     count = count_segments(text)
     if count.segments > MAX_SEGMENTS:
         problems.append(f"{count.segments} segments: more than {MAX_SEGMENTS}; shorten the text")

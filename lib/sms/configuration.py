@@ -134,6 +134,16 @@ def join_link_problems(base_url: str | None) -> list[str]:
     return problems
 
 
+def sample_text(template: str, sms: SmsSettings, *, display_name: str, when: str, language: str,
+                link_base: str) -> str:
+    """``template`` filled as a patient would get it, with a join link of full length on ``link_base`` (the
+    environment's join-link base, else ``PUBLIC_BASE_URL``): what the save checks and the portal's preview
+    measure."""
+    link = link_base.rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
+    return render_template(template, org=display_name, when=when, link=link,
+                           frequency=texts_per_visit(sms, language), contact=help_contact(sms, link_base))
+
+
 def template_problems(
     sms: SmsSettings, *, display_name: str, time_zone: str, link_base: str
 ) -> list[str]:
@@ -142,20 +152,15 @@ def template_problems(
     problems = _placeholder_problems(sms)
     if problems:
         return problems
-    link = link_base.rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
-    contact = help_contact(sms, link_base)
     for language in sorted(set(TEMPLATES) | set(sms.templates)):
         whens = worst_case_whens(time_zone, language)
-        extra = {"contact": contact, "frequency": texts_per_visit(sms, language)}
         for kind in KINDS:
             template = template_for(kind, language, sms.templates, sms.default_language)
-            worst = max(
-                (count_segments(render_template(template, org=display_name, when=w, link=link, **extra))
-                 for w in whens),
-                key=lambda c: (c.segments, c.units),
-            )
+            samples = [sample_text(template, sms, display_name=display_name, when=when, language=language,
+                                   link_base=link_base) for when in whens]
+            worst = max((count_segments(text) for text in samples), key=lambda c: (c.segments, c.units))
             if worst.segments > MAX_SEGMENTS:
-                sample = render_template(template, org=display_name, when=whens[0], link=link, **extra)
+                sample = samples[0]
                 hint = non_gsm7_characters(sample)
                 why = f"; characters outside GSM-7 force UCS-2: {hint}" if hint else ""
                 problems.append(

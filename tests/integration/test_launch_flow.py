@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import importlib.util
 import json
 import re
 import secrets
@@ -28,36 +27,20 @@ import pytest
 import requests
 
 from local.testing import JwksServer
+from tests.integration.portal_client import served_app
 from tests.support.environments import make_environment
 from tests.support.writeback import drain_writeback
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runner(app: Any, service_settings: dict[str, str]) -> Iterator[str]:
-    """The app on the dev runner at ``PUBLIC_BASE_URL`` (HTTP only; queues are drained by the tests).
-
-    A private copy of ``function_app`` is served: ``azure-functions`` indexes an app object only once, and
-    other tests index ``function_app.app`` themselves.
-    """
-    from local.devrunner import DevRunner
-
-    spec = importlib.util.spec_from_file_location("function_app_launch_tests", ROOT / "function_app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    public = service_settings["PUBLIC_BASE_URL"]
-    port = urllib.parse.urlsplit(public).port
-    dev = DevRunner(module.app, port=port or 7171, host_json=ROOT / "host.json", timers=False, queues=False)
-    dev.start()
-    try:
+    """The app on the dev runner at ``PUBLIC_BASE_URL`` (HTTP only; queues are drained by the tests)."""
+    with served_app(service_settings["PUBLIC_BASE_URL"], "function_app_launch_tests") as public:
         yield public
-    finally:
-        dev.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -6,43 +6,30 @@ real Azurite messages) calls the Epic stand-in. Time moves through the app's clo
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from tests.integration.portal_client import served_app
 from tests.support.environments import make_environment
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 CLINICIAN, SECOND_CLINICIAN = str(uuid.uuid4()), str(uuid.uuid4())
 PATIENT_ACS, INTERPRETER_ACS = f"8:acs:{uuid.uuid4()}", f"8:acs:{uuid.uuid4()}"
 
 
 @pytest.fixture(scope="module")
-def runner(app: Any, service_settings: dict[str, str]) -> Iterator[Any]:
+def runner(app: Any, service_settings: dict[str, str]) -> Iterator[str]:
     """The app on the dev runner at ``PUBLIC_BASE_URL`` (timers and queues driven by the tests)."""
-    from local.devrunner import DevRunner
-
-    spec = importlib.util.spec_from_file_location("function_app_presence_tests", ROOT / "function_app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    port = urllib.parse.urlsplit(service_settings["PUBLIC_BASE_URL"]).port
-    dev = DevRunner(module.app, port=port or 7171, host_json=ROOT / "host.json", timers=False, queues=False)
-    dev.start()
-    try:
-        yield dev
-    finally:
-        dev.stop(timeout=10)
+    with served_app(service_settings["PUBLIC_BASE_URL"], "function_app_presence_tests") as public:
+        yield public
 
 
 @pytest.fixture(scope="module")
