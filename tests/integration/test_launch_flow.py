@@ -29,6 +29,7 @@ import requests
 from local.testing import JwksServer
 from tests.integration.portal_client import served_app
 from tests.support.environments import make_environment
+from tests.support.join_links import visit_with_join_link
 from tests.support.writeback import drain_writeback
 
 pytestmark = pytest.mark.integration
@@ -234,16 +235,9 @@ def test_jwks_route_serves_our_public_key(runner: str) -> None:
 # ---- patient -----------------------------------------------------------------------------------------------
 def test_patient_sms_link_join_page_call_token_and_device_test_write_back(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
-    from lib.models import Appointment
-
     csn = _csn()
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
-    link_id = secrets.token_urlsafe(16)
-    appointment = app.repos.appointments.create(Appointment(
-        visit_env.id, csn, "booked", start, start + timedelta(minutes=20), 20, "America/New_York", link_id=link_id))
-    expires = start + timedelta(hours=3)
-    app.repos.links.put(link_id, appointment.key, expires=expires, now=datetime.now(UTC))
-    token = app.join_links.token(link_id, expires)
+    appointment, token = visit_with_join_link(app, visit_env.id, csn, start)
 
     page = browser.get(f"{runner}/api/join/{token}")
     assert page.status_code == 200, page.text
