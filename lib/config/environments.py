@@ -26,7 +26,7 @@ from lib.config.access import Principal
 from lib.config.approvals import with_summary
 from lib.config.audit import AuditLog, changed_fields
 from lib.models import EnvironmentConfig
-from lib.sms.configuration import validate_sms_settings
+from lib.sms.configuration import sms_problems
 from lib.store.environments import EnvironmentRepository
 
 #: Fields changed only through their own actions (approval, certificate upload, SMS page, disable/enable).
@@ -194,7 +194,7 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
     if config.sms.enabled and not config.sms.consented_at:
         out.append(Problem("sms", "SMS can be switched on only with both consents (we send on the organization's "
                                   "behalf; your patients agreed to receive texts)"))
-    out += [Problem("sms", text) for text in validate_sms_settings(config, public_base_url=public_base_url)]
+    out += [Problem(p.setting, p.message) for p in sms_problems(config, public_base_url=public_base_url)]
     return out
 
 
@@ -287,14 +287,15 @@ class EnvironmentAdmin:
         return after
 
     def replace_checked(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *,
-                        action: str) -> EnvironmentConfig:
-        """Check every rule on ``after`` (no new URL), then store and audit it.
+                        action: str, summary: str | None = None) -> EnvironmentConfig:
+        """Check every rule on ``after`` (no new URL), then store and audit it (``summary``: the audit entry's,
+        else the changed fields).
 
         Raises:
             ConfigurationRefused.
         """
         self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls))
-        return self.store(before, after, actor, action=action)
+        return self.store(before, after, actor, action=action, summary=summary)
 
     def set_disabled(self, environment_id: str, disabled: bool, reason: str, actor: Principal) -> EnvironmentConfig:
         """Disable (no launch accepted; configuration kept) or enable an environment."""
