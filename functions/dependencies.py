@@ -338,7 +338,8 @@ class Services:
         # Graph checks expiry times against real time: the system clock, never the demo clock.
         return PresenceSubscriptions(repo=GraphSubscriptionRepository(self.store), graph=client,
                                      certificate=next(iter(certificates.values()), None),
-                                     public_base_url=self.settings.public_base_url, clock=SystemClock())
+                                     public_base_url=self.settings.public_base_url, clock=SystemClock(),
+                                     queues=self.queues)
 
     @cached_property
     def meeting_times(self) -> Any:
@@ -366,6 +367,30 @@ class Services:
                                  roster=self.roster, visit_events=self.repos.visit_events,
                                  quality=CallQualityRepository(self.store), queues=self.queues, clock=self.clock,
                                  reports=self.report_feed)
+
+    @cached_property
+    def attendance_reports(self) -> Any:
+        """Fills a visit's participant events from the meeting's attendance report (tenants that allow neither
+        call-event subscriptions nor call records, or ``presence_source`` ``attendance_report``)."""
+        from lib.presence.attendance_reports import AttendanceReportService
+        from lib.store.call_quality import CallQualityRepository
+        from lib.teams.attendance_reports import AttendanceReportsClient
+
+        _ = self.graph  # builds graph_tokens
+        client = AttendanceReportsClient(base_url=self.settings.graph_base_url, tokens=self.graph_tokens,
+                                         http=self.outbound_http)
+        return AttendanceReportService(appointments=self.repos.appointments, client=client,
+                                       classify=self.roster.classify, visit_events=self.repos.visit_events,
+                                       quality=CallQualityRepository(self.store), queues=self.queues,
+                                       clock=self.clock, reports=self.report_feed)
+
+    @cached_property
+    def after_meeting(self) -> Any:
+        """Runs the ``call-records`` queue's messages: call record, else attendance report."""
+        from lib.presence.after_meeting import AfterMeeting
+
+        return AfterMeeting(appointments=self.repos.appointments, presence=self.presence_repo,
+                            call_records=self.call_records, attendance=self.attendance_reports, clock=self.clock)
 
     @cached_property
     def status_passes(self) -> Any:

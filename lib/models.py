@@ -16,6 +16,7 @@ from typing import Any, Literal
 EnvironmentKind = Literal["test", "production"]
 Hl7Auth = Literal["jws", "none"]
 LaunchMode = Literal["smart", "encrypted"]
+PresenceSource = Literal["auto", "notifications", "attendance_report"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
 OutboxState = Literal["pending", "sending", "sent", "failed", "blocked", "skipped", "unknown"]
@@ -238,6 +239,10 @@ class EnvironmentConfig:
             the visits report marks each completed visit within it or not (``None``: not tracked).
         report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
             roster); off by default: clinicians are shown by EHR user ID only.
+        presence_source: where meeting presence comes from (docs/presence.md): ``auto`` (default: call-event
+            subscriptions and the call record; a visit whose tenant refuses both as not permitted falls back to
+            the meeting's attendance report), ``notifications`` (subscriptions and call record only, never the
+            report) or ``attendance_report`` (only the report, read after the meeting; nothing live).
         disabled: switched off in the portal: no launch is accepted (the configuration is kept).
         csn_identifier_systems: which ``Appointment.identifier`` systems carry the CSN: an entry starting with
             ``.`` is an OID suffix below Epic's root ``urn:oid:1.2.840.114350.``, any other entry must equal the
@@ -280,6 +285,7 @@ class EnvironmentConfig:
     frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
+    presence_source: PresenceSource = "auto"
     disabled: bool = False
     csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
     approvers: dict[str, str] = field(default_factory=dict)

@@ -430,7 +430,8 @@ def _register_graph_app(handle: ServiceHandle) -> None:
     pem = handle.material.graph_pem.read_text()
     cert = pem[pem.index("-----BEGIN CERTIFICATE-----"):]
     body = json.dumps({"client_id": DEFAULT_CLIENT_ID, "certificate_pem": cert, "redirect_uris": [],
-                       "roles": ["OnlineMeetings.ReadWrite.All", "CallRecords.Read.All"]}).encode()
+                       "roles": ["OnlineMeetings.ReadWrite.All", "CallRecords.Read.All",
+                                 "OnlineMeetingArtifact.Read.All"]}).encode()
     req = urllib.request.Request(  # noqa: S310 - loopback https URL
         f"{handle.url('graph')}/_standin/apps", data=body, method="POST",
         headers={"Content-Type": "application/json"})

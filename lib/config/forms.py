@@ -63,6 +63,11 @@ COPY: dict[str, FieldCopy] = {
     "client_assertion_alg": FieldCopy("Client assertion algorithm", "RS384 or ES384."),
     "encrypted_fields": FieldCopy("Encrypted link field names", "One per line: our name = the name Epic sends."),
     "encrypted_max_age_seconds": FieldCopy("Encrypted link maximum age (seconds)"),
+    "presence_source": FieldCopy("Meeting presence source", "auto: live from Teams call events and the call "
+                                                             "record, or the meeting's attendance report after the "
+                                                             "visit where the tenant allows neither; "
+                                                             "notifications: never the report; attendance_report: "
+                                                             "only the report (nothing live)."),
     "monthly_visit_allocation": FieldCopy("Visits per month (licences)", "The reports mark each visit within it "
                                                                          "or not; empty: not tracked."),
     "report_clinician_names": FieldCopy("Show clinicians' names in reports", "Off: clinicians appear by their "

@@ -13,7 +13,7 @@ from lib.hl7.er7 import Er7Message, Separators
 from lib.hl7.framing import unframe
 from lib.hl7.times import parse_dtm
 
-__all__ = ["MessageHeader", "header_from_message", "read_header"]
+__all__ = ["MessageHeader", "header_from_message", "read_header", "read_message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +134,13 @@ def read_header(raw: bytes) -> MessageHeader:
         HL7Rejected: 102 when MSH-2 (encoding characters) is unusable.
     """
     return header_from_message(Er7Message.from_bytes(unframe(raw)))
+
+
+def read_message(raw: bytes) -> tuple[Er7Message, MessageHeader]:
+    """Decode a body once: the message (handed on to :func:`lib.hl7.siu.siu_from_message`) and its MSH.
+
+    Raises:
+        NotHL7, HL7Rejected: as :func:`read_header`.
+    """
+    msg = Er7Message.from_bytes(unframe(raw))
+    return msg, header_from_message(msg)

@@ -35,7 +35,7 @@ from lib.hl7.phone import choose_sms_phone
 from lib.hl7.times import format_offset, parse_dtm, parse_duration, parse_duration_text, to_utc
 from lib.hl7.wellformed import check_wellformed
 
-__all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu"]
+__all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu", "siu_from_message"]
 
 #: Appointment status per trigger event (hl7.md §1): the event is authoritative, SCH-25 is a hint.
 STATUS_BY_EVENT: dict[str, str] = {
@@ -402,15 +402,30 @@ def parse_siu(
         ValueError: configuration errors: unknown ``time_zone``, ``default_region`` or
             ``appointment_id_order`` item, or a ``conference_id_field`` not shaped ``SEG-n[.c]``.
     """
+    msg = Er7Message.from_bytes(unframe(raw))
+    return siu_from_message(
+        msg, header_from_message(msg), time_zone=time_zone, default_region=default_region,
+        appointment_id_order=appointment_id_order, conference_id_field=conference_id_field,
+    )
+
+
+def siu_from_message(
+    msg: Er7Message,
+    header: MessageHeader,
+    *,
+    time_zone: str,
+    default_region: str,
+    appointment_id_order: Sequence[str] = _ID_SOURCES,
+    conference_id_field: str | None = None,
+) -> SiuMessage:
+    """:func:`parse_siu` on a message already decoded (:func:`lib.hl7.header.read_message`) and its MSH
+    (``header_from_message(msg)``), so the intake decodes each body once. Same rules, result and errors."""
     zone, region, appointment_id_order, conference_at = _configuration(
         time_zone, default_region, tuple(appointment_id_order), conference_id_field
     )
-
-    msg = Er7Message.from_bytes(unframe(raw))
     if msg.problem is not None:
         raise msg.problem
     check_wellformed(msg)
-    header = header_from_message(msg)
     event = _check_header(header)
 
     sch = msg.first("SCH")

@@ -55,4 +55,27 @@ def timeline(services: Any, environment_id: str, appointment_id: str) -> dict[st
             "correlationId": event.correlation_id,
         })
     entries.sort(key=lambda e: e["at"])
-    return {"appointmentKey": key, "appointment": shown, "entries": entries}
+    return {"appointmentKey": key, "appointment": shown, "presence": presence_sources(services, key),
+            "entries": entries}
+
+
+def presence_sources(services: Any, key: str) -> dict[str, Any]:
+    """Where the visit's presence came from (docs/presence.md): the call-events subscription (``state``:
+    ``active``, ``not_allowed``, ``not_used``...; ``source`` the environment's ``presence_source``), the call
+    record's and the attendance report's outcome (status and reason, e.g. ``not_allowed``, ``waiting``,
+    ``not_available``). No names: these documents hold none."""
+    from lib.store.call_quality import CallQualityRepository
+    from lib.store.graph_subscriptions import GraphSubscriptionRepository, subscription_doc_id
+
+    sub = GraphSubscriptionRepository(services.store).get(subscription_doc_id(key))
+    quality = CallQualityRepository(services.store).get(key) or {}
+    report = quality.get("attendance_report") or {}
+    return {
+        "subscription": {"state": sub.state, "source": sub.source, "lastError": sub.last_error} if sub else None,
+        "callRecord": {"status": quality.get("status"), "reason": quality.get("reason")} if quality.get("status")
+        else None,
+        "attendanceReport": {"status": report.get("status"), "reason": report.get("reason"),
+                             "checkedUtc": report.get("checked_utc"),
+                             "eventsFromReport": report.get("report_events")}
+        if report else None,
+    }

@@ -3,6 +3,12 @@ re-created when Graph removes them, deleted after the visit (timer ``presence_su
 
 The ``clientState`` we give Graph is ``{document id}.{secret}``: notifications find their document with one
 point read and prove themselves with the secret (compared in constant time).
+
+Which source tells presence is the environment's ``presence_source`` (kept on the document as ``source``):
+``notifications`` and ``auto`` subscribe; when Graph refuses that as not permitted (403) the document becomes
+``not_allowed`` and the visit's call record is read after the meeting (``auto``: and where that is refused too,
+its attendance report); ``attendance_report`` subscribes to nothing (``not_used``) and reads the attendance
+report after the meeting (lib/presence/after_meeting.py).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 from lib.clock import Clock
 from lib.models import Appointment
+from lib.presence.after_meeting import LOOK_AFTER_END, AfterMeetingWork, schedule
 from lib.presence.encrypted_content import NotificationCertificate, NotificationRefused
 from lib.store.errors import ConcurrencyConflict
 from lib.store.graph_subscriptions import GraphSubscription, GraphSubscriptionRepository, subscription_doc_id
@@ -61,19 +68,23 @@ class PresenceSubscriptions:
         certificate: our notification encryption certificate.
         public_base_url: where Graph reaches us (``PUBLIC_BASE_URL``).
         clock: the app's clock.
+        queues: the ``call-records`` queue producer (the look after the meeting when nothing is subscribed).
     """
 
     def __init__(self, *, repo: GraphSubscriptionRepository, graph: GraphSubscriptionsClient | None,
-                 certificate: NotificationCertificate | None, public_base_url: str, clock: Clock) -> None:
+                 certificate: NotificationCertificate | None, public_base_url: str, clock: Clock,
+                 queues: Any = None) -> None:
         self._repo = repo
         self._graph = graph
         self._certificate = certificate
         self._base = public_base_url.rstrip("/")
         self._clock = clock
+        self._queues = queues
 
     # ---- when the meeting is created ------------------------------------------------------------
-    def watch(self, appointment: Appointment) -> GraphSubscription | None:
-        """Subscribe to the call events of ``appointment``'s meeting (once per visit). A failure leaves the
+    def watch(self, appointment: Appointment, *, source: str = "auto") -> GraphSubscription | None:
+        """Subscribe to the call events of ``appointment``'s meeting (once per visit), or, for ``source``
+        ``attendance_report``, schedule the attendance report's read after the meeting. A failure leaves the
         document ``pending`` for the timer; it never fails the caller (a launch must go on).
         """
         if appointment.meeting is None:
@@ -81,7 +92,8 @@ class PresenceSubscriptions:
         now = self._clock.now()
         doc = GraphSubscription(id=subscription_doc_id(appointment.key), appointment_key=appointment.key,
                                 resource=meeting_events_resource(appointment.meeting.join_url),
-                                secret=secrets.token_urlsafe(32), end_after_utc=visit_over_after(appointment, now))
+                                secret=secrets.token_urlsafe(32), end_after_utc=visit_over_after(appointment, now),
+                                source=source)
         try:
             stored, created = self._repo.create_once(doc)
             if created or stored.state == "pending":
@@ -101,6 +113,10 @@ class PresenceSubscriptions:
                 pass  # the timer or a notification changed it; the next reschedule or renewal converges
 
     def _activate(self, sub: GraphSubscription) -> GraphSubscription:
+        if sub.source == "attendance_report":
+            return self._read_after_meeting(sub, "not_used", AfterMeetingWork(sub.appointment_key,
+                                                                              "attendance_report"),
+                                            "presence_source_attendance_report")
         if self._graph is None or self._certificate is None:
             return self._repo.update(sub, last_error="graph_not_configured")
         now = self._clock.now()
@@ -113,11 +129,32 @@ class PresenceSubscriptions:
                 certificate_id=self._certificate.certificate_id)
         except SubscriptionError as exc:
             log.warning("presence subscription create failed reason=%s", exc.reason)
+            if exc.not_permitted:  # this tenant does not allow it: read what Graph keeps after the meeting
+                then = "attendance_report" if sub.source == "auto" else None
+                return self._read_after_meeting(sub, "not_allowed", AfterMeetingWork(sub.appointment_key,
+                                                                                     "call_record", then), exc.reason)
             return self._repo.update(sub, state="pending", last_error=exc.reason)
         fresh = self._repo.get(sub.id) or sub
         updated = self._repo.update(fresh, state="active", graph_id=graph_id, expires_utc=granted, last_error=None)
         log.info("presence subscription active")
         return updated
+
+    def _read_after_meeting(self, sub: GraphSubscription, state: str, work: AfterMeetingWork,
+                            reason: str) -> GraphSubscription:
+        """Queue ``work`` for the visit's scheduled end + a few minutes, then mark the document ``state``; if
+        the queue fails the document stays ``pending`` and the timer tries again (a second message is
+        harmless: every read is idempotent)."""
+        now = self._clock.now()
+        end = sub.end_after_utc - KEEP_AFTER_END if sub.end_after_utc else now
+        try:
+            if self._queues is None:
+                raise RuntimeError("no queue producer")
+            schedule(self._queues, work, visible_at=end + LOOK_AFTER_END, now=now)
+        except Exception as exc:
+            log.warning("after-meeting read not queued (%s); the timer retries", type(exc).__name__)
+            return self._repo.update(sub, state="pending", last_error="after_meeting_not_queued")
+        log.info("presence source state=%s read=%s then=%s", state, work.read, work.then)
+        return self._repo.update(sub, state=state, last_error=reason)
 
     # ---- timer ----------------------------------------------------------------------------------
     def run_due(self) -> dict[str, int]:

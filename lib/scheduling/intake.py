@@ -30,10 +30,11 @@ from zoneinfo import ZoneInfo
 
 from lib.clock import Clock
 from lib.hl7.ack import build_ack
+from lib.hl7.er7 import Er7Message
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
-from lib.hl7.header import MessageHeader, read_header
-from lib.hl7.siu import SiuMessage, parse_siu
+from lib.hl7.header import MessageHeader, read_message
+from lib.hl7.siu import SiuMessage, siu_from_message
 from lib.hl7.times import to_utc
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.observability import metrics
@@ -217,7 +218,7 @@ class IntakeService:
             return _refused(environment_id, problem)
         try:
             raw = unframe(body)
-            header = read_header(raw)
+            decoded, header = read_message(raw)  # decoded once, handed down to the SIU reader
         except (NotHL7, HL7Rejected) as exc:
             if (refused := self._claim(environment_id, signed)) is not None:
                 return refused
@@ -247,7 +248,7 @@ class IntakeService:
                 code="sending_facility_not_allowed",
             )
         try:
-            return self._handle_message(environment, header, raw, body, signed, keep=keep)
+            return self._handle_message(environment, decoded, header, raw, body, signed, keep=keep)
         except Problem as problem:
             return _refused(environment_id, problem)
         except StoreUnavailable:
@@ -256,8 +257,8 @@ class IntakeService:
             return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
 
     def _handle_message(
-        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes,
-        signed: SignedRequest | None, *, keep: bool,
+        self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, raw: bytes,
+        original: bytes, signed: SignedRequest | None, *, keep: bool,
     ) -> IntakeResponse:
         """Apply one message. A message with an MSH-10 is checked against, and recorded in, the processed
         messages together with its signature's ``jti`` (one round trip each, ``lib.store.messages``); any
@@ -275,15 +276,16 @@ class IntakeService:
             if seen == "replayed":
                 raise self._verifier.replayed()
             if seen == "reused":
-                return self._reused_control_id(environment, header, raw, original, keep=keep)
+                return self._reused_control_id(environment, decoded, header, original, keep=keep)
             if previous is not None:
                 return IntakeResponse(200, previous, ack_content_type(header), ack_code=_msa(previous))
         elif signed is not None:
             self._verifier.claim(environment.id, signed)
         try:
             _check_processing_id(environment, header)
-            message = parse_siu(
-                raw,
+            message = siu_from_message(
+                decoded,
+                header,
                 time_zone=environment.time_zone,
                 default_region=environment.default_region,
                 appointment_id_order=environment.appointment_id_order,
@@ -292,7 +294,7 @@ class IntakeService:
         except HL7Rejected as rejected:
             if header.control_id and signed is not None:
                 self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
-            rejected_id = self._keep_rejected(environment, header, raw, original, rejected) if keep else None
+            rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
             log.info(
                 "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
                 environment.id, header.control_id, rejected.ack_code, rejected.err_code, rejected_id,
@@ -321,7 +323,8 @@ class IntakeService:
                               changed_appointment=changed if applied.outcome != "stale" else None)
 
     def _reused_control_id(
-        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes, *, keep: bool
+        self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, original: bytes,
+        *, keep: bool,
     ) -> IntakeResponse:
         """MSH-10 already used by this sender for a different body: AR, kept for the operator, and counted
         (``vv.hl7.control_id_reused``, an alert's signal: the sender's control IDs are not unique)."""
@@ -330,7 +333,7 @@ class IntakeService:
             "nothing was applied: send it again with a new MSH-10"
         )
         rejected = HL7Rejected(reason, "205", segment="MSH", field=10)
-        rejected_id = self._keep_rejected(environment, header, raw, original, rejected) if keep else None
+        rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
         metrics.hl7_control_id_reused(environment.id)
         log.warning("hl7 control id reused with a different body env=%s msh10=%s rejected_id=%s",
                     environment.id, header.control_id, rejected_id)
@@ -338,11 +341,11 @@ class IntakeService:
         return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 
     def _keep_rejected(
-        self, environment: EnvironmentConfig, header: MessageHeader, raw: bytes, original: bytes,
+        self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, original: bytes,
         rejected: HL7Rejected,
     ) -> str:
         """Keep a refused message for replay, tied to its visit when that can be read (purged with it)."""
-        visit = _visit_of(environment, raw)
+        visit = _visit_of(environment, decoded, header)
         return self._keep(
             environment.id, original, rejected.reason, rejected.err_code, header.control_id,
             delete_after=visit[1] if visit else None, appointment_key=visit[0] if visit else None,
@@ -353,8 +356,12 @@ class IntakeService:
     ) -> tuple[Applied, tuple[tuple[str, str], ...]]:
         now = self._clock.now()
         doc_key = appointment_key(environment.id, message.appointment_id)
+        # A new booking (S12) is written without reading first: the create fails when the appointment exists
+        # (a resend, a launch that opened it, a racing message), and the next round reads it and decides again.
+        optimistic = message.event == "S12"
         for _ in range(5):
-            existing = self._appointments.get(doc_key)
+            existing = None if optimistic else self._appointments.get(doc_key)
+            optimistic = False
             applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now)
             if applied.outcome == "stale" or applied.after is None:
                 return applied, ()
@@ -500,7 +507,9 @@ def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) 
         )
 
 
-def _visit_of(environment: EnvironmentConfig, raw: bytes) -> tuple[str, datetime | None] | None:
+def _visit_of(
+    environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader
+) -> tuple[str, datetime | None] | None:
     """(appointment key, when the visit is over: end + the phone grace) of a refused message, if readable.
 
     A refused message keeps its raw bytes (PHI, a phone number perhaps) for the operator; like the phone
@@ -509,8 +518,9 @@ def _visit_of(environment: EnvironmentConfig, raw: bytes) -> tuple[str, datetime
     refused (wrong MSH-11, a reused MSH-10...); ``None`` when even that fails (the store's TTL then applies).
     """
     try:
-        message = parse_siu(raw, time_zone=environment.time_zone, default_region=environment.default_region,
-                            appointment_id_order=environment.appointment_id_order)
+        message = siu_from_message(decoded, header, time_zone=environment.time_zone,
+                                   default_region=environment.default_region,
+                                   appointment_id_order=environment.appointment_id_order)
     except (HL7Rejected, NotHL7, ValueError):
         return None
     end = message.end_utc or message.start_utc

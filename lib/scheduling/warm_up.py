@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from lib.hl7.ack import build_ack
 from lib.hl7.framing import unframe
-from lib.hl7.header import read_header
-from lib.hl7.siu import parse_siu
+from lib.hl7.header import read_message
+from lib.hl7.siu import siu_from_message
 
 _SAMPLE = (
     b"MSH|^~\\&|SCHED|WARMUP|VIRTUALVISITS|CONNECTOR|20260101090000||SIU^S12|WARMUP-1|T|2.3\r"
@@ -26,6 +26,6 @@ _SAMPLE = (
 def exercise_intake_parsers(*, time_zone: str = "America/New_York", region: str = "US") -> None:
     """Read and acknowledge the fictional sample (nothing is stored or sent)."""
     raw = unframe(_SAMPLE)
-    header = read_header(raw)
-    parse_siu(raw, time_zone=time_zone, default_region=region)
+    decoded, header = read_message(raw)  # the intake's own path: decoded once, then read as an SIU
+    siu_from_message(decoded, header, time_zone=time_zone, default_region=region)
     build_ack(header, code="AA", now=datetime.now(UTC), control_id="warmup")

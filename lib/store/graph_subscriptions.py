@@ -1,7 +1,10 @@
 """Graph subscriptions to a visit's meeting call events (container ``graph_subscriptions``, partition ``/id``).
 
 One document per visit (ID :func:`subscription_doc_id`), created when its meeting is created. ``state``:
-``pending`` (to create), ``active`` (Graph accepted it), ``ended`` (deleted after the visit). ``secret`` is the
+``pending`` (to create), ``active`` (Graph accepted it), ``ended`` (deleted after the visit), ``not_allowed``
+(Graph refused it as not permitted: the visit's attendance is read after the meeting instead), ``not_used``
+(the environment's ``presence_source`` is ``attendance_report``). ``source`` is that setting when the document
+was made (``auto``, ``notifications``, ``attendance_report``). ``secret`` is the
 random half of the ``clientState`` we gave Graph (``{doc id}.{secret}``): a notification names its document
 through the first half and proves itself with the second.
 """
@@ -40,6 +43,7 @@ class GraphSubscription:
     end_after_utc: datetime | None = None
     missed_utc: datetime | None = None
     last_error: str | None = None
+    source: str = "auto"
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -47,7 +51,7 @@ class GraphSubscription:
         return {"id": self.id, "appointmentKey": self.appointment_key, "resource": self.resource,
                 "secret": self.secret, "state": self.state, "graph_id": self.graph_id,
                 "expires_utc": iso(self.expires_utc), "end_after_utc": iso(self.end_after_utc),
-                "missed_utc": iso(self.missed_utc), "last_error": self.last_error}
+                "missed_utc": iso(self.missed_utc), "last_error": self.last_error, "source": self.source}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> GraphSubscription:
@@ -56,7 +60,7 @@ class GraphSubscription:
                    secret=doc["secret"], state=doc.get("state", "pending"), graph_id=doc.get("graph_id"),
                    expires_utc=parse_iso(doc.get("expires_utc")), end_after_utc=parse_iso(doc.get("end_after_utc")),
                    missed_utc=parse_iso(doc.get("missed_utc")), last_error=doc.get("last_error"),
-                   etag=doc.get("_etag"))
+                   source=doc.get("source") or "auto", etag=doc.get("_etag"))
 
 
 class GraphSubscriptionRepository:

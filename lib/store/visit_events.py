@@ -24,9 +24,10 @@ EventType = Literal["connected", "disconnected", "device_test_passed", "device_t
 CLICK_TYPES = frozenset({"clinician_launched", "page_opened", "call_identity_issued", "patient_opened_page",
                          "patient_left_page"})
 ParticipantRole = Literal["provider", "patient", "interpreter", "other", "call"]
-#: Where an event came from: the meeting's roster (Graph call events), the call record after the meeting, a
-#: click or event of our pages, or the patient's device test.
-EventSource = Literal["roster", "call_record", "click", "device_test"]
+#: Where an event came from: the meeting's roster (Graph call events), the call record after the meeting, the
+#: meeting's attendance report (tenants that allow neither), a click or event of our pages, or the patient's
+#: device test.
+EventSource = Literal["roster", "call_record", "attendance_report", "click", "device_test"]
 #: Write-back states that will not change any more (an operator's replay aside).
 FINAL_WRITEBACK = frozenset({"written", "failed", "unknown", "superseded", "none"})
 

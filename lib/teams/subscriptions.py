@@ -23,15 +23,17 @@ MEETING_EVENTS_MAX_MINUTES = 4320
 
 class SubscriptionError(Exception):
     """A subscription call failed. ``transient`` (429, 5xx, no answer: try again later, after ``retry_after``
-    seconds when Graph said), ``gone`` (404: the subscription no longer exists); ``reason`` is safe to log."""
+    seconds when Graph said), ``gone`` (404: the subscription no longer exists), ``not_permitted`` (403: the
+    tenant did not grant the permission or the access policy); ``reason`` is safe to log."""
 
     def __init__(self, reason: str, *, transient: bool = False, gone: bool = False,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, not_permitted: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.gone = gone
         self.retry_after = retry_after
+        self.not_permitted = not_permitted
 
 
 def beta_base(graph_base_url: str) -> str:
@@ -71,7 +73,8 @@ class GraphSubscriptionsClient(GraphCaller):
                                     retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         doc = json_or_none(response)
         code = (doc.get("error") or {}).get("code") if isinstance(doc, dict) else None
-        raise SubscriptionError(f"graph_http_{status}" + (f"_{code}" if isinstance(code, str) else ""))
+        raise SubscriptionError(f"graph_http_{status}" + (f"_{code}" if isinstance(code, str) else ""),
+                                not_permitted=status == 403)
 
     def create(self, *, resource: str, notification_url: str, lifecycle_url: str, client_state: str,
                expires: datetime, certificate_b64: str, certificate_id: str) -> tuple[str, datetime]:

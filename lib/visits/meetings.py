@@ -94,7 +94,8 @@ class MeetingService:
                 current = fresh
                 continue
             if self._presence is not None:
-                self._presence.watch(stored)  # subscribe to its call events now (the timer retries failures)
+                # subscribe to its call events now (the timer retries failures), or plan the read after it
+                self._presence.watch(stored, source=environment.presence_source)
             return stored
         raise LaunchError("STORE_UNAVAILABLE", "The appointment kept changing while its meeting was stored.")
 

@@ -27,7 +27,8 @@ Graph (``/v1.0``, Bearer token from above required):
 - ``GET /v1.0/users/{userId}/onlineMeetings/{meetingId}``.
 - ``GET /l/meetup-join/...``: a tiny HTML page standing in for the Teams join page (visits are recorded).
 - ``/beta/subscriptions``: meeting call-event subscriptions with encrypted rich notifications and scripted
-  rosters (:mod:`local.standins.graph_presence`).
+  rosters; ``/v1.0/communications/callRecords``; ``/v1.0/users/{id}/onlineMeetings/{id}/attendanceReports``
+  (:mod:`local.standins.graph_presence`).
 
 Errors use Graph's ``{"error": {"code", "message", "innerError"}}`` and Entra's ``{"error",
 "error_description", "error_codes", ...}`` shapes. Control API: ``local/standins/README.md``.

@@ -35,6 +35,24 @@ Control API (JSON), documented in ``local/standins/README.md``:
   "reauthorizationRequired"|"subscriptionRemoved"|"missed"}`` (``subscriptionRemoved`` also removes it);
   ``POST /_standin/subscriptions/{id}/expire``.
 - Faults: the common ``/_standin/faults`` with ``path_prefix`` ``/beta/subscriptions`` (429, 5xx).
+
+Attendance reports (v1.0, GRAPH ``api/meetingattendancereport-list.md``, ``api/attendancerecord-list.md``):
+
+- ``GET /v1.0/users/{organizerId}/onlineMeetings/{meetingId}/attendanceReports`` and
+  ``.../attendanceReports/{reportId}/attendanceRecords``: app token with ``OnlineMeetingArtifact.Read.All``
+  (403 without), the organizer under an application access policy (403) and owning the meeting (404). A
+  report is made when a scripted meeting ends (``end`` step): one record per participant (``identity`` with
+  ``id``, ``displayName``; ACS users typed ``azureCommunicationServicesUserIdentity``), ``emailAddress``,
+  ``role``, ``attendanceIntervals``. Until it is ready the list answers 404. Pages of ``page_size`` items with
+  ``@odata.nextLink`` (``$skiptoken``).
+- ``POST /_standin/attendance-reports`` ``{"hold": bool, "page_size": int}``: new reports are held (not ready)
+  / page size; ``POST /_standin/attendance-reports/release`` makes every held report ready;
+  ``GET /_standin/attendance-reports`` lists them.
+
+Tenant permissions: ``POST /_standin/permissions`` ``{"revoked": ["meetingCallEvents",
+"CallRecords.Read.All", "OnlineMeetingArtifact.Read.All"]}`` makes the stand-in answer as Graph does for a
+tenant that did not grant them (403 on subscription create, on call records, on attendance reports), whatever
+roles the cached token carries; ``GET`` shows them; reset grants all again.
 """
 
 from __future__ import annotations
@@ -103,6 +121,11 @@ class PresenceState:
     #: join URL -> participant key -> {"who", "intervals": [[join, leave | None, [[segment start, quality]]]]}
     attendance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     call_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: join URL -> its attendance reports (``{"report", "records", "ready"}``), oldest first
+    attendance_reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    hold_reports: bool = False
+    page_size: int = 100
+    revoked: set[str] = field(default_factory=set)
 
     def reset(self) -> None:
         with self.lock:
@@ -112,6 +135,10 @@ class PresenceState:
             self.deliveries.clear()
             self.attendance.clear()
             self.call_records.clear()
+            self.attendance_reports.clear()
+            self.hold_reports = False
+            self.page_size = 100
+            self.revoked.clear()
 
 
 def _time(at: dt.datetime) -> str:
@@ -236,6 +263,42 @@ def _call_record(join_url: str, attendance: dict[str, dict[str, Any]], tenant: s
             "sessions": sessions}
 
 
+def _seconds(joined: str, left: str | None) -> int:
+    return int((_instant(left) - _instant(joined)).total_seconds()) if left else 0
+
+
+def _attendance_report(attendance: dict[str, dict[str, Any]], tenant: str, organizer: str | None) -> dict[str, Any]:
+    """A ``meetingAttendanceReport`` of one finished session and its ``attendanceRecord`` objects, with the
+    names and e-mail addresses Graph includes (the app must not keep them)."""
+    records, joins, leaves = [], [], []
+    for key, entry in attendance.items():
+        who = entry["who"]
+        if "user" in who:
+            identity: dict[str, Any] = {"id": who["user"], "displayName": "Dr Stand-in Clinician",
+                                        "tenantId": tenant}
+            email: str | None = f"clinician.{who['user'][:8]}@stand-in.example"
+            role = "Organizer" if who["user"] == organizer else "Presenter"
+        elif "acs" in who:
+            identity = {"@odata.type": "#microsoft.graph.azureCommunicationServicesUserIdentity", "id": who["acs"],
+                        "displayName": "Pat Stand-in", "azureCommunicationServicesResourceId": str(uuid.uuid5(
+                            uuid.NAMESPACE_URL, tenant))}
+            email, role = None, "Attendee"
+        else:
+            identity = {"id": who.get("guest") or key, "displayName": "Guest Stand-in", "tenantId": None}
+            email, role = None, "Attendee"
+        intervals = [{"joinDateTime": joined, "leaveDateTime": left, "durationInSeconds": _seconds(joined, left)}
+                     for joined, left in entry["intervals"]]
+        joins.extend(i["joinDateTime"] for i in intervals)
+        leaves.extend(i["leaveDateTime"] for i in intervals if i["leaveDateTime"])
+        records.append({"id": hashlib.sha256(key.encode()).hexdigest()[:36], "emailAddress": email, "role": role,
+                        "totalAttendanceInSeconds": sum(i["durationInSeconds"] for i in intervals),
+                        "identity": identity, "attendanceIntervals": intervals})
+    report = {"id": str(uuid.uuid4()), "totalParticipantCount": len(records),
+              "meetingStartDateTime": min(joins, key=_instant) if joins else None,
+              "meetingEndDateTime": max(leaves, key=_instant) if leaves else None}
+    return {"report": report, "records": records}
+
+
 def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = True) -> PresenceState:
     """Add the presence routes to the Graph stand-in ``app`` (``bearer(req)`` checks the token)."""
     ps = PresenceState()
@@ -261,6 +324,13 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
 
     def create(req: Request, version: str) -> Response:
         claims = bearer(req)
+        roles = set(claims.get("roles") or [])
+        with ps.lock:
+            revoked = "meetingCallEvents" in ps.revoked
+        if revoked or not roles & {"OnlineMeetings.Read.All", "OnlineMeetings.ReadWrite.All"}:
+            raise _error(403, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; Reason: "
+                                                "The application does not have permission to subscribe to "
+                                                "meetingCallEvents.]")
         body = req.json()
         if not isinstance(body, dict):
             raise _error(400, "InvalidRequest", "A JSON object body is required.")
@@ -412,6 +482,9 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
                     for k in list(attendance):
                         _leave(attendance, k, at)
                     ps.call_records[str(uuid.uuid4())] = _call_record(join_url, attendance, graph_state.tenant)
+                    if attendance:
+                        made = _attendance_report(attendance, graph_state.tenant, organizer_of(join_url))
+                        ps.attendance_reports.setdefault(join_url, []).append(dict(made, ready=not ps.hold_reports))
                     ps.attendance.pop(join_url, None)
                 elif action != "start":
                     return json_response({"error": f"unknown action {action!r}"}, 400)
@@ -436,8 +509,106 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
     # ---- call records (v1.0, CallRecords.Read.All) ---------------------------------------------------
     def records_reader(req: Request) -> None:
         claims = bearer(req)
-        if claims.get("idtyp") != "app" or "CallRecords.Read.All" not in claims.get("roles", []):
+        with ps.lock:
+            revoked = "CallRecords.Read.All" in ps.revoked
+        if claims.get("idtyp") != "app" or "CallRecords.Read.All" not in claims.get("roles", []) or revoked:
             raise _error(403, "Forbidden", "CallRecords.Read.All application permission is required.")
+
+    # ---- attendance reports (v1.0, OnlineMeetingArtifact.Read.All + application access policy) ----------
+    def organizer_of(join_url: str) -> str | None:
+        with graph_state.lock:
+            meeting = next((mt for mt in graph_state.meetings.values() if mt["joinWebUrl"] == join_url), None)
+            return graph_state.meeting_owner.get(meeting["id"]) if meeting else None
+
+    def artifacts_reader(req: Request, user_ref: str, meeting_id: str) -> str:
+        """The meeting's join URL once the caller may read its artifacts."""
+        claims = bearer(req)
+        with ps.lock:
+            revoked = "OnlineMeetingArtifact.Read.All" in ps.revoked
+        if claims.get("idtyp") != "app" or "OnlineMeetingArtifact.Read.All" not in claims.get("roles", []) \
+                or revoked:
+            raise _error(403, "Forbidden", "OnlineMeetingArtifact.Read.All application permission is required.")
+        with graph_state.lock:
+            user = graph_state.users.get(user_ref)
+            meeting = graph_state.meetings.get(meeting_id)
+            owner = graph_state.meeting_owner.get(meeting_id)
+        if user is None:
+            raise _error(404, "NotFound", f"User '{user_ref}' was not found.")
+        if not user.policy:
+            raise _error(403, "Forbidden", f"Application is not allowed to perform operations on the user "
+                                           f"'{user.id}' , neither is allowed access through RSC permission "
+                                           "evaluation.")
+        if meeting is None or owner != user.id:
+            raise _error(404, "NotFound", "The meeting was not found.")
+        return str(meeting["joinWebUrl"])
+
+    def page(req: Request, items: list[dict[str, Any]], context: str) -> Response:
+        try:
+            offset = int(req.arg("$skiptoken") or 0)
+        except ValueError:
+            raise _error(400, "BadRequest", "Invalid $skiptoken.") from None
+        with ps.lock:
+            size = ps.page_size
+        body: dict[str, Any] = {"@odata.context": f"{app.base_url}/v1.0/$metadata#{context}",
+                                "value": items[offset:offset + size]}
+        if offset + size < len(items):
+            body["@odata.nextLink"] = f"{app.base_url}{req.path}?$skiptoken={offset + size}"
+        return json_response(body)
+
+    @app.route("GET", r"/v1\.0/users/([^/]+)/onlineMeetings/([^/]+)/attendanceReports")
+    def _attendance_reports(req: Request, m: re.Match[str]) -> Response:
+        join_url = artifacts_reader(req, urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2)))
+        with ps.lock:
+            ready = [dict(r["report"]) for r in ps.attendance_reports.get(join_url, []) if r["ready"]]
+        if not ready:
+            raise _error(404, "NotFound", "The attendance report is not available yet.")
+        return page(req, ready[-50:], "attendanceReports")
+
+    @app.route("GET", r"/v1\.0/users/([^/]+)/onlineMeetings/([^/]+)/attendanceReports/([^/]+)/attendanceRecords")
+    def _attendance_records(req: Request, m: re.Match[str]) -> Response:
+        join_url = artifacts_reader(req, urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2)))
+        with ps.lock:
+            found = next((r for r in ps.attendance_reports.get(join_url, [])
+                          if r["ready"] and r["report"]["id"] == m.group(3)), None)
+        if found is None:
+            raise _error(404, "NotFound", "The attendance report was not found.")
+        return page(req, [dict(r) for r in found["records"]], "attendanceRecords")
+
+    @app.route(("GET", "POST"), r"/_standin/attendance-reports")
+    def _reports_control(req: Request, m: re.Match[str]) -> Response:
+        if req.method == "POST":
+            body = req.json() or {}
+            with ps.lock:
+                if "hold" in body:
+                    ps.hold_reports = bool(body["hold"])
+                if "page_size" in body:
+                    ps.page_size = max(1, int(body["page_size"]))
+        with ps.lock:
+            return json_response({"hold": ps.hold_reports, "page_size": ps.page_size,
+                                  "reports": {url: [dict(r["report"], ready=r["ready"]) for r in reports]
+                                              for url, reports in ps.attendance_reports.items()}})
+
+    @app.route("POST", r"/_standin/attendance-reports/release")
+    def _reports_release(req: Request, m: re.Match[str]) -> Response:
+        with ps.lock:
+            released = 0
+            for reports in ps.attendance_reports.values():
+                for report in reports:
+                    released += not report["ready"]
+                    report["ready"] = True
+        return json_response({"released": released})
+
+    @app.route(("GET", "POST"), r"/_standin/permissions")
+    def _permissions(req: Request, m: re.Match[str]) -> Response:
+        if req.method == "POST":
+            revoked = (req.json() or {}).get("revoked") or []
+            known = {"meetingCallEvents", "CallRecords.Read.All", "OnlineMeetingArtifact.Read.All"}
+            if not isinstance(revoked, list) or not set(revoked) <= known:
+                return json_response({"error": f"revoked must be a list of {sorted(known)}"}, 400)
+            with ps.lock:
+                ps.revoked = set(revoked)
+        with ps.lock:
+            return json_response({"revoked": sorted(ps.revoked)})
 
     @app.route("GET", r"/v1\.0/communications/callRecords")
     def _list_records(req: Request, m: re.Match[str]) -> Response:
