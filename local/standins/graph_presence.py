@@ -287,7 +287,7 @@ def _attendance_report(attendance: dict[str, dict[str, Any]], tenant: str, organ
             identity = {"id": who.get("guest") or key, "displayName": "Guest Stand-in", "tenantId": None}
             email, role = None, "Attendee"
         intervals = [{"joinDateTime": joined, "leaveDateTime": left, "durationInSeconds": _seconds(joined, left)}
-                     for joined, left in entry["intervals"]]
+                     for joined, left, _segments in entry["intervals"]]
         joins.extend(i["joinDateTime"] for i in intervals)
         leaves.extend(i["leaveDateTime"] for i in intervals if i["leaveDateTime"])
         records.append({"id": hashlib.sha256(key.encode()).hexdigest()[:36], "emailAddress": email, "role": role,
