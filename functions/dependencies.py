@@ -425,7 +425,33 @@ class Services:
         from lib.presence.notifications import NotificationService
 
         return NotificationService(subscriptions=self.presence_subscriptions, roster=self.roster,
-                                   certificates=self.notification_certificates)
+                                   certificates=self.notification_certificates,
+                                   validation_tokens=self.validation_tokens)
+
+    @cached_property
+    def identity_platform_keys(self) -> Any:
+        """The Microsoft identity platform's issuer and signing keys for our tenant (OpenID configuration at
+        ``GRAPH_AUTHORITY_HOST``), cached; ``None`` without ``GRAPH_TENANT_ID``."""
+        from lib.presence.validation_tokens import IdentityPlatformKeys, http_json
+
+        s = self.settings
+        if not s.graph_tenant_id:
+            return None
+        return IdentityPlatformKeys(f"{s.graph_authority_host}/{s.graph_tenant_id}/.well-known/openid-configuration",
+                                    fetch_json=http_json(self.outbound_http), clock=self.clock)
+
+    @cached_property
+    def validation_tokens(self) -> Any:
+        """Checks the ``validationTokens`` of Graph deliveries; ``None`` without ``GRAPH_TENANT_ID`` and
+        ``GRAPH_CLIENT_ID`` (then every rich delivery is refused)."""
+        from lib.clock import SystemClock
+        from lib.presence.validation_tokens import ValidationTokenVerifier
+
+        keys = self.identity_platform_keys
+        if keys is None or not self.settings.graph_client_id:
+            return None
+        # The tokens carry the identity platform's wall-clock times: the system clock, never the demo clock.
+        return ValidationTokenVerifier(keys, client_id=self.settings.graph_client_id, clock=SystemClock())
 
     @cached_property
     def visit_events(self) -> Any:

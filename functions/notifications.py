@@ -34,14 +34,16 @@ def _validation(req: func.HttpRequest) -> func.HttpResponse | None:
 def _answer(report: object, correlation: str) -> func.HttpResponse:
     refused = getattr(report, "refused", [])
     if refused:
-        # Notifications that fail clientState or signature checks were not sent by Graph for us.
-        return problem(403, "Notification refused", "A notification failed its clientState, certificate or "
-                       "signature check and was not applied.", correlation=correlation, reasons=sorted(set(refused)))
+        # Deliveries that fail the validation-token, clientState or signature checks were not sent by Graph for us.
+        return problem(403, "Notification refused", "The delivery failed its validation-token check, or a "
+                       "notification its clientState, certificate or signature check; what failed was not applied.",
+                       correlation=correlation, reasons=sorted(set(refused)))
     return func.HttpResponse(status_code=202, headers={"x-correlation-id": correlation})
 
 
 def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
     from lib.presence.encrypted_content import NotificationRefused
+    from lib.presence.validation_tokens import SigningKeysUnavailable
     from lib.store.errors import StoreUnavailable
 
     handshake = _validation(req)
@@ -55,6 +57,11 @@ def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
     except NotificationRefused as exc:
         return problem(400, "Not a notification delivery", f"The body was refused ({exc.reason}).",
                        correlation=correlation)
+    except SigningKeysUnavailable as exc:
+        log.warning("graph notification deferred: identity platform keys unavailable reason=%s correlation=%s",
+                    exc.reason, correlation)
+        return problem(503, "Try again", "The identity platform's signing keys cannot be read to check the "
+                       "delivery; Graph delivers again.", correlation=correlation)
     except StoreUnavailable:
         log.warning("graph notification deferred: store unavailable correlation=%s", correlation)
         return problem(503, "Try again", "The store is unavailable; Graph delivers again.", correlation=correlation)
@@ -64,8 +71,9 @@ def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
 @bp.function_name("graph_notifications")
 @bp.route(route="notifications/graph", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
-    """Meeting call events: 202 applied, 403 a notification failed its checks, 400 not a delivery, 503 store
-    down (Graph retries; effects are idempotent)."""
+    """Meeting call events: 202 applied, 403 the delivery or a notification failed its checks, 400 not a
+    delivery, 503 store down or the identity platform's keys unreadable (Graph retries; effects are
+    idempotent)."""
     return _handle(req, "changes")
 
 

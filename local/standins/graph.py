@@ -7,7 +7,12 @@ Entra (Microsoft identity platform v2.0; MSAL Python works unchanged with
 
 - ``GET /{tenant}/v2.0/.well-known/openid-configuration``: issuer ``{base}/{tenant}/v2.0``, token,
   authorize and JWKS endpoints.
-- ``GET /{tenant}/discovery/v2.0/keys``: the stand-in's RS256 signing key (access and id tokens).
+- ``GET /{tenant}/.well-known/openid-configuration`` (v1): issuer ``https://sts.windows.net/{tenant}/`` (the
+  issuer of access tokens and of Graph's notification ``validationTokens``), ``jwks_uri``
+  ``{base}/common/discovery/keys``.
+- ``GET /{tenant|common|organizations}/discovery/v2.0/keys`` and ``.../discovery/keys``: the stand-in's RS256
+  signing keys (access, id and validation tokens): the active key and every key it rotated away from
+  (``POST /_standin/keys/rotate``), as the real endpoint keeps publishing keys after they stop signing.
 - ``POST /{tenant}/oauth2/v2.0/token``:
   - ``client_credentials`` with a certificate ``client_assertion`` (header ``x5t`` = SHA-1 or ``x5t#S256`` =
     SHA-256 thumbprint of the registered certificate; RS256 or PS256; ``iss`` = ``sub`` = client_id,
@@ -172,6 +177,8 @@ class GraphState:
     base: str
     tenant: str
     key: SigningKey = field(default_factory=SigningKey)
+    #: keys that signed before a rotation: still published (tokens they signed stay valid), no longer signing
+    previous_keys: list[SigningKey] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     jtis: JtiRegistry = field(default_factory=JtiRegistry)
     assertions: dict[str, str] = field(default_factory=dict)  # jti -> the signed client assertion
@@ -198,6 +205,22 @@ class GraphState:
             self.token_calls.clear()
             self.jtis.clear()
             self.assertions.clear()
+
+    def published_keys(self) -> list[SigningKey]:
+        """The signing key and the keys it replaced, newest first."""
+        with self.lock:
+            return [self.key, *self.previous_keys]
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK Set of :meth:`published_keys`."""
+        return {"keys": [k.public_jwk() for k in self.published_keys()]}
+
+    def rotate(self) -> SigningKey:
+        """A new signing key; the old one stays published."""
+        with self.lock:
+            self.previous_keys.insert(0, self.key)
+            self.key = SigningKey()
+            return self.key
 
 
 def _now_iso() -> str:
@@ -283,11 +306,30 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             "cloud_instance_name": "microsoftonline.com",
         })
 
-    @app.route("GET", r"/([^/]+)/discovery/v2\.0/keys")
+    @app.route("GET", r"/([^/]+)/\.well-known/openid-configuration")
+    def _openid_configuration_v1(req: Request, m: re.Match[str]) -> Response:
+        if m.group(1) != "common":
+            check_tenant(m.group(1))
+        tenant_id = st.tenant if m.group(1) != "common" else "{tenantid}"
+        return json_response({
+            "issuer": f"https://sts.windows.net/{tenant_id}/",
+            "authorization_endpoint": f"{st.base}/{m.group(1)}/oauth2/authorize",
+            "token_endpoint": f"{st.base}/{m.group(1)}/oauth2/token",
+            "jwks_uri": f"{st.base}/common/discovery/keys",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
+                                                      "client_secret_basic"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "tenant_region_scope": None,
+            "cloud_instance_name": "microsoftonline.com",
+        })
+
+    @app.route("GET", r"/([^/]+)/discovery/(?:v2\.0/)?keys")
     def _keys(req: Request, m: re.Match[str]) -> Response:
         if m.group(1) not in (st.tenant, "common", "organizations"):
             check_tenant(m.group(1))
-        return json_response(st.key.jwks())
+        return json_response(st.jwks())
 
     # ---- authorize (delegated) ---------------------------------------------------------------------
     @app.route("GET", r"/([^/]+)/oauth2/v2\.0/authorize")
@@ -475,7 +517,9 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
         if scheme.lower() != "bearer" or not value.strip():
             raise HttpError(_graph_error(401, "InvalidAuthenticationToken", "Access token is empty."))
         try:
-            claims = st.key.decode(value.strip(), audience=[GRAPH_RESOURCE, GRAPH_APP_ID])
+            kid = jwt.get_unverified_header(value.strip()).get("kid")
+            signer = next((k for k in st.published_keys() if k.kid == kid), st.key)
+            claims = signer.decode(value.strip(), audience=[GRAPH_RESOURCE, GRAPH_APP_ID])
         except jwt.ExpiredSignatureError as exc:
             raise HttpError(_graph_error(401, "InvalidAuthenticationToken",
                                          "Lifetime validation failed, the token is expired.")) from exc
@@ -732,6 +776,12 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
     def _joins(req: Request, m: re.Match[str]) -> Response:
         with st.lock:
             return json_response(list(st.joins))
+
+    @app.route("POST", r"/_standin/keys/rotate")
+    def _rotate(req: Request, m: re.Match[str]) -> Response:
+        """Sign with a new key from now on; the previous keys stay published."""
+        key = st.rotate()
+        return json_response({"kid": key.kid, "published": [k.kid for k in st.published_keys()]})
 
     @app.route("GET", r"/_standin/token-calls")
     def _token_calls(req: Request, m: re.Match[str]) -> Response:

@@ -20,6 +20,8 @@ Real contract (Graph beta, GRAPH ``concepts/changenotifications-for-onlinemeetin
   "encryptionCertificateId", "encryptionCertificateThumbprint"}}], "validationTokens": [...]}``. ``data`` is the
   ``callEvent`` JSON, AES-256-CBC (PKCS#7, IV = first 16 key bytes) under a random key; ``dataKey`` that key
   RSA-OAEP(SHA-1) encrypted for the certificate; ``dataSignature`` HMAC-SHA256(key, data).
+  ``validationTokens``: one JWT signed with the stand-in's published Entra key (``iss``
+  ``https://sts.windows.net/{tenant}/``, ``aud`` the subscribing app, ``appid`` Graph change tracking).
 
 Control API (JSON), documented in ``local/standins/README.md``:
 
@@ -31,6 +33,9 @@ Control API (JSON), documented in ``local/standins/README.md``:
   notification). Answers the HTTP status of each delivery.
 - ``POST /_standin/call-events/release`` ``{"order": "reverse"|"forward"}``: deliver held notifications.
 - ``POST /_standin/notifications/raw`` ``{"url", "body"}``: post an arbitrary body (forgery tests).
+- ``POST /_standin/validation-tokens`` ``{"aud"?, "claims"?, "remove"?, "signer"?}``: a validation token with
+  claims overridden or removed, or signed by an unpublished key (``signer`` ``unpublished`` /
+  ``unpublished_same_kid``), to swap into a sealed envelope. Key rotation: ``POST /_standin/keys/rotate``.
 - ``GET /_standin/subscriptions``; ``POST /_standin/subscriptions/{id}/lifecycle`` ``{"event":
   "reauthorizationRequired"|"subscriptionRemoved"|"missed"}`` (``subscriptionRemoved`` also removes it);
   ``POST /_standin/subscriptions/{id}/expire``.
@@ -77,9 +82,14 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from local.standins.jose import SigningKey
 from local.standins.server import HttpError, Request, Response, StandinApp, json_response
 
 MEETING_EVENTS_MAX_MINUTES = 4320
+#: "Microsoft Graph Change Tracking", the app the identity platform issues validation tokens to.
+GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
+#: Lifetime of a validation token (the docs' example: about eight hours).
+VALIDATION_TOKEN_TTL = 8 * 3600
 _MEETING_RESOURCE = re.compile(r"^/?communications/onlineMeetings\(joinWebUrl='([^']+)'\)/meetingCallEvents$")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -417,6 +427,45 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
         return json_response(sub.to_json())
 
     # ---- notifications --------------------------------------------------------------------------
+    def validation_token(audience: str, *, claims: dict[str, Any] | None = None, remove: Any = (),
+                         signer: str = "published") -> str:
+        """A validation token as the identity platform issues it to Graph change tracking for ``audience``
+        (claims as in the docs' example), with ``claims`` overriding and ``remove`` dropping some; ``signer``
+        ``unpublished`` signs with a key nobody publishes (a forgery), ``unpublished_same_kid`` does too but
+        claims the published key's ``kid``."""
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        issuer = f"https://sts.windows.net/{graph_state.tenant}/"
+        body: dict[str, Any] = {
+            "aud": audience, "iss": issuer, "iat": now, "nbf": now, "exp": now + VALIDATION_TOKEN_TTL,
+            "aio": base64.b64encode(os.urandom(24)).decode(), "appid": GRAPH_CHANGE_TRACKING_APP_ID,
+            "appidacr": "2", "idp": issuer, "tid": graph_state.tenant,
+            "uti": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="), "ver": "1.0"}
+        body.update(claims or {})
+        for name in remove or ():
+            body.pop(name, None)
+        if signer == "published":
+            return graph_state.key.sign(body)
+        forger = SigningKey()
+        return forger.sign(body, {"kid": graph_state.key.kid} if signer == "unpublished_same_kid" else None)
+
+    @app.route("POST", r"/_standin/validation-tokens")
+    def _validation_tokens(req: Request, m: re.Match[str]) -> Response:
+        """``{"aud"?, "claims"?, "remove"?, "signer"?}`` -> ``{"token"}`` (see :func:`validation_token`); ``aud``
+        defaults to the one registered app."""
+        body = req.json() or {}
+        audience = body.get("aud")
+        if audience is None:
+            with graph_state.lock:
+                apps = list(graph_state.apps)
+            if len(apps) != 1:
+                return json_response({"error": "aud is required unless exactly one app is registered"}, 400)
+            audience = apps[0]
+        if body.get("signer", "published") not in ("published", "unpublished", "unpublished_same_kid"):
+            return json_response({"error": "signer must be published, unpublished or unpublished_same_kid"}, 400)
+        return json_response({"token": validation_token(str(audience), claims=body.get("claims"),
+                                                        remove=body.get("remove") or (),
+                                                        signer=body.get("signer", "published"))})
+
     def envelope(sub: Subscription, call_event: dict[str, Any]) -> dict[str, Any]:
         resource = f"communications/onlineMeetings('{uuid.uuid4()}')/meetingCallEvents('{call_event['id']}')"
         return {"value": [{
@@ -426,9 +475,7 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
                              "id": call_event["id"]},
             "tenantId": graph_state.tenant,
             "encryptedContent": encrypt_for(sub, call_event)}],
-            "validationTokens": [graph_state.key.sign({
-                "aud": sub.client_id, "iss": f"https://sts.windows.net/{graph_state.tenant}/",
-                "azp": "0bf30f3b-4a52-48df-9a82-234910c4a086"})]}
+            "validationTokens": [validation_token(sub.client_id)]}
 
     def deliver(sub: Subscription, call_event: dict[str, Any]) -> int:
         status = _post(sub.notification_url, envelope(sub, call_event), ca_verify)

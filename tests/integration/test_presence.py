@@ -227,17 +227,77 @@ def test_forged_notifications_are_refused_and_change_nothing(app: Any, env: Any,
                                                                      "callEvent": call_event})
     url = f"{urls['runner']}/api/notifications/graph"
 
-    wrong_state = {"value": [dict(sealed["value"][0], clientState=f"{sub.id}.not-the-secret")]}
+    # Genuine validation tokens, so that each forgery fails the check it is about.
+    wrong_state = dict(sealed, value=[dict(sealed["value"][0], clientState=f"{sub.id}.not-the-secret")])
     content = sealed["value"][0]["encryptedContent"]
     tampered = dict(content, dataSignature=("AAAA" if not content["dataSignature"].startswith("AAAA") else "BBBB")
                     + content["dataSignature"][4:])
-    bad_signature = {"value": [dict(sealed["value"][0], encryptedContent=tampered)]}
-    for forged in (wrong_state, bad_signature):
+    bad_signature = dict(sealed, value=[dict(sealed["value"][0], encryptedContent=tampered)])
+    for forged, reason in ((wrong_state, "bad_client_state"), (bad_signature, "bad_signature")):
         answer = requests.post(url, json=forged, timeout=10)
         assert answer.status_code == 403, answer.text
+        assert answer.json()["reasons"] == [reason]
     assert requests.post(url, data=b"not json", timeout=10).status_code == 400
     assert app.repos.visit_events.for_appointment(appointment.key) == []
     assert requests.post(url, json=sealed, timeout=10).status_code == 202  # the genuine one is applied
+    assert [e.type for e in app.repos.visit_events.for_appointment(appointment.key)] == ["connected"]
+
+
+def sealed_roster_update(app: Any, urls: dict[str, str], appointment: Any) -> dict[str, Any]:
+    """A genuine delivery (encrypted by the Graph stand-in, with its validation token) of the clinician joining,
+    not yet posted."""
+    from lib.store.graph_subscriptions import subscription_doc_id
+
+    sub = app.presence_subscriptions._repo.get(subscription_doc_id(appointment.key))
+    call_event = {"@odata.type": "#microsoft.graph.callEvent", "id": str(uuid.uuid4()),
+                  "callEventType": "rosterUpdated", "eventDateTime": datetime.now(UTC).isoformat(), "participants": [
+                      {"id": "p1", "isInLobby": False, "info": {"identity": {"user": {"id": CLINICIAN}}}}]}
+    return control(urls, "graph", "POST", "notifications/sealed", {"subscriptionId": sub.graph_id,
+                                                                   "callEvent": call_event})
+
+
+@pytest.mark.parametrize(("token_request", "reason"), [
+    (None, "validation_tokens_missing"),
+    ({"signer": "unpublished"}, "validation_token_unknown_key"),
+    ({"signer": "unpublished_same_kid"}, "validation_token_bad_signature"),
+    ({"claims": {"exp": 1_700_000_000, "nbf": 1_699_990_000, "iat": 1_699_990_000}}, "validation_token_expired"),
+    ({"claims": {"aud": "00000000-0000-4000-8000-0000000000ff"}}, "validation_token_wrong_audience"),
+    ({"claims": {"iss": "https://sts.windows.net/00000000-0000-4000-8000-000000000bad/"}},
+     "validation_token_wrong_issuer"),
+    ({"claims": {"appid": "00000000-0000-4000-8000-0000000000ee"}}, "validation_token_not_from_graph"),
+    ({"claims": {"tid": "00000000-0000-4000-8000-000000000bad"}}, "validation_token_tenant_mismatch"),
+])
+def test_a_delivery_without_genuine_validation_tokens_is_refused_and_stores_nothing(
+        app: Any, env: Any, urls: dict[str, str], token_request: dict[str, Any] | None, reason: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    appointment = new_visit(app, env)
+    sealed = sealed_roster_update(app, urls, appointment)
+    forged = {k: v for k, v in sealed.items() if k != "validationTokens"}
+    if token_request is not None:
+        forged["validationTokens"] = [control(urls, "graph", "POST", "validation-tokens", token_request)["token"]]
+    url = f"{urls['runner']}/api/notifications/graph"
+    with caplog.at_level("WARNING", logger="lib.presence.notifications"):
+        answer = requests.post(url, json=forged, timeout=10)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["reasons"] == [reason]
+    assert f"refused reason={reason}" in caplog.text
+    assert not any(t in caplog.text for t in forged.get("validationTokens", []))  # no token in the logs
+    assert app.repos.visit_events.for_appointment(appointment.key) == []
+    assert requests.post(url, json=sealed, timeout=10).status_code == 202  # the genuine one is applied
+    assert [e.type for e in app.repos.visit_events.for_appointment(appointment.key)] == ["connected"]
+
+
+def test_a_rotated_identity_platform_key_is_fetched_and_its_tokens_accepted(
+        app: Any, env: Any, urls: dict[str, str], clock: Any) -> None:
+    appointment = new_visit(app, env)
+    keys = app.identity_platform_keys
+    reads = keys.reads
+    new_kid = control(urls, "graph", "POST", "keys/rotate")["kid"]
+    # Past the least interval between two reads of the keys (the app's clock: a read may just have happened).
+    clock.set(datetime.now(UTC) + timedelta(minutes=2))
+    deliveries = script(urls, appointment, [{"action": "join", "participant": CLIN}])
+    assert [d["status"] for d in deliveries] == [202]
+    assert keys.reads == reads + 1 and new_kid in keys.current().keys
     assert [e.type for e in app.repos.visit_events.for_appointment(appointment.key)] == ["connected"]
 
 
