@@ -30,6 +30,15 @@ _launch_until_callback = flow._launch_until_callback
 pytestmark = pytest.mark.integration
 
 
+
+#: Each rate-limit test guesses from its own loopback address (never one another test used: their windows
+#: would add up).
+_ADDRESSES = iter(f"127.0.0.{n}" for n in range(20, 250))
+
+
+def _fresh_address() -> str:
+    return next(_ADDRESSES)
+
 def _launch_states(app: Any, environment_id: str) -> int:
     container = app.store.container("launch_states")
     rows = container.query_items("SELECT c.id FROM c WHERE c.environmentId = @e",
@@ -201,7 +210,7 @@ def _code_in(body: str) -> str | None:
 def test_300_anonymous_launch_attempts_from_one_address_are_cut_off_at_the_limit(
         app: Any, runner: str, standins: dict[str, str]) -> None:
     limit = int(app.settings.launch_rate_limit.split("/")[0])
-    address = f"127.0.0.{secrets.randbelow(200) + 20}"
+    address = _fresh_address()
     started = time.monotonic()
     answers = [_get_from(address, f"{runner}/api/launch/provider?iss=https%3A%2F%2Fguess.invalid%2F{i}&launch=x")
                for i in range(300)]
@@ -219,7 +228,7 @@ def test_300_anonymous_launch_attempts_from_one_address_are_cut_off_at_the_limit
 def test_300_join_link_guesses_from_one_address_are_cut_off_and_a_real_link_still_works_elsewhere(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any) -> None:
     limit = int(app.settings.guess_rate_limit.split("/")[0])
-    address = f"127.0.0.{secrets.randbelow(200) + 20}"
+    address = _fresh_address()
     answers = [_get_from(address, f"{runner}/api/join/{secrets.token_urlsafe(36)}") for _ in range(300)]
     statuses = [status for status, _, _ in answers]
     assert statuses[:limit] == [404] * limit  # LINK_INVALID
@@ -237,7 +246,7 @@ def test_300_join_link_guesses_from_one_address_are_cut_off_and_a_real_link_stil
 
 def test_guessed_callback_states_are_cut_off_at_the_guess_limit(app: Any, runner: str) -> None:
     limit = int(app.settings.guess_rate_limit.split("/")[0])
-    address = f"127.0.0.{secrets.randbelow(200) + 20}"
+    address = _fresh_address()
     statuses = [_get_from(address, f"{runner}/api/launch/callback?code=c&state={secrets.token_urlsafe(32)}")[0]
                 for _ in range(limit + 5)]
     assert statuses == [400] * limit + [429] * 5  # STATE_INVALID, then refused

@@ -38,7 +38,7 @@ GUEST = {"guest": f"guest-{uuid.uuid4().hex[:8]}"}
 def tenant(app: Any, urls: dict[str, str]) -> Iterator[None]:  # noqa: F811
     """Empty ``visit-events``/``call-records`` queues; after each test, the stand-in grants every permission,
     makes reports ready at once and pages by 100 again."""
-    for queue in ("visit-events", "call-records"):
+    for queue in ("visit-events", "call-records", "report-updates"):
         app.queues.client(queue).clear_messages()
     yield
     control(urls, "graph", "POST", "permissions", {"revoked": []})
@@ -83,8 +83,9 @@ def test_a_tenant_without_subscription_or_call_record_permission_writes_the_repo
 
     sub = app.presence_subscriptions._repo.get(subscription_doc_id(appointment.key))
     assert (sub.state, sub.source, sub.last_error) == ("not_allowed", "auto", "graph_http_403_ExtensionError")
-    # the look after the meeting is queued (invisible until the scheduled end + 5 minutes)
-    assert app.queues.client("call-records").get_queue_properties().approximate_message_count == 1
+    # the look after the meeting is queued, invisible until the scheduled end + 5 minutes
+    looks = app.queues.client("call-records")
+    assert looks.get_queue_properties().approximate_message_count == 1 and list(looks.peek_messages()) == []
 
     t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 
@@ -139,6 +140,17 @@ def test_a_tenant_without_subscription_or_call_record_permission_writes_the_repo
     stored = stored_documents(app, appointment.key).lower()
     assert "stand-in" not in stored and "@" not in stored  # no display name, no e-mail address
 
+    from tests.integration.test_reports import drain as deliver_report_updates
+
+    deliver_report_updates(app)
+    day = t.date()
+    (row,) = [r for r in app.reports.rows(day, day, environment_id=env.id).visits
+              if r["appointment_id"] == appointment.appointment_id]
+    # in the reports like roster events: the visit ran from the patient's admission to the clinician's leave
+    assert (row["outcome"], row["peak_participants"], row["clinicians"]) == ("completed", 3, ["E1001"])
+    assert (row["start_utc"], row["end_utc"]) == ((t + timedelta(minutes=2)).isoformat(),
+                                                  (t + timedelta(minutes=20)).isoformat())
+    assert row["lobby_wait_seconds"] is None  # the report has no lobby times
     presence = timeline(app, env.id, appointment.appointment_id)["presence"]
     assert presence["subscription"]["state"] == "not_allowed"
     assert presence["callRecord"]["status"] == "not_allowed"

@@ -45,3 +45,14 @@ def test_a_pair_without_equals_names_its_line():
     with pytest.raises(FormProblem) as err:
         parse_form({"department_organizers": ["10501 5b4e"]}, creating=False)
     assert err.value.field == "department_organizers" and "10501 5b4e" in err.value.message
+
+
+def test_the_presence_source_is_a_choice_of_three_defaulting_to_auto():
+    (field,) = [f for f in form_fields(defaults(), creating=True) if f.name == "presence_source"]
+    assert (field.widget, field.options, field.value) == ("radios", ("auto", "notifications", "attendance_report"),
+                                                          "auto")
+    body, _ = parse_form({"presence_source": ["attendance_report"]}, creating=False)
+    assert EnvironmentChange.model_validate(body).model_dump(exclude_unset=True)["presence_source"] == (
+        "attendance_report")
+    with pytest.raises(ValueError):
+        EnvironmentChange.model_validate({"presence_source": "polling"})
