@@ -8,10 +8,10 @@ endpoint, an exception message or PHI: only setting names, counts, durations and
 
 Within a check the reads go out at the same time too, and the queue check reuses one client per process
 (``Services.readiness_queues``: one connection pool, one credential), so a check costs about one round trip
-however many queues and hour buckets it reads. The first probe after a start used to read nine queues one
-after the other, each through a new client (a new connection, and in Azure a new managed-identity token),
-and the store's environments and three hour buckets one after the other, on top of the SDKs' own first
-calls: on a loaded instance that passed the 2.5 s a check may take, so the first probe answered "timeout".
+however many queues it reads. The first probe after a start used to read nine queues one after the other,
+each through a new client (a new connection, and in Azure a new managed-identity token), and the store's
+every environment document before the backlog, on top of the SDKs' own first calls: on a loaded instance
+that passed the 2.5 s a check could take, so the first probe answered "timeout" for a healthy store.
 
 Checks:
 - ``configuration``: the settings load (a :class:`lib.settings.SettingsError` names the setting), queue
@@ -147,22 +147,18 @@ def check_cosmos(services: Any) -> Check:
 
 
 def sms_backlog_seconds(services: Any, *, hours: int = 3) -> float:
-    """Seconds the oldest due, unsent text has waited (0 when none), over the last ``hours`` hour buckets
-    (read at the same time; the oldest bucket with a due text decides).
+    """Seconds the oldest due, unsent text has waited (0 when none), among the texts due in the last ``hours``.
 
     Recorded as ``vv.reminder.lag`` (kind ``backlog``): texts that go out on time keep it near 0; a
     stopped timer, an ACS outage or a throttled sender makes it grow (the "Reminder lag" alert).
     """
     from datetime import timedelta
 
-    from lib.models import hour_bucket
     from lib.store.outbox import OutboxRepository
 
     now = services.clock.now()
-    outbox = OutboxRepository(services.store)
-    oldest_first = [hour_bucket(now - timedelta(hours=back)) for back in range(hours - 1, -1, -1)]
-    found = all_at_once([lambda bucket=bucket: outbox.due(bucket, now, limit=1) for bucket in oldest_first])
-    lag = next((max(0.0, (now - due[0].due_utc).total_seconds()) for due in found if due), 0.0)
+    due = OutboxRepository(services.store).due(now, since=now - timedelta(hours=hours), limit=1)
+    lag = max(0.0, (now - due[0].due_utc).total_seconds()) if due else 0.0
     metrics.reminder_lag("backlog", lag)
     return lag
 

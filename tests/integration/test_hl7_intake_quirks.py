@@ -15,6 +15,7 @@ import pytest
 from lib.models import MAX_COSMOS_TTL, appointment_key
 from lib.observability import metrics
 from lib.scheduling.apply import PAST_VISIT_TTL_SECONDS
+from lib.store.contacts import phone_id
 from local.siu_builder import siu
 from tests.support.calls import msa, post_hl7, segment
 from tests.support.environments import make_environment
@@ -131,7 +132,7 @@ def test_a_visit_decades_ahead_gets_ttl_values_cosmos_accepts(app, env):
     far = datetime(2099, 6, 1, 14, 0, tzinfo=UTC)
     assert msa(post_hl7(env, message(start=far)))[1] == "AA"
     key = appointment_key(env, "IR-1")
-    contact = app.store.container("contacts").read_item(item=key, partition_key=key)
+    contact = app.store.container("visits").read_item(item=phone_id(key), partition_key=key)
     assert contact["ttl"] == MAX_COSMOS_TTL
     assert app.repos.contacts.phone(key, now=NOW) == "+12015550123"
 
@@ -142,10 +143,11 @@ def test_a_visit_already_over_is_stored_minimally_with_a_short_ttl_no_phone_no_t
     appointment = stored(app, env)
     assert (appointment.status, appointment.ttl, appointment.outbox_refs) == ("booked", PAST_VISIT_TTL_SECONDS, [])
     key = appointment_key(env, "IR-1")
-    doc = app.store.container("appointments").read_item(item=key, partition_key=key)
+    doc = app.store.container("visits").read_item(item=key, partition_key=key)
     assert doc["ttl"] == PAST_VISIT_TTL_SECONDS
-    assert list(app.store.container("contacts").query_items(
-        "SELECT c.id FROM c WHERE c.id = @k", parameters=[{"name": "@k", "value": key}], partition_key=key,
+    assert list(app.store.container("visits").query_items(
+        "SELECT c.id FROM c WHERE c.appointmentKey = @k AND c.type = 'phone'",
+        parameters=[{"name": "@k", "value": key}], partition_key=key,
     )) == []
     assert app.repos.rejected.list(env) == []
 

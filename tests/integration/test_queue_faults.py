@@ -38,7 +38,7 @@ def test_a_malformed_message_goes_on_to_the_poison_queue_and_is_counted(app, tmp
     host["extensions"]["queues"]["visibilityTimeout"] = "00:00:00"  # retry at once: 5 attempts in seconds
     (tmp_path / "host.json").write_text(json.dumps(host))
     marker = uuid.uuid4().hex
-    bodies = [json.dumps({"id": marker}), f"not json {marker}", json.dumps([marker])]
+    bodies = [json.dumps({"unexpected": marker}), f"not json {marker}", json.dumps([marker])]  # no "id" field
     work, poison = queue_client(app.settings, queue), queue_client(app.settings, f"{queue}-poison")
     # visit-events-poison has a trigger of its own, which fails on the same message and passes it on within
     # seconds: the message is looked for there too (not dropped either way).
