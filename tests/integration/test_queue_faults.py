@@ -51,16 +51,22 @@ def test_a_malformed_message_goes_on_to_the_poison_queue_and_is_counted(app, tmp
         work.send_message(body)
     before = metrics.total(metrics.QUEUE_MALFORMED, queue=queue)
     runner = DevRunner(private_app(), port=0, host_json=tmp_path / "host.json", timers=False, queues=True)
+    found: list[str] = []
     with runner:
         deadline = time.monotonic() + 90
-        while True:
-            found = [m.content for end in ends for m in end.peek_messages(max_messages=32) if marker in m.content]
-            if len(found) == len(bodies) or time.monotonic() > deadline:
-                break
+        while len(found) < len(bodies) and time.monotonic() < deadline:
+            found += [body for end in ends for body in _take_marked(end, marker)]
             time.sleep(0.3)
     assert sorted(found) == sorted(bodies)
     assert metrics.total(metrics.QUEUE_MALFORMED, queue=queue) - before == 5 * len(bodies)
-    for end in ends:
-        for message in end.receive_messages(max_messages=32, visibility_timeout=5):
-            if marker in message.content:
-                end.delete_message(message)
+
+
+def _take_marked(poison, marker: str) -> list[str]:
+    """Receive every visible message of ``poison`` (not only the first 32 a peek shows: other tests poison
+    messages too) and delete the ones carrying ``marker``; the others are visible again a second later."""
+    taken = []
+    for message in poison.receive_messages(messages_per_page=32, visibility_timeout=1):
+        if marker in message.content:
+            taken.append(message.content)
+            poison.delete_message(message)
+    return taken
