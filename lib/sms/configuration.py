@@ -51,6 +51,11 @@ HELP_CONTACT_MAX = 60
 #: Bounds of the per-number cap: texts, and the window in hours (30 days).
 MAX_CAP_TEXTS = 50
 MAX_CAP_WINDOW_HOURS = 720
+#: Longest template override (characters): a text is at most ``MAX_SEGMENTS`` segments, so a longer template
+#: cannot fit whatever it renders to (the live preview takes the same limit).
+MAX_TEMPLATE_CHARS = 1000
+#: Longest help contact (a phone number or a web page).
+MAX_HELP_CONTACT_CHARS = 200
 #: Kinds whose text must carry the join link.
 _NEEDS_LINK = ("booked", "changed", "reminder")
 
@@ -204,9 +209,17 @@ def template_problems(
         whens = worst_case_whens(time_zone, language)
         for kind in KINDS:
             template = template_for(kind, language, sms.templates, sms.default_language)
-            samples = [sample_text(template, sms, display_name=display_name, when=when, language=language,
-                                   link_base=link_base) for when in whens]
-            worst = max((count_segments(text) for text in samples), key=lambda c: (c.segments, c.units))
+
+            def render(when: str, template: str = template, language: str = language) -> str:
+                return sample_text(template, sms, display_name=display_name, when=when, language=language,
+                                   link_base=link_base)
+
+            samples = [render(whens[0])]
+            first = count_segments(samples[0])
+            # One date already over the limit decides it: the year of dates is swept only for a text that might
+            # still fit (this keeps a huge field at one render per template, not hundreds).
+            worst = first if first.segments > MAX_SEGMENTS else max(
+                (count_segments(render(w)) for w in whens), key=lambda c: (c.segments, c.units))
             if worst.segments > MAX_SEGMENTS:
                 sample = samples[0]
                 hint = non_gsm7_characters(sample)
@@ -228,6 +241,10 @@ def _placeholder_problems(sms: SmsSettings) -> list[str]:
             if kind not in KINDS:
                 problems.append(f"unknown template kind '{kind}' ({language}); kinds: {', '.join(KINDS)}")
                 continue
+            if len(template) > MAX_TEMPLATE_CHARS:
+                problems.append(f"{language}/{kind}: the text has {len(template):,} characters; at most "
+                                f"{MAX_TEMPLATE_CHARS:,} (a text is at most {MAX_SEGMENTS} segments)")
+                continue
             try:
                 fields = placeholders(template)
             except ValueError:
@@ -246,7 +263,8 @@ def _placeholder_problems(sms: SmsSettings) -> list[str]:
     return problems
 
 
-def sms_problems(config: EnvironmentConfig, *, public_base_url: str) -> list[SmsProblem]:
+def sms_problems(config: EnvironmentConfig, *, public_base_url: str,
+                 check_templates: bool = True) -> list[SmsProblem]:
     """Every problem of ``config.sms``, each with the setting it concerns (empty when it may be stored).
     Disabled SMS is checked too, so it can be switched on later without surprises.
 
@@ -254,6 +272,8 @@ def sms_problems(config: EnvironmentConfig, *, public_base_url: str) -> list[Sms
         config: the environment (its display name and zone are part of every text, its phone region reads a
             help contact's number).
         public_base_url: ``Settings.public_base_url``, the join-link base when the environment has none.
+        check_templates: ``False`` when a field every text contains (the display name) already failed its
+            own check: the texts are then not rendered (the answer would only repeat that problem).
     """
     sms = config.sms
     problems: list[SmsProblem] = []
@@ -261,6 +281,11 @@ def sms_problems(config: EnvironmentConfig, *, public_base_url: str) -> list[Sms
     def add(setting: str, messages: Iterable[str]) -> None:
         problems.extend(SmsProblem(setting, message) for message in messages)
 
+    contact_too_long = sms.help_contact is not None and len(sms.help_contact) > MAX_HELP_CONTACT_CHARS
+    if contact_too_long:
+        add("help_contact", [f"the help contact has {len(sms.help_contact or ''):,} characters; at most "
+                             f"{MAX_HELP_CONTACT_CHARS} (a phone number or a web page)"])
+        check_templates = False
     if sms.enabled and not sms.sender:
         add("sender", ["SMS is on but no sender number is set"])
     if sms.sender and not is_e164(sms.sender):
@@ -278,7 +303,8 @@ def sms_problems(config: EnvironmentConfig, *, public_base_url: str) -> list[Sms
         add("phone_grace_minutes", ["the phone-number grace period cannot be negative"])
     problems += cap_problems(sms)
     add("reachable_countries", _country_problems(sms.reachable_countries))
-    add("help_contact", help_contact_problems(sms.help_contact, config.default_region))
+    if not contact_too_long:
+        add("help_contact", help_contact_problems(sms.help_contact, config.default_region))
     try:
         ZoneInfo(config.time_zone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -288,7 +314,7 @@ def sms_problems(config: EnvironmentConfig, *, public_base_url: str) -> list[Sms
         add("default_language", [f"no templates for the default language '{sms.default_language}'"])
     link_problems = join_link_problems(sms.join_link_base_url)
     add("join_link_base_url", link_problems)
-    if not link_problems:
+    if not link_problems and check_templates:
         add("templates", template_problems(
             sms, display_name=config.display_name, time_zone=config.time_zone,
             link_base=sms.join_link_base_url or public_base_url,
@@ -296,9 +322,11 @@ def sms_problems(config: EnvironmentConfig, *, public_base_url: str) -> list[Sms
     return problems
 
 
-def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str) -> list[str]:
+def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str,
+                          check_templates: bool = True) -> list[str]:
     """The messages of :func:`sms_problems` (empty when the settings may be stored)."""
-    return [problem.message for problem in sms_problems(config, public_base_url=public_base_url)]
+    return [problem.message for problem in sms_problems(config, public_base_url=public_base_url,
+                                                        check_templates=check_templates)]
 
 
 def check_sms_settings(config: EnvironmentConfig, *, public_base_url: str) -> None:
