@@ -615,6 +615,7 @@ class _PortalServices:
         from lib.config.environments import EnvironmentAdmin
         from lib.config.operations import OperationStore
         from lib.config.phone_numbers import PhoneNumberService
+        from lib.config.writeback_failures import WritebackFailures
         from lib.smart.id_token import IdTokenVerifier
         s = svc.settings
         self.public_base_url = s.public_base_url
@@ -638,6 +639,8 @@ class _PortalServices:
             clock=svc.clock, wall_clock=SystemClock(), public_base_url=s.public_base_url)
         self.phone_numbers = PhoneNumberService(client=self._phone_numbers_client, operations=self.operations,
                                                 admin=self.environments, audit=self.audit, clock=SystemClock())
+        self.writeback_failures = WritebackFailures(operations=svc, environments=self.environments, audit=self.audit,
+                                                    clock=svc.clock)
 
     def _phone_numbers_client(self) -> Any:
         """The ACS phone numbers client (connection string locally, managed identity in Azure)."""

@@ -76,6 +76,7 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     from lib.config.approvals import ApprovalFailed
     from lib.config.environments import NotFound
     from lib.config.phone_numbers import PhoneNumberError
+    from lib.config.writeback_failures import ReplayRefused
     from lib.store.errors import StoreUnavailable
 
     try:
@@ -100,6 +101,10 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     except PhoneNumberError as exc:
         return _error(req, _quiet_principal(req), exc.status, "Phone numbers", exc.reason, exc.code,
                       next_link="/api/portal/phone-numbers", next_text="Back to phone numbers")
+    except ReplayRefused as exc:
+        return _error(req, _quiet_principal(req), exc.status, "Not replayed", exc.reason, exc.code,
+                      next_link=_failures_url(req.route_params.get("environmentId", "")),
+                      next_text="Back to the write-back failures")
     except StoreUnavailable:
         return _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
@@ -825,3 +830,86 @@ def portal_phone_number_purchase(req: func.HttpRequest) -> func.HttpResponse:
                      section="phone-numbers")
     return _guarded(req, run)
 
+
+
+# ---- write-back failures -------------------------------------------------------------------------------------
+def _failures_url(env_id: str) -> str:
+    return f"/api/portal/environments/{urllib.parse.quote(env_id, safe='')}/writeback-failures"
+
+
+@bp.function_name("portal_writeback_overview")
+@bp.route(route="portal/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("portal_writeback_overview")
+def portal_writeback_overview(req: func.HttpRequest) -> func.HttpResponse:
+    """Every environment with its number of write-back failures (Admin)."""
+    def run() -> func.HttpResponse:
+        from lib.config.views import environment_view
+
+        principal = authorize(req, ADMIN)
+        portal = services().portal
+        counts = portal.writeback_failures.counts()
+        rows = [{"env": environment_view(e), "count": counts.get(e.id, 0)} for e in portal.environments.list()]
+        return _page(req, "portal/writeback_overview.html", principal, title="Write-back failures", rows=rows,
+                     total=sum(r["count"] for r in rows), section="writeback")
+    return _guarded(req, run)
+
+
+@bp.function_name("portal_writeback_failures")
+@bp.route(route="portal/environments/{environmentId}/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("portal_writeback_failures")
+def portal_writeback_failures(req: func.HttpRequest) -> func.HttpResponse:
+    """One environment's failed write-backs with Epic's reasons and the settings check (Admin);
+    ``?replay=<audit id>`` shows what a replay did."""
+    def run() -> func.HttpResponse:
+        principal = authorize(req, ADMIN)
+        env_id = req.route_params.get("environmentId", "")
+        result = None
+        if req.params.get("replay"):
+            result = services().portal.writeback_failures.result(env_id, req.params["replay"])
+        return _failures_page(req, principal, env_id, result=result,
+                              nothing=req.params.get("replay") == "none")
+    return _guarded(req, run)
+
+
+def _failures_page(req: func.HttpRequest, principal: Any, env_id: str, *, status: int = 200, result: Any = None,
+                   nothing: bool = False, problems: list[Any] | None = None,
+                   checked: str | None = None) -> func.HttpResponse:
+    from lib.config.views import environment_view
+    from lib.config.writeback_failures import OUTCOMES
+
+    report = services().portal.writeback_failures.report(env_id)
+    config = report.environment
+    return _page(req, "portal/writeback_failures.html", principal, status, title=f"Write-back failures: {env_id}",
+                 env=environment_view(config), report=report, result=result, outcomes=OUTCOMES, nothing=nothing,
+                 problems=problems or [], checked=checked, section="writeback",
+                 horizon=config.writeback_retry_horizon_minutes)
+
+
+@bp.function_name("portal_writeback_replay")
+@bp.route(route="portal/environments/{environmentId}/writeback-failures/replay", methods=["POST"],
+          auth_level=ANON)
+@observed("portal_writeback_replay")
+def portal_writeback_replay(req: func.HttpRequest) -> func.HttpResponse:
+    """Replay one event (``event_id``, ``appointment_key``, ``checked_in_epic``) or all (``all``) (Admin), then
+    back to the list with the outcome (post, redirect, get)."""
+    def run() -> func.HttpResponse:
+        from lib.config.environments import Problem
+        from lib.config.writeback_failures import ReplayRefused
+
+        principal, form = _change(req, ADMIN)
+        env_id = req.route_params.get("environmentId", "")
+        failures = services().portal.writeback_failures
+        if _first(form, "all") == "1":
+            result = failures.replay_all(env_id, principal)
+        else:
+            event_id = _first(form, "event_id")
+            try:
+                result = failures.replay_one(env_id, event_id, _first(form, "appointment_key"), principal,
+                                             checked_in_epic=_first(form, "checked_in_epic") == "on")
+            except ReplayRefused as exc:
+                if exc.code != "CHECK_EPIC_FIRST":
+                    raise
+                return _failures_page(req, principal, env_id, status=409, checked=event_id,
+                                      problems=[Problem(f"checked-{event_id}", exc.reason)])
+        return _redirect(_failures_url(env_id) + "?" + urllib.parse.urlencode({"replay": result.audit_id or "none"}))
+    return _guarded(req, run)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from lib.config.access import Principal
 from lib.config.approvals import with_summary
 from lib.config.audit import AuditLog, changed_fields
-from lib.models import EnvironmentConfig
+from lib.models import DEFAULT_WRITEBACK_HORIZON_MINUTES, EnvironmentConfig, writeback_settings_problems
 from lib.sms.configuration import sms_problems
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
@@ -210,7 +210,16 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
     # would only make every template too long, after rendering each for a year of dates).
     out += [Problem(p.setting, p.message) for p in sms_problems(config, public_base_url=public_base_url,
                                                                  check_templates=name_ok)]
+    out += writeback_problems(config)
     return out
+
+
+def writeback_problems(config: EnvironmentConfig) -> list[Problem]:
+    """What is wrong with the environment's write-back settings, each on its form field (empty when fine)."""
+    codes = writeback_settings_problems(config.writeback_status_codes, DEFAULT_WRITEBACK_HORIZON_MINUTES)
+    horizon = writeback_settings_problems({}, config.writeback_retry_horizon_minutes)
+    return ([Problem("writeback_status_codes", text) for text in codes]
+            + [Problem("writeback_retry_horizon_minutes", text) for text in horizon])
 
 
 class EnvironmentAdmin:
