@@ -432,7 +432,8 @@ def config_sms_preview(req: func.HttpRequest) -> func.HttpResponse:
         portal = services().portal
         config = portal.environments.get(body["environmentId"])
         return _json(preview(config, kind=body.get("kind", "booked"), language=body.get("language", "en"),
-                             template=body.get("template"), public_base_url=portal.public_base_url), req=req)
+                             template=body.get("template"), public_base_url=portal.public_base_url,
+                             help_contact=body.get("helpContact")), req=req)
     return _call(req, run, refused="No preview: the text cannot be shown as it is (see errors).")
 
 

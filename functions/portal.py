@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import logging
+import re
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -604,13 +605,17 @@ def portal_approval_send_back(req: func.HttpRequest) -> func.HttpResponse:
 def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int = 200,
               problems: list[Any] | None = None, notice: str | None = None,
               typed: dict[str, str] | None = None, version: str | None = None) -> func.HttpResponse:
+    import dataclasses
+
     from lib.config.phone_numbers import PhoneNumberError, is_toll_free
     from lib.config.sms import preview
     from lib.config.views import environment_view
-    from lib.sms.templates import KINDS, TEMPLATES, template_for
+    from lib.sms.configuration import region_of
+    from lib.sms.templates import KINDS, TEMPLATES, help_contact, template_for
 
     portal = services().portal
     languages = sorted(set(TEMPLATES) | set(config.sms.templates))
+    typed_contact = (typed or {}).get("help_contact")
     templates = {}
     for language in languages:
         rows = []
@@ -618,7 +623,8 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
             text = (typed or {}).get(f"tpl-{language}-{kind}") or template_for(
                 kind, language, config.sms.templates, config.sms.default_language)
             rows.append({"kind": kind, "text": text, "preview": preview(
-                config, kind=kind, language=language, template=text, public_base_url=portal.public_base_url)})
+                config, kind=kind, language=language, template=text, public_base_url=portal.public_base_url,
+                help_contact=typed_contact)})
         templates[language] = rows
     try:
         owned = [n for n in portal.phone_numbers.owned() if "outbound" in n["sms"]]
@@ -627,10 +633,15 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
     errors: dict[str, str] = {}
     for p in problems or []:
         errors.setdefault(p.field, p.message)
-    form = {"reminder_offsets_minutes": (typed or {}).get("reminder_offsets_minutes")
-            or ", ".join(str(m) for m in config.sms.reminder_offsets_minutes)}
+    sms = config.sms
+    shown = {"reminder_offsets_minutes": ", ".join(str(m) for m in sms.reminder_offsets_minutes),
+             "reachable_countries": ", ".join(sms.reachable_countries), "help_contact": sms.help_contact or "",
+             "per_number_cap": str(sms.per_number_cap), "per_number_window_hours": str(sms.per_number_window_hours)}
+    form = {name: (typed or {}).get(name, value) for name, value in shown.items()}
     return _page(req, "portal/sms.html", principal, status, title=f"Text messages: {config.id}",
-                 env=environment_view(config), owned=owned, toll_free=is_toll_free(config.sms.sender),
+                 env=environment_view(config), owned=owned, toll_free=is_toll_free(sms.sender),
+                 own_region=region_of(sms.sender) if sms.sender else None,
+                 default_help=help_contact(dataclasses.replace(sms, help_contact=None), portal.public_base_url),
                  languages=languages, templates=templates, kind_names=KIND_NAMES, errors=errors, form=form,
                  problems=problems or [], notice=notice, section="environments", version=version,
                  reload_url=f"/api/portal/environments/{config.id}/sms" if "reload" in errors else None)
@@ -643,7 +654,7 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: the SMS settings with a preview of every text (Admin). ``POST``: save them."""
     def run() -> func.HttpResponse:
         from lib.config.environments import ConfigurationRefused, EditConflict, Problem
-        from lib.config.sms import apply_sms_change
+        from lib.config.sms import apply_sms_change, sms_change_summary
         from lib.sms.templates import KINDS, TEMPLATES, template_for
 
         portal = services().portal
@@ -660,12 +671,26 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
         if version is not None and version != stored_version:
             return _sms_page(req, principal, config, status=409, typed=typed, version=version,
                              problems=[Problem("reload", EditConflict.MESSAGE)])
+        unreadable: list[Problem] = []
+
+        def whole(name: str, message: str) -> int:
+            try:
+                return int(_first(form, name).strip())
+            except ValueError:
+                unreadable.append(Problem(name, message))
+                return 0
+
         offsets_text = _first(form, "reminder_offsets_minutes")
         try:
             offsets = [int(p) for p in offsets_text.replace(";", ",").split(",") if p.strip()]
         except ValueError:
-            return _sms_page(req, principal, config, status=422, typed=typed, version=version, problems=[Problem(
-                "reminder_offsets_minutes", "Write whole minutes separated by commas, e.g. 1440, 60")])
+            offsets = []
+            unreadable.append(Problem("reminder_offsets_minutes",
+                                      "Write whole minutes separated by commas, e.g. 1440, 60"))
+        cap = whole("per_number_cap", "Write the number of texts as a whole number, e.g. 6 (0: no limit)")
+        window = whole("per_number_window_hours", "Write the period as a whole number of hours, e.g. 72 for 3 days")
+        if unreadable:
+            return _sms_page(req, principal, config, status=422, typed=typed, version=version, problems=unreadable)
         overrides: dict[str, dict[str, str]] = {}
         for language in sorted(set(TEMPLATES) | set(config.sms.templates)):
             for kind in KINDS:
@@ -685,6 +710,11 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
             "default_language": _first(form, "default_language").strip() or "en",
             "join_link_base_url": _first(form, "join_link_base_url").strip() or None,
             "templates": overrides,
+            "reachable_countries": [c.upper() for c in re.split(r"[\s,;]+", _first(form, "reachable_countries"))
+                                    if c],
+            "help_contact": _first(form, "help_contact").strip() or None,
+            "per_number_cap": cap,
+            "per_number_window_hours": window,
         }
         if config.sms.consented_at and change["consentSendOnBehalf"] and change["consentPatientsAgreed"]:
             change.pop("consentSendOnBehalf")  # unchanged consents keep who gave them and when
@@ -692,7 +722,7 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
         try:
             after = apply_sms_change(config, change, principal, now=services().clock.now())
             portal.environments.replace_checked(config, after, principal, action="sms.update",
-                                                version=stored_version)
+                                                version=stored_version, summary=sms_change_summary(config, after))
         except ConfigurationRefused as exc:
             return _sms_page(req, principal, config, status=422, typed=typed, problems=_problems(exc),
                              version=version)
