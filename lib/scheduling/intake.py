@@ -40,6 +40,7 @@ from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_k
 from lib.observability import metrics
 from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone, order_key
 from lib.scheduling.keep_limit import KeepLimiter
+from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.appointments import AppointmentRepository
 from lib.store.contacts import ContactRepository
@@ -291,6 +292,7 @@ class IntakeService:
                 appointment_id_order=environment.appointment_id_order,
                 conference_id_field=environment.conference_id_field,
             )
+            check_visit_window(message, now)
         except HL7Rejected as rejected:
             if header.control_id and signed is not None:
                 self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
