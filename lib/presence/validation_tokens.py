@@ -15,7 +15,8 @@ Microsoft identity platform. Every token must pass, before anything of the deliv
 
 The keys rotate. :class:`IdentityPlatformKeys` caches the configuration and key set for a bounded time and
 fetches again on a ``kid`` it does not know, but at most once per ``min_refetch_seconds``: a stream of tokens
-with made-up ``kid`` values cannot make us hammer the identity platform.
+with made-up ``kid`` values cannot make us hammer the identity platform, nor can an outage of it (the last
+good read stands in for up to a day).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ MAX_TOKENS = 8
 MAX_TOKEN_CHARS = 16 * 1024
 DEFAULT_TTL_SECONDS = 3600.0
 DEFAULT_MIN_REFETCH_SECONDS = 60.0
+DEFAULT_MAX_STALE_SECONDS = 24 * 3600.0
 MAX_KEYS = 64
 
 
@@ -122,18 +124,21 @@ class IdentityPlatformKeys:
         fetch_json: ``fetch(url) -> JSON`` raising :class:`SigningKeysUnavailable` (:func:`http_json`).
         clock: when a read was made (the cache's age; the app's clock, so the demo and tests can move it).
         ttl_seconds: how long a read is used before the next request reads again.
-        min_refetch_seconds: the least time between two reads triggered by an unknown ``kid`` (or after a
-            failed read): at most one read per this many seconds, whatever the tokens say.
+        min_refetch_seconds: the least time between two reads (an unknown ``kid``, an expired read, a failed
+            one): at most one read per this many seconds, whatever the tokens say.
+        max_stale_seconds: how long the last good read stands in while the identity platform cannot be read.
     """
 
     def __init__(self, openid_configuration_url: str, *, fetch_json: Callable[[str], Any], clock: Clock,
                  ttl_seconds: float = DEFAULT_TTL_SECONDS,
-                 min_refetch_seconds: float = DEFAULT_MIN_REFETCH_SECONDS) -> None:
+                 min_refetch_seconds: float = DEFAULT_MIN_REFETCH_SECONDS,
+                 max_stale_seconds: float = DEFAULT_MAX_STALE_SECONDS) -> None:
         self._url = openid_configuration_url
         self._fetch = fetch_json
         self._clock = clock
         self._ttl = ttl_seconds
         self._min_refetch = min_refetch_seconds
+        self._max_stale = max_stale_seconds
         self._lock = threading.Lock()
         self._published: PublishedKeys | None = None
         self._last_attempt: float | None = None
@@ -148,24 +153,36 @@ class IdentityPlatformKeys:
 
     def current(self, *, wanted_kid: str | None = None) -> PublishedKeys:
         """The keys to check a token with: the cached read while it is fresh (and holds ``wanted_kid``), else a
-        new read, rate-limited as the class says.
+        new read, at most one per ``min_refetch_seconds``. When a read fails, the last good one is used while it
+        is less than ``max_stale_seconds`` old (the keys it holds were the identity platform's own).
+
+        One read at a time (the lock is held across it): concurrent deliveries wait for it rather than each
+        calling the identity platform.
 
         Raises:
-            SigningKeysUnavailable: no read could be made (and none is cached) or the documents are unusable.
+            SigningKeysUnavailable: no usable read (none yet, or the last good one is too old) and a new one
+                failed now or less than ``min_refetch_seconds`` ago.
         """
         with self._lock:
             now = self._now()
             published = self._published
-            fresh = published is not None and self._since(published.fetched_at, now) < self._ttl
-            if fresh and (wanted_kid is None or wanted_kid in published.keys):  # type: ignore[union-attr]
-                return published  # type: ignore[return-value]
-            if (fresh or published is None) and self._since(self._last_attempt, now) < self._min_refetch:
-                if published is None:
+            usable = published if published is not None and \
+                self._since(published.fetched_at, now) < self._max_stale else None
+            fresh = usable is not None and self._since(usable.fetched_at, now) < self._ttl
+            if fresh and (wanted_kid is None or wanted_kid in usable.keys):  # type: ignore[union-attr]
+                return usable  # type: ignore[return-value]
+            if self._since(self._last_attempt, now) < self._min_refetch:
+                if usable is None:
                     raise SigningKeysUnavailable("recently_failed")
-                return published  # an unknown kid again so soon: answer from the cache, do not read
+                return usable  # read (or tried) moments ago: answer from what we have, do not read again
             self._last_attempt = now
             self.reads += 1
-            self._published = self._read(now)
+            try:
+                self._published = self._read(now)
+            except SigningKeysUnavailable:
+                if usable is None:
+                    raise
+                return usable
             return self._published
 
     def _read(self, now: float) -> PublishedKeys:

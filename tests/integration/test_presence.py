@@ -312,6 +312,29 @@ def test_a_rotated_identity_platform_key_is_fetched_and_its_tokens_accepted(
     assert [d["status"] for d in deliveries] == [202]
     assert keys.reads == reads + 1 and new_kid in keys.current().keys
     assert [e.type for e in app.repos.visit_events.for_appointment(appointment.key)] == ["connected"]
+    # The app's Graph token, signed before the rotation, still works: the old key stays published.
+    assert new_visit(app, env).meeting.join_url
+
+
+def test_while_the_identity_platform_cannot_be_read_a_delivery_is_deferred_then_applied(
+        app: Any, env: Any, urls: dict[str, str], clock: Any) -> None:
+    appointment = new_visit(app, env)
+    sealed = sealed_roster_update(app, urls, appointment)
+    url = f"{urls['runner']}/api/notifications/graph"
+    later = datetime.now(UTC) + timedelta(hours=25)  # past the day the last good keys stand in for
+    control(urls, "graph", "POST", "faults", {"path_prefix": f"/{app.settings.graph_tenant_id}/.well-known/",
+                                              "responses": [503]})
+    try:
+        clock.set(later)
+        answer = requests.post(url, json=sealed, timeout=10)
+        assert answer.status_code == 503, answer.text
+        assert "signing keys" in answer.json()["detail"]
+        assert app.repos.visit_events.for_appointment(appointment.key) == []
+    finally:
+        requests.delete(f"{urls['graph']}/_standin/faults", verify=urls["ca"], timeout=10)
+    clock.set(later + timedelta(seconds=61))  # the next read is allowed a minute after the failed one
+    assert requests.post(url, json=sealed, timeout=10).status_code == 202  # Graph's redelivery
+    assert [e.type for e in app.repos.visit_events.for_appointment(appointment.key)] == ["connected"]
 
 
 def test_the_validation_handshake_echoes_the_token_as_plain_text(urls: dict[str, str], runner: Any) -> None:

@@ -261,6 +261,20 @@ def test_an_unreachable_identity_platform_defers_and_is_not_hammered(verifier, k
     assert verifier.verify(sign(k1, claims()))
 
 
+def test_during_an_outage_the_last_good_keys_stand_in_for_a_day_read_again_once_a_minute(
+        verifier, keys, platform, k1, clock):
+    verifier.verify(sign(k1, claims()))
+    platform.down = True
+    at = T0 + timedelta(hours=1, seconds=1)  # the read has expired
+    for seconds in (0, 10, 59, 61, 62):
+        clock.set(at + timedelta(seconds=seconds))
+        assert verifier.verify(sign(k1, claims(exp=int((T0 + timedelta(days=2)).timestamp()))))
+    assert keys.reads == 3  # T0, +1 h (failed), +1 h 61 s (failed)
+    clock.set(T0 + timedelta(hours=24, seconds=1))
+    with pytest.raises(SigningKeysUnavailable):
+        verifier.verify(sign(k1, claims(exp=int((T0 + timedelta(days=2)).timestamp()))))
+
+
 def test_a_clock_that_went_back_reads_again_rather_than_never(verifier, keys, k1, clock):
     clock.set(T0 + timedelta(days=1))
     verifier.verify(sign(k1, claims(exp=int((T0 + timedelta(days=2)).timestamp()))))
