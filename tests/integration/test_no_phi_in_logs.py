@@ -12,7 +12,6 @@ name: this proves the generic rules (and that the code does not log PHI in the f
 from __future__ import annotations
 
 import hashlib
-
 import logging
 import re
 
