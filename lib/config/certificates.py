@@ -4,9 +4,10 @@ Accepted: one X.509 certificate as PEM text or as base64 DER (a Windows "Base-64
 export, with or without a byte-order mark), with an RSA 2048+ or EC P-256 key (what
 ``lib/scheduling/signature.py`` verifies), valid now, not a CA (a self-signed certificate whose ``CA:TRUE`` is
 only OpenSSL's default is accepted: see :func:`_self_signed_signer`). Refused, each with its own message: a
-file holding a private key, a binary (DER) file, a file that is not a certificate, more than one certificate (a CA bundle or chain), a CA certificate, an expired or not-yet-valid
-certificate, an unsupported key, a file over :data:`MAX_BYTES`. Two certificates may be configured at once (a
-rotation); the stored form is the PEM text.
+file holding a private key, a binary (DER) file, a file that is not a certificate, more than one certificate
+(a CA bundle or chain), a CA certificate, an expired or not-yet-valid certificate, an unsupported key, a file
+over :data:`MAX_BYTES`. Two certificates may be configured at once (a rotation); the stored form is the PEM
+text.
 """
 
 from __future__ import annotations
