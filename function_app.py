@@ -10,6 +10,7 @@ from functions import (
     hl7_intake,
     join,
     launch,
+    launch_followup,
     notifications,
     portal,
     reminders,
@@ -24,5 +25,5 @@ from functions import (
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in (hl7_intake.bp, launch.bp, join.bp, reminders.bp, writeback.bp, events.bp, health.bp, static.bp,
                   reports.bp, warmup.bp, notifications.bp, subscriptions.bp, visit_status.bp, call_records.bp,
-                  admin.bp, portal.bp):
+                  admin.bp, portal.bp, launch_followup.bp):
     app.register_functions(blueprint)

@@ -46,10 +46,17 @@ class Services:
                 prepare_certificates(environment)
         except Exception as exc:  # the store may be down at start; requests answer 503 then
             log.warning("warm-up could not read the store: %s", type(exc).__name__)
-        # The queue SDK is loaded now; no queue is contacted (a hanging queue service must not hold the start,
-        # and lib.queues fails fast on its own when it is down).
-        import azure.storage.queue  # noqa: F401
+        # The queue clients are built now; no queue is contacted (a hanging queue service must not hold the
+        # start, and lib.queues fails fast on its own when it is down).
+        from lib.queues import CALL_RECORDS_QUEUE, LAUNCH_FOLLOWUP_QUEUE, SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE
+        from lib.reports.inputs import REPORT_UPDATES_QUEUE
 
+        try:
+            self.queues.prepare(SMS_OUTBOX_QUEUE, REPORT_UPDATES_QUEUE, VISIT_EVENTS_QUEUE, LAUNCH_FOLLOWUP_QUEUE,
+                                CALL_RECORDS_QUEUE)
+        except Exception as exc:  # no queue storage configured: its senders report it
+            log.warning("warm-up could not prepare the queues: %s", type(exc).__name__)
+        import lib.scheduling.unavailable  # noqa: F401  (the intake's 503 answer, imported on its first use)
         from lib.scheduling.warm_up import exercise_intake_parsers
 
         exercise_intake_parsers()
@@ -83,6 +90,7 @@ class Services:
         from lib.store.outbox import OutboxRepository
         from lib.store.timer_state import TimerStateRepository
         from lib.store.visit_events import VisitEventRepository
+        from lib.store.visits import VisitDocuments
 
         return SimpleNamespace(
             environments=EnvironmentRepository(self.store),
@@ -95,6 +103,7 @@ class Services:
             rejected=RejectedMessages(self.store, ttl_seconds=self.settings.hl7_rejected_ttl_days * 86400),
             timer_state=TimerStateRepository(self.store),
             visit_events=VisitEventRepository(self.store),
+            visits=VisitDocuments(self.store, transactional_batch=self.settings.cosmos_transactional_batch),
         )
 
     @cached_property
@@ -122,7 +131,7 @@ class Services:
         r = self.repos
         return IntakeService(
             environments=r.environments,
-            appointments=r.appointments,
+            visits=r.visits,
             contacts=r.contacts,
             outbox=r.outbox,
             links=r.links,
@@ -156,7 +165,6 @@ class Services:
             appointments=r.appointments,
             contacts=r.contacts,
             environments=r.environments,
-            timer_state=r.timer_state,
             sender=self.sms_sender,
             links=self.join_links,
             public_base_url=self.settings.public_base_url,
@@ -350,7 +358,7 @@ class Services:
         _ = self.graph  # builds graph_tokens
         client = MeetingTimesClient(base_url=self.settings.graph_base_url, tokens=self.graph_tokens,
                                     http=self.outbound_http)
-        return MeetingTimesSync(appointments=self.repos.appointments, container=self.store.container("appointments"),
+        return MeetingTimesSync(appointments=self.repos.appointments, container=self.store.container("visits"),
                                 graph=client, presence=self.presence_subscriptions, clock=self.clock)
 
     @cached_property
@@ -480,7 +488,16 @@ class Services:
             used_links=UsedLinkRepository(self.store),
             status_passes=self.status_passes,
             redirect_origins=self.launch_redirect_origins,
+            followup=self.launch_followup,
         )
+
+    @cached_property
+    def launch_followup(self) -> Any:
+        """A launch's click record and its new meeting's subscription, queued past the redirect."""
+        from lib.visits.launch_followup import LaunchFollowUp
+
+        return LaunchFollowUp(queues=self.queues, appointments=self.repos.appointments, events=self.visit_events,
+                              presence=self.presence_subscriptions)
 
     @property
     def launch_redirect_origins(self) -> tuple[str, ...]:

@@ -55,8 +55,8 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
         return _answer(unavailable_response(body, "The message was not accepted; send it again later."), correlation)
     if result.outbox_to_send:
         try:
-            for item_id, bucket in result.outbox_to_send:
-                svc.queues.send("sms-outbox", {"id": item_id, "bucket": bucket, "correlationId": correlation})
+            for item_id in result.outbox_to_send:
+                svc.queues.send("sms-outbox", {"id": item_id, "correlationId": correlation})
         except Exception:  # the reminder timer sends due outbox items anyway
             log.warning("could not enqueue texts correlation=%s; the timer will send them", correlation)
     if result.changed_appointment:

@@ -27,13 +27,13 @@ def sms_outbox(msg: func.QueueMessage) -> None:
     from lib.queues import SMS_OUTBOX_QUEUE, MalformedMessage, read_ids
 
     try:
-        ids = read_ids(msg.get_body(), "id", "bucket")
+        ids = read_ids(msg.get_body(), "id")
     except MalformedMessage as exc:
         metrics.queue_malformed(SMS_OUTBOX_QUEUE)
         log.error("sms-outbox message %s is malformed (%s); left to the poison queue", msg.id, exc)
         raise
-    item_id, bucket = ids["id"], ids["bucket"]
-    outcome = services().dispatcher.send_one(item_id, bucket)
+    item_id = ids["id"]
+    outcome = services().dispatcher.send_one(item_id)
     sms_outcome(item_id, outcome)
     log.info("sms-outbox message=%s outcome=%s", msg.id, outcome)
 
@@ -60,6 +60,6 @@ def reminders_due(timer: func.TimerRequest) -> None:
     for environment_id, message_id in svc.repos.rejected.expired(now):  # raw HL7 of visits now over
         purged += svc.repos.rejected.delete(environment_id, message_id)
     log.info(
-        "reminders_due past_due=%s outcomes=%s buckets=%d purged=%d",
-        timer.past_due, report.outcomes, report.buckets_read, purged,
+        "reminders_due past_due=%s outcomes=%s queries=%d purged=%d",
+        timer.past_due, report.outcomes, report.queries, purged,
     )

@@ -116,6 +116,8 @@ var queueNames = [
   'call-records-poison'
   'report-updates'
   'report-updates-poison'
+  'launch-followup'
+  'launch-followup-poison'
 ]
 
 // Key Vault secret names. Values are uploaded after deployment (docs/deploy.md).

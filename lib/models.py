@@ -16,6 +16,10 @@ from typing import Any, Literal
 EnvironmentKind = Literal["test", "production"]
 Hl7Auth = Literal["jws", "none"]
 LaunchMode = Literal["smart", "encrypted"]
+#: Who skips a visit meeting's lobby (Graph ``lobbyBypassSettings.scope``; docs/launch.md "Lobby"). Anonymous
+#: guests (the patient) wait in every one of them; ``organizationExcludingGuests`` also keeps the tenant's Entra
+#: guests there, ``organizer`` everyone but the organizer.
+LobbyScope = Literal["organization", "organizer", "organizationExcludingGuests", "organizationAndFederated"]
 PresenceSource = Literal["auto", "notifications", "attendance_report"]
 AppointmentStatus = Literal["booked", "cancelled", "deleted", "noshow"]
 SmsKind = Literal["booked", "changed", "cancelled", "reminder"]
@@ -239,6 +243,8 @@ class EnvironmentConfig:
             the visits report marks each completed visit within it or not (``None``: not tracked).
         report_clinician_names: whether reports keep and show clinicians' display names (from the meeting
             roster); off by default: clinicians are shown by EHR user ID only.
+        lobby_bypass_scope: who skips the lobby of this environment's visit meetings (:data:`LobbyScope`);
+            meetings made under another setting are updated at their next launch or join.
         presence_source: where meeting presence comes from (docs/presence.md): ``auto`` (default: call-event
             subscriptions and the call record; a visit whose tenant refuses both as not permitted falls back to
             the meeting's attendance report), ``notifications`` (subscriptions and call record only, never the
@@ -285,6 +291,7 @@ class EnvironmentConfig:
     frame_origins: tuple[str, ...] = ()
     monthly_visit_allocation: int | None = None
     report_clinician_names: bool = False
+    lobby_bypass_scope: LobbyScope = "organization"
     presence_source: PresenceSource = "auto"
     disabled: bool = False
     csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
@@ -387,7 +394,8 @@ def check_sending_facilities(values: tuple[str, ...]) -> None:
 @dataclass
 class Meeting:
     """The Teams meeting of a visit: Graph ``onlineMeeting`` id, ``joinWebUrl``, organizer, ``externalId``;
-    ``start_utc``/``end_utc`` (ISO-8601) are the times Graph was last given, so a reschedule knows to PATCH."""
+    ``start_utc``/``end_utc`` (ISO-8601) are the times Graph was last given, so a reschedule knows to PATCH;
+    ``lobby_scope`` the lobby scope Graph last reported (``None``: made before it was recorded)."""
 
     id: str
     join_url: str
@@ -395,6 +403,7 @@ class Meeting:
     external_id: str
     start_utc: str | None = None
     end_utc: str | None = None
+    lobby_scope: str | None = None
 
 
 @dataclass
@@ -438,13 +447,16 @@ class Appointment:
 
     @property
     def key(self) -> str:
-        """Document ID and partition key."""
+        """Document ID, and the visit's partition key (``appointmentKey``)."""
         return appointment_key(self.environment_id, self.appointment_id)
 
     def to_doc(self) -> dict[str, Any]:
-        """The Cosmos document (container ``appointments``, partition key ``/id``)."""
+        """The Cosmos document (container ``visits``, partition key ``/appointmentKey``, ``type``
+        ``appointment``; lib/store/visits.py)."""
         return {
             "id": self.key,
+            "appointmentKey": self.key,
+            "type": "appointment",
             "environmentId": self.environment_id,
             "appointmentId": self.appointment_id,
             "status": self.status,
@@ -501,8 +513,10 @@ class OutboxItem:
     """One text to one appointment: created before sending, then moved through its states.
 
     ``id`` is ``{appointmentKey}|{kind}|{revision}`` (reminders add ``-{offsetMinutes}`` to the kind), so
-    the same text can never be created twice. ``bucket`` is the due time's UTC hour (partition key).
-    The document never holds the phone number or the text itself.
+    the same text can never be created twice. It lives in its visit's partition (container ``visits``,
+    partition key ``appointmentKey``, ``type`` ``text``), so the intake creates it together with the
+    appointment. ``bucket`` is the due time's UTC hour (reports group texts by it). The document never holds
+    the phone number or the text itself.
 
     ``claimed_utc`` is when a worker moved it to ``sending`` (a ``sending`` item left behind by a crash is
     moved to ``unknown`` for review); ``segments`` the segments of the text sent; ``delivery_status``,
@@ -540,9 +554,10 @@ class OutboxItem:
     etag: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        """The Cosmos document (container ``outbox``, partition key ``/bucket``)."""
+        """The Cosmos document (container ``visits``, partition key ``/appointmentKey``, ``type`` ``text``)."""
         return {
             "id": self.id,
+            "type": "text",
             "bucket": self.bucket,
             "appointmentKey": self.appointment_key,
             "environmentId": self.environment_id,
@@ -597,5 +612,5 @@ class OutboxItem:
 
 
 def hour_bucket(at: datetime) -> str:
-    """The outbox partition of a due time: its UTC hour as ``YYYY-MM-DDTHH``."""
+    """The hour a text is due, UTC, as ``YYYY-MM-DDTHH`` (``OutboxItem.bucket``; reports group by it)."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H")

@@ -5,7 +5,7 @@ The Functions host decodes queue messages as base64 by default (``host.json``
 otherwise (azure-sdk-for-python#10029). Every producer and every consumer outside the host (the dev
 runner, operator commands) goes through this module so both sides agree.
 
-Messages carry IDs only, never PHI: ``{"id": ..., "bucket" | "appointmentKey": ...}`` plus an optional
+Messages carry IDs only, never PHI: ``{"id": ...}`` (a text) or ``{"id": ..., "appointmentKey": ...}`` plus an optional
 ``correlationId``.
 """
 
@@ -22,6 +22,7 @@ from lib.settings import Settings
 SMS_OUTBOX_QUEUE = "sms-outbox"
 VISIT_EVENTS_QUEUE = "visit-events"
 CALL_RECORDS_QUEUE = "call-records"
+LAUNCH_FOLLOWUP_QUEUE = "launch-followup"
 
 
 def poison_queue(name: str) -> str:
@@ -78,7 +79,11 @@ class QueueUnavailable(Exception):
 
 
 class QueueProducer:
-    """Sends messages to the app's queues with the base64 encode policy, creating queues on first use.
+    """Sends messages to the app's queues with the base64 encode policy, creating a queue when it is missing.
+
+    A send goes straight to the queue (one round trip); only when the service answers that the queue does not
+    exist is it created and the message sent again. In Azure the queues exist (Bicep creates them), so the first
+    message of an instance costs what every other one does; locally the first send creates each queue.
 
     The storage SDK's defaults (3 retries 15 s, 18 s and 24 s apart, 20 s connect and 60 s read timeouts)
     kept an HL7 request waiting 85 s when the queue service was down, although every producer has a
@@ -100,12 +105,19 @@ class QueueProducer:
         self._pause = pause
         self._down_until = 0.0
         self._lock = threading.Lock()
+        self._created: set[str] = set()
 
-    def _client(self, queue: str) -> Any:
+    def prepare(self, *queues: str) -> None:
+        """Build the clients of ``queues`` now (no network call): the instance's warm-up."""
+        for queue in queues:
+            self._client(queue, create=False)
+
+    def _client(self, queue: str, *, create: bool = True) -> Any:
         client = self._clients.get(queue)
         if client is not None:
+            if create and queue not in self._created:
+                self._create(client, queue)
             return client
-        from azure.core.exceptions import ResourceExistsError
         from azure.storage.queue import LinearRetry, QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
         policies = {
@@ -124,12 +136,19 @@ class QueueProducer:
             )
         else:
             raise RuntimeError("no queue storage configured: set AzureWebJobsStorage")
+        self._clients[queue] = client
+        if create:
+            self._create(client, queue)
+        return client
+
+    def _create(self, client: Any, queue: str) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
         try:
             client.create_queue()
         except ResourceExistsError:
             pass
-        self._clients[queue] = client
-        return client
+        self._created.add(queue)
 
     def send(self, queue: str, message: Mapping[str, Any], *, visibility_timeout: int | None = None) -> None:
         """Enqueue ``message`` on ``queue`` (with the current ``correlationId`` unless it has one);
@@ -138,15 +157,21 @@ class QueueProducer:
         Raises:
             QueueUnavailable: the queue service failed now or less than ``pause`` seconds ago.
         """
-        from azure.core.exceptions import AzureError
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         from lib.observability.correlation import with_correlation
 
         with self._lock:
             if time.monotonic() < self._down_until:
                 raise QueueUnavailable("the queue service failed moments ago")
+        text = encode(with_correlation(message))
         try:
-            self._client(queue).send_message(encode(with_correlation(message)), visibility_timeout=visibility_timeout)
+            client = self._client(queue, create=False)
+            try:
+                client.send_message(text, visibility_timeout=visibility_timeout)
+            except ResourceNotFoundError:  # the queue does not exist yet: create it, send again
+                self._create(client, queue)
+                client.send_message(text, visibility_timeout=visibility_timeout)
         except AzureError as exc:
             with self._lock:
                 self._down_until = time.monotonic() + self._pause

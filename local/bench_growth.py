@@ -34,6 +34,7 @@ def _intake_case(endpoint: str, *, visits: int, in_flight: int, messages: int) -
     from functions.dependencies import Services
     from lib.models import Appointment, EnvironmentConfig, SmsSettings
     from lib.scheduling.signature import sign_request
+    from lib.store.contacts import phone_document
     from local import services
     from local.bench_intake import _sender
     from local.siu_builder import siu
@@ -53,15 +54,15 @@ def _intake_case(endpoint: str, *, visits: int, in_flight: int, messages: int) -
         app.repos.environments.put(environment)
         now = datetime.now(UTC)
         start = now + timedelta(days=7)
-        appointments, contacts = app.store.container("appointments"), app.store.container("contacts")
+        container = app.store.container("visits")
 
         def preload(n: int) -> None:
             doc = Appointment(environment_id=env_id, appointment_id=f"V{n:07d}", status="booked", start_utc=start,
                               end_utc=start + timedelta(minutes=30), duration_minutes=30,
                               source_time_zone="America/New_York", schedule_revision=1).to_doc()
-            appointments.upsert_item(doc)
-            contacts.upsert_item({"id": doc["id"], "environmentId": env_id, "phone_e164": "+12015550150",
-                                  "delete_after": (start + timedelta(hours=3)).isoformat(), "ttl": 86400})
+            container.upsert_item(doc)
+            container.upsert_item(phone_document(doc["id"], env_id, "+12015550150",
+                                              delete_after=start + timedelta(hours=3), now=now))
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(preload, range(visits)))

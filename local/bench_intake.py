@@ -138,7 +138,7 @@ def run(seconds: float = 5.0, profile: str = "test") -> dict[str, Any]:
         verify_rate = len(signed) / (time.perf_counter() - t0)
 
         # The floor: what any intake must do per message, on the same kind of message and store.
-        appointments = app.store.container("appointments")
+        visits = app.store.container("visits")
         floor: list[float] = []
         floor_verifier = JwsRequestVerifier(jti=_MemoryJti(), clock=SystemClock())
         for k, (body, headers) in enumerate(signed[: max(20, min(len(latencies), 200))]):
@@ -146,8 +146,9 @@ def run(seconds: float = 5.0, profile: str = "test") -> dict[str, Any]:
             floor_verifier.verify(environment, headers, body)
             parsed = parse_siu(unframe(body), time_zone=environment.time_zone,
                                default_region=environment.default_region)
-            appointments.upsert_item({"id": f"{env_id}|floor-{k}", "environmentId": env_id,
-                                      "appointmentId": parsed.appointment_id, "status": parsed.status})
+            key = f"{env_id}|floor-{k}"
+            visits.upsert_item({"id": key, "appointmentKey": key, "type": "appointment", "environmentId": env_id,
+                                "appointmentId": parsed.appointment_id, "status": parsed.status})
             floor.append(time.perf_counter() - t0)
     finally:
         handle.stop()

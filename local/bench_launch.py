@@ -14,8 +14,17 @@ to the stand-ins' hosts are subtracted). Cosmos DB and Azurite time stays in: th
 **Outbound calls per launch** (to Epic and Entra/Graph only): the first launch (cold: discovery, the EHR's JWKS,
 MSAL's authority discovery and app token), then warm launches, each into a new visit (token + FHIR read +
 ``createOrGet``), and warm relaunches into a visit that already has its meeting (token + FHIR read).
-Goal from the issue: token + at most one FHIR read + one Graph call; a launch that creates the meeting also
-subscribes to its call events (``POST /beta/subscriptions``, docs/presence.md).
+Goal from the issue: token + at most one FHIR read + one Graph call.
+
+**Store calls per launch** (issue 15: at most 5 for a new visit): Cosmos DB requests on the wire during the two
+requests, and queue sends (Azurite) beside them. The environment is the default kind: clinician sign-in on, the
+clinician's EHR user -> Entra mapping stored (its first read is cached, as in a running app).
+
+**The follow-up** (``launch-followup`` queue, lib/visits/launch_followup.py): after each new-visit launch its
+message is handled as the queue trigger does, outside the timed requests, for real: the click record and the
+meeting's call-events subscription (``POST /beta/subscriptions``; Graph's validation request reaches the app's
+real ``graph_notifications`` route, served here at ``PUBLIC_BASE_URL`` when no dev runner is there).
+``followup`` reports its store calls, Graph calls and how many subscriptions became active.
 
 Usage: ``python -m local.bench_launch [-n 30] [--profile test|demo]``; ``run(n)`` returns the dict. The
 profile's services are started when not running (and stopped again afterwards). Numbers, not assertions.
@@ -43,10 +52,66 @@ from typing import Any
 import requests
 
 from lib.config.approvals import seeded_approvals
+from lib.queues import LAUNCH_FOLLOWUP_QUEUE
+from lib.store.users import UserMapping
 from local.testing import JwksServer
 
 ROOT = Path(__file__).resolve().parents[1]
 _ID = re.compile(r"/(Appointment|users)/[^/]+")
+
+
+class NotificationEndpoint:
+    """The app's ``/api/notifications/graph`` and ``.../lifecycle`` routes on ``PUBLIC_BASE_URL``'s port, so the
+    Graph stand-in's validation request at subscription time gets the app's real answer. Nothing is started
+    when the port is taken (a dev runner already serves the app there)."""
+
+    def __init__(self, public_base_url: str) -> None:
+        self._parts = urllib.parse.urlsplit(public_base_url)
+        self._server: Any = None
+
+    def __enter__(self) -> NotificationEndpoint:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import azure.functions as func
+
+        from functions.notifications import graph_lifecycle, graph_notifications
+
+        routes = {"/api/notifications/graph": graph_notifications.build().get_user_function(),
+                  "/api/notifications/graph/lifecycle": graph_lifecycle.build().get_user_function()}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                route = routes.get(url.path)
+                if route is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request = func.HttpRequest("POST", self.path, headers=dict(self.headers), body=body,
+                                           params=dict(urllib.parse.parse_qsl(url.query)))
+                answer = route(request)
+                payload = answer.get_body()
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.mimetype or "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        try:
+            self._server = ThreadingHTTPServer((self._parts.hostname or "127.0.0.1", self._parts.port or 80), Handler)
+        except OSError:  # a dev runner serves the app there already
+            return self
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
 
 class OutboundRecorder:
@@ -136,6 +201,7 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
     hosts = {urllib.parse.urlsplit(epic).netloc, urllib.parse.urlsplit(graph).netloc}
     cosmos = urllib.parse.urlsplit(settings["COSMOS_ENDPOINT"]).netloc
     jwks_server = None
+    endpoint: NotificationEndpoint | None = None
     displaced: list[EnvironmentConfig] = []
     app: Any = None
     try:
@@ -157,10 +223,36 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
                     other, fhir_base_urls=tuple(u for u in other.fhir_base_urls if u != iss)))
         environment = EnvironmentConfig(
             id=f"bench-{uuid.uuid4().hex[:8]}", kind="test", display_name="Bench Health", fhir_base_urls=(iss,),
-            approved=True, epic_client_id=client_id, fallback_organizer_id=organizer, provider_signin=False)
+            approved=True, epic_client_id=client_id, fallback_organizer_id=organizer)
         environment = seeded_approvals(environment, at=datetime.now(UTC))
         app.repos.environments.put(environment)
+        app.users.put(UserMapping(environment.id, "E1001", organizer, datetime.now(UTC)))  # signed in once
         launch_service = app.launch
+        followups = app.queues.client(LAUNCH_FOLLOWUP_QUEUE)
+        endpoint = NotificationEndpoint(settings["PUBLIC_BASE_URL"]).__enter__()
+
+        def follow_up(csn: str, recorder: OutboundRecorder) -> tuple[int, int, bool]:
+            """Handle this visit's ``launch-followup`` message as the trigger does: (store calls, Graph calls,
+            subscription active?)."""
+            from lib.store.graph_subscriptions import subscription_doc_id
+            from lib.visits.launch_followup import FollowUp
+
+            key = f"{environment.id}|{csn}"
+            for message in followups.receive_messages(max_messages=32, visibility_timeout=30):
+                followup = FollowUp.from_message(message.content)
+                if followup.appointment_key != key:
+                    continue
+                recorder.take()
+                recorder.take_store()
+                recorder.recording = True
+                app.launch_followup.handle(followup)
+                recorder.recording = False
+                followups.delete_message(message)
+                graph_calls = len(recorder.take())
+                store_calls = sum(1 for host, _ in recorder.take_store() if host == cosmos)
+                sub = app.presence_subscriptions._repo.get(subscription_doc_id(key))
+                return store_calls, graph_calls, sub is not None and sub.state == "active"
+            return 0, 0, False
 
         def one_launch(csn: str, recorder: OutboundRecorder) -> tuple[float, list[tuple[str, str, float]]]:
             start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
@@ -189,8 +281,11 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
             return [m + " /" + _ID.sub(r"/\1/{id}", path.split("/", 1)[1]) for m, path, _ in calls]
 
         with OutboundRecorder(hosts).installed() as recorder:
-            _, cold = one_launch(f"9{secrets.randbelow(10**8):08d}", recorder)
+            cold_csn = f"9{secrets.randbelow(10**8):08d}"
+            _, cold = one_launch(cold_csn, recorder)
+            follow_up(cold_csn, recorder)
             new_server, new_wall, new_counts, new_store, new_store_calls, new_queue_calls = [], [], [], [], [], []
+            followup_store, followup_graph, subscribed = [], [], 0
             csns = []
             for _ in range(n):
                 csn = f"9{secrets.randbelow(10**8):08d}"
@@ -203,14 +298,21 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
                 new_store.append(sum(seconds for _, seconds in store))
                 new_store_calls.append(sum(1 for host, _ in store if host == cosmos))
                 new_queue_calls.append(sum(1 for host, _ in store if host != cosmos))
-            relaunch_server, relaunch_counts = [], []
+                calls_after, graph_after, active = follow_up(csn, recorder)
+                followup_store.append(calls_after)
+                followup_graph.append(graph_after)
+                subscribed += active
+            relaunch_server, relaunch_counts, relaunch_store_calls = [], [], []
             relaunch_calls: list[tuple[str, str, float]] = []
             for csn in csns:
                 wall, relaunch_calls = one_launch(csn, recorder)
                 relaunch_server.append(wall - sum(c[2] for c in relaunch_calls))
                 relaunch_counts.append(len(relaunch_calls))
+                relaunch_store_calls.append(sum(1 for host, _ in recorder.take_store() if host == cosmos))
             _, sample_new = one_launch(f"9{secrets.randbelow(10**8):08d}", recorder)
     finally:
+        if endpoint is not None:
+            endpoint.__exit__(None, None, None)
         if app is not None:
             for other in displaced:
                 try:
@@ -233,6 +335,10 @@ def run(n: int = 30, profile: str = "test") -> dict[str, Any]:
         "of_which_store_ms_new_visit": stats(new_store),
         "store_calls_per_new_visit": round(statistics.fmean(new_store_calls), 1),
         "queue_calls_per_new_visit": round(statistics.fmean(new_queue_calls), 1),
+        "store_calls_per_relaunch": round(statistics.fmean(relaunch_store_calls), 1),
+        "followup": {"store_calls_per_new_visit": round(statistics.fmean(followup_store), 1),
+                     "graph_calls_per_new_visit": round(statistics.fmean(followup_graph), 1),
+                     "subscriptions_active": f"{subscribed}/{n}"},
         "wall_ms_new_visit_with_standins": stats(new_wall),
         "outbound_calls": {
             "cold": {"count": len(cold), "calls": summary(cold)},

@@ -4,13 +4,13 @@ The issue's claim to check: the due-work cost of a timer run grows with the remi
 reminders *stored*. Each case gets its own database on the test profile's Cosmos-compatible server, filled
 directly (concurrent upserts through the real ``azure-cosmos`` SDK) with:
 
-- ``due`` pending reminders in the current hour bucket, due now, each with its appointment and phone number;
-- ``stored - due`` pending reminders in future hour buckets (spread over 30 days), never read by the run.
+- ``due`` pending reminders due now, each in its visit's partition with its appointment and phone number;
+- ``stored - due`` pending reminders due later (spread over 30 days), never returned by the run's query.
 
-Then one ``Dispatcher.run_due()`` runs with the cursor at the current bucket (steady state: the timer runs
-every minute) and an in-process SMS sender that accepts every text at once, so the figures are our cost,
-not ACS's. Reported per case: load time (separately), the run's wall time, the bucket-scan queries and the
-documents they returned (``RunReport``), and every store call the run made, counted on the wire
+Then one ``Dispatcher.run_due()`` runs (steady state: the timer runs every minute) with an in-process SMS
+sender that accepts every text at once, so the figures are our cost, not ACS's. Reported per case: load time
+(separately), the run's wall time, the due-item queries and the documents they returned (``RunReport``), and
+every store call the run made, counted on the wire
 (:mod:`local.store_calls`: point reads, queries (a ReadMany is one query per partition range), writes,
 metadata), with ``store_calls_per_due``. The instance is warm, as every minute's run is: the containers'
 properties were read once before (``CosmosStore.warm_up``). The database is deleted afterwards.
@@ -92,6 +92,7 @@ def _load(store: Any, stored: int, due: int, environment_id: str, *, workers: in
     """Fill the database; returns the seconds it took."""
     from lib.models import Appointment, EnvironmentConfig, OutboxItem, SmsSettings, hour_bucket
     from lib.sms.planner import outbox_id
+    from lib.store.contacts import phone_document
 
     started = time.perf_counter()
     env = EnvironmentConfig(
@@ -101,7 +102,7 @@ def _load(store: Any, stored: int, due: int, environment_id: str, *, workers: in
                                                  per_number_cap=0),
     )
     store.container("environments").upsert_item(env.to_doc())
-    outbox, appointments, contacts = (store.container(n) for n in ("outbox", "appointments", "contacts"))
+    visits = store.container("visits")  # appointments, phone numbers and texts: one partition per visit
     start = NOW + timedelta(hours=6)
 
     def due_docs(n: int) -> list[tuple[Any, dict[str, Any]]]:
@@ -115,9 +116,9 @@ def _load(store: Any, stored: int, due: int, environment_id: str, *, workers: in
             appointment_key=appointment.key, environment_id=environment_id, kind="reminder", revision=1,
             due_utc=NOW - timedelta(minutes=n % 30),
         )
-        contact = {"id": appointment.key, "environmentId": environment_id, "phone_e164": f"+1201555{n % 100:04d}",
-                   "delete_after": (start + timedelta(hours=3)).isoformat(), "ttl": 86400}
-        return [(appointments, appointment.to_doc()), (contacts, contact), (outbox, item.to_doc())]
+        contact = phone_document(appointment.key, environment_id, f"+1201555{n % 100:04d}",
+                                 delete_after=start + timedelta(hours=3), now=NOW)
+        return [(visits, appointment.to_doc()), (visits, contact), (visits, item.to_doc())]
 
     def future_doc(n: int) -> tuple[Any, dict[str, Any]]:
         due_at = NOW + timedelta(hours=1 + n % 720, minutes=n % 60)
@@ -126,7 +127,7 @@ def _load(store: Any, stored: int, due: int, environment_id: str, *, workers: in
             id=outbox_id(key, "reminder-1440", 1), bucket=hour_bucket(due_at), appointment_key=key,
             environment_id=environment_id, kind="reminder", revision=1, due_utc=due_at,
         )
-        return outbox, item.to_doc()
+        return visits, item.to_doc()
 
     jobs: list[tuple[Any, dict[str, Any]]] = [d for n in range(due) for d in due_docs(n)]
     jobs += [future_doc(n) for n in range(stored - due)]
@@ -142,8 +143,7 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
     ``endpoint``: a Cosmos-compatible server (default: the test profile's).
     """
     from lib.clock import FixedClock
-    from lib.models import hour_bucket
-    from lib.sms.dispatcher import CURSOR_ID, Dispatcher
+    from lib.sms.dispatcher import Dispatcher
     from lib.sms.links import JoinLinks
     from lib.store.appointments import AppointmentRepository
     from lib.store.contacts import ContactRepository
@@ -153,24 +153,21 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
     from lib.store.outbox import OutboxRepository
     from lib.store.sender_rate import SenderRateLimiter
     from lib.store.sms_messages import SmsMessageRepository
-    from lib.store.timer_state import TimerStateRepository
     from local.store_calls import StoreCallCounter
 
     database = f"bench_reminders_{stored}_{uuid.uuid4().hex[:6]}"
     settings = _settings(database, endpoint)
-    # The local server filters every document of a container for each query, whatever its partition key
-    # (real Cosmos DB reads one partition): at 100k stored a bucket query outlasts the SDK's default timeout.
+    # The local server filters every document of a container for a cross-partition query (real Cosmos DB
+    # answers it from each partition's index): at 100k stored the due query outlasts the SDK's default timeout.
     store = CosmosStore.from_settings(settings, read_timeout=1800)
     store.ensure_schema()
     try:
         environment_id = f"bench-{stored}"
         load_seconds = _load(store, stored, due, environment_id)
         store.warm_up()
-        timer_state = TimerStateRepository(store)
-        timer_state.put(CURSOR_ID, hour_bucket(NOW))
         dispatcher = Dispatcher(
             outbox=OutboxRepository(store), appointments=AppointmentRepository(store),
-            contacts=ContactRepository(store), environments=EnvironmentRepository(store), timer_state=timer_state,
+            contacts=ContactRepository(store), environments=EnvironmentRepository(store),
             sender=_AcceptAll(), links=JoinLinks(settings.link_signing_key),
             public_base_url=settings.public_base_url, clock=FixedClock(NOW),
             opt_outs=OptOutRepository(store, opt_out_key(settings.link_signing_key)),
@@ -187,9 +184,8 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
             "load_seconds": round(load_seconds, 1),
             "run_seconds": round(wall, 2),
             "outcomes": report.outcomes,
-            "buckets_read": report.buckets_read,
-            "bucket_queries": report.queries,
-            "bucket_documents_read": report.documents_read,
+            "due_queries": report.queries,
+            "due_documents_read": report.documents_read,
             "store_calls": counter.snapshot(),
             "store_calls_per_due": round(counter.total / max(1, due), 2),
         }

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from lib.models import appointment_key
+from lib.store.contacts import phone_id
 from local import seed, services
 from local.siu_builder import siu
 
@@ -212,7 +213,7 @@ class Demo:
             + ", ".join(f"{k}={doc[k]}" for k in ("id", "status", "start_utc", "duration_minutes", "department",
                                                   "provider_ehr_id", "schedule_revision"))
         )
-        contact = self.app.store.container("contacts").read_item(item=stored.key, partition_key=stored.key)
+        contact = self.app.store.container("visits").read_item(item=phone_id(stored.key), partition_key=stored.key)
         self.result.contact_ttl = contact.get("ttl")
         self.trace.say(
             f"stored phone apart: {mask(contact['phone_e164'])}, delete_after={contact['delete_after']}, "
@@ -301,10 +302,16 @@ class Demo:
     def _script_roster(self, csn: str, start: datetime) -> None:
         """Play the meeting in the Graph stand-in: the clinician (signed in once: EHR user -> Entra object ID)
         joins, the patient (the ACS identity the join page issued) waits in the lobby, is admitted, both leave."""
+        from lib.store.graph_subscriptions import subscription_doc_id
         from lib.store.users import UserMapping
 
         key = f"{self.environment_id}|{csn}"
         appointment = self.app.repos.appointments.get(key)
+        # The launch subscribed to the meeting's call events after its redirect (launch-followup queue): a roster
+        # played before that is not notified (the call record would settle it later, docs/presence.md).
+        subscriptions = self.app.presence_subscriptions._repo
+        self.wait_for(lambda: getattr(subscriptions.get(subscription_doc_id(key)), "state", None) == "active",
+                      "the meeting's call-events subscription")
         self.app.users.put(UserMapping(self.environment_id, seed.DEMO_PROVIDER, seed.DEMO_ORGANIZER,
                                        datetime.now(UTC)))
         patient = "8:acs:demo-patient-" + csn

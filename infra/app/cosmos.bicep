@@ -14,9 +14,8 @@ param databaseName string
 // (phone numbers expire after the visit). A container without defaultTtl has TTL off.
 var cosmosContainers = [
   { name: 'environments', partitionKey: '/id' }
-  { name: 'appointments', partitionKey: '/id', defaultTtl: -1 }
-  { name: 'contacts', partitionKey: '/id', defaultTtl: -1 }
-  { name: 'outbox', partitionKey: '/bucket', defaultTtl: -1 }
+  // one partition per visit: appointment, phone number and texts, written in one transactional batch
+  { name: 'visits', partitionKey: '/appointmentKey', defaultTtl: -1 }
   { name: 'hl7_messages', partitionKey: '/messageKey', defaultTtl: -1 }
   { name: 'rejected', partitionKey: '/environmentId', defaultTtl: -1 }
   { name: 'links', partitionKey: '/id', defaultTtl: -1 }

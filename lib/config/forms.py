@@ -70,6 +70,13 @@ COPY: dict[str, FieldCopy] = {
                                                              "only the report (nothing live)."),
     "monthly_visit_allocation": FieldCopy("Visits per month (licences)", "The reports mark each visit within it "
                                                                          "or not; empty: not tracked."),
+    "lobby_bypass_scope": FieldCopy("Who skips the meeting lobby", "organization: the hospital's people (a second "
+                                                                   "clinician, staff interpreters, its Entra guests); "
+                                                                   "organizer: only the meeting's organizer; "
+                                                                   "organizationExcludingGuests: without Entra guests; "
+                                                                   "organizationAndFederated: also federated tenants. "
+                                                                   "Patients always wait to be admitted. Existing "
+                                                                   "meetings change at their next launch."),
     "report_clinician_names": FieldCopy("Show clinicians' names in reports", "Off: clinicians appear by their "
                                                                              "EHR user ID only."),
 }

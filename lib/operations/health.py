@@ -105,24 +105,18 @@ def _cosmos(services: Any) -> Check:
 
 
 def sms_backlog_seconds(services: Any, *, hours: int = 3) -> float:
-    """Seconds the oldest due, unsent text has waited (0 when none), over the last ``hours`` hour buckets.
+    """Seconds the oldest due, unsent text has waited (0 when none), among the texts due in the last ``hours``.
 
     Recorded as ``vv.reminder.lag`` (kind ``backlog``): texts that go out on time keep it near 0; a
     stopped timer, an ACS outage or a throttled sender makes it grow (the "Reminder lag" alert).
     """
     from datetime import timedelta
 
-    from lib.models import hour_bucket
     from lib.store.outbox import OutboxRepository
 
     now = services.clock.now()
-    outbox = OutboxRepository(services.store)
-    lag = 0.0
-    for back in range(hours - 1, -1, -1):
-        due = outbox.due(hour_bucket(now - timedelta(hours=back)), now, limit=1)
-        if due:
-            lag = max(0.0, (now - due[0].due_utc).total_seconds())
-            break
+    due = OutboxRepository(services.store).due(now, since=now - timedelta(hours=hours), limit=1)
+    lag = max(0.0, (now - due[0].due_utc).total_seconds()) if due else 0.0
     metrics.reminder_lag("backlog", lag)
     return lag
 

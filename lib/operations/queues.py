@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lib.queues import CALL_RECORDS_QUEUE, SMS_OUTBOX_QUEUE, VISIT_EVENTS_QUEUE, decode, encode, poison_queue
+from lib.queues import (
+    CALL_RECORDS_QUEUE,
+    LAUNCH_FOLLOWUP_QUEUE,
+    SMS_OUTBOX_QUEUE,
+    VISIT_EVENTS_QUEUE,
+    decode,
+    encode,
+    poison_queue,
+)
 from lib.settings import Settings
 
 REPORT_UPDATES_QUEUE = "report-updates"
@@ -28,6 +36,8 @@ WATCHED_QUEUES = (
     poison_queue(REPORT_UPDATES_QUEUE),
     CALL_RECORDS_QUEUE,
     poison_queue(CALL_RECORDS_QUEUE),
+    LAUNCH_FOLLOWUP_QUEUE,
+    poison_queue(LAUNCH_FOLLOWUP_QUEUE),
 )
 
 

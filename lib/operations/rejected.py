@@ -77,9 +77,9 @@ def replay(services: Any, environment_id: str, rejected_id: str) -> ReplayResult
 
     response = replay_rejected(environment_id, rejected_id, intake=services.intake, rejected=services.repos.rejected)
     queued = 0
-    for item_id, bucket in response.outbox_to_send:
+    for item_id in response.outbox_to_send:
         try:
-            services.queues.send(SMS_OUTBOX_QUEUE, {"id": item_id, "bucket": bucket})
+            services.queues.send(SMS_OUTBOX_QUEUE, {"id": item_id})
             queued += 1
         except Exception:  # the reminder timer sends due items anyway
             break

@@ -1,7 +1,7 @@
 """One visit's timeline for operators: the appointment, its texts, its visit events, in time order.
 
 Looked up by appointment ID (``--appointment``) or by a correlation ID (``--correlation``: the visit
-events carrying it name their appointment). No phone number is ever read: the ``contacts`` container is
+events carrying it name their appointment). No phone number is ever read: the visit's ``phone`` document is
 not touched, and outbox items carry none.
 """
 

@@ -47,7 +47,7 @@ class Appointments(Protocol):
 class Outbox(Protocol):
     """:class:`lib.store.outbox.OutboxRepository`."""
 
-    def get(self, item_id: str, bucket: str) -> OutboxItem | None: ...
+    def get(self, item_id: str) -> OutboxItem | None: ...
 
 
 class Environments(Protocol):
@@ -126,7 +126,7 @@ class ReportRecorder:
                 doc["streams"][stream.key] = stream.to_doc()
 
     def _merge_text(self, doc: dict[str, Any], text_id: str, bucket: str) -> None:
-        item = self._outbox.get(text_id, bucket)
+        item = self._outbox.get(text_id)
         if item is None or item.appointment_key != doc["id"]:
             return
         row = text_row(item)

@@ -7,8 +7,10 @@ Order of work for one message (docs/hl7-intake.md):
    never acknowledged: HTTP 400, hl7.md §8 "Do not ACK an ACK");
 3. a known (environment, MSH-4, MSH-10) gets the ACK it got before and is not applied again;
 4. the SIU is parsed (a message we cannot accept gets ``AR`` with the reason and is kept for replay);
-5. the appointment is updated with ``If-Match`` (a stale message changes nothing), the phone number is
-   stored apart, the texts are planned and created in the outbox;
+5. the texts are planned and the visit's documents written in one transactional batch in the visit's
+   partition (``lib/store/visits.py``): the appointment (created without a read for a new booking, else
+   replaced with ``If-Match``; a stale message changes nothing), its phone number apart, its new texts; the
+   join link is written beside it;
 6. only then the ``AA`` is recorded and returned. A store outage gives ``AE`` with HTTP 503.
 
 A rejected message is kept (raw bytes, restricted container ``rejected`` with a TTL) so an operator can
@@ -18,11 +20,13 @@ replay it after fixing the configuration (:meth:`IntakeService.replay`, :mod:`li
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import re
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -43,14 +47,14 @@ from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_ph
 from lib.scheduling.keep_limit import KeepLimiter
 from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
-from lib.store.appointments import AppointmentRepository
-from lib.store.contacts import ContactRepository
+from lib.store.contacts import ContactRepository, phone_document
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
 from lib.store.links import LinkRepository
 from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
 from lib.store.messages import Signature as SignedRequest
 from lib.store.outbox import OutboxRepository
+from lib.store.visits import VisitDocuments
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ class IntakeResponse:
     ``status`` is the HTTP status; ``body`` an HL7 ACK (``content_type`` ``application/hl7-v2+er7``) or an
     RFC 9457 problem document (``application/problem+json``); ``ack_code`` is MSA-1 when an ACK was built;
     ``rejected_id`` the ID under which a rejected message was kept; ``headers`` extra response headers
-    (``WWW-Authenticate`` on a 401); ``outbox_to_send`` the (outbox ID, bucket) pairs due now;
+    (``WWW-Authenticate`` on a 401); ``outbox_to_send`` the IDs of the outbox items due now;
     ``changed_appointment`` the key of the appointment the message changed (for the reports' queue).
     """
 
@@ -90,7 +94,7 @@ class IntakeResponse:
     content_type: str
     ack_code: str | None = None
     rejected_id: str | None = None
-    outbox_to_send: tuple[tuple[str, str], ...] = ()
+    outbox_to_send: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     changed_appointment: str | None = None
 
@@ -144,7 +148,7 @@ class IntakeService:
         self,
         *,
         environments: EnvironmentRepository,
-        appointments: AppointmentRepository,
+        visits: VisitDocuments,
         contacts: ContactRepository,
         outbox: OutboxRepository,
         links: LinkRepository,
@@ -155,7 +159,7 @@ class IntakeService:
         unknown_keeps: KeepLimiter | None = None,
     ) -> None:
         self._environments = environments
-        self._appointments = appointments
+        self._visits = visits
         self._contacts = contacts
         self._outbox = outbox
         self._links = links
@@ -358,14 +362,20 @@ class IntakeService:
 
     def _apply(
         self, environment: EnvironmentConfig, message: SiuMessage, key: str
-    ) -> tuple[Applied, tuple[tuple[str, str], ...]]:
+    ) -> tuple[Applied, tuple[str, ...]]:
+        """Apply ``message`` to its visit; returns what it did and the IDs of the texts due now.
+
+        The visit's documents (appointment, phone number, new texts) go in one write
+        (:meth:`lib.store.visits.VisitDocuments.write`, a transactional batch), with the join link beside it
+        (another container, written concurrently: a link whose batch failed points at nothing it can open).
+        """
         now = self._clock.now()
         doc_key = appointment_key(environment.id, message.appointment_id)
         # A new booking (S12) is written without reading first: the create fails when the appointment exists
         # (a resend, a launch that opened it, a racing message), and the next round reads it and decides again.
         optimistic = message.event == "S12"
         for _ in range(5):
-            existing = None if optimistic else self._appointments.get(doc_key)
+            existing, stored_phone = (None, None) if optimistic else self._visits.read(doc_key, now=now)
             optimistic = False
             applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now)
             if applied.outcome == "stale" or applied.after is None:
@@ -374,8 +384,9 @@ class IntakeService:
             phone = keeps_phone(after, message)
             if applied.outcome == "redelivered":
                 # This very message was applied before, and the intake may have stopped after that write (a
-                # store error, a lost answer): the texts it planned were stored with the appointment and are
-                # created now (once each: their IDs are deterministic). Nothing is planned anew.
+                # store error, a lost answer, or the one-by-one fallback interrupted): the texts it planned were
+                # stored with the appointment and are created now (once each: their IDs are deterministic).
+                # Nothing is planned anew.
                 create = tuple(OutboxItem.from_doc(doc) for doc in after.planned_outbox)
                 cancel = plan_texts(environment.sms, after, after, has_phone=False, now=now).cancel
             else:
@@ -383,7 +394,7 @@ class IntakeService:
                 # nulled it or the visit is over.
                 has_phone = phone is not None or (
                     existing is not None and not message.phone_cleared and after.ttl is None
-                    and self._contacts.phone(doc_key, now=now) is not None
+                    and stored_phone is not None
                 )
                 # A visit first recorded by a launch (no HL7 message applied yet) is announced to the patient
                 # like a new booking when its first SIU arrives.
@@ -397,67 +408,69 @@ class IntakeService:
                     refs[item.id] = {"id": item.id, "bucket": item.bucket}
                 after = dataclasses.replace(after, outbox_refs=list(refs.values()),
                                             planned_outbox=[item.to_doc() for item in create])
-            try:
-                stored = self._store(existing, after, applied)
-            except (ConcurrencyConflict, AlreadyExists):
-                continue  # another message for the same appointment won the race: decide again
+            forget_phone = forgets_phone(after, message)
             # A cancellation text planned now, or planned by an earlier delivery of this message (a resend must
             # not take the number from a notice still waiting to go).
             notice = any(item.kind == "cancelled" for item in create) or any(
                 ref["id"].rsplit("|", 2)[-2:-1] == ["cancelled"] for ref in after.outbox_refs
             )
-            self._side_effects(environment, stored, phone, cancel, now,
-                               forget_phone=forgets_phone(after, message), cancel_notice=notice)
-            to_send = []
-            for item in create:
-                created, _ = self._outbox.create_once(item)
-                if created.state == "pending" and created.due_utc <= now:
-                    to_send.append((created.id, created.bucket))
-            return applied, tuple(to_send)
+            phone_doc = self._phone_document(environment, after, phone, stored_phone if forget_phone and notice
+                                             else None, now)
+            link = self._link_write(environment, after, now)
+            try:
+                written = self._visits.write(
+                    doc_key, appointment=None if applied.outcome == "redelivered" else after,
+                    create=existing is None, phone=phone_doc, texts=create,
+                )
+            except (ConcurrencyConflict, AlreadyExists):
+                _wait(link)
+                continue  # another message for the same appointment won the race: decide again
+            except BaseException:
+                _wait(link)
+                raise
+            _wait(link, reraise=True)
+            if forget_phone:
+                # Cancelled, deleted, no-show, over, or the sender nulled PID-13/14: the number goes now, with every
+                # kept copy of the visit's refused messages (which may carry it too). Only a cancellation notice
+                # about to be sent keeps it (rewritten above), until that text is done (the dispatcher deletes it)
+                # and at most CANCEL_NOTICE_WINDOW (the purge timer's deadline).
+                if phone_doc is None:
+                    self._contacts.delete(doc_key)
+                self._rejected.delete_for_appointment(environment.id, doc_key)
+            self._skip_superseded(cancel)
+            to_send = tuple(item.id for item in written.texts if item.state == "pending" and item.due_utc <= now)
+            return applied, to_send
         raise StoreUnavailable("appointment kept changing under concurrent updates")
 
-    def _store(self, existing: Appointment | None, after: Appointment, applied: Applied) -> Appointment:
-        if applied.outcome == "redelivered":
-            return existing  # type: ignore[return-value]
-        if existing is None:
-            return self._appointments.create(after)
-        return self._appointments.replace(after)
-
-    def _side_effects(
-        self,
-        environment: EnvironmentConfig,
-        appointment: Appointment,
-        phone: str | None,
-        cancel: tuple[dict[str, str], ...],
+    def _phone_document(
+        self, environment: EnvironmentConfig, after: Appointment, phone: str | None, notice_phone: str | None,
         now: datetime,
-        *,
-        forget_phone: bool = False,
-        cancel_notice: bool = False,
-    ) -> None:
-        if forget_phone:
-            # Cancelled, deleted, no-show, over, or the sender nulled PID-13/14: the number goes now, with every
-            # kept copy of the visit's refused messages (which may carry it too). Only a cancellation notice
-            # about to be sent keeps it, until that text is done (the dispatcher deletes it) and at most
-            # CANCEL_NOTICE_WINDOW (the purge timer's deadline).
-            kept = self._contacts.phone(appointment.key, now=now) if cancel_notice else None
-            if kept is not None:
-                self._contacts.put(appointment.key, environment.id, kept, delete_after=now + CANCEL_NOTICE_WINDOW,
-                                   now=now)
-            else:
-                self._contacts.delete(appointment.key)
-            self._rejected.delete_for_appointment(environment.id, appointment.key)
-        end = appointment.end_utc or appointment.start_utc
-        # The phone number is kept until the visit's end plus the environment's grace period (SMS settings);
-        # the join link lives at least CONTACT_GRACE after the end (its token expires then).
+    ) -> dict[str, object] | None:
+        """The phone document to write with the appointment, or ``None``: the message's number until the visit's
+        end plus the environment's grace period (SMS settings), or a kept number (``notice_phone``) only for a
+        cancellation notice, for at most CANCEL_NOTICE_WINDOW. Nothing personal is kept for a visit that is
+        already over (a late or replayed message)."""
+        if notice_phone is not None:
+            return phone_document(after.key, environment.id, notice_phone, delete_after=now + CANCEL_NOTICE_WINDOW,
+                                  now=now)
+        end = after.end_utc or after.start_utc
         phone_grace = timedelta(minutes=environment.sms.phone_grace_minutes)
-        # Nothing personal is kept for a visit that is already over (a late or replayed message).
-        if end is not None and appointment.link_id:
-            if end + CONTACT_GRACE > now:
-                self._links.put(appointment.link_id, appointment.key, expires=end + CONTACT_GRACE, now=now)
-            if phone is not None and end + phone_grace > now:
-                self._contacts.put(appointment.key, environment.id, phone, delete_after=end + phone_grace, now=now)
+        if phone is None or end is None or not after.link_id or end + phone_grace <= now:
+            return None
+        return phone_document(after.key, environment.id, phone, delete_after=end + phone_grace, now=now)
+
+    def _link_write(self, environment: EnvironmentConfig, after: Appointment, now: datetime) -> Future[None] | None:
+        """Start writing the join link of ``after`` (it lives until CONTACT_GRACE after the visit's end, when its
+        token expires), concurrently with the visit's batch; ``None`` when the visit is over or has no link."""
+        end = after.end_utc or after.start_utc
+        if end is None or not after.link_id or end + CONTACT_GRACE <= now:
+            return None
+        return _beside().submit(self._links.put, after.link_id, after.key, expires=end + CONTACT_GRACE, now=now)
+
+    def _skip_superseded(self, cancel: tuple[dict[str, str], ...]) -> None:
+        """Move the still-pending texts of ``cancel`` (superseded revision, visit no longer booked) to skipped."""
         for ref in cancel:
-            item = self._outbox.get(ref["id"], ref["bucket"])
+            item = self._outbox.get(ref["id"])
             if item is not None and item.state == "pending":
                 try:
                     self._outbox.transition(item, state="skipped", reason="superseded or cancelled")
@@ -498,6 +511,24 @@ class IntakeService:
             control_id=uuid.uuid4().hex[:20],
             error_location=location,
         )
+
+
+@functools.cache
+def _beside() -> ThreadPoolExecutor:
+    """The threads that write a visit's join link while its batch is in flight (one pool per process)."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="intake-link")
+
+
+def _wait(write: Future[None] | None, *, reraise: bool = False) -> None:
+    """Wait for a write started beside the batch; its error is raised only with ``reraise`` (otherwise the
+    batch's own outcome is what the caller acts on, and the resend writes the link again)."""
+    if write is None:
+        return
+    try:
+        write.result()
+    except Exception:
+        if reraise:
+            raise
 
 
 def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) -> None:

@@ -4,7 +4,7 @@ ACS reports every text it was asked to report on (``enableDeliveryReport``) thro
 ``sent`` more than :data:`REPORT_EXPECTED_WITHIN` ago without any report is marked ``delivery_status =
 "missing"`` (once) and counted (``vv.sms.delivery`` status ``missing``, the "SMS not delivered" alert). A
 report that comes later still replaces it (it is newer than nothing). Runs every
-:data:`SWEEP_EVERY_MINUTES` minutes from the reminder timer, one single-partition query per hour bucket of
+:data:`SWEEP_EVERY_MINUTES` minutes from the reminder timer: one indexed query for the texts sent within
 the last :data:`LOOKBACK`.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from lib.models import hour_bucket
 from lib.observability import metrics
 from lib.store.errors import ConcurrencyConflict
 from lib.store.outbox import OutboxRepository
@@ -36,15 +35,12 @@ def mark_missing_reports(outbox: OutboxRepository, now: datetime) -> int:
     """
     cutoff = now - REPORT_EXPECTED_WITHIN
     marked = 0
-    bucket_time = now - LOOKBACK - REPORT_EXPECTED_WITHIN
-    while bucket_time <= cutoff + timedelta(hours=1):
-        for item in outbox.awaiting_report(hour_bucket(bucket_time), sent_before=cutoff):
-            try:
-                outbox.transition(item, delivery_status="missing",
-                                  delivery_detail="no delivery report within an hour of sending")
-            except ConcurrencyConflict:
-                continue  # a report (or another sweep) got there first
-            marked += 1
-        bucket_time += timedelta(hours=1)
+    for item in outbox.awaiting_report(sent_since=cutoff - LOOKBACK, sent_before=cutoff):
+        try:
+            outbox.transition(item, delivery_status="missing",
+                              delivery_detail="no delivery report within an hour of sending")
+        except ConcurrencyConflict:
+            continue  # a report (or another sweep) got there first
+        marked += 1
     metrics.sms_delivery("missing", count=marked)
     return marked

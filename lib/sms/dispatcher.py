@@ -44,7 +44,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from lib.clock import Clock, SystemClock
-from lib.models import Appointment, EnvironmentConfig, OutboxItem, hour_bucket, iso
+from lib.models import Appointment, EnvironmentConfig, OutboxItem
 from lib.sms.configuration import is_e164, sending_problems, unreachable_reason
 from lib.sms.links import JoinLinks
 from lib.sms.quiet_hours import first_allowed_after, is_quiet
@@ -64,12 +64,13 @@ MAX_ATTEMPTS = 5
 #: Longest wait before repeating an attempt ACS may have accepted (inside its 5-minute tracking window).
 AMBIGUOUS_RETRY_DELAY = timedelta(seconds=60)
 LINK_GRACE = timedelta(hours=2)
-CURSOR_ID = "reminder-buckets"
+#: How far back the timer looks for pending texts (after downtime it catches up within this window; texts
+#: about visits that have started are skipped, never sent).
 MAX_LOOKBACK = timedelta(days=2)
 #: A ``sending`` item older than this was left by a worker that died mid-send (a send takes seconds;
 #: the ACS client's read timeout is 10 s).
 STALE_SENDING = timedelta(minutes=5)
-#: Items read per query, and at most this many pages per bucket per run (a timer run is a minute apart).
+#: Items read per query, and at most this many pages per run (a timer run is a minute apart).
 PAGE_SIZE = 200
 MAX_PAGES = 25
 #: Outcomes that moved an item out of ``pending``-and-due (so the next page shows new items).
@@ -103,7 +104,7 @@ class OptOuts(Protocol):
 class MessageIndex(Protocol):
     """:class:`lib.store.sms_messages.SmsMessageRepository`."""
 
-    def put(self, message_id: str, outbox_id: str, bucket: str) -> None: ...
+    def put(self, message_id: str, outbox_id: str) -> None: ...
 
 
 class ReportFeed(Protocol):
@@ -134,12 +135,11 @@ class _Facts:
 class RunReport:
     """What one dispatcher run did, for logs and the benchmark.
 
-    ``queries`` counts store queries of the run's bucket scan (due items and pending counts), ``documents_read``
-    the documents those queries returned; per-item point reads and writes are proportional to the items due.
+    ``queries`` counts the run's due-item queries (one per page), ``documents_read`` the documents they
+    returned; per-item point reads and writes are proportional to the items due.
     """
 
     outcomes: dict[str, int] = field(default_factory=dict)
-    buckets_read: int = 0
     queries: int = 0
     documents_read: int = 0
 
@@ -158,7 +158,6 @@ class Dispatcher:
         appointments: AppointmentRepository,
         contacts: ContactRepository,
         environments: EnvironmentRepository,
-        timer_state: object,
         sender: Sender,
         links: JoinLinks,
         public_base_url: str,
@@ -173,7 +172,6 @@ class Dispatcher:
         self._appointments = appointments
         self._contacts = contacts
         self._environments = environments
-        self._timer_state = timer_state
         self._sender = sender
         self._links = links
         self._public_base_url = public_base_url
@@ -193,7 +191,7 @@ class Dispatcher:
         token = self._links.token(appointment.link_id, appointment.end_utc + LINK_GRACE)
         return f"{base}/api/join/{token}"
 
-    def send_one(self, item_id: str, bucket: str) -> str:
+    def send_one(self, item_id: str) -> str:
         """Send one outbox item if it is still pending and due; returns the outcome word.
 
         Outcomes: ``sent``, ``skipped``, ``blocked``, ``retry``, ``failed``, ``unknown``, ``not-due``,
@@ -202,7 +200,7 @@ class Dispatcher:
         Raises:
             StoreUnavailable: the store is down (the queue message comes back later).
         """
-        item = self._outbox.get(item_id, bucket)
+        item = self._outbox.get(item_id)
         if item is None:
             return "missing"
         return self._send(item, None)
@@ -387,7 +385,7 @@ class Dispatcher:
         )
         if result.status == "sent":
             if self._messages is not None and result.message_id:
-                self._messages.put(result.message_id, claimed.id, claimed.bucket)
+                self._messages.put(result.message_id, claimed.id)
             return self._finish(claimed, "sent", message_id=result.message_id, sent_utc=now, segments=segments)
         if result.status == "retry":
             if result.retry_after and paused is not None:
@@ -439,47 +437,26 @@ class Dispatcher:
         return state
 
     def run_due(self) -> RunReport:
-        """Send every pending item due now, reading only the hour buckets from the cursor to now.
+        """Send every pending item due now (and due within :data:`MAX_LOOKBACK`).
 
-        The cursor (container ``timer_state``) advances past a bucket once it is in the past and has no
-        pending or sending item, so the cost grows with the texts due, not with all the texts stored. After
-        downtime the run catches up from the cursor (at most :data:`MAX_LOOKBACK`); texts about visits that
-        have started are skipped, never sent.
+        Due items are found with one indexed query across the visits per page of :data:`PAGE_SIZE`
+        (``OutboxRepository.due``), so the cost grows with the texts due, not with all the texts stored.
+        After downtime the run catches up; texts about visits that have started are skipped, never sent.
         """
         now = self._clock.now()
         report = RunReport()
         paused: dict[str, datetime] = {}  # senders ACS answered 429 during this run
-        current = hour_bucket(now)
-        cursor = self._timer_state.get(CURSOR_ID)  # type: ignore[attr-defined]
-        # Never before the lookback window, never after now (a cursor ahead of a skewed clock is ignored).
-        start = min(max(cursor or "", hour_bucket(now - MAX_LOOKBACK)), current)
-        bucket_time = datetime.fromisoformat(start + ":00:00+00:00")
-        advanced_to = start
-        can_advance = True
-        while (bucket := hour_bucket(bucket_time)) <= current:
-            report.buckets_read += 1
-            for _page in range(MAX_PAGES):
-                items = self._outbox.due(bucket, now, stale_before=now - STALE_SENDING, limit=PAGE_SIZE)
-                report.queries += 1
-                report.documents_read += len(items)
-                outcomes = self._send_page(items, paused)
-                for outcome in outcomes:
-                    report.count(outcome)
-                # A full page may hide more due items; read on only while this page made progress (an item
-                # left pending, e.g. rate-limited, would come back in the next page).
-                if len(items) < PAGE_SIZE or not any(o in _PROGRESS for o in outcomes):
-                    break
-            if bucket < current and can_advance:
-                report.queries += 1
-                if self._outbox.count_pending(bucket) == 0:
-                    advanced_to = hour_bucket(bucket_time + timedelta(hours=1))
-                else:
-                    can_advance = False
-            else:
-                can_advance = False
-            bucket_time += timedelta(hours=1)
-        if advanced_to != cursor:
-            self._timer_state.put(CURSOR_ID, advanced_to, now=iso(now))  # type: ignore[attr-defined]
+        for _page in range(MAX_PAGES):
+            items = self._outbox.due(now, since=now - MAX_LOOKBACK, stale_before=now - STALE_SENDING, limit=PAGE_SIZE)
+            report.queries += 1
+            report.documents_read += len(items)
+            outcomes = self._send_page(items, paused)
+            for outcome in outcomes:
+                report.count(outcome)
+            # A full page may hide more due items; read on only while this page made progress (an item left
+            # pending, e.g. rate-limited, would come back in the next page).
+            if len(items) < PAGE_SIZE or not any(o in _PROGRESS for o in outcomes):
+                break
         return report
 
 

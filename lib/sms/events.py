@@ -121,11 +121,11 @@ class AcsEventHandler:
     def _delivery_report(self, data: dict[str, Any], event_time: datetime) -> str:
         message_id = str(data.get("messageId") or "")
         item: OutboxItem | None = None
-        where = self._messages.get(message_id) if message_id else None
-        if where is not None:
-            item = self._outbox.get(*where)
+        outbox_id = self._messages.get(message_id) if message_id else None
+        if outbox_id is not None:
+            item = self._outbox.get(outbox_id)
         elif data.get("tag"):
-            item = self._outbox.find(str(data["tag"]))  # a send whose outcome was unknown: no message ID kept
+            item = self._outbox.get(str(data["tag"]))  # a send whose outcome was unknown: no message ID kept
         if item is None:
             return "unknown-message"
         status = str(data.get("deliveryStatus") or "")
@@ -146,7 +146,7 @@ class AcsEventHandler:
             try:
                 self._outbox.transition(item, **changes)
             except ConcurrencyConflict:
-                item = self._outbox.get(item.id, item.bucket)
+                item = self._outbox.get(item.id)
                 if item is None:
                     return "unknown-message"
                 continue

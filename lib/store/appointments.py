@@ -1,16 +1,18 @@
-"""Appointments (container ``appointments``, partition key ``/id`` = ``{environmentId}|{appointmentId}``)."""
+"""Appointments: the ``appointment`` document of each visit's partition (container ``visits``, partition key
+``/appointmentKey`` = ``{environmentId}|{appointmentId}``, see :mod:`lib.store.visits`)."""
 
 from __future__ import annotations
 
 from lib.models import Appointment, Meeting
 from lib.store.cosmos import CosmosStore, if_match, read_many, read_or_none, translated_errors
+from lib.store.schema import VISITS
 
 
 class AppointmentRepository:
     """Point reads and ETag-guarded writes of :class:`Appointment`."""
 
     def __init__(self, store: CosmosStore) -> None:
-        self._container = store.container("appointments")
+        self._container = store.container(VISITS)
 
     def get(self, key: str) -> Appointment | None:
         """The appointment with document ID ``key``, or ``None``."""
@@ -47,13 +49,14 @@ class AppointmentRepository:
     def group_meeting(self, environment_id: str, conference_id: str) -> Meeting | None:
         """The meeting already made for any appointment of group visit ``conference_id``, or ``None``.
 
-        A cross-partition query (appointments are partitioned by their own key); group visits are few and
+        A cross-partition query (each visit is its own partition); group visits are few and
         the query runs only until the group has its meeting.
         """
         with translated_errors():
             rows = list(
                 self._container.query_items(
-                    "SELECT TOP 1 c.meeting FROM c WHERE c.environmentId = @env AND c.conference_id = @conf "
+                    "SELECT TOP 1 c.meeting FROM c WHERE c.type = 'appointment' AND c.environmentId = @env "
+                    "AND c.conference_id = @conf "
                     "AND IS_DEFINED(c.meeting.id)",
                     parameters=[{"name": "@env", "value": environment_id}, {"name": "@conf", "value": conference_id}],
                     enable_cross_partition_query=True,

@@ -19,11 +19,13 @@ class ContainerSpec:
     default_ttl: int | None = None
 
 
+#: The container of the visits' documents: one partition per visit (lib/store/visits.py).
+VISITS = "visits"
+
 CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("environments", "/id"),
-    ContainerSpec("appointments", "/id", default_ttl=-1),
-    ContainerSpec("contacts", "/id", default_ttl=-1),
-    ContainerSpec("outbox", "/bucket", default_ttl=-1),
+    # One partition per visit: its appointment, phone number and texts, written together (lib/store/visits.py).
+    ContainerSpec(VISITS, "/appointmentKey", default_ttl=-1),
     ContainerSpec("hl7_messages", "/messageKey", default_ttl=-1),
     ContainerSpec("rejected", "/environmentId", default_ttl=-1),
     ContainerSpec("links", "/id", default_ttl=-1),

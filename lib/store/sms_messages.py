@@ -1,8 +1,8 @@
 """ACS message ID -> outbox item (container ``sms_messages``, pk ``/id`` = the ACS ``messageId``).
 
 Delivery reports (Event Grid ``Microsoft.Communication.SMSDeliveryReportReceived``) name the message by its
-ACS ``messageId`` only; the outbox is partitioned by due hour, so this small lookup turns a report into a
-point read. Documents hold no phone number and expire (``ttl``) after Event Grid's retry window.
+ACS ``messageId`` only; this small lookup gives the outbox ID, whose visit partition is part of it, so a
+report costs two point reads. Documents hold no phone number and expire (``ttl``) after Event Grid's retry window.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ class SmsMessageRepository:
     def __init__(self, store: CosmosStore) -> None:
         self._container = store.container("sms_messages")
 
-    def put(self, message_id: str, outbox_id: str, bucket: str) -> None:
-        """Record ``message_id`` -> (``outbox_id``, ``bucket``); repeating it is harmless."""
+    def put(self, message_id: str, outbox_id: str) -> None:
+        """Record ``message_id`` -> ``outbox_id``; repeating it is harmless."""
         with translated_errors():
-            self._container.upsert_item({"id": message_id, "outboxId": outbox_id, "bucket": bucket, "ttl": MESSAGE_TTL})
+            self._container.upsert_item({"id": message_id, "outboxId": outbox_id, "ttl": MESSAGE_TTL})
 
-    def get(self, message_id: str) -> tuple[str, str] | None:
-        """``(outbox_id, bucket)`` of ``message_id``, or ``None``."""
+    def get(self, message_id: str) -> str | None:
+        """The outbox ID of ``message_id``, or ``None``."""
         doc = read_or_none(self._container, message_id, message_id)
-        return (doc["outboxId"], doc["bucket"]) if doc else None
+        return doc["outboxId"] if doc else None

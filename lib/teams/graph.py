@@ -45,10 +45,22 @@ PUBLIC_CLOUD_AUTHORITY_HOSTS = frozenset({
 _REQUEST_ERRORS = (requests.RequestException,)
 #: Subject of every meeting: no patient name, no visit type (Teams shows it to all participants).
 MEETING_SUBJECT = "Video visit"
-#: Who skips the lobby (Graph ``lobbyBypassSettings``): people of the organizer's organization (a second
-#: clinician, the staff interpreter; Entra guests of the tenant too) go straight in; anonymous guests (the
-#: patient, a family member joining from the link) and dial-in callers wait until someone admits them.
-LOBBY_BYPASS: dict[str, Any] = {"scope": "organization", "isDialInBypassEnabled": False}
+#: Graph answers evolvable enum members (lobby scope ``organizationExcludingGuests``) only to callers that say
+#: they know them; without it such a scope is refused.
+PREFER_ENUMS = "include-unknown-enum-members"
+
+
+def lobby_bypass(scope: str) -> dict[str, Any]:
+    """Graph ``lobbyBypassSettings``: who skips the lobby (by default ``organization``: a second clinician, the
+    staff interpreter, the tenant's Entra guests); anonymous guests (the patient, family joining from the link)
+    and dial-in callers always wait until someone admits them."""
+    return {"scope": scope, "isDialInBypassEnabled": False}
+
+
+def _lobby_scope(doc: Any) -> str | None:
+    settings = doc.get("lobbyBypassSettings") if isinstance(doc, dict) else None
+    scope = settings.get("scope") if isinstance(settings, dict) else None
+    return scope if isinstance(scope, str) else None
 
 
 def meeting_external_id(environment_id: str, appointment_id: str) -> str:
@@ -219,11 +231,12 @@ class GraphClient(GraphCaller):
         subject: str = MEETING_SUBJECT,
         start: datetime | None = None,
         end: datetime | None = None,
+        lobby_scope: str = "organization",
     ) -> Meeting:
-        """Create the organizer's meeting with ``external_id``, or get it when it exists.
+        """Create the organizer's meeting with ``external_id``, or get it when it exists (unchanged: the
+        returned meeting's ``lobby_scope`` is the one it has, which may differ from ``lobby_scope``).
 
-        Patients wait in the lobby, clinicians of the organization do not (:data:`LOBBY_BYPASS`, scope
-        ``organization``). ``start``/``end`` (aware)
+        Patients wait in the lobby (:func:`lobby_bypass`). ``start``/``end`` (aware)
         are sent only together (Graph rejects an end without a start); without them Graph uses now + 1 h.
 
         Raises:
@@ -234,14 +247,14 @@ class GraphClient(GraphCaller):
         body: dict[str, Any] = {
             "externalId": external_id,
             "subject": subject,
-            "lobbyBypassSettings": dict(LOBBY_BYPASS),
+            "lobbyBypassSettings": lobby_bypass(lobby_scope),
         }
         if start is not None and end is not None and end > start:
             body["startDateTime"] = _graph_time(start)
             body["endDateTime"] = _graph_time(end)
         url = f"{self._base}/users/{urllib.parse.quote(organizer_id, safe='')}/onlineMeetings/createOrGet"
         headers = {"Authorization": f"Bearer {self._tokens.token()}", "Content-Type": "application/json",
-                   "Accept": "application/json"}
+                   "Accept": "application/json", "Prefer": PREFER_ENUMS}
         try:
             response = self._http.post(url, json=body, headers=headers)
         except TransportError as exc:
@@ -255,8 +268,31 @@ class GraphClient(GraphCaller):
                 raise LaunchError("GRAPH_UNAVAILABLE", "Microsoft Graph returned a meeting without an https "
                                                        "joinWebUrl.")
             log.info("graph createOrGet outcome=%s", "created" if status == 201 else "existing")
-            return Meeting(id=str(meeting_id), join_url=join_url, organizer_id=organizer_id, external_id=external_id)
+            return Meeting(id=str(meeting_id), join_url=join_url, organizer_id=organizer_id, external_id=external_id,
+                           lobby_scope=_lobby_scope(doc))
         raise graph_error(status, response.headers.get("Retry-After"))
+
+    def update_lobby(self, organizer_id: str, meeting_id: str, scope: str) -> str:
+        """Set who skips the meeting's lobby (``PATCH /users/{organizer}/onlineMeetings/{id}`` with
+        ``lobbyBypassSettings``; the same value twice changes nothing). Returns the scope the meeting now has.
+
+        Raises:
+            LaunchError: ``GRAPH_THROTTLED`` (``retry_after``), ``GRAPH_UNAVAILABLE``, ``GRAPH_*`` refusals.
+        """
+        url = (f"{self._base}/users/{urllib.parse.quote(organizer_id, safe='')}/onlineMeetings/"
+               f"{urllib.parse.quote(meeting_id, safe='')}")
+        headers = {"Authorization": f"Bearer {self._tokens.token()}", "Content-Type": "application/json",
+                   "Accept": "application/json", "Prefer": PREFER_ENUMS}
+        try:
+            response = self._http.request("PATCH", url, json={"lobbyBypassSettings": lobby_bypass(scope)},
+                                          headers=headers)
+        except TransportError as exc:
+            raise LaunchError("GRAPH_UNAVAILABLE", f"Microsoft Graph is unreachable ({exc.kind}).") from exc
+        if response.status_code == 204:
+            return scope
+        if response.status_code == 200:
+            return _lobby_scope(json_or_none(response)) or scope
+        raise graph_error(response.status_code, response.headers.get("Retry-After"))
 
 
 def graph_error(status: int, retry_after: str | None = None) -> LaunchError:

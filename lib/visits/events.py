@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from lib.clock import Clock
@@ -57,8 +57,10 @@ class VisitEventRecorder:
 
     def record(self, appointment: Appointment, *, event_type: EventType, role: ParticipantRole,
                participant_id: str, attempt: str, correlation_id: str | None = None,
-               details: dict[str, Any] | None = None) -> VisitEvent:
+               details: dict[str, Any] | None = None, at_utc: datetime | None = None) -> VisitEvent:
         """Store the event (once per deterministic ID) and enqueue it while its write-back is pending.
+
+        ``at_utc``: when it happened, when that was before now (a click recorded later by a queue trigger).
 
         Events the EHR has no status for (``page_opened``, ``call_identity_issued``) are stored with
         ``writeback="none"`` and never enqueued.
@@ -76,7 +78,7 @@ class VisitEventRecorder:
             type=event_type,
             role=role,
             participant_id=participant_id,
-            at_utc=self._clock.now(),
+            at_utc=at_utc or self._clock.now(),
             correlation_id=correlation_id,
             source="click" if event_type in CLICK_TYPES else "device_test",
             writeback="pending" if event_type in CONNECTION_STATUS and event_type not in CLICK_TYPES else "none",

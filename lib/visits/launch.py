@@ -21,8 +21,10 @@ The flow follows SMART App Launch STU 2.2 (app-launch.html), one step per method
      launch goes on only when the token's ``patient`` is a participant of that Appointment.
   - The appointment record is read, or created minimally (status ``booked``) when HL7 has not sent it yet;
     its Teams meeting is reused or created (``createOrGet``) and stored with ``If-Match``.
-  - Provider: a ``connected`` visit event (ID deterministic per appointment + clinician + state) is stored
-    and queued for write-back; the browser goes (302) to the meeting's ``joinWebUrl``.
+  - Provider: a ``clinician_launched`` click record (ID deterministic per appointment + clinician + launch) is
+    stored, never written back as presence; the browser goes (302) to the meeting's ``joinWebUrl``. When the
+    meeting was created now, the click and the meeting's call-events subscription go in one ``launch-followup``
+    queue message instead, done after the redirect (:mod:`lib.visits.launch_followup`).
   - Patient: the browser goes to the patient join page of the same meeting (``/api/join/{token}``).
 
 ``complete`` continued: the provider's organizer (docs/launch.md "Organizer")
@@ -82,6 +84,7 @@ from lib.teams.signin import SIGNIN_PATH, EntraSignIn
 from lib.visits.events import VisitEventRecorder
 from lib.visits.framing import FrameContext, check_frame, origin_of
 from lib.visits.launch_checks import check_callback_issuer, check_patient_context, launch_parameters
+from lib.visits.launch_followup import LaunchClick, LaunchFollowUp
 from lib.visits.launch_pages import authorize_post_page
 from lib.visits.meetings import MeetingService
 from lib.visits.pages import Cookie, Page, Redirect
@@ -108,6 +111,12 @@ AUTHORIZE_ERROR_CODES: dict[str, str] = {
 def browser_binding(cookie_value: str) -> str:
     """The value stored with a launch state for a launch cookie: SHA-256 hex (the cookie itself is not stored)."""
     return hashlib.sha256(cookie_value.encode()).hexdigest()
+
+
+def launch_attempt(state: str) -> str:
+    """The name of a SMART launch in its click record: a digest of its ``state`` (the state itself is a
+    secret of the browser's launch and goes into no document or queue message)."""
+    return "state-" + hashlib.sha256(state.encode()).hexdigest()[:32]
 
 
 def clean_hint(value: str | None) -> str | None:
@@ -149,6 +158,8 @@ class LaunchService:
         used_links: single-use claims of encrypted links.
         redirect_origins: origins the callback may send the browser to after the authorize POST (the Entra
             authority, the Teams meeting host): the POST page's ``form-action`` lists them.
+        followup: queues the click record and the new meeting's subscription after the redirect
+            (:mod:`lib.visits.launch_followup`); ``None``: both are done before it.
     """
 
     def __init__(
@@ -175,6 +186,7 @@ class LaunchService:
         used_links: UsedLinkRepository | None = None,
         status_passes: StatusPasses | None = None,
         redirect_origins: tuple[str, ...] = (),
+        followup: LaunchFollowUp | None = None,
     ) -> None:
         self._environments = environments
         self._status_passes = status_passes
@@ -199,6 +211,7 @@ class LaunchService:
         self._signin_states = signin_states
         self._encrypted_keys = encrypted_keys
         self._used_links = used_links
+        self._followup = followup
 
     # ---- begin -------------------------------------------------------------------------------------
     def begin(self, kind: LaunchKind, query: Mapping[str, str], browser_cookie: str | None,
@@ -348,7 +361,8 @@ class LaunchService:
             assert ehr_user_id is not None
             return self._provider_into_meeting(
                 environment, appointment, ehr_user_id, department=launch_state.department_hint,
-                attempt=launch_state.state, binding=launch_state.browser_binding, correlation_id=correlation_id,
+                attempt=launch_attempt(launch_state.state), binding=launch_state.browser_binding,
+                correlation_id=correlation_id,
                 frame=frame)
         return self._patient_to_join_page(environment, appointment, department=launch_state.department_hint,
                                           device_test=launch_state.device_test)
@@ -371,10 +385,17 @@ class LaunchService:
                 raise LaunchError("SIGNIN_NEEDS_WINDOW")
             log.info("provider sign-in deferred: framed launch, fallback organizer environment=%s correlation=%s",
                      environment.id, correlation_id)
-        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
+        new_meeting = appointment.meeting is None
+        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department,
+                                            watch=self._followup is None)
         assert appointment.meeting is not None
-        self._events.record(appointment, event_type="clinician_launched", role="provider", participant_id=ehr_user_id,
-                            attempt=attempt, correlation_id=correlation_id)
+        if self._followup is not None and new_meeting:  # one message for the click and the subscription
+            click = LaunchClick(ehr_user_id, attempt, self._clock.now())
+            self._followup.after_launch(appointment, click=click, watch=True, source=environment.presence_source,
+                                        correlation_id=correlation_id)
+        else:
+            self._events.record(appointment, event_type="clinician_launched", role="provider",
+                                participant_id=ehr_user_id, attempt=attempt, correlation_id=correlation_id)
         return Redirect(appointment.meeting.join_url)
 
     def _provider_to_status(self, environment: EnvironmentConfig, appointment: Appointment, ehr_user_id: str,
@@ -382,7 +403,7 @@ class LaunchService:
         """A clinician's launch with ``view=status``: to the visit's live status page (docs/presence.md), with a
         pass bound to this visit and this clinician that expires two hours after the visit."""
         assert self._status_passes is not None
-        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department)
+        appointment = self._ensure_meeting(environment, appointment, ehr_user_id=ehr_user_id, department=department)
         now = self._clock.now()
         end = appointment.end_utc or (appointment.start_utc or now) + timedelta(hours=1)
         token = self._status_passes.issue(appointment.key, ehr_user_id, max(end, now) + timedelta(hours=2))
@@ -391,9 +412,19 @@ class LaunchService:
     def _patient_to_join_page(self, environment: EnvironmentConfig, appointment: Appointment,
                               *, department: str | None, device_test: bool = False) -> Redirect:
         """The join page of the visit's meeting; at its device test for the device-test record's launch."""
-        appointment = self._meetings.ensure(environment, appointment, department=department)
+        appointment = self._ensure_meeting(environment, appointment, department=department)
         anchor = "#device-test" if device_test else ""
         return Redirect(f"{self._public}/api/join/{self._patient_link(appointment, self._clock.now())}{anchor}")
+
+    def _ensure_meeting(self, environment: EnvironmentConfig, appointment: Appointment, *,
+                        ehr_user_id: str | None = None, department: str | None = None) -> Appointment:
+        """The visit with its meeting; a meeting created now is subscribed to after the redirect (follow-up)."""
+        new_meeting = appointment.meeting is None
+        appointment = self._meetings.ensure(environment, appointment, ehr_user_id=ehr_user_id, department=department,
+                                            watch=self._followup is None)
+        if self._followup is not None and new_meeting:
+            self._followup.after_launch(appointment, click=None, watch=True, source=environment.presence_source)
+        return appointment
 
     def _needs_signin(self, environment: EnvironmentConfig, ehr_user_id: str) -> bool:
         if not environment.provider_signin or self._signin is None or self._users is None:

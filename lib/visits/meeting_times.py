@@ -59,7 +59,8 @@ class MeetingTimesSync:
         since = self._clock.now() - timedelta(hours=12)
         with translated_errors():
             docs = list(self._container.query_items(
-                "SELECT * FROM c WHERE IS_DEFINED(c.meeting.id) AND c.status = 'booked' AND c.end_utc > @since "
+                "SELECT * FROM c WHERE c.type = 'appointment' AND IS_DEFINED(c.meeting.id) AND c.status = 'booked' "
+                "AND c.end_utc > @since "
                 "AND (c.meeting.start_utc != c.start_utc OR c.meeting.end_utc != c.end_utc)",
                 parameters=[{"name": "@since", "value": iso(since)}], enable_cross_partition_query=True))
         counts = {"updated": 0, "failed": 0}

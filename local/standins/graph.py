@@ -29,7 +29,9 @@ Graph (``/v1.0``, Bearer token from above required):
 - ``POST /v1.0/users/{userId}/onlineMeetings/createOrGet`` (and ``/v1.0/me/...`` with a delegated token):
   ``externalId`` required; unique key (tenant, user, externalId): 201 on create, 200 with the same meeting
   afterwards. Unknown user -> 404; app token on a user without an application access policy -> 403.
-- ``GET /v1.0/users/{userId}/onlineMeetings/{meetingId}``.
+- ``GET /v1.0/users/{userId}/onlineMeetings/{meetingId}``; ``PATCH`` the same URL (the organizer's meeting only,
+  404 otherwise): ``startDateTime`` (with or without ``endDateTime``), ``subject``, ``lobbyBypassSettings``
+  (checked as on create: :func:`lobby_settings`); answers the updated meeting.
 - ``GET /l/meetup-join/...``: a tiny HTML page standing in for the Teams join page (visits are recorded).
 - ``/beta/subscriptions``: meeting call-event subscriptions with encrypted rich notifications and scripted
   rosters; ``/v1.0/communications/callRecords``; ``/v1.0/users/{id}/onlineMeetings/{id}/attendanceReports``
@@ -251,6 +253,27 @@ def _fault_body(status: int) -> Any:
     return {"error": {"code": code, "message": f"scripted fault {status}",
                       "innerError": {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                                      "request-id": str(uuid.uuid4())}}}
+
+
+def lobby_settings(lobby: Any, req: Request, current: dict[str, Any]) -> dict[str, Any]:
+    """``lobbyBypassSettings`` of a create or update body over ``current``, checked as Graph checks them: an
+    object, a known ``scope`` (the evolvable ``invited`` / ``organizationExcludingGuests`` only with ``Prefer:
+    include-unknown-enum-members``), a boolean ``isDialInBypassEnabled``.
+
+    Raises:
+        HttpError: 400 ``BadRequest``.
+    """
+    if not isinstance(lobby, dict):
+        raise HttpError(_graph_error(400, "BadRequest", "lobbyBypassSettings must be an object."))
+    scope = lobby.get("scope", current.get("scope", "organization"))
+    prefer = (req.header("Prefer") or "").lower()
+    if scope not in LOBBY_SCOPES or (scope in PREFER_UNKNOWN and "include-unknown-enum-members" not in prefer):
+        raise HttpError(_graph_error(400, "BadRequest", f"Invalid lobbyBypassSettings.scope '{scope}'."))
+    dial_in = lobby.get("isDialInBypassEnabled", current.get("isDialInBypassEnabled", False))
+    if not isinstance(dial_in, bool):
+        raise HttpError(_graph_error(400, "BadRequest", "lobbyBypassSettings.isDialInBypassEnabled must be a "
+                                                        "boolean."))
+    return {"scope": scope, "isDialInBypassEnabled": dial_in}
 
 
 def _parse_time(value: Any, name: str) -> dt.datetime:
@@ -562,13 +585,8 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             start + dt.timedelta(hours=1)
         if end < start:
             raise HttpError(_graph_error(400, "BadRequest", "endDateTime is before startDateTime."))
-        lobby = body.get("lobbyBypassSettings") or {"scope": "organization", "isDialInBypassEnabled": False}
-        if not isinstance(lobby, dict):
-            raise HttpError(_graph_error(400, "BadRequest", "lobbyBypassSettings must be an object."))
-        scope = lobby.get("scope", "organization")
-        prefer = (req.header("Prefer") or "").lower()
-        if scope not in LOBBY_SCOPES or (scope in PREFER_UNKNOWN and "include-unknown-enum-members" not in prefer):
-            raise HttpError(_graph_error(400, "BadRequest", f"Invalid lobbyBypassSettings.scope '{scope}'."))
+        lobby = lobby_settings(body.get("lobbyBypassSettings") or {}, req,
+                               {"scope": "organization", "isDialInBypassEnabled": False})
         thread = f"19:meeting_{b64url(secrets.token_bytes(24))}@thread.v2"
         meeting_id = b64url(f"1*{user.id}*0**{thread}".encode())
         context = urllib.parse.quote(json.dumps({"Tid": st.tenant, "Oid": user.id}, separators=(",", ":")),
@@ -589,8 +607,7 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             "isBroadcast": False,
             "allowedPresenters": body.get("allowedPresenters", "everyone"),
             "allowMeetingChat": body.get("allowMeetingChat", "enabled"),
-            "lobbyBypassSettings": {"scope": scope,
-                                    "isDialInBypassEnabled": bool(lobby.get("isDialInBypassEnabled", False))},
+            "lobbyBypassSettings": lobby,
             "chatInfo": {"threadId": thread, "messageId": "0", "replyChainMessageId": None},
             "joinInformation": {"content": "data:text/html,Join%20the%20meeting", "contentType": "html"},
             "joinMeetingIdSettings": {"isPasscodeRequired": False,
@@ -644,10 +661,12 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
             owner = st.meeting_owner.get(meeting_id)
         if meeting is None or owner != user.id:
             return _graph_error(404, "NotFound", "The meeting was not found.")
-        if req.method == "PATCH":  # onlinemeeting-update: times (both or start alone), subject, settings
+        if req.method == "PATCH":  # onlinemeeting-update: times (both or start alone), subject, lobby
             body = req.json()
             if not isinstance(body, dict):
                 return _graph_error(400, "BadRequest", "A JSON object body is required.")
+            lobby = lobby_settings(body["lobbyBypassSettings"], req, meeting["lobbyBypassSettings"]) \
+                if "lobbyBypassSettings" in body else None
             if "endDateTime" in body and "startDateTime" not in body:
                 return _graph_error(400, "BadRequest", "startDateTime is required with endDateTime.")
             start = _parse_time(body["startDateTime"], "startDateTime") if "startDateTime" in body else None
@@ -661,6 +680,8 @@ def build_app(base_url: str, *, tenant: str = DEFAULT_TENANT_ID) -> StandinApp:
                     meeting["endDateTime"] = _graph_time(end)
                 if isinstance(body.get("subject"), str):
                     meeting["subject"] = body["subject"]
+                if lobby is not None:
+                    meeting["lobbyBypassSettings"] = lobby
         return json_response(meeting)
 
     @app.route("GET", r"/l/meetup-join/(.+)")

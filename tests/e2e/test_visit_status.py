@@ -16,6 +16,7 @@ import requests
 
 from tests.e2e.browser import axe_violations, save_screenshot
 from tests.support.environments import make_environment
+from tests.support.writeback import drain_launch_followup
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -67,6 +68,9 @@ def visit(app: Any, live_app: str, service_settings: dict[str, str]) -> dict[str
     done = browser.get(callback, allow_redirects=False)
     assert done.status_code == 302, done.text
     appointment = app.repos.appointments.get(f"{env.id}|{csn}")
+    # The meeting's call-events subscription follows the launch through its launch-followup message (the live
+    # app here polls no queues: the real trigger runs on it).
+    assert drain_launch_followup(app, appointment.key) == 1
     app.participant_identities.register(PATIENT_ACS, appointment.key, "patient", expires=start + timedelta(days=1),
                                         now=datetime.now(UTC))
     return {"status_url": done.headers["Location"], "appointment": appointment, "settings": service_settings}

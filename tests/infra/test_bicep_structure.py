@@ -505,14 +505,14 @@ def test_every_cosmos_container_exists_with_its_partition_key_and_ttl():
     ("old", "new", "expected"),
     [
         (
-            "{ name: 'outbox', partitionKey: '/bucket', defaultTtl: -1 }",
-            "{ name: 'outbox', partitionKey: '/id', defaultTtl: -1 }",
-            "container outbox",
+            "{ name: 'visits', partitionKey: '/appointmentKey', defaultTtl: -1 }",
+            "{ name: 'visits', partitionKey: '/id', defaultTtl: -1 }",
+            "container visits",
         ),
         (
-            "{ name: 'contacts', partitionKey: '/id', defaultTtl: -1 }",
-            "{ name: 'contacts', partitionKey: '/id' }",
-            "container contacts",
+            "{ name: 'visits', partitionKey: '/appointmentKey', defaultTtl: -1 }",
+            "{ name: 'visits', partitionKey: '/appointmentKey' }",
+            "container visits",
         ),
         ("  { name: 'timer_state', partitionKey: '/id' }\n", "", "container timer_state"),
         ("paths: [c.partitionKey]", "paths: ['/id']", "does not map paths"),

@@ -21,10 +21,10 @@ class RecordingGraph:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    def create_or_get_meeting(self, organizer, external_id, subject, start, end) -> Meeting:
+    def create_or_get_meeting(self, organizer, external_id, subject, start, end, lobby_scope) -> Meeting:
         self.calls.append((organizer, external_id))
         return Meeting(id=f"m-{organizer}-{external_id}", join_url=f"https://teams.example/{organizer}/{external_id}",
-                       organizer_id=organizer, external_id=external_id)
+                       organizer_id=organizer, external_id=external_id, lobby_scope=lobby_scope)
 
 
 class TakingTurnsOrganizers:

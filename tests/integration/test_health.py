@@ -69,6 +69,7 @@ def test_ready_with_every_dependency_up(app, environment_id, monkeypatch):
     assert set(doc["checks"]["queues"]["depth"]) == {
         "sms-outbox", "visit-events", "sms-outbox-poison", "visit-events-poison", "visit-events-poison-poison",
         "report-updates", "report-updates-poison", "call-records", "call-records-poison",
+        "launch-followup", "launch-followup-poison",
     }
 
 
@@ -134,4 +135,4 @@ def test_a_due_unsent_text_shows_as_sms_backlog_and_reminder_lag(app, environmen
         assert sms_backlog_seconds(app) >= 20 * 60
         assert metrics.snapshot()[metrics.REMINDER_LAG][(("kind", "backlog"),)] >= 20 * 60
     finally:
-        app.store.container("outbox").delete_item(item=item.id, partition_key=item.bucket)
+        app.store.container("visits").delete_item(item=item.id, partition_key=item.appointment_key)

@@ -140,10 +140,11 @@ def test_a_visit_already_over_is_stored_minimally_with_a_short_ttl_no_phone_no_t
     appointment = stored(app, env)
     assert (appointment.status, appointment.ttl, appointment.outbox_refs) == ("booked", PAST_VISIT_TTL_SECONDS, [])
     key = appointment_key(env, "IR-1")
-    doc = app.store.container("appointments").read_item(item=key, partition_key=key)
+    doc = app.store.container("visits").read_item(item=key, partition_key=key)
     assert doc["ttl"] == PAST_VISIT_TTL_SECONDS
-    assert list(app.store.container("contacts").query_items(
-        "SELECT c.id FROM c WHERE c.id = @k", parameters=[{"name": "@k", "value": key}], partition_key=key,
+    assert list(app.store.container("visits").query_items(
+        "SELECT c.id FROM c WHERE c.appointmentKey = @k AND c.type = 'phone'",
+        parameters=[{"name": "@k", "value": key}], partition_key=key,
     )) == []
     assert app.repos.rejected.list(env) == []
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lib.models import appointment_key
+from lib.store.contacts import phone_id
 from local.siu_builder import siu
 from tests.support.calls import msa, post_hl7, segment
 from tests.support.environments import make_environment
@@ -120,12 +121,12 @@ def test_reschedule_moves_the_appointment_and_skips_old_reminders(app, env):
 def test_phone_is_stored_apart_in_e164_with_a_ttl_until_after_the_visit(app, env):
     post_hl7(env.id, message(phone="(201) 555-0142"))
     key = appointment_key(env.id, "8000001")
-    doc = app.store.container("contacts").read_item(item=key, partition_key=key)
+    doc = app.store.container("visits").read_item(item=phone_id(key), partition_key=key)
     assert doc["phone_e164"] == "+12015550142"
     delete_after = datetime.fromisoformat(doc["delete_after"])
     assert delete_after == START + timedelta(minutes=30) + timedelta(hours=2)
     assert doc["ttl"] == int((delete_after - NOW).total_seconds())
-    appointment_doc = app.store.container("appointments").read_item(item=key, partition_key=key)
+    appointment_doc = app.store.container("visits").read_item(item=key, partition_key=key)
     assert "5550142" not in json.dumps(appointment_doc)
 
 

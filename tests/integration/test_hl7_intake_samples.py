@@ -116,7 +116,7 @@ def test_stored_appointment_holds_no_patient_name_or_phone(app, environment_id):
     sample = "04-interfaceware-mesa-s12-v23.hl7"
     configure(app, environment_id, sample)
     post_hl7(environment_id, (SAMPLES / sample).read_bytes())
-    doc = app.store.container("appointments").read_item(
+    doc = app.store.container("visits").read_item(
         item=appointment_key(environment_id, "2196178"), partition_key=appointment_key(environment_id, "2196178")
     )
     text = json.dumps(doc)

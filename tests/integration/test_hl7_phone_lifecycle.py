@@ -17,6 +17,7 @@ import pytest
 
 from lib.models import appointment_key
 from lib.scheduling.intake import CANCEL_NOTICE_WINDOW
+from lib.store.contacts import phone_id
 from lib.store.schema import CONTAINERS
 from local.siu_builder import siu
 from tests.support.calls import msa, post_hl7
@@ -74,7 +75,7 @@ def send_due_texts(app, env: str, csn: str = CSN) -> dict[str, str]:
     """Run the dispatcher on this visit's due texts (what the queue trigger and timer do); kind -> state."""
     for item in app.repos.outbox.for_appointment(appointment_key(env, csn)):
         if item.state == "pending" and item.due_utc <= NOW:
-            app.dispatcher.send_one(item.id, item.bucket)
+            app.dispatcher.send_one(item.id)
     return {i.kind: i.state for i in app.repos.outbox.for_appointment(appointment_key(env, csn))}
 
 
@@ -89,7 +90,7 @@ def booked_then(event: str) -> Callable:
         else:
             # Kept only for the cancellation text, at most CANCEL_NOTICE_WINDOW, and gone once it is sent.
             key = appointment_key(env, CSN)
-            doc = app.store.container("contacts").read_item(item=key, partition_key=key)
+            doc = app.store.container("visits").read_item(item=phone_id(key), partition_key=key)
             assert datetime.fromisoformat(doc["delete_after"]) == NOW + CANCEL_NOTICE_WINDOW
             assert send_due_texts(app, env)["cancelled"] == "sent"
             assert phone_of(app, env) is None
@@ -159,7 +160,8 @@ def test_the_scan_finds_a_number_that_is_kept(app, clock, environment_id):
     clock.set(NOW)
     make_environment(app, environment_id)
     assert msa(post_hl7(environment_id, message("S12", 0, "C1")))[1] == "AA"
-    assert documents_holding_the_phone(app, environment_id) == [("contacts", appointment_key(environment_id, CSN))]
+    key = appointment_key(environment_id, CSN)
+    assert documents_holding_the_phone(app, environment_id) == [("visits", phone_id(key))]
 
 
 def test_a_cancel_before_its_booking_leaves_a_tombstone_without_a_number(app, clock, environment_id):

@@ -65,5 +65,5 @@ def test_a_booking_and_its_cancellation_arriving_together_end_cancelled_and_no_r
     for item in app.repos.outbox.for_appointment(key):
         if item.kind == "reminder" and item.state == "pending":
             clock.set(item.due_utc)
-            assert app.dispatcher.send_one(item.id, item.bucket) == "skipped"
+            assert app.dispatcher.send_one(item.id) == "skipped"
     assert [i.id for i in app.repos.outbox.for_appointment(key) if i.kind == "reminder" and i.state == "sent"] == []

@@ -6,10 +6,15 @@ proxy (``tests/support/store_fault_proxy.py``) that lets one chosen write reach 
 ``AE`` (the sender will resend); the sender's resend of the same message (same MSH-10, a new signature) must
 be answered ``AA`` and leave exactly what an undisturbed intake leaves: the appointment, the phone number,
 the join link and every planned text in the outbox (confirmation and both reminders), each once.
+
+Both ways the visit's documents are written (``lib/store/visits.py``) are exercised: one transactional batch
+(the default), and one document at a time (``COSMOS_TRANSACTIONAL_BATCH=0``), where the fault can fall
+between the appointment, its phone number and each text.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -50,11 +55,24 @@ def proxy(service_settings: dict[str, str]) -> Iterator[StoreFaultProxy]:
 
 @pytest.fixture(scope="module")
 def runner(app: Any, service_settings: dict[str, str], proxy: StoreFaultProxy, clock_file: Path) -> Iterator[str]:
-    """``python -m local.devrunner`` on a free loopback port, its store behind the proxy."""
+    """``python -m local.devrunner`` on a free loopback port, its store behind the proxy (transactional batches)."""
+    yield from _runner(service_settings, proxy, clock_file, batch=True)
+
+
+@pytest.fixture(scope="module")
+def runner_one_by_one(
+        app: Any, service_settings: dict[str, str], proxy: StoreFaultProxy, clock_file: Path) -> Iterator[str]:
+    """The same, writing one document at a time (``COSMOS_TRANSACTIONAL_BATCH=0``)."""
+    yield from _runner(service_settings, proxy, clock_file, batch=False)
+
+
+def _runner(service_settings: dict[str, str], proxy: StoreFaultProxy, clock_file: Path, *, batch: bool,
+            ) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, **service_settings, "COSMOS_ENDPOINT": proxy.endpoint, "DEV_CLOCK_FILE": str(clock_file)}
+    env = {**os.environ, **service_settings, "COSMOS_ENDPOINT": proxy.endpoint, "DEV_CLOCK_FILE": str(clock_file),
+           "COSMOS_TRANSACTIONAL_BATCH": "1" if batch else "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "local.devrunner", "--port", str(port), "--settings", "no-such-settings.json",
          "--no-timers", "--no-queues"],
@@ -96,29 +114,35 @@ def texts(app: Any, key: str) -> list[str]:
     return sorted(item.id.removeprefix(key + "|") for item in app.repos.outbox.for_appointment(key))
 
 
-def writes_to(collection: str) -> Any:
-    return lambda call: call.is_write and call.collection == collection
+def writes_to(collection: str, nth: int = 1) -> Any:
+    """A rule matching the ``nth`` write to ``collection`` (1 = the first)."""
+    seen = itertools.count(1)
+    return lambda call: call.is_write and call.collection == collection and next(seen) == nth
 
 
-@pytest.mark.parametrize(("failing_write", "fault"), [
-    ("appointments", "503"),
-    ("appointments", "drop"),
-    ("contacts", "503"),
-    ("outbox", "drop"),
-    ("outbox", "503"),
-    ("hl7_messages", "drop"),
-])
+# (container, which write to it, fault). Batch path: the visit's documents are one write, the join link
+# another, the message record (hl7_messages) the last. One by one: the appointment is the first write to
+# ``visits``, its phone number the second, the three texts the third to fifth.
+BATCH_FAULTS = [("visits", 1, "503"), ("visits", 1, "drop"), ("links", 1, "503"), ("hl7_messages", 2, "drop")]
+ONE_BY_ONE_FAULTS = [("visits", 1, "drop"), ("visits", 2, "503"), ("visits", 3, "drop"), ("visits", 5, "503"),
+                     ("hl7_messages", 1, "drop")]
+
+
+@pytest.mark.parametrize(("path", "failing_write", "nth", "fault"),
+                         [("batch", *case) for case in BATCH_FAULTS]
+                         + [("one-by-one", *case) for case in ONE_BY_ONE_FAULTS])
 def test_a_store_failure_after_a_partial_write_converges_on_the_resend(
-        app: Any, clock: Any, environment_id: str, runner: str, proxy: StoreFaultProxy,
-        failing_write: str, fault: str) -> None:
+        app: Any, clock: Any, environment_id: str, request: pytest.FixtureRequest, proxy: StoreFaultProxy,
+        path: str, failing_write: str, nth: int, fault: str) -> None:
+    runner = request.getfixturevalue("runner" if path == "batch" else "runner_one_by_one")
     clock.set(NOW)
     make_environment(app, environment_id)
     csn = "9000001"
     key = appointment_key(environment_id, csn)
-    message = siu("S12", csn=csn, start=START, control_id=f"PW-{failing_write}-{fault}", sent=NOW)
+    message = siu("S12", csn=csn, start=START, control_id=f"PW-{failing_write}-{nth}-{fault}", sent=NOW)
     assert requests.get(f"{runner}/api/health/live", timeout=30).status_code == 200  # warm: cache the environment
 
-    proxy.arm(writes_to(failing_write), fault)
+    proxy.arm(writes_to(failing_write, nth), fault)
     try:
         first = post(runner, environment_id, message)
     finally:
@@ -141,16 +165,20 @@ def test_a_store_failure_after_a_partial_write_converges_on_the_resend(
 
 
 def test_the_proxy_really_lets_the_failed_write_reach_the_store(
-        app: Any, clock: Any, environment_id: str, runner: str, proxy: StoreFaultProxy) -> None:
-    """The premise of the test above: the AE answer came after the appointment was stored."""
+        app: Any, clock: Any, environment_id: str, runner: str, runner_one_by_one: str,
+        proxy: StoreFaultProxy) -> None:
+    """The premise of the test above: the AE answer came after the visit's documents were stored: all of them
+    at once in a batch; only the appointment when they are written one by one."""
     clock.set(NOW)
     make_environment(app, environment_id)
-    key = appointment_key(environment_id, "9100001")
-    proxy.arm(lambda call: isinstance(call, StoreCall) and writes_to("appointments")(call), "503")
-    try:
-        first = post(runner, environment_id, siu("S12", csn="9100001", start=START, control_id="PW-P", sent=NOW))
-    finally:
-        proxy.disarm()
-    assert msa_code(first) == "AE"
-    assert app.repos.appointments.get(key) is not None
-    assert texts(app, key) == []
+    for csn, url, stored_texts in (("9100001", runner, EXPECTED_TEXTS), ("9100002", runner_one_by_one, [])):
+        key = appointment_key(environment_id, csn)
+        rule = writes_to("visits")
+        proxy.arm(lambda call, rule=rule: isinstance(call, StoreCall) and rule(call), "503")
+        try:
+            first = post(url, environment_id, siu("S12", csn=csn, start=START, control_id=f"PW-P{csn}", sent=NOW))
+        finally:
+            proxy.disarm()
+        assert msa_code(first) == "AE"
+        assert app.repos.appointments.get(key) is not None
+        assert texts(app, key) == stored_texts

@@ -29,7 +29,7 @@ import requests
 
 from local.testing import JwksServer
 from tests.support.environments import make_environment
-from tests.support.writeback import drain_writeback
+from tests.support.writeback import drain_launch_followup, drain_writeback
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +182,9 @@ def test_provider_launch_goes_to_the_teams_meeting_and_records_the_click_not_pre
     assert meeting["lobbyBypassSettings"]["scope"] == "organization"
     assert meeting["subject"] == "Video visit"
 
+    # The click record and the meeting's subscription came after the redirect, through one queue message.
+    assert app.repos.visit_events.for_appointment(key) == []
+    assert drain_launch_followup(app, key) == 1
     (event,) = app.repos.visit_events.for_appointment(key)
     assert (event.type, event.role, event.participant_id, event.writeback) == ("clinician_launched", "provider",
                                                                                "E1001", "none")

@@ -38,7 +38,7 @@ def test_a_malformed_message_goes_on_to_the_poison_queue_and_is_counted(app, tmp
     host["extensions"]["queues"]["visibilityTimeout"] = "00:00:00"  # retry at once: 5 attempts in seconds
     (tmp_path / "host.json").write_text(json.dumps(host))
     marker = uuid.uuid4().hex
-    bodies = [json.dumps({"id": marker}), f"not json {marker}", json.dumps([marker])]
+    bodies = [json.dumps({"unexpected": marker}), f"not json {marker}", json.dumps([marker])]  # no "id" field
     work, poison = queue_client(app.settings, queue), queue_client(app.settings, f"{queue}-poison")
     for client in (work, poison):
         with contextlib.suppress(ResourceExistsError):
@@ -47,15 +47,22 @@ def test_a_malformed_message_goes_on_to_the_poison_queue_and_is_counted(app, tmp
         work.send_message(body)
     before = metrics.total(metrics.QUEUE_MALFORMED, queue=queue)
     runner = DevRunner(private_app(), port=0, host_json=tmp_path / "host.json", timers=False, queues=True)
+    found: list[str] = []
     with runner:
         deadline = time.monotonic() + 90
-        while True:
-            found = [m.content for m in poison.peek_messages(max_messages=32) if marker in m.content]
-            if len(found) == len(bodies) or time.monotonic() > deadline:
-                break
+        while len(found) < len(bodies) and time.monotonic() < deadline:
+            found += _take_marked(poison, marker)
             time.sleep(0.3)
     assert sorted(found) == sorted(bodies)
     assert metrics.total(metrics.QUEUE_MALFORMED, queue=queue) - before == 5 * len(bodies)
-    for message in poison.receive_messages(max_messages=32, visibility_timeout=5):
+
+
+def _take_marked(poison, marker: str) -> list[str]:
+    """Receive every visible message of ``poison`` (not only the first 32 a peek shows: other tests poison
+    messages too) and delete the ones carrying ``marker``; the others are visible again a second later."""
+    taken = []
+    for message in poison.receive_messages(messages_per_page=32, visibility_timeout=1):
         if marker in message.content:
+            taken.append(message.content)
             poison.delete_message(message)
+    return taken

@@ -19,9 +19,8 @@ import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from lib.models import SmsSettings, appointment_key, hour_bucket
+from lib.models import SmsSettings, appointment_key
 from lib.queues import encode
-from lib.sms.dispatcher import CURSOR_ID
 from lib.store.schema import CONTAINERS
 from local.siu_builder import siu
 from tests.support.calls import post_hl7
@@ -78,7 +77,6 @@ def webhook(app, monkeypatch):
 
 def start_clock(app, clock, at: datetime) -> None:
     clock.set(at)
-    app.repos.timer_state.put(CURSOR_ID, hour_bucket(at - timedelta(hours=1)))
 
 
 def book(env, csn: str, phone: str, *, event="S12", control=None, sent=NOW, start=START, language="ENG"):
@@ -99,7 +97,7 @@ def send_queued(app, env, csn) -> None:
     function = sms_outbox.build().get_user_function()
     for item in items(app, env, csn).values():
         if item.state == "pending" and item.due_utc <= app.clock.now():
-            body = encode({"id": item.id, "bucket": item.bucket}).encode()
+            body = encode({"id": item.id}).encode()
             function(QueueMessage(id="m1", body=body, dequeue_count=1))
 
 
@@ -328,7 +326,6 @@ def test_catch_up_inside_quiet_hours_waits_for_morning_and_never_texts_after_the
     send_queued(app, env, "8200006")
     send_queued(app, env, "8200007")
     # The timer is down from before any reminder was due until 23:00 EST on Wed Dec 2.
-    app.repos.timer_state.put(CURSOR_ID, "2026-12-01T12")
     clock.set(datetime(2026, 12, 3, 4, 0, tzinfo=UTC))
     run_timer()
     a = items(app, env, "8200006")

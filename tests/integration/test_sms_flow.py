@@ -49,9 +49,9 @@ def send_queued(app, env) -> list[str]:
     outcomes = []
     for item in app.repos.outbox.for_appointment(appointment_key(env.id, CSN)):
         if item.state == "pending" and item.due_utc <= app.clock.now():
-            body = encode({"id": item.id, "bucket": item.bucket}).encode()
+            body = encode({"id": item.id}).encode()
             function(QueueMessage(id="m1", body=body, dequeue_count=1))
-            outcomes.append(app.repos.outbox.get(item.id, item.bucket).state)
+            outcomes.append(app.repos.outbox.get(item.id).state)
     return outcomes
 
 
@@ -80,7 +80,7 @@ def test_redelivered_queue_message_does_not_text_twice(app, env, acs):
     from functions.reminders import sms_outbox
 
     item = next(i for i in app.repos.outbox.for_appointment(appointment_key(env.id, CSN)) if i.kind == "booked")
-    body = encode({"id": item.id, "bucket": item.bucket}).encode()
+    body = encode({"id": item.id}).encode()
     sms_outbox.build().get_user_function()(QueueMessage(id="m1", body=body, dequeue_count=2))
     assert len(acs.texts(env.id)) == 1
 

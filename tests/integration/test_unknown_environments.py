@@ -88,7 +88,7 @@ def test_bodies_sent_to_unknown_environments_are_kept_only_up_to_the_budget(app,
     clock.set(NOW)
     r = app.repos
     intake = IntakeService(
-        environments=r.environments, appointments=r.appointments, contacts=r.contacts, outbox=r.outbox,
+        environments=r.environments, visits=r.visits, contacts=r.contacts, outbox=r.outbox,
         links=r.links, processed=r.processed, rejected=r.rejected, verifier=app.intake._verifier,
         clock=app.clock, unknown_keeps=KeepLimiter(per_minute=3),
     )

@@ -91,7 +91,8 @@ EXPECTED_HTTP = {
     "report_texts_csv": ("reports/texts.csv", ["GET"]),
 }
 EXPECTED_QUEUES = {"sms_outbox": "sms-outbox", "writeback": "visit-events", "writeback_poison": "visit-events-poison",
-                   "call_records": "call-records", "report_update": "report-updates"}
+                   "call_records": "call-records", "report_update": "report-updates",
+                   "launch_followup": "launch-followup"}
 EXPECTED_TIMERS = {"reminders_due": "0 * * * * *", "writeback_sweep": "0 */5 * * * *",
                    "presence_subscriptions": "30 */5 * * * *", "meeting_times": "45 */5 * * * *"}
 EXPECTED_WARMUP = {"warmup"}  # the host requires this name (functions-bindings-warmup)

@@ -56,3 +56,14 @@ def test_the_presence_source_is_a_choice_of_three_defaulting_to_auto():
         "attendance_report")
     with pytest.raises(ValueError):
         EnvironmentChange.model_validate({"presence_source": "polling"})
+
+
+def test_the_lobby_scope_is_a_choice_without_everyone_defaulting_to_organization():
+    (field,) = [f for f in form_fields(defaults(), creating=True) if f.name == "lobby_bypass_scope"]
+    assert (field.widget, field.value) == ("radios", "organization")
+    assert set(field.options) == {"organization", "organizer", "organizationExcludingGuests",
+                                  "organizationAndFederated"}  # never "everyone": the patient waits
+    body, _ = parse_form({"lobby_bypass_scope": ["organizer"]}, creating=False)
+    assert EnvironmentChange.model_validate(body).model_dump(exclude_unset=True)["lobby_bypass_scope"] == "organizer"
+    with pytest.raises(ValueError):
+        EnvironmentChange.model_validate({"lobby_bypass_scope": "everyone"})

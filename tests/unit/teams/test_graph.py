@@ -118,3 +118,31 @@ def test_no_fallback_organizer_is_organizer_missing():
     with pytest.raises(LaunchError) as err:
         FallbackOrganizerResolver().organizer_for(environment(), APPOINTMENT)
     assert err.value.code == "ORGANIZER_MISSING"
+
+
+def test_create_or_get_asks_for_the_environments_lobby_and_reports_the_scope_the_meeting_has():
+    graph, fake = client()
+    existing = meeting_doc(lobbyBypassSettings={"scope": "organizer", "isDialInBypassEnabled": False})
+    fake.on("POST", URL, (200, existing))  # createOrGet hands back an existing meeting unchanged
+    meeting = graph.create_or_get_meeting("org-1", "vv1-abc", lobby_scope="organizationExcludingGuests")
+    call = fake.calls[0]
+    assert call.json()["lobbyBypassSettings"] == {"scope": "organizationExcludingGuests",
+                                                  "isDialInBypassEnabled": False}
+    assert call.headers["Prefer"] == "include-unknown-enum-members"  # Graph's evolvable enum members
+    assert meeting.lobby_scope == "organizer"
+
+
+def test_update_lobby_patches_the_organizers_meeting_and_returns_its_new_scope():
+    graph, fake = client()
+    url = f"{BASE}/users/org-1/onlineMeetings/m%2A1"
+    fake.on("PATCH", url, (200, meeting_doc(lobbyBypassSettings={"scope": "organizer"})))
+    assert graph.update_lobby("org-1", "m*1", "organizer") == "organizer"
+    assert fake.calls[0].json() == {"lobbyBypassSettings": {"scope": "organizer", "isDialInBypassEnabled": False}}
+
+
+def test_a_refused_lobby_update_is_a_graph_error():
+    graph, fake = client()
+    fake.on("PATCH", f"{BASE}/users/org-1/onlineMeetings/m-1", (404, {"error": {"code": "NotFound"}}))
+    with pytest.raises(LaunchError) as err:
+        graph.update_lobby("org-1", "m-1", "organizer")
+    assert err.value.code == "GRAPH_ORGANIZER_NOT_FOUND"

@@ -68,7 +68,8 @@ class World:
         self.token = self.join_links.token(self.link_id, self.expires)
         http, self.fake = fake_client()
         self.fake.on("POST", f"{GRAPH}/users/org-1/onlineMeetings/createOrGet",
-                     (201, {"id": "m-1", "joinWebUrl": "https://teams.example.org/l/meetup-join/m1"}))
+                     (201, {"id": "m-1", "joinWebUrl": "https://teams.example.org/l/meetup-join/m1",
+                            "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": False}}))
         meetings = MeetingService(appointments=self.appointments,  # type: ignore[arg-type]
                                   graph=GraphClient(base_url=GRAPH, tokens=Tokens(), http=http),
                                   organizers=FallbackOrganizerResolver())

@@ -84,7 +84,8 @@ class World:
             "participant": [{"actor": {"reference": "Practitioner/E1001"}, "status": "accepted"},
                             {"actor": {"reference": "Patient/p1"}, "status": "accepted"}]}))
         self.fake.on("POST", f"{GRAPH}/users/org-1/onlineMeetings/createOrGet", (201, {
-            "id": "m-1", "joinWebUrl": "https://teams.example.org/l/meetup-join/m1"}))
+            "id": "m-1", "joinWebUrl": "https://teams.example.org/l/meetup-join/m1",
+            "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": False}}))
         graph = GraphClient(base_url=GRAPH, tokens=Tokens(), http=self.http)
         keys = keys or SmartKeys.from_pem(rsa_pem("ours"))
         self.keys = keys

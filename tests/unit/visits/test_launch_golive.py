@@ -102,7 +102,8 @@ def signin_world(**kwargs: Any) -> World:
                   signin_states=SignInStates(), organizers=DirectoryOrganizerResolver(users), **kwargs)
     world.users = users  # type: ignore[attr-defined]
     world.fake.on("POST", f"{GRAPH}/users/{CLINICIAN_OID}/onlineMeetings/createOrGet", (201, {
-        "id": "m-clin", "joinWebUrl": "https://teams.example.org/l/meetup-join/clin"}))
+        "id": "m-clin", "joinWebUrl": "https://teams.example.org/l/meetup-join/clin",
+        "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": False}}))
     return world
 
 
@@ -164,7 +165,8 @@ def test_a_failed_sign_in_says_what_the_admin_must_do():
 def test_without_sign_in_the_departments_fallback_organizer_is_used():
     world = World(env={"provider_signin": False, "department_organizers": {"10501101": "org-dept"}})
     world.fake.on("POST", f"{GRAPH}/users/org-dept/onlineMeetings/createOrGet", (201, {
-        "id": "m-d", "joinWebUrl": "https://teams.example.org/l/meetup-join/dept"}))
+        "id": "m-d", "joinWebUrl": "https://teams.example.org/l/meetup-join/dept",
+        "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": False}}))
     callback, cookie = launch_to_callback(world, departmentId="10501101;;; ; ;;NONE;")
     assert world.service.complete(callback, cookie).location == "https://teams.example.org/l/meetup-join/dept"
     assert world.appointments.get(f"env1|{CSN}").meeting.organizer_id == "org-dept"
