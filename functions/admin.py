@@ -28,20 +28,25 @@ ADMIN, APPROVER, REPORTS_READER = "Admin", "Approver", "ReportsReader"
 ANON = func.AuthLevel.ANONYMOUS
 
 
-def _json(body: Any, status: int = 200, req: func.HttpRequest | None = None) -> func.HttpResponse:
+def _json(body: Any, status: int = 200, req: func.HttpRequest | None = None, *,
+          etag: str | None = None) -> func.HttpResponse:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     if req is not None:
         headers["x-correlation-id"] = correlation_id(req)
+    if etag is not None:
+        headers["ETag"] = etag
     return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/json",
                              headers=headers)
 
 
-def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
-    """Run ``action`` and map every failure to a problem response (never a bare 500)."""
+def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
+          refused: str = "The change was refused; nothing was saved.") -> func.HttpResponse:
+    """Run ``action`` and map every failure to a problem response (never a bare 500). ``refused`` is the
+    detail of a 422 (a route that saves nothing says so differently)."""
     from lib.config.access import Forbidden
     from lib.config.approvals import ApprovalFailed
     from lib.config.certificates import CertificateRefused
-    from lib.config.environments import ConfigurationRefused, NotFound
+    from lib.config.environments import ConfigurationRefused, EditConflict, NotFound
     from lib.config.phone_numbers import PhoneNumberError
     from lib.store.errors import StoreUnavailable
 
@@ -53,10 +58,14 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> fun
     except Forbidden as exc:
         return problem(403, "Not allowed", exc.reason, correlation=correlation, code="NOT_ASSIGNED")
     except ConfigurationRefused as exc:
-        return problem(422, "Not valid", "The change was refused; nothing was saved.", correlation=correlation,
+        return problem(422, "Not valid", refused, correlation=correlation,
                        code="INVALID", errors=[{"field": p.field, "message": p.message} for p in exc.problems])
     except NotFound as exc:
         return problem(404, "Not found", f"No environment '{exc}'.", correlation=correlation, code="NOT_FOUND")
+    except EditConflict:
+        return problem(412, "Changed by someone else", "This environment was changed by someone else since you "
+                       "read it (If-Match no longer matches its ETag); nothing was saved. GET it again, then "
+                       "reapply your change.", correlation=correlation, code="EDIT_CONFLICT")
     except CertificateRefused as exc:
         return problem(422, "Certificate refused", exc.reason, correlation=correlation, code="CERTIFICATE_REFUSED",
                        errors=[{"field": "certificate", "message": exc.reason}])
@@ -134,11 +143,20 @@ def config_environment(req: func.HttpRequest) -> func.HttpResponse:
         env_id = req.route_params.get("environmentId", "")
         if req.method == "GET":
             authorize(req, ADMIN, APPROVER)
-            return _json(environment_view(portal.environments.get(env_id), portal), req=req)
+            config, version = portal.environments.get_versioned(env_id)
+            return _json(environment_view(config, portal), req=req, etag=version)
         principal = authorize(req, ADMIN, change=True)
-        changed = portal.environments.update(env_id, _model(EnvironmentChange, json_body(req)), principal)
-        return _json(environment_view(changed, portal), req=req)
+        portal.environments.update(env_id, _model(EnvironmentChange, json_body(req)), principal,
+                                   version=_if_match(req))
+        changed, version = portal.environments.get_versioned(env_id)
+        return _json(environment_view(changed, portal), req=req, etag=version)
     return _call(req, run)
+
+
+def _if_match(req: func.HttpRequest) -> str | None:
+    """The version a script edited (``If-Match``: the ``ETag`` of its GET); ``None`` when absent or ``*``."""
+    value = (req.headers.get("if-match") or "").strip()
+    return value if value and value != "*" else None
 
 
 def _set_state(req: func.HttpRequest, disabled: bool) -> func.HttpResponse:
@@ -322,17 +340,22 @@ def config_sms(req: func.HttpRequest) -> func.HttpResponse:
     """Change an environment's SMS settings and consents (Admin; body ``SmsChange``); every rule of
     ``lib/sms/configuration.py`` is checked before anything is stored."""
     def run() -> func.HttpResponse:
+        from lib.config.environments import EditConflict
         from lib.config.sms import SmsChange, apply_sms_change
         from lib.config.views import environment_view
 
         principal = authorize(req, ADMIN, change=True)
         portal = services().portal
         env_id = req.route_params.get("environmentId", "")
-        current = portal.environments.get(env_id)
+        current, version = portal.environments.get_versioned(env_id)
+        expected = _if_match(req)
+        if expected is not None and expected != version:
+            raise EditConflict(env_id)
         after = apply_sms_change(current, _model(SmsChange, json_body(req)), principal,
                                  now=services().clock.now())
-        stored = portal.environments.replace_checked(current, after, principal, action="sms.update")
-        return _json(environment_view(stored, portal), req=req)
+        portal.environments.replace_checked(current, after, principal, action="sms.update", version=version)
+        stored, version = portal.environments.get_versioned(env_id)
+        return _json(environment_view(stored, portal), req=req, etag=version)
     return _call(req, run)
 
 
@@ -368,7 +391,7 @@ def config_sms_preview(req: func.HttpRequest) -> func.HttpResponse:
         config = portal.environments.get(body["environmentId"])
         return _json(preview(config, kind=body.get("kind", "booked"), language=body.get("language", "en"),
                              template=body.get("template"), public_base_url=portal.public_base_url), req=req)
-    return _call(req, run)
+    return _call(req, run, refused="No preview: the text cannot be shown as it is (see errors).")
 
 
 # ---- phone numbers -------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import logging
 import azure.functions as func
 
 from functions.dependencies import services
-from functions.http import correlation_id, problem
+from functions.http import UnreadableJson, correlation_id, problem, read_json
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -42,13 +42,13 @@ def acs_events(req: func.HttpRequest) -> func.HttpResponse:
         log.warning("acs events rejected status=%d reason=%s correlation=%s", rejected.status, rejected.reason,
                     correlation)
         return problem(rejected.status, "Not authenticated", rejected.reason, correlation=correlation)
-    if len(body) > MAX_BODY_BYTES:
-        return problem(413, "Batch too large", "Event Grid batches are at most 1 MB.", correlation=correlation)
     try:
-        events = json.loads(body)
-        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-            raise ValueError("not a JSON array of events")
-    except ValueError:
+        events = read_json(body, max_bytes=MAX_BODY_BYTES)
+    except UnreadableJson as exc:
+        if exc.reason == "too_large":
+            return problem(413, "Batch too large", "Event Grid batches are at most 1 MB.", correlation=correlation)
+        events = None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         return problem(400, "Not an Event Grid batch", "Expected a JSON array of events.", correlation=correlation)
     try:
         check_caller(

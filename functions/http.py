@@ -1,4 +1,4 @@
-"""Small HTTP helpers shared by the HTTP triggers: problem responses and correlation IDs."""
+"""Small HTTP helpers shared by the HTTP triggers: problem responses, correlation IDs and reading JSON bodies."""
 
 from __future__ import annotations
 
@@ -33,3 +33,37 @@ def problem(
     return func.HttpResponse(
         json.dumps(doc), status_code=status, mimetype="application/problem+json", headers=headers
     )
+
+
+class UnreadableJson(ValueError):
+    """A request body that is not UTF-8 JSON a trigger can read (``reason`` is safe to show and to log)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_json(raw: bytes, *, max_bytes: int, empty: object = None) -> object:
+    """The one way an HTTP trigger turns a request body into JSON: size first, then UTF-8, then the parse.
+
+    Catches every way ``json.loads`` fails on hostile input, not only ``ValueError``: deeply nested arrays
+    (``[[[[...`` 100,000 deep) raise ``RecursionError`` from the C scanner, and invalid UTF-8 raises
+    ``UnicodeDecodeError``. ``empty`` is the value of an empty body.
+
+    Raises:
+        UnreadableJson: ``too_large`` (more than ``max_bytes``), ``not_utf8``, ``too_deep`` or ``not_json``.
+    """
+    if len(raw) > max_bytes:
+        raise UnreadableJson("too_large")
+    if not raw:
+        return empty
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnreadableJson("not_utf8") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise UnreadableJson("too_deep") from None
+    except ValueError:
+        raise UnreadableJson("not_json") from None

@@ -19,7 +19,7 @@ from typing import Any
 import azure.functions as func
 
 from functions.dependencies import services
-from functions.http import correlation_id, problem
+from functions.http import UnreadableJson, correlation_id, problem, read_json
 from functions.launch import _client, _count_guess, _error, _frame, _rate_limited, _respond
 from functions.observability import observed
 
@@ -31,15 +31,37 @@ PAYLOAD = os.urandom(1024 * 1024)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+#: Largest body the join routes read (a device-test report is a few hundred bytes).
+MAX_BODY = 16 * 1024
+
+
 def _json_body(req: func.HttpRequest, correlation: str) -> tuple[Any, func.HttpResponse | None]:
     """The parsed JSON body, or the problem to answer. JSON only: a cross-site form cannot post it without
     a CORS preflight, which we never grant."""
     if (req.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
-        return None, problem(415, "Unsupported media type", "Send application/json.", correlation=correlation)
+        return None, problem(415, "Unsupported media type", "Send application/json.", correlation=correlation,
+                             code="NOT_JSON")
     try:
-        return json.loads(req.get_body() or b"null"), None
-    except ValueError:
-        return None, problem(400, "Bad request", "The body is not JSON.", correlation=correlation)
+        return read_json(req.get_body() or b"", max_bytes=MAX_BODY), None
+    except UnreadableJson as exc:
+        if exc.reason == "too_large":
+            return None, problem(413, "Body too large", f"At most {MAX_BODY:,} bytes are read.",
+                                 correlation=correlation, code="TOO_LARGE")
+        return None, problem(400, "Bad request", "The body is not JSON.", correlation=correlation, code="BAD_JSON")
+
+
+def _body_or_link_problem(req: func.HttpRequest, correlation: str) -> tuple[Any, func.HttpResponse | None]:
+    """As :func:`_json_body`, but an unreadable body on a link we never issued answers as the link (404
+    ``LINK_INVALID``, counted as a guess): the token is judged before the body."""
+    body, failed = _json_body(req, correlation)
+    if failed is None:
+        return body, None
+    try:
+        services().join.check_link(req.route_params.get("token", ""))
+    except Exception as exc:
+        _count_guess(exc, _client(req))
+        return None, _api_error(exc, correlation)
+    return None, failed
 
 
 def _api_error(exc: Exception, correlation: str) -> func.HttpResponse:
@@ -116,7 +138,7 @@ def join_call(req: func.HttpRequest) -> func.HttpResponse:
     refused = _guess_refusal(req, correlation)
     if refused is not None:
         return refused
-    _, failed = _json_body(req, correlation)
+    _, failed = _body_or_link_problem(req, correlation)
     if failed is not None:
         return failed
     try:
@@ -139,7 +161,7 @@ def join_events(req: func.HttpRequest) -> func.HttpResponse:
     refused = _guess_refusal(req, correlation)
     if refused is not None:
         return refused
-    body, failed = _json_body(req, correlation)
+    body, failed = _body_or_link_problem(req, correlation)
     if failed is not None:
         return failed
     try:

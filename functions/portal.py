@@ -82,7 +82,9 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
         return action()
     except Denied as exc:
         if exc.status == 401 and req.method == "GET" and exc.code == "NOT_SIGNED_IN":
-            return _redirect("/api/portal/signin?" + urllib.parse.urlencode({"next": req.url}))
+            here = urllib.parse.urlsplit(req.url)
+            back = here.path + (f"?{here.query}" if here.query else "")
+            return _redirect("/api/portal/signin?" + urllib.parse.urlencode({"next": back}))
         return _error(req, _quiet_principal(req), exc.status, exc.title, exc.detail, exc.code,
                       next_link="/api/portal/signin" if exc.status == 401 else "/api/portal",
                       next_text="Sign in" if exc.status == 401 else "Back to the portal")
@@ -156,15 +158,18 @@ def portal_signin(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: how to sign in (Microsoft 365, or the local form). ``POST``: the local development sign-in
     (``PORTAL_DEV_SIGNIN``, local emulators only): ``name`` and ``roles`` -> a signed cookie."""
     from lib.config.access import DEV_COOKIE, DEV_SESSION_SECONDS, ROLES
+    from lib.config.return_paths import PORTAL_PREFIX, safe_return_path
 
     access = services().portal.access
     if req.method == "GET":
+        back = safe_return_path(req.params.get("next"))
         reason = ("Sign in with your Microsoft 365 account." if access.easy_auth_enabled else
                   "The portal needs App Service authentication with Microsoft Entra ID; it is not enabled for "
                   "this app (docs/portal.md \"Sign-in and roles\").")
-        login = "/.auth/login/aad?post_login_redirect_uri=/api/portal" if access.easy_auth_enabled else None
+        login = ("/.auth/login/aad?" + urllib.parse.urlencode({"post_login_redirect_uri": back or PORTAL_PREFIX})
+                 if access.easy_auth_enabled else None)
         return _page(req, "portal/signin.html", None, title="Sign in", dev_signin=access.dev_signin, roles=ROLES,
-                     reason=reason, login_url=login)
+                     reason=reason, login_url=login, next_path=back)
 
     def run() -> func.HttpResponse:
         if not access.dev_signin:
@@ -173,16 +178,17 @@ def portal_signin(req: func.HttpRequest) -> func.HttpResponse:
         form = form_body(req, max_bytes=4096)
         name = _first(form, "name").strip()
         roles = [r for r in form.get("roles", []) if r in ROLES]
+        back = safe_return_path(_first(form, "next"))
         if not access.valid_dev_name(name):
             from lib.config.environments import Problem
 
             return _page(req, "portal/signin.html", None, 400, title="Sign in", dev_signin=True, roles=ROLES,
-                         reason="", login_url=None,
+                         reason="", login_url=None, next_path=back,
                          problems=[Problem("name", "Enter a name: letters, digits and . _ @ + - only")])
         secure = "; Secure" if access.secure_cookies else ""
         cookie = (f"{DEV_COOKIE}={access.dev_cookie(name, roles)}; Max-Age={DEV_SESSION_SECONDS}; Path=/api; "
                   f"HttpOnly; SameSite=Lax{secure}")
-        return _redirect("/api/portal", cookie)
+        return _redirect(back or PORTAL_PREFIX, cookie)
     return _guarded(req, run)
 
 
@@ -204,7 +210,8 @@ def portal_signout(req: func.HttpRequest) -> func.HttpResponse:
 # ---- environments --------------------------------------------------------------------------------------------
 def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, values: dict[str, Any],
                       env_id: str | None = None, problems: list[Any] | None = None,
-                      raw: dict[str, str] | None = None, status: int = 200) -> func.HttpResponse:
+                      raw: dict[str, str] | None = None, status: int = 200,
+                      version: str | None = None) -> func.HttpResponse:
     from lib.config.forms import form_fields
 
     errors: dict[str, str] = {}
@@ -214,8 +221,10 @@ def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, 
     title = "Add an environment" if creating else f"Edit {env_id}"
     action = "/api/portal/environments" if creating else f"/api/portal/environments/{env_id}"
     cancel = "/api/portal/environments" if creating else f"/api/portal/environments/{env_id}"
+    conflict = any(p.field == "reload" for p in problems or [])
     return _page(req, "portal/environment_form.html", principal, status, title=title, fields=fields, action=action,
-                 cancel=cancel, problems=problems or [], section="environments")
+                 cancel=cancel, problems=problems or [], section="environments", version=version,
+                 reload_url=f"/api/portal/environments/{env_id}/edit" if conflict else None)
 
 
 @bp.function_name("portal_environments")
@@ -244,6 +253,7 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
 
     from lib.config.environments import (
         ConfigurationRefused,
+        EditConflict,
         EnvironmentChange,
         EnvironmentCreate,
         Problem,
@@ -255,6 +265,7 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
     creating = env_id is None
     raw: dict[str, str] = {}
     values = defaults() if creating else portal.environments.get(env_id or "").to_doc()
+    version = _first(form, "version") or None  # what the editor opened: a save over a newer one is refused
     try:
         body, raw = parse_form(form, creating=creating)
         model = EnvironmentCreate if creating else EnvironmentChange
@@ -265,13 +276,18 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
         if creating:
             saved = portal.environments.create(typed, principal)
         else:
-            saved = portal.environments.update(env_id or "", typed, principal)
+            saved = portal.environments.update(env_id or "", typed, principal, version=version)
     except FormProblem as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
-                                 problems=[Problem(exc.field, exc.message)], raw=raw or None, status=422)
+                                 problems=[Problem(exc.field, exc.message)], raw=raw or None, status=422,
+                                 version=version)
     except ConfigurationRefused as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
-                                 problems=_problems(exc), raw=raw, status=422)
+                                 problems=_problems(exc), raw=raw, status=422, version=version)
+    except EditConflict:
+        return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
+                                 problems=[Problem("reload", EditConflict.MESSAGE)], raw=raw, status=409,
+                                 version=version)
     return _redirect(f"/api/portal/environments/{saved.id}?saved=1")
 
 
@@ -330,8 +346,9 @@ def portal_environment_edit(req: func.HttpRequest) -> func.HttpResponse:
     def run() -> func.HttpResponse:
         principal = authorize(req, ADMIN)
         env_id = req.route_params.get("environmentId", "")
-        config = services().portal.environments.get(env_id)
-        return _environment_form(req, principal, creating=False, values=config.to_doc(), env_id=env_id)
+        config, version = services().portal.environments.get_versioned(env_id)
+        return _environment_form(req, principal, creating=False, values=config.to_doc(), env_id=env_id,
+                                 version=version)
     return _guarded(req, run)
 
 
@@ -579,7 +596,7 @@ def portal_approval_send_back(req: func.HttpRequest) -> func.HttpResponse:
 # ---- SMS -----------------------------------------------------------------------------------------------------
 def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int = 200,
               problems: list[Any] | None = None, notice: str | None = None,
-              typed: dict[str, str] | None = None) -> func.HttpResponse:
+              typed: dict[str, str] | None = None, version: str | None = None) -> func.HttpResponse:
     from lib.config.phone_numbers import PhoneNumberError, is_toll_free
     from lib.config.sms import preview
     from lib.config.views import environment_view
@@ -608,7 +625,8 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
     return _page(req, "portal/sms.html", principal, status, title=f"Text messages: {config.id}",
                  env=environment_view(config), owned=owned, toll_free=is_toll_free(config.sms.sender),
                  languages=languages, templates=templates, kind_names=KIND_NAMES, errors=errors, form=form,
-                 problems=problems or [], notice=notice, section="environments")
+                 problems=problems or [], notice=notice, section="environments", version=version,
+                 reload_url=f"/api/portal/environments/{config.id}/sms" if "reload" in errors else None)
 
 
 @bp.function_name("portal_sms")
@@ -617,7 +635,7 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
 def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: the SMS settings with a preview of every text (Admin). ``POST``: save them."""
     def run() -> func.HttpResponse:
-        from lib.config.environments import ConfigurationRefused, Problem
+        from lib.config.environments import ConfigurationRefused, EditConflict, Problem
         from lib.config.sms import apply_sms_change
         from lib.sms.templates import KINDS, TEMPLATES, template_for
 
@@ -625,16 +643,21 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
         env_id = req.route_params.get("environmentId", "")
         if req.method == "GET":
             principal = authorize(req, ADMIN)
-            return _sms_page(req, principal, portal.environments.get(env_id),
-                             notice="Saved." if req.params.get("saved") else None)
+            config, version = portal.environments.get_versioned(env_id)
+            return _sms_page(req, principal, config, notice="Saved." if req.params.get("saved") else None,
+                             version=version)
         principal, form = _change(req, ADMIN)
-        config = portal.environments.get(env_id)
+        config, stored_version = portal.environments.get_versioned(env_id)
+        version = _first(form, "version") or None  # what the editor opened: a save over a newer one is refused
         typed = {k: v[0] for k, v in form.items() if v}
+        if version is not None and version != stored_version:
+            return _sms_page(req, principal, config, status=409, typed=typed, version=version,
+                             problems=[Problem("reload", EditConflict.MESSAGE)])
         offsets_text = _first(form, "reminder_offsets_minutes")
         try:
             offsets = [int(p) for p in offsets_text.replace(";", ",").split(",") if p.strip()]
         except ValueError:
-            return _sms_page(req, principal, config, status=422, typed=typed, problems=[Problem(
+            return _sms_page(req, principal, config, status=422, typed=typed, version=version, problems=[Problem(
                 "reminder_offsets_minutes", "Write whole minutes separated by commas, e.g. 1440, 60")])
         overrides: dict[str, dict[str, str]] = {}
         for language in sorted(set(TEMPLATES) | set(config.sms.templates)):
@@ -661,9 +684,14 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
             change.pop("consentPatientsAgreed")
         try:
             after = apply_sms_change(config, change, principal, now=services().clock.now())
-            portal.environments.replace_checked(config, after, principal, action="sms.update")
+            portal.environments.replace_checked(config, after, principal, action="sms.update",
+                                                version=stored_version)
         except ConfigurationRefused as exc:
-            return _sms_page(req, principal, config, status=422, typed=typed, problems=_problems(exc))
+            return _sms_page(req, principal, config, status=422, typed=typed, problems=_problems(exc),
+                             version=version)
+        except EditConflict:
+            return _sms_page(req, principal, config, status=409, typed=typed, version=version,
+                             problems=[Problem("reload", EditConflict.MESSAGE)])
         return _redirect(f"/api/portal/environments/{env_id}/sms?saved=1")
     return _guarded(req, run)
 

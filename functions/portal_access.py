@@ -12,7 +12,6 @@ the page layer into an HTML page.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 
 from functions.dependencies import services
-from functions.http import correlation_id, problem
+from functions.http import UnreadableJson, correlation_id, problem, read_json
 
 #: Largest JSON or form body a portal route reads (a certificate upload has its own, lower cap).
 MAX_BODY = 256 * 1024
@@ -99,7 +98,7 @@ def check_change(req: func.HttpRequest, principal: object, form: Mapping[str, st
     if not portal.csrf.check(principal, token):  # type: ignore[arg-type]
         raise Denied(403, "Form expired or not sent by the portal",
                      "The request has no valid CSRF token. Reload the page and try again (scripts: send the token "
-                     "from GET /api/admin/session in the X-CSRF-Token header).", "CSRF_FAILED")
+                     "from GET /api/config/session in the X-CSRF-Token header).", "CSRF_FAILED")
 
 
 def json_body(req: func.HttpRequest) -> object:
@@ -111,13 +110,14 @@ def json_body(req: func.HttpRequest) -> object:
     if (req.headers.get("content-type") or "").split(";")[0].strip().lower() != "application/json":
         raise Denied(415, "Unsupported media type", "Send the body as application/json.", "NOT_JSON")
     raw = req.get_body() or b""
-    if len(raw) > MAX_BODY:
-        raise Denied(413, "Body too large", f"The body has {len(raw):,} bytes; at most {MAX_BODY:,} are read.",
-                     "TOO_LARGE")
     try:
-        return json.loads(raw.decode("utf-8")) if raw else {}
-    except (UnicodeDecodeError, ValueError):
-        raise Denied(400, "Bad request", "The body is not UTF-8 JSON.", "BAD_JSON") from None
+        return read_json(raw, max_bytes=MAX_BODY, empty={})
+    except UnreadableJson as exc:
+        if exc.reason == "too_large":
+            raise Denied(413, "Body too large", f"The body has {len(raw):,} bytes; at most {MAX_BODY:,} are read.",
+                         "TOO_LARGE") from None
+        detail = "The body is nested too deeply to read." if exc.reason == "too_deep" else "The body is not UTF-8 JSON."
+        raise Denied(400, "Bad request", detail, "BAD_JSON") from None
 
 
 def form_body(req: func.HttpRequest, *, max_bytes: int = MAX_BODY) -> dict[str, list[str]]:

@@ -163,7 +163,7 @@ class Access:
     def _easy_auth(self, header: str, headers: Mapping[str, str]) -> Principal:
         try:
             doc = json.loads(base64.b64decode(header, validate=False))
-        except (ValueError, binascii.Error) as exc:
+        except (ValueError, binascii.Error, RecursionError) as exc:
             raise NotSignedIn("The sign-in header is not valid base64 JSON.", forged=True) from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
             raise NotSignedIn("The sign-in header has no claims.", forged=True)

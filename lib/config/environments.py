@@ -28,6 +28,7 @@ from lib.config.audit import AuditLog, changed_fields
 from lib.models import EnvironmentConfig
 from lib.sms.configuration import validate_sms_settings
 from lib.store.environments import EnvironmentRepository
+from lib.store.errors import ConcurrencyConflict
 
 #: Fields changed only through their own actions (approval, certificate upload, SMS page, disable/enable).
 OWN_ACTIONS = frozenset({"id", "approved", "approvals", "hl7_certificates", "sms", "disabled"})
@@ -92,6 +93,14 @@ class NotFound(Exception):
     """No environment with that ID."""
 
 
+class EditConflict(Exception):
+    """The environment was saved by someone else since this edit read it (its version differs): nothing was
+    written. The editor reloads and applies the change again."""
+
+    MESSAGE = ("This environment was changed by someone else since you opened it; nothing was saved. Reload it "
+               "to see their change, then make yours again.")
+
+
 def pydantic_problems(error: ValidationError) -> list[Problem]:
     """The problems of a pydantic validation error, one per failing field."""
     out = []
@@ -138,8 +147,11 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
     out: list[Problem] = []
     if not ENVIRONMENT_ID.fullmatch(config.id) or config.id in RESERVED_IDS:
         out.append(Problem("id", "use 2 to 63 lowercase letters, digits or '-', starting with a letter or digit"))
-    if not config.display_name.strip() or len(config.display_name) > 80:
-        out.append(Problem("display_name", "enter the organization's name as patients know it (1 to 80 characters)"))
+    name_ok = bool(config.display_name.strip()) and len(config.display_name) <= 80
+    if not name_ok:
+        length = f"; this one has {len(config.display_name):,}" if len(config.display_name) > 80 else ""
+        out.append(Problem("display_name", "enter the organization's name as patients know it (1 to 80 "
+                                           f"characters{length})"))
     if not _CLIENT_ID.fullmatch(config.epic_client_id):
         out.append(Problem("epic_client_id", "enter the client ID of our app in this Epic environment (Epic "
                                              "Connection Hub: Non-Production or Production Client ID)"))
@@ -194,7 +206,10 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
     if config.sms.enabled and not config.sms.consented_at:
         out.append(Problem("sms", "SMS can be switched on only with both consents (we send on the organization's "
                                   "behalf; your patients agreed to receive texts)"))
-    out += [Problem("sms", text) for text in validate_sms_settings(config, public_base_url=public_base_url)]
+    # The display name is in every text: once it failed, the texts are not rendered (a 70,000-character name
+    # would only make every template too long, after rendering each for a year of dates).
+    out += [Problem("sms", text) for text in validate_sms_settings(config, public_base_url=public_base_url,
+                                                                   check_templates=name_ok)]
     return out
 
 
@@ -232,6 +247,18 @@ class EnvironmentAdmin:
             raise NotFound(environment_id)
         return found
 
+    def get_versioned(self, environment_id: str) -> tuple[EnvironmentConfig, str]:
+        """One environment and its version (the stored document's ETag), for an edit that must not overwrite
+        someone else's save: pass the version back to :meth:`update` or :meth:`replace_checked`.
+
+        Raises:
+            NotFound: unknown ID.
+        """
+        found = self._environments.read_versioned(environment_id)
+        if found is None:
+            raise NotFound(environment_id)
+        return found
+
     def create(self, body: dict[str, Any], actor: Principal) -> EnvironmentConfig:
         """Create an environment from a validated :data:`EnvironmentCreate` body.
 
@@ -255,16 +282,19 @@ class EnvironmentAdmin:
         return config
 
     def update(self, environment_id: str, change: dict[str, Any], actor: Principal, *,
-               action: str = "environment.update") -> EnvironmentConfig:
+               action: str = "environment.update", version: str | None = None) -> EnvironmentConfig:
         """Apply a validated :data:`EnvironmentChange` body (only the fields given).
 
         Approvals of removed URLs are dropped; an approval whose URL's kind or client ID changed stops counting
-        (its fingerprint differs) until the analyst approves again.
+        (its fingerprint differs) until the analyst approves again. The write is guarded by ``version`` (the
+        one the editor read) or, without one, by the version read here: a save in between is never overwritten.
 
         Raises:
-            NotFound, ConfigurationRefused.
+            NotFound, ConfigurationRefused, EditConflict.
         """
-        current = self.get(environment_id)
+        current, stored_version = self.get_versioned(environment_id)
+        if version is not None and version != stored_version:
+            raise EditConflict(environment_id)
         merged = {**current.to_doc(), **change}
         config = self._validated(merged)
         config = dataclasses.replace(
@@ -272,12 +302,20 @@ class EnvironmentAdmin:
             approvers={u: a for u, a in config.approvers.items() if u in config.fhir_base_urls}
             if "approvers" not in change else config.approvers)
         self._check(config, new_urls=set(config.fhir_base_urls) - set(current.fhir_base_urls))
-        return self.store(current, with_summary(config), actor, action=action)
+        return self.store(current, with_summary(config), actor, action=action, version=stored_version)
 
     def store(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *, action: str,
-              summary: str | None = None) -> EnvironmentConfig:
-        """Write ``after`` over ``before`` and audit it (used by the other portal services too)."""
-        self._environments.put(after)
+              summary: str | None = None, version: str | None = None) -> EnvironmentConfig:
+        """Write ``after`` over ``before`` and audit it (used by the other portal services too). With
+        ``version`` (that of ``before``), only if nobody saved the environment since.
+
+        Raises:
+            EditConflict: ``version`` is no longer the stored one.
+        """
+        try:
+            self._environments.put(after, version=version)
+        except ConcurrencyConflict:
+            raise EditConflict(after.id) from None
         fields = changed_fields(before.to_doc(), after.to_doc())
         self._audit.record(environment_id=after.id, at=self._clock.now(), actor_id=actor.user_id,
                            actor_name=actor.name, action=action,
@@ -287,14 +325,14 @@ class EnvironmentAdmin:
         return after
 
     def replace_checked(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *,
-                        action: str) -> EnvironmentConfig:
-        """Check every rule on ``after`` (no new URL), then store and audit it.
+                        action: str, version: str | None = None) -> EnvironmentConfig:
+        """Check every rule on ``after`` (no new URL), then store and audit it (``version``: as :meth:`store`).
 
         Raises:
-            ConfigurationRefused.
+            ConfigurationRefused, EditConflict.
         """
         self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls))
-        return self.store(before, after, actor, action=action)
+        return self.store(before, after, actor, action=action, version=version)
 
     def set_disabled(self, environment_id: str, disabled: bool, reason: str, actor: Principal) -> EnvironmentConfig:
         """Disable (no launch accepted; configuration kept) or enable an environment."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from lib.config.environments import STORED, ConfigurationRefused, Problem, pydantic_problems
 from lib.models import EnvironmentConfig, SmsSettings, iso
-from lib.sms.configuration import JOIN_PATH, TOKEN_LENGTH
+from lib.sms.configuration import JOIN_PATH, MAX_TEMPLATE_CHARS, TOKEN_LENGTH
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
 from lib.sms.templates import (
     KINDS,
@@ -51,7 +51,7 @@ class PreviewBody(BaseModel):
     environmentId: str = Field(min_length=1, max_length=64)
     kind: Literal["booked", "changed", "cancelled", "reminder", "help"] = "booked"
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
-    template: str | None = Field(default=None, max_length=1000)
+    template: str | None = Field(default=None, max_length=MAX_TEMPLATE_CHARS)
 
 
 def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: Any, *,

@@ -106,7 +106,7 @@ def decrypt_resource(encrypted: Any, certificates: dict[str, NotificationCertifi
         unpadder = padding.PKCS7(128).unpadder()
         plain = unpadder.update(padded) + unpadder.finalize()
         value = json.loads(plain.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise NotificationRefused("bad_data") from None
     if not isinstance(value, dict):
         raise NotificationRefused("bad_data")

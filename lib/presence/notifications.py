@@ -59,7 +59,7 @@ def parse_delivery(body: bytes) -> Delivery:
         raise NotificationRefused("too_large")
     try:
         doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise NotificationRefused("not_json") from None
     value = doc.get("value") if isinstance(doc, dict) else None
     if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):

@@ -326,7 +326,7 @@ def _decode(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         header = json.loads(_b64url_decode(head_b64))
         claims = json.loads(_b64url_decode(payload_b64))
         _b64url_decode(sig_b64)
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):
         raise bad("The signature is not a compact JWS (three base64url parts separated by dots).") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise bad("The JWS header and payload must be JSON objects.")

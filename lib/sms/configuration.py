@@ -42,6 +42,11 @@ PUBLIC_SHORTENERS: frozenset[str] = frozenset({
 })
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+#: Longest template override (characters): a text is at most ``MAX_SEGMENTS`` segments, so a longer template
+#: cannot fit whatever it renders to (the live preview takes the same limit).
+MAX_TEMPLATE_CHARS = 1000
+#: Longest help contact (a phone number or a web page).
+MAX_HELP_CONTACT_CHARS = 200
 #: Kinds whose text must carry the join link.
 _NEEDS_LINK = ("booked", "changed", "reminder")
 
@@ -149,7 +154,10 @@ def template_problems(
         extra = {"contact": contact, "frequency": texts_per_visit(sms, language)}
         for kind in KINDS:
             template = template_for(kind, language, sms.templates, sms.default_language)
-            worst = max(
+            first = count_segments(render_template(template, org=display_name, when=whens[0], link=link, **extra))
+            # One date already over the limit decides it: the year of dates is swept only for a text that might
+            # still fit (this keeps a huge field at one render per template, not hundreds).
+            worst = first if first.segments > MAX_SEGMENTS else max(
                 (count_segments(render_template(template, org=display_name, when=w, link=link, **extra))
                  for w in whens),
                 key=lambda c: (c.segments, c.units),
@@ -175,6 +183,10 @@ def _placeholder_problems(sms: SmsSettings) -> list[str]:
             if kind not in KINDS:
                 problems.append(f"unknown template kind '{kind}' ({language}); kinds: {', '.join(KINDS)}")
                 continue
+            if len(template) > MAX_TEMPLATE_CHARS:
+                problems.append(f"{language}/{kind}: the text has {len(template):,} characters; at most "
+                                f"{MAX_TEMPLATE_CHARS:,} (a text is at most {MAX_SEGMENTS} segments)")
+                continue
             try:
                 fields = placeholders(template)
             except ValueError:
@@ -193,16 +205,23 @@ def _placeholder_problems(sms: SmsSettings) -> list[str]:
     return problems
 
 
-def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str) -> list[str]:
+def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str,
+                          check_templates: bool = True) -> list[str]:
     """Every problem of ``config.sms`` (empty when it may be stored). Disabled SMS is checked too, so it
     can be switched on later without surprises.
 
     Args:
         config: the environment (its display name and zone are part of every text).
         public_base_url: ``Settings.public_base_url``, the join-link base when the environment has none.
+        check_templates: ``False`` when a field every text contains (the display name) already failed its
+            own check: the texts are then not rendered (the answer would only repeat that problem).
     """
     sms = config.sms
     problems: list[str] = []
+    if sms.help_contact is not None and len(sms.help_contact) > MAX_HELP_CONTACT_CHARS:
+        problems.append(f"the help contact has {len(sms.help_contact):,} characters; at most "
+                        f"{MAX_HELP_CONTACT_CHARS} (a phone number or a web page)")
+        check_templates = False
     if sms.enabled and not sms.sender:
         problems.append("SMS is on but no sender number is set")
     if sms.sender and not is_e164(sms.sender):
@@ -230,7 +249,7 @@ def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str) ->
         problems.append(f"no templates for the default language '{sms.default_language}'")
     link_problems = join_link_problems(sms.join_link_base_url)
     problems += link_problems
-    if not link_problems:
+    if not link_problems and check_templates:
         problems += template_problems(
             sms, display_name=config.display_name, time_zone=config.time_zone,
             link_base=sms.join_link_base_url or public_base_url,

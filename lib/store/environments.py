@@ -20,7 +20,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from lib.models import EnvironmentConfig
-from lib.store.cosmos import CosmosStore, read_or_none, translated_errors
+from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
 
 #: Most environments kept per process (a hospital has a handful; more only on a shared test server).
 CACHE_SIZE = 256
@@ -76,12 +76,23 @@ class EnvironmentRepository:
                     self._unknown[environment_id] = True
         return config
 
-    def put(self, config: EnvironmentConfig) -> None:
-        """Create or replace an environment (admin portal, local seeding).
+    def read_versioned(self, environment_id: str) -> tuple[EnvironmentConfig, str] | None:
+        """The stored environment and its version (the document's ``_etag``), read fresh; ``None`` when it is
+        not configured. An edit passes the version back to :meth:`put` so a save over someone else's is refused."""
+        doc = read_or_none(self._container, environment_id, environment_id)
+        if not doc:
+            return None
+        return EnvironmentConfig.from_doc(doc), str(doc["_etag"])
+
+    def put(self, config: EnvironmentConfig, *, version: str | None = None) -> None:
+        """Create or replace an environment (admin portal, local seeding). With ``version`` (from
+        :meth:`read_versioned`), the replace is ETag-guarded (``If-Match``): it succeeds only if nobody saved
+        the environment since that version was read.
 
         Raises:
             ConfigurationConflict: another environment already lists one of its FHIR base URLs (a launch is
                 routed by its ``iss``, so each URL must name exactly one environment).
+            ConcurrencyConflict: ``version`` is no longer the stored one (nothing was written).
         """
         for other in self._read_all():
             shared = set(other.fhir_base_urls) & set(config.fhir_base_urls)
@@ -90,7 +101,10 @@ class EnvironmentRepository:
                     f"FHIR base URL {sorted(shared)[0]} is already configured for environment '{other.id}'"
                 )
         with translated_errors():
-            self._container.upsert_item(config.to_doc())
+            if version is None:
+                self._container.upsert_item(config.to_doc())
+            else:
+                self._container.replace_item(item=config.id, body=config.to_doc(), **if_match(version))
         self.forget(config.id)
 
     def forget(self, environment_id: str) -> None:

@@ -206,6 +206,7 @@ class JoinService:
             LaunchError: the token or its visit is not valid (as :meth:`page`).
             StoreUnavailable: Cosmos DB is down.
         """
+        _, appointment = self._resolve(token)  # the link first: a bad body on a link we never issued is a guess
         if not isinstance(body, Mapping) or body.get("type") not in PATIENT_EVENT_TYPES:
             raise InvalidEvent(f"type must be one of {sorted(PATIENT_EVENT_TYPES)}")
         details: dict[str, Any] | None = None
@@ -219,11 +220,19 @@ class JoinService:
         attempt = body.get("attempt")
         if not isinstance(attempt, str) or not _ATTEMPT.fullmatch(attempt):
             attempt = self._clock.now().strftime("minute-%Y%m%dT%H%M")
-        _, appointment = self._resolve(token)
         event = self._events.record(appointment, event_type=event_type, role="patient",  # type: ignore[arg-type]
                                     participant_id="patient", attempt=attempt, correlation_id=correlation_id,
                                     details=details)
         return RecordedEvent(event_id=event.id, writeback=event.writeback)
+
+    def check_link(self, token: str) -> None:
+        """Nothing when ``token`` leads to a visit (as :meth:`page` would show it), else why not.
+
+        Raises:
+            LaunchError: ``LINK_INVALID``, ``LINK_EXPIRED``, ``APPOINTMENT_NOT_FOUND``, ``APPOINTMENT_CANCELLED``.
+            StoreUnavailable: Cosmos DB is down.
+        """
+        self._resolve(token)
 
     def _open_state(self, appointment: Appointment) -> VisitState:
         return visit_state(appointment, self._clock.now())

@@ -19,10 +19,18 @@
             headers: {"Content-Type": "application/json"},
             body: JSON.stringify({environmentId: environment, kind: block.getAttribute("data-kind"),
                                   language: block.getAttribute("data-language"), template: area.value})
-          }).then(function (r) { return r.json(); }).then(function (result) {
+          }).then(function (r) {
+            return r.json().then(function (body) {
+              if (r.ok) { return body; }
+              // A refused preview (422 and the like): its messages replace the text, never "0 segment(s)".
+              var messages = (body.errors || []).map(function (e) { return e.message; });
+              return {refused: true, problems: messages.length ? messages : [body.detail || "No preview."]};
+            });
+          }).then(function (result) {
             preview.querySelector(".preview-text").textContent = result.text || "";
             preview.querySelector(".preview-segments").textContent = String(result.segments || 0);
             preview.querySelector(".preview-encoding").textContent = result.encoding || "";
+            preview.querySelector(".preview-count").hidden = Boolean(result.refused);
             var old = preview.querySelector(".field-error");
             if (old) { old.remove(); }
             if (result.problems && result.problems.length) {
