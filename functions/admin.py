@@ -48,6 +48,7 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     from lib.config.certificates import CertificateRefused
     from lib.config.environments import ConfigurationRefused, EditConflict, NotFound
     from lib.config.phone_numbers import PhoneNumberError
+    from lib.config.writeback_failures import ReplayRefused
     from lib.store.errors import StoreUnavailable
 
     correlation = correlation_id(req)
@@ -73,6 +74,8 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
         return problem(422, "Approval not possible", exc.reason, correlation=correlation, code="APPROVAL_FAILED")
     except PhoneNumberError as exc:
         return problem(exc.status, "Phone numbers", exc.reason, correlation=correlation, code=exc.code)
+    except ReplayRefused as exc:
+        return problem(exc.status, "Not replayed", exc.reason, correlation=correlation, code=exc.code)
     except StoreUnavailable:
         return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")
@@ -258,6 +261,42 @@ def config_audit(req: func.HttpRequest) -> func.HttpResponse:
     return _call(req, run)
 
 
+# ---- write-back failures -------------------------------------------------------------------------------------
+@bp.function_name("config_writeback_failures")
+@bp.route(route="config/environments/{environmentId}/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("config_writeback_failures")
+def config_writeback_failures(req: func.HttpRequest) -> func.HttpResponse:
+    """The environment's failed write-backs with Epic's reasons, and its write-back settings problems (Admin)."""
+    def run() -> func.HttpResponse:
+        authorize(req, ADMIN)
+        report = services().portal.writeback_failures.report(req.route_params.get("environmentId", ""))
+        return _json(report.to_json(), req=req)
+    return _call(req, run)
+
+
+@bp.function_name("config_writeback_replay")
+@bp.route(route="config/environments/{environmentId}/writeback-failures/replay", methods=["POST"],
+          auth_level=ANON)
+@observed("config_writeback_replay")
+def config_writeback_replay(req: func.HttpRequest) -> func.HttpResponse:
+    """Replay one failed write-back or all of the environment (Admin; body ``ReplayBody``); audited. Safe to
+    repeat: an event already queued or written is not sent again."""
+    def run() -> func.HttpResponse:
+        from lib.config.writeback_failures import ReplayBody
+
+        principal = authorize(req, ADMIN, change=True)
+        body = _model(ReplayBody, json_body(req))
+        env_id = req.route_params.get("environmentId", "")
+        failures = services().portal.writeback_failures
+        if body.get("all"):
+            result = failures.replay_all(env_id, principal)
+        else:
+            result = failures.replay_one(env_id, body["eventId"], body["appointmentKey"], principal,
+                                         checked_in_epic=bool(body.get("checkedInEpic")))
+        return _json(result.to_json(), req=req)
+    return _call(req, run)
+
+
 # ---- approvals -----------------------------------------------------------------------------------------------
 @bp.function_name("config_approvals")
 @bp.route(route="config/approvals", methods=["GET"], auth_level=ANON)
@@ -390,7 +429,8 @@ def config_sms_preview(req: func.HttpRequest) -> func.HttpResponse:
         portal = services().portal
         config = portal.environments.get(body["environmentId"])
         return _json(preview(config, kind=body.get("kind", "booked"), language=body.get("language", "en"),
-                             template=body.get("template"), public_base_url=portal.public_base_url), req=req)
+                             template=body.get("template"), public_base_url=portal.public_base_url,
+                             help_contact=body.get("helpContact")), req=req)
     return _call(req, run, refused="No preview: the text cannot be shown as it is (see errors).")
 
 

@@ -33,7 +33,8 @@ class Services:
         it every service is still built on first use. A service that cannot be built (a missing setting) is
         logged and left to fail its own requests with its own error.
         """
-        for name in ("repos", "intake", "dispatcher", "launch", "join", "acs_events", "writeback"):
+        for name in ("repos", "intake", "dispatcher", "launch", "join", "acs_events", "writeback",
+                     "readiness_queues"):
             try:
                 getattr(self, name)
             except Exception as exc:  # warm-up is best effort; the request path reports it
@@ -112,6 +113,16 @@ class Services:
         from lib.queues import QueueProducer
 
         return QueueProducer(self.settings)
+
+    @cached_property
+    def readiness_queues(self) -> Any:
+        """The queue service client of the readiness check (``lib.operations.health``): one per process, so a
+        probe reuses its connections and credential; no retry, short timeouts (the probe answers on time)."""
+        from lib.operations.health import DEFAULT_CHECK_TIMEOUT
+        from lib.operations.queues import queue_service_client
+
+        return queue_service_client(self.settings, retry_total=0, connection_timeout=DEFAULT_CHECK_TIMEOUT,
+                                    read_timeout=DEFAULT_CHECK_TIMEOUT)
 
     @cached_property
     def join_links(self) -> Any:
@@ -604,6 +615,7 @@ class _PortalServices:
         from lib.config.environments import EnvironmentAdmin
         from lib.config.operations import OperationStore
         from lib.config.phone_numbers import PhoneNumberService
+        from lib.config.writeback_failures import WritebackFailures
         from lib.smart.id_token import IdTokenVerifier
         s = svc.settings
         self.public_base_url = s.public_base_url
@@ -627,6 +639,8 @@ class _PortalServices:
             clock=svc.clock, wall_clock=SystemClock(), public_base_url=s.public_base_url)
         self.phone_numbers = PhoneNumberService(client=self._phone_numbers_client, operations=self.operations,
                                                 admin=self.environments, audit=self.audit, clock=SystemClock())
+        self.writeback_failures = WritebackFailures(operations=svc, environments=self.environments, audit=self.audit,
+                                                    clock=svc.clock)
 
     def _phone_numbers_client(self) -> Any:
         """The ACS phone numbers client (connection string locally, managed identity in Azure)."""

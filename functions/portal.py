@@ -76,6 +76,7 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     from lib.config.approvals import ApprovalFailed
     from lib.config.environments import NotFound
     from lib.config.phone_numbers import PhoneNumberError
+    from lib.config.writeback_failures import ReplayRefused
     from lib.store.errors import StoreUnavailable
 
     try:
@@ -100,6 +101,10 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     except PhoneNumberError as exc:
         return _error(req, _quiet_principal(req), exc.status, "Phone numbers", exc.reason, exc.code,
                       next_link="/api/portal/phone-numbers", next_text="Back to phone numbers")
+    except ReplayRefused as exc:
+        return _error(req, _quiet_principal(req), exc.status, "Not replayed", exc.reason, exc.code,
+                      next_link=_failures_url(req.route_params.get("environmentId", "")),
+                      next_text="Back to the write-back failures")
     except StoreUnavailable:
         return _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
@@ -597,13 +602,17 @@ def portal_approval_send_back(req: func.HttpRequest) -> func.HttpResponse:
 def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int = 200,
               problems: list[Any] | None = None, notice: str | None = None,
               typed: dict[str, str] | None = None, version: str | None = None) -> func.HttpResponse:
+    import dataclasses
+
     from lib.config.phone_numbers import PhoneNumberError, is_toll_free
     from lib.config.sms import preview
     from lib.config.views import environment_view
-    from lib.sms.templates import KINDS, TEMPLATES, template_for
+    from lib.sms.configuration import region_of
+    from lib.sms.templates import KINDS, TEMPLATES, help_contact, template_for
 
     portal = services().portal
     languages = sorted(set(TEMPLATES) | set(config.sms.templates))
+    typed_contact = (typed or {}).get("help_contact")
     templates = {}
     for language in languages:
         rows = []
@@ -611,7 +620,8 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
             text = (typed or {}).get(f"tpl-{language}-{kind}") or template_for(
                 kind, language, config.sms.templates, config.sms.default_language)
             rows.append({"kind": kind, "text": text, "preview": preview(
-                config, kind=kind, language=language, template=text, public_base_url=portal.public_base_url)})
+                config, kind=kind, language=language, template=text, public_base_url=portal.public_base_url,
+                help_contact=typed_contact)})
         templates[language] = rows
     try:
         owned = [n for n in portal.phone_numbers.owned() if "outbound" in n["sms"]]
@@ -620,10 +630,15 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
     errors: dict[str, str] = {}
     for p in problems or []:
         errors.setdefault(p.field, p.message)
-    form = {"reminder_offsets_minutes": (typed or {}).get("reminder_offsets_minutes")
-            or ", ".join(str(m) for m in config.sms.reminder_offsets_minutes)}
+    sms = config.sms
+    shown = {"reminder_offsets_minutes": ", ".join(str(m) for m in sms.reminder_offsets_minutes),
+             "reachable_countries": ", ".join(sms.reachable_countries), "help_contact": sms.help_contact or "",
+             "per_number_cap": str(sms.per_number_cap), "per_number_window_hours": str(sms.per_number_window_hours)}
+    form = {name: (typed or {}).get(name, value) for name, value in shown.items()}
     return _page(req, "portal/sms.html", principal, status, title=f"Text messages: {config.id}",
-                 env=environment_view(config), owned=owned, toll_free=is_toll_free(config.sms.sender),
+                 env=environment_view(config), owned=owned, toll_free=is_toll_free(sms.sender),
+                 own_region=region_of(sms.sender) if sms.sender else None,
+                 default_help=help_contact(dataclasses.replace(sms, help_contact=None), portal.public_base_url),
                  languages=languages, templates=templates, kind_names=KIND_NAMES, errors=errors, form=form,
                  problems=problems or [], notice=notice, section="environments", version=version,
                  reload_url=f"/api/portal/environments/{config.id}/sms" if "reload" in errors else None)
@@ -636,7 +651,7 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: the SMS settings with a preview of every text (Admin). ``POST``: save them."""
     def run() -> func.HttpResponse:
         from lib.config.environments import ConfigurationRefused, EditConflict, Problem
-        from lib.config.sms import apply_sms_change
+        from lib.config.sms import apply_sms_change, sms_change_summary
         from lib.sms.templates import KINDS, TEMPLATES, template_for
 
         portal = services().portal
@@ -653,12 +668,26 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
         if version is not None and version != stored_version:
             return _sms_page(req, principal, config, status=409, typed=typed, version=version,
                              problems=[Problem("reload", EditConflict.MESSAGE)])
+        unreadable: list[Problem] = []
+
+        def whole(name: str, message: str) -> int:
+            try:
+                return int(_first(form, name).strip())
+            except ValueError:
+                unreadable.append(Problem(name, message))
+                return 0
+
         offsets_text = _first(form, "reminder_offsets_minutes")
         try:
             offsets = [int(p) for p in offsets_text.replace(";", ",").split(",") if p.strip()]
         except ValueError:
-            return _sms_page(req, principal, config, status=422, typed=typed, version=version, problems=[Problem(
-                "reminder_offsets_minutes", "Write whole minutes separated by commas, e.g. 1440, 60")])
+            offsets = []
+            unreadable.append(Problem("reminder_offsets_minutes",
+                                      "Write whole minutes separated by commas, e.g. 1440, 60"))
+        cap = whole("per_number_cap", "Write the number of texts as a whole number, e.g. 6 (0: no limit)")
+        window = whole("per_number_window_hours", "Write the period as a whole number of hours, e.g. 72 for 3 days")
+        if unreadable:
+            return _sms_page(req, principal, config, status=422, typed=typed, version=version, problems=unreadable)
         overrides: dict[str, dict[str, str]] = {}
         for language in sorted(set(TEMPLATES) | set(config.sms.templates)):
             for kind in KINDS:
@@ -678,6 +707,11 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
             "default_language": _first(form, "default_language").strip() or "en",
             "join_link_base_url": _first(form, "join_link_base_url").strip() or None,
             "templates": overrides,
+            "reachable_countries": [c.upper() for c in re.split(r"[\s,;]+", _first(form, "reachable_countries"))
+                                    if c],
+            "help_contact": _first(form, "help_contact").strip() or None,
+            "per_number_cap": cap,
+            "per_number_window_hours": window,
         }
         if config.sms.consented_at and change["consentSendOnBehalf"] and change["consentPatientsAgreed"]:
             change.pop("consentSendOnBehalf")  # unchanged consents keep who gave them and when
@@ -685,7 +719,7 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
         try:
             after = apply_sms_change(config, change, principal, now=services().clock.now())
             portal.environments.replace_checked(config, after, principal, action="sms.update",
-                                                version=stored_version)
+                                                version=stored_version, summary=sms_change_summary(config, after))
         except ConfigurationRefused as exc:
             return _sms_page(req, principal, config, status=422, typed=typed, problems=_problems(exc),
                              version=version)
@@ -814,3 +848,86 @@ def portal_phone_number_purchase(req: func.HttpRequest) -> func.HttpResponse:
                      section="phone-numbers")
     return _guarded(req, run)
 
+
+
+# ---- write-back failures -------------------------------------------------------------------------------------
+def _failures_url(env_id: str) -> str:
+    return f"/api/portal/environments/{urllib.parse.quote(env_id, safe='')}/writeback-failures"
+
+
+@bp.function_name("portal_writeback_overview")
+@bp.route(route="portal/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("portal_writeback_overview")
+def portal_writeback_overview(req: func.HttpRequest) -> func.HttpResponse:
+    """Every environment with its number of write-back failures (Admin)."""
+    def run() -> func.HttpResponse:
+        from lib.config.views import environment_view
+
+        principal = authorize(req, ADMIN)
+        portal = services().portal
+        counts = portal.writeback_failures.counts()
+        rows = [{"env": environment_view(e), "count": counts.get(e.id, 0)} for e in portal.environments.list()]
+        return _page(req, "portal/writeback_overview.html", principal, title="Write-back failures", rows=rows,
+                     total=sum(r["count"] for r in rows), section="writeback")
+    return _guarded(req, run)
+
+
+@bp.function_name("portal_writeback_failures")
+@bp.route(route="portal/environments/{environmentId}/writeback-failures", methods=["GET"], auth_level=ANON)
+@observed("portal_writeback_failures")
+def portal_writeback_failures(req: func.HttpRequest) -> func.HttpResponse:
+    """One environment's failed write-backs with Epic's reasons and the settings check (Admin);
+    ``?replay=<audit id>`` shows what a replay did."""
+    def run() -> func.HttpResponse:
+        principal = authorize(req, ADMIN)
+        env_id = req.route_params.get("environmentId", "")
+        result = None
+        if req.params.get("replay"):
+            result = services().portal.writeback_failures.result(env_id, req.params["replay"])
+        return _failures_page(req, principal, env_id, result=result,
+                              nothing=req.params.get("replay") == "none")
+    return _guarded(req, run)
+
+
+def _failures_page(req: func.HttpRequest, principal: Any, env_id: str, *, status: int = 200, result: Any = None,
+                   nothing: bool = False, problems: list[Any] | None = None,
+                   checked: str | None = None) -> func.HttpResponse:
+    from lib.config.views import environment_view
+    from lib.config.writeback_failures import OUTCOMES
+
+    report = services().portal.writeback_failures.report(env_id)
+    config = report.environment
+    return _page(req, "portal/writeback_failures.html", principal, status, title=f"Write-back failures: {env_id}",
+                 env=environment_view(config), report=report, result=result, outcomes=OUTCOMES, nothing=nothing,
+                 problems=problems or [], checked=checked, section="writeback",
+                 horizon=config.writeback_retry_horizon_minutes)
+
+
+@bp.function_name("portal_writeback_replay")
+@bp.route(route="portal/environments/{environmentId}/writeback-failures/replay", methods=["POST"],
+          auth_level=ANON)
+@observed("portal_writeback_replay")
+def portal_writeback_replay(req: func.HttpRequest) -> func.HttpResponse:
+    """Replay one event (``event_id``, ``appointment_key``, ``checked_in_epic``) or all (``all``) (Admin), then
+    back to the list with the outcome (post, redirect, get)."""
+    def run() -> func.HttpResponse:
+        from lib.config.environments import Problem
+        from lib.config.writeback_failures import ReplayRefused
+
+        principal, form = _change(req, ADMIN)
+        env_id = req.route_params.get("environmentId", "")
+        failures = services().portal.writeback_failures
+        if _first(form, "all") == "1":
+            result = failures.replay_all(env_id, principal)
+        else:
+            event_id = _first(form, "event_id")
+            try:
+                result = failures.replay_one(env_id, event_id, _first(form, "appointment_key"), principal,
+                                             checked_in_epic=_first(form, "checked_in_epic") == "on")
+            except ReplayRefused as exc:
+                if exc.code != "CHECK_EPIC_FIRST":
+                    raise
+                return _failures_page(req, principal, env_id, status=409, checked=event_id,
+                                      problems=[Problem(f"checked-{event_id}", exc.reason)])
+        return _redirect(_failures_url(env_id) + "?" + urllib.parse.urlencode({"replay": result.audit_id or "none"}))
+    return _guarded(req, run)

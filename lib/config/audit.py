@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from lib.models import iso
-from lib.store.cosmos import CosmosStore, translated_errors
+from lib.store.cosmos import CosmosStore, read_or_none, translated_errors
 
 #: Keys that could hold a secret in a future field: dropped from before/after whatever their level.
 SECRET_WORDS = ("secret", "password", "private_key", "access_key", "accesskey", "token")
@@ -84,6 +84,13 @@ class AuditLog:
         with translated_errors():
             self._container.create_item(entry.to_doc())
         return entry
+
+    def get(self, environment_id: str, entry_id: str) -> AuditEntry | None:
+        """One entry of one environment (a point read), or ``None``."""
+        if not entry_id or len(entry_id) > 64 or not environment_id:
+            return None
+        doc = read_or_none(self._container, entry_id, environment_id)
+        return AuditEntry.from_doc(doc) if doc else None
 
     def for_environment(self, environment_id: str, *, limit: int = 100) -> list[AuditEntry]:
         """The newest entries of one environment first (one partition)."""

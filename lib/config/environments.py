@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from lib.config.access import Principal
 from lib.config.approvals import with_summary
 from lib.config.audit import AuditLog, changed_fields
-from lib.models import EnvironmentConfig
-from lib.sms.configuration import validate_sms_settings
+from lib.models import DEFAULT_WRITEBACK_HORIZON_MINUTES, EnvironmentConfig, writeback_settings_problems
+from lib.sms.configuration import sms_problems
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
 
@@ -208,9 +208,18 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
                                   "behalf; your patients agreed to receive texts)"))
     # The display name is in every text: once it failed, the texts are not rendered (a 70,000-character name
     # would only make every template too long, after rendering each for a year of dates).
-    out += [Problem("sms", text) for text in validate_sms_settings(config, public_base_url=public_base_url,
-                                                                   check_templates=name_ok)]
+    out += [Problem(p.setting, p.message) for p in sms_problems(config, public_base_url=public_base_url,
+                                                                 check_templates=name_ok)]
+    out += writeback_problems(config)
     return out
+
+
+def writeback_problems(config: EnvironmentConfig) -> list[Problem]:
+    """What is wrong with the environment's write-back settings, each on its form field (empty when fine)."""
+    codes = writeback_settings_problems(config.writeback_status_codes, DEFAULT_WRITEBACK_HORIZON_MINUTES)
+    horizon = writeback_settings_problems({}, config.writeback_retry_horizon_minutes)
+    return ([Problem("writeback_status_codes", text) for text in codes]
+            + [Problem("writeback_retry_horizon_minutes", text) for text in horizon])
 
 
 class EnvironmentAdmin:
@@ -325,14 +334,15 @@ class EnvironmentAdmin:
         return after
 
     def replace_checked(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *,
-                        action: str, version: str | None = None) -> EnvironmentConfig:
-        """Check every rule on ``after`` (no new URL), then store and audit it (``version``: as :meth:`store`).
+                        action: str, version: str | None = None, summary: str | None = None) -> EnvironmentConfig:
+        """Check every rule on ``after`` (no new URL), then store and audit it (``version``: as :meth:`store`;
+        ``summary``: the audit entry's, else the changed fields).
 
         Raises:
             ConfigurationRefused, EditConflict.
         """
         self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls))
-        return self.store(before, after, actor, action=action, version=version)
+        return self.store(before, after, actor, action=action, version=version, summary=summary)
 
     def set_disabled(self, environment_id: str, disabled: bool, reason: str, actor: Principal) -> EnvironmentConfig:
         """Disable (no launch accepted; configuration kept) or enable an environment."""

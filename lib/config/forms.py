@@ -58,6 +58,15 @@ COPY: dict[str, FieldCopy] = {
                                                                              "meetings."),
     "appointment_id_order": FieldCopy("Appointment ID fields (HL7)", "One per line, in order of preference."),
     "writeback_vendor_name": FieldCopy("Vendor name sent to Epic", "VendorName of SetExternalConnectionStatus."),
+    "writeback_status_codes": FieldCopy("Write-back status codes", "One per line: event = the ConnectionStatus code "
+                                                                   "Epic expects, e.g. connected = 1. Events: "
+                                                                   "connected, disconnected, device_test_passed, "
+                                                                   "device_test_failed; an event not listed uses "
+                                                                   "the default (1, 2, 3, 4)."),
+    "writeback_retry_horizon_minutes": FieldCopy("Write-back retry horizon (minutes)", "How long an event is "
+                                                                                       "retried while Epic is down "
+                                                                                       "(5 to 10080; default 1440, a "
+                                                                                       "day)."),
     "hl7_auth": FieldCopy("HL7 request authentication", "jws: signed with the uploaded certificate (required "
                                                         "for production)."),
     "client_assertion_alg": FieldCopy("Client assertion algorithm", "RS384 or ES384."),

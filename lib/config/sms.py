@@ -13,18 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from lib.config.environments import STORED, ConfigurationRefused, Problem, pydantic_problems
 from lib.models import EnvironmentConfig, SmsSettings, iso
-from lib.sms.configuration import JOIN_PATH, MAX_TEMPLATE_CHARS, TOKEN_LENGTH
+from lib.sms.configuration import MAX_HELP_CONTACT_CHARS, MAX_TEMPLATE_CHARS, sample_text
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
-from lib.sms.templates import (
-    KINDS,
-    PLACEHOLDERS,
-    format_when,
-    help_contact,
-    placeholders,
-    render_template,
-    template_for,
-    texts_per_visit,
-)
+from lib.sms.templates import KINDS, PLACEHOLDERS, format_when, placeholders, template_for
 
 #: Set by their own actions: the sender by linking a number, the consents by the two consent boxes.
 SMS_OWN_ACTIONS = frozenset({"sender", "consented_by", "consented_at"})
@@ -52,6 +43,8 @@ class PreviewBody(BaseModel):
     kind: Literal["booked", "changed", "cancelled", "reminder", "help"] = "booked"
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
     template: str | None = Field(default=None, max_length=MAX_TEMPLATE_CHARS)
+    helpContact: str | None = Field(default=None, max_length=MAX_HELP_CONTACT_CHARS,
+                                    description="an unsaved help contact")
 
 
 def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: Any, *,
@@ -81,10 +74,19 @@ def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: A
     return dataclasses.replace(config, sms=validated.sms)
 
 
+def sms_change_summary(before: EnvironmentConfig, after: EnvironmentConfig) -> str:
+    """The audit summary of an SMS change: which settings changed (``changed SMS settings: help_contact, ...``)."""
+    old, new = dataclasses.asdict(before.sms), dataclasses.asdict(after.sms)
+    changed = [name for name in new if old.get(name) != new[name]]
+    return f"changed SMS settings: {', '.join(changed)}" if changed else "saved SMS settings without changes"
+
+
 def preview(config: EnvironmentConfig, *, kind: str, language: str, template: str | None,
-            public_base_url: str, start_utc: datetime | None = None) -> dict[str, Any]:
+            public_base_url: str, start_utc: datetime | None = None,
+            help_contact: str | None = None) -> dict[str, Any]:
     """One text as a patient would get it, with its segments, for a visit tomorrow at 22:45 local (a long
-    date); ``template`` (unsaved) or the environment's own.
+    date); ``template`` (unsaved) or the environment's own; ``help_contact`` (unsaved, ``""`` = none) or the
+    environment's own.
 
     Returns:
         ``{"text", "encoding", "units", "segments", "maxSegments", "problems": [...], "nonGsm7"}``.
@@ -105,13 +107,13 @@ def preview(config: EnvironmentConfig, *, kind: str, language: str, template: st
         return {**empty, "problems": problems}
     from zoneinfo import ZoneInfo
 
+    sms = config.sms if help_contact is None else dataclasses.replace(config.sms,
+                                                                        help_contact=help_contact.strip() or None)
     zone = ZoneInfo(config.time_zone)
     start = start_utc or datetime.now(UTC).astimezone(zone).replace(hour=22, minute=45, second=0, microsecond=0)
-    link = (config.sms.join_link_base_url or public_base_url).rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
-    text = render_template(text_template, org=config.display_name,
-                           when=format_when(start.astimezone(UTC), config.time_zone, language), link=link,
-                           frequency=texts_per_visit(config.sms, language),
-                           contact=help_contact(config.sms, public_base_url))
+    text = sample_text(text_template, sms, display_name=config.display_name, language=language,
+                       when=format_when(start.astimezone(UTC), config.time_zone, language),
+                       link_base=config.sms.join_link_base_url or public_base_url)
     count = count_segments(text)
     if count.segments > MAX_SEGMENTS:
         problems.append(f"{count.segments} segments: more than {MAX_SEGMENTS}; shorten the text")

@@ -6,10 +6,17 @@ rather than hanging the caller (the Cosmos SDK retries refused connections for m
 health probe waits). The answer names each dependency and its status and never holds a secret, an
 endpoint, an exception message or PHI: only setting names, counts, durations and exception type names.
 
+Within a check the reads go out at the same time too, and the queue check reuses one client per process
+(``Services.readiness_queues``: one connection pool, one credential), so a check costs about one round trip
+however many queues it reads. The first probe after a start used to read nine queues one after the other,
+each through a new client (a new connection, and in Azure a new managed-identity token), and the store's
+every environment document before the backlog, on top of the SDKs' own first calls: on a loaded instance
+that passed the 2.5 s a check could take, so the first probe answered "timeout" for a healthy store.
+
 Checks:
 - ``configuration``: the settings load (a :class:`lib.settings.SettingsError` names the setting), queue
   storage and SMS are configured;
-- ``cosmos``: reads the ``environments`` container (and counts the environments: at least one must be
+- ``cosmos``: reads the ``environments`` container (the IDs only, and counts them: at least one must be
   configured for the app to do anything), and how long the oldest due text has waited
   (:func:`sms_backlog_seconds`, the ``vv.reminder.lag`` metric with kind ``backlog``);
 - ``queues``: the properties of ``sms-outbox``, ``visit-events`` and their poison queues (depths are
@@ -21,16 +28,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lib.observability import metrics
 
-__all__ = ["Check", "Readiness", "check_readiness"]
+__all__ = ["Check", "Readiness", "check_cosmos", "check_queues", "check_readiness", "sms_backlog_seconds"]
 
-DEFAULT_CHECK_TIMEOUT = 2.5
-DEFAULT_TOTAL_TIMEOUT = 4.0
+#: Seconds one check may take, and all of them together. Our callers wait 10 s (``scripts/deploy.sh``) and
+#: 30 s (the availability test of ``infra/app/healthtests.bicep``); a cold instance's first probe also pays the
+#: SDKs' first calls (the Cosmos client's account read, container metadata), which took 1.4 to 3.7 s on a
+#: loaded 2-core machine: 2.5 s answered "timeout" for a healthy store.
+DEFAULT_CHECK_TIMEOUT = 5.0
+DEFAULT_TOTAL_TIMEOUT = 8.0
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -92,15 +105,44 @@ def _configuration(settings: Any) -> Check:
     return check
 
 
-def _cosmos(services: Any) -> Check:
+def all_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run ``calls`` at the same time and return their results in order; the first failure is raised.
+
+    Daemon threads, as for the checks themselves: a read that never answers cannot keep the process alive
+    (the caller's deadline decides how long anyone waits).
+    """
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"ready-read-{i}", daemon=True)
+               for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def check_cosmos(services: Any) -> Check:
+    """The store answers: the environments (at least one) and the SMS backlog, read at the same time."""
     from lib.store.environments import EnvironmentRepository
 
     check = Check("cosmos")
-    environments = EnvironmentRepository(services.store, cache_seconds=0).all()
+    store = services.store  # built here, once, before the reads fan out
+    environments, backlog = all_at_once([lambda: EnvironmentRepository(store, cache_seconds=0).ids(),
+                                         lambda: sms_backlog_seconds(services)])
     check.data["environments"] = len(environments)
     if not environments:
         check.status, check.detail = "failed", "no environment is configured"
-    check.data["smsBacklogSeconds"] = round(sms_backlog_seconds(services))
+    check.data["smsBacklogSeconds"] = round(backlog)
     return check
 
 
@@ -121,15 +163,17 @@ def sms_backlog_seconds(services: Any, *, hours: int = 3) -> float:
     return lag
 
 
-def _queues(settings: Any, timeout: float) -> Check:
-    from lib.operations.queues import WATCHED_QUEUES, depth, queue_client
+def check_queues(services: Any) -> Check:
+    """The queue service answers: every watched queue's depth, read at the same time through the one
+    ``services.readiness_queues`` client."""
+    from lib.operations.queues import WATCHED_QUEUES, depth
 
     check = Check("queues")
-    depths: dict[str, int] = {}
-    for name in WATCHED_QUEUES:
-        client = queue_client(settings, name, retry_total=0, connection_timeout=timeout, read_timeout=timeout)
-        depths[name] = depth(client)
-        metrics.queue_depth(name, depths[name])
+    client = services.readiness_queues
+    found = all_at_once([lambda name=name: depth(client.get_queue_client(name)) for name in WATCHED_QUEUES])
+    depths = dict(zip(WATCHED_QUEUES, found, strict=True))
+    for name, count in depths.items():
+        metrics.queue_depth(name, count)
     check.data["depth"] = depths
     check.data["poison"] = sum(v for k, v in depths.items() if k.endswith("-poison"))
     return check
@@ -178,8 +222,8 @@ def check_readiness(
     settings = services.settings
     work: dict[str, Callable[[], Check]] = {
         "configuration": lambda: _configuration(settings),
-        "cosmos": lambda: _cosmos(services),
-        "queues": lambda: _queues(settings, timeout),
+        "cosmos": lambda: check_cosmos(services),
+        "queues": lambda: check_queues(services),
     }
     wait = min(timeout, total)
     deadline = started + wait

@@ -12,7 +12,7 @@ event's write-back back to ``pending`` and enqueues it on ``visit-events`` again
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lib.operations.queues import peek, queue_client
@@ -24,7 +24,8 @@ POISON_QUEUE = poison_queue(VISIT_EVENTS_QUEUE)
 @dataclass(frozen=True)
 class PoisonWriteback:
     """One write-back that failed for good: where it was found (``queue`` or ``event``), its IDs, and
-    the event's state when known."""
+    the event's state when known (``event``: the whole :class:`lib.store.visit_events.VisitEvent` of an
+    ``event`` entry, for callers that show more than the JSON has)."""
 
     source: str
     event_id: str
@@ -36,6 +37,7 @@ class PoisonWriteback:
     correlation_id: str | None = None
     detail: str | None = None
     attempts: int | None = None
+    event: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape for ``local.ops``."""
@@ -77,34 +79,63 @@ def list_poison(services: Any, environment_id: str | None = None) -> list[Poison
         found.append(PoisonWriteback("event", event.id, event.appointment_key, event.writeback,
                                      event.writeback_reason, event.at_utc.isoformat(),
                                      correlation_id=event.correlation_id, detail=event.epic_detail,
-                                     attempts=event.attempts))
+                                     attempts=event.attempts, event=event))
     return found
 
 
 def replay(services: Any, event_id: str, appointment_key: str) -> str:
     """Write one event back again: reset it to ``pending``, enqueue it, drop its poison message.
 
-    Returns ``requeued``, ``already-written`` (nothing to do) or ``missing`` (no such event).
+    Safe to repeat (a double-submitted form, a retried script): only a ``failed`` or ``unknown`` event, or a
+    ``pending`` one whose message sits in the poison queue, is enqueued; the write-back's claim before the
+    call (:mod:`lib.visits.writeback`) keeps any extra message from reaching Epic a second time. Outcomes:
+
+    - ``requeued``: back on ``visit-events``;
+    - ``already-queued``: ``pending`` already (an earlier replay, or its retry is scheduled): nothing sent;
+    - ``already-written``: Epic has it: nothing sent;
+    - ``in-progress``: a worker is calling Epic with it right now: left alone (resetting it could write twice);
+    - ``superseded``: a later status of the same participant was written: replaying would show an older one;
+    - ``not-written-back``: a kind of event Epic never gets (a click, a lobby entry);
+    - ``missing``: no such event.
+
+    An ``unknown`` event may have reached Epic (a worker died mid-call): replay it only after checking Epic.
 
     Raises:
         lib.store.errors.StoreUnavailable: the store cannot be reached.
-        lib.store.errors.ConcurrencyConflict: the event changed meanwhile (run it again).
+        lib.store.errors.ConcurrencyConflict: the event kept changing (run it again).
     """
+    from lib.store.errors import ConcurrencyConflict
+
     events = services.repos.visit_events
-    event = events.get(appointment_key, event_id)
-    if event is None:
-        return "missing"
-    if event.writeback == "written":
-        _drop_poison_messages(services, event_id)
-        return "already-written"
-    if event.writeback != "pending":
-        # A fresh start: a new retry horizon, no claim, due now.
-        events.update(event, writeback="pending", writeback_utc=None, writeback_reason=None, due_utc=None,
-                      first_attempt_utc=None, claimed_utc=None, claim_id=None)
-    services.queues.send(VISIT_EVENTS_QUEUE, {"id": event.id, "appointmentKey": event.appointment_key,
-                                              "correlationId": event.correlation_id})
-    _drop_poison_messages(services, event_id)
-    return "requeued"
+    for _ in range(3):
+        event = events.get(appointment_key, event_id)
+        if event is None:
+            return "missing"
+        if event.writeback == "written":
+            _drop_poison_messages(services, event_id)
+            return "already-written"
+        if event.writeback == "sending":
+            return "in-progress"
+        if event.writeback in ("superseded", "none"):
+            _drop_poison_messages(services, event_id)
+            return "superseded" if event.writeback == "superseded" else "not-written-back"
+        if event.writeback == "pending":
+            # Its message may be in the poison queue (not yet marked failed by the poison trigger): move it.
+            if not _drop_poison_messages(services, event_id):
+                return "already-queued"
+        else:
+            try:
+                # A fresh start: a new retry horizon, no claim, due now. If-Match: one of two racing replays wins.
+                events.update(event, writeback="pending", writeback_utc=None, writeback_reason=None, due_utc=None,
+                              first_attempt_utc=None, claimed_utc=None, claim_id=None)
+            except ConcurrencyConflict:
+                continue  # changed meanwhile: decide again on what it is now
+            _drop_poison_messages(services, event_id)
+        # If this send is lost the event is pending and overdue: the write-back sweep enqueues it.
+        services.queues.send(VISIT_EVENTS_QUEUE, {"id": event.id, "appointmentKey": event.appointment_key,
+                                                  "correlationId": event.correlation_id})
+        return "requeued"
+    raise ConcurrencyConflict("visit event kept changing")
 
 
 def replay_all(services: Any, environment_id: str | None = None) -> dict[str, str]:

@@ -60,6 +60,24 @@ def queue_client(settings: Settings, queue: str, **options: Any) -> Any:
     raise RuntimeError("no queue storage configured: set AzureWebJobsStorage")
 
 
+def queue_service_client(settings: Settings, **options: Any) -> Any:
+    """A ``QueueServiceClient`` for the app's storage: every queue it hands out (``get_queue_client``) shares
+    its connection pool and credential. ``options`` go to the SDK client.
+
+    Raises:
+        RuntimeError: no queue storage is configured.
+    """
+    from azure.storage.queue import QueueServiceClient
+
+    if settings.storage_connection:
+        return QueueServiceClient.from_connection_string(settings.storage_connection, **options)
+    if settings.storage_queue_uri:
+        from azure.identity import DefaultAzureCredential
+
+        return QueueServiceClient(settings.storage_queue_uri, credential=DefaultAzureCredential(), **options)
+    raise RuntimeError("no queue storage configured: set AzureWebJobsStorage")
+
+
 def depth(client: Any) -> int:
     """The approximate number of messages in the queue; 0 when the queue does not exist yet."""
     from azure.core.exceptions import ResourceNotFoundError

@@ -191,13 +191,15 @@ class CallRecordService:
             for stay in stays.values():
                 who: RosterEntry = stay["who"]
                 role = REPORT_ROLES.get(who.role, "other")
-                for segment in stay["segments"]:
+                for position, segment in enumerate(stay["segments"]):
+                    segment_id = str(segment.get("id") or f"{position}")
                     for media in segment.get("media") or []:
                         label = str(media.get("label") or "")
                         kind = "audio" if "audio" in label else "video" if "video" in label else None
                         if kind is not None and "sharing" not in label:
-                            streams.extend(streams_from_media(who.participant_id, role, kind,  # type: ignore[arg-type]
-                                                              list(media.get("streams") or [])))
+                            streams.extend(streams_from_media(
+                                who.participant_id, role, kind, list(media.get("streams") or []),  # type: ignore[arg-type]
+                                segment_id=f"{segment_id}:{label}"))
             if streams:
                 self._reports.call_quality(appointment_key, streams)
         except Exception:

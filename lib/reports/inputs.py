@@ -91,7 +91,10 @@ class StreamQuality:
 
     ``direction`` is the Graph ``streamDirection`` (``callerToCallee`` / ``calleeToCaller``) seen from the
     participant: ``sent`` or ``received``. ``packets`` is the stream's packet count when known (CQD leaves a
-    stream with 500 packets or fewer unclassified).
+    stream with 500 packets or fewer unclassified). ``source`` names the stream in the call record
+    (``<segment id>/<stream id or position>``): a participant who rejoined, or whose session has several
+    segments, has one stream per segment for the same media and direction, and each is kept (and classified)
+    on its own.
     """
 
     participant_id: str
@@ -105,11 +108,14 @@ class StreamQuality:
     avg_rtt_ms: float | None = None
     max_rtt_ms: float | None = None
     packets: int | None = None
+    source: str | None = None
 
     @property
     def key(self) -> str:
-        """Stable identity within a visit (a call record re-read replaces, never adds)."""
-        return f"{self.role}|{self.participant_id}|{self.media}|{self.direction}"
+        """Stable identity within a visit (a call record re-read replaces, never adds): the participant, media
+        and direction, and the stream's place in the record (segment IDs are stable across record versions)."""
+        base = f"{self.role}|{self.participant_id}|{self.media}|{self.direction}"
+        return f"{base}|{self.source}" if self.source else base
 
     def to_doc(self) -> dict[str, Any]:
         """Document / message form."""
@@ -133,9 +139,11 @@ class StreamQuality:
                     if value < 0 or value != value:
                         raise ValueError
                 numbers[name] = value
-            packets = doc.get("packets")
+            packets, source = doc.get("packets"), doc.get("source")
+            if source is not None and (not isinstance(source, str) or len(source) > 200):
+                raise ValueError
             return cls(str(doc["participant_id"]), doc["role"], doc["media"], str(doc.get("direction") or "sent"),
-                       packets=int(packets) if packets is not None else None, **numbers)
+                       packets=int(packets) if packets is not None else None, source=source, **numbers)
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidReportInput("media stream quality is malformed") from exc
 
@@ -154,20 +162,23 @@ def duration_ms(value: str | None) -> float | None:
 
 
 def streams_from_media(participant_id: str, role: Role, media: Media, streams: list[dict[str, Any]],
-                       ) -> list[StreamQuality]:
+                       segment_id: str | None = None) -> list[StreamQuality]:
     """Our :class:`StreamQuality` values from Graph ``callRecords`` ``mediaStream`` objects of one participant's
-    media (``averageJitter``, ``maxJitter``: ISO durations; ``averagePacketLossRate``, ``maxPacketLossRate``:
-    fractions; ``averageRoundTripTime``, ``maxRoundTripTime``: ISO durations; ``packetUtilization``)."""
+    media in one segment (``averageJitter``, ``maxJitter``: ISO durations; ``averagePacketLossRate``,
+    ``maxPacketLossRate``: fractions; ``averageRoundTripTime``, ``maxRoundTripTime``: ISO durations;
+    ``packetUtilization``). ``segment_id`` (the segment's ``id``) with the stream's ``streamId`` (else its
+    position) becomes :attr:`StreamQuality.source`."""
     found = []
-    for stream in streams:
+    for position, stream in enumerate(streams):
         direction = "sent" if stream.get("streamDirection") == "callerToCallee" else "received"
+        source = f"{segment_id}/{stream.get('streamId') or position}" if segment_id else None
         found.append(StreamQuality(
             participant_id, role, media, direction,
             avg_jitter_ms=duration_ms(stream.get("averageJitter")), max_jitter_ms=duration_ms(stream.get("maxJitter")),
             avg_loss=stream.get("averagePacketLossRate"), max_loss=stream.get("maxPacketLossRate"),
             avg_rtt_ms=duration_ms(stream.get("averageRoundTripTime")),
             max_rtt_ms=duration_ms(stream.get("maxRoundTripTime")),
-            packets=stream.get("packetUtilization"),
+            packets=stream.get("packetUtilization"), source=source,
         ))
     return found
 

@@ -1,5 +1,5 @@
-"""Checks of an environment's SMS settings: in full when they are saved (portal, seeding:
-:func:`validate_sms_settings`), and again, cheaply, before every send (:func:`sending_problems`, plus the
+"""Checks of an environment's SMS settings: in full when they are saved (portal, seeding: :func:`sms_problems`,
+each problem naming its setting), and again, cheaply, before every send (:func:`sending_problems`, plus the
 segment count of the very text about to go out), so settings stored by another path never send a bad text.
 
 A template that could take more than two segments (``lib/sms/segments.py``) is refused here, with the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -42,6 +43,14 @@ PUBLIC_SHORTENERS: frozenset[str] = frozenset({
 })
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+#: A web address (``https://contoso.example/help``, ``contoso.example/help``) or an email address in a help contact.
+_WEB_OR_EMAIL = re.compile(r"(https?://)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(/\S*)?|"
+                           r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+#: Longest help contact: it goes into every HELP reply, which must stay within the segment budget.
+HELP_CONTACT_MAX = 60
+#: Bounds of the per-number cap: texts, and the window in hours (30 days).
+MAX_CAP_TEXTS = 50
+MAX_CAP_WINDOW_HOURS = 720
 #: Longest template override (characters): a text is at most ``MAX_SEGMENTS`` segments, so a longer template
 #: cannot fit whatever it renders to (the live preview takes the same limit).
 MAX_TEMPLATE_CHARS = 1000
@@ -49,6 +58,15 @@ MAX_TEMPLATE_CHARS = 1000
 MAX_HELP_CONTACT_CHARS = 200
 #: Kinds whose text must carry the join link.
 _NEEDS_LINK = ("booked", "changed", "reminder")
+
+
+@dataclass(frozen=True)
+class SmsProblem:
+    """One reason SMS settings cannot be stored: the setting it concerns (a :class:`SmsSettings` field name, or
+    ``sms`` for the settings as a whole) and what to do, in words a hospital admin understands (no PHI)."""
+
+    setting: str
+    message: str
 
 
 class InvalidSmsSettings(ValueError):
@@ -93,7 +111,37 @@ def unreachable_reason(sms: SmsSettings, recipient: str) -> str | None:
 
 def _country_problems(codes: Iterable[str]) -> list[str]:
     known = phonenumbers.SUPPORTED_REGIONS
-    return [f"'{c}' is not an ISO 3166-1 country code with phone numbers" for c in codes if str(c).upper() not in known]
+    return [f"'{c}' is not a country code: write two-letter ISO 3166 codes such as US or CA"
+            for c in codes if str(c).upper() not in known]
+
+
+def help_contact_problems(contact: str | None, region: str) -> list[str]:
+    """Problems of a help contact (``SmsSettings.help_contact``): patients read it in the answer to HELP
+    ("Help: <contact>."), so it must give a phone number (as written in ``region``, or international), a web
+    address or an email address, on one line of at most :data:`HELP_CONTACT_MAX` characters."""
+    if contact is None:
+        return []
+    if not contact.strip() or len(contact) > HELP_CONTACT_MAX or "\n" in contact or "\r" in contact:
+        return [f"the help contact is one line of 1 to {HELP_CONTACT_MAX} characters: it goes into every answer "
+                "to HELP"]
+    has_number = phonenumbers.PhoneNumberMatcher(contact, region if region in phonenumbers.SUPPORTED_REGIONS
+                                                 else "US").has_next()
+    if not has_number and not _WEB_OR_EMAIL.search(contact):
+        return ["the help contact must give patients a phone number, web address or email address of your "
+                "organization, e.g. 800-555-0199 or contoso.example/help"]
+    return []
+
+
+def cap_problems(sms: SmsSettings) -> list[SmsProblem]:
+    """Problems of the per-number cap (``per_number_cap`` texts in any ``per_number_window_hours`` hours)."""
+    problems = []
+    if not 0 <= sms.per_number_cap <= MAX_CAP_TEXTS:
+        problems.append(SmsProblem("per_number_cap", f"the per-number cap is a number of texts from 0 (no cap) to "
+                                                     f"{MAX_CAP_TEXTS}, e.g. 6"))
+    if not 1 <= sms.per_number_window_hours <= MAX_CAP_WINDOW_HOURS:
+        problems.append(SmsProblem("per_number_window_hours", f"the cap's period is a number of hours from 1 to "
+                                                              f"{MAX_CAP_WINDOW_HOURS} (30 days), e.g. 72 for 3 days"))
+    return problems
 
 
 def sending_problems(config: EnvironmentConfig) -> list[str]:
@@ -139,6 +187,16 @@ def join_link_problems(base_url: str | None) -> list[str]:
     return problems
 
 
+def sample_text(template: str, sms: SmsSettings, *, display_name: str, when: str, language: str,
+                link_base: str) -> str:
+    """``template`` filled as a patient would get it, with a join link of full length on ``link_base`` (the
+    environment's join-link base, else ``PUBLIC_BASE_URL``): what the save checks and the portal's preview
+    measure."""
+    link = link_base.rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
+    return render_template(template, org=display_name, when=when, link=link,
+                           frequency=texts_per_visit(sms, language), contact=help_contact(sms, link_base))
+
+
 def template_problems(
     sms: SmsSettings, *, display_name: str, time_zone: str, link_base: str
 ) -> list[str]:
@@ -147,23 +205,23 @@ def template_problems(
     problems = _placeholder_problems(sms)
     if problems:
         return problems
-    link = link_base.rstrip("/") + JOIN_PATH + "x" * TOKEN_LENGTH
-    contact = help_contact(sms, link_base)
     for language in sorted(set(TEMPLATES) | set(sms.templates)):
         whens = worst_case_whens(time_zone, language)
-        extra = {"contact": contact, "frequency": texts_per_visit(sms, language)}
         for kind in KINDS:
             template = template_for(kind, language, sms.templates, sms.default_language)
-            first = count_segments(render_template(template, org=display_name, when=whens[0], link=link, **extra))
+
+            def render(when: str, template: str = template, language: str = language) -> str:
+                return sample_text(template, sms, display_name=display_name, when=when, language=language,
+                                   link_base=link_base)
+
+            samples = [render(whens[0])]
+            first = count_segments(samples[0])
             # One date already over the limit decides it: the year of dates is swept only for a text that might
             # still fit (this keeps a huge field at one render per template, not hundreds).
             worst = first if first.segments > MAX_SEGMENTS else max(
-                (count_segments(render_template(template, org=display_name, when=w, link=link, **extra))
-                 for w in whens),
-                key=lambda c: (c.segments, c.units),
-            )
+                (count_segments(render(w)) for w in whens), key=lambda c: (c.segments, c.units))
             if worst.segments > MAX_SEGMENTS:
-                sample = render_template(template, org=display_name, when=whens[0], link=link, **extra)
+                sample = samples[0]
                 hint = non_gsm7_characters(sample)
                 why = f"; characters outside GSM-7 force UCS-2: {hint}" if hint else ""
                 problems.append(
@@ -196,7 +254,7 @@ def _placeholder_problems(sms: SmsSettings) -> list[str]:
             if unknown:
                 problems.append(
                     f"{language}/{kind}: unknown placeholder(s) {', '.join('{' + f + '}' for f in unknown)}; "
-                    "use {org}, {when}, {link}"
+                    "use " + ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
                 )
             if kind in _NEEDS_LINK and "link" not in fields:
                 problems.append(f"{language}/{kind}: the text must contain {{link}}")
@@ -205,56 +263,70 @@ def _placeholder_problems(sms: SmsSettings) -> list[str]:
     return problems
 
 
-def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str,
-                          check_templates: bool = True) -> list[str]:
-    """Every problem of ``config.sms`` (empty when it may be stored). Disabled SMS is checked too, so it
-    can be switched on later without surprises.
+def sms_problems(config: EnvironmentConfig, *, public_base_url: str,
+                 check_templates: bool = True) -> list[SmsProblem]:
+    """Every problem of ``config.sms``, each with the setting it concerns (empty when it may be stored).
+    Disabled SMS is checked too, so it can be switched on later without surprises.
 
     Args:
-        config: the environment (its display name and zone are part of every text).
+        config: the environment (its display name and zone are part of every text, its phone region reads a
+            help contact's number).
         public_base_url: ``Settings.public_base_url``, the join-link base when the environment has none.
         check_templates: ``False`` when a field every text contains (the display name) already failed its
             own check: the texts are then not rendered (the answer would only repeat that problem).
     """
     sms = config.sms
-    problems: list[str] = []
-    if sms.help_contact is not None and len(sms.help_contact) > MAX_HELP_CONTACT_CHARS:
-        problems.append(f"the help contact has {len(sms.help_contact):,} characters; at most "
-                        f"{MAX_HELP_CONTACT_CHARS} (a phone number or a web page)")
+    problems: list[SmsProblem] = []
+
+    def add(setting: str, messages: Iterable[str]) -> None:
+        problems.extend(SmsProblem(setting, message) for message in messages)
+
+    contact_too_long = sms.help_contact is not None and len(sms.help_contact) > MAX_HELP_CONTACT_CHARS
+    if contact_too_long:
+        add("help_contact", [f"the help contact has {len(sms.help_contact or ''):,} characters; at most "
+                             f"{MAX_HELP_CONTACT_CHARS} (a phone number or a web page)"])
         check_templates = False
     if sms.enabled and not sms.sender:
-        problems.append("SMS is on but no sender number is set")
+        add("sender", ["SMS is on but no sender number is set"])
     if sms.sender and not is_e164(sms.sender):
-        problems.append("the sender number must be in E.164 format, e.g. +18005550100")
+        add("sender", ["the sender number must be in E.164 format, e.g. +18005550100"])
     offsets = sms.reminder_offsets_minutes
     if any(not isinstance(o, int) or o <= 0 for o in offsets):
-        problems.append("reminder offsets must be whole minutes greater than zero")
+        add("reminder_offsets_minutes", ["reminder offsets must be whole minutes greater than zero"])
     if len(set(offsets)) != len(offsets):
-        problems.append("reminder offsets must be different from each other")
+        add("reminder_offsets_minutes", ["reminder offsets must be different from each other"])
     if len(sms.quiet_hours) != 2 or not all(isinstance(t, str) and _HHMM.match(t) for t in sms.quiet_hours):
-        problems.append("quiet hours must be two local times HH:MM, e.g. 21:00 and 08:00")
+        add("quiet_hours", ["quiet hours must be two local times HH:MM, e.g. 21:00 and 08:00"])
     if sms.rate_per_minute <= 0:
-        problems.append("the sending rate must be at least 1 text a minute")
+        add("rate_per_minute", ["the sending rate must be at least 1 text a minute"])
     if sms.phone_grace_minutes < 0:
-        problems.append("the phone-number grace period cannot be negative")
-    if sms.per_number_cap < 0 or sms.per_number_window_hours <= 0:
-        problems.append("the per-number cap must be 0 (off) or more texts over a window of at least 1 hour")
-    problems += _country_problems(sms.reachable_countries)
+        add("phone_grace_minutes", ["the phone-number grace period cannot be negative"])
+    problems += cap_problems(sms)
+    add("reachable_countries", _country_problems(sms.reachable_countries))
+    if not contact_too_long:
+        add("help_contact", help_contact_problems(sms.help_contact, config.default_region))
     try:
         ZoneInfo(config.time_zone)
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"unknown time zone '{config.time_zone}'")
+        add("sms", [f"unknown time zone '{config.time_zone}'"])
         return problems
     if sms.default_language not in TEMPLATES and sms.default_language not in sms.templates:
-        problems.append(f"no templates for the default language '{sms.default_language}'")
+        add("default_language", [f"no templates for the default language '{sms.default_language}'"])
     link_problems = join_link_problems(sms.join_link_base_url)
-    problems += link_problems
+    add("join_link_base_url", link_problems)
     if not link_problems and check_templates:
-        problems += template_problems(
+        add("templates", template_problems(
             sms, display_name=config.display_name, time_zone=config.time_zone,
             link_base=sms.join_link_base_url or public_base_url,
-        )
+        ))
     return problems
+
+
+def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str,
+                          check_templates: bool = True) -> list[str]:
+    """The messages of :func:`sms_problems` (empty when the settings may be stored)."""
+    return [problem.message for problem in sms_problems(config, public_base_url=public_base_url,
+                                                        check_templates=check_templates)]
 
 
 def check_sms_settings(config: EnvironmentConfig, *, public_base_url: str) -> None:

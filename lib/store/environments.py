@@ -118,6 +118,13 @@ class EnvironmentRepository:
         """Every configured environment (a handful per hospital), read fresh."""
         return self._read_all()
 
+    def ids(self) -> list[str]:
+        """The ID of every configured environment: a projection, so certificates and settings are not read (the
+        readiness check counts them on every probe)."""
+        with translated_errors():
+            return [str(i) for i in self._container.query_items("SELECT VALUE c.id FROM c",
+                                                                 enable_cross_partition_query=True)]
+
     def preload(self) -> list[EnvironmentConfig]:
         """Read up to :data:`CACHE_SIZE` environments into the cache (one query; the warm-up at instance
         start) and return them. Bounded, like the cache: a store holding more (a shared test server) is not

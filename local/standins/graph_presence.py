@@ -128,7 +128,7 @@ class PresenceState:
     rosters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     held: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
-    #: join URL -> participant key -> {"who", "intervals": [[join, leave | None]], "quality"}
+    #: join URL -> participant key -> {"who", "intervals": [[join, leave | None, [[segment start, quality]]]]}
     attendance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     call_records: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: join URL -> its attendance reports (``{"report", "records", "ready"}``), oldest first
@@ -207,9 +207,22 @@ def _instant(value: str | None) -> dt.datetime:
 
 
 def _attend(attendance: dict[str, dict[str, Any]], key: str, who: dict[str, Any], at: str, quality: Any) -> None:
-    entry = attendance.setdefault(key, {"who": who, "intervals": [], "quality": quality or DEFAULT_QUALITY})
+    """A participant joins (one session of the record): its first segment has ``quality`` (else the quality of
+    the participant's previous segment, else :data:`DEFAULT_QUALITY`)."""
+    entry = attendance.setdefault(key, {"who": who, "intervals": []})
     if not entry["intervals"] or entry["intervals"][-1][1] is not None:
-        entry["intervals"].append([at, None])
+        entry["intervals"].append([at, None, [[at, quality or _last_quality(entry)]]])
+
+
+def _reconnect(attendance: dict[str, dict[str, Any]], key: str, at: str, quality: Any) -> None:
+    """The participant's media reconnects within its session: a new segment (with ``quality``) from ``at``."""
+    entry = attendance.get(key)
+    if entry and entry["intervals"] and entry["intervals"][-1][1] is None:
+        entry["intervals"][-1][2].append([at, quality or _last_quality(entry)])
+
+
+def _last_quality(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry["intervals"][-1][2][-1][1] if entry["intervals"] else DEFAULT_QUALITY
 
 
 def _leave(attendance: dict[str, dict[str, Any]], key: str, at: str) -> None:
@@ -228,26 +241,31 @@ def _identity(who: dict[str, Any], tenant: str) -> dict[str, Any]:
 
 def _call_record(join_url: str, attendance: dict[str, dict[str, Any]], tenant: str) -> dict[str, Any]:
     """A ``callRecords.callRecord`` of a finished meeting: one session per participant interval, the
-    participant as caller, the conference as callee, one segment with audio and video streams."""
+    participant as caller, the conference as callee, one segment per media connection of the interval (a
+    ``reconnect`` step starts another), each with its own audio and video streams."""
     sessions = []
     starts, ends, participants = [], [], []
     for entry in attendance.values():
         identity = _identity(entry["who"], tenant)
         participants.append({"id": next(iter(identity.values()))["id"]})
-        for joined, left in entry["intervals"]:
+        for joined, left, parts in entry["intervals"]:
             starts.append(joined)
             ends.append(left or joined)
             endpoint = {"@odata.type": "#microsoft.graph.callRecords.participantEndpoint", "identity": identity}
             conference = {"@odata.type": "#microsoft.graph.callRecords.serviceEndpoint",
                           "userAgent": {"role": "conferencingServer"}}
-            media = [{"label": f"main-{kind}", "streams": [dict(entry["quality"].get(kind) or {},
-                                                                streamDirection="callerToCallee")]}
-                     for kind in ("audio", "video") if entry["quality"].get(kind)]
+            segments = []
+            for n, (begun, quality) in enumerate(parts):
+                finished = parts[n + 1][0] if n + 1 < len(parts) else (left or joined)
+                media = [{"label": f"main-{kind}", "streams": [dict(quality.get(kind) or {},
+                                                                    streamId=str(uuid.uuid4()),
+                                                                    streamDirection="callerToCallee")]}
+                         for kind in ("audio", "video") if quality.get(kind)]
+                segments.append({"id": str(uuid.uuid4()), "startDateTime": begun, "endDateTime": finished,
+                                 "caller": endpoint, "callee": conference, "media": media})
             sessions.append({"id": str(uuid.uuid4()), "modalities": ["audio", "video"], "startDateTime": joined,
                              "endDateTime": left or joined, "caller": endpoint, "callee": conference,
-                             "segments": [{"id": str(uuid.uuid4()), "startDateTime": joined,
-                                           "endDateTime": left or joined, "caller": endpoint,
-                                           "callee": conference, "media": media}]})
+                             "segments": segments})
     return {"@odata.type": "#microsoft.graph.callRecords.callRecord", "version": 1, "type": "groupCall",
             "modalities": ["audio", "video"], "joinWebUrl": join_url,
             "startDateTime": min(starts) if starts else None, "endDateTime": max(ends) if ends else None,
@@ -279,7 +297,7 @@ def _attendance_report(attendance: dict[str, dict[str, Any]], tenant: str, organ
             identity = {"id": who.get("guest") or key, "displayName": "Guest Stand-in", "tenantId": None}
             email, role = None, "Attendee"
         intervals = [{"joinDateTime": joined, "leaveDateTime": left, "durationInSeconds": _seconds(joined, left)}
-                     for joined, left in entry["intervals"]]
+                     for joined, left, _segments in entry["intervals"]]
         joins.extend(i["joinDateTime"] for i in intervals)
         leaves.extend(i["leaveDateTime"] for i in intervals if i["leaveDateTime"])
         records.append({"id": hashlib.sha256(key.encode()).hexdigest()[:36], "emailAddress": email, "role": role,
@@ -501,6 +519,8 @@ def install(app: StandinApp, graph_state: Any, bearer: Any, ca_verify: Any = Tru
                 elif action == "admit" and key in roster:
                     roster[key]["lobby"] = False
                     _attend(attendance, key, who, at, step.get("quality"))
+                elif action == "reconnect":
+                    _reconnect(attendance, key, at, step.get("quality"))
                 elif action == "leave":
                     roster.pop(key, None)
                     _leave(attendance, key, at)

@@ -127,11 +127,17 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
     page.fill("#tpl-en-reminder", "{org}: your video visit is {when}. Join: {link}")
     expect(page.locator("#preview-en-reminder .preview-text")).to_contain_text(
         "Contoso Health: your video visit")  # the live preview
+    page.fill("#help_contact", "800-555-0199")
+    expect(page.locator("#preview-en-help .preview-text")).to_contain_text("Help: 800-555-0199.")  # HELP's answer
+    page.fill("#reachable_countries", "US, CA")
+    page.fill("#per_number_cap", "4")
     check(page, "07-sms-settings", console_messages)
     page.click("#save-sms")
     page.wait_for_selector("#notice")
     stored = app.portal.environments.get(env_id)
     assert stored.sms.enabled and stored.sms.sender == number and stored.sms.reminder_offsets_minutes == (1440, 120)
+    assert (stored.sms.help_contact, stored.sms.reachable_countries, stored.sms.per_number_cap) == (
+        "800-555-0199", ("US", "CA"), 4)
     assert stored.sms.consented_by == "admin@contoso.example"
 
     page.goto(f"{live_app}/api/portal/environments/{env_id}/records")

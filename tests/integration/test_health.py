@@ -18,6 +18,7 @@ from functions import health
 from functions.dependencies import Services
 from lib.operations.health import check_readiness
 from tests.support.environments import make_environment
+from tests.support.tcp_proxy import CuttableProxy
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +137,25 @@ def test_a_due_unsent_text_shows_as_sms_backlog_and_reminder_lag(app, environmen
         assert metrics.snapshot()[metrics.REMINDER_LAG][(("kind", "backlog"),)] >= 20 * 60
     finally:
         app.store.container("visits").delete_item(item=item.id, partition_key=item.appointment_key)
+
+
+def test_a_second_probe_reuses_the_queue_connections_of_the_first(service_settings):
+    """The queue check opens its connections once per process (one client for every queue), so a probe does
+    not pay nine connection set-ups (and, in Azure, nine managed-identity tokens) each time. The checks are
+    called without a deadline: this counts connections, it does not time anything."""
+    from lib.operations.health import check_queues
+    from lib.operations.queues import WATCHED_QUEUES
+
+    storage = service_settings["AzureWebJobsStorage"]
+    port = int(storage.split("QueueEndpoint=http://127.0.0.1:")[1].split("/")[0])
+    proxy = CuttableProxy("127.0.0.1", port)
+    try:
+        svc = Services({**service_settings, "AzureWebJobsStorage": storage.replace(f":{port}/", f":{proxy.port}/")})
+        first = check_queues(svc)
+        assert first.status == "ok" and set(first.data["depth"]) == set(WATCHED_QUEUES)
+        opened = proxy.connections
+        assert 1 <= opened <= len(WATCHED_QUEUES)  # at most one per queue read at the same time
+        again = check_queues(svc)
+        assert again.status == "ok" and proxy.connections == opened  # no new connection
+    finally:
+        proxy.cut()

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tests.integration import test_launch_flow as flow
+from tests.support.join_links import visit_with_join_link
 
 # The launch flow module's fixtures (module scope here too: one dev runner for this module).
 runner, standins, visit_env, browser = flow.runner, flow.standins, flow.visit_env, flow.browser
@@ -237,16 +238,8 @@ def test_300_join_link_guesses_from_one_address_are_cut_off_and_a_real_link_stil
     status, _, body = _get_from(address, f"{runner}/api/launch/callback?code=c&state={secrets.token_urlsafe(32)}")
     assert status == 429 and _code_in(body) == "RATE_LIMITED"
     # A real join link from another address is served.
-    from lib.models import Appointment
-
-    csn = _csn()
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
-    link_id = secrets.token_urlsafe(16)
-    appointment = app.repos.appointments.create(Appointment(
-        visit_env.id, csn, "booked", start, start + timedelta(minutes=20), 20, "America/New_York", link_id=link_id))
-    expires = start + timedelta(hours=3)
-    app.repos.links.put(link_id, appointment.key, expires=expires, now=datetime.now(UTC))
-    token = app.join_links.token(link_id, expires)
+    _, token = visit_with_join_link(app, visit_env.id, _csn(), start)
     assert _get_from("127.0.0.1", f"{runner}/api/join/{token}")[0] == 200
     assert _get_from(address, f"{runner}/api/join/{token}")[0] == 429  # the guessing address waits its window
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import importlib.util
 import json
 import re
 import secrets
@@ -28,36 +27,21 @@ import pytest
 import requests
 
 from local.testing import JwksServer
+from tests.integration.portal_client import served_app
 from tests.support.environments import make_environment
+from tests.support.join_links import visit_with_join_link
 from tests.support.writeback import drain_launch_followup, drain_writeback
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runner(app: Any, service_settings: dict[str, str]) -> Iterator[str]:
-    """The app on the dev runner at ``PUBLIC_BASE_URL`` (HTTP only; queues are drained by the tests).
-
-    A private copy of ``function_app`` is served: ``azure-functions`` indexes an app object only once, and
-    other tests index ``function_app.app`` themselves.
-    """
-    from local.devrunner import DevRunner
-
-    spec = importlib.util.spec_from_file_location("function_app_launch_tests", ROOT / "function_app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    public = service_settings["PUBLIC_BASE_URL"]
-    port = urllib.parse.urlsplit(public).port
-    dev = DevRunner(module.app, port=port or 7171, host_json=ROOT / "host.json", timers=False, queues=False)
-    dev.start()
-    try:
+    """The app on the dev runner at ``PUBLIC_BASE_URL`` (HTTP only; queues are drained by the tests)."""
+    with served_app(service_settings["PUBLIC_BASE_URL"], "function_app_launch_tests") as public:
         yield public
-    finally:
-        dev.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -254,16 +238,9 @@ def test_jwks_route_serves_our_public_key(runner: str) -> None:
 # ---- patient -----------------------------------------------------------------------------------------------
 def test_patient_sms_link_join_page_call_token_and_device_test_write_back(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
-    from lib.models import Appointment
-
     csn = _csn()
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
-    link_id = secrets.token_urlsafe(16)
-    appointment = app.repos.appointments.create(Appointment(
-        visit_env.id, csn, "booked", start, start + timedelta(minutes=20), 20, "America/New_York", link_id=link_id))
-    expires = start + timedelta(hours=3)
-    app.repos.links.put(link_id, appointment.key, expires=expires, now=datetime.now(UTC))
-    token = app.join_links.token(link_id, expires)
+    appointment, token = visit_with_join_link(app, visit_env.id, csn, start)
 
     page = browser.get(f"{runner}/api/join/{token}")
     assert page.status_code == 200, page.text

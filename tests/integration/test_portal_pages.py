@@ -155,3 +155,67 @@ def test_the_phone_number_pages_buy_a_number_without_javascript(admin: PortalUse
     assert bought.status_code == 303
     progress = admin.get(bought.headers["Location"])
     assert progress.status_code == 200 and 'id="purchase-status"' in progress.text
+
+
+def sms_form(page: requests.Response, **over: str) -> dict[str, str]:
+    """The SMS settings form as the page filled it (consents given), with ``over`` typed in."""
+    values = {name: html.unescape(value) for name, value in
+              re.findall(r'<input type="(?:text|number|time)" id="[^"]+" name="([^"]+)" value="([^"]*)"', page.text)}
+    texts = {name: html.unescape(text) for name, text in
+             re.findall(r'<textarea id="[^"]+" name="(tpl-[^"]+)"[^>]*>([^<]*)</textarea>', page.text)}
+    return {"csrf_token": csrf_of(page), **values, **texts, "consentSendOnBehalf": "on",
+            "consentPatientsAgreed": "on", "confirm_booked": "on", "confirm_changed": "on",
+            "confirm_cancelled": "on", "default_language": "en", **over}
+
+
+def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and_audits(
+        admin: PortalUser, service_settings: dict[str, str]):
+    created = form_of(admin, service_settings["EPIC_STANDIN_URL"])
+    assert admin.session.post(f"{admin.base}/api/portal/environments", data=created,
+                              allow_redirects=False).status_code == 303
+    path = f"/api/portal/environments/{created['id']}/sms"
+    page = admin.get(path)
+    assert page.status_code == 200
+    assert 'id="help_contact"' in page.text and 'id="reachable_countries"' in page.text
+    assert 'name="per_number_cap" value="6"' in page.text and 'name="per_number_window_hours" value="72"' in page.text
+
+    saved = admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=sms_form(
+        page, help_contact="800-555-0199", reachable_countries="us, ca", per_number_cap="4",
+        per_number_window_hours="48"))
+    assert saved.status_code == 303, saved.text
+    sms = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    assert (sms["help_contact"], sms["reachable_countries"], sms["per_number_cap"],
+            sms["per_number_window_hours"]) == ("800-555-0199", ["US", "CA"], 4, 48)
+    shown = admin.get(path)
+    assert 'name="help_contact" value="800-555-0199"' in shown.text and 'value="US, CA"' in shown.text
+    assert "Help: 800-555-0199. Msg&amp;data rates may apply." in shown.text  # the HELP answer's preview
+
+    unreadable = admin.session.post(f"{admin.base}{path}", allow_redirects=False,
+                                    data=sms_form(shown, per_number_cap="six"))
+    assert unreadable.status_code == 422
+    assert '<a href="#per_number_cap">Write the number of texts as a whole number, e.g. 6 (0: no limit)</a>' in (
+        unreadable.text)
+    assert 'id="per_number_cap-error"' in unreadable.text and 'value="six"' in unreadable.text
+
+    refused = admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=sms_form(
+        shown, help_contact="ask at the front desk", reachable_countries="US, XX", per_number_window_hours="1000"))
+    assert refused.status_code == 422
+    summary = refused.text.split('id="error-summary"')[1].split("</div>")[0]
+    assert ('<a href="#help_contact">the help contact must give patients a phone number, web address or email '
+            'address of your organization, e.g. 800-555-0199 or contoso.example/help</a>') in summary
+    assert ("<a href=\"#reachable_countries\">&#39;XX&#39; is not a country code: write two-letter ISO 3166 codes "
+            "such as US or CA</a>") in summary
+    assert '<a href="#per_number_window_hours">the cap&#39;s period is a number of hours from 1 to 720' in summary
+    assert 'id="help_contact-error"' in refused.text and 'value="ask at the front desk"' in refused.text
+    after = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    assert (after["help_contact"], after["reachable_countries"], after["per_number_window_hours"]) == (
+        "800-555-0199", ["US", "CA"], 48)  # nothing stored
+
+    entries = [e for e in admin.get(f"/api/config/audit?environmentId={created['id']}").json()
+               if e["action"] == "sms.update"]
+    assert len(entries) == 1 and entries[0]["actor"] == "admin@contoso.example"
+    assert entries[0]["summary"] == ("changed SMS settings: reachable_countries, help_contact, per_number_cap, "
+                                     "per_number_window_hours, consented_by, consented_at")
+    before, changed = entries[0]["before"]["sms"], entries[0]["after"]["sms"]
+    assert (before["help_contact"], changed["help_contact"]) == (None, "800-555-0199")
+    assert (before["per_number_cap"], changed["per_number_cap"]) == (6, 4)

@@ -6,43 +6,30 @@ real Azurite messages) calls the Epic stand-in. Time moves through the app's clo
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from tests.integration.portal_client import served_app
 from tests.support.environments import make_environment
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 CLINICIAN, SECOND_CLINICIAN = str(uuid.uuid4()), str(uuid.uuid4())
 PATIENT_ACS, INTERPRETER_ACS = f"8:acs:{uuid.uuid4()}", f"8:acs:{uuid.uuid4()}"
 
 
 @pytest.fixture(scope="module")
-def runner(app: Any, service_settings: dict[str, str]) -> Iterator[Any]:
+def runner(app: Any, service_settings: dict[str, str]) -> Iterator[str]:
     """The app on the dev runner at ``PUBLIC_BASE_URL`` (timers and queues driven by the tests)."""
-    from local.devrunner import DevRunner
-
-    spec = importlib.util.spec_from_file_location("function_app_presence_tests", ROOT / "function_app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    port = urllib.parse.urlsplit(service_settings["PUBLIC_BASE_URL"]).port
-    dev = DevRunner(module.app, port=port or 7171, host_json=ROOT / "host.json", timers=False, queues=False)
-    dev.start()
-    try:
-        yield dev
-    finally:
-        dev.stop(timeout=10)
+    with served_app(service_settings["PUBLIC_BASE_URL"], "function_app_presence_tests") as public:
+        yield public
 
 
 @pytest.fixture(scope="module")
@@ -548,3 +535,61 @@ def test_the_call_record_settles_attendance_the_roster_missed_and_keeps_media_qu
     assert by_role["patient"]["seconds_present"] == 180
     assert by_role["patient"]["audio"] == {"jitter_ms": 12.0, "packet_loss_rate": 0.004, "round_trip_ms": 45.0}
     assert by_role["provider"]["participant_id"] == "E1001" and by_role["provider"]["video"]["jitter_ms"] == 20.0
+
+
+def _apply_report_updates(app: Any, appointment_key: str) -> int:
+    """Apply this visit's queued ``report-updates`` messages with the app's recorder (as the queue trigger does)."""
+    from lib.queues import decode
+    from lib.reports.inputs import REPORT_UPDATES_QUEUE, ReportUpdate
+
+    client = app.queues.client(REPORT_UPDATES_QUEUE)
+    applied = 0
+    while batch := list(client.receive_messages(max_messages=32, visibility_timeout=30)):
+        for message in batch:
+            update = ReportUpdate.from_message(decode(message.content.encode()))
+            if update.appointment_key == appointment_key:
+                app.report_recorder.apply(update)
+                applied += 1
+            client.delete_message(message)
+    return applied
+
+
+def test_a_participant_whose_session_has_two_segments_keeps_both_segments_streams(
+        app: Any, env: Any, urls: dict[str, str]) -> None:
+    from lib.reports.inputs import REPORT_UPDATES_QUEUE
+
+    app.queues.client(REPORT_UPDATES_QUEUE).clear_messages()  # nobody consumes other tests' updates here
+    appointment = new_visit(app, env)
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+    def at(minute: int) -> str:
+        return (t + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+
+    good = {"audio": {"averageJitter": "PT0.010S", "averagePacketLossRate": 0.001, "averageRoundTripTime": "PT0.040S",
+                      "packetUtilization": 9000}}
+    poor = {"audio": {"averageJitter": "PT0.046S", "averagePacketLossRate": 0.002, "averageRoundTripTime": "PT0.050S",
+                      "packetUtilization": 6000}}
+    script(urls, appointment, [
+        {"action": "start", "at": at(0)}, {"action": "join", "participant": CLIN, "at": at(0)},
+        {"action": "join", "participant": PAT, "at": at(1), "quality": good},
+        {"action": "reconnect", "participant": PAT, "at": at(3), "quality": poor},  # a second segment
+        {"action": "leave", "participant": PAT, "at": at(5)},
+        {"action": "leave", "participant": CLIN, "at": at(6)}, {"action": "end", "at": at(6)}])
+    assert app.call_records.settle(appointment.key).outcome == "settled"
+    assert _apply_report_updates(app, appointment.key) >= 1
+
+    def patient_audio() -> list[float]:
+        doc = app.store.container("report_visits").read_item(item=appointment.key, partition_key=appointment.key)
+        streams = [s for s in doc["streams"].values() if (s["role"], s["media"]) == ("patient", "audio")]
+        return sorted(s["avg_jitter_ms"] for s in streams)
+
+    assert patient_audio() == [10.0, 46.0]  # each segment's stream, neither overwriting the other
+    row = app.store.container("report_visits").read_item(item=appointment.key, partition_key=appointment.key)["row"]
+    assert row["quality"]["by"]["patient/audio"]["avg_jitter_ms"] == 28.0 and row["quality"]["poor"] is True
+    quality = app.store.container("call_quality").read_item(item=appointment.key, partition_key=appointment.key)
+    patient = next(p for p in quality["participants"] if p["role"] == "patient")
+    assert patient["audio"]["jitter_ms"] == 28.0 and patient["seconds_present"] == 240
+
+    assert app.call_records.settle(appointment.key).outcome == "settled"  # the record read again
+    _apply_report_updates(app, appointment.key)
+    assert patient_audio() == [10.0, 46.0]  # replaced, not added

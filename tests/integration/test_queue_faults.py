@@ -40,7 +40,11 @@ def test_a_malformed_message_goes_on_to_the_poison_queue_and_is_counted(app, tmp
     marker = uuid.uuid4().hex
     bodies = [json.dumps({"unexpected": marker}), f"not json {marker}", json.dumps([marker])]  # no "id" field
     work, poison = queue_client(app.settings, queue), queue_client(app.settings, f"{queue}-poison")
-    for client in (work, poison):
+    # visit-events-poison has a trigger of its own, which fails on the same message and passes it on within
+    # seconds: the message is looked for there too (not dropped either way).
+    onward = queue_client(app.settings, f"{queue}-poison-poison") if queue == "visit-events" else None
+    ends = [c for c in (poison, onward) if c is not None]
+    for client in (work, *ends):
         with contextlib.suppress(ResourceExistsError):
             client.create_queue()
     for body in bodies:
@@ -51,7 +55,7 @@ def test_a_malformed_message_goes_on_to_the_poison_queue_and_is_counted(app, tmp
     with runner:
         deadline = time.monotonic() + 90
         while len(found) < len(bodies) and time.monotonic() < deadline:
-            found += _take_marked(poison, marker)
+            found += [body for end in ends for body in _take_marked(end, marker)]
             time.sleep(0.3)
     assert sorted(found) == sorted(bodies)
     assert metrics.total(metrics.QUEUE_MALFORMED, queue=queue) - before == 5 * len(bodies)

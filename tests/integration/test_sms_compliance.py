@@ -533,8 +533,8 @@ def test_settings_with_a_broken_template_fail_the_send_with_the_reason(app, cloc
     run_timer()
     item = items(app, env, "830400")["reminder-60|1"]
     assert (item.state, item.reason) == (
-        "failed", "the SMS settings are invalid: en/reminder: unknown placeholder(s) {patient_name}; use {org}, "
-        "{when}, {link}")
+        "failed", "the SMS settings are invalid: en/reminder: unknown placeholder(s) {patient_name}; use {contact}, "
+        "{frequency}, {link}, {org}, {when}")
     assert acs.texts(env.id) == []
 
 

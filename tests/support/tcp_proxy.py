@@ -20,6 +20,7 @@ class CuttableProxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.connections = 0  # connections accepted and forwarded so far
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -39,6 +40,7 @@ class CuttableProxy:
                     upstream.close()
                     return
                 self._sockets += [client, upstream]
+                self.connections += 1
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 

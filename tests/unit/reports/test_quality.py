@@ -51,3 +51,13 @@ def test_graph_media_streams_are_read_in_milliseconds() -> None:
     assert (stream.direction, stream.avg_jitter_ms, stream.max_jitter_ms, stream.avg_rtt_ms, stream.max_rtt_ms,
             stream.packets) == ("sent", 12.0, 51.0, 200.0, 610.0, 9000)
     assert stream_is_poor(stream) is False
+
+
+def test_streams_of_two_segments_have_different_keys_that_survive_a_round_trip() -> None:
+    stream = {"streamDirection": "callerToCallee", "averageJitter": "PT0.012S"}
+    (first,) = streams_from_media("patient", "patient", "audio", [dict(stream, streamId="s-1")], segment_id="seg-a")
+    (second,) = streams_from_media("patient", "patient", "audio", [stream], segment_id="seg-b")
+    assert (first.key, second.key) == ("patient|patient|audio|sent|seg-a/s-1", "patient|patient|audio|sent|seg-b/0")
+    assert StreamQuality.from_doc(first.to_doc()) == first
+    (unplaced,) = streams_from_media("patient", "patient", "audio", [stream])  # stored before segments counted
+    assert unplaced.key == "patient|patient|audio|sent"

@@ -85,10 +85,11 @@ def test_a_long_organization_name_can_push_the_shipped_templates_over():
 @pytest.mark.parametrize(
     ("template", "problem"),
     [
-        ("{org} {when} {link} {patient}", "en/booked: unknown placeholder(s) {patient}; use {org}, {when}, {link}"),
+        ("{org} {when} {link} {patient}",
+         "en/booked: unknown placeholder(s) {patient}; use {contact}, {frequency}, {link}, {org}, {when}"),
         (
             "{org.__class__} {when} {link}",
-            "en/booked: unknown placeholder(s) {org.__class__}; use {org}, {when}, {link}",
+            "en/booked: unknown placeholder(s) {org.__class__}; use {contact}, {frequency}, {link}, {org}, {when}",
         ),
         ("{org} {when}", "en/booked: the text must contain {link}"),
         ("{org} {link}", "en/booked: the text must contain {when}"),
@@ -152,7 +153,7 @@ def test_e164(number, ok):
 
 def test_reachable_countries_must_be_iso_regions_with_phone_numbers():
     problems = validate_sms_settings(env(reachable_countries=("US", "XX")), public_base_url=BASE)
-    assert problems == ["'XX' is not an ISO 3166-1 country code with phone numbers"]
+    assert problems == ["'XX' is not a country code: write two-letter ISO 3166 codes such as US or CA"]
 
 
 @pytest.mark.parametrize(
@@ -174,5 +175,48 @@ def test_the_checks_repeated_before_sending_are_the_cheap_ones():
     assert sending_problems(env()) == []
     assert sending_problems(env(sender="555", templates={"en": {"booked": "{when} {link} {name}"}})) == [
         "the sender number must be in E.164 format, e.g. +18005550100",
-        "en/booked: unknown placeholder(s) {name}; use {org}, {when}, {link}",
+        "en/booked: unknown placeholder(s) {name}; use {contact}, {frequency}, {link}, {org}, {when}",
     ]
+
+
+@pytest.mark.parametrize(
+    ("contact", "problem"),
+    [("800-555-0199", None), ("call (201) 555-0123", None), ("+44 20 7946 0018", None),
+     ("contoso.example/help", None), ("https://contoso.example/help", None), ("help@contoso.example", None),
+     ("ask at the front desk", "the help contact must give patients a phone number, web address or email address "
+                               "of your organization, e.g. 800-555-0199 or contoso.example/help"),
+     ("", "the help contact is one line of 1 to 60 characters: it goes into every answer to HELP"),
+     ("x" * 61 + ".example", "the help contact is one line of 1 to 60 characters: it goes into every answer to HELP")],
+)
+def test_the_help_contact_must_give_a_number_web_or_email_address(contact, problem):
+    from lib.sms.configuration import sms_problems
+
+    found = [(p.setting, p.message) for p in sms_problems(env(help_contact=contact), public_base_url=BASE)]
+    assert found == ([("help_contact", problem)] if problem else [])
+
+
+@pytest.mark.parametrize(
+    ("cap", "hours", "expected"),
+    [(0, 72, []), (50, 720, []),
+     (-1, 72, [("per_number_cap", "the per-number cap is a number of texts from 0 (no cap) to 50, e.g. 6")]),
+     (6, 0, [("per_number_window_hours",
+              "the cap's period is a number of hours from 1 to 720 (30 days), e.g. 72 for 3 days")])],
+)
+def test_the_per_number_cap_counts_texts_over_hours(cap, hours, expected):
+    from lib.sms.configuration import sms_problems
+
+    found = sms_problems(env(per_number_cap=cap, per_number_window_hours=hours), public_base_url=BASE)
+    assert [(p.setting, p.message) for p in found] == expected
+
+
+def test_a_long_help_contact_that_pushes_help_over_two_segments_is_refused_on_the_help_text():
+    from lib.sms.configuration import sms_problems
+    from lib.sms.templates import TEMPLATES
+
+    help_text = TEMPLATES["en"]["help"] + (" Our clinics answer texts on weekdays from 8 AM to 6 PM; for anything "
+                                           "urgent please call 911 or go to your nearest emergency room today.")
+    short = env(templates={"en": {"help": help_text}}, help_contact="contoso.example/help")
+    assert sms_problems(short, public_base_url=BASE) == []
+    long = dataclasses.replace(short.sms, help_contact="https://contoso-regional-health.example/patients/help-desk")
+    found = sms_problems(dataclasses.replace(short, sms=long), public_base_url=BASE)
+    assert [(p.setting, p.message[:28]) for p in found] == [("templates", "en/help: can take 3 segments")]
