@@ -764,9 +764,18 @@ def portal_phone_numbers(req: func.HttpRequest) -> func.HttpResponse:
             if found:
                 offer = {"searchId": found["id"], "numbers": found["numbers"], "cost": found["cost"],
                          "expires": found["expires"]}
-        return _page(req, "portal/phone_numbers.html", principal, title="Phone numbers",
-                     owned=portal.phone_numbers.owned(), offer=offer, errors={}, section="phone-numbers")
+        owned = portal.phone_numbers.owned()
+        return _page(req, "portal/phone_numbers.html", principal, title="Phone numbers", owned=owned, offer=offer,
+                     errors={}, section="phone-numbers", senders=_configured_senders(portal, owned))
     return _guarded(req, run)
+
+
+def _configured_senders(portal: Any, owned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each environment's configured SMS sender, and whether this Communication Services resource lists it
+    (a number bought in another resource, or the demo's stand-in sender, is configured but not owned here)."""
+    numbers = {n["number"] for n in owned}
+    return [{"environment": e.id, "name": e.display_name, "number": e.sms.sender, "enabled": e.sms.enabled,
+             "owned": e.sms.sender in numbers} for e in portal.environments.list() if e.sms.sender]
 
 
 @bp.function_name("portal_phone_number_searches")
@@ -775,18 +784,26 @@ def portal_phone_numbers(req: func.HttpRequest) -> func.HttpResponse:
 def portal_phone_number_searches(req: func.HttpRequest) -> func.HttpResponse:
     """Search for a number (Admin), then show the offer."""
     def run() -> func.HttpResponse:
+        from lib.config.environments import Problem
+        from lib.config.phone_numbers import SearchBody
+
         principal, form = _change(req, ADMIN)
-        body = {"numberType": "geographic" if _first(form, "numberType") == "geographic" else "tollFree"}
-        if _first(form, "areaCode").strip():
-            body["areaCode"] = _first(form, "areaCode").strip()
-        from pydantic import ValidationError
-
-        from lib.config.phone_numbers import PhoneNumberError, SearchBody
-
-        try:
-            typed = SearchBody.model_validate(body).model_dump(exclude_unset=True)
-        except ValidationError:
-            raise PhoneNumberError(422, "BAD_AREA_CODE", "An area code has three digits, e.g. 206.") from None
+        number_type = _first(form, "numberType") or "tollFree"
+        area_code = _first(form, "areaCode").strip()
+        errors: dict[str, str] = {}
+        if number_type not in ("tollFree", "geographic"):  # ACS mobile numbers are not offered for US texts
+            errors["numberType"] = "Choose toll-free or local: other kinds of number (mobile) are not offered here."
+        if area_code and not re.fullmatch(r"[2-9]\d\d", area_code):
+            errors["areaCode"] = "An area code has three digits and does not start with 0 or 1, e.g. 206."
+        if errors:
+            portal = services().portal
+            owned = portal.phone_numbers.owned()
+            return _page(req, "portal/phone_numbers.html", principal, 422, title="Phone numbers", owned=owned,
+                         offer=None, errors=errors, problems=[Problem(f, m) for f, m in errors.items()],
+                         section="phone-numbers", senders=_configured_senders(portal, owned),
+                         values={"numberType": number_type, "areaCode": area_code})
+        body = {"numberType": number_type, **({"areaCode": area_code} if area_code else {})}
+        typed = SearchBody.model_validate(body).model_dump(exclude_unset=True)
         found = services().portal.phone_numbers.search(typed, principal)
         return _redirect("/api/portal/phone-numbers?" + urllib.parse.urlencode({"offer": found.search_id}))
     return _guarded(req, run)
@@ -814,8 +831,9 @@ def portal_phone_number_purchases(req: func.HttpRequest) -> func.HttpResponse:
                 raise
             offer = {"searchId": found["id"], "numbers": found["numbers"], "cost": found["cost"],
                      "expires": found["expires"]}
+            owned = portal.phone_numbers.owned()
             return _page(req, "portal/phone_numbers.html", principal, 422, title="Phone numbers",
-                         owned=portal.phone_numbers.owned(), offer=offer, section="phone-numbers",
+                         owned=owned, offer=offer, section="phone-numbers", senders=_configured_senders(portal, owned),
                          errors={"consentToCosts": exc.reason}, problems=[Problem("consentToCosts", exc.reason)])
         return _redirect(f"/api/portal/phone-numbers/purchases/{record_id}")
     return _guarded(req, run)

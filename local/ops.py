@@ -121,8 +121,12 @@ def _hl7(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error(f"hl7 rejected {args.action} needs --id")
     if args.action == "show":
         found = rejected.show_rejected(svc, args.env, args.id)
-        _print(found.to_json() if found else None)
-        return 0 if found else 1
+        if found is None:
+            print(f"ops: no rejected message {args.id} in environment {args.env} (already replayed, expired with "
+                  f"its visit, or mistyped: list them with hl7 rejected list --env {args.env})", file=sys.stderr)
+            return 1
+        _print(found.to_json())
+        return 0
     from lib.scheduling.replay import RejectedNotFound
 
     try:

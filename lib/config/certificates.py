@@ -1,17 +1,20 @@
 """The hospital's HL7 signing certificate, uploaded per environment (docs/portal.md "HL7 certificate").
 
 Accepted: one X.509 certificate as PEM text or as base64 DER (a Windows "Base-64 encoded X.509 (.CER)"
-export), with an RSA 2048+ or EC P-256 key (what ``lib/scheduling/signature.py`` verifies), valid now, not a
-CA. Refused, each with its own message: a file holding a private key, a binary (DER) file, a file that is not a
-certificate, more than one certificate (a CA bundle or chain), a CA certificate, an expired or not-yet-valid
-certificate, an unsupported key, a file over :data:`MAX_BYTES`. Two certificates may be configured at once (a
-rotation); the stored form is the PEM text.
+export, with or without a byte-order mark), with an RSA 2048+ or EC P-256 key (what
+``lib/scheduling/signature.py`` verifies), valid now, not a CA (a self-signed certificate whose ``CA:TRUE`` is
+only OpenSSL's default is accepted: see :func:`_self_signed_signer`). Refused, each with its own message: a
+file holding a private key, a binary (DER) file, a file that is not a certificate, more than one certificate
+(a CA bundle or chain), a CA certificate, an expired or not-yet-valid certificate, an unsupported key, a file
+over :data:`MAX_BYTES`. Two certificates may be configured at once (a rotation); the stored form is the PEM
+text.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import dataclasses
 import hashlib
 import re
@@ -101,6 +104,7 @@ def parse_upload(data: bytes, *, now: datetime) -> CertificateInfo:
     if len(data) > MAX_BYTES:
         raise CertificateRefused(f"The file is {len(data):,} bytes; a certificate is a few kilobytes (at most "
                                  f"{MAX_BYTES // 1024} KB). Upload only the certificate (.cer).")
+    data = _without_bom(data)
     if not data.strip():
         raise CertificateRefused("The file is empty. Choose the certificate file (.cer) to upload.")
     try:
@@ -118,9 +122,10 @@ def parse_upload(data: bytes, *, now: datetime) -> CertificateInfo:
     cert = _one_certificate(text.strip())
     info = describe(cert)
     constraints = _basic_constraints(cert)
-    if constraints is not None and constraints.ca:
-        raise CertificateRefused(f"{info.subject} is a CA certificate. Upload the interface engine's own "
-                                 "certificate (the one whose key signs the HL7 requests), not its issuer.")
+    if constraints is not None and constraints.ca and not _self_signed_signer(cert):
+        raise CertificateRefused(f"{info.subject} is a CA certificate (it issues certificates: {_ca_evidence(cert)}). "
+                                 "Upload the interface engine's own certificate (the one whose key signs the HL7 "
+                                 "requests), not its issuer. A self-signed one works too: " + OPENSSL_RECIPE)
     public = cert.public_key()
     if isinstance(public, rsa.RSAPublicKey):
         if public.key_size < _MIN_RSA_BITS:
@@ -135,6 +140,44 @@ def parse_upload(data: bytes, *, now: datetime) -> CertificateInfo:
         raise CertificateRefused(f"The certificate is valid only from {info.not_before:%Y-%m-%d %H:%M} UTC. "
                                  "Upload it on or after that date.")
     return info
+
+
+#: The command docs/hl7-intake.md and docs/portal.md give for a self-signed signing certificate.
+OPENSSL_RECIPE = ('openssl req -x509 -newkey rsa:3072 -nodes -keyout hl7-signing.key -out hl7-signing.cer '
+                  '-days 730 -subj "/CN=interface-engine.example" -addext "basicConstraints=critical,CA:FALSE" '
+                  '-addext "keyUsage=critical,digitalSignature"')
+
+
+def _without_bom(data: bytes) -> bytes:
+    """``data`` without the byte-order mark Windows Notepad writes (UTF-8, or UTF-16 re-encoded as text)."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8):]
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            return data
+    return data
+
+
+def _self_signed_signer(cert: x509.Certificate) -> bool:
+    """A self-signed certificate marked CA only by default (OpenSSL 3's ``req -x509`` sets ``CA:TRUE``) whose
+    key may sign: no key usage, or one allowing digitalSignature. Only its own key is trusted (it is pinned,
+    never used to validate a chain), so ``CA:TRUE`` grants nothing here. A key usage limited to issuing
+    (keyCertSign/cRLSign without digitalSignature) is a real CA's and stays refused."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.digital_signature
+
+
+def _ca_evidence(cert: x509.Certificate) -> str:
+    if cert.issuer != cert.subject:
+        return "CA:TRUE, issued by another CA"
+    return "CA:TRUE with a key usage for issuing only"
 
 
 def _one_certificate(text: str) -> x509.Certificate:

@@ -12,7 +12,9 @@ What is removed (replacement in brackets):
 - e-mail addresses (``[email]``);
 - phone numbers: E.164 and international (``+1 201 555 0123``), North American formats
   (``(201)555-0123``, ``201-555-0123``, ``201.555.0123``), ``555-0123``, and bare runs of 10 or 11 digits
-  (``[phone]``). Longer digit runs (HL7 timestamps ``20260101150000``) and shorter ones (IDs) are kept;
+  (``[phone]``). Longer digit runs (HL7 timestamps ``20260101150000``) and shorter ones (IDs) are kept, and
+  so are the machine limits 2**30 .. 2**36 and each of them minus one (``4294967295``, ``2147483647``): the
+  numbers error messages quote ("requires 0 <= number <= 4294967295"), which are no one's phone number;
 - configurable known names (whole words, any case) (``[name]``): tests pass the names of their inputs;
   a deployment may pass names it knows appear in its feeds.
 
@@ -63,6 +65,12 @@ _PHONE = re.compile(
     r"|(?<![\w.])\d{10,11}(?![\w])"  # 2015550123
 )
 _MAYBE_PHONE = re.compile(r"\d[\d\s().-]{5,}\d")
+#: Integer limits quoted by error messages (struct, Cosmos DB ttl...): kept, so the cause stays readable.
+_LIMITS = frozenset(str(2**k - d) for k in range(30, 37) for d in (0, 1))
+
+
+def _phone(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(0) in _LIMITS else "[phone]"
 
 
 def _caret(match: re.Match[str]) -> str:
@@ -119,7 +127,7 @@ def redact(text: str) -> str:
     if "@" in text:
         text = _EMAIL.sub("[email]", text)
     if _MAYBE_PHONE.search(text):
-        text = _PHONE.sub("[phone]", text)
+        text = _PHONE.sub(_phone, text)
     if "^" in text:
         text = _CARET.sub(_caret, text)
     pattern = _names_pattern

@@ -42,8 +42,10 @@ from lib.hl7.siu import ConfigurationProblem, SiuMessage, siu_from_message
 from lib.hl7.times import to_utc
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.observability import metrics
+from lib.observability.safe_ids import log_control_id
 from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone, order_key
 from lib.scheduling.keep_limit import KeepLimiter
+from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
 from lib.store.environments import EnvironmentRepository
@@ -235,7 +237,7 @@ class IntakeService:
             # hl7.md §8: never acknowledge an acknowledgement (two engines would ACK each other forever).
             reason = "an ACK message was sent to the intake; acknowledgements are not acknowledged"
             rejected_id = self._keep(environment_id, body, reason, "200", header.control_id) if keep else None
-            log.info("hl7 ack refused env=%s msh10=%s", environment_id, header.control_id)
+            log.info("hl7 ack refused env=%s msh10=%s", environment_id, log_control_id(header.control_id))
             return _problem(
                 400, "Acknowledgement sent to the intake",
                 "The body is an HL7 ACK (MSH-9.1 ACK). The intake accepts SIU messages and never "
@@ -244,7 +246,8 @@ class IntakeService:
 
         if not header.sent_by_any_of(environment.hl7_sending_facilities):
             # Not kept: the binding says this feed is not ours to read (docs/hl7-intake.md, "Sending facility").
-            log.warning("hl7 sending facility refused env=%s msh10=%s", environment_id, header.control_id)
+            log.warning("hl7 sending facility refused env=%s msh10=%s", environment_id,
+                        log_control_id(header.control_id))
             return _problem(
                 403, "Sending facility not allowed",
                 "MSH-4 (sending facility) is not one this environment accepts HL7 from. Check the interface's "
@@ -256,7 +259,8 @@ class IntakeService:
         except Problem as problem:
             return _refused(environment_id, problem)
         except StoreUnavailable:
-            log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id, header.control_id)
+            log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id,
+                        log_control_id(header.control_id))
             ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
             return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
 
@@ -300,20 +304,21 @@ class IntakeService:
                 log.warning("hl7 refused: environment %s has an unusable setting (%s); correct it in the portal",
                             environment.id, problem)
                 raise HL7Rejected(f"portal setting wrong: {problem}", "207") from None  # MSA-3 holds 80 chars
+            check_visit_window(message, now)
         except HL7Rejected as rejected:
             if header.control_id and signed is not None:
                 self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
             rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
             log.info(
                 "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
-                environment.id, header.control_id, rejected.ack_code, rejected.err_code, rejected_id,
+                environment.id, log_control_id(header.control_id), rejected.ack_code, rejected.err_code, rejected_id,
             )
             ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
             return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 
         if message.offset_disagreement:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
-                        environment.id, header.control_id, message.offset_disagreement)
+                        environment.id, log_control_id(header.control_id), message.offset_disagreement)
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
         applied, to_send = self._apply(environment, message, key)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
@@ -325,7 +330,7 @@ class IntakeService:
             raise self._verifier.replayed()
         log.info(
             "hl7 accepted env=%s msh10=%s event=%s outcome=%s texts=%d",
-            environment.id, header.control_id, header.trigger_event, applied.outcome, len(to_send),
+            environment.id, log_control_id(header.control_id), header.trigger_event, applied.outcome, len(to_send),
         )
         changed = appointment_key(environment.id, applied.after.appointment_id) if applied.after else None
         return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send,
@@ -345,7 +350,7 @@ class IntakeService:
         rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
         metrics.hl7_control_id_reused(environment.id)
         log.warning("hl7 control id reused with a different body env=%s msh10=%s rejected_id=%s",
-                    environment.id, header.control_id, rejected_id)
+                    environment.id, log_control_id(header.control_id), rejected_id)
         ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
         return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from lib.observability.safe_ids import log_control_id
 from lib.scheduling.intake import IntakeResponse, IntakeService
 from lib.store.messages import RejectedMessages
 
@@ -51,6 +52,6 @@ def replay_rejected(
         rejected.delete(environment_id, rejected_id)
     log.info(
         "hl7 replay env=%s rejected_id=%s msh10=%s status=%d ack=%s",
-        environment_id, rejected_id, kept.control_id, response.status, response.ack_code,
+        environment_id, rejected_id, log_control_id(kept.control_id), response.status, response.ack_code,
     )
     return response

@@ -348,6 +348,28 @@ class Dispatcher:
             return self._finish(item, "unknown", reason="ACS answered 5xx and no longer tracks that attempt, so it "
                                 "may have sent the text: not resent")
         language = template_language(appointment.language, sms.default_language, sms.templates)
+        # The text is composed before the claim: a failure here provably sent nothing, so it is recorded as
+        # failed with its cause instead of leaving a claim behind that would read as "outcome unknown".
+        try:
+            text = render(
+                item.kind,
+                language=language,
+                org=environment.display_name,
+                start_utc=appointment.start_utc,
+                time_zone=environment.time_zone,
+                link=self.join_link(environment, appointment),
+                overrides=sms.templates,
+                default_language=sms.default_language,
+            )
+        except Exception as exc:
+            log.warning("sms not composed appointment=%s kind=%s error=%s",
+                        item.appointment_key.split("|", 1)[-1], item.kind, type(exc).__name__)
+            return self._finish(item, "failed", reason=f"the text could not be composed, nothing was sent: "
+                                f"{_error_name(exc)}: {str(exc)[:160]}")
+        segments = count_segments(text).segments
+        if segments > MAX_SEGMENTS:  # the settings check is by worst case; this is the text itself
+            return self._finish(item, "failed", reason=f"the text would take {segments} segments, more than "
+                                f"{MAX_SEGMENTS}: shorten the template or the organization name")
         try:
             # language and the number's last two digits ride on the claim write, for the texts report; the
             # repeatable request is stored before the call
@@ -356,20 +378,6 @@ class Dispatcher:
                                               repeat_id=repeat.request_id, repeat_first_sent=repeat.first_sent)
         except ConcurrencyConflict:
             return "lost-race"
-        text = render(
-            item.kind,
-            language=language,
-            org=environment.display_name,
-            start_utc=appointment.start_utc,
-            time_zone=environment.time_zone,
-            link=self.join_link(environment, appointment),
-            overrides=sms.templates,
-            default_language=sms.default_language,
-        )
-        segments = count_segments(text).segments
-        if segments > MAX_SEGMENTS:  # the settings check is by worst case; this is the text itself
-            return self._finish(claimed, "failed", reason=f"the text would take {segments} segments, more than "
-                                f"{MAX_SEGMENTS}: shorten the template or the organization name")
         result = self._sender.send(sender=sender, to=phone, message=text, tag=item.id, repeat=repeat)
         log.info(
             "sms appointment=%s kind=%s revision=%d outcome=%s segments=%d",
@@ -467,3 +475,9 @@ def _skip_reason(
         if item.revision != appointment.schedule_revision:
             return "superseded by a newer schedule"
     return None
+
+
+def _error_name(exc: Exception) -> str:
+    """``struct.error``, ``KeyError``: the exception's type as an operator would search for it."""
+    kind = type(exc)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"

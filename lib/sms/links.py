@@ -2,7 +2,9 @@
 
 Token = base64url( link ID (16 bytes) || expiry (4 bytes, Unix seconds, big-endian) || HMAC-SHA256 tag
 truncated to 16 bytes ) over the first 20 bytes with ``LINK_SIGNING_KEY``. The link ID is random and maps
-to the appointment in the ``links`` container; the CSN never appears in a link.
+to the appointment in the ``links`` container; the CSN never appears in a link. An expiry outside what 4
+bytes hold (before 1970, after 2106-02-07) is clamped to that range, so no appointment time can break the
+encoding (the intake refuses such visits anyway: ``lib/scheduling/visit_window.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class JoinLinks:
     """
 
     _TAG_BYTES = 16
+    _MAX_EXPIRY = 2**32 - 1
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 32:
@@ -40,7 +43,8 @@ class JoinLinks:
     def token(self, link_id: str, expires: datetime) -> str:
         """The token for ``link_id`` (the appointment's ``link_id``, URL-safe base64 of 16 bytes)."""
         raw_id = base64.urlsafe_b64decode(link_id + "=" * (-len(link_id) % 4))
-        body = raw_id + struct.pack(">I", int(expires.timestamp()))
+        seconds = min(max(int(expires.timestamp()), 0), self._MAX_EXPIRY)
+        body = raw_id + struct.pack(">I", seconds)
         return base64.urlsafe_b64encode(body + self._tag(body)).rstrip(b"=").decode()
 
     def verify(self, token: str, *, now: datetime) -> str:

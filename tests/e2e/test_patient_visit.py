@@ -256,6 +256,8 @@ def test_standalone_device_test_from_epics_record_tells_a_blocked_relay_and_writ
     monkeypatch.setattr(app.join, "_relay_urls", ("stun:127.0.0.1:9",))  # nothing answers STUN there
     phone_page.goto(f"{site}/api/devicetest?env={env.id}&lang=es")
     assert phone_page.locator("h1").inner_text() == "Prueba de equipo para Riverside Clinic"
+    phone_page.locator('.dt-step[data-step="speaker"]').wait_for(state="visible")
+    assert phone_page.get_by_role("button", name="Probar de nuevo").count() == 0  # no "Test again" before a test
     for name in ("speaker", "microphone", "camera"):  # every step can be skipped
         phone_page.locator(f'.dt-step[data-step="{name}"] .dt-skip').click()
     connection = phone_page.locator('.dt-step[data-step="connection"]')
@@ -268,6 +270,7 @@ def test_standalone_device_test_from_epics_record_tells_a_blocked_relay_and_writ
     assert phone_page.locator('#dt-results li[data-step="connection"]').get_attribute("data-result") == "failed"
     assert phone_page.locator("#dt-verdict").inner_text().startswith("Algunas pruebas encontraron un problema.")
     assert phone_page.locator("#dt-saved").inner_text() == "Puede cerrar esta página."
+    assert phone_page.get_by_role("button", name="Probar de nuevo").is_visible()
     assert axe_violations(phone_page) == []
     save_screenshot(phone_page, "patient-standalone-device-test-phone")
     no_csp_violations(console_messages)

@@ -5,6 +5,7 @@ parses back; every other caller is refused."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from datetime import UTC, datetime, timedelta
@@ -109,6 +110,27 @@ def test_reports_reader_sees_figures_charts_and_tables_without_csp_or_axe_violat
     save_screenshot(page, "reports-page-phone")
     assert not [msg for msg in console_messages if "Content Security Policy" in msg], console_messages
     assert not re.search(r"\+1\d{10}|555-?01", page.content())
+
+
+def test_reports_page_fits_a_390px_phone_and_text_rows_stay_short(
+        live_app: str, app: Any, phone_page: Any, reported: str) -> None:
+    long_reason = ("the text could not be composed, nothing was sent: struct.error: 'I' format requires "
+                   "0 <= number <= 4294967295")
+    app.repos.outbox.create_once(OutboxItem(
+        id=f"{reported}|V3|booked|0", bucket=hour_bucket(m(-30)), appointment_key=f"{reported}|V3",
+        environment_id=reported, kind="booked", revision=0, due_utc=m(-30), state="failed", reason=long_reason))
+    visit = app.repos.appointments.get(f"{reported}|V3")
+    app.repos.appointments.replace(dataclasses.replace(visit, outbox_refs=[
+        {"id": f"{reported}|V3|booked|0", "bucket": hour_bucket(m(-30))}]))
+    app.report_recorder.apply(ReportUpdate("appointment", f"{reported}|V3"))
+    sign_in(phone_page, live_app, ["ReportsReader"])
+    phone_page.goto(f"{live_app}/api/portal/reports?{QUERY.format(env=reported)}")
+    phone_page.wait_for_selector("#report[data-loaded=true]")
+    save_screenshot(phone_page, "reports-page-390")
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= 390
+    rows = phone_page.locator("#texts-table tbody tr")
+    heights = [rows.nth(n).bounding_box()["height"] for n in range(rows.count())]
+    assert max(heights) < 120, heights  # the reason column is wide enough to read (it was ~220 px per row)
 
 
 def test_csv_export_parses_back_one_row_per_visit_and_text(live_app: str, app: Any, reported: str) -> None:

@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lib.models import MAX_COSMOS_TTL, appointment_key
+from lib.models import appointment_key
 from lib.observability import metrics
 from lib.scheduling.apply import PAST_VISIT_TTL_SECONDS
-from lib.store.contacts import phone_id
 from local.siu_builder import siu
 from tests.support.calls import msa, post_hl7, segment
 from tests.support.environments import make_environment
@@ -128,13 +127,11 @@ def test_msh10_and_msh4_that_cannot_be_in_a_cosmos_id_still_deduplicate(app, env
 # ---------------------------------------------------------------- ttl and visits over
 
 
-def test_a_visit_decades_ahead_gets_ttl_values_cosmos_accepts(app, env):
+def test_a_visit_decades_ahead_is_refused_and_stores_nothing(app, env):
     far = datetime(2099, 6, 1, 14, 0, tzinfo=UTC)
-    assert msa(post_hl7(env, message(start=far)))[1] == "AA"
-    key = appointment_key(env, "IR-1")
-    contact = app.store.container("visits").read_item(item=phone_id(key), partition_key=key)
-    assert contact["ttl"] == MAX_COSMOS_TTL
-    assert app.repos.contacts.phone(key, now=NOW) == "+12015550123"
+    assert msa(post_hl7(env, message(start=far)))[1] == "AR"  # lib/scheduling/visit_window.py
+    assert app.repos.appointments.get(appointment_key(env, "IR-1")) is None
+    assert app.repos.contacts.phone(appointment_key(env, "IR-1"), now=NOW) is None
 
 
 def test_a_visit_already_over_is_stored_minimally_with_a_short_ttl_no_phone_no_texts(app, env):

@@ -191,3 +191,24 @@ def test_a_stored_appointment_id_setting_the_portal_refuses_gets_ar_naming_it_no
     said = "|".join(segment(response, "MSA")) + "|".join(segment(response, "ERR"))
     assert "portal setting wrong: appointment_id_order" in said
     assert app.repos.appointments.get(appointment_key(env.id, "8000001")) is None
+
+
+def test_start_in_year_2200_gets_ar_102_at_sch_11_and_schedules_nothing(app, env):
+    response = post_hl7(env.id, message(control="FAR1", start=datetime(2200, 1, 6, 15, 0, tzinfo=UTC)))
+    assert msa(response)[1] == "AR"
+    assert "SCH-11.4 is more than 5 years ahead" in msa(response)[3]
+    err = "|".join(segment(response, "ERR"))
+    assert "102" in err and "SCH^1^11" in err
+    assert app.repos.appointments.get(appointment_key(env.id, "8000001")) is None
+
+
+def test_start_four_years_ahead_is_accepted(app, env):
+    response = post_hl7(env.id, message(control="NEAR1", start=START + timedelta(days=4 * 365)))
+    assert msa(response)[1] == "AA"
+    assert app.repos.appointments.get(appointment_key(env.id, "8000001")).start_utc == START + timedelta(days=4 * 365)
+
+
+def test_start_before_1970_gets_ar_102(app, env):
+    response = post_hl7(env.id, message(control="OLD1", start=datetime(1969, 12, 31, 15, 0, tzinfo=UTC)))
+    assert msa(response)[1] == "AR"
+    assert "is before 1970" in msa(response)[3]

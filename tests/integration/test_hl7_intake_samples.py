@@ -4,7 +4,7 @@ was accepted can be read back from Cosmos DB (issue: foundation, "Real input")."
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -98,16 +98,18 @@ def test_each_sample_is_acknowledged_never_a_server_error(app, environment_id, s
 
 @pytest.mark.parametrize("sample", sorted(EXPECTED))
 def test_accepted_sample_is_stored_field_by_field(app, clock, environment_id, sample):
-    clock.set(datetime(2000, 1, 1, tzinfo=UTC))  # every sample's visit is still ahead
+    appointment_id, start, duration, status, phone = EXPECTED[sample]
+    # The day before the sample's visit: still ahead, and inside the 5 years the intake accepts.
+    now = start - timedelta(days=1) if start else datetime(2000, 1, 1, tzinfo=UTC)
+    clock.set(now)
     configure(app, environment_id, sample)
     assert msa(post_hl7(environment_id, (SAMPLES / sample).read_bytes()))[1] in ("AA", "CA")
-    appointment_id, start, duration, status, phone = EXPECTED[sample]
     stored = app.repos.appointments.get(appointment_key(environment_id, appointment_id))
     assert stored is not None
     assert (stored.appointment_id, stored.start_utc, stored.duration_minutes, stored.status) == (
         appointment_id, start, duration, status,
     )
-    assert app.repos.contacts.phone(stored.key, now=datetime(2000, 1, 1, tzinfo=UTC)) == phone
+    assert app.repos.contacts.phone(stored.key, now=now) == phone
 
 
 def test_stored_appointment_holds_no_patient_name_or_phone(app, environment_id):

@@ -11,6 +11,7 @@ name: this proves the generic rules (and that the code does not log PHI in the f
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 
@@ -115,6 +116,10 @@ def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
         siu("S12", csn="8900002", start=start, control_id="B2", sent=start, phone=DEMO_PHONE).replace(b"SCH|", b"XXX|"),
         siu("S99", csn="8900003", start=start, control_id="B3", sent=start, phone=DEMO_PHONE),
         b"MSH|^~\\&|A|B|C|D|20260101||ACK^S12^ACK|X|P|2.3\rMSA|AA|B1\rPID|1||Z999001||PATIENT^DEMO\r",
+        # a sender writing personal data into MSH-10: accepted, refused (MSH-11), and a visit in year 2200
+        siu("S12", csn="8900004", start=start, control_id="JOHNSMITH-DOB19800101", sent=start, phone=DEMO_PHONE),
+        siu("S12", csn="8900005", start=start, control_id="JANEDOE-DOB19750505", sent=start, processing_id="P"),
+        siu("S12", csn="8900006", start=start.replace(year=2200), control_id="ROEMARY-DOB19600101", sent=start),
     ]
     for body in bad:
         post_hl7(env.id, body)
@@ -141,8 +146,11 @@ def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
 
     texts = _record_texts(caplog.records)
     assert texts, "nothing was logged: the capture is not working"
-    needles = [*DEMO_PHONES, *DEMO_NAMES, *DEMO_SEGMENTS, *phones, "AUTHCODE-123456", "AbCdEfGhIjKlMnOpQrStUv"]
+    needles = [*DEMO_PHONES, *DEMO_NAMES, *DEMO_SEGMENTS, *phones, "AUTHCODE-123456", "AbCdEfGhIjKlMnOpQrStUv",
+               "JOHNSMITH", "JANEDOE", "ROEMARY", "DOB19"]
     assert _leaks(texts, needles, names) == []
+    hashed = "#" + hashlib.sha256(b"JOHNSMITH-DOB19800101").hexdigest()[:12]
+    assert any(f"msh10={hashed} event=S12 outcome=created" in text for text in texts), texts
 
 
 @pytest.mark.e2e

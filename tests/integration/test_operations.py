@@ -65,6 +65,13 @@ def test_rejected_message_is_listed_without_its_body_then_replayed_after_the_fix
     assert app.repos.appointments.get(appointment_key(env.id, csn)) is not None
 
 
+def test_showing_a_rejected_id_that_does_not_exist_says_so_on_stderr(app, env, capsys):
+    code = ops.run(["hl7", "rejected", "show", "--env", env.id, "--id", "nope"], services=app)
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.startswith(f"ops: no rejected message nope in environment {env.id} (already replayed")
+
+
 def _event(app, env_id: str, csn: str, writeback: str) -> VisitEvent:
     event = VisitEvent(
         id=f"ev-{uuid.uuid4().hex[:8]}", appointment_key=appointment_key(env_id, csn), environment_id=env_id,

@@ -112,6 +112,33 @@ def test_a_reader_gets_a_page_saying_which_role_is_needed(runner: str, ca: str):
         assert page.status_code == 403 and 'id="error-code">ROLE_MISSING<' in page.text, path
 
 
+def test_a_bad_area_code_or_number_kind_comes_back_beside_the_field_and_searches_nothing(admin: PortalUser):
+    token = csrf_of(admin.get("/api/portal/phone-numbers"))
+    bad = admin.session.post(f"{admin.base}/api/portal/phone-numbers/searches", allow_redirects=False,
+                             data={"csrf_token": token, "numberType": "geographic", "areaCode": "abc"})
+    assert bad.status_code == 422 and "BAD_AREA_CODE" not in bad.text
+    assert '<a href="#areaCode">An area code has three digits' in bad.text
+    assert re.search(r'id="areaCode-error"><span class="visually-hidden">Error:</span> An area code', bad.text)
+    assert 'id="areaCode" name="areaCode" inputmode="numeric" maxlength="3" value="abc"' in bad.text
+    assert 'value="geographic" checked' in bad.text  # the choice is kept
+    mobile = admin.session.post(f"{admin.base}/api/portal/phone-numbers/searches", allow_redirects=False,
+                                data={"csrf_token": token, "numberType": "mobile"})
+    assert mobile.status_code == 422 and '<a href="#numberType">Choose toll-free or local' in mobile.text
+
+
+def test_the_phone_numbers_page_lists_each_environments_configured_sender(admin: PortalUser, app: Any,
+                                                                         environment_id: str):
+    from tests.support.environments import SENDER, make_environment
+
+    make_environment(app, environment_id)
+    page = admin.get("/api/portal/phone-numbers").text
+    row = re.search(rf'<tr class="configured-sender"><td>Contoso Health <code>{environment_id}</code></td>'
+                    r"<td>([^<]+)</td><td>(yes|no)</td></tr>", page)
+    assert row is not None and row.group(1) == SENDER
+    owned = SENDER in re.findall(r'<tr class="owned-number"><td>([^<]+)</td>', page)
+    assert row.group(2) == ("yes" if owned else "no")  # the demo's stand-in sender is not one of the resource's
+
+
 def test_the_phone_number_pages_buy_a_number_without_javascript(admin: PortalUser):
     numbers = admin.get("/api/portal/phone-numbers")
     token = csrf_of(numbers)

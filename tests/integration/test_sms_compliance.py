@@ -56,7 +56,7 @@ def fresh_sms_state(app):
     opt_outs, timer_state = app.store.container("opt_outs"), app.store.container("timer_state")
     for sender in (SENDER, "+12015550190"):
         delete_if_exists(timer_state, f"sms-rate|{sender}", f"sms-rate|{sender}")
-    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(176, 190))]
+    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(176, 190), 192)]
     pairs += [("+12015550154", "+12015550155"), ("+12015550157", "+12015550158")]
     for sender, phone in pairs:
         pair = app.opt_outs.pair_hash(sender, phone)
@@ -383,6 +383,25 @@ def test_a_send_left_in_sending_by_a_crash_goes_to_review_not_out_again(app, env
     assert (item.state, item.reason) == ("unknown", "the worker sending it stopped before recording the outcome")
     assert acs.texts(env.id) == []
 
+
+
+def test_a_text_that_cannot_be_composed_is_failed_with_its_cause_and_never_sent(app, env, acs, monkeypatch):
+    import struct
+
+    from lib.sms.links import JoinLinks
+
+    def unbounded(self, link_id, expires):  # the encoder before expiries were bounded: a year-2200 visit
+        return struct.pack(">I", int(expires.timestamp()) + 2**32)
+
+    monkeypatch.setattr(JoinLinks, "token", unbounded)
+    book(env, "8200010", "(201)555-0192")
+    send_queued(app, env, "8200010")
+    item = items(app, env, "8200010")["booked|1"]
+    assert item.state == "failed"
+    assert item.reason.startswith("the text could not be composed, nothing was sent: struct.error: ")
+    assert acs.texts(env.id) == []
+    send_queued(app, env, "8200010")  # the queue message coming back changes nothing
+    assert items(app, env, "8200010")["booked|1"].state == "failed"
 
 # ---- scripted ACS faults -----------------------------------------------------------------------------
 

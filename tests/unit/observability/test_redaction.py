@@ -25,6 +25,8 @@ SIU = (
         ("uk +44 20 7946 0958.", "7946"),
         ("bare 2015550123 digits", "2015550123"),
         ("bare 12015550123 digits", "12015550123"),
+        ("bare 4294967294 is not a limit", "4294967294"),
+        ("bare 2147483646 is not a limit", "2147483646"),
         ("local 555-0123 only", "555-0123"),
         ("mail jane.doe+x@example.org!", "jane.doe"),
         ("Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
@@ -59,6 +61,8 @@ def test_hl7_text_inside_a_bytes_repr_is_removed():
     "text",
     [
         "hl7 accepted env=demo msh10=7001234-1 event=S12 outcome=created texts=2",
+        "struct.error: 'I' format requires 0 <= number <= 4294967295",
+        "ttl must be at most 2147483647 seconds",
         "function=hl7_intake trigger=http outcome=succeeded status=200 duration_ms=12.5",
         "launch_provider failed code=INTERNAL_ERROR correlation=3f2a9b1c4d5e6f708192a3b4c5d6e7f8",
         "sms t-abc|7001234|reminder_24h|1 kind=reminder_24h outcome=sent at 2026-01-01T15:00:00+00:00",

@@ -35,6 +35,20 @@ def test_token_signed_with_another_key_is_refused():
         JoinLinks(KEY).verify(token, now=NOW)
 
 
+def test_expiry_past_2106_is_clamped_not_a_crash():
+    link_id = secrets.token_urlsafe(16)
+    token = JoinLinks(KEY).token(link_id, datetime(2200, 1, 6, tzinfo=UTC))
+    assert JoinLinks(KEY).verify(token, now=datetime(2106, 2, 7, tzinfo=UTC)) == link_id
+    with pytest.raises(InvalidLink, match="expired"):
+        JoinLinks(KEY).verify(token, now=datetime(2106, 2, 8, tzinfo=UTC))
+
+
+def test_expiry_before_1970_is_an_expired_token_not_a_crash():
+    token = JoinLinks(KEY).token(secrets.token_urlsafe(16), datetime(1900, 1, 1, tzinfo=UTC))
+    with pytest.raises(InvalidLink, match="expired"):
+        JoinLinks(KEY).verify(token, now=NOW)
+
+
 def test_expired_token_is_refused():
     token = JoinLinks(KEY).token(secrets.token_urlsafe(16), NOW)
     with pytest.raises(InvalidLink, match="expired"):
