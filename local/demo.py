@@ -15,6 +15,7 @@ import html.parser
 import os
 import random
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -34,8 +35,11 @@ from local import seed, services
 from local.siu_builder import siu
 
 ROOT = Path(__file__).resolve().parents[1]
-PATIENT_PHONE = "(201)555-0123"
-PATIENT_E164 = "+12015550123"
+#: A fictional number (555-0100..0199) drawn per run: repeated demos against services that stay up would
+#: otherwise reach the product's per-number cap (6 texts in 72 hours) and the confirmation would be skipped.
+_LINE = f"01{secrets.randbelow(100):02d}"
+PATIENT_PHONE = f"(201)555-{_LINE}"
+PATIENT_E164 = f"+1201555{_LINE}"
 
 
 @dataclass

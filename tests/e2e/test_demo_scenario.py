@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from local.demo import PATIENT_E164
+
 pytestmark = pytest.mark.integration
 
 
@@ -27,7 +29,7 @@ def test_s12_is_acknowledged_and_stored_without_phi(demo):
     assert stored["duration_minutes"] == 30
     assert stored["provider_ehr_id"] == "E1001"
     assert stored["department"] == "IM"
-    assert "5550123" not in str(stored)  # the number lives only in contacts
+    assert PATIENT_E164[-7:] not in str(stored)  # the number lives only in contacts
     assert "PATIENT" not in str(stored)
     assert result.contact_ttl and result.contact_ttl > 0
 
@@ -41,7 +43,7 @@ def test_confirmation_then_exactly_one_reminder_then_one_cancellation(demo):
         for t in result.texts
     ]
     assert kinds == ["booked", "reminder", "cancelled"]
-    assert all(t["to"] == "+12015550123" for t in result.texts)
+    assert all(t["to"] == PATIENT_E164 for t in result.texts)
     assert result.texts_after_cancel_timer == 0
 
 
@@ -85,4 +87,4 @@ def test_trace_is_readable(demo):
     _, trace = demo
     for step in range(1, 8):
         assert f"== {step}. " in trace
-    assert "+12015550123" not in trace  # numbers are masked in the trace
+    assert PATIENT_E164 not in trace  # numbers are masked in the trace

@@ -18,6 +18,7 @@ import re
 import azure.functions as func
 import pytest
 
+from local import demo
 from local.siu_builder import siu
 from tests.conftest import ROOT, SAMPLES
 from tests.support.calls import post_hl7
@@ -25,8 +26,8 @@ from tests.support.environments import make_environment
 
 pytestmark = pytest.mark.integration
 
-DEMO_PHONE = "(201)555-0123"
-DEMO_PHONES = [DEMO_PHONE, "+12015550123", "2015550123", "555-0123"]
+DEMO_PHONE = demo.PATIENT_PHONE
+DEMO_PHONES = [DEMO_PHONE, demo.PATIENT_E164, demo.PATIENT_E164[2:], demo.PATIENT_PHONE[5:]]
 DEMO_NAMES = ["PATIENT^DEMO", "CLINICIAN^DEMO"]
 DEMO_SEGMENTS = ["MSH|^~\\&|SCHED", "PID|1||Z999001", "Z999001", "1 MAIN ST", "SCH||", "PV1||O", "AIP|1||"]
 GENERIC = [
