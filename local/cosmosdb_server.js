@@ -124,6 +124,13 @@ const batchDocuments = require(path.join(root, "handler", "batch-documents"));
 const originalBatch = batchDocuments.default;
 const json = require(path.join(root, "json")).default;
 
+const getValue = require(path.join(root, "utils", "get-value")).default;
+
+// The keys under which the package's unique-key index finds one stored document.
+function indexKeys(items, doc) {
+  const partition = items._getPartition(doc);
+  return items._uniqueKeyPaths.map(keyPath => items._getId(keyPath, getValue(keyPath.slice(1).split("/"), doc), partition));
+}
 
 batchDocuments.default = async (account, req, res, params) => {
   const operations = await json(req);
@@ -141,19 +148,28 @@ batchDocuments.default = async (account, req, res, params) => {
     }
     if (op && op.partitionKey === undefined) op.partitionKey = JSON.stringify([partition]);
   }
-  // All-or-nothing: remember the partition's documents and restore them when an operation fails.
+  // All-or-nothing: remember the partition's documents (only those: copying the whole collection made each
+  // batch cost grow with everything stored) and restore them when an operation fails.
+  const inPartition = partitionIndex(documents, partition);
   const saved = {
-    data: new Map(documents._data),
-    index: new Map(documents._index),
+    items: new Map([...inPartition].filter(rid => documents._data.has(rid)).map(rid => [rid, documents._data.get(rid)])),
     rids: documents._ridCount,
-    partition: new Set(partitionIndex(documents, partition)),
+    partition: new Set(inPartition),
   };
   req.body = operations;
   const results = await originalBatch(account, req, res, params);
   const failedAt = Array.isArray(results) ? results.findIndex(r => r.statusCode >= 400 && r.statusCode !== 424) : -1;
   if (failedAt >= 0) {
-    documents._data = saved.data;
-    documents._index = saved.index;
+    for (const rid of partitionIndex(documents, partition)) {
+      const item = documents._data.get(rid);
+      if (!item) continue;
+      for (const key of indexKeys(documents, item.read())) documents._index.delete(key);
+      documents._data.delete(rid);
+    }
+    for (const [rid, item] of saved.items) {
+      documents._data.set(rid, item);
+      for (const key of indexKeys(documents, item.read())) documents._index.set(key, rid);
+    }
     documents._ridCount = saved.rids;
     documents._byPartition.set(partition, saved.partition);
     return results.map((r, i) => (i === failedAt ? r : { statusCode: 424, requestCharge: 0 }));
