@@ -46,9 +46,10 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     from lib.config.access import Forbidden
     from lib.config.approvals import ApprovalFailed
     from lib.config.certificates import CertificateRefused
-    from lib.config.environments import ConfigurationRefused, EditConflict, NotFound
+    from lib.config.environments import ConfigurationRefused, EditConflict, EnvironmentExists, NotFound
     from lib.config.phone_numbers import PhoneNumberError
     from lib.config.writeback_failures import ReplayRefused
+    from lib.store.environments import ConfigurationConflict
     from lib.store.errors import StoreUnavailable
 
     correlation = correlation_id(req)
@@ -63,10 +64,21 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
                        code="INVALID", errors=[{"field": p.field, "message": p.message} for p in exc.problems])
     except NotFound as exc:
         return problem(404, "Not found", f"No environment '{exc}'.", correlation=correlation, code="NOT_FOUND")
-    except EditConflict:
+    except EditConflict as exc:
+        if not exc.stale:  # sent without If-Match and re-applied, but it kept losing the race
+            return problem(409, "Changed by someone else", EditConflict.BUSY, correlation=correlation,
+                           code="BUSY_CONFLICT")
         return problem(412, "Changed by someone else", "This environment was changed by someone else since you "
                        "read it (If-Match no longer matches its ETag); nothing was saved. GET it again, then "
                        "reapply your change.", correlation=correlation, code="EDIT_CONFLICT")
+    except EnvironmentExists as exc:
+        return problem(409, "Already exists", f"An environment '{exc}' already exists; nothing was saved. Choose "
+                       "another ID, or PATCH that environment to change it.", correlation=correlation,
+                       code="ALREADY_EXISTS", errors=[{"field": "id", "message": f"an environment '{exc}' already "
+                                                                                 "exists"}])
+    except ConfigurationConflict as exc:
+        return problem(422, "Not valid", refused, correlation=correlation, code="INVALID",
+                       errors=[{"field": "fhir_base_urls", "message": str(exc)}])
     except CertificateRefused as exc:
         return problem(422, "Certificate refused", exc.reason, correlation=correlation, code="CERTIFICATE_REFUSED",
                        errors=[{"field": "certificate", "message": exc.reason}])
@@ -382,20 +394,22 @@ def config_sms(req: func.HttpRequest) -> func.HttpResponse:
     """Change an environment's SMS settings and consents (Admin; body ``SmsChange``); every rule of
     ``lib/sms/configuration.py`` is checked before anything is stored."""
     def run() -> func.HttpResponse:
-        from lib.config.environments import EditConflict
-        from lib.config.sms import SmsChange, apply_sms_change
+        from lib.config.sms import SmsChange, apply_sms_change, sms_change_summary
         from lib.config.views import environment_view
 
         principal = authorize(req, ADMIN, change=True)
         portal = services().portal
         env_id = req.route_params.get("environmentId", "")
-        current, version = portal.environments.get_versioned(env_id)
-        expected = _if_match(req)
-        if expected is not None and expected != version:
-            raise EditConflict(env_id)
-        after = apply_sms_change(current, _model(SmsChange, json_body(req)), principal,
-                                 now=services().clock.now())
-        portal.environments.replace_checked(current, after, principal, action="sms.update", version=version)
+        change = _model(SmsChange, json_body(req))
+        now = services().clock.now()
+
+        def applied(current: Any) -> Any:  # re-applied on the newest version when sent without If-Match
+            after = apply_sms_change(current, change, principal, now=now)
+            portal.environments.check(current, after)
+            return after
+
+        portal.environments.modify(env_id, applied, principal, action="sms.update", version=_if_match(req),
+                                   summary=sms_change_summary)
         stored, version = portal.environments.get_versioned(env_id)
         return _json(environment_view(stored, portal), req=req, etag=version)
     return _call(req, run)

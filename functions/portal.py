@@ -74,11 +74,13 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     """Run a page action; map every failure to a page that says what to do (never a bare 500)."""
     from lib.config.access import Forbidden
     from lib.config.approvals import ApprovalFailed
-    from lib.config.environments import NotFound
+    from lib.config.environments import ConfigurationRefused, EditConflict, EnvironmentExists, NotFound
     from lib.config.phone_numbers import PhoneNumberError
     from lib.config.writeback_failures import ReplayRefused
+    from lib.store.environments import ConfigurationConflict
     from lib.store.errors import StoreUnavailable
 
+    back = _environment_url(req.route_params.get("environmentId", ""))
     try:
         return action()
     except Denied as exc:
@@ -105,6 +107,18 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
         return _error(req, _quiet_principal(req), exc.status, "Not replayed", exc.reason, exc.code,
                       next_link=_failures_url(req.route_params.get("environmentId", "")),
                       next_text="Back to the write-back failures")
+    except EditConflict as exc:  # a button (disable, certificate...) whose change kept losing the race
+        return _error(req, _quiet_principal(req), 409, "Changed by someone else",
+                      EditConflict.MESSAGE if exc.stale else EditConflict.BUSY, "EDIT_CONFLICT",
+                      next_link=back, next_text="Back to the environment")
+    except EnvironmentExists as exc:
+        return _error(req, _quiet_principal(req), 409, "Already exists",
+                      f"An environment '{exc}' already exists; nothing was saved.", "ALREADY_EXISTS",
+                      next_link=_environment_url(str(exc)), next_text="Open it")
+    except (ConfigurationConflict, ConfigurationRefused) as exc:
+        detail = str(exc) if isinstance(exc, ConfigurationConflict) else "; ".join(p.message for p in exc.problems)
+        return _error(req, _quiet_principal(req), 422, "Not saved", detail, "INVALID", next_link=back,
+                      next_text="Back to the environment")
     except StoreUnavailable:
         return _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
@@ -112,6 +126,10 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
         log.error("portal page failed type=%s correlation=%s", type(exc).__name__, correlation_id(req))
         return _error(req, _quiet_principal(req), 500, "Something went wrong",
                       "Nothing was changed. Give the reference below to your IT team.", "INTERNAL_ERROR")
+
+
+def _environment_url(env_id: str) -> str:
+    return f"/api/portal/environments/{urllib.parse.quote(env_id)}" if env_id else "/api/portal/environments"
 
 
 def _quiet_principal(req: func.HttpRequest) -> Any:
@@ -261,6 +279,7 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
         EditConflict,
         EnvironmentChange,
         EnvironmentCreate,
+        EnvironmentExists,
         Problem,
     )
     from lib.config.forms import FormProblem, defaults, parse_form
@@ -288,10 +307,15 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
     except ConfigurationRefused as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
                                  problems=_problems(exc), raw=raw, status=422, version=version)
-    except EditConflict:
+    except EditConflict as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
-                                 problems=[Problem("reload", EditConflict.MESSAGE)], raw=raw, status=409,
-                                 version=version)
+                                 problems=[Problem("reload", EditConflict.MESSAGE if exc.stale else EditConflict.BUSY)],
+                                 raw=raw, status=409, version=version)
+    except EnvironmentExists as exc:  # also a double-clicked Save: the first click created it
+        return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
+                                 problems=[Problem("id", f"An environment '{exc}' already exists: open it from the "
+                                                         "list of environments, or choose another ID.")],
+                                 raw=raw, status=409, version=version)
     return _redirect(f"/api/portal/environments/{saved.id}?saved=1")
 
 
@@ -932,5 +956,6 @@ def portal_writeback_replay(req: func.HttpRequest) -> func.HttpResponse:
                     raise
                 return _failures_page(req, principal, env_id, status=409, checked=event_id,
                                       problems=[Problem(f"checked-{event_id}", exc.reason)])
-        return _redirect(_failures_url(env_id) + "?" + urllib.parse.urlencode({"replay": result.audit_id or "none"}))
+        return _redirect(_failures_url(env_id) + "?" + urllib.parse.urlencode(
+            {"replay": result.audit_id if result.outcomes else "none"}))
     return _guarded(req, run)

@@ -219,41 +219,50 @@ class CertificateAdmin:
         return [info for info in (parse_stored(text) for text in config.hl7_certificates) if info]
 
     def add(self, environment_id: str, data: bytes, actor: Any) -> CertificateInfo:
-        """Check and add an uploaded certificate.
+        """Check and add an uploaded certificate. The write is ETag-guarded; when another change of the
+        environment wins the race, the certificate is added to the newest list (its checks, and the cap of
+        :data:`MAX_CERTIFICATES`, run again on it).
 
         Raises:
-            NotFound (lib.config.environments), CertificateRefused.
+            NotFound (lib.config.environments), CertificateRefused, EditConflict: lost the race every time.
         """
-        config = self._admin.get(environment_id)
+        self._admin.get(environment_id)  # an unknown environment is named before the file is judged
         info = parse_upload(data, now=self._clock.now())
-        present = self.listed(config)
-        if any(p.thumbprint_sha256 == info.thumbprint_sha256 for p in present):
-            raise CertificateRefused("This certificate is already configured for the environment.")
-        if len(config.hl7_certificates) >= MAX_CERTIFICATES:
-            raise CertificateRefused(f"The environment already has {MAX_CERTIFICATES} certificates (the most, for a "
-                                     "rotation). Remove the one being replaced first.")
-        after = dataclasses.replace(config, hl7_certificates=(*config.hl7_certificates, info.pem))
-        self._admin.store(config, after, actor, action="certificate.add",
-                          summary=f"added HL7 certificate {info.subject} (SHA-256 {info.thumbprint_sha256})")
+
+        def added(config: Any) -> Any:
+            if any(p.thumbprint_sha256 == info.thumbprint_sha256 for p in self.listed(config)):
+                raise CertificateRefused("This certificate is already configured for the environment.")
+            if len(config.hl7_certificates) >= MAX_CERTIFICATES:
+                raise CertificateRefused(f"The environment already has {MAX_CERTIFICATES} certificates (the most, "
+                                         "for a rotation). Remove the one being replaced first.")
+            return dataclasses.replace(config, hl7_certificates=(*config.hl7_certificates, info.pem))
+
+        self._admin.modify(environment_id, added, actor, action="certificate.add",
+                           summary=f"added HL7 certificate {info.subject} (SHA-256 {info.thumbprint_sha256})")
         return info
 
     def remove(self, environment_id: str, thumbprint_id: str, actor: Any) -> CertificateInfo:
-        """Remove the certificate whose thumbprint (plain hex) is ``thumbprint_id``.
+        """Remove the certificate whose thumbprint (plain hex) is ``thumbprint_id`` (from the newest version, as
+        :meth:`add`).
 
         Raises:
-            NotFound (lib.config.environments), CertificateRefused: no such certificate.
+            NotFound (lib.config.environments), CertificateRefused: no such certificate. EditConflict.
         """
-        config = self._admin.get(environment_id)
-        keep, removed = [], None
-        for text in config.hl7_certificates:
-            info = parse_stored(text)
-            if info and info.thumbprint_id == thumbprint_id.lower():
-                removed = info
-            else:
-                keep.append(text)
-        if removed is None:
-            raise CertificateRefused("No certificate with this thumbprint is configured for the environment.")
-        after = dataclasses.replace(config, hl7_certificates=tuple(keep))
-        self._admin.store(config, after, actor, action="certificate.remove",
-                          summary=f"removed HL7 certificate {removed.subject} (SHA-256 {removed.thumbprint_sha256})")
-        return removed
+        found: list[CertificateInfo] = []
+
+        def removed(config: Any) -> Any:
+            keep, found[:] = [], []
+            for text in config.hl7_certificates:
+                info = parse_stored(text)
+                if info and info.thumbprint_id == thumbprint_id.lower():
+                    found.append(info)
+                else:
+                    keep.append(text)
+            if not found:
+                raise CertificateRefused("No certificate with this thumbprint is configured for the environment.")
+            return dataclasses.replace(config, hl7_certificates=tuple(keep))
+
+        self._admin.modify(environment_id, removed, actor, action="certificate.remove",
+                           summary=lambda _b, _a: f"removed HL7 certificate {found[0].subject} "
+                                                  f"(SHA-256 {found[0].thumbprint_sha256})")
+        return found[0]
