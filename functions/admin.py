@@ -45,6 +45,7 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     detail of a 422 (a route that saves nothing says so differently)."""
     from lib.config.access import Forbidden
     from lib.config.approvals import ApprovalFailed
+    from lib.config.audit import AuditQueryRefused
     from lib.config.certificates import CertificateRefused
     from lib.config.environments import ConfigurationRefused, EditConflict, EnvironmentExists, NotFound
     from lib.config.phone_numbers import PhoneNumberError
@@ -88,6 +89,9 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
         return problem(exc.status, "Phone numbers", exc.reason, correlation=correlation, code=exc.code)
     except ReplayRefused as exc:
         return problem(exc.status, "Not replayed", exc.reason, correlation=correlation, code=exc.code)
+    except AuditQueryRefused as exc:
+        return problem(422, "Not valid", "A query parameter is not valid; nothing was read.", correlation=correlation,
+                       code="INVALID_QUERY", errors=[{"field": p.split(":")[0], "message": p} for p in exc.problems])
     except StoreUnavailable:
         return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")
@@ -165,9 +169,12 @@ def config_environment(req: func.HttpRequest) -> func.HttpResponse:
         principal = authorize(req, ADMIN, change=True)
         body = _model(EnvironmentChange, json_body(req),
                       explain=lambda sent, exc: portal.environments.refusal(sent, exc, environment_id=env_id))
-        portal.environments.update(env_id, body, principal, version=_if_match(req))
+        _, revoked = portal.environments.edit(env_id, body, principal, version=_if_match(req))
         changed, version = portal.environments.get_versioned(env_id)
-        return _json(environment_view(changed, portal), req=req, etag=version)
+        # A change of kind or client ID revokes the URL's approval: say so, and who must renew it.
+        answer = {**environment_view(changed, portal),
+                  "approvalsRevoked": [{"url": r.url, "approver": r.approver, "message": r.message} for r in revoked]}
+        return _json(answer, req=req, etag=version)
     return _call(req, run)
 
 
@@ -264,15 +271,22 @@ def config_records(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="config/audit", methods=["GET"], auth_level=ANON)
 @observed("config_audit")
 def config_audit(req: func.HttpRequest) -> func.HttpResponse:
-    """The newest changes first (Admin); ``?environmentId=`` for one environment."""
+    """One page of changes, newest first (Admin): ``?environmentId=`` one environment, ``from`` / ``to`` a date
+    range, ``limit`` (1-200, default 50); the next (older) page is the ``Link: <...>; rel="next"`` header."""
     def run() -> func.HttpResponse:
+        import urllib.parse
+
+        from lib.config.audit import AuditQuery
         from lib.config.views import audit_view
 
         authorize(req, ADMIN)
-        audit = services().portal.audit
-        env_id = req.params.get("environmentId")
-        entries = audit.for_environment(env_id) if env_id else audit.recent()
-        return _json([audit_view(e) for e in entries], req=req)
+        params = dict(req.params)
+        page = services().portal.audit.page(AuditQuery.parse(params))
+        answer = _json([audit_view(e) for e in page.entries], req=req)
+        if page.older:
+            older = urllib.parse.urlencode({**params, "before": page.older})
+            answer.headers["Link"] = f'</api/config/audit?{older}>; rel="next"'
+        return answer
     return _call(req, run)
 
 

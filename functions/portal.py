@@ -234,7 +234,7 @@ def portal_signout(req: func.HttpRequest) -> func.HttpResponse:
 def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, values: dict[str, Any],
                       env_id: str | None = None, problems: list[Any] | None = None,
                       raw: dict[str, str] | None = None, status: int = 200,
-                      version: str | None = None) -> func.HttpResponse:
+                      version: str | None = None, revoked: list[Any] | None = None) -> func.HttpResponse:
     from lib.config.forms import form_fields
 
     errors: dict[str, str] = {}
@@ -247,7 +247,7 @@ def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, 
     conflict = any(p.field == "reload" for p in problems or [])
     return _page(req, "portal/environment_form.html", principal, status, title=title, fields=fields, action=action,
                  cancel=cancel, problems=problems or [], section="environments", version=version,
-                 reload_url=f"/api/portal/environments/{env_id}/edit" if conflict else None)
+                 reload_url=f"/api/portal/environments/{env_id}/edit" if conflict else None, revoked=revoked or [])
 
 
 @bp.function_name("portal_environments")
@@ -275,6 +275,7 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
     from pydantic import ValidationError
 
     from lib.config.environments import (
+        ApprovalWouldBeRevoked,
         ConfigurationRefused,
         EditConflict,
         EnvironmentChange,
@@ -298,8 +299,12 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
             raise portal.environments.refusal(body, exc, environment_id=None if creating else env_id) from None
         if creating:
             saved = portal.environments.create(typed, principal)
-        else:
-            saved = portal.environments.update(env_id or "", typed, principal, version=version)
+        else:  # a change that stops launches (approval revoked) is saved only once confirmed
+            saved, _ = portal.environments.edit(env_id or "", typed, principal, version=version,
+                                                confirm_revoke=_first(form, "confirm_revoke") == "yes")
+    except ApprovalWouldBeRevoked as exc:
+        return _environment_form(req, principal, creating=creating, values=values, env_id=env_id, raw=raw,
+                                 version=version, revoked=exc.revoked)
     except FormProblem as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
                                  problems=[Problem(exc.field, exc.message)], raw=raw or None, status=422,
@@ -506,17 +511,35 @@ def portal_records(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="portal/audit", methods=["GET"], auth_level=ANON)
 @observed("portal_audit")
 def portal_audit(req: func.HttpRequest) -> func.HttpResponse:
-    """Every change, newest first (Admin); ``?environmentId=`` for one environment."""
+    """Every change, newest first, a page at a time with "Older" (Admin); ``?environmentId=`` one environment,
+    ``from`` / ``to`` a date range (the filter form)."""
     def run() -> func.HttpResponse:
+        from lib.config.audit import AuditQuery, AuditQueryRefused
         from lib.config.views import audit_view
 
         principal = authorize(req, ADMIN)
-        audit = services().portal.audit
-        env_id = req.params.get("environmentId")
-        entries = audit.for_environment(env_id) if env_id else audit.recent()
-        return _page(req, "portal/audit.html", principal, title="Audit trail",
-                     audit=[audit_view(e) for e in entries], section="audit")
+        params = {k: v for k, v in req.params.items() if k in ("environmentId", "from", "to", "limit", "before")}
+        shown = {k: v for k, v in params.items() if k != "before"}
+        try:
+            query = AuditQuery.parse(params)
+        except AuditQueryRefused as exc:
+            return _page(req, "portal/audit.html", principal, 400, title="Audit trail", audit=[], section="audit",
+                         filters=shown, problems=[_AuditProblem(p) for p in exc.problems])
+        page = services().portal.audit.page(query)
+        older = ("/api/portal/audit?" + urllib.parse.urlencode({**shown, "before": page.older})) if page.older else None
+        newest = ("/api/portal/audit?" + urllib.parse.urlencode(shown)) if query.before else None
+        return _page(req, "portal/audit.html", principal, title="Audit trail", section="audit", filters=shown,
+                     audit=[audit_view(e) for e in page.entries], older=older, newest=newest)
     return _guarded(req, run)
+
+
+class _AuditProblem:
+    """A refused filter of the audit page, shaped like a form problem (its field's input ID and the message)."""
+
+    def __init__(self, text: str) -> None:
+        name = text.split(":")[0]
+        self.field = {"from": "from", "to": "to"}.get(name, "environmentId" if name == "environmentId" else "from")
+        self.message = text
 
 
 # ---- approvals -----------------------------------------------------------------------------------------------

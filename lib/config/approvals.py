@@ -8,10 +8,35 @@ fingerprint no longer matches and the URL cannot be launched against until it is
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from lib.models import EnvironmentConfig, UrlReview, iso
+
+
+@dataclass(frozen=True)
+class RevokedApproval:
+    """A URL that was approved before a change and is not after it (its kind or Epic client ID changed): every
+    launch against it is refused until ``approver`` (``None``: nobody is named yet) approves it again."""
+
+    url: str
+    approver: str | None
+
+    @property
+    def message(self) -> str:
+        """What the admin must know and do next (safe to show)."""
+        if self.approver:
+            return (f"Launches against {self.url} are refused until {self.approver} signs in to Epic and approves "
+                    "it again (portal: Approvals).")
+        return (f"Launches against {self.url} are refused until it is approved again, and no approver is named for "
+                "it: name one under Edit settings, Approvers; they then sign in to Epic and approve it.")
+
+
+def revoked_approvals(before: EnvironmentConfig, after: EnvironmentConfig) -> list[RevokedApproval]:
+    """The URLs approved in ``before`` that ``after`` still lists but no longer counts as approved."""
+    return [RevokedApproval(url, after.approvers.get(url)) for url in before.fhir_base_urls
+            if before.url_approved(url) and url in after.fhir_base_urls and not after.url_approved(url)]
 
 
 def approval(config: EnvironmentConfig, url: str, *, by_id: str, by_name: str, at: datetime,

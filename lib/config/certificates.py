@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -28,6 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 MAX_BYTES = 64 * 1024
 MAX_CERTIFICATES = 2
+#: A certificate with fewer days left is accepted with a warning and marked on the portal's pages and in the
+#: readiness details (docs/operations.md "Certificate expiry").
+EXPIRY_WARNING_DAYS = 30
 _MIN_RSA_BITS = 2048
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 _PRIVATE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----")
@@ -85,6 +88,40 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
         issuer=cert.issuer.rfc4514_string() or "(empty issuer)",
         thumbprint_sha256=":".join(digest[i:i + 2] for i in range(0, len(digest), 2)),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, key=key)
+
+
+def days_left(info: CertificateInfo, now: datetime) -> int:
+    """Days until ``info`` expires, counting a started day (4 days and 2 hours: 5); 0 or less once expired."""
+    return -((now - info.not_after) // timedelta(days=1))
+
+
+def expiry_warning(info: CertificateInfo, now: datetime) -> str | None:
+    """What to tell the admin about a certificate that expires within :data:`EXPIRY_WARNING_DAYS` (or has
+    expired); ``None`` when it has longer."""
+    if info.not_after - now >= timedelta(days=EXPIRY_WARNING_DAYS):
+        return None
+    left = days_left(info, now)
+    when = f"{info.not_after:%Y-%m-%d %H:%M} UTC"
+    if info.not_after <= now:
+        return (f"The certificate {info.subject} expired on {when}: every HL7 request signed with it is refused. "
+                "Upload the interface engine's current certificate.")
+    span = f"{left} day" + ("s" if left != 1 else "")
+    return (f"The certificate {info.subject} expires in {span} ({when}): from then on every HL7 request signed "
+            "with it is refused and no text is sent. Ask the interface engine team for its successor and upload "
+            "it now (two certificates may be configured during the switch).")
+
+
+def soonest_expiry(texts: Any, now: datetime) -> tuple[int, str] | None:
+    """``(days left, subject)`` of the stored certificate that expires first, when it is within
+    :data:`EXPIRY_WARNING_DAYS` (expired ones included, as negative days); else ``None``. When two are
+    configured (a rotation), the one that expires *last* decides: the feed stops only when both have."""
+    infos = [info for info in (parse_stored(t) for t in texts or ()) if info]
+    if not infos:
+        return None
+    latest = max(infos, key=lambda i: i.not_after)
+    if latest.not_after - now >= timedelta(days=EXPIRY_WARNING_DAYS):
+        return None
+    return days_left(latest, now), latest.subject
 
 
 def parse_stored(text: str) -> CertificateInfo | None:

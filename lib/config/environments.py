@@ -24,7 +24,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from lib.config.access import Principal
-from lib.config.approvals import with_summary
+from lib.config.approvals import RevokedApproval, revoked_approvals, with_summary
 from lib.config.audit import AuditLog, changed_fields
 from lib.models import DEFAULT_WRITEBACK_HORIZON_MINUTES, EnvironmentConfig, SmsSettings, writeback_settings_problems
 from lib.sms.configuration import sms_problems
@@ -97,6 +97,15 @@ class ConfigurationRefused(Exception):
 
 class NotFound(Exception):
     """No environment with that ID."""
+
+
+class ApprovalWouldBeRevoked(Exception):
+    """The change would revoke the approval of ``revoked`` (every launch against them would be refused) and was
+    not confirmed: nothing was written. The form asks "save anyway?"."""
+
+    def __init__(self, revoked: list[RevokedApproval]) -> None:
+        super().__init__("; ".join(r.message for r in revoked))
+        self.revoked = revoked
 
 
 class EditConflict(Exception):
@@ -328,7 +337,15 @@ class EnvironmentAdmin:
 
     def update(self, environment_id: str, change: dict[str, Any], actor: Principal, *,
                action: str = "environment.update", version: str | None = None) -> EnvironmentConfig:
-        """Apply a validated :data:`EnvironmentChange` body (only the fields given).
+        """:meth:`edit` without the revoked approvals (they are allowed)."""
+        return self.edit(environment_id, change, actor, action=action, version=version)[0]
+
+    def edit(self, environment_id: str, change: dict[str, Any], actor: Principal, *,
+             action: str = "environment.update", version: str | None = None,
+             confirm_revoke: bool = True) -> tuple[EnvironmentConfig, list[RevokedApproval]]:
+        """Apply a validated :data:`EnvironmentChange` body (only the fields given); the saved environment and
+        the approvals the change revoked (``confirm_revoke=False``: refuse such a change instead, see
+        :class:`ApprovalWouldBeRevoked`).
 
         Approvals of removed URLs are dropped; an approval whose URL's kind or client ID changed stops counting
         (its fingerprint differs) until the analyst approves again. With ``version`` (the one the editor read)
@@ -336,8 +353,10 @@ class EnvironmentAdmin:
         re-applied (up to :data:`ATTEMPTS` times) when another save wins the race: it changes only its fields.
 
         Raises:
-            NotFound, ConfigurationRefused, EditConflict.
+            NotFound, ConfigurationRefused, EditConflict, ApprovalWouldBeRevoked.
         """
+        revoked: list[RevokedApproval] = []
+
         def apply(current: EnvironmentConfig) -> EnvironmentConfig:
             stored, reset = without_broken_values(current.to_doc(), keep=set(change))
             config = self._validated({**stored, **change})
@@ -347,6 +366,9 @@ class EnvironmentAdmin:
                 if "approvers" not in change else config.approvers)
             self._check(config, new_urls=set(config.fhir_base_urls) - set(current.fhir_base_urls))
             config = with_summary(config)
+            revoked[:] = revoked_approvals(current, config)
+            if revoked and not confirm_revoke:
+                raise ApprovalWouldBeRevoked(list(revoked))
             notes.clear()
             if reset:  # say so in the audit trail: the user did not send these
                 fields = changed_fields(current.to_doc(), config.to_doc())
@@ -354,8 +376,9 @@ class EnvironmentAdmin:
             return config
 
         notes: list[str] = []
-        return self.modify(environment_id, apply, actor, action=action, version=version,
-                           summary=lambda _before, _after: notes[0] if notes else None)
+        saved = self.modify(environment_id, apply, actor, action=action, version=version,
+                            summary=lambda _before, _after: notes[0] if notes else None)
+        return saved, revoked
 
     def modify(self, environment_id: str, change: Callable[[EnvironmentConfig], EnvironmentConfig],
                actor: Principal, *, action: str,

@@ -222,6 +222,14 @@ class EnvironmentRepository:
             return [str(i) for i in self._container.query_items("SELECT VALUE c.id FROM c",
                                                                  enable_cross_partition_query=True)]
 
+    def certificates(self) -> dict[str, list[str]]:
+        """Every environment's ID and its stored HL7 certificates: a projection (the readiness check reports
+        certificates close to expiry on every probe, without reading the rest of the configuration)."""
+        with translated_errors():
+            rows = self._container.query_items("SELECT c.id, c.hl7_certificates FROM c",
+                                               enable_cross_partition_query=True)
+            return {str(r["id"]): list(r.get("hl7_certificates") or ()) for r in rows}
+
     def preload(self) -> list[EnvironmentConfig]:
         """Read up to :data:`CACHE_SIZE` environments into the cache (one query; the warm-up at instance
         start) and return them. Bounded, like the cache: a store holding more (a shared test server) is not
@@ -248,8 +256,9 @@ class EnvironmentRepository:
         holder = self._route(key, iss)
         if holder:
             config = self.get(holder)
-            return config if config is not None and iss in config.fhir_base_urls else None
-        for config in self._cached_all():
+            if config is not None and iss in config.fhir_base_urls:
+                return config
+        for config in self._cached_all():  # unclaimed, or a stale claim: an environment saved before claims
             if iss in config.fhir_base_urls:
                 return config
         return None

@@ -25,7 +25,7 @@ from lib.web.strings import accept_language, languages, local_datetime, local_ti
 ACS_CONNECT_SOURCES = ("https://*.microsoft.com", "wss://*.microsoft.com", "https://*.skype.com",
                        "wss://*.skype.com", "https://*.communication.azure.com")
 #: The problem states a visit page can show instead of a visit (link, visit or service problems).
-PROBLEMS = ("invalid", "expired", "cancelled", "busy")
+PROBLEMS = ("invalid", "expired", "cancelled", "busy", "unavailable")
 PING_PATH = "/api/devicetest/ping"
 PAYLOAD_PATH = "/api/devicetest/payload"
 
@@ -95,7 +95,7 @@ def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | 
         events_url=f"./{context.token}/events" if context.token and not problem else "",
         call_url=f"./{context.token}/call" if context.token and not problem else "",
     )
-    status = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503}.get(phase, 200)
+    status = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503, "unavailable": 403}.get(phase, 200)
     headers = {**PERMISSIONS, **({"Retry-After": "30"} if phase == "busy" else {})}
     return render("patient/visit.html", page, status=status, headers=headers,
                   policy=content_security_policy(calls=phase == "open", frame_ancestors=frame_ancestors))

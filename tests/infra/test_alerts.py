@@ -22,6 +22,7 @@ EXPECTED_LOG_ALERTS = {
     "hl7-control-id-reused": (metrics.HL7_CONTROL_ID_REUSED, "HL7 control ID reused"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
     "writeback-failures": (metrics.WRITEBACKS, "Write-back failures"),
+    "certificate-expiry": (metrics.CERTIFICATE_DAYS_LEFT, "HL7 certificate expiring"),
 }
 
 
