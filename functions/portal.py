@@ -524,6 +524,7 @@ def portal_audit(req: func.HttpRequest) -> func.HttpResponse:
             query = AuditQuery.parse(params)
         except AuditQueryRefused as exc:
             return _page(req, "portal/audit.html", principal, 400, title="Audit trail", audit=[], section="audit",
+                         older=None, newest=None,
                          filters=shown, problems=[_AuditProblem(p) for p in exc.problems])
         page = services().portal.audit.page(query)
         older = ("/api/portal/audit?" + urllib.parse.urlencode({**shown, "before": page.older})) if page.older else None

@@ -73,10 +73,10 @@ def test_the_api_pages_through_every_entry_newest_first(admin: PortalUser, trail
 
 def test_a_date_range_selects_the_entries_of_those_days(admin: PortalUser, trail: tuple[str, list[str]]) -> None:
     env_id, _ = trail
-    day = (START + timedelta(days=2)).date().isoformat()  # entries 48..71 (hours 48 to 71): 24 entries
+    day = (START + timedelta(days=2)).date().isoformat()  # 2025-03-03: entries 39 (00:00) to 62 (23:00)
     answer = admin.get(f"/api/config/audit?environmentId={env_id}&from={day}&to={day}&limit=200")
     assert answer.status_code == 200 and "Link" not in answer.headers
-    assert {e["summary"] for e in answer.json()} == {f"change {i:03d}" for i in range(48, 72)}
+    assert {e["summary"] for e in answer.json()} == {f"change {i:03d}" for i in range(39, 63)}
     exact = admin.get(f"/api/config/audit?environmentId={env_id}&from={day}T10:00:00Z&to={day}T11:00:00Z")
     assert [e["summary"] for e in exact.json()] == ["change 050", "change 049"]  # to is inclusive
 
@@ -130,3 +130,10 @@ def test_a_page_is_read_with_a_top_query_not_the_whole_trail(app: Any, trail: tu
         del container.query_items
     assert len(page.entries) == 10 and page.older
     assert read == [11]  # one more than the page, to know whether an older page exists
+
+
+def test_a_bad_filter_on_the_portal_page_is_named_in_the_error_summary(admin: PortalUser) -> None:
+    page = admin.get("/api/portal/audit?from=yesterday&environmentId=x")
+    assert page.status_code == 400
+    assert 'href="#from">from: a date (2026-01-31)' in page.text
+    assert 'value="yesterday"' in page.text  # what was typed stays in the filter

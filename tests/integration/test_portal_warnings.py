@@ -118,4 +118,4 @@ def test_readiness_names_environments_whose_certificate_ends_within_30_days(app:
     assert check.status == "ok"  # a warning: the app still serves everything
     expiring = check.data["certificatesExpiringSoon"]
     assert expiring[soon.id] == 12 and fine.id not in expiring
-    assert metrics.snapshot()[(metrics.CERTIFICATE_DAYS_LEFT, (("environment", soon.id),))] == 12
+    assert metrics.snapshot()[metrics.CERTIFICATE_DAYS_LEFT][(("environment", soon.id),)] == 12
