@@ -32,8 +32,7 @@ SMS_LABELS: dict[str, str] = {
     "consented_at": "Consents given at",
 }
 #: Labels of problems that concern no single setting.
-_OTHER_LABELS = {"sms": "Text messages", "consents": "Consents", "reload": "Saved by someone else",
-                 "body": "Request body"}
+_OTHER_LABELS = {"sms": "Text messages", "consents": "Consents", "reload": "", "body": "Request body"}
 #: Elements of the SMS page a problem can point at, other than the inputs named like their setting.
 _SMS_ANCHORS = {"sms": "enabled", "sender": "sender-heading", "templates": "templates", "display_name": "templates",
                 "consents": "consents", "reload": "reload", "confirm_booked": "confirm_booked",
@@ -46,7 +45,7 @@ _SMS_INPUTS = frozenset({"enabled", "reminder_offsets_minutes", "quiet_hours", "
 def label(field: str) -> str:
     """The label the portal shows for a problem's field path (``sms.per_number_cap`` -> "Most texts to one
     phone number"); a path without one is shown as words (``hl7_sending_facilities`` -> "Hl7 sending
-    facilities")."""
+    facilities"); ``""`` for a problem that is a whole sentence on its own (``reload``)."""
     head, _, rest = field.partition(".")
     if head == "sms" and rest:
         return SMS_LABELS.get(rest.split(".")[0], rest.split(".")[0].replace("_", " ").capitalize())
@@ -91,7 +90,8 @@ def shown(problems: Iterable[Problem], *, anchor: str, creating: bool = False) -
     summary's entries, and the text beside each element (several problems of one field joined)."""
     order = {name: i for i, name in enumerate(editable_names(creating))}
     where = (lambda f: environment_anchor(f, creating=creating)) if anchor == "environment" else sms_anchor
-    items = [Shown(where(p.field), f"{label(p.field)}: {p.message}", p.message) for p in problems]
+    items = [Shown(where(p.field), f"{label(p.field)}: {p.message}" if label(p.field) else p.message, p.message)
+             for p in problems]
     if anchor == "environment":
         items.sort(key=lambda s: order.get(s.field, len(order)))
     beside: dict[str, str] = {}

@@ -289,3 +289,42 @@ def test_the_sms_form_reports_every_mistake_in_one_save(admin: PortalUser, epic_
             "per_number_cap", "help_contact"} <= targets, targets
     assert not any(text.startswith(("sms.", "per_number_cap")) for _, text in summary_of(answer))
     assert_links_resolve(answer)
+
+
+# ---- approving a new environment on the runner's set-up (F4) ------------------------------------------------------
+def test_on_the_runners_set_up_a_new_environment_under_an_organization_base_can_be_approved(
+        admin: PortalUser, runner: str, epic_base: str, service_settings: dict[str, str]):
+    from local.seed import DEMO_CLIENT_ID, LOCAL_EPIC_PASSWORD, LOCAL_EPIC_USER, register_in_standins
+
+    register_in_standins(service_settings)  # what `./dev runner` seeds
+    url = f"{epic_base}/qa{uuid.uuid4().hex[:6]}/api/FHIR/R4"
+    analyst = PortalUser(runner, "analyst2@contoso.example", ("Approver",), service_settings["REQUESTS_CA_BUNDLE"])
+    env = created(admin, epic_base, fhir_base_urls=[url], epic_client_id=DEMO_CLIENT_ID,
+                  approvers={url: analyst.name})
+    started = analyst.send("POST", "/api/config/approvals/signin", {"environmentId": env["id"], "url": url})
+    assert started.status_code == 200, started.text
+    login = analyst.session.get(started.json()["authorizeUrl"], allow_redirects=False)
+    assert login.status_code == 200 and "Sign in to Epic" in login.text, login.text
+    pending = re.search(r'name="pending" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+    back = analyst.session.post(f"{epic_base}/oauth2/login", allow_redirects=False, data={
+        "pending": pending, "username": LOCAL_EPIC_USER.lower(), "password": LOCAL_EPIC_PASSWORD})
+    assert back.status_code == 302 and "/api/portal/approvals/callback" in back.headers["Location"]
+    review = analyst.session.get(back.headers["Location"], allow_redirects=False)
+    assert review.status_code == 303, review.text
+    proof = re.search(r"proof=([^&]+)", review.headers["Location"]).group(1)  # type: ignore[union-attr]
+    approved = analyst.send("POST", "/api/config/approvals/approve",
+                            {"environmentId": env["id"], "url": url, "proof": proof})
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["fhirBaseUrls"][0]["status"] == "approved"
+    assert approved.json()["fhirBaseUrls"][0]["review"]["fhirUser"] == f"{url}/Practitioner/E9001"
+
+
+def test_the_epic_standin_answers_an_unknown_fhir_base_as_epic_does(admin: PortalUser, epic_base: str,
+                                                                   service_settings: dict[str, str]):
+    ca = service_settings["REQUESTS_CA_BUNDLE"]
+    unknown = requests.get(f"{epic_base}/a/b/api/FHIR/R4/.well-known/smart-configuration", verify=ca, timeout=10)
+    assert unknown.status_code == 404
+    body = {"id": f"ck-{uuid.uuid4().hex[:8]}", "kind": "test", "display_name": "Contoso Health",
+            "fhir_base_urls": [f"{epic_base}/a/b/api/FHIR/R4"], "epic_client_id": "vv-checks"}
+    refused = errors_of(admin.send("POST", "/api/config/environments", body))
+    assert list(refused) == ["fhir_base_urls"] and "SMART discovery" in refused["fhir_base_urls"][0]
