@@ -7,9 +7,11 @@ key, where one bad value would make every later message "older" (a cancel silent
 - missing: ``AR`` 101 (required field missing). Our receipt time is never used instead: it is another
   clock, and mixing it with the sender's times in one key orders messages by chance;
 - not an HL7 date/time, or less precise than the minute: ``AR`` 102;
-- more than :data:`FUTURE_ALLOWANCE` ahead of our clock (a sender's clock or time-zone error, a typo):
-  ``AR`` 102. The allowance covers clock skew like the request signature's 60 s (``lib/scheduling/
-  signature.py``) plus a few minutes of engine clocks drifting between NTP syncs;
+- ahead of our clock by more than :data:`FUTURE_ALLOWANCE` when MSH-7 carries its offset (clock skew like
+  the request signature's 60 s, ``lib/scheduling/signature.py``, plus a few minutes of engine clocks
+  drifting between NTP syncs), or by more than :data:`ZONELESS_FUTURE_ALLOWANCE` when it does not (it is
+  then read in the environment's zone, and a sender whose clock keeps another zone, UTC say, is hours off
+  for every message alike, which orders its messages just as well): a typo or a wrong clock, ``AR`` 102;
 - before :data:`EARLIEST` (1997, when HL7 v2.3, the oldest version accepted, was published): a placeholder
   such as ``19000101`` or a clock reset, ``AR`` 102.
 
@@ -26,8 +28,11 @@ from lib.hl7.errors import HL7Rejected
 from lib.hl7.header import MessageHeader
 from lib.hl7.times import parse_dtm, to_utc
 
-#: How far MSH-7 may be ahead of the connector's clock.
+#: How far an MSH-7 with its own UTC offset may be ahead of the connector's clock.
 FUTURE_ALLOWANCE = timedelta(minutes=5)
+#: How far an MSH-7 without an offset may be ahead: the widest gap between the environment's zone and the
+#: zone a sender's clock may keep (UTC against UTC-10 Hawaii, UTC+14 against UTC), plus the clock skew.
+ZONELESS_FUTURE_ALLOWANCE = timedelta(hours=14) + FUTURE_ALLOWANCE
 #: The earliest MSH-7 accepted (HL7 v2.3, the oldest version read, dates from 1997).
 EARLIEST = datetime(1997, 1, 1, tzinfo=UTC)
 _MIN_DIGITS = 12  # YYYYMMDDHHMM
@@ -59,10 +64,11 @@ def message_instant(header: MessageHeader, time_zone: str, now: datetime) -> dat
             "(YYYYMMDDHHMM[SS][+/-ZZZZ])",
             "102", location="MSH^1^7",
         )
-    if instant > now + FUTURE_ALLOWANCE:
+    allowance = FUTURE_ALLOWANCE if parsed.tzinfo is not None else ZONELESS_FUTURE_ALLOWANCE
+    if instant > now + allowance:
         raise HL7Rejected(
             f"MSH-7 (date/time of message) is {_ahead(instant - now)} ahead of the connector's clock (at most "
-            f"{FUTURE_ALLOWANCE.seconds // 60} min allowed): check the sending system's clock and time zone; "
+            f"{_ahead(allowance)} allowed): check the sending system's clock and time zone; "
             f"MSH-7 without an offset is read in {time_zone}",
             "102", location="MSH^1^7",
         )

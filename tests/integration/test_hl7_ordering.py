@@ -204,3 +204,15 @@ def test_every_later_event_after_a_visit_ended(app, env, ending, later):
     assert phone is None
     assert set(texts) <= {"booked|1", "cancelled|1", "reminder-1440|1", "reminder-60|1"}
     assert not [kind for kind, state in texts.items() if state == "pending"]
+
+
+def test_a_sender_whose_clock_keeps_utc_without_offsets_is_accepted_and_ordered(app, env):
+    # The environment reads offset-less MSH-7 in New York time; this sender writes its UTC clock without an
+    # offset, so every MSH-7 looks five hours ahead. Consistently so: its messages still order right.
+    csn = "Z9001"
+    utc_stamp = NOW.astimezone(UTC)
+    booked = message("S12", "9001", csn=csn, msh7=utc_stamp.strftime("%Y%m%d%H%M%S"))
+    cancelled = message("S15", "9002", csn=csn, msh7=(utc_stamp + timedelta(minutes=1)).strftime("%Y%m%d%H%M%S"))
+    accepted(env, booked)
+    accepted(env, cancelled)
+    assert app.repos.appointments.get(appointment_key(env.id, csn)).status == "cancelled"
