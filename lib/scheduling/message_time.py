@@ -4,15 +4,16 @@ MSH-7 is the sender's clock and the only order a feed gives the messages of one 
 cannot be that order is refused (``AR``, ERR at ``MSH^1^7``) instead of being stored as the visit's ordering
 key, where one bad value would make every later message "older" (a cancel silently ignored):
 
-- missing: ``AR`` 101 (required field missing). Our receipt time is never used instead: it is another
-  clock, and mixing it with the sender's times in one key orders messages by chance;
+- missing: ``AR`` 101 (required field missing) from version 2.4 on, where MSH-7 is required. Versions 2.3
+  and 2.3.1 made it optional, and a message of theirs without it is ordered by the time we received it
+  (a sender that never values MSH-7 is then ordered by arrival throughout);
 - not an HL7 date/time, or less precise than the minute: ``AR`` 102;
 - ahead of our clock by more than :data:`FUTURE_ALLOWANCE` when MSH-7 carries its offset (clock skew like
   the request signature's 60 s, ``lib/scheduling/signature.py``, plus a few minutes of engine clocks
   drifting between NTP syncs), or by more than :data:`ZONELESS_FUTURE_ALLOWANCE` when it does not (it is
   then read in the environment's zone, and a sender whose clock keeps another zone, UTC say, is hours off
   for every message alike, which orders its messages just as well): a typo or a wrong clock, ``AR`` 102;
-- before :data:`EARLIEST` (1997, when HL7 v2.3, the oldest version accepted, was published): a placeholder
+- before :data:`EARLIEST` (1980, before HL7 version 2 existed; the 1970 of a reset clock too): a placeholder
   such as ``19000101`` or a clock reset, ``AR`` 102.
 
 An old but plausible MSH-7 is accepted (an engine's backlog, an operator's replay): it loses to newer
@@ -33,9 +34,13 @@ FUTURE_ALLOWANCE = timedelta(minutes=5)
 #: How far an MSH-7 without an offset may be ahead: the widest gap between the environment's zone and the
 #: zone a sender's clock may keep (UTC against UTC-10 Hawaii, UTC+14 against UTC), plus the clock skew.
 ZONELESS_FUTURE_ALLOWANCE = timedelta(hours=14) + FUTURE_ALLOWANCE
-#: The earliest MSH-7 accepted (HL7 v2.3, the oldest version read, dates from 1997).
-EARLIEST = datetime(1997, 1, 1, tzinfo=UTC)
+#: The earliest MSH-7 accepted: HL7 version 2 dates from 1987, and a clock reset to 1970 is caught. Example
+#: messages of the standard's own chapters (the 1990s) are still read.
+EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
 _MIN_DIGITS = 12  # YYYYMMDDHHMM
+#: Versions whose MSH-7 is optional: the standard made it required in version 2.4, and "messages with versions
+#: prior to 2.4 are not required to value this field" (MSH-7's definition since 2.4).
+_MSH7_OPTIONAL = frozenset({"2.3", "2.3.1"})
 
 
 def message_instant(header: MessageHeader, time_zone: str, now: datetime) -> datetime:
@@ -45,6 +50,8 @@ def message_instant(header: MessageHeader, time_zone: str, now: datetime) -> dat
         HL7Rejected: ``AR`` 101 or 102 at ``MSH^1^7`` (module docstring), the reason saying what to fix.
     """
     raw = header.message_datetime_raw
+    if not raw and header.version in _MSH7_OPTIONAL:
+        return now
     if not raw:
         raise HL7Rejected(
             "MSH-7 (date/time of message) is missing: it is required and orders the visit's messages; "

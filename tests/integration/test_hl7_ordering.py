@@ -121,7 +121,8 @@ def test_with_random_control_ids_the_ending_message_wins_a_tie_in_either_arrival
     ("", "101", "is missing"),
     ("notatime", "102", "not an HL7 date/time"),
     ("20270302", "102", "not an HL7 date/time"),           # a date only: not to the minute
-    ("19000101000000", "102", "before 1997"),
+    ("19000101000000", "102", "before 1980"),
+    ("19700101000000", "102", "before 1980"),
     ("20271227093005", "102", "days ahead"),                # 300 days ahead (local New York time)
     ("20270302100700-0500", "102", "6 min ahead"),          # just past the allowance, with an offset
 ])
@@ -215,4 +216,12 @@ def test_a_sender_whose_clock_keeps_utc_without_offsets_is_accepted_and_ordered(
     cancelled = message("S15", "9002", csn=csn, msh7=(utc_stamp + timedelta(minutes=1)).strftime("%Y%m%d%H%M%S"))
     accepted(env, booked)
     accepted(env, cancelled)
+    assert app.repos.appointments.get(appointment_key(env.id, csn)).status == "cancelled"
+
+
+@pytest.mark.parametrize("version", ["2.3", "2.3.1"])
+def test_a_version_where_msh7_is_optional_may_omit_it_and_is_ordered_by_arrival(app, env, version):
+    csn = f"O{uuid.uuid4().hex[:8]}"
+    accepted(env, message("S12", "8001", csn=csn, msh7="", version=version))
+    accepted(env, message("S15", "8002", csn=csn, msh7="", version=version))  # arrives later: newer
     assert app.repos.appointments.get(appointment_key(env.id, csn)).status == "cancelled"
