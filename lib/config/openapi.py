@@ -89,7 +89,9 @@ def document(public_base_url: str) -> dict[str, Any]:
                 "403": {"description": "Role missing, not the named approver, or CSRF token missing"},
                 "409": {"description": "ALREADY_EXISTS (create), or BUSY_CONFLICT: other saves kept winning; retry"},
                 "412": {"description": "EDIT_CONFLICT: If-Match names an older version; GET it again"},
-                "422": {"description": "Refused with the reasons (problem+json with errors[])"}},
+                "422": {"description": "Refused with every reason at once (problem+json with errors[], each "
+                                       "{field: the setting's path, label: as the portal shows it, message: a "
+                                       "sentence})"}},
             "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                            for name in _path_parameters(op.path)],
         }
