@@ -21,6 +21,26 @@ from lib.store.schema import CONTAINERS
 
 _TRANSIENT_STATUS = {408, 429, 449, 500, 502, 503, 504}
 
+# The time budget of one store call (docs/hl7-intake.md, "When the store hangs"). Every face that answers a
+# waiting client (the HL7 intake, whose interface engines give up after 30 to 60 s; the launch, join and portal
+# pages) and the timers and queue triggers share one client, and each already retries at its own level (the
+# engine resends an AE, a person reloads, a timer runs again next minute, a queue message comes back), so a store
+# that does not answer fails the call quickly rather than being waited on: the SDK's defaults (65 s read
+# timeout, then retried up to three times, and up to 30 s of waiting on throttling) held an HL7 request 65 s.
+#: Seconds to open a connection to Cosmos DB (SDK default 5).
+STORE_CONNECT_TIMEOUT = 3
+#: Seconds to wait for an answer once the request is sent (SDK default 65); a point operation takes
+#: milliseconds, and a query page is cut by Cosmos DB itself after about 5 s of work.
+STORE_READ_TIMEOUT = 5
+#: Read time-outs are not retried by the SDK (each caller's own retry decides; default 3 retries).
+STORE_READ_RETRIES = 0
+#: Most seconds spent waiting on throttling (429) retries in one call (SDK default 30).
+STORE_THROTTLE_WAIT = 5
+STORE_CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": STORE_CONNECT_TIMEOUT, "read_timeout": STORE_READ_TIMEOUT,
+    "retry_read": STORE_READ_RETRIES, "retry_backoff_max": STORE_THROTTLE_WAIT,
+}
+
 
 @contextmanager
 def translated_errors() -> Iterator[None]:
@@ -65,8 +85,8 @@ class CosmosStore:
     def from_settings(cls, settings: Settings, **client_options: Any) -> CosmosStore:
         """Open the account named by the settings (key locally, managed identity in Azure).
 
-        ``client_options`` go to ``CosmosClient`` as they are (e.g. ``read_timeout`` in seconds for a
-        benchmark against the slow local server).
+        The call budget is :data:`STORE_CLIENT_OPTIONS`; ``client_options`` go to ``CosmosClient`` over it
+        (e.g. a longer ``read_timeout`` in seconds for a benchmark against the slow local server).
         """
         credential: Any
         if settings.cosmos_key:
@@ -75,7 +95,7 @@ class CosmosStore:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = dict(STORE_CLIENT_OPTIONS)
         if settings.cosmos_emulator:
             # Local only: the Cosmos-compatible server's bundled certificate expired in 2021. The warning
             # urllib3 would print on every request says what this line already says.

@@ -182,3 +182,41 @@ def test_the_proxy_really_lets_the_failed_write_reach_the_store(
         assert msa_code(first) == "AE"
         assert app.repos.appointments.get(key) is not None
         assert texts(app, key) == stored_texts
+
+
+# ---- a store that stops answering --------------------------------------------------------------------
+
+#: An interface engine's HTTP timeout at the short end (Bridges, Mirth, Rhapsody: commonly 30 to 60 s).
+ENGINE_TIMEOUT = 30
+
+
+@pytest.mark.parametrize(("hung", "ack"), [("hl7_messages", "AE"), ("visits", "AE"), ("environments", None)])
+def test_a_store_that_stops_answering_is_answered_503_before_the_engine_gives_up_and_the_resend_completes(
+        app: Any, clock: Any, environment_id: str, runner: str, proxy: StoreFaultProxy, hung: str,
+        ack: str | None) -> None:
+    """The engine gets its answer (AE and Retry-After, or a 503 problem before the message could be read) within
+    its own timeout instead of timing out, because each store call has a budget (lib/store/cosmos.py)."""
+    clock.set(NOW)
+    make_environment(app, environment_id)
+    csn = {"hl7_messages": "9200001", "visits": "9200002", "environments": "9200003"}[hung]
+    key = appointment_key(environment_id, csn)
+    message = siu("S12", csn=csn, start=START, control_id=f"PW-HANG-{hung}", sent=NOW)
+    headers = {"Content-Type": "application/hl7-v2+er7", **default_signer().headers(environment_id, message)}
+    proxy.arm(lambda call: call.collection == hung, "hang")
+    try:
+        first = requests.post(f"{runner}/api/hl7/{environment_id}", data=message, headers=headers,
+                              timeout=ENGINE_TIMEOUT)
+    finally:
+        proxy.disarm()
+    assert proxy.faulted and proxy.faulted[0].collection == hung
+    assert first.status_code == 503
+    assert first.headers["Retry-After"] == "30"
+    if ack is None:
+        assert first.headers["Content-Type"].startswith("application/problem+json")
+    else:
+        assert msa_code(first) == ack
+
+    resend = post(runner, environment_id, message)
+    assert (resend.status_code, msa_code(resend)) == (200, "AA")
+    assert app.repos.appointments.get(key).status == "booked"
+    assert texts(app, key) == EXPECTED_TEXTS
