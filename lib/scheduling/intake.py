@@ -51,7 +51,7 @@ from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
 from lib.store.environments import EnvironmentRepository
-from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
+from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreError, StoreUnavailable
 from lib.store.links import LinkRepository, link_document
 from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
 from lib.store.messages import Signature as SignedRequest
@@ -549,7 +549,8 @@ class IntakeService:
         None) was not authenticated: its signature is kept with it, to be checked when it is replayed
         (:mod:`lib.scheduling.replay`); any other was authenticated (or the environment takes unsigned requests)."""
         now = self._clock.now()
-        terms = keep_terms(environment_id, environment, body, now)
+        terms = keep_terms(environment_id, environment, body, now,
+                           stored=self._stored_appointment if environment is not None else None)
         signature = None
         if environment is None:
             authentication, signature = "unverified", self._verifier.presented(headers or {})
@@ -561,6 +562,14 @@ class IntakeService:
             signature=signature.token if signature else None, signature_received=signature.received if signature
             else None,
         )
+
+    def _stored_appointment(self, key: str) -> Appointment | None:
+        """The stored appointment of a refused message's visit (one read, only on the refusal path), or None
+        when there is none or the store cannot say (the message alone then decides how long it is kept)."""
+        try:
+            return self._visits.read(key, now=self._clock.now())[0]
+        except StoreError:
+            return None
 
     def _ack(
         self, header: MessageHeader, code: str, reason: str | None, err_code: str | None, location: str | None = None

@@ -9,7 +9,9 @@ the patient's phone number. The rules (docs/hl7-intake.md, "What is kept"):
    for a visit already over.
 2. When the visit's end (else its start) can be read, the message goes when the visit is over: that time plus
    the environment's phone grace period (the purge timer reads ``delete_after``), and never later than the
-   container's TTL.
+   container's TTL. When the visit is already stored, what is stored decides first: a visit cancelled, deleted
+   or a no-show, or already over, has lost its number, and the message goes at once (``delete_after`` = now:
+   the purge timer's next run); a stored end stands in for one the message does not give.
 3. When no end can be read but PID-13/PID-14/PID-40 hold something phone-like, it goes after
    :data:`PHONE_KEEP` (3 days: a weekend plus a working day for an operator to replay it), tied or not.
 4. Otherwise the container's TTL (``HL7_REJECTED_TTL_DAYS``, 30 days by default) applies.
@@ -21,11 +23,12 @@ environment created later with the default order), and times without an offset a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from lib.hl7.salvage import DEFAULT_ID_ORDER, read_refused
-from lib.models import EnvironmentConfig, SmsSettings, appointment_key
+from lib.models import ENDED_STATUSES, Appointment, EnvironmentConfig, SmsSettings, appointment_key
 
 __all__ = ["PHONE_KEEP", "UNKNOWN_ZONE_MARGIN", "KeepTerms", "keep_terms"]
 
@@ -44,8 +47,12 @@ class KeepTerms:
     delete_after: datetime | None
 
 
-def keep_terms(environment_id: str, environment: EnvironmentConfig | None, raw: bytes, now: datetime) -> KeepTerms:
-    """The terms under which the refused ``raw`` body is kept (rules in the module docstring)."""
+def keep_terms(
+    environment_id: str, environment: EnvironmentConfig | None, raw: bytes, now: datetime, *,
+    stored: Callable[[str], Appointment | None] | None = None,
+) -> KeepTerms:
+    """The terms under which the refused ``raw`` body is kept (rules in the module docstring). ``stored`` reads
+    the stored appointment of a key (None when it cannot be read: the message alone then decides)."""
     if environment is not None:
         visit = read_refused(raw, appointment_id_order=environment.appointment_id_order,
                              time_zone=environment.time_zone)
@@ -55,6 +62,12 @@ def keep_terms(environment_id: str, environment: EnvironmentConfig | None, raw: 
         grace = timedelta(minutes=SmsSettings().phone_grace_minutes) + UNKNOWN_ZONE_MARGIN
     key = appointment_key(environment_id, visit.appointment_id) if visit.appointment_id else None
     end = visit.end_utc or visit.start_utc
+    known = stored(key) if key is not None and stored is not None else None
+    if known is not None:
+        known_end = known.end_utc or known.start_utc
+        if known.status in ENDED_STATUSES or (known_end is not None and known_end + grace <= now):
+            return KeepTerms(key, now)
+        end = end or known_end
     if end is not None:
         return KeepTerms(key, end + grace)
     return KeepTerms(key, now + PHONE_KEEP if visit.phone_like else None)

@@ -31,7 +31,8 @@ _TRANSIENT_STATUS = {408, 429, 449, 500, 502, 503, 504}
 #: Seconds to open a connection to Cosmos DB (SDK default 5).
 STORE_CONNECT_TIMEOUT = 3
 #: Seconds to wait for an answer once the request is sent (SDK default 65); a point operation takes
-#: milliseconds, and a query page is cut by Cosmos DB itself after about 5 s of work.
+#: milliseconds, and a query page is cut by Cosmos DB itself after about 5 s of work. The setting
+#: ``COSMOS_READ_TIMEOUT_SECONDS`` (``Settings.cosmos_read_timeout``) replaces it; the local profiles set 60.
 STORE_READ_TIMEOUT = 5
 #: Read time-outs are not retried by the SDK (each caller's own retry decides; default 3 retries).
 STORE_READ_RETRIES = 0
@@ -96,7 +97,7 @@ class CosmosStore:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        options: dict[str, Any] = {**STORE_CLIENT_OPTIONS,
+        options: dict[str, Any] = {**STORE_CLIENT_OPTIONS, "read_timeout": settings.cosmos_read_timeout,
                                    "transport": _transport(settings.cosmos_endpoint, emulator=settings.cosmos_emulator)}
         if ca_bundle := os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
             options["connection_verify"] = ca_bundle  # what requests would have read from the environment per call

@@ -3,9 +3,10 @@ sign-in ``state``, join-link tokens), per client address (docs/launch.md "Rate l
 
 - **Launch attempts** (``GET /api/launch/provider|patient``): every attempt counts, refused or not (each one
   that passes the checks stores a launch state and sets a cookie).
-- **Guesses** (a callback or sign-in with an unknown ``state``, a join link that does not verify): only the
-  failures count, so people with a valid link are never slowed; once an address is over the limit, its
-  further requests of that kind are refused before any work until the window moves on.
+- **Guesses** (a callback or sign-in with an unknown ``state``, a join link that does not verify, an HL7 request
+  to an environment that does not exist or with a failed signature): only the failures count, so people with a
+  valid link are never slowed; once an address is over the limit, its further requests of that kind are refused
+  before any work until the window moves on.
 
 **Per process, in memory** (the ``limits`` library's moving window), on purpose: the secrets guessed are
 128 to 256 random bits, so the limit is not what stops guessing; it stops an address from making us do work

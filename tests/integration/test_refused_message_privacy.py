@@ -192,3 +192,21 @@ def test_ids_are_read_from_a_message_in_another_delimiter_set(app, env):
     assert post_hl7(env.id, body).status_code == 200  # an AR in the message's own delimiters
     [kept] = kept_docs(app, env.id)
     assert kept["appointmentKey"] == appointment_key(env.id, "7710009")
+
+
+def test_a_message_refused_after_its_visit_was_cancelled_goes_at_once(app, env):
+    csn = "7710010"
+    post_hl7(env.id, good("S12", csn, "G1", 0))
+    assert msa(post_hl7(env.id, good("S15", csn, "G2", 1)))[1] == "AA"
+    assert msa(post_hl7(env.id, good("S16", csn, "R1", 2)))[1] == "AR"
+    [kept] = holding_the_number(app, env.id)
+    assert datetime.fromisoformat(kept["delete_after"]) == NOW  # the purge timer's next run
+    assert kept["ttl"] == 60  # Cosmos DB's own expiry, the shortest the store writes
+
+
+def test_a_message_without_times_for_a_stored_visit_goes_when_the_stored_visit_is_over(app, env):
+    csn = "7710011"
+    post_hl7(env.id, good("S12", csn, "G1", 0))
+    post_hl7(env.id, _bad_start(good("S14", csn, "R1", 1)))
+    [kept] = holding_the_number(app, env.id)
+    assert datetime.fromisoformat(kept["delete_after"]) == START + timedelta(minutes=30) + GRACE
