@@ -28,8 +28,9 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     (docs/hl7-intake.md) is checked before the body is parsed (401/403 with a reason ``code``). Texts
     that are due at once (confirmations) are handed to the ``sms-outbox`` queue after the ACK is decided.
     """
-    from lib.scheduling.unavailable import unavailable_response
+    from lib.scheduling.unavailable import store_unavailable_response, unavailable_response
     from lib.settings import SettingsError
+    from lib.store.errors import StoreUnavailable
 
     correlation = correlation_id(req)
     body = req.get_body() or b""
@@ -50,6 +51,9 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     environment_id = req.route_params.get("environmentId", "")
     try:
         result = intake.handle(environment_id, body, dict(req.headers))
+    except StoreUnavailable:  # a step the intake does not answer itself (the signature's jti, keeping a refusal)
+        log.warning("hl7 intake store unavailable correlation=%s", correlation)
+        return _answer(store_unavailable_response(body), correlation)
     except Exception:
         log.exception("hl7 intake failed correlation=%s", correlation)
         return _answer(unavailable_response(body, "The message was not accepted; send it again later."), correlation)

@@ -20,7 +20,7 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import UnreadableJson, correlation_id, problem, read_json
-from functions.launch import _client, _count_guess, _error, _frame, _rate_limited, _respond
+from functions.launch import STORE_RETRY_SECONDS, _client, _count_guess, _error, _frame, _rate_limited, _respond
 from functions.observability import observed
 
 bp = func.Blueprint()
@@ -84,7 +84,9 @@ def _api_error(exc: Exception, correlation: str) -> func.HttpResponse:
         return problem(503, "Unavailable", "The video service is not reachable. Try again in a moment.",
                        correlation=correlation, code="ACS_UNAVAILABLE")
     if isinstance(exc, StoreUnavailable):
-        return problem(503, "Unavailable", "Try again in a moment.", correlation=correlation, code="STORE_UNAVAILABLE")
+        busy = problem(503, "Unavailable", "Try again in a moment.", correlation=correlation, code="STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = str(STORE_RETRY_SECONDS)
+        return busy
     log.error("join API failed code=INTERNAL_ERROR type=%s correlation=%s",
                                       type(exc).__name__, correlation)
     return problem(500, "Internal error", "Something went wrong on our side. Try again in a moment.",

@@ -78,6 +78,12 @@ CONTACT_GRACE = timedelta(hours=2)
 CANCEL_NOTICE_WINDOW = timedelta(hours=2)
 
 
+#: Every 503 of the intake asks the sender to wait this long before sending again (``Retry-After``, seconds).
+RETRY_LATER: tuple[tuple[str, str], ...] = (("Retry-After", "30"),)
+#: MSA-3 of the ``AE`` answered while the store cannot be reached.
+STORE_UNAVAILABLE_REASON = "The connector's store is unavailable; send the message again."
+
+
 @dataclass(frozen=True)
 class IntakeResponse:
     """What the HTTP trigger answers.
@@ -202,8 +208,11 @@ class IntakeService:
                             "digits, '.', '_' or '-'. Check the URL the interface sends to.")
         try:
             environment = self._environments.get(environment_id)
-        except StoreUnavailable:
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+        except StoreUnavailable:  # e.g. a process that started while the store was unreachable
+            from lib.scheduling.unavailable import store_unavailable_response
+
+            log.warning("hl7 intake store unavailable env=%s", environment_id)
+            return store_unavailable_response(body)
         if environment is None:
             # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
             # size of a real SIU message is stored, and only so many a minute (lib/scheduling/keep_limit.py).
@@ -261,8 +270,8 @@ class IntakeService:
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id,
                         log_control_id(header.control_id))
-            ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
-            return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
+            ack = self._ack(header, "AE", STORE_UNAVAILABLE_REASON, "207")
+            return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack), headers=RETRY_LATER)
 
     def _handle_message(
         self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, raw: bytes,
@@ -492,7 +501,8 @@ class IntakeService:
             return _refused(environment_id, problem)
         except StoreUnavailable:
             log.warning("hl7 intake replay store unavailable env=%s", environment_id)
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.",
+                            headers=RETRY_LATER)
         return None
 
     def _keep(

@@ -157,14 +157,19 @@ class JoinService:
         """The device test on its own, opened from the EHR's device-test record (its context token names the
         environment: ``?env=<environment ID>``). No visit: the result is shown, not written back.
 
-        Raises:
-            StoreUnavailable: Cosmos DB is down.
+        The test itself needs no store: while Cosmos DB cannot be reached it still runs, without the
+        organization's name (the environment is not checked then).
         """
         context = PatientPageContext(requested_language=language, accept_language=accept_language, token=None,
                                      relay_urls=self._relay_urls, now=self._clock.now())
-        environment = None
-        if environment_id and _ENVIRONMENT_ID.fullmatch(environment_id):
+        if not (environment_id and _ENVIRONMENT_ID.fullmatch(environment_id)):
+            return device_test_page(context, environment=None, frame_ancestors=self._known_frame_origins())
+        try:
             environment = self._environments.get(environment_id)
+        except StoreUnavailable:
+            log.warning("device test page without its environment: the store is unavailable")
+            return device_test_page(context, environment=None, unchecked=True,
+                                    frame_ancestors=self._known_frame_origins())
         origins = environment.frame_origins if environment is not None else self._known_frame_origins()
         return device_test_page(context, environment=environment, frame_ancestors=origins)
 

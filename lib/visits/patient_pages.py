@@ -102,12 +102,15 @@ def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | 
 
 
 def device_test_page(context: PatientPageContext, *, environment: EnvironmentConfig | None,
-                     frame_ancestors: tuple[str, ...] = ()) -> Page:
-    """The device test on its own (Epic's device-test record): no visit, nothing written back."""
+                     unchecked: bool = False, frame_ancestors: tuple[str, ...] = ()) -> Page:
+    """The device test on its own (Epic's device-test record): no visit, nothing written back. Without an
+    ``environment`` the page says the link does not work (404), unless the environment is ``unchecked`` (it
+    could not be read): then the test runs without the organization's name."""
     default = environment.sms.default_language if environment is not None else None
     language = _language(context, None, default)
     page = _common(context, language)
-    page.update(mode="standalone", phase="open" if environment else "invalid", opens=None,
+    runs = environment is not None or unchecked
+    page.update(mode="standalone", phase="open" if runs else "invalid", opens=None,
                 organization=environment.display_name if environment else None)
-    return render("patient/device_test.html", page, status=200 if environment else 404, headers=PERMISSIONS,
+    return render("patient/device_test.html", page, status=200 if runs else 404, headers=PERMISSIONS,
                   policy=content_security_policy(calls=False, frame_ancestors=frame_ancestors))
