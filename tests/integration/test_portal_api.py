@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import html
 import re
 import time
 import uuid
@@ -417,6 +418,23 @@ def test_approve_after_epic_sign_in_then_records_appear_and_a_change_needs_new_a
                           allow_redirects=False, timeout=10)
     assert 'id="error-code">ENVIRONMENT_NOT_APPROVED<' in launch.text
     admin.send("PATCH", f"/api/config/environments/{env_id}", {"epic_client_id": approvable["epic_client_id"]})
+
+
+def test_epic_refusing_the_approval_sign_in_shows_its_own_words_and_the_fix(
+        approvable: dict, admin: PortalUser, analyst: PortalUser, epic: dict[str, str]):
+    url = other_base(epic)  # served by the Epic stand-in (discovery answers), but not its FHIR base URL
+    body = env_body(epic, fhir_base_urls=[url], epic_client_id=approvable["epic_client_id"], approvers={url: ANALYST})
+    env = admin.send("POST", "/api/config/environments", body)
+    assert env.status_code == 201, env.text
+    started = analyst.send("POST", "/api/config/approvals/signin", {"environmentId": body["id"], "url": url})
+    refused = analyst.session.get(started.json()["authorizeUrl"], allow_redirects=False)
+    assert refused.status_code == 302 and "error=invalid_request" in refused.headers["Location"]
+    page = analyst.session.get(refused.headers["Location"], allow_redirects=False)
+    assert page.status_code == 422
+    shown = html.unescape(page.text)
+    assert "Epic answered 'invalid_request': \"aud must equal the FHIR base URL (iss) exactly\"." in shown
+    assert f"the URL being approved ({url}) must be exactly this Epic environment's FHIR base URL" in shown
+    assert "JWKS URL" not in shown  # no guess at another cause
 
 
 def test_send_back_needs_a_comment_and_keeps_the_url_unlaunchable(admin: PortalUser, analyst: PortalUser,
