@@ -120,8 +120,9 @@ def _frame(req: func.HttpRequest) -> Any:
     return FrameContext.from_headers(req.headers)
 
 
-#: Codes that mean "the secret presented (state, join link) is not one we issued": counted as guesses.
-GUESS_CODES = frozenset({"STATE_INVALID", "STATE_MISSING", "LINK_INVALID"})
+#: Codes that mean "the state presented is not one we issued": counted as guesses. (Join links and status
+#: passes are signed: their triggers check the signature first, ``AnonymousThrottle.presented``.)
+GUESS_CODES = frozenset({"STATE_INVALID", "STATE_MISSING"})
 
 
 def _count_guess(exc: Exception, client: str) -> None:

@@ -152,6 +152,15 @@ class JoinService:
         return visit_page(context, environment=environment, appointment=appointment, state=state,
                           attempt=secrets.token_urlsafe(12), frame_ancestors=environment.frame_origins)
 
+    def rate_limited_page(self, *, retry_after: int, language: str | None = None,
+                          accept_language: str | None = None) -> Page:
+        """The join page's ``rate_limited`` state (429): this address opened too many links that are not ours.
+        In the patient's language like every state of the page; nothing of the link is looked at."""
+        context = PatientPageContext(requested_language=language, accept_language=accept_language, token=None,
+                                     relay_urls=self._relay_urls, now=self._clock.now())
+        return visit_page(context, problem="rate_limited", retry_after=retry_after,
+                          frame_ancestors=self._known_frame_origins())
+
     def device_test(self, environment_id: str | None, *, language: str | None = None,
                     accept_language: str | None = None) -> Page:
         """The device test on its own, opened from the EHR's device-test record (its context token names the

@@ -24,8 +24,10 @@ from lib.web.strings import accept_language, languages, local_datetime, local_ti
 #: ``connect-src`` when it joins calls.
 ACS_CONNECT_SOURCES = ("https://*.microsoft.com", "wss://*.microsoft.com", "https://*.skype.com",
                        "wss://*.skype.com", "https://*.communication.azure.com")
-#: The problem states a visit page can show instead of a visit (link, visit or service problems).
-PROBLEMS = ("invalid", "expired", "cancelled", "busy")
+#: The problem states a visit page can show instead of a visit (link, visit or service problems; too many
+#: wrong links from this address), with their HTTP status.
+PROBLEM_STATUS = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503, "rate_limited": 429}
+PROBLEMS = tuple(PROBLEM_STATUS)
 PING_PATH = "/api/devicetest/ping"
 PAYLOAD_PATH = "/api/devicetest/payload"
 
@@ -72,8 +74,10 @@ def _common(context: PatientPageContext, language: str) -> dict[str, Any]:
 
 def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | None = None,
                appointment: Appointment | None = None, state: VisitState | None = None,
-               problem: str | None = None, attempt: str = "", frame_ancestors: tuple[str, ...] = ()) -> Page:
-    """The join page: a ``problem`` (one of :data:`PROBLEMS`) without a visit, or the visit in ``state``."""
+               problem: str | None = None, attempt: str = "", frame_ancestors: tuple[str, ...] = (),
+               retry_after: int = 30) -> Page:
+    """The join page: a ``problem`` (one of :data:`PROBLEMS`) without a visit, or the visit in ``state``.
+    ``retry_after``: the ``Retry-After`` (seconds) of a ``busy`` or ``rate_limited`` page."""
     default = environment.sms.default_language if environment is not None else None
     language = _language(context, appointment.language if appointment else None, default)
     page = _common(context, language)
@@ -95,8 +99,8 @@ def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | 
         events_url=f"./{context.token}/events" if context.token and not problem else "",
         call_url=f"./{context.token}/call" if context.token and not problem else "",
     )
-    status = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503}.get(phase, 200)
-    headers = {**PERMISSIONS, **({"Retry-After": "30"} if phase == "busy" else {})}
+    status = PROBLEM_STATUS.get(phase, 200)
+    headers = {**PERMISSIONS, **({"Retry-After": str(retry_after)} if status in (429, 503) else {})}
     return render("patient/visit.html", page, status=status, headers=headers,
                   policy=content_security_policy(calls=phase == "open", frame_ancestors=frame_ancestors))
 
