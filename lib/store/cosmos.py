@@ -200,8 +200,6 @@ class Container:
     repository is built. Getting the attribute raises ``StoreUnavailable`` while the store cannot be reached.
     """
 
-    __slots__ = ("_name", "_store")
-
     def __init__(self, store: CosmosStore, name: str) -> None:
         self._store = store
         self._name = name
@@ -211,7 +209,9 @@ class Container:
         """The container's name (known without contacting the store)."""
         return self._name
 
-    def __getattr__(self, attribute: str) -> Any:
+    def __getattr__(self, attribute: str) -> Any:  # called only for what this object does not hold itself
+        if attribute.startswith("_"):  # our own fields, before __init__ set them (copy, pickle)
+            raise AttributeError(attribute)
         return getattr(self._store.container_proxy(self._name), attribute)
 
 
