@@ -421,19 +421,20 @@ def test_approve_after_epic_sign_in_then_records_appear_and_a_change_needs_new_a
 
 
 def test_epic_refusing_the_approval_sign_in_shows_its_own_words_and_the_fix(
-        approvable: dict, admin: PortalUser, analyst: PortalUser, epic: dict[str, str]):
-    url = other_base(epic)  # served by the Epic stand-in (discovery answers), but not its FHIR base URL
-    body = env_body(epic, fhir_base_urls=[url], epic_client_id=approvable["epic_client_id"], approvers={url: ANALYST})
-    env = admin.send("POST", "/api/config/environments", body)
-    assert env.status_code == 201, env.text
-    started = analyst.send("POST", "/api/config/approvals/signin", {"environmentId": body["id"], "url": url})
-    refused = analyst.session.get(started.json()["authorizeUrl"], allow_redirects=False)
-    assert refused.status_code == 302 and "error=invalid_request" in refused.headers["Location"]
-    page = analyst.session.get(refused.headers["Location"], allow_redirects=False)
+        approvable: dict, analyst: PortalUser, epic: dict[str, str]):
+    started = analyst.send("POST", "/api/config/approvals/signin", {"environmentId": approvable["id"],
+                                                                    "url": epic["iss"]})
+    login = analyst.session.get(started.json()["authorizeUrl"], allow_redirects=False)
+    pending = re.search(r'name="pending" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+    for _ in range(5):  # Epic gives up after five wrong passwords and sends the analyst back with its reason
+        back = analyst.session.post(login.url.split("/oauth2/")[0] + "/oauth2/login", allow_redirects=False,
+                                    data={"pending": pending, "username": "analyst1", "password": "nope"})
+    assert back.status_code == 302 and "error=access_denied" in back.headers["Location"]
+    page = analyst.session.get(back.headers["Location"], allow_redirects=False)
     assert page.status_code == 422
     shown = html.unescape(page.text)
-    assert "Epic answered 'invalid_request': \"aud must equal the FHIR base URL (iss) exactly\"." in shown
-    assert f"the URL being approved ({url}) must be exactly this Epic environment's FHIR base URL" in shown
+    assert "Epic answered 'access_denied': \"too many failed sign-ins\"." in shown
+    assert "Your Epic user declined, or lacks the security to sign in to this app." in shown
     assert "JWKS URL" not in shown  # no guess at another cause
 
 
