@@ -33,8 +33,9 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     guess, and an address over the limit is answered 429 with ``Retry-After`` before any work. An engine whose
     requests authenticate never counts.
     """
-    from lib.scheduling.unavailable import unavailable_response
+    from lib.scheduling.unavailable import store_unavailable_response, unavailable_response
     from lib.settings import SettingsError
+    from lib.store.errors import StoreUnavailable
     from lib.visits.throttle import client_address
 
     correlation = correlation_id(req)
@@ -64,6 +65,9 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     environment_id = req.route_params.get("environmentId", "")
     try:
         result = intake.handle(environment_id, body, dict(req.headers), client=client)
+    except StoreUnavailable:  # a step the intake does not answer itself (the signature's jti, keeping a refusal)
+        log.warning("hl7 intake store unavailable correlation=%s", correlation)
+        return _answer(store_unavailable_response(body), correlation)
     except Exception:
         log.exception("hl7 intake failed correlation=%s", correlation)
         return _answer(unavailable_response(body, "The message was not accepted; send it again later."), correlation)

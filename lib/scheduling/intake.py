@@ -74,13 +74,16 @@ def ack_content_type(header: MessageHeader | None) -> str:
     in, which is the inbound message's (``application/hl7-v2+er7; charset=ISO-8859-1`` for MSH-18 8859/1)."""
     codec = header.codec if header is not None else "utf-8"
     return f"{HL7_CONTENT_TYPE}; charset={_IANA_CHARSET.get(codec, codec)}"
-#: ``Retry-After`` (seconds) of a 503: the store or a secret is unavailable; the engine sends the message again.
-RETRY_AFTER_SECONDS = 30
-UNAVAILABLE_HEADERS: tuple[tuple[str, str], ...] = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
 #: Phone numbers are kept until the visit's end plus this grace period.
 CONTACT_GRACE = timedelta(hours=2)
 #: Longest a cancelled visit's number is kept for its cancellation text (deleted as soon as the text is done).
 CANCEL_NOTICE_WINDOW = timedelta(hours=2)
+
+
+#: Every 503 of the intake asks the sender to wait this long before sending again (``Retry-After``, seconds).
+RETRY_LATER: tuple[tuple[str, str], ...] = (("Retry-After", "30"),)
+#: MSA-3 of the ``AE`` answered while the store cannot be reached.
+STORE_UNAVAILABLE_REASON = "The connector's store is unavailable; send the message again."
 
 
 @dataclass(frozen=True)
@@ -234,9 +237,11 @@ class IntakeService:
                             "digits, '.', '_' or '-'. Check the URL the interface sends to.")
         try:
             environment = self._environments.get(environment_id)
-        except StoreUnavailable:
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.",
-                            headers=UNAVAILABLE_HEADERS)
+        except StoreUnavailable:  # e.g. a process that started while the store was unreachable
+            from lib.scheduling.unavailable import store_unavailable_response
+
+            log.warning("hl7 intake store unavailable env=%s", environment_id)
+            return store_unavailable_response(body)
         if environment is None:
             # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
             # size of a real SIU message is stored, and only so many a minute (lib/scheduling/keep_limit.py).
@@ -298,8 +303,8 @@ class IntakeService:
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id,
                         log_control_id(header.control_id))
-            ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
-            return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack), headers=UNAVAILABLE_HEADERS)
+            ack = self._ack(header, "AE", STORE_UNAVAILABLE_REASON, "207")
+            return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack), headers=RETRY_LATER)
 
     def _handle_message(
         self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, raw: bytes,
@@ -539,7 +544,7 @@ class IntakeService:
         except StoreUnavailable:
             log.warning("hl7 intake replay store unavailable env=%s", environment_id)
             return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.",
-                            headers=UNAVAILABLE_HEADERS)
+                            headers=RETRY_LATER)
         return None
 
     def _keep(
