@@ -96,8 +96,10 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
         return problem(422, "Not valid", "A query parameter is not valid; nothing was read.", correlation=correlation,
                        code="INVALID_QUERY", errors=[{"field": p.split(":")[0], "message": p} for p in exc.problems])
     except StoreUnavailable:
-        return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
+        busy = problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = "30"
+        return busy
     except Exception as exc:  # a bug: logged with its type, answered as a problem
         log.error("config api failed type=%s correlation=%s", type(exc).__name__, correlation)
         return problem(500, "Internal error", "Something went wrong; the correlation ID helps your IT team.",
