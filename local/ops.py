@@ -11,6 +11,7 @@ the storage queues.
     hl7 rejected replay  --env ID --id REJECTED_ID
     writeback poison list   [--env ID]
     writeback poison replay (--event ID --appointment-key KEY | --all [--env ID])
+                         (--all skips events that may already be in Epic, one line each on stderr)
     visit timeline --env ID (--appointment ID | --correlation ID)
     health ready
 
@@ -145,7 +146,11 @@ def _writeback(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentPars
         _print([p.to_json() for p in poison.list_poison(svc, args.env)])
         return 0
     if args.all:
-        _print(poison.replay_all(svc, args.env))
+        replayed = poison.replay_all(svc, args.env)
+        for item in replayed:
+            if item.outcome == poison.CHECK_EPIC_FIRST:  # one line each on stderr; stdout stays JSON
+                print(f"ops: {poison.check_epic_first_note(item.event_id, item.appointment_key)}", file=sys.stderr)
+        _print({item.event_id: item.outcome for item in replayed})
         return 0
     if not (args.event and args.appointment_key):
         parser.error("writeback poison replay needs --event and --appointment-key, or --all")

@@ -24,7 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from lib.config.access import Principal
 from lib.config.approvals import with_summary
 from lib.config.audit import AuditLog, changed_fields
-from lib.models import DEFAULT_WRITEBACK_HORIZON_MINUTES, EnvironmentConfig, SmsSettings, writeback_settings_problems
+from lib.models import (
+    COSMOS_ID_FORBIDDEN,
+    DEFAULT_WRITEBACK_HORIZON_MINUTES,
+    EnvironmentConfig,
+    SmsSettings,
+    writeback_settings_problems,
+)
 from lib.sms.configuration import sms_problems
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
@@ -262,12 +268,13 @@ class EnvironmentAdmin:
         return sorted(self._environments.all(), key=lambda e: e.id)
 
     def get(self, environment_id: str) -> EnvironmentConfig:
-        """One environment, read fresh (no cache: the portal shows what is stored).
+        """One environment, read fresh (no cache: the portal shows what is stored): one point read, its ID
+        being its partition key (lib/store/environments.py), whatever the number of environments stored.
 
         Raises:
             NotFound: unknown ID.
         """
-        found = next((e for e in self._environments.all() if e.id == environment_id), None)
+        found = self._environments.get(environment_id, fresh=True) if _storable_id(environment_id) else None
         if found is None:
             raise NotFound(environment_id)
         return found
@@ -293,7 +300,7 @@ class EnvironmentAdmin:
         missing = [Problem(name, "required") for name in REQUIRED_ON_CREATE if body.get(name) in (None, "", [], ())]
         if missing:
             raise ConfigurationRefused(missing)
-        if any(e.id == body["id"] for e in self._environments.all()):
+        if _storable_id(body["id"]) and self._environments.get(body["id"], fresh=True) is not None:
             raise ConfigurationRefused([Problem("id", f"an environment '{body['id']}' already exists")])
         defaults = {"approved": False}
         config = self._validated({**defaults, **body})
@@ -412,6 +419,13 @@ class EnvironmentAdmin:
                          new_urls=new_urls)
         if found:
             raise ConfigurationRefused(found)
+
+
+def _storable_id(value: object) -> bool:
+    """Whether ``value`` can be a Cosmos item id at all (text, 1-255 printable characters, none of ``/ \\ ? #``):
+    anything else names no environment and is not sent to the store (the rules refuse it on create)."""
+    return (isinstance(value, str) and 0 < len(value) <= 255 and value.isprintable()
+            and not COSMOS_ID_FORBIDDEN.intersection(value))
 
 
 def _default(cls: Any, name: str) -> Any:
