@@ -45,9 +45,8 @@ def test_the_portal_reads_one_environment_with_one_point_read_whatever_else_is_s
     assert (calls.get("read", 0), calls.get("query", 0)) == (1, 0)
 
     counter.reset()
-    with counter.installed():
-        with pytest.raises(NotFound):
-            admin.get(f"{environment_id}-none")
+    with counter.installed(), pytest.raises(NotFound):
+        admin.get(f"{environment_id}-none")
     assert (counter.snapshot().get("read", 0), counter.snapshot().get("query", 0)) == (1, 0)
 
 
@@ -57,9 +56,8 @@ def test_an_id_that_cannot_name_a_document_is_not_found_without_a_store_call(app
     from local.store_calls import StoreCallCounter
 
     counter = StoreCallCounter(app.settings.cosmos_endpoint)
-    with counter.installed():
-        with pytest.raises(NotFound):
-            app.portal.environments.get(bad_id)
+    with counter.installed(), pytest.raises(NotFound):
+        app.portal.environments.get(bad_id)
     assert counter.total == 0
 
 
