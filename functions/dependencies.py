@@ -42,9 +42,14 @@ class Services:
         try:
             self.store.warm_up()
             from lib.scheduling.signature import prepare_certificates
+            from lib.stored_settings import unusable_settings
 
             for environment in self.repos.environments.preload():  # cached, with their certificates parsed
                 prepare_certificates(environment)
+                unusable = unusable_settings(environment)  # checked once now, not on the first request
+                if unusable:
+                    log.warning("environment %s has unusable settings (%s): its readers refuse it until they are "
+                                "corrected in the portal", environment.id, ", ".join(p.setting for p in unusable))
         except Exception as exc:  # the store may be down at start; requests answer 503 then
             log.warning("warm-up could not read the store: %s", type(exc).__name__)
         # The queue clients are built now; no queue is contacted (a hanging queue service must not hold the

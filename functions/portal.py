@@ -246,6 +246,8 @@ def portal_environments(req: func.HttpRequest) -> func.HttpResponse:
             views = [environment_view(e) for e in portal.environments.list()]
             return _page(req, "portal/environments.html", principal, title="Environments", environments=views,
                          can_edit=principal.has(ADMIN), section="environments",
+                         unusable=[v for v in views if v["unusableSettings"]],
+                         unreadable=portal.environments.unreadable(),
                          notice="Saved." if req.params.get("saved") else None)
         principal, form = _change(req, ADMIN)
         return _save_environment(req, principal, form, env_id=None)

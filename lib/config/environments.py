@@ -34,6 +34,7 @@ from lib.models import (
 from lib.sms.configuration import sms_problems
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
+from lib.stored_settings import UnusableSetting, stored_adapter
 
 #: Fields changed only through their own actions (approval, certificate upload, SMS page, disable/enable).
 OWN_ACTIONS = frozenset({"id", "approved", "approvals", "hl7_certificates", "sms", "disabled"})
@@ -51,8 +52,9 @@ _OID_SUFFIX = re.compile(r"^(\.\d+)+$")
 _SYSTEM = re.compile(r"^(urn:oid:\d+(\.\d+)*|urn:[a-z0-9-]+:\S+|https?://\S+)$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
-#: pydantic validation of a whole stored configuration (types, literals, nested records).
-STORED: TypeAdapter[EnvironmentConfig] = TypeAdapter(EnvironmentConfig)
+#: pydantic validation of a whole stored configuration (types, literals, nested records): the one the readers
+#: check stored environments with before use (lib/stored_settings.py).
+STORED: TypeAdapter[EnvironmentConfig] = stored_adapter()
 
 
 def _optional_fields() -> dict[str, Any]:
@@ -264,8 +266,12 @@ class EnvironmentAdmin:
         self._discover = discover
 
     def list(self) -> list[EnvironmentConfig]:
-        """Every environment, by ID."""
+        """Every environment that reads as a configuration, by ID (:meth:`unreadable` names the others)."""
         return sorted(self._environments.all(), key=lambda e: e.id)
+
+    def unreadable(self) -> list[UnusableSetting]:
+        """The stored environments that could not be read as configurations at the last :meth:`list`."""
+        return self._environments.unreadable()
 
     def get(self, environment_id: str) -> EnvironmentConfig:
         """One environment, read fresh (no cache: the portal shows what is stored): one point read, its ID

@@ -46,6 +46,8 @@ REASONS = (
     ("outcome_unknown", "a worker stopped while calling Epic: the status may or may not be in Epic"),
     ("poisoned", "the queue gave up on it after repeated errors"),
     ("environment_missing", "its environment no longer exists"),
+    ("environment_settings_invalid", "a stored setting of the environment breaks the portal's rules (named "
+                                     "here): correct it on the environment's page, then replay"),
     ("unsupported_event_type", "no status code is configured for this kind of event"),
     ("epic_http_", "Epic refused it"),
     ("epic_", "Epic refused it"),
