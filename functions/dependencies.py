@@ -21,9 +21,11 @@ class Services:
     """The collaborators of the triggers, each built on first access from :class:`lib.settings.Settings`."""
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
+        from lib.observability.safe_ids import use_key
         from lib.settings import load_settings
 
         self.settings = load_settings(environ)
+        use_key(self.settings.log_id_key)  # the MSH-10 hash in logs: keyed, the same on every instance
 
     def warm_up(self) -> None:
         """Build what requests use, read the store's container properties and the environments (certificates

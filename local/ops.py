@@ -9,6 +9,7 @@ the storage queues.
     hl7 rejected list    --env ID [--limit N]
     hl7 rejected show    --env ID --id REJECTED_ID
     hl7 rejected replay  --env ID --id REJECTED_ID
+    hl7 log-id           (MSH-10 on stdin) how that control ID appears in this deployment's logs
     writeback poison list   [--env ID]
     writeback poison replay (--event ID --appointment-key KEY | --all [--env ID])
                          (--all skips events that may already be in Epic, one line each on stderr)
@@ -57,6 +58,8 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     rejected.add_argument("--env", required=True)
     rejected.add_argument("--id")
     rejected.add_argument("--limit", type=int, default=100)
+    # The control ID comes on stdin, not the command line (process lists and shell history keep arguments).
+    hl7.add_parser("log-id", parents=[late], help="print how an MSH-10 read from stdin appears in the logs")
 
     writeback = area.add_parser("writeback").add_subparsers(dest="what", required=True)
     poison = writeback.add_parser("poison", parents=[late])
@@ -87,6 +90,11 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
         return 2
     if args.area == "health":
         return _health(svc)
+    if args.area == "hl7" and args.what == "log-id":
+        from lib.observability.safe_ids import log_control_id
+
+        print(log_control_id(sys.stdin.readline().rstrip("\r\n")))  # the key was set when svc was built
+        return 0
     from azure.core.exceptions import AzureError
 
     try:

@@ -194,3 +194,20 @@ def test_replay_all_skips_every_write_back_that_may_already_be_in_epic_and_says_
     assert code == 0 and result == {"eventId": died.id, "outcome": "requeued"}
     assert app.repos.visit_events.get(died.appointment_key, died.id).writeback in ("pending", "sending", "written",
                                                                                     "failed")
+
+
+def test_ops_log_id_prints_the_keyed_form_the_intake_logged_for_a_control_id(app, env, capsys, caplog, monkeypatch):
+    import io
+    import logging
+
+    control = "SMITHJ-X"  # not a counter or a UUID: logged only as its keyed hash
+    with caplog.at_level(logging.INFO, logger="lib.scheduling.intake"):
+        response = post_hl7(env.id, siu("S12", csn="8600001", start=START, control_id=control, sent=NOW,
+                                        processing_id="P"))  # a test environment refuses production messages
+    assert msa(response)[1] == "AR"
+    logged = " ".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("hl7 rejected"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(control + "\n"))
+    assert ops.run(["hl7", "log-id"], services=app) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("#") and len(printed) == 13
+    assert f"msh10={printed} " in logged and control not in logged
