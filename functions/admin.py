@@ -50,6 +50,7 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     from lib.config.phone_numbers import PhoneNumberError
     from lib.config.writeback_failures import ReplayRefused
     from lib.store.errors import StoreUnavailable
+    from lib.stored_settings import UnusableSetting
 
     correlation = correlation_id(req)
     try:
@@ -76,6 +77,11 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
         return problem(exc.status, "Phone numbers", exc.reason, correlation=correlation, code=exc.code)
     except ReplayRefused as exc:
         return problem(exc.status, "Not replayed", exc.reason, correlation=correlation, code=exc.code)
+    except UnusableSetting as exc:  # the stored document is not a configuration at all (lib/stored_settings.py)
+        return problem(409, "Stored environment unreadable",
+                       f"The stored document of environment '{exc.environment_id}' cannot be read: {exc}. Correct "
+                       "or remove the document in the store (the portal cannot edit it).", correlation=correlation,
+                       code="ENVIRONMENT_UNREADABLE")
     except StoreUnavailable:
         return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")

@@ -78,6 +78,7 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     from lib.config.phone_numbers import PhoneNumberError
     from lib.config.writeback_failures import ReplayRefused
     from lib.store.errors import StoreUnavailable
+    from lib.stored_settings import UnusableSetting
 
     try:
         return action()
@@ -105,6 +106,11 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
         return _error(req, _quiet_principal(req), exc.status, "Not replayed", exc.reason, exc.code,
                       next_link=_failures_url(req.route_params.get("environmentId", "")),
                       next_text="Back to the write-back failures")
+    except UnusableSetting as exc:  # the stored document is not a configuration at all (lib/stored_settings.py)
+        return _error(req, _quiet_principal(req), 409, "Stored environment unreadable",
+                      f"The stored document of environment '{exc.environment_id}' cannot be read: {exc}. Correct or "
+                      "remove the document in the store: the portal cannot edit it.", "ENVIRONMENT_UNREADABLE",
+                      next_link="/api/portal/environments", next_text="All environments")
     except StoreUnavailable:
         return _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")

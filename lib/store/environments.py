@@ -223,7 +223,7 @@ def _parsed(doc: dict[str, Any]) -> EnvironmentConfig:
         text = str(exc)
         named = [name for name in EnvironmentConfig.__dataclass_fields__ if text.startswith(name)]
         setting = max(named, key=len) if named else "settings"
-        message = "the stored value has a shape no setting has: save the environment again in the portal"
+        message = "a stored field has a shape no setting has: correct or remove the document in the store"
         if setting != "settings":
             message = text[len(setting):].lstrip(" :") or message
         raise UnusableSetting(setting, message[:200], environment_id=str(doc.get("id", ""))[:64]) from None

@@ -164,3 +164,21 @@ def test_a_write_back_fails_listed_with_the_setting_named_then_replays_once_corr
     assert stored.writeback_reason == "environment_settings_invalid"
     assert stored.epic_detail.startswith("portal setting wrong: writeback_retry_horizon_minutes: ")
     assert event.id in {p.event_id for p in poison.list_poison(app, env.id)}
+
+
+def test_the_portal_and_its_api_say_an_unreadable_environment_cannot_be_read_not_a_500(app, env):
+    from functions.admin import _call
+    from functions.portal import _guarded
+
+    corrupt(app, env.id, hl7_sending_facilities=["EPIC|ADT"])
+    request = func.HttpRequest(method="GET", url=f"http://127.0.0.1/api/config/environments/{env.id}", headers={},
+                               params={}, route_params={"environmentId": env.id}, body=b"")
+    answer = _call(request, lambda: app.portal.environments.get(env.id))
+    doc = json.loads(answer.get_body())
+    assert answer.status_code == 409 and doc["code"] == "ENVIRONMENT_UNREADABLE"
+    assert f"'{env.id}'" in doc["detail"] and "hl7_sending_facilities" in doc["detail"]
+    page = _guarded(request, lambda: app.portal.environments.get(env.id))
+    assert page.status_code == 409 and "hl7_sending_facilities" in page.get_body().decode()
+    # The list leaves it out (the others still load) and names it for the warning.
+    assert env.id not in {e.id for e in app.portal.environments.list()}
+    assert env.id in {u.environment_id for u in app.portal.environments.unreadable()}
