@@ -75,6 +75,8 @@ STALE_SENDING = timedelta(minutes=5)
 PAGE_SIZE = 200
 MAX_PAGES = 25
 #: Outcomes that moved an item out of ``pending``-and-due (so the next page shows new items).
+#: States of a text that reached the patient, or may have (a send in flight, an outcome ACS left unknown).
+_MAY_HAVE_REACHED_THE_PATIENT = frozenset({"sent", "sending", "unknown"})
 _PROGRESS = frozenset({"sent", "skipped", "blocked", "failed", "unknown", "retry", "quiet-hours"})
 #: ACS texts the per-recipient error message of a number that sent STOP to a toll-free sender
 #: (ACS ``sms-faq.md``: "Sender blocked for given recipient").
@@ -327,6 +329,8 @@ class Dispatcher:
                 skip_reason = "no SMS number on file"
             elif not is_e164(facts.phone):
                 skip_reason = "the number on file is not in E.164 format"
+        if skip_reason is None and item.kind == "cancelled" and not self._patient_was_told(item):
+            skip_reason = "the patient was never texted about this visit"
         if skip_reason is not None:
             return self._finish(item, "skipped", reason=skip_reason)
         assert facts.appointment is not None and facts.environment is not None and facts.phone is not None
@@ -351,6 +355,16 @@ class Dispatcher:
             self._finish(item, "pending", due_utc=later, reason="deferred: quiet hours")
             return "quiet-hours"
         return None
+
+    def _patient_was_told(self, cancellation: OutboxItem) -> bool:
+        """Whether a text about the visit of ``cancellation`` reached (or may have reached) the patient: a
+        cancellation notice about a visit the patient never heard of (booked and cancelled before its
+        confirmation went out) would only confuse them. One query in the visit's partition, for cancellation
+        notices only."""
+        return any(
+            text.kind != "cancelled" and text.state in _MAY_HAVE_REACHED_THE_PATIENT
+            for text in self._outbox.for_appointment(cancellation.appointment_key)
+        )
 
     def _deliver(self, item: OutboxItem, facts: _Facts, now: datetime, paused: dict[str, datetime] | None) -> str:
         """Claim ``item`` (ETag), send it through ACS and record the outcome."""
