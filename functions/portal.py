@@ -112,8 +112,10 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
                       "remove the document in the store: the portal cannot edit it.", "ENVIRONMENT_UNREADABLE",
                       next_link="/api/portal/environments", next_text="All environments")
     except StoreUnavailable:
-        return _error(req, _quiet_principal(req), 503, "Try again in a moment",
+        busy = _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = "30"
+        return busy
     except Exception as exc:
         log.error("portal page failed type=%s correlation=%s", type(exc).__name__, correlation_id(req))
         return _error(req, _quiet_principal(req), 500, "Something went wrong",
