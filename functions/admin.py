@@ -52,6 +52,7 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     from lib.config.writeback_failures import ReplayRefused
     from lib.store.environments import ConfigurationConflict
     from lib.store.errors import StoreUnavailable
+    from lib.stored_settings import UnusableSetting
 
     correlation = correlation_id(req)
     try:
@@ -95,6 +96,11 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     except AuditQueryRefused as exc:
         return problem(422, "Not valid", "A query parameter is not valid; nothing was read.", correlation=correlation,
                        code="INVALID_QUERY", errors=[{"field": p.split(":")[0], "message": p} for p in exc.problems])
+    except UnusableSetting as exc:  # the stored document is not a configuration at all (lib/stored_settings.py)
+        return problem(409, "Stored environment unreadable",
+                       f"The stored document of environment '{exc.environment_id}' cannot be read: {exc}. Correct "
+                       "or remove the document in the store (the portal cannot edit it).", correlation=correlation,
+                       code="ENVIRONMENT_UNREADABLE")
     except StoreUnavailable:
         busy = problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")

@@ -21,9 +21,11 @@ class Services:
     """The collaborators of the triggers, each built on first access from :class:`lib.settings.Settings`."""
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
+        from lib.observability.safe_ids import use_key
         from lib.settings import load_settings
 
         self.settings = load_settings(environ)
+        use_key(self.settings.log_id_key)  # the MSH-10 hash in logs: keyed, the same on every instance
 
     def warm_up(self) -> None:
         """Build what requests use, read the store's container properties and the environments (certificates
@@ -42,9 +44,14 @@ class Services:
         try:
             self.store.warm_up()
             from lib.scheduling.signature import prepare_certificates
+            from lib.stored_settings import unusable_settings
 
             for environment in self.repos.environments.preload():  # cached, with their certificates parsed
                 prepare_certificates(environment)
+                unusable = unusable_settings(environment)  # checked once now, not on the first request
+                if unusable:
+                    log.warning("environment %s has unusable settings (%s): its readers refuse it until they are "
+                                "corrected in the portal", environment.id, ", ".join(p.setting for p in unusable))
         except Exception as exc:  # the store may be down at start; requests answer 503 then
             log.warning("warm-up could not read the store: %s", type(exc).__name__)
         # The queue clients are built now; no queue is contacted (a hanging queue service must not hold the

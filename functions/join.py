@@ -65,17 +65,22 @@ def _body_or_link_problem(req: func.HttpRequest, correlation: str) -> tuple[Any,
 
 def _api_error(exc: Exception, correlation: str) -> func.HttpResponse:
     """The one mapping of the JSON routes' failures to problem responses (``code`` names the page's state)."""
-    from lib.smart.errors import LaunchError
+    from lib.smart.errors import LaunchError, unusable_settings_error
     from lib.store.errors import StoreUnavailable
+    from lib.stored_settings import UnusableSetting
     from lib.visits.call_identity import CallIdentityUnavailable
     from lib.visits.join import InvalidEvent, VisitNotOpen
 
+    if isinstance(exc, UnusableSetting):  # a stored environment document that cannot even be read
+        exc = unusable_settings_error(exc)
     if isinstance(exc, InvalidEvent):
         return problem(400, "Bad request", exc.reason, correlation=correlation)
     if isinstance(exc, VisitNotOpen):
         return problem(409, "Visit not open", "The visit cannot be joined now.", correlation=correlation,
                        code=exc.code)
     if isinstance(exc, LaunchError):
+        if exc.code == "ENVIRONMENT_SETTINGS_INVALID":  # for the admin: the setting, never anything about the visit
+            log.warning("join API failed code=%s correlation=%s: %s", exc.code, correlation, exc.admin_hint)
         return problem(exc.status, exc.code, exc.user_message, correlation=correlation, code=exc.code)
     if isinstance(exc, CallIdentityUnavailable):
         log.warning("call identity unavailable reason=%s correlation=%s", exc.reason,

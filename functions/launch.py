@@ -72,10 +72,13 @@ def _frame_ancestors() -> tuple[str, ...]:
 
 def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
     """The one mapping of failures to the HTML error page (code, fix, correlation ID)."""
-    from lib.smart.errors import LaunchError
+    from lib.smart.errors import LaunchError, unusable_settings_error
     from lib.store.errors import StoreUnavailable
+    from lib.stored_settings import UnusableSetting
     from lib.visits.pages import error_page
 
+    if isinstance(exc, UnusableSetting):  # a stored environment document that cannot even be read
+        exc = unusable_settings_error(exc)
     if isinstance(exc, LaunchError):
         error = _with_urls(exc)
         log.warning("%s failed code=%s correlation=%s", where, error.code, correlation)

@@ -79,6 +79,7 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     from lib.config.writeback_failures import ReplayRefused
     from lib.store.environments import ConfigurationConflict
     from lib.store.errors import StoreUnavailable
+    from lib.stored_settings import UnusableSetting
 
     back = _environment_url(req.route_params.get("environmentId", ""))
     try:
@@ -119,6 +120,11 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
         detail = str(exc) if isinstance(exc, ConfigurationConflict) else "; ".join(p.message for p in exc.problems)
         return _error(req, _quiet_principal(req), 422, "Not saved", detail, "INVALID", next_link=back,
                       next_text="Back to the environment")
+    except UnusableSetting as exc:  # the stored document is not a configuration at all (lib/stored_settings.py)
+        return _error(req, _quiet_principal(req), 409, "Stored environment unreadable",
+                      f"The stored document of environment '{exc.environment_id}' cannot be read: {exc}. Correct or "
+                      "remove the document in the store: the portal cannot edit it.", "ENVIRONMENT_UNREADABLE",
+                      next_link="/api/portal/environments", next_text="All environments")
     except StoreUnavailable:
         busy = _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
@@ -267,6 +273,8 @@ def portal_environments(req: func.HttpRequest) -> func.HttpResponse:
             views = [environment_view(e) for e in portal.environments.list()]
             return _page(req, "portal/environments.html", principal, title="Environments", environments=views,
                          can_edit=principal.has(ADMIN), section="environments",
+                         unusable=[v for v in views if v["unusableSettings"]],
+                         unreadable=portal.environments.unreadable(),
                          notice="Saved." if req.params.get("saved") else None)
         principal, form = _change(req, ADMIN)
         return _save_environment(req, principal, form, env_id=None)

@@ -127,6 +127,8 @@ var queueNames = [
 
 // Key Vault secret names. Values are uploaded after deployment (docs/deploy.md).
 var linkSigningKeySecretName = 'link-signing-key'
+// Keys the hash of HL7 control IDs in logs (HMAC-SHA256): stable per deployment, so log lines can be matched.
+var logIdKeySecretName = 'log-id-key'
 var smartPrivateKeysSecretName = 'smart-private-keys'
 var graphClientCertSecretName = 'graph-client-cert'
 // Optional secrets (docs/launch.md): production SMART keys (Epic wants separate non-production and production
@@ -267,6 +269,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ACS_ENDPOINT: communication.outputs.endpoint
     PUBLIC_BASE_URL: appBaseUrl
     LINK_SIGNING_KEY: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${linkSigningKeySecretName})'
+    LOG_ID_KEY: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${logIdKeySecretName})'
     // PEM text in Key Vault, not files: see docs/deploy.md "Settings that come from Key Vault".
     SMART_PRIVATE_KEYS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${smartPrivateKeysSecretName})'
     GRAPH_CLIENT_CERT: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${graphClientCertSecretName})'

@@ -73,6 +73,10 @@ class Settings:
         launch_rate_limit, guess_rate_limit: per client address and process, in the ``limits`` notation
             (``LAUNCH_RATE_LIMIT`` default ``120/minute``; ``GUESS_RATE_LIMIT`` default ``20/minute`` failed
             state/join-link presentations); docs/launch.md "Rate limits".
+        log_id_key: the key of the MSH-10 hash in logs (``lib/observability/safe_ids.py``, HMAC-SHA256):
+            ``LOG_ID_KEY`` (base64, at least 32 bytes; a Key Vault reference in Azure), else derived from
+            ``LINK_SIGNING_KEY``; stable per deployment so log lines can be matched, secret so a short control ID
+            cannot be guessed back from its hash. Empty only when Settings is built in code (tests).
         call_relay_urls: ICE server URLs (``stun:host:port``...) the patient's device test tries, to tell
             whether the browser can reach the media relays (``CALL_RELAY_URLS``, space-separated; empty = not
             checked).
@@ -114,6 +118,7 @@ class Settings:
     easy_auth_enabled: bool = False
     easy_auth_client_id: str | None = None
     portal_dev_signin: bool = False
+    log_id_key: bytes = b""
 
     @property
     def tls_verify(self) -> bool | str:
@@ -304,10 +309,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         easy_auth_enabled=(env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
         easy_auth_client_id=env.get("WEBSITE_AUTH_CLIENT_ID") or None,
         portal_dev_signin=_flag(env.get("PORTAL_DEV_SIGNIN")),
+        log_id_key=_log_id_key(env.get("LOG_ID_KEY"), link_key),
     )
     if settings.portal_dev_signin:
         _check_local_only(env, settings.cosmos_endpoint)
     return settings
+
+
+def _log_id_key(value: str | None, link_key: bytes) -> bytes:
+    """``LOG_ID_KEY`` (base64, at least 32 bytes), or, unset (or an unresolved Key Vault reference), a key derived
+    from ``LINK_SIGNING_KEY`` for this one purpose (so a deployment without the setting still logs keyed hashes).
+
+    Raises:
+        SettingsError: set, but not base64 of at least 32 bytes.
+    """
+    import base64
+    import binascii
+    import hashlib
+    import hmac
+
+    text = (value or "").strip()
+    if not text or text.startswith("@Microsoft.KeyVault("):
+        return hmac.new(link_key, b"log-control-ids-v1", hashlib.sha256).digest()
+    try:
+        key = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise SettingsError("setting LOG_ID_KEY must be base64") from exc
+    if len(key) < 32:
+        raise SettingsError("setting LOG_ID_KEY must hold at least 32 bytes")
+    return key
 
 
 def _check_local_only(env: Mapping[str, str], cosmos_endpoint: str) -> None:

@@ -9,8 +9,10 @@ the storage queues.
     hl7 rejected list    --env ID [--limit N]
     hl7 rejected show    --env ID --id REJECTED_ID
     hl7 rejected replay  --env ID --id REJECTED_ID [--trust-unauthenticated [--operator NAME]]
+    hl7 log-id           (MSH-10 on stdin) how that control ID appears in this deployment's logs
     writeback poison list   [--env ID]
     writeback poison replay (--event ID --appointment-key KEY | --all [--env ID])
+                         (--all skips events that may already be in Epic, one line each on stderr)
     visit timeline --env ID (--appointment ID | --correlation ID)
     health ready
 
@@ -60,6 +62,8 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
                           help="replay a message sent before its environment existed even though its signature does "
                                "not verify (confirm with the sender first; written to the audit log)")
     rejected.add_argument("--operator", help="who trusts it, for the audit log (default: user@host)")
+    # The control ID comes on stdin, not the command line (process lists and shell history keep arguments).
+    hl7.add_parser("log-id", parents=[late], help="print how an MSH-10 read from stdin appears in the logs")
 
     writeback = area.add_parser("writeback").add_subparsers(dest="what", required=True)
     poison = writeback.add_parser("poison", parents=[late])
@@ -90,6 +94,11 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
         return 2
     if args.area == "health":
         return _health(svc)
+    if args.area == "hl7" and args.what == "log-id":
+        from lib.observability.safe_ids import log_control_id
+
+        print(log_control_id(sys.stdin.readline().rstrip("\r\n")))  # the key was set when svc was built
+        return 0
     from azure.core.exceptions import AzureError
 
     try:
@@ -156,7 +165,11 @@ def _writeback(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentPars
         _print([p.to_json() for p in poison.list_poison(svc, args.env)])
         return 0
     if args.all:
-        _print(poison.replay_all(svc, args.env))
+        replayed = poison.replay_all(svc, args.env)
+        for item in replayed:
+            if item.outcome == poison.CHECK_EPIC_FIRST:  # one line each on stderr; stdout stays JSON
+                print(f"ops: {poison.check_epic_first_note(item.event_id, item.appointment_key)}", file=sys.stderr)
+        _print({item.event_id: item.outcome for item in replayed})
         return 0
     if not (args.event and args.appointment_key):
         parser.error("writeback poison replay needs --event and --appointment-key, or --all")

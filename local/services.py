@@ -186,6 +186,7 @@ def settings_for(profile: str, root: Path | None = None) -> dict[str, str]:
         "ACS_CONNECTION_STRING": f"endpoint=https://{HOST}:{p.acs}/;accesskey={m.read_acs_key()}",
         "PUBLIC_BASE_URL": f"http://{HOST}:{p.runner}",
         "LINK_SIGNING_KEY": m.read_link_key(),
+        "LOG_ID_KEY": m.read_log_id_key(),
         "SMART_PRIVATE_KEYS_FILE": str(m.smart_key),
         "GRAPH_TENANT_ID": DEFAULT_TENANT_ID,
         "GRAPH_CLIENT_ID": DEFAULT_CLIENT_ID,

@@ -17,6 +17,7 @@ to each other over TLS and to sign their requests:
                                    certificate; the demo environment trusts the certificate and the demo signs
                                    its HL7 requests with the key (docs/hl7-intake.md)
 - ``.local/keys/link.key``         ``LINK_SIGNING_KEY``: 32 random bytes, standard base64, one line
+- ``.local/keys/log-id.key``       ``LOG_ID_KEY``: 32 random bytes, standard base64 (keys the MSH-10 hash in logs)
 - ``.local/keys/acs.key``          access key of the local ACS SMS stand-in: 32 random bytes, base64
 - ``.local/keys/epic-emp.password`` password of the Epic stand-in's ``emp$TELEHEALTH`` web-service user
 
@@ -64,6 +65,7 @@ class LocalMaterial:
         graph_pem: RSA private key + self-signed certificate (``GRAPH_CLIENT_CERT_FILE``).
         hl7_sender: RSA private key + self-signed certificate of the demo HL7 sender (signs intake requests).
         link_key: file holding ``LINK_SIGNING_KEY`` (base64 of 32 bytes).
+        log_id_key: file holding ``LOG_ID_KEY`` (base64 of 32 bytes).
         acs_key: file holding the ACS stand-in access key (base64 of 32 bytes).
         epic_emp_password: file holding the Epic stand-in's ``emp$TELEHEALTH`` password.
     """
@@ -78,6 +80,7 @@ class LocalMaterial:
     smart_key: Path
     graph_pem: Path
     link_key: Path
+    log_id_key: Path
     acs_key: Path
     epic_emp_password: Path
     hl7_sender: Path
@@ -90,6 +93,10 @@ class LocalMaterial:
     def read_link_key(self) -> str:
         """Return the ``LINK_SIGNING_KEY`` value (base64 text, no newline)."""
         return self.link_key.read_text(encoding="ascii").strip()
+
+    def read_log_id_key(self) -> str:
+        """Return the ``LOG_ID_KEY`` value (base64 text, no newline)."""
+        return self.log_id_key.read_text(encoding="ascii").strip()
 
     def read_acs_key(self) -> str:
         """Return the ACS stand-in access key (base64 text, no newline)."""
@@ -315,6 +322,7 @@ def ensure_local_material(root: Path | None = None) -> LocalMaterial:
         smart_key=keys_dir / "smart.pem",
         graph_pem=keys_dir / "graph.pem",
         link_key=keys_dir / "link.key",
+        log_id_key=keys_dir / "log-id.key",
         acs_key=keys_dir / "acs.key",
         epic_emp_password=keys_dir / "epic-emp.password",
         hl7_sender=keys_dir / "hl7-sender.pem",
@@ -328,6 +336,7 @@ def ensure_local_material(root: Path | None = None) -> LocalMaterial:
     _ensure_graph_pem(m.graph_pem)
     _ensure_graph_pem(m.hl7_sender, "virtual-visits-local-hl7-sender")
     _ensure_random_b64(m.link_key)
+    _ensure_random_b64(m.log_id_key)
     _ensure_random_b64(m.acs_key)
     _ensure_password(m.epic_emp_password)
     return m

@@ -41,6 +41,7 @@ PARAMETERS="$ROOT/infra/main.$ENVIRONMENT.bicepparam"
 DEPLOYMENT="open-virtual-visits-$ENVIRONMENT"
 OUTPUTS_DIR="$ROOT/.local/deploy"
 LINK_KEY_SECRET=link-signing-key
+LOG_ID_KEY_SECRET=log-id-key
 WEBHOOK_KEY_SECRET=eventgrid-webhook-key
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -149,6 +150,9 @@ new_base64url_key() { openssl rand -base64 32 | tr '+/' '-_' | tr -d '='; }
 # The link-signing key signs the SMS join links: replacing it would invalidate every link already sent.
 log "link-signing key in Key Vault $VAULT"
 ensure_secret "$LINK_KEY_SECRET" 'base64; 32 bytes' new_base64_key
+# The log ID key keys the hash of HL7 control IDs in logs: replacing it only stops matching older log lines.
+log "log ID key in Key Vault $VAULT"
+ensure_secret "$LOG_ID_KEY_SECRET" 'base64; 32 bytes' new_base64_key
 # The Event Grid webhook key: the app reads it as EVENTGRID_WEBHOOK_KEY (Key Vault reference), the
 # subscriptions send it as ?code= (step 4).
 log "Event Grid webhook key in Key Vault $VAULT"

@@ -41,13 +41,13 @@ GRAPH_CLIENT_ID=${GRAPH_CLIENT_ID:-}
 
 echo "Key Vault $VAULT:"
 missing=0
-for secret in link-signing-key eventgrid-webhook-key smart-private-keys graph-client-cert; do
+for secret in link-signing-key log-id-key eventgrid-webhook-key smart-private-keys graph-client-cert; do
   if az keyvault secret show --vault-name "$VAULT" --name "$secret" --output none 2>/dev/null; then
     echo "  $secret: present"
   else
     missing=1
     case "$secret" in
-      link-signing-key | eventgrid-webhook-key) hint="rerun scripts/deploy.sh" ;;
+      link-signing-key | log-id-key | eventgrid-webhook-key) hint="rerun scripts/deploy.sh" ;;
       smart-private-keys) hint="az keyvault secret set --vault-name $VAULT --name $secret --file smart.pem" ;;
       graph-client-cert) hint="az keyvault secret set --vault-name $VAULT --name $secret --file graph.pem" ;;
     esac

@@ -26,10 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from lib.config.access import Principal
 from lib.config.approvals import RevokedApproval, revoked_approvals, with_summary
 from lib.config.audit import AuditLog, changed_fields
-from lib.models import DEFAULT_WRITEBACK_HORIZON_MINUTES, EnvironmentConfig, SmsSettings, writeback_settings_problems
+from lib.models import (
+    COSMOS_ID_FORBIDDEN,
+    DEFAULT_WRITEBACK_HORIZON_MINUTES,
+    EnvironmentConfig,
+    SmsSettings,
+    writeback_settings_problems,
+)
 from lib.sms.configuration import sms_problems
 from lib.store.environments import ConfigurationConflict, EnvironmentExists, EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
+from lib.stored_settings import UnusableSetting, stored_adapter
 
 __all__ = ["EnvironmentExists"]  # re-exported: the portal and the API map it to 409 "already exists"
 
@@ -51,8 +58,9 @@ _OID_SUFFIX = re.compile(r"^(\.\d+)+$")
 _SYSTEM = re.compile(r"^(urn:oid:\d+(\.\d+)*|urn:[a-z0-9-]+:\S+|https?://\S+)$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
-#: pydantic validation of a whole stored configuration (types, literals, nested records).
-STORED: TypeAdapter[EnvironmentConfig] = TypeAdapter(EnvironmentConfig)
+#: pydantic validation of a whole stored configuration (types, literals, nested records): the one the readers
+#: check stored environments with before use (lib/stored_settings.py).
+STORED: TypeAdapter[EnvironmentConfig] = stored_adapter()
 
 
 def _optional_fields() -> dict[str, Any]:
@@ -346,16 +354,21 @@ class EnvironmentAdmin:
         self._discover = discover
 
     def list(self) -> list[EnvironmentConfig]:
-        """Every environment, by ID."""
+        """Every environment that reads as a configuration, by ID (:meth:`unreadable` names the others)."""
         return sorted(self._environments.all(), key=lambda e: e.id)
 
+    def unreadable(self) -> list[UnusableSetting]:
+        """The stored environments that could not be read as configurations at the last :meth:`list`."""
+        return self._environments.unreadable()
+
     def get(self, environment_id: str) -> EnvironmentConfig:
-        """One environment, read fresh (no cache: the portal shows what is stored).
+        """One environment, read fresh (no cache: the portal shows what is stored): one point read, its ID
+        being its partition key (lib/store/environments.py), whatever the number of environments stored.
 
         Raises:
             NotFound: unknown ID.
         """
-        found = next((e for e in self._environments.all() if e.id == environment_id), None)
+        found = self._environments.get(environment_id, fresh=True) if _storable_id(environment_id) else None
         if found is None:
             raise NotFound(environment_id)
         return found
@@ -599,6 +612,13 @@ class EnvironmentAdmin:
 _PLACEHOLDERS: dict[str, Any] = {"approved": False, "id": "new-environment", "kind": "test",
                                  "display_name": "New environment", "fhir_base_urls": (),
                                  "epic_client_id": "client"}
+
+
+def _storable_id(value: object) -> bool:
+    """Whether ``value`` can be a Cosmos item id at all (text, 1-255 printable characters, none of ``/ \\ ? #``):
+    anything else names no environment and is not sent to the store (the rules refuse it on create)."""
+    return (isinstance(value, str) and 0 < len(value) <= 255 and value.isprintable()
+            and not COSMOS_ID_FORBIDDEN.intersection(value))
 
 
 def _default(cls: Any, name: str) -> Any:

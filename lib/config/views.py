@@ -13,6 +13,7 @@ from lib.config.audit import AuditEntry, without_secrets
 from lib.config.certificates import CertificateInfo, days_left, expiry_warning, parse_stored, soonest_expiry
 from lib.config.records import IntegrationRecord
 from lib.models import EnvironmentConfig
+from lib.stored_settings import unusable_settings
 
 
 class ApprovalTarget(BaseModel):
@@ -57,7 +58,9 @@ def url_view(config: EnvironmentConfig, url: str) -> dict[str, Any]:
 
 
 def environment_view(config: EnvironmentConfig, portal: Any = None) -> dict[str, Any]:
-    """An environment as the API answers it: its settings, each URL's status, the parsed certificates."""
+    """An environment as the API answers it: its settings, each URL's status, the parsed certificates, and
+    ``unusableSettings``: each stored setting that breaks its rule (``setting``, ``message``; empty when all are
+    usable), which launches, HL7 messages, texts or write-backs of the environment are refused for."""
     doc = config.to_doc()
     doc.pop("approvals", None)
     doc.pop("hl7_certificates", None)
@@ -67,6 +70,7 @@ def environment_view(config: EnvironmentConfig, portal: Any = None) -> dict[str,
                            (parse_stored(text) for text in config.hl7_certificates) if info]
     soonest = soonest_expiry(config.hl7_certificates, now)
     doc["certificateExpiresInDays"] = soonest[0] if soonest else None
+    doc["unusableSettings"] = [{"setting": p.setting, "message": p.message} for p in unusable_settings(config)]
     return without_secrets(doc)
 
 

@@ -46,6 +46,8 @@ REASONS = (
     ("outcome_unknown", "a worker stopped while calling Epic: the status may or may not be in Epic"),
     ("poisoned", "the queue gave up on it after repeated errors"),
     ("environment_missing", "its environment no longer exists"),
+    ("environment_settings_invalid", "a stored setting of the environment breaks the portal's rules (named "
+                                     "here): correct it on the environment's page, then replay"),
     ("unsupported_event_type", "no status code is configured for this kind of event"),
     ("epic_http_", "Epic refused it"),
     ("epic_", "Epic refused it"),
@@ -271,8 +273,7 @@ class WritebackFailures:
             raise ReplayRefused(404, "EVENT_NOT_FOUND", f"Environment '{environment_id}' has no write-back event "
                                                         f"'{event_id[:80]}'. Reload the list: it shows the events "
                                                         "that can be replayed.")
-        unsure = event.writeback == "unknown" or (event.writeback == "failed" and event.ambiguous_attempts > 0)
-        if unsure and not checked_in_epic:
+        if poison.needs_epic_check(event) and not checked_in_epic:
             raise ReplayRefused(409, "CHECK_EPIC_FIRST", "This status may already be in Epic (the call's outcome is "
                                                          "unknown). Check the visit in Epic first; if the status "
                                                          "is not there, tick the box and replay it.")
@@ -293,7 +294,9 @@ class WritebackFailures:
             if row.needs_epic_check:
                 outcomes[row.event_id] = "check-epic-first"
             elif row.event_id:
-                outcomes[row.event_id] = poison.replay(self._ops, row.event_id, row.appointment_key)
+                # Decided again on the event as it is now: it may have become unsure since it was listed.
+                outcomes[row.event_id] = poison.replay(self._ops, row.event_id, row.appointment_key,
+                                                       unsure_too=False)
         targets = [_target(r.event_id, r.appointment_key, r.appointment_id, r.event_type, r.role, r.state)
                    for r in rows]
         return self._audited(environment_id, actor, targets, outcomes)

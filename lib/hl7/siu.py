@@ -34,6 +34,7 @@ from lib.hl7.header import MessageHeader, header_from_message
 from lib.hl7.phone import choose_sms_phone
 from lib.hl7.times import format_offset, parse_dtm, parse_duration, parse_duration_text, to_utc
 from lib.hl7.wellformed import check_wellformed
+from lib.stored_settings import UnusableSetting
 
 __all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu", "siu_from_message", "visit_times"]
 
@@ -124,9 +125,11 @@ class SiuMessage:
     offset_disagreement: str | None = None
 
 
-class ConfigurationProblem(ValueError):
+class ConfigurationProblem(UnusableSetting):
     """The environment's settings cannot be used to read a message (stored by an older version, or edited in
-    the store): not the message's fault, and resending will not help until an administrator fixes them."""
+    the store): not the message's fault, and resending will not help until an administrator fixes them. The
+    intake checks the whole stored configuration first (:func:`lib.stored_settings.check_usable`); this is
+    the reader's own guard, answered the same way (an ``AR`` naming the setting)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -134,7 +137,7 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:
-        raise ConfigurationProblem(f"unknown IANA time zone {name[:24]!r}") from exc
+        raise ConfigurationProblem("time_zone", f"unknown IANA time zone {name[:24]!r}") from exc
 
 
 def _check_header(header: MessageHeader) -> str:
@@ -190,12 +193,12 @@ def _configuration(
     zone = _zone(time_zone)
     region = default_region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigurationProblem(f"unknown phone region {default_region[:10]!r}")
+        raise ConfigurationProblem("default_region", f"unknown phone region {default_region[:10]!r}")
     if not appointment_id_order:
-        raise ConfigurationProblem("appointment_id_order is empty")
+        raise ConfigurationProblem("appointment_id_order", "empty: name at least one of SCH-2, SCH-1, PV1-19")
     for item in appointment_id_order:
         if item not in _ID_SOURCES:
-            raise ConfigurationProblem(f"appointment_id_order {item[:12]!r} not {'/'.join(_ID_SOURCES)}")
+            raise ConfigurationProblem("appointment_id_order", f"{item[:12]!r} not {'/'.join(_ID_SOURCES)}")
     return zone, region, appointment_id_order, _field_address(conference_id_field) if conference_id_field else None
 
 
@@ -211,8 +214,8 @@ def _field_address(spec: str) -> tuple[str, int, int]:
         len(seg) != 3 or not (seg.isascii() and seg.isalnum() and seg.upper() == seg)
         or not field.isdigit() or int(field) < 1 or (comp and (not comp.isdigit() or int(comp) < 1))
     ):
-        raise ConfigurationProblem(f"conference_id_field {spec[:40]!r} is not shaped SEG-n or SEG-n.c (e.g. SCH-4, "
-                                   "ZCH-3.1)")
+        raise ConfigurationProblem("conference_id_field", f"{spec[:40]!r} is not shaped SEG-n or SEG-n.c (e.g. "
+                                   "SCH-4, ZCH-3.1)")
     return seg, int(field), int(comp or 1)
 
 

@@ -8,6 +8,10 @@ the poison queue (not yet handled by the trigger, or no trigger running) and vis
 died mid-call: it may or may not have reached Epic; replay only after checking Epic). Replay puts the
 event's write-back back to ``pending`` and enqueues it on ``visit-events`` again (base64,
 :mod:`lib.queues`), then deletes the poison message if there was one.
+
+Replaying *all* skips every event that may already be in Epic (:func:`needs_epic_check`): its outcome is
+``check-epic-first`` and :func:`check_epic_first_note` says what to do; each is replayed on its own once
+someone has looked at the visit in Epic (the portal's "replay all" follows the same rule).
 """
 
 from __future__ import annotations
@@ -83,7 +87,27 @@ def list_poison(services: Any, environment_id: str | None = None) -> list[Poison
     return found
 
 
-def replay(services: Any, event_id: str, appointment_key: str) -> str:
+#: The outcome of an event :func:`replay_all` left alone because it may already be in Epic.
+CHECK_EPIC_FIRST = "check-epic-first"
+
+
+def needs_epic_check(event: Any) -> bool:
+    """Whether ``event`` (a :class:`lib.store.visit_events.VisitEvent`) may already be in Epic, so replaying it
+    unchecked could write its status twice: its outcome is ``unknown`` (a worker stopped while calling Epic),
+    or it ``failed`` after a call whose outcome is unknown (a time-out that may have arrived)."""
+    return event.writeback == "unknown" or (event.writeback == "failed" and event.ambiguous_attempts > 0)
+
+
+def check_epic_first_note(event_id: str, appointment_key: str) -> str:
+    """What an operator reads for an event :func:`replay_all` skipped: why, and how to replay it."""
+    return (f"skipped event {event_id} (appointment key {appointment_key}): its write-back outcome is unknown (a "
+            "worker stopped while calling Epic, or a call timed out), so Epic may already show this status and a "
+            "blind replay could write it twice. Check the visit's connection status in Epic; only if it is "
+            "missing, replay this event on its own: ./dev ops writeback poison replay --event "
+            f"{event_id} --appointment-key '{appointment_key}'")
+
+
+def replay(services: Any, event_id: str, appointment_key: str, *, unsure_too: bool = True) -> str:
     """Write one event back again: reset it to ``pending``, enqueue it, drop its poison message.
 
     Safe to repeat (a double-submitted form, a retried script): only a ``failed`` or ``unknown`` event, or a
@@ -96,9 +120,12 @@ def replay(services: Any, event_id: str, appointment_key: str) -> str:
     - ``in-progress``: a worker is calling Epic with it right now: left alone (resetting it could write twice);
     - ``superseded``: a later status of the same participant was written: replaying would show an older one;
     - ``not-written-back``: a kind of event Epic never gets (a click, a lobby entry);
+    - ``check-epic-first``: ``unsure_too`` is false and the event may already be in Epic
+      (:func:`needs_epic_check`): left alone;
     - ``missing``: no such event.
 
-    An ``unknown`` event may have reached Epic (a worker died mid-call): replay it only after checking Epic.
+    An ``unknown`` event may have reached Epic (a worker died mid-call): replay it only after checking Epic
+    (``unsure_too=False`` refuses it, deciding on the event as read here, not as some listing saw it).
 
     Raises:
         lib.store.errors.StoreUnavailable: the store cannot be reached.
@@ -116,6 +143,8 @@ def replay(services: Any, event_id: str, appointment_key: str) -> str:
             return "already-written"
         if event.writeback == "sending":
             return "in-progress"
+        if not unsure_too and needs_epic_check(event):
+            return CHECK_EPIC_FIRST
         if event.writeback in ("superseded", "none"):
             _drop_poison_messages(services, event_id)
             return "superseded" if event.writeback == "superseded" else "not-written-back"
@@ -138,13 +167,24 @@ def replay(services: Any, event_id: str, appointment_key: str) -> str:
     raise ConcurrencyConflict("visit event kept changing")
 
 
-def replay_all(services: Any, environment_id: str | None = None) -> dict[str, str]:
-    """Replay every poison write-back found by :func:`list_poison`; returns ``event id -> outcome``."""
-    outcomes: dict[str, str] = {}
+@dataclass(frozen=True)
+class Replayed:
+    """What :func:`replay_all` did with one event: its outcome (see :func:`replay`)."""
+
+    event_id: str
+    appointment_key: str
+    outcome: str
+
+
+def replay_all(services: Any, environment_id: str | None = None) -> list[Replayed]:
+    """Replay every poison write-back found by :func:`list_poison`, each event once, except those that may
+    already be in Epic (outcome ``check-epic-first``: :func:`check_epic_first_note` says what to do)."""
+    done: dict[str, Replayed] = {}
     for item in list_poison(services, environment_id):
-        if item.event_id and item.event_id not in outcomes:
-            outcomes[item.event_id] = replay(services, item.event_id, item.appointment_key)
-    return outcomes
+        if item.event_id and item.event_id not in done:
+            outcome = replay(services, item.event_id, item.appointment_key, unsure_too=False)
+            done[item.event_id] = Replayed(item.event_id, item.appointment_key, outcome)
+    return list(done.values())
 
 
 def _drop_poison_messages(services: Any, event_id: str) -> int:

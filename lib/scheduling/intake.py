@@ -38,7 +38,7 @@ from lib.hl7.er7 import Er7Message
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_message
-from lib.hl7.siu import ConfigurationProblem, SiuMessage, siu_from_message
+from lib.hl7.siu import SiuMessage, siu_from_message
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.observability import metrics
 from lib.observability.safe_ids import log_control_id
@@ -57,6 +57,7 @@ from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
 from lib.store.messages import Signature as SignedRequest
 from lib.store.outbox import OutboxRepository
 from lib.store.visits import VisitDocuments
+from lib.stored_settings import NOT_FOR_INTAKE, UnusableSetting, check_usable
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,13 @@ class IntakeService:
 
             log.warning("hl7 intake store unavailable env=%s", environment_id)
             return store_unavailable_response(body)
+        except UnusableSetting as unusable:  # not even its certificate can be read: no ACK to an unchecked sender
+            log.warning("hl7 refused: environment %s cannot be read (setting %s); correct it in the portal",
+                        environment_id, unusable.setting)
+            return _problem(503, "Environment settings unusable",
+                            f"The stored settings of environment '{environment_id}' cannot be read "
+                            f"({unusable.setting}); an administrator corrects them in the configuration portal, "
+                            "then the interface sends again.", code="environment_settings_invalid")
         if environment is None:
             # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
             # size of a real SIU message is stored, and only so many a minute (lib/scheduling/keep_limit.py).
@@ -336,6 +344,7 @@ class IntakeService:
         try:
             _check_processing_id(environment, header)
             try:
+                check_usable(environment, ignore=NOT_FOR_INTAKE)  # a setting the portal now refuses: named first
                 message = siu_from_message(
                     decoded,
                     header,
@@ -344,10 +353,10 @@ class IntakeService:
                     appointment_id_order=environment.appointment_id_order,
                     conference_id_field=environment.conference_id_field,
                 )
-            except ConfigurationProblem as problem:  # a stored setting the portal now refuses: not retryable
-                log.warning("hl7 refused: environment %s has an unusable setting (%s); correct it in the portal",
-                            environment.id, problem)
-                raise HL7Rejected(f"portal setting wrong: {problem}", "207") from None  # MSA-3 holds 80 chars
+            except UnusableSetting as problem:  # not the message's fault, and not retryable until fixed
+                log.warning("hl7 refused: environment %s has unusable settings (%s); correct them in the portal",
+                            environment.id, ", ".join(p.setting for p in problem.problems))
+                raise HL7Rejected(problem.reason, "207") from None  # MSA-3 holds 80 chars, ERR the rest
             check_visit_window(message, now)
             sent_at = message_instant(header, environment.time_zone, now)
         except HL7Rejected as rejected:

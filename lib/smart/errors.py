@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lib.stored_settings import UnusableSetting
+
 
 @dataclass(frozen=True)
 class ErrorInfo:
@@ -57,6 +59,11 @@ CATALOG: dict[str, ErrorInfo] = {
                                           "This FHIR base URL is configured but not approved: never approved, "
                                           "sent back, or changed (kind or Epic client ID) since its approval. The "
                                           "Epic analyst named for it approves it at {public}/api/portal/approvals"),
+    "ENVIRONMENT_SETTINGS_INVALID": ErrorInfo(500, f"The video visit could not be started. {_ADMIN}",
+                                              "A stored setting of this environment breaks a rule the "
+                                              "configuration portal enforces (stored by an older version or "
+                                              "straight into the store). Open the environment at "
+                                              "{public}/api/portal/environments: a warning names the setting."),
     "ENVIRONMENT_DISABLED": ErrorInfo(403, f"The video visit could not be started. {_ADMIN}",
                                       "This environment is disabled in the configuration portal. An admin "
                                       "enables it again at {public}/api/portal/environments"),
@@ -257,3 +264,9 @@ class LaunchError(Exception):
         self.user_message = info.user_message
         self.retry_after = retry_after
         super().__init__(f"{code}: {self.admin_hint}")
+
+
+def unusable_settings_error(problem: UnusableSetting) -> LaunchError:
+    """The launch's error for an environment whose stored settings cannot be used: ``ENVIRONMENT_SETTINGS_INVALID``
+    with a hint naming the settings and where to correct them (``lib/stored_settings.py``)."""
+    return LaunchError("ENVIRONMENT_SETTINGS_INVALID", problem.admin_hint())

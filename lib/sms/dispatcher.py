@@ -57,6 +57,7 @@ from lib.store.contacts import ContactRepository
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
 from lib.store.outbox import OutboxRepository
+from lib.stored_settings import NOT_FOR_TEXTS, UnusableSetting, check_usable
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class _Facts:
     environment: EnvironmentConfig | None
     phone: str | None
     stop: str | None  # why the number must not be texted (opted out, undeliverable), or None
+    unusable: UnusableSetting | None = None  # the environment's stored document cannot be read
 
 
 @dataclass
@@ -218,14 +220,14 @@ class Dispatcher:
             return early
         appointment = self._appointments.get(item.appointment_key)
         # Fresh, not cached: SMS switched off by another instance must stop this very send.
-        environment = self._environments.get(item.environment_id, fresh=True)
+        environment, unreadable = self._fresh_environment(item.environment_id)
         phone = None
         if _skip_reason(item, appointment, environment, now) is None:
             phone = self._contacts.phone(item.appointment_key, now=now)
         stop = None
         if environment is not None and phone is not None and is_e164(phone) and self._opt_outs is not None:
             stop = self._opt_outs.stop_reason(environment.sms.sender or "", phone)
-        facts = _Facts(appointment, environment, phone, stop)
+        facts = _Facts(appointment, environment, phone, stop, unreadable)
         outcome = self._refusal(item, facts, now)
         if outcome is not None:
             return outcome
@@ -253,8 +255,8 @@ class Dispatcher:
                 outcomes[index] = early
         appointments = self._appointments.get_many([items[i].appointment_key for i in ready]) if ready else {}
         # Fresh, not cached (once per environment of the page): SMS switched off stops this page's sends.
-        fresh = {eid: self._environments.get(eid, fresh=True) for eid in {items[i].environment_id for i in ready}}
-        environments = {i: fresh[items[i].environment_id] for i in ready}
+        fresh = {eid: self._fresh_environment(eid) for eid in {items[i].environment_id for i in ready}}
+        environments = {i: fresh[items[i].environment_id][0] for i in ready}
         wanted = [i for i in ready if _skip_reason(items[i], appointments.get(items[i].appointment_key),
                                                     environments[i], now) is None]
         phones = self._contacts.phones([items[i].appointment_key for i in wanted], now=now) if wanted else {}
@@ -267,7 +269,7 @@ class Dispatcher:
         facts: dict[int, _Facts] = {
             i: _Facts(appointments.get(items[i].appointment_key), environments[i],
                       phones.get(items[i].appointment_key) if i in wanted else None,
-                      stops.get(pairs[i]) if i in pairs else None)
+                      stops.get(pairs[i]) if i in pairs else None, fresh[items[i].environment_id][1])
             for i in ready
         }
         by_sender: dict[tuple[str, int], list[int]] = {}
@@ -303,9 +305,24 @@ class Dispatcher:
             return "not-due"
         return None
 
+    def _unusable(self, item: OutboxItem, unusable: UnusableSetting) -> str:
+        """Fail ``item``: a stored setting of its environment breaks the portal's rules (named in the reason)."""
+        log.warning("sms not sent: environment %s has unusable settings (%s); correct them in the portal",
+                    item.environment_id, ", ".join(p.setting for p in unusable.problems))
+        return self._finish(item, "failed", reason=unusable.reason)
+
+    def _fresh_environment(self, environment_id: str) -> tuple[EnvironmentConfig | None, UnusableSetting | None]:
+        """The environment read fresh, or why its stored document cannot be read."""
+        try:
+            return self._environments.get(environment_id, fresh=True), None
+        except UnusableSetting as unreadable:
+            return None, unreadable
+
     def _refusal(self, item: OutboxItem, facts: _Facts, now: datetime) -> str | None:
-        """Finish ``item`` when it must not be sent now (skipped, blocked, deferred for quiet hours) and return
-        the outcome; ``None`` when it may be sent."""
+        """Finish ``item`` when it must not be sent now (skipped, blocked, deferred for quiet hours, failed on a
+        stored setting the portal refuses) and return the outcome; ``None`` when it may be sent."""
+        if facts.unusable is not None:
+            return self._unusable(item, facts.unusable)
         skip_reason = _skip_reason(item, facts.appointment, facts.environment, now)
         if skip_reason is None:
             if facts.phone is None:
@@ -318,6 +335,10 @@ class Dispatcher:
             return self._finish(item, "skipped", reason=skip_reason)
         assert facts.appointment is not None and facts.environment is not None and facts.phone is not None
         environment, appointment = facts.environment, facts.appointment
+        try:
+            check_usable(environment, ignore=NOT_FOR_TEXTS)
+        except UnusableSetting as unusable:
+            return self._unusable(item, unusable)
         problems = sending_problems(environment)
         if problems:  # stored by a path that skipped the portal's check: never sent as they are
             return self._finish(item, "failed", reason="the SMS settings are invalid: " + "; ".join(problems))

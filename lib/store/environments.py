@@ -8,6 +8,12 @@ by its ``iss``, is one cache entry read with one query per ``cache_seconds``.
 
 A change made through :meth:`EnvironmentRepository.put` is seen at once by this process; other instances
 see it within ``cache_seconds``.
+
+A document that cannot even be read as an :class:`EnvironmentConfig` (a field of the wrong shape written straight
+into the store) is never cached: :meth:`EnvironmentRepository.get` raises
+:class:`lib.stored_settings.UnusableSetting` for it, the lists leave it out (one broken document must not stop
+every other environment's launches) and :meth:`EnvironmentRepository.unreadable` names it for the portal's
+warning. Settings that read but break their rules are found by :func:`lib.stored_settings.check_usable`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from lib.models import EnvironmentConfig
 from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
 from lib.store.errors import AlreadyExists, StoreError
 from lib.store.fhir_url_claims import LEASE, FhirUrlClaims, UrlTaken, normalised
+from lib.stored_settings import UnusableSetting
 
 #: Most environments kept per process (a hospital has a handful; more only on a shared test server).
 CACHE_SIZE = 256
@@ -80,6 +87,7 @@ class EnvironmentRepository:
         self._routes: TTLCache[str, str] = TTLCache(CACHE_SIZE, age, timer=monotonic)
         self._unrouted: TTLCache[str, bool] = TTLCache(
             UNKNOWN_CACHE_SIZE, min(UNKNOWN_CACHE_SECONDS, age), timer=monotonic)
+        self._unreadable: list[_Unreadable] = []
 
     def cached(self) -> tuple[int, int]:
         """How many configured and unknown environment IDs this process remembers now."""
@@ -88,14 +96,18 @@ class EnvironmentRepository:
 
     def get(self, environment_id: str, *, fresh: bool = False) -> EnvironmentConfig | None:
         """The environment with this ID, or ``None`` when it is not configured (``fresh``: read the store,
-        not the cache, and refresh the cache)."""
+        not the cache, and refresh the cache).
+
+        Raises:
+            UnusableSetting: the stored document cannot be read as a configuration (not cached).
+        """
         if self._cache_seconds > 0 and not fresh:
             with self._lock:
                 hit = self._found.get(environment_id)
                 if hit is not None or environment_id in self._unknown:
                     return hit
         doc = read_or_none(self._container, environment_id, environment_id)
-        config = EnvironmentConfig.from_doc(doc) if doc else None
+        config = _parsed(doc) if doc else None
         if self._cache_seconds > 0:
             with self._lock:
                 if config is not None:
@@ -110,7 +122,7 @@ class EnvironmentRepository:
         doc = read_or_none(self._container, environment_id, environment_id)
         if not doc:
             return None
-        return EnvironmentConfig.from_doc(doc), str(doc["_etag"])
+        return _parsed(doc), str(doc["_etag"])
 
     def create(self, config: EnvironmentConfig) -> None:
         """Store a new environment, create-only: of two creates of one ID exactly one succeeds. Its FHIR base
@@ -238,7 +250,7 @@ class EnvironmentRepository:
             docs: list[dict[str, Any]] = list(self._container.query_items(
                 "SELECT TOP @n * FROM c", parameters=[{"name": "@n", "value": CACHE_SIZE}],
                 enable_cross_partition_query=True))
-        configs = [EnvironmentConfig.from_doc(d) for d in docs]
+        configs = _readable(docs)[0]
         if self._cache_seconds > 0:
             with self._lock:
                 for config in configs:
@@ -251,6 +263,9 @@ class EnvironmentRepository:
         Routed by the URL's claim (one point read, cached for ``cache_seconds``; an unclaimed ``iss`` is
         remembered only briefly, in a small cache); an environment saved before claims existed is found in
         the list of environments, read at most once per ``cache_seconds``.
+
+        Raises:
+            UnusableSetting: ``iss`` is listed by an environment whose document cannot be read.
         """
         key = normalised(iss)
         holder = self._route(key, iss)
@@ -261,6 +276,9 @@ class EnvironmentRepository:
         for config in self._cached_all():  # unclaimed, or a stale claim: an environment saved before claims
             if iss in config.fhir_base_urls:
                 return config
+        for broken in self._unreadable:
+            if iss in broken.fhir_base_urls:
+                raise broken.problem
         return None
 
     def _route(self, key: str, iss: str) -> str:
@@ -292,9 +310,60 @@ class EnvironmentRepository:
             self._everything["all"] = configs
         return configs
 
+    def unreadable(self) -> list[UnusableSetting]:
+        """The environments whose documents could not be read as configurations at the last full read (of
+        :meth:`all`, or of the launch routing's list), each as the error naming it."""
+        with self._lock:
+            return [broken.problem for broken in self._unreadable]
+
     def _read_all(self) -> list[EnvironmentConfig]:
         with translated_errors():
             docs: list[dict[str, Any]] = list(
                 self._container.query_items("SELECT * FROM c", enable_cross_partition_query=True)
             )
-        return [EnvironmentConfig.from_doc(d) for d in docs]
+        configs, broken = _readable(docs)
+        with self._lock:
+            self._unreadable = broken
+        return configs
+
+
+class _Unreadable:
+    """A stored document that is not a configuration: its ID, the URLs it lists, and why it cannot be read."""
+
+    def __init__(self, doc: dict[str, Any], problem: UnusableSetting) -> None:
+        urls = doc.get("fhir_base_urls")
+        self.fhir_base_urls = tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else ()
+        self.problem = problem
+
+
+def _parsed(doc: dict[str, Any]) -> EnvironmentConfig:
+    """``doc`` as a configuration.
+
+    Raises:
+        UnusableSetting: a field has a shape no configuration has (the first field named in the error, when
+            it names one, else ``settings``).
+    """
+    try:
+        return EnvironmentConfig.from_doc(doc)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        text = str(exc)
+        named = [name for name in EnvironmentConfig.__dataclass_fields__ if text.startswith(name)]
+        setting = max(named, key=len) if named else "settings"
+        message = "a stored field has a shape no setting has: correct or remove the document in the store"
+        if setting != "settings":
+            message = text[len(setting):].lstrip(" :") or message
+        raise UnusableSetting(setting, message[:200], environment_id=str(doc.get("id", ""))[:64]) from None
+
+
+def _readable(docs: list[dict[str, Any]]) -> tuple[list[EnvironmentConfig], list[_Unreadable]]:
+    """The documents that read as configurations, and those that do not (each logged, by ID and setting)."""
+    configs: list[EnvironmentConfig] = []
+    broken: list[_Unreadable] = []
+    for doc in docs:
+        try:
+            configs.append(_parsed(doc))
+        except UnusableSetting as exc:
+            log.warning("environment %s cannot be read (setting %s): correct it in the portal",
+                        exc.environment_id, exc.setting)
+            broken.append(_Unreadable(doc, exc))
+    return configs, broken

@@ -22,12 +22,13 @@ from typing import Any
 
 from lib.clock import Clock
 from lib.models import Appointment, EnvironmentConfig
-from lib.smart.errors import LaunchError
+from lib.smart.errors import LaunchError, unusable_settings_error
 from lib.sms.links import InvalidLink, JoinLinks
 from lib.store.appointments import AppointmentRepository
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import StoreUnavailable
 from lib.store.links import LinkRepository
+from lib.stored_settings import NOT_FOR_VISITS, UnusableSetting, check_usable
 from lib.visits.call_identity import AcsCallIdentityIssuer, CallIdentityUnavailable
 from lib.visits.device_test import InvalidDeviceTest, parse_device_test
 from lib.visits.events import VisitEventRecorder
@@ -270,4 +271,8 @@ class JoinService:
             raise LaunchError("APPOINTMENT_NOT_FOUND", "The visit's environment is no longer configured.")
         if environment.disabled:  # switched off in the portal: no patient joins (docs/portal.md)
             raise LaunchError("ENVIRONMENT_DISABLED")
+        try:
+            check_usable(environment, ignore=NOT_FOR_VISITS)
+        except UnusableSetting as unusable:
+            raise unusable_settings_error(unusable) from None
         return environment, appointment

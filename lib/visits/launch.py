@@ -67,7 +67,7 @@ from lib.smart.authorize import (
 )
 from lib.smart.discovery import SmartDiscovery
 from lib.smart.encrypted_link import FUTURE_SKEW, decrypt_link
-from lib.smart.errors import CATALOG, LaunchError
+from lib.smart.errors import CATALOG, LaunchError, unusable_settings_error
 from lib.smart.id_token import Identity, IdTokenVerifier
 from lib.smart.keys import SmartKeys
 from lib.smart.oauth_errors import OAuthError, authorize_refusal
@@ -81,6 +81,7 @@ from lib.store.launch_states import LAUNCH_STATE_TTL_SECONDS, LaunchState, Launc
 from lib.store.links import LinkRepository
 from lib.store.signin_states import SignInState, SignInStateRepository, UsedLinkRepository
 from lib.store.users import UserMapping, UserRepository
+from lib.stored_settings import NOT_FOR_VISITS, UnusableSetting, check_usable
 from lib.teams.signin import SIGNIN_PATH, EntraSignIn
 from lib.visits.events import VisitEventRecorder
 from lib.visits.framing import FrameContext, check_frame, origin_of
@@ -674,18 +675,23 @@ class LaunchService:
 
 
 def check_launchable(environment: EnvironmentConfig, iss: str | None) -> None:
-    """Refuse a launch into a disabled environment, or against a FHIR base URL without a current approval
-    (never approved, sent back, or changed since: kind or client ID). ``iss`` ``None`` (encrypted links, the
-    sign-in return) needs at least one approved URL of the environment.
+    """Refuse a launch into a disabled environment, against a FHIR base URL without a current approval
+    (never approved, sent back, or changed since: kind or client ID), or into an environment whose stored
+    settings break the portal's rules (:func:`lib.stored_settings.check_usable`). ``iss`` ``None`` (encrypted
+    links, the sign-in return) needs at least one approved URL of the environment.
 
     Raises:
-        LaunchError: ``ENVIRONMENT_DISABLED``, ``ENVIRONMENT_NOT_APPROVED``.
+        LaunchError: ``ENVIRONMENT_DISABLED``, ``ENVIRONMENT_NOT_APPROVED``, ``ENVIRONMENT_SETTINGS_INVALID``.
     """
     if environment.disabled:
         raise LaunchError("ENVIRONMENT_DISABLED")
     approved = environment.url_approved(iss) if iss is not None else environment.any_url_approved()
     if not approved:
         raise LaunchError("ENVIRONMENT_NOT_APPROVED")
+    try:
+        check_usable(environment, ignore=NOT_FOR_VISITS)
+    except UnusableSetting as unusable:
+        raise unusable_settings_error(unusable) from None
 
 
 def check_launch_kind(kind: LaunchKind, identity: Identity) -> None:

@@ -36,6 +36,7 @@ from lib.queues import VISIT_EVENTS_QUEUE
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
 from lib.store.visit_events import FINAL_WRITEBACK, VisitEvent, VisitEventRepository
+from lib.stored_settings import NOT_FOR_WRITEBACK, UnusableSetting, check_usable
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,14 @@ class WritebackService:
             return self._abandon(event, correlation_id)
         if event.due_utc is not None and event.due_utc - now > EARLY_TOLERANCE:
             return WritebackOutcome("not_due")
-        environment = self._environments.get(event.environment_id)
+        try:
+            environment = self._environments.get(event.environment_id)
+            if environment is not None:
+                check_usable(environment, ignore=NOT_FOR_WRITEBACK)
+        except UnusableSetting as unusable:  # listed with its reason; replayed once the portal has it right
+            log.warning("writeback refused: environment %s has unusable settings (%s) correlation=%s",
+                        event.environment_id, ", ".join(p.setting for p in unusable.problems), correlation_id)
+            return self._fail(event, "environment_settings_invalid", unusable.reason, correlation_id)
         if environment is None:
             return self._fail(event, "environment_missing", None, correlation_id)
         if environment.status_code(event.type) is None:

@@ -342,6 +342,7 @@ def test_no_secret_in_app_settings():
     settings = app_settings(bicep("main.bicep"))
     assert {n for n, v in settings.items() if _is_key_vault_reference(v)} == {
         "LINK_SIGNING_KEY",
+        "LOG_ID_KEY",
         "SMART_PRIVATE_KEYS",
         "GRAPH_CLIENT_CERT",
         "SMART_PRIVATE_KEYS_PRODUCTION",

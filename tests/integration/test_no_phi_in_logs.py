@@ -12,6 +12,7 @@ name: this proves the generic rules (and that the code does not log PHI in the f
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 
@@ -151,7 +152,9 @@ def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
     needles = [*DEMO_PHONES, *DEMO_NAMES, *DEMO_SEGMENTS, *phones, "AUTHCODE-123456", "AbCdEfGhIjKlMnOpQrStUv",
                "JOHNSMITH", "JANEDOE", "ROEMARY", "DOB19"]
     assert _leaks(texts, needles, names) == []
-    hashed = "#" + hashlib.sha256(b"JOHNSMITH-DOB19800101").hexdigest()[:12]
+    # Keyed with the deployment's LOG_ID_KEY: a plain SHA-256 of a short control ID could be reversed by guessing.
+    hashed = "#" + hmac.new(app.settings.log_id_key, b"JOHNSMITH-DOB19800101", hashlib.sha256).hexdigest()[:12]
+    assert "#" + hashlib.sha256(b"JOHNSMITH-DOB19800101").hexdigest()[:12] not in " ".join(texts)
     assert any(f"msh10={hashed} event=S12 outcome=created" in text for text in texts), texts
 
 

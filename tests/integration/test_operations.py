@@ -84,7 +84,7 @@ def _event(app, env_id: str, csn: str, writeback: str) -> VisitEvent:
 
 def test_poison_writebacks_are_listed_from_queue_and_events_and_replayed(app, env, capsys):
     # A peek sees 32 messages at most: start from an empty work queue so ours is among them.
-    queue_client(app.settings, "visit-events").clear_messages()
+    _empty_work_queue(app)
     failed = _event(app, env.id, "8200001", "failed")
     app.repos.visit_events.update(failed, writeback_reason="poisoned")
     queued = _event(app, env.id, "8200002", "pending")
@@ -108,6 +108,18 @@ def test_poison_writebacks_are_listed_from_queue_and_events_and_replayed(app, en
     code, result = run_ops(app, capsys, "writeback", "poison", "replay", "--event", "nope",
                            "--appointment-key", failed.appointment_key)
     assert code == 1 and result["outcome"] == "missing"
+
+
+def _empty_work_queue(app) -> None:
+    """Start from an empty ``visit-events`` queue (created when this module runs first on fresh services)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    client = queue_client(app.settings, "visit-events")
+    try:
+        client.create_queue()
+    except ResourceExistsError:
+        pass
+    client.clear_messages()
 
 
 def _drained(app, event: VisitEvent) -> bool:
@@ -141,3 +153,61 @@ def test_ops_health_ready_reports_every_dependency(app, env, capsys):
     assert doc["checks"]["cosmos"]["environments"] >= 1
 
 
+
+
+def test_replay_all_skips_every_write_back_that_may_already_be_in_epic_and_says_how_to_replay_it(
+        app, env, capsys):
+    _empty_work_queue(app)
+    refused = _event(app, env.id, "8400001", "failed")  # Epic refused it: certain, replayed
+    refused = app.repos.visit_events.update(refused, writeback_reason="epic_http_400")
+    died = _event(app, env.id, "8400002", "unknown")  # a worker stopped mid-call
+    timed_out = _event(app, env.id, "8400003", "failed")  # failed after a time-out that may have arrived
+    timed_out = app.repos.visit_events.update(timed_out, writeback_reason="retry_horizon_exceeded",
+                                              ambiguous_attempts=1)
+    # Its message reached the poison queue, and meanwhile the event itself ended unknown: the event decides.
+    queued_unknown = _event(app, env.id, "8400004", "unknown")
+    poison_client = queue_client(app.settings, poison.POISON_QUEUE)
+    send(poison_client, {"id": queued_unknown.id, "appointmentKey": queued_unknown.appointment_key})
+
+    code = ops.run(["writeback", "poison", "replay", "--all", "--env", env.id], services=app)
+    out, err = capsys.readouterr()
+    assert code == 0
+    unsure = (died, timed_out, queued_unknown)
+    assert json.loads(out) == {refused.id: "requeued", **{e.id: poison.CHECK_EPIC_FIRST for e in unsure}}
+    lines = err.splitlines()
+    assert len(lines) == 3
+    for event in unsure:
+        line = next(x for x in lines if event.id in x)
+        assert line.startswith(f"ops: skipped event {event.id} (appointment key {event.appointment_key}): "
+                               "its write-back outcome is unknown")
+        assert "Check the visit's connection status in Epic" in line
+        assert line.endswith(f"./dev ops writeback poison replay --event {event.id} --appointment-key "
+                             f"'{event.appointment_key}'")
+        stored = app.repos.visit_events.get(event.appointment_key, event.id)
+        assert (stored.writeback, stored.etag) == (event.writeback, event.etag)  # untouched
+    work = [m.body.get("id") for m in peek(queue_client(app.settings, "visit-events")) if m.body]
+    assert not set(work) & {e.id for e in unsure}
+
+    # After checking Epic, the operator replays one on its own, as the line says.
+    code, result = run_ops(app, capsys, "writeback", "poison", "replay", "--event", died.id,
+                           "--appointment-key", died.appointment_key)
+    assert code == 0 and result == {"eventId": died.id, "outcome": "requeued"}
+    assert app.repos.visit_events.get(died.appointment_key, died.id).writeback in ("pending", "sending", "written",
+                                                                                    "failed")
+
+
+def test_ops_log_id_prints_the_keyed_form_the_intake_logged_for_a_control_id(app, env, capsys, caplog, monkeypatch):
+    import io
+    import logging
+
+    control = "SMITHJ-X"  # not a counter or a UUID: logged only as its keyed hash
+    with caplog.at_level(logging.INFO, logger="lib.scheduling.intake"):
+        response = post_hl7(env.id, siu("S12", csn="8600001", start=START, control_id=control, sent=NOW,
+                                        processing_id="P"))  # a test environment refuses production messages
+    assert msa(response)[1] == "AR"
+    logged = " ".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("hl7 rejected"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(control + "\n"))
+    assert ops.run(["hl7", "log-id"], services=app) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("#") and len(printed) == 13
+    assert f"msh10={printed} " in logged and control not in logged

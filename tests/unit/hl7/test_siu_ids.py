@@ -168,15 +168,23 @@ def test_no_appointment_id_is_rejected_101():
 
 
 @pytest.mark.parametrize(("order", "expected"), [(("SCH-26",), "'SCH-26' not SCH-2/SCH-1/PV1-19"),
-                                                ((), "appointment_id_order is empty")])
+                                                ((), "empty: name at least one of SCH-2, SCH-1, PV1-19")])
 def test_unknown_or_missing_appointment_id_sources_are_a_configuration_problem(order, expected):
-    with pytest.raises(ConfigurationProblem, match=expected):
+    with pytest.raises(ConfigurationProblem) as problem:
         parse(siu(f"SCH||A1|||||||||{START}"), appointment_id_order=order)
+    assert (problem.value.setting, problem.value.message) == ("appointment_id_order", expected)
 
 
 def test_an_unloadable_time_zone_is_a_configuration_problem_not_an_os_error():
-    with pytest.raises(ConfigurationProblem, match="unknown IANA time zone"):
+    with pytest.raises(ConfigurationProblem) as problem:
         parse_siu(siu(f"SCH||A1|||||||||{START}"), time_zone="A" * 300, default_region="US")
+    assert problem.value.setting == "time_zone" and problem.value.message.startswith("unknown IANA time zone")
+
+
+def test_an_unknown_phone_region_names_its_setting():
+    with pytest.raises(ConfigurationProblem) as problem:
+        parse_siu(siu(f"SCH||A1|||||||||{START}"), time_zone="America/Chicago", default_region="XX")
+    assert str(problem.value) == "default_region: unknown phone region 'XX'"
 
 
 def test_conference_id_is_none_for_now():
