@@ -18,6 +18,8 @@
   wrong JSON or fields): they go on to the host's poison queue;
 - ``vv.sms.delivery`` (counter): ``status`` of ACS delivery reports (Delivered, Failed...), and ``missing``
   for sent texts whose report has not come within the expected time;
+- ``vv.sms.events_malformed`` (counter): ``event_type`` (one of ours, or ``other``); Event Grid events the
+  webhook could not read (skipped; the valid events of their batch are applied);
 - ``vv.clock.skew`` (histogram, seconds): ``source`` (hl7_jws, eventgrid); how far a signed timestamp we
   received is from our clock (absolute value).
 
@@ -43,6 +45,7 @@ __all__ = [
     "QUEUE_MALFORMED",
     "REMINDER_LAG",
     "SMS_DELIVERY",
+    "SMS_EVENTS_MALFORMED",
     "SMS_MESSAGES",
     "WRITEBACKS",
     "clock_skew",
@@ -55,6 +58,7 @@ __all__ = [
     "reminder_lag",
     "reset",
     "sms_delivery",
+    "sms_event_malformed",
     "sms_message",
     "snapshot",
     "use_opentelemetry",
@@ -70,6 +74,7 @@ QUEUE_DEPTH = "vv.queue.depth"
 REMINDER_LAG = "vv.reminder.lag"
 QUEUE_MALFORMED = "vv.queue.malformed"
 SMS_DELIVERY = "vv.sms.delivery"
+SMS_EVENTS_MALFORMED = "vv.sms.events_malformed"
 CLOCK_SKEW = "vv.clock.skew"
 
 _lock = threading.Lock()
@@ -125,6 +130,8 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
         REMINDER_LAG: meter.create_histogram(REMINDER_LAG, unit="s", description="SMS due time to send time"),
         QUEUE_MALFORMED: meter.create_counter(QUEUE_MALFORMED, unit="1", description="Malformed queue messages"),
         SMS_DELIVERY: meter.create_counter(SMS_DELIVERY, unit="1", description="SMS delivery reports by status"),
+        SMS_EVENTS_MALFORMED: meter.create_counter(SMS_EVENTS_MALFORMED, unit="1",
+                                                   description="Event Grid SMS events the webhook could not read"),
         CLOCK_SKEW: meter.create_histogram(CLOCK_SKEW, unit="s", description="Signed timestamps vs our clock"),
     }
 
@@ -203,6 +210,11 @@ def sms_delivery(status: str | None, *, count: int = 1) -> None:
     """ACS delivery reports by ``deliveryStatus`` (``missing``: a sent text whose report never came)."""
     if count:
         _record(SMS_DELIVERY, count, {"status": status}, mode="add")
+
+
+def sms_event_malformed(event_type: str | None) -> None:
+    """One Event Grid event the webhook could not read (``event_type`` when it is one we know)."""
+    _record(SMS_EVENTS_MALFORMED, 1, {"event_type": (event_type or "other").rsplit(".", 1)[-1]}, mode="add")
 
 
 def clock_skew(source: str, seconds: float) -> None:

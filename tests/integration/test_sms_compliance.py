@@ -56,7 +56,7 @@ def fresh_sms_state(app):
     opt_outs, timer_state = app.store.container("opt_outs"), app.store.container("timer_state")
     for sender in (SENDER, "+12015550190"):
         delete_if_exists(timer_state, f"sms-rate|{sender}", f"sms-rate|{sender}")
-    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(176, 190), 192)]
+    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(170, 176), *range(176, 190), 192)]
     pairs += [("+12015550154", "+12015550155"), ("+12015550157", "+12015550158")]
     for sender, phone in pairs:
         pair = app.opt_outs.pair_hash(sender, phone)
@@ -170,6 +170,49 @@ def test_webhook_fails_closed_without_a_configured_key(app, monkeypatch):
 
 def test_webhook_refuses_a_body_that_is_not_an_event_array(webhook):
     assert post_events({"not": "an array"}).status_code == 400  # type: ignore[arg-type]
+
+
+def test_a_malformed_event_is_skipped_and_the_stop_beside_it_is_applied(webhook, clock, acs, environment_id,
+                                                                          caplog):
+    from lib.observability import metrics
+
+    caplog.set_level(logging.INFO)
+    env = make_environment(webhook, environment_id)
+    start_clock(webhook, clock, NOW)
+    phone = "+12015550170"
+    bad = inbound("STOP", phone, at=NOW)
+    bad["data"]["message"] = ["STOP"]  # a list where ACS sends a string
+    no_time = inbound("START", phone, at=NOW + timedelta(seconds=5))
+    del no_time["eventTime"]
+    before = metrics.total(metrics.SMS_EVENTS_MALFORMED, event_type="SMSReceived")
+    response = post_events([bad, inbound("STOP", phone, at=NOW + timedelta(seconds=1)), no_time])
+    assert (response.status_code, response.get_body()) == (200, b"")
+    assert webhook.opt_outs.is_opted_out(SENDER, phone)  # the START without a time was not applied either
+    assert metrics.total(metrics.SMS_EVENTS_MALFORMED, event_type="SMSReceived") - before == 2
+    assert "event 0 (Microsoft.Communication.SMSReceived): data.message" in caplog.text
+    assert "event 2 (Microsoft.Communication.SMSReceived): eventTime" in caplog.text
+    assert "5550170" not in caplog.text
+    # The patient's STOP holds: the booking text of a new visit is not sent.
+    book(env, "8200020", "(201)555-0170")
+    send_queued(webhook, env, "8200020")
+    item = items(webhook, env, "8200020")["booked|1"]
+    assert (item.state, item.reason) == ("blocked", "the recipient opted out (STOP) of texts from this number")
+    assert acs.texts(env.id) == []
+
+
+def test_a_batch_with_no_usable_event_is_refused_naming_each_event(webhook):
+    first = inbound("STOP", "+12015550171")
+    first["data"]["message"] = 7
+    second = delivery("m1", "Delivered", at=NOW)
+    second["data"]["to"] = None
+    response = post_events([first, second])
+    assert response.status_code == 400
+    problem = json.loads(response.get_body())
+    assert problem["title"] == "No usable event"
+    assert problem["malformed"] == ["event 0 (Microsoft.Communication.SMSReceived): data.message",
+                                    "event 1 (Microsoft.Communication.SMSDeliveryReportReceived): data.to"]
+    assert "5550171" not in response.get_body().decode()
+    assert not webhook.opt_outs.is_opted_out(SENDER, "+12015550171")
 
 
 # ---- opt-out, opt-in, HELP -------------------------------------------------------------------------
