@@ -36,7 +36,7 @@ from lib.models import EnvironmentConfig, OutboxItem
 from lib.observability import metrics
 from lib.sms.configuration import is_e164
 from lib.sms.event_schema import SUBSCRIPTION_VALIDATION, DeliveryReportData, MalformedEvent, ReceivedData, SmsEvent
-from lib.sms.keywords import FREE_TEXT_OPT_OUT, OPT_IN_WORDS, OPT_OUT_WORDS, keyword
+from lib.sms.keywords import OPT_IN_WORDS, is_opt_out, keyword
 from lib.sms.sender import SendResult
 from lib.sms.templates import help_contact, render, texts_per_visit
 from lib.store.environments import EnvironmentRepository
@@ -180,7 +180,7 @@ class AcsEventHandler:
             return "no-keyword"
         if not (is_e164(patient) and is_e164(ours)):
             return "bad-number"
-        if word in OPT_OUT_WORDS or word == FREE_TEXT_OPT_OUT:
+        if is_opt_out(word):
             changed = self._opt_outs.record(ours, patient, opted_out=True, event_time=event_time, keyword=word)
             return "opted-out" if changed else "opt-out-stale"
         if word in OPT_IN_WORDS:

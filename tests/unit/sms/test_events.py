@@ -28,6 +28,8 @@ TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/co
         ("Help me stop these texts", "FREETEXT"), ("don't text me again", "FREETEXT"),
         ("No more messages please", "FREETEXT"), ("wrong number", "FREETEXT"), ("Please unsubscribe me", "FREETEXT"),
         ("I can stop by at 3", None), ("Can I cancel my appointment?", None), ("Thanks, see you Tuesday", None),
+        # Spanish templates may say "Responda PARA": alone it opts out; "para" inside a sentence is "for"
+        ("PARA", "PARA"), ("para.", "PARA"), ("Parar", "PARAR"), ("Para mañana a qué hora?", None),
     ],
 )
 def test_keywords(text, word):
