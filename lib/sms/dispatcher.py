@@ -21,7 +21,10 @@ sent (429, connection refused) the next attempt is a new request.
 The environment is read fresh (never the per-process cache) before deciding, so SMS switched off in the
 portal stops the next send; its settings are checked again (``sending_problems``) and the rendered text must
 fit the segment budget. A number the sender cannot reach, a number that opted out or whose texts failed
-("Failed" delivery report), and a number over its per-number cap are not texted, with the reason recorded.
+("Failed" delivery report) are not texted, with the reason recorded. The per-number cap limits reminders
+only: a booked, changed or cancelled text is always sent and counts toward the cap, so it takes the place
+of a later reminder; a reminder over the cap is ``skipped`` with the reason and counted (outcome
+``capped``).
 
 Before each claim: the appointment is checked (status, revision, start), the number must be E.164 and not
 opted out, reminders respect quiet hours at send time too (a catch-up after downtime at 23:00 waits for
@@ -74,7 +77,10 @@ STALE_SENDING = timedelta(minutes=5)
 PAGE_SIZE = 200
 MAX_PAGES = 25
 #: Outcomes that moved an item out of ``pending``-and-due (so the next page shows new items).
-_PROGRESS = frozenset({"sent", "skipped", "blocked", "failed", "unknown", "retry", "quiet-hours"})
+_PROGRESS = frozenset({"sent", "skipped", "capped", "blocked", "failed", "unknown", "retry", "quiet-hours"})
+#: Texts that change what the patient must do: the per-number cap never drops them (it limits reminders),
+#: but they count toward it, so they take the place of the reminders that would come after them.
+NEVER_CAPPED = frozenset({"booked", "changed", "cancelled"})
 #: ACS texts the per-recipient error message of a number that sent STOP to a toll-free sender
 #: (ACS ``sms-faq.md``: "Sender blocked for given recipient").
 _BLOCKED_MARKERS = ("blocked", "opted out", "opt-out", "optout")
@@ -98,7 +104,7 @@ class OptOuts(Protocol):
     def record(self, sender: str, recipient: str, *, opted_out: bool, event_time: datetime, keyword: str) -> bool: ...
 
     def take_cap_slot(self, environment_id: str, item_id: str, sender: str, recipient: str, *, now: datetime,
-                      limit: int, window: timedelta) -> bool: ...
+                      limit: int, window: timedelta, always: bool = False) -> bool: ...
 
 
 class MessageIndex(Protocol):
@@ -194,7 +200,7 @@ class Dispatcher:
     def send_one(self, item_id: str) -> str:
         """Send one outbox item if it is still pending and due; returns the outcome word.
 
-        Outcomes: ``sent``, ``skipped``, ``blocked``, ``retry``, ``failed``, ``unknown``, ``not-due``,
+        Outcomes: ``sent``, ``skipped``, ``capped`` (skipped by the per-number cap), ``blocked``, ``retry``, ``failed``, ``unknown``, ``not-due``,
         ``done-already``, ``lost-race``, ``missing``, ``rate-limited``, ``quiet-hours``.
 
         Raises:
@@ -337,12 +343,15 @@ class Dispatcher:
         environment, appointment, phone = facts.environment, facts.appointment, facts.phone
         sms = environment.sms
         sender = sms.sender or ""
-        if (self._opt_outs is not None and sms.per_number_cap > 0 and item.kind != "cancelled"
+        if (self._opt_outs is not None and sms.per_number_cap > 0
                 and not self._opt_outs.take_cap_slot(
                     item.environment_id, item.id, sender, phone, now=now, limit=sms.per_number_cap,
-                    window=timedelta(hours=sms.per_number_window_hours))):
-            return self._finish(item, "skipped", reason=f"this number already got {sms.per_number_cap} texts in "
-                                f"{sms.per_number_window_hours} hours (per-number cap)")
+                    window=timedelta(hours=sms.per_number_window_hours), always=item.kind in NEVER_CAPPED)):
+            log.warning("sms capped appointment=%s kind=%s revision=%d", item.appointment_key.split("|", 1)[-1],
+                        item.kind, item.revision)
+            outcome = self._finish(item, "skipped", reason=f"this number already got {sms.per_number_cap} texts "
+                                   f"in {sms.per_number_window_hours} hours (per-number cap)")
+            return "capped" if outcome == "skipped" else outcome  # counted as vv.sms.messages outcome=capped
         repeat = self._repeatability(item)
         if repeat is None:
             return self._finish(item, "unknown", reason="ACS answered 5xx and no longer tracks that attempt, so it "

@@ -704,6 +704,48 @@ def test_the_per_number_cap_holds_over_a_rolling_window(app, clock, acs, environ
     assert len(acs.texts(env.id)) == 4
 
 
+def test_the_cap_never_drops_a_change_notice_and_reminders_give_way(app, clock, acs, environment_id):
+    """A busy scheduler moves one visit four times and books a second one for the same number: every change
+    notice reaches the patient (the last one names the time that holds); the cap takes reminders instead."""
+    from lib.observability import metrics
+
+    phone, to = "(201)555-0172", "+12015550172"
+    sms = SmsSettings(enabled=True, sender=SENDER, reminder_offsets_minutes=(60,), per_number_cap=6,
+                      per_number_window_hours=72)
+    env = make_environment(app, environment_id, sms=sms)
+    booked_at = START - timedelta(days=1)  # all within one 72-hour window
+    start_clock(app, clock, booked_at)
+    starts = [START + timedelta(hours=h) for h in (0, 1, 2, 3, 4)]
+    book(env, "830900", phone, start=starts[0], sent=booked_at)
+    send_queued(app, env, "830900")
+    book(env, "830901", phone, start=START + timedelta(days=1), sent=booked_at + timedelta(minutes=1))
+    send_queued(app, env, "830901")
+    book(env, "830901", phone, event="S14", start=START + timedelta(days=1, hours=1),
+         sent=booked_at + timedelta(minutes=2))
+    send_queued(app, env, "830901")
+    before = metrics.total(metrics.SMS_MESSAGES, outcome="capped")
+    for n, start in enumerate(starts[1:], start=1):  # four moves of the first visit: texts 4 to 7 to the number
+        book(env, "830900", phone, event="S14", start=start, sent=booked_at + timedelta(minutes=2 + n))
+        send_queued(app, env, "830900")
+    first = items(app, env, "830900")
+    assert {k: i.state for k, i in first.items() if k.startswith("changed")} == {
+        "changed|2": "sent", "changed|3": "sent", "changed|4": "sent", "changed|5": "sent"}
+    texts = [t for t in acs.texts(env.id) if t["to"] == to]
+    assert len(texts) == 7
+    assert texts[-1]["message"].startswith(f"{env.display_name}: your video visit has moved to ")
+    assert "7:00 PM" in texts[-1]["message"]  # the time that holds (3:00 PM EST + 4 h)
+    # The reminders of both visits are over the cap now: skipped with the reason, and counted.
+    for at in (starts[-1] - timedelta(minutes=60), START + timedelta(days=1, minutes=0)):
+        clock.set(at)
+        run_timer()
+    reminders = {csn: items(app, env, csn)[key] for csn, key in (("830900", "reminder-60|5"),
+                                                                 ("830901", "reminder-60|2"))}
+    for item in reminders.values():
+        assert (item.state, item.reason) == ("skipped", "this number already got 6 texts in 72 hours (per-number cap)")
+    assert metrics.total(metrics.SMS_MESSAGES, outcome="capped") - before == 2
+    assert len([t for t in acs.texts(env.id) if t["to"] == to]) == 7
+
+
 def test_an_event_time_ahead_of_our_clock_is_measured_as_skew(webhook):
     from lib.observability import metrics
 
