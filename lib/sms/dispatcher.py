@@ -201,7 +201,8 @@ class Dispatcher:
         """Send one outbox item if it is still pending and due; returns the outcome word.
 
         Outcomes: ``sent``, ``skipped``, ``capped`` (skipped by the per-number cap), ``blocked``, ``retry``,
-        ``failed``, ``unknown``, ``not-due``, ``done-already``, ``lost-race``, ``missing``, ``rate-limited``, ``quiet-hours``.
+        ``failed``, ``unknown``, ``not-due``, ``done-already``, ``lost-race``, ``missing``, ``rate-limited``,
+        ``quiet-hours``.
 
         Raises:
             StoreUnavailable: the store is down (the queue message comes back later).
