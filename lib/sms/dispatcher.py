@@ -8,15 +8,17 @@ State machine of an outbox item (every move is an ETag-guarded replace, so only 
     pending --> blocked   (the recipient opted out of this sender)
     sending --(left behind by a crash for STALE_SENDING)--> unknown
 
-A worker that loses the claim race does nothing. A send whose outcome is unknown (a timeout after the
-request left, or a worker that died between the claim and the record) is never resent automatically: an
-operator reviews it, or a delivery report for its tag reconciles it to ``sent``.
+A worker that loses the claim race does nothing.
 
 Every attempt carries an ACS repeatable request (``lib/sms/repeatability.py``) stored in the claim, before
-the call. After a 5xx (ACS may have sent the text before failing) the retry repeats the *same* request ID
-and first-sent time, so ACS answers the first result instead of texting twice; once ACS's tracking window
-has passed, the item goes to ``unknown`` instead of being resent. After an answer that proves nothing was
-sent (429, connection refused) the next attempt is a new request.
+the call. After an answer that leaves open whether ACS took the text (a 5xx, a read time-out or a connection
+dropped after the request left, a 409 "original request still in progress") the retry repeats the *same*
+request ID and first-sent time within a minute, so ACS answers the first result instead of texting twice
+(ACS "Repeatable requests": requests are tracked for 5 minutes). Once that window has passed (4 minutes on
+our side, for clock skew) the item goes to ``unknown`` for an operator (``./dev ops sms review``) instead
+of being resent; a delivery report for its tag reconciles it to ``sent``. A worker that died between the
+claim and the record leaves the item ``sending``: after :data:`STALE_SENDING` it is ``unknown`` too. After
+an answer that proves nothing was sent (429, connection refused) the next attempt is a new request.
 
 The environment is read fresh (never the per-process cache) before deciding, so SMS switched off in the
 portal stops the next send; its settings are checked again (``sending_problems``) and the rendered text must
@@ -355,8 +357,8 @@ class Dispatcher:
             return "capped" if outcome == "skipped" else outcome  # counted as vv.sms.messages outcome=capped
         repeat = self._repeatability(item)
         if repeat is None:
-            return self._finish(item, "unknown", reason="ACS answered 5xx and no longer tracks that attempt, so it "
-                                "may have sent the text: not resent")
+            return self._finish(item, "unknown", reason="ACS may have sent the text (5xx or no answer) and no longer "
+                                "tracks that attempt: not resent")
         language = template_language(appointment.language, sms.default_language, sms.templates)
         # The text is composed before the claim: a failure here provably sent nothing, so it is recorded as
         # failed with its cause instead of leaving a claim behind that would read as "outcome unknown".
@@ -407,7 +409,7 @@ class Dispatcher:
                 self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason,
                              maybe_accepted=claimed.maybe_accepted or result.maybe_accepted)
                 return "retry"
-            if claimed.maybe_accepted or result.maybe_accepted:  # ACS may have sent it before one of its 5xx
+            if claimed.maybe_accepted or result.maybe_accepted:  # ACS may have sent it (a 5xx, no answer)
                 return self._finish(claimed, "unknown", maybe_accepted=True,
                                     reason=f"gave up after {claimed.attempts} attempts, ACS may have sent it: "
                                     f"{result.reason}")

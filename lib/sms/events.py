@@ -142,8 +142,8 @@ class AcsEventHandler:
             changes: dict[str, object] = {
                 "delivery_status": status, "delivery_detail": detail, "delivery_event_utc": event_time,
             }
-            if item.state in ("unknown", "sending"):
-                # ACS has the text, so it was sent: the review question is answered.
+            if item.state in ("unknown", "sending") or (item.state == "pending" and item.maybe_accepted):
+                # ACS has the text, so it was sent: the review question (or the pending repeat) is answered.
                 changes.update(
                     state="sent", message_id=message_id or item.message_id, reason="reconciled by a delivery report"
                 )
