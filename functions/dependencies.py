@@ -87,7 +87,7 @@ class Services:
         from lib.store.contacts import ContactRepository
         from lib.store.environments import EnvironmentRepository
         from lib.store.links import LinkRepository
-        from lib.store.messages import ProcessedMessages, RejectedMessages
+        from lib.store.messages import ProcessedMessages, RejectedMessages, message_partition_key
         from lib.store.outbox import OutboxRepository
         from lib.store.timer_state import TimerStateRepository
         from lib.store.visit_events import VisitEventRepository
@@ -99,7 +99,7 @@ class Services:
             contacts=ContactRepository(self.store),
             outbox=OutboxRepository(self.store),
             links=LinkRepository(self.store),
-            processed=ProcessedMessages(self.store,
+            processed=ProcessedMessages(self.store, message_partition_key(self.settings.link_signing_key),
                                         transactional_batch=self.settings.cosmos_transactional_batch),
             rejected=RejectedMessages(self.store, ttl_seconds=self.settings.hl7_rejected_ttl_days * 86400),
             timer_state=TimerStateRepository(self.store),

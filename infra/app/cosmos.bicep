@@ -16,9 +16,9 @@ var cosmosContainers = [
   { name: 'environments', partitionKey: '/id' }
   // one partition per visit: appointment, phone number and texts, written in one transactional batch
   { name: 'visits', partitionKey: '/appointmentKey', defaultTtl: -1 }
+  // one partition per HL7 message: its ACK, its signatures and the join link of the visit it booked
   { name: 'hl7_messages', partitionKey: '/messageKey', defaultTtl: -1 }
   { name: 'rejected', partitionKey: '/environmentId', defaultTtl: -1 }
-  { name: 'links', partitionKey: '/id', defaultTtl: -1 }
   { name: 'launch_states', partitionKey: '/id', defaultTtl: -1 }
   { name: 'visit_events', partitionKey: '/appointmentKey', defaultTtl: -1 }
   { name: 'users', partitionKey: '/id' }

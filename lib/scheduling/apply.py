@@ -84,15 +84,18 @@ def keeps_phone(after: Appointment, message: SiuFields) -> str | None:
 
 
 def apply_message(
-    existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str, now: datetime | None = None
+    existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str, now: datetime | None = None,
+    new_link_id: str | None = None,
 ) -> Applied:
     """Decide what ``message`` (with ordering key ``key``) does to ``existing``.
 
     Times missing from a cancel/no-show message keep the stored ones. A newer S12 after a cancel books the
     appointment again with a new schedule revision. With ``now``, a visit already over gets
-    :data:`PAST_VISIT_TTL_SECONDS` as its ``ttl`` (and loses it when a later message moves it ahead).
+    :data:`PAST_VISIT_TTL_SECONDS` as its ``ttl`` (and loses it when a later message moves it ahead). A new
+    appointment gets ``new_link_id`` as its join-link ID (the message's partition, so that its link is
+    recorded with the message: ``lib.store.messages``), or a random one.
     """
-    applied = _apply(existing, message, environment_id=environment_id, key=key)
+    applied = _apply(existing, message, environment_id=environment_id, key=key, new_link_id=new_link_id)
     if now is None or applied.after is None or applied.outcome == "redelivered":
         return applied
     ttl = PAST_VISIT_TTL_SECONDS if visit_over(applied.after, now) else None
@@ -101,7 +104,9 @@ def apply_message(
     return dataclasses.replace(applied, after=dataclasses.replace(applied.after, ttl=ttl))
 
 
-def _apply(existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str) -> Applied:
+def _apply(
+    existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str, new_link_id: str | None
+) -> Applied:
     if existing is not None:
         if key == existing.order_key:
             return Applied("redelivered", existing, existing, time_changed=False)
@@ -128,7 +133,7 @@ def _apply(existing: Appointment | None, message: SiuFields, *, environment_id: 
                 language=message.language,
                 order_key=key,
                 schedule_revision=1,
-                link_id=secrets.token_urlsafe(16),
+                link_id=new_link_id or secrets.token_urlsafe(16),
                 sms_phone_reason=message.sms_phone_reason,
                 conference_id=message.conference_id,
             ),

@@ -9,9 +9,10 @@ Order of work for one message (docs/hl7-intake.md):
 4. the SIU is parsed (a message we cannot accept gets ``AR`` with the reason and is kept for replay);
 5. the texts are planned and the visit's documents written in one transactional batch in the visit's
    partition (``lib/store/visits.py``): the appointment (created without a read for a new booking, else
-   replaced with ``If-Match``; a stale message changes nothing), its phone number apart, its new texts; the
-   join link is written beside it;
-6. only then the ``AA`` is recorded and returned. A store outage gives ``AE`` with HTTP 503.
+   replaced with ``If-Match``; a stale message changes nothing), its phone number apart, its new texts;
+6. only then the ``AA`` is recorded and returned, in one batch with the join link of a visit this message
+   booked (its link ID is the message's partition, ``lib/store/messages.py``); another visit's link, when it
+   changes, is written beside the visit's batch. A store outage gives ``AE`` with HTTP 503.
 
 A rejected message is kept (raw bytes, restricted container ``rejected`` with a TTL) so an operator can
 replay it after fixing the configuration (:meth:`IntakeService.replay`, :mod:`lib.scheduling.replay`).
@@ -50,7 +51,7 @@ from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
 from lib.store.environments import EnvironmentRepository
 from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
-from lib.store.links import LinkRepository
+from lib.store.links import LinkRepository, link_document
 from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
 from lib.store.messages import Signature as SignedRequest
 from lib.store.outbox import OutboxRepository
@@ -277,10 +278,12 @@ class IntakeService:
             StoreUnavailable: the store is down (the caller answers ``AE``).
         """
         now = self._clock.now()
-        dedupe_id = processed_id(environment.id, header.sending_facility or "", header.control_id or "")
+        partition = (self._processed.partition(processed_id(environment.id, header.sending_facility or "",
+                                                            header.control_id))
+                     if header.control_id else None)
         digest = hashlib.sha256(raw).hexdigest()
-        if header.control_id:
-            seen, previous = self._processed.check(dedupe_id, signed, digest)
+        if partition is not None:
+            seen, previous = self._processed.check(partition, signed, digest)
             if seen == "replayed":
                 raise self._verifier.replayed()
             if seen == "reused":
@@ -320,10 +323,10 @@ class IntakeService:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
                         environment.id, log_control_id(header.control_id), message.offset_disagreement)
         key = order_key(_message_instant(header, environment) or now, header.control_id or "")
-        applied, to_send = self._apply(environment, message, key)
+        applied, to_send, link = self._apply(environment, message, key, partition)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
-        if header.control_id and not self._processed.record(
-            dedupe_id, signed, ack, code=_msa(ack) or "AA", now=now, body_sha256=digest
+        if partition is not None and not self._processed.record(
+            partition, signed, ack, code=_msa(ack) or "AA", now=now, body_sha256=digest, link=link
         ):
             # The same signed request, replayed at the same moment, was recorded first; what both applied is
             # the same message (idempotent), and only the first is answered AA.
@@ -366,13 +369,16 @@ class IntakeService:
         )
 
     def _apply(
-        self, environment: EnvironmentConfig, message: SiuMessage, key: str
-    ) -> tuple[Applied, tuple[str, ...]]:
-        """Apply ``message`` to its visit; returns what it did and the IDs of the texts due now.
+        self, environment: EnvironmentConfig, message: SiuMessage, key: str, partition: str | None
+    ) -> tuple[Applied, tuple[str, ...], dict[str, object] | None]:
+        """Apply ``message`` (recorded in ``partition``, ``None`` without an MSH-10) to its visit; returns what
+        it did, the IDs of the texts due now, and the join link to record with the message.
 
         The visit's documents (appointment, phone number, new texts) go in one write
-        (:meth:`lib.store.visits.VisitDocuments.write`, a transactional batch), with the join link beside it
-        (another container, written concurrently: a link whose batch failed points at nothing it can open).
+        (:meth:`lib.store.visits.VisitDocuments.write`, a transactional batch). A visit this message books
+        takes ``partition`` as its link ID, and its join link is recorded with the message afterwards (one
+        batch, :meth:`lib.store.messages.ProcessedMessages.record`); any other visit's link is written
+        beside the batch, concurrently (a link whose batch failed points at nothing it can open).
         """
         now = self._clock.now()
         doc_key = appointment_key(environment.id, message.appointment_id)
@@ -382,9 +388,10 @@ class IntakeService:
         for _ in range(5):
             existing, stored_phone = (None, None) if optimistic else self._visits.read(doc_key, now=now)
             optimistic = False
-            applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now)
+            applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now,
+                                    new_link_id=partition)
             if applied.outcome == "stale" or applied.after is None:
-                return applied, ()
+                return applied, (), None
             after = applied.after
             phone = keeps_phone(after, message)
             if applied.outcome == "redelivered":
@@ -421,19 +428,22 @@ class IntakeService:
             )
             phone_doc = self._phone_document(environment, after, phone, stored_phone if forget_phone and notice
                                              else None, now)
-            link = self._link_write(environment, after, now)
+            link = self._join_link(after, now)
+            recorded_link = link if link is not None and after.link_id == partition else None
+            beside = (None if link is None or recorded_link is not None
+                      else _beside().submit(self._links.put_document, link))
             try:
                 written = self._visits.write(
                     doc_key, appointment=None if applied.outcome == "redelivered" else after,
                     create=existing is None, phone=phone_doc, texts=create,
                 )
             except (ConcurrencyConflict, AlreadyExists):
-                _wait(link)
+                _wait(beside)
                 continue  # another message for the same appointment won the race: decide again
             except BaseException:
-                _wait(link)
+                _wait(beside)
                 raise
-            _wait(link, reraise=True)
+            _wait(beside, reraise=True)
             if forget_phone:
                 # Cancelled, deleted, no-show, over, or the sender nulled PID-13/14: the number goes now, with every
                 # kept copy of the visit's refused messages (which may carry it too). Only a cancellation notice
@@ -444,7 +454,7 @@ class IntakeService:
                 self._rejected.delete_for_appointment(environment.id, doc_key)
             self._skip_superseded(cancel)
             to_send = tuple(item.id for item in written.texts if item.state == "pending" and item.due_utc <= now)
-            return applied, to_send
+            return applied, to_send, recorded_link
         raise StoreUnavailable("appointment kept changing under concurrent updates")
 
     def _phone_document(
@@ -464,13 +474,14 @@ class IntakeService:
             return None
         return phone_document(after.key, environment.id, phone, delete_after=end + phone_grace, now=now)
 
-    def _link_write(self, environment: EnvironmentConfig, after: Appointment, now: datetime) -> Future[None] | None:
-        """Start writing the join link of ``after`` (it lives until CONTACT_GRACE after the visit's end, when its
-        token expires), concurrently with the visit's batch; ``None`` when the visit is over or has no link."""
+    @staticmethod
+    def _join_link(after: Appointment, now: datetime) -> dict[str, object] | None:
+        """The join-link document of ``after`` (it lives until CONTACT_GRACE after the visit's end, when its
+        token expires); ``None`` when the visit is over or has no link."""
         end = after.end_utc or after.start_utc
         if end is None or not after.link_id or end + CONTACT_GRACE <= now:
             return None
-        return _beside().submit(self._links.put, after.link_id, after.key, expires=end + CONTACT_GRACE, now=now)
+        return link_document(after.link_id, after.key, expires=end + CONTACT_GRACE, now=now)
 
     def _skip_superseded(self, cancel: tuple[dict[str, str], ...]) -> None:
         """Move the still-pending texts of ``cancel`` (superseded revision, visit no longer booked) to skipped."""
@@ -520,7 +531,7 @@ class IntakeService:
 
 @functools.cache
 def _beside() -> ThreadPoolExecutor:
-    """The threads that write a visit's join link while its batch is in flight (one pool per process)."""
+    """The threads that write another visit's join link while the batch is in flight (one pool per process)."""
     return ThreadPoolExecutor(max_workers=8, thread_name_prefix="intake-link")
 
 

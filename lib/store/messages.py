@@ -1,20 +1,25 @@
 """HL7 message bookkeeping: processed messages (duplicates, single-use signatures) and rejected messages.
 
-``hl7_messages`` (partition key ``/messageKey`` = ``{environment}|{sending facility}|{MSH-10}``): one
-partition per message, holding the ACK we answered (document ``ack``) and one document per signature
-``jti`` that carried the message (``jti|<jti>``). A signature covers the body, so a ``jti`` can only ever
-come with one message: claiming it inside the message's partition is claiming it everywhere. The two live
-together so that each step is one round trip, a transactional batch within the partition:
+``hl7_messages`` (partition key ``/messageKey``): one partition per message, named by
+:meth:`ProcessedMessages.partition` (an HMAC of ``{environment}|{sending facility}|{MSH-10}``, 22 URL-safe
+characters), holding the ACK we answered (document ``ack``) and one document per signature ``jti`` that
+carried the message (``jti|<jti>``). A signature covers the body, so a ``jti`` can only ever come with one
+message: claiming it inside the message's partition is claiming it everywhere. A visit booked by a message
+takes that partition as its join-link ID, so the visit's join link (document ``link``,
+:mod:`lib.store.links`) lives there too. Each step is one round trip, a transactional batch within the
+partition:
 
 - :meth:`ProcessedMessages.check` = [create ``jti|<jti>``, read ``ack``]: a resend of an accepted message
   is answered from here in one call (its ``jti`` recorded); a replayed ``jti`` fails the create (409); a
   new message fails the read (404), and the batch's create is rolled back with it.
-- :meth:`ProcessedMessages.record` = [create ``jti|<jti>``, upsert ``ack``]: the ``jti`` is claimed and
-  the ACK remembered atomically, after the message was applied.
+- :meth:`ProcessedMessages.record` = [create ``jti|<jti>``, upsert ``link``, upsert ``ack``]: the ``jti``
+  is claimed, the join link of the visit the message booked written and the ACK remembered atomically,
+  after the message was applied.
 
 Where a store cannot run transactional batches (``transactional_batch=False``: the upstream local
 Cosmos-compatible server), the same steps run one document at a time: :meth:`check` reads ``ack`` and then
-claims the ``jti`` only for a duplicate; :meth:`record` claims the ``jti`` and then upserts ``ack``.
+claims the ``jti`` only for a duplicate; :meth:`record` claims the ``jti``, upserts ``link`` and then
+``ack`` (the ACK always last).
 
 ``rejected``: the raw bytes of a message we could not accept, restricted to operators, kept for ``ttl``
 seconds, never logged.
@@ -23,6 +28,8 @@ seconds, never logged.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,9 +46,15 @@ _ACK_ID = "ack"
 
 
 def processed_id(environment_id: str, sending_facility: str, control_id: str) -> str:
-    """The message key (partition) of one message. Hashed when MSH-4/MSH-10 cannot be part of a Cosmos id
-    (``lib.models.safe_key``)."""
+    """The message key of one message: what makes it the same message. Hashed when MSH-4/MSH-10 cannot be
+    part of a Cosmos id (``lib.models.safe_key``)."""
     return safe_key(environment_id, sending_facility, control_id)
+
+
+def message_partition_key(link_signing_key: bytes) -> bytes:
+    """The secret that names message partitions, derived from ``Settings.link_signing_key`` (the partition of
+    a booking message becomes its visit's join-link ID, which must not be predictable from the MSH-10)."""
+    return hmac.new(link_signing_key, b"hl7-message-partition-v1", hashlib.sha256).digest()
 
 
 @dataclass(frozen=True)
@@ -56,13 +69,23 @@ class Signature:
 class ProcessedMessages:
     """MSH-10 duplicate detection per environment and sender, with the single use of signatures."""
 
-    def __init__(self, store: CosmosStore, *, ttl_seconds: int = 30 * 86400, transactional_batch: bool = True) -> None:
+    def __init__(
+        self, store: CosmosStore, partition_key: bytes, *, ttl_seconds: int = 30 * 86400,
+        transactional_batch: bool = True,
+    ) -> None:
         self._container = store.container("hl7_messages")
+        self._partition_key = partition_key
         self._ttl = ttl_seconds
         self._batch = transactional_batch
 
+    def partition(self, message_key: str) -> str:
+        """The partition of the message ``message_key`` (:func:`processed_id`): 16 bytes of HMAC-SHA256 under
+        :func:`message_partition_key`, URL-safe base64, the shape of a join-link ID."""
+        digest = hmac.new(self._partition_key, message_key.encode("utf-8"), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
     def check(
-        self, message_key: str, signature: Signature | None, body_sha256: str | None = None
+        self, partition: str, signature: Signature | None, body_sha256: str | None = None
     ) -> tuple[Seen, bytes | None]:
         """Whether this message was accepted before: ``("duplicate", ack)`` (and the signature is now used),
         ``("replayed", None)`` (this signature was used before), or ``("new", None)`` (nothing recorded).
@@ -73,18 +96,18 @@ class ProcessedMessages:
             StoreUnavailable, StoreError: see :func:`lib.store.cosmos.translated_errors`.
         """
         if signature is None:
-            doc = read_or_none(self._container, _ACK_ID, message_key)
+            doc = read_or_none(self._container, _ACK_ID, partition)
             return _seen(doc, body_sha256) if doc else ("new", None)
         if not self._batch:
-            doc = read_or_none(self._container, _ACK_ID, message_key)
+            doc = read_or_none(self._container, _ACK_ID, partition)
             if doc is None:
                 return "new", None
-            return _seen(doc, body_sha256) if self._claim(message_key, signature) else ("replayed", None)
+            return _seen(doc, body_sha256) if self._claim(partition, signature) else ("replayed", None)
         try:
             with translated_errors():
                 results = self._container.execute_item_batch(
-                    [("create", (self._jti_doc(message_key, signature),)), ("read", (_ACK_ID,))],
-                    partition_key=message_key)
+                    [("create", (self._jti_doc(partition, signature),)), ("read", (_ACK_ID,))],
+                    partition_key=partition)
         except cosmos_errors.CosmosBatchOperationError as failed:
             if failed.error_index == 0 and failed.status_code == 409:
                 return "replayed", None
@@ -96,11 +119,12 @@ class ProcessedMessages:
         return _seen(results[1]["resourceBody"], body_sha256)
 
     def record(
-        self, message_key: str, signature: Signature | None, ack: bytes, *, code: str, now: datetime,
-        body_sha256: str | None = None,
+        self, partition: str, signature: Signature | None, ack: bytes, *, code: str, now: datetime,
+        body_sha256: str | None = None, link: dict[str, Any] | None = None,
     ) -> bool:
         """Remember the ACK (``code`` = MSA-1) answered for this message, the SHA-256 of its body, and claim its
-        signature, together.
+        signature, together; with ``link`` (:func:`lib.store.links.link_document` of the visit this message
+        booked, whose link ID is ``partition``), the visit's join link too.
 
         Returns ``False`` when the signature was claimed meanwhile (the same request, replayed concurrently,
         was accepted first): nothing is recorded then.
@@ -108,38 +132,46 @@ class ProcessedMessages:
         Raises:
             StoreUnavailable, StoreError: see :func:`lib.store.cosmos.translated_errors`.
         """
-        ack_doc = {"id": _ACK_ID, "messageKey": message_key, "ack": base64.b64encode(ack).decode(), "code": code,
+        ack_doc = {"id": _ACK_ID, "messageKey": partition, "ack": base64.b64encode(ack).decode(), "code": code,
                    "at": iso(now), "ttl": self._ttl, "body_sha256": body_sha256}
-        if signature is not None and self._batch:
+        if link is not None and link["messageKey"] != partition:
+            raise ValueError("a join link is recorded with a message only in that message's partition")
+        if self._batch and (signature is not None or link is not None):
+            operations: list[tuple[str, tuple[Any, ...]]] = []
+            if signature is not None:
+                operations.append(("create", (self._jti_doc(partition, signature),)))
+            if link is not None:
+                operations.append(("upsert", (link,)))
+            operations.append(("upsert", (ack_doc,)))
             try:
                 with translated_errors():
-                    self._container.execute_item_batch(
-                        [("create", (self._jti_doc(message_key, signature),)), ("upsert", (ack_doc,))],
-                        partition_key=message_key)
+                    self._container.execute_item_batch(operations, partition_key=partition)
                 return True
             except cosmos_errors.CosmosBatchOperationError as failed:
-                if failed.error_index == 0 and failed.status_code == 409:
+                if signature is not None and failed.error_index == 0 and failed.status_code == 409:
                     return False
                 with translated_errors():
                     raise cosmos_errors.CosmosHttpResponseError(status_code=failed.status_code,
                                                                 message="transactional batch failed") from failed
-        if signature is not None and not self._claim(message_key, signature):
+        if signature is not None and not self._claim(partition, signature):
             return False
         with translated_errors():
+            if link is not None:
+                self._container.upsert_item(link)
             self._container.upsert_item(ack_doc)
         return True
 
-    def _claim(self, message_key: str, signature: Signature) -> bool:
+    def _claim(self, partition: str, signature: Signature) -> bool:
         try:
             with translated_errors():
-                self._container.create_item(self._jti_doc(message_key, signature))
+                self._container.create_item(self._jti_doc(partition, signature))
             return True
         except AlreadyExists:
             return False
 
-    def _jti_doc(self, message_key: str, signature: Signature) -> dict[str, Any]:
+    def _jti_doc(self, partition: str, signature: Signature) -> dict[str, Any]:
         # Kept as long as the ACK, so a replay is refused as long as the message is remembered.
-        return {"id": safe_key("jti", signature.jti), "messageKey": message_key, "expires": iso(signature.expires),
+        return {"id": safe_key("jti", signature.jti), "messageKey": partition, "expires": iso(signature.expires),
                 "ttl": self._ttl}
 
 

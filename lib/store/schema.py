@@ -26,9 +26,10 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("environments", "/id"),
     # One partition per visit: its appointment, phone number and texts, written together (lib/store/visits.py).
     ContainerSpec(VISITS, "/appointmentKey", default_ttl=-1),
+    # One partition per HL7 message: its ACK and signatures, and the join link of the visit it booked
+    # (lib/store/messages.py, lib/store/links.py).
     ContainerSpec("hl7_messages", "/messageKey", default_ttl=-1),
     ContainerSpec("rejected", "/environmentId", default_ttl=-1),
-    ContainerSpec("links", "/id", default_ttl=-1),
     ContainerSpec("launch_states", "/id", default_ttl=-1),
     ContainerSpec("visit_events", "/appointmentKey", default_ttl=-1),
     ContainerSpec("users", "/id"),

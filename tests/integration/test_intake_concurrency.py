@@ -67,3 +67,44 @@ def test_a_booking_and_its_cancellation_arriving_together_end_cancelled_and_no_r
             clock.set(item.due_utc)
             assert app.dispatcher.send_one(item.id) == "skipped"
     assert [i.id for i in app.repos.outbox.for_appointment(key) if i.kind == "reminder" and i.state == "sent"] == []
+
+
+def test_a_new_booking_takes_three_store_round_trips_and_its_join_link_opens_the_visit(app, env):
+    from local.store_calls import StoreCallCounter
+
+    assert msa(post_hl7(env.id, siu("S12", csn="7100010", start=START, control_id="CC-10", sent=NOW)))[1] == "AA"
+    counter = StoreCallCounter(app.settings.cosmos_endpoint)  # the environment is cached by now
+    body = siu("S12", csn="7100011", start=START, control_id="CC-11", sent=NOW)
+    with counter.installed():
+        assert msa(post_hl7(env.id, body))[1] == "AA"
+        booked = counter.total
+        counter.reset()
+        assert msa(post_hl7(env.id, body))[1] == "AA"  # the sender's resend
+        resent = counter.total
+    assert (booked, resent) == (3, 1)
+    key = appointment_key(env.id, "7100011")
+    appointment = app.repos.appointments.get(key)
+    assert app.repos.links.appointment_key(appointment.link_id, now=NOW) == key
+
+
+def test_two_messages_booking_one_visit_at_once_leave_one_join_link_that_opens_it(app, env):
+    first = siu("S12", csn="7100012", start=START, control_id="CC-12", sent=NOW)
+    second = siu("S12", csn="7100012", start=START, control_id="CC-13", sent=NOW + timedelta(seconds=1))
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda body: post_hl7(env.id, body), [first, second]))
+    assert [msa(a)[1] for a in answers] == ["AA", "AA"]
+    key = appointment_key(env.id, "7100012")
+    appointment = app.repos.appointments.get(key)
+    assert app.repos.links.appointment_key(appointment.link_id, now=NOW) == key
+
+
+def test_a_reschedule_moves_the_join_links_expiry_with_the_visit(app, env):
+    booked = siu("S12", csn="7100014", start=START, control_id="CC-14", sent=NOW)
+    later = START + timedelta(days=5)
+    moved = siu("S14", csn="7100014", start=later, control_id="CC-15", sent=NOW + timedelta(minutes=1))
+    assert [msa(post_hl7(env.id, body))[1] for body in (booked, moved)] == ["AA", "AA"]
+    key = appointment_key(env.id, "7100014")
+    link_id = app.repos.appointments.get(key).link_id
+    # Past the first visit's end plus two hours, the link opens the visit still: it follows the new end.
+    assert app.repos.links.appointment_key(link_id, now=START + timedelta(days=1)) == key
+    assert app.repos.links.appointment_key(link_id, now=later + timedelta(days=1)) is None

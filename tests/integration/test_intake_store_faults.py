@@ -120,12 +120,14 @@ def writes_to(collection: str, nth: int = 1) -> Any:
     return lambda call: call.is_write and call.collection == collection and next(seen) == nth
 
 
-# (container, which write to it, fault). Batch path: the visit's documents are one write, the join link
-# another, the message record (hl7_messages) the last. One by one: the appointment is the first write to
-# ``visits``, its phone number the second, the three texts the third to fifth.
-BATCH_FAULTS = [("visits", 1, "503"), ("visits", 1, "drop"), ("links", 1, "503"), ("hl7_messages", 2, "drop")]
+# (container, which write to it, fault). Batch path: the duplicate check is the first write to hl7_messages,
+# the visit's documents one write to ``visits``, the message record with the visit's join link the second
+# write to hl7_messages. One by one: the appointment is the first write to ``visits``, its phone number the
+# second, the three texts the third to fifth; in hl7_messages the signature's claim, the link, the ACK.
+BATCH_FAULTS = [("visits", 1, "503"), ("visits", 1, "drop"), ("hl7_messages", 2, "503"),
+                ("hl7_messages", 2, "drop")]
 ONE_BY_ONE_FAULTS = [("visits", 1, "drop"), ("visits", 2, "503"), ("visits", 3, "drop"), ("visits", 5, "503"),
-                     ("hl7_messages", 1, "drop")]
+                     ("hl7_messages", 1, "drop"), ("hl7_messages", 2, "503"), ("hl7_messages", 3, "drop")]
 
 
 @pytest.mark.parametrize(("path", "failing_write", "nth", "fault"),
