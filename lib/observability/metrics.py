@@ -10,7 +10,8 @@
 - ``vv.launches`` (counter): ``kind`` (provider, patient, callback, join), ``outcome`` (ok, error) and
   ``error_code``;
 - ``vv.writebacks`` (counter): ``outcome`` (written, retry = transient failure, will retry later, failed,
-  unknown = a worker died mid-call, superseded, error = the trigger raised) and ``reason`` (the failure code
+  unknown = a worker died mid-call or Epic did not answer in time,
+  superseded, error = the trigger raised) and ``reason`` (the failure code
   without its detail: ``epic_http_403``, ``poisoned``, ``retry_horizon_exceeded``...);
 - ``vv.queue.depth`` (gauge): ``queue`` (sms-outbox, visit-events and their ``-poison`` queues);
 - ``vv.reminder.lag`` (histogram, seconds): ``kind``; from an SMS's due time to its sending;
