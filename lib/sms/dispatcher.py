@@ -78,6 +78,9 @@ STALE_SENDING = timedelta(minutes=5)
 #: Items read per query, and at most this many pages per run (a timer run is a minute apart).
 PAGE_SIZE = 200
 MAX_PAGES = 25
+#: States of a text that reached the patient, or may have (a send in flight, an outcome ACS left unknown;
+#: also a ``pending`` repeat after a time-out, ``maybe_accepted``).
+_MAY_HAVE_REACHED_THE_PATIENT = frozenset({"sent", "sending", "unknown"})
 #: Outcomes that moved an item out of ``pending``-and-due (so the next page shows new items).
 _PROGRESS = frozenset({"sent", "skipped", "capped", "blocked", "failed", "unknown", "retry", "quiet-hours"})
 #: Texts that change what the patient must do: the per-number cap never drops them (it limits reminders),
@@ -319,6 +322,8 @@ class Dispatcher:
                 skip_reason = "no SMS number on file"
             elif not is_e164(facts.phone):
                 skip_reason = "the number on file is not in E.164 format"
+        if skip_reason is None and item.kind == "cancelled" and not self._patient_was_told(item):
+            skip_reason = "the patient was never texted about this visit"
         if skip_reason is not None:
             return self._finish(item, "skipped", reason=skip_reason)
         assert facts.appointment is not None and facts.environment is not None and facts.phone is not None
@@ -339,6 +344,17 @@ class Dispatcher:
             self._finish(item, "pending", due_utc=later, reason="deferred: quiet hours")
             return "quiet-hours"
         return None
+
+    def _patient_was_told(self, cancellation: OutboxItem) -> bool:
+        """Whether a text about the visit of ``cancellation`` reached (or may have reached) the patient: a
+        cancellation notice about a visit the patient never heard of (booked and cancelled before its
+        confirmation went out) would only confuse them. One query in the visit's partition, for cancellation
+        notices only."""
+        return any(
+            text.kind != "cancelled"
+            and (text.state in _MAY_HAVE_REACHED_THE_PATIENT or (text.state == "pending" and text.maybe_accepted))
+            for text in self._outbox.for_appointment(cancellation.appointment_key)
+        )
 
     def _deliver(self, item: OutboxItem, facts: _Facts, now: datetime, paused: dict[str, datetime] | None) -> str:
         """Claim ``item`` (ETag), send it through ACS and record the outcome."""

@@ -192,3 +192,31 @@ def test_a_resent_cancel_does_not_take_the_number_from_its_waiting_cancellation_
     assert phone_of(app, environment_id) == "+12015550147"  # still waiting for the notice
     assert send_due_texts(app, environment_id)["cancelled"] == "sent"
     assert documents_holding_the_phone(app, environment_id) == []
+
+
+@pytest.mark.parametrize("event", ["S15", "S17"])
+def test_a_visit_cancelled_before_its_confirmation_went_out_texts_nothing_and_forgets_the_number(
+        app, clock, environment_id, event):
+    clock.set(NOW)
+    make_environment(app, environment_id)
+    assert msa(post_hl7(environment_id, message("S12", 0, "C1")))[1] == "AA"
+    assert msa(post_hl7(environment_id, message(event, 5, "C2")))[1] == "AA"  # before any text was sent
+    send_due_texts(app, environment_id)
+    key = appointment_key(environment_id, CSN)
+    texts = {t.kind: t for t in app.repos.outbox.for_appointment(key)}
+    assert (texts["cancelled"].state, texts["cancelled"].reason) == (
+        "skipped", "the patient was never texted about this visit")
+    assert texts["booked"].state == "skipped"
+    assert documents_holding_the_phone(app, environment_id) == []
+
+
+def test_a_cancellation_whose_confirmation_may_have_reached_the_patient_is_sent(app, clock, environment_id):
+    clock.set(NOW)
+    make_environment(app, environment_id)
+    assert msa(post_hl7(environment_id, message("S12", 0, "C1")))[1] == "AA"
+    key = appointment_key(environment_id, CSN)
+    booked = next(t for t in app.repos.outbox.for_appointment(key) if t.kind == "booked")
+    app.repos.outbox.transition(booked, state="unknown", reason="no answer from ACS")  # ACS may have sent it
+    assert msa(post_hl7(environment_id, message("S15", 5, "C2")))[1] == "AA"
+    assert send_due_texts(app, environment_id)["cancelled"] == "sent"
+    assert phone_of(app, environment_id) is None
