@@ -34,7 +34,7 @@ def _json(body: Any, status: int = 200, req: func.HttpRequest | None = None, *,
     if req is not None:
         headers["x-correlation-id"] = correlation_id(req)
     if etag is not None:
-        headers["ETag"] = etag
+        headers["ETag"] = f'"{_opaque(etag)}"'  # RFC 9110 8.8.3: an entity-tag is a quoted string
     return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/json",
                              headers=headers)
 
@@ -59,8 +59,11 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     except Forbidden as exc:
         return problem(403, "Not allowed", exc.reason, correlation=correlation, code="NOT_ASSIGNED")
     except ConfigurationRefused as exc:
-        return problem(422, "Not valid", refused, correlation=correlation,
-                       code="INVALID", errors=[{"field": p.field, "message": p.message} for p in exc.problems])
+        from lib.config.labels import label
+
+        return problem(422, "Not valid", refused, correlation=correlation, code="INVALID",
+                       errors=[{"field": p.field, "label": label(p.field), "message": p.message}
+                               for p in exc.problems])
     except NotFound as exc:
         return problem(404, "Not found", f"No environment '{exc}'.", correlation=correlation, code="NOT_FOUND")
     except EditConflict:
@@ -85,19 +88,16 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
                        correlation=correlation, code="INTERNAL_ERROR")
 
 
-def _model(model: Any, body: Any, *, explain: Any = None) -> dict[str, Any]:
-    """Validate ``body`` with a pydantic model; only the fields sent. ``explain(body, error)`` builds the
-    refusal when given (an environment's lists every problem, not only the model's)."""
+def _model(model: Any, body: Any) -> dict[str, Any]:
+    """Validate ``body`` with a pydantic model; only the fields sent."""
     from pydantic import ValidationError
 
     from lib.config.environments import ConfigurationRefused, pydantic_problems
 
-    if not isinstance(body, dict):
-        raise Denied(400, "Bad request", "The body must be a JSON object.", "BAD_JSON")
     try:
-        return model.model_validate(body).model_dump(exclude_unset=True)
+        return model.model_validate(_object(body)).model_dump(exclude_unset=True)
     except ValidationError as exc:
-        raise (explain(body, exc) if explain else ConfigurationRefused(pydantic_problems(exc))) from None
+        raise ConfigurationRefused(pydantic_problems(exc)) from None
 
 
 # ---- session -------------------------------------------------------------------------------------------------
@@ -121,7 +121,6 @@ def config_session(req: func.HttpRequest) -> func.HttpResponse:
 def config_environments(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: every environment (Admin, Approver). ``POST``: create one (Admin; body ``EnvironmentCreate``)."""
     def run() -> func.HttpResponse:
-        from lib.config.environments import EnvironmentCreate
         from lib.config.views import environment_view
 
         portal = services().portal
@@ -129,8 +128,7 @@ def config_environments(req: func.HttpRequest) -> func.HttpResponse:
             authorize(req, ADMIN, APPROVER)
             return _json([environment_view(e, portal) for e in portal.environments.list()], req=req)
         principal = authorize(req, ADMIN, change=True)
-        body = _model(EnvironmentCreate, json_body(req), explain=portal.environments.refusal)
-        created = portal.environments.create(body, principal)
+        created = portal.environments.create(_object(json_body(req)), principal)
         return _json(environment_view(created, portal), 201, req)
     return _call(req, run)
 
@@ -141,7 +139,6 @@ def config_environments(req: func.HttpRequest) -> func.HttpResponse:
 def config_environment(req: func.HttpRequest) -> func.HttpResponse:
     """``GET``: one environment (Admin, Approver). ``PATCH``: change fields (Admin; body ``EnvironmentChange``)."""
     def run() -> func.HttpResponse:
-        from lib.config.environments import EnvironmentChange
         from lib.config.views import environment_view
 
         portal = services().portal
@@ -151,18 +148,36 @@ def config_environment(req: func.HttpRequest) -> func.HttpResponse:
             config, version = portal.environments.get_versioned(env_id)
             return _json(environment_view(config, portal), req=req, etag=version)
         principal = authorize(req, ADMIN, change=True)
-        body = _model(EnvironmentChange, json_body(req),
-                      explain=lambda sent, exc: portal.environments.refusal(sent, exc, environment_id=env_id))
-        portal.environments.update(env_id, body, principal, version=_if_match(req))
+        body = portal.environments.checked_body(_object(json_body(req)), environment_id=env_id)
+        _, stored = portal.environments.get_versioned(env_id)
+        portal.environments.update(env_id, body, principal, version=_expected_version(req, stored))
         changed, version = portal.environments.get_versioned(env_id)
         return _json(environment_view(changed, portal), req=req, etag=version)
     return _call(req, run)
 
 
-def _if_match(req: func.HttpRequest) -> str | None:
-    """The version a script edited (``If-Match``: the ``ETag`` of its GET); ``None`` when absent or ``*``."""
+def _opaque(version: str) -> str:
+    """A stored version (the document's ``_etag``) without the quotes a store may keep in it."""
+    return version.strip().strip('"')
+
+
+def _expected_version(req: func.HttpRequest, stored: str) -> str | None:
+    """The version a script edited, from ``If-Match`` (RFC 9110 13.1.1): ``None`` when absent or ``*``;
+    ``stored`` when one listed entity-tag is it (quoted as sent by our GET, or unquoted as older clients
+    send it); otherwise a value that never matches (412). A weak tag (``W/"..."``) never matches: If-Match
+    compares strongly."""
     value = (req.headers.get("if-match") or "").strip()
-    return value if value and value != "*" else None
+    if not value or value == "*":
+        return None
+    tags = [tag.strip() for tag in value.split(",") if tag.strip()]
+    strong = {_opaque(tag) for tag in tags if not tag.startswith("W/")}
+    return stored if _opaque(stored) in strong else "W/no-match"
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise Denied(400, "Bad request", "The body must be a JSON object.", "BAD_JSON")
+    return body
 
 
 def _set_state(req: func.HttpRequest, disabled: bool) -> func.HttpResponse:
@@ -383,19 +398,21 @@ def config_sms(req: func.HttpRequest) -> func.HttpResponse:
     ``lib/sms/configuration.py`` is checked before anything is stored."""
     def run() -> func.HttpResponse:
         from lib.config.environments import EditConflict
-        from lib.config.sms import SmsChange, apply_sms_change
+        from lib.config.sms import apply_sms_change, read_sms_change, sms_change_summary
         from lib.config.views import environment_view
 
         principal = authorize(req, ADMIN, change=True)
         portal = services().portal
         env_id = req.route_params.get("environmentId", "")
         current, version = portal.environments.get_versioned(env_id)
-        expected = _if_match(req)
+        expected = _expected_version(req, version)
         if expected is not None and expected != version:
             raise EditConflict(env_id)
-        after = apply_sms_change(current, _model(SmsChange, json_body(req)), principal,
-                                 now=services().clock.now())
-        portal.environments.replace_checked(current, after, principal, action="sms.update", version=version)
+        change, unreadable = read_sms_change(_object(json_body(req)))
+        after, found = apply_sms_change(current, change, principal, now=services().clock.now())
+        portal.environments.replace_checked(current, after, principal, action="sms.update", version=version,
+                                            summary=sms_change_summary(current, after), sms_save=True,
+                                            found=unreadable + found)
         stored, version = portal.environments.get_versioned(env_id)
         return _json(environment_view(stored, portal), req=req, etag=version)
     return _call(req, run)

@@ -218,17 +218,18 @@ def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, 
                       raw: dict[str, str] | None = None, status: int = 200,
                       version: str | None = None) -> func.HttpResponse:
     from lib.config.forms import form_fields
+    from lib.config.labels import shown
 
-    errors: dict[str, str] = {}
-    for p in problems or []:
-        errors.setdefault(p.field, p.message)
+    summary, errors = shown(problems or [], anchor="environment", creating=creating)
+    sms_errors = [item.detail for item in summary if item.field == "sms"]
     fields = form_fields(values, creating=creating, errors=errors, raw=raw)
     title = "Add an environment" if creating else f"Edit {env_id}"
     action = "/api/portal/environments" if creating else f"/api/portal/environments/{env_id}"
     cancel = "/api/portal/environments" if creating else f"/api/portal/environments/{env_id}"
     conflict = any(p.field == "reload" for p in problems or [])
     return _page(req, "portal/environment_form.html", principal, status, title=title, fields=fields, action=action,
-                 cancel=cancel, problems=problems or [], section="environments", version=version,
+                 cancel=cancel, problems=summary, section="environments", version=version, sms_errors=sms_errors,
+                 sms_url=None if creating else f"/api/portal/environments/{env_id}/sms",
                  reload_url=f"/api/portal/environments/{env_id}/edit" if conflict else None)
 
 
@@ -254,37 +255,20 @@ def portal_environments(req: func.HttpRequest) -> func.HttpResponse:
 
 def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, list[str]],
                       env_id: str | None) -> func.HttpResponse:
-    from pydantic import ValidationError
-
-    from lib.config.environments import (
-        ConfigurationRefused,
-        EditConflict,
-        EnvironmentChange,
-        EnvironmentCreate,
-        Problem,
-    )
-    from lib.config.forms import FormProblem, defaults, parse_form
+    from lib.config.environments import ConfigurationRefused, EditConflict, Problem
+    from lib.config.forms import defaults, parse_form
 
     portal = services().portal
     creating = env_id is None
-    raw: dict[str, str] = {}
     values = defaults() if creating else portal.environments.get(env_id or "").to_doc()
     version = _first(form, "version") or None  # what the editor opened: a save over a newer one is refused
+    body, raw, unreadable = parse_form(form, creating=creating)
     try:
-        body, raw = parse_form(form, creating=creating)
-        model = EnvironmentCreate if creating else EnvironmentChange
-        try:
-            typed = model.model_validate(body).model_dump(exclude_unset=True)
-        except ValidationError as exc:
-            raise portal.environments.refusal(body, exc, environment_id=None if creating else env_id) from None
+        typed = portal.environments.checked_body(body, environment_id=env_id, found=unreadable)
         if creating:
             saved = portal.environments.create(typed, principal)
         else:
             saved = portal.environments.update(env_id or "", typed, principal, version=version)
-    except FormProblem as exc:
-        return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
-                                 problems=[Problem(exc.field, exc.message)], raw=raw or None, status=422,
-                                 version=version)
     except ConfigurationRefused as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
                                  problems=_problems(exc), raw=raw, status=422, version=version)
@@ -607,6 +591,7 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
               typed: dict[str, str] | None = None, version: str | None = None) -> func.HttpResponse:
     import dataclasses
 
+    from lib.config.labels import shown as shown_problems
     from lib.config.phone_numbers import PhoneNumberError, is_toll_free
     from lib.config.sms import preview
     from lib.config.views import environment_view
@@ -622,7 +607,7 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
         for kind in KINDS:
             text = (typed or {}).get(f"tpl-{language}-{kind}") or template_for(
                 kind, language, config.sms.templates, config.sms.default_language)
-            rows.append({"kind": kind, "text": text, "preview": preview(
+            rows.append({"kind": kind, "text": text, "anchor": f"tpl-{language}-{kind}", "preview": preview(
                 config, kind=kind, language=language, template=text, public_base_url=portal.public_base_url,
                 help_contact=typed_contact)})
         templates[language] = rows
@@ -630,20 +615,19 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
         owned = [n for n in portal.phone_numbers.owned() if "outbound" in n["sms"]]
     except PhoneNumberError:
         owned = []
-    errors: dict[str, str] = {}
-    for p in problems or []:
-        errors.setdefault(p.field, p.message)
+    summary, errors = shown_problems(problems or [], anchor="sms")
     sms = config.sms
     shown = {"reminder_offsets_minutes": ", ".join(str(m) for m in sms.reminder_offsets_minutes),
              "reachable_countries": ", ".join(sms.reachable_countries), "help_contact": sms.help_contact or "",
-             "per_number_cap": str(sms.per_number_cap), "per_number_window_hours": str(sms.per_number_window_hours)}
+             "per_number_cap": str(sms.per_number_cap), "per_number_window_hours": str(sms.per_number_window_hours),
+             "default_language": sms.default_language, "join_link_base_url": sms.join_link_base_url or ""}
     form = {name: (typed or {}).get(name, value) for name, value in shown.items()}
     return _page(req, "portal/sms.html", principal, status, title=f"Text messages: {config.id}",
                  env=environment_view(config), owned=owned, toll_free=is_toll_free(sms.sender),
                  own_region=region_of(sms.sender) if sms.sender else None,
                  default_help=help_contact(dataclasses.replace(sms, help_contact=None), portal.public_base_url),
                  languages=languages, templates=templates, kind_names=KIND_NAMES, errors=errors, form=form,
-                 problems=problems or [], notice=notice, section="environments", version=version,
+                 problems=summary, notice=notice, section="environments", version=version,
                  reload_url=f"/api/portal/environments/{config.id}/sms" if "reload" in errors else None)
 
 
@@ -671,26 +655,25 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
         if version is not None and version != stored_version:
             return _sms_page(req, principal, config, status=409, typed=typed, version=version,
                              problems=[Problem("reload", EditConflict.MESSAGE)])
-        unreadable: list[Problem] = []
+        unreadable: list[Problem] = []  # reported with every other problem; those settings stay as stored
 
-        def whole(name: str, message: str) -> int:
+        def whole(name: str, message: str) -> int | None:
             try:
                 return int(_first(form, name).strip())
             except ValueError:
-                unreadable.append(Problem(name, message))
-                return 0
+                unreadable.append(Problem(f"sms.{name}", message))
+                return None
 
         offsets_text = _first(form, "reminder_offsets_minutes")
+        offsets: list[int] | None
         try:
             offsets = [int(p) for p in offsets_text.replace(";", ",").split(",") if p.strip()]
         except ValueError:
-            offsets = []
-            unreadable.append(Problem("reminder_offsets_minutes",
-                                      "Write whole minutes separated by commas, e.g. 1440, 60"))
-        cap = whole("per_number_cap", "Write the number of texts as a whole number, e.g. 6 (0: no limit)")
-        window = whole("per_number_window_hours", "Write the period as a whole number of hours, e.g. 72 for 3 days")
-        if unreadable:
-            return _sms_page(req, principal, config, status=422, typed=typed, version=version, problems=unreadable)
+            offsets = None
+            unreadable.append(Problem("sms.reminder_offsets_minutes",
+                                      "write whole minutes separated by commas, e.g. 1440, 60"))
+        cap = whole("per_number_cap", "write the number of texts as a whole number, e.g. 6 (0: no limit)")
+        window = whole("per_number_window_hours", "write the period as a whole number of hours, e.g. 72 for 3 days")
         overrides: dict[str, dict[str, str]] = {}
         for language in sorted(set(TEMPLATES) | set(config.sms.templates)):
             for kind in KINDS:
@@ -716,13 +699,15 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
             "per_number_cap": cap,
             "per_number_window_hours": window,
         }
+        change = {k: v for k, v in change.items() if v is not None or k in ("join_link_base_url", "help_contact")}
         if config.sms.consented_at and change["consentSendOnBehalf"] and change["consentPatientsAgreed"]:
             change.pop("consentSendOnBehalf")  # unchanged consents keep who gave them and when
             change.pop("consentPatientsAgreed")
         try:
-            after = apply_sms_change(config, change, principal, now=services().clock.now())
-            portal.environments.replace_checked(config, after, principal, action="sms.update",
-                                                version=stored_version, summary=sms_change_summary(config, after))
+            after, found = apply_sms_change(config, change, principal, now=services().clock.now())
+            portal.environments.replace_checked(config, after, principal, action="sms.update", sms_save=True,
+                                                version=stored_version, summary=sms_change_summary(config, after),
+                                                found=unreadable + found)
         except ConfigurationRefused as exc:
             return _sms_page(req, principal, config, status=422, typed=typed, problems=_problems(exc),
                              version=version)

@@ -14,7 +14,7 @@ import re
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Strict
 
 #: Where an appointment ID may come from in an SIU message (docs/hl7-intake.md).
 APPOINTMENT_ID_SOURCES = ("SCH-2", "SCH-1", "PV1-19")
@@ -25,6 +25,9 @@ MAX_FRAME_ORIGINS = 20
 #: Bounds of the whole-number settings.
 VISITS_PER_MONTH_MAX = 10_000_000
 REMINDER_MINUTES_MAX = 30 * 1440
+#: Bounds of the per-number cap: texts, and the window in hours (30 days); docs/portal.md "SMS".
+PER_NUMBER_CAP_MAX = 50
+PER_NUMBER_WINDOW_HOURS_MAX = 720
 
 
 def _has_control(text: str) -> bool:
@@ -81,22 +84,53 @@ def frame_origins(values: tuple[str, ...]) -> tuple[str, ...]:
 
 # ---- whole numbers ---------------------------------------------------------------------------------------------
 def _whole_number(low: int, high: int, unit: str) -> BeforeValidator:
-    """A validator reading a whole number from ``low`` to ``high``: a JSON integer or the form's digits; never
-    a boolean, a fraction or an exponent (a value beyond ``high`` would come back from the store as a float)."""
+    """A validator reading a whole number from ``low`` to ``high``: a JSON integer only (the portal's form
+    turns its digits into one first, :func:`lib.config.forms.parse_form`); never a string, a boolean, a
+    fraction or an exponent (``1e3`` is a JSON float), as docs/portal.md says."""
     message = f"use a whole number of {unit} from {low} to {high}"
 
     def read(value: Any) -> int:
-        if isinstance(value, bool):
-            raise ValueError(message)
-        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,12}\s*", value):
-            value = int(value)
-        if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
-            value = int(value)
-        if not isinstance(value, int) or not low <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(message)
         return value
 
     return BeforeValidator(read)
+
+
+# ---- HL7 sending facilities ----------------------------------------------------------------------------------
+#: Most MSH-4 values one environment can be bound to, and the longest one.
+MAX_SENDING_FACILITIES = 20
+MAX_SENDING_FACILITY_CHARS = 180
+
+
+def sending_facilities_problem(values: Any) -> str | None:
+    """Why ``values`` cannot be an environment's ``hl7_sending_facilities`` (``None`` when they can): a list
+    of at most 20 entries, each 1 to 180 printable ASCII characters without surrounding spaces or an HL7
+    delimiter other than ``^`` (``|~\\&``), none repeated (case-insensitively). The message names the
+    entry's position ("entry 2: ...")."""
+    if not isinstance(values, tuple) or not all(isinstance(v, str) for v in values):
+        return "must be a list of text values"
+    if len(values) > MAX_SENDING_FACILITIES:
+        return f"at most {MAX_SENDING_FACILITIES} sending facilities"
+    seen: set[str] = set()
+    for position, value in enumerate(values, start=1):
+        text = value.strip()
+        if not text or len(text) > MAX_SENDING_FACILITY_CHARS:
+            return f"entry {position}: 1 to {MAX_SENDING_FACILITY_CHARS} characters"
+        if text != value or not all(" " <= c <= "~" for c in text) or any(c in "|~\\&" for c in text):
+            return (f"entry {position}: printable characters without surrounding spaces and without | ~ \\ & "
+                    "(components are joined by ^, as in MSH-4)")
+        if text.upper() in seen:
+            return f"entry {position} repeats an earlier entry"
+        seen.add(text.upper())
+    return None
+
+
+def _sending_facilities(values: tuple[str, ...]) -> tuple[str, ...]:
+    problem = sending_facilities_problem(values)
+    if problem:
+        raise ValueError(problem)
+    return values
 
 
 # ---- text ------------------------------------------------------------------------------------------------------
@@ -144,8 +178,11 @@ def _vendor_name(name: str) -> str:
     return name
 
 
+#: A switch: JSON ``true`` or ``false`` only (not ``"yes"``, ``1`` or ``"on"``: the form sends booleans).
+Flag = Annotated[bool, Strict()]
 AppointmentIdOrder = Annotated[tuple[str, ...], AfterValidator(appointment_id_order)]
 FrameOrigins = Annotated[tuple[str, ...], AfterValidator(frame_origins)]
+SendingFacilities = Annotated[tuple[str, ...], AfterValidator(_sending_facilities)]
 TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
 DisplayName = Annotated[str, AfterValidator(_display_name)]
 VendorName = Annotated[str, AfterValidator(_vendor_name)]
@@ -155,5 +192,5 @@ EncryptedMaxAge = Annotated[int, _whole_number(1, 3600, "seconds")]
 ReminderMinutes = Annotated[int, _whole_number(1, REMINDER_MINUTES_MAX, "minutes before the visit")]
 SmsRate = Annotated[int, _whole_number(1, 1_000_000, "texts a minute")]
 GraceMinutes = Annotated[int, _whole_number(0, 30 * 1440, "minutes")]
-PerNumberCap = Annotated[int, _whole_number(0, 1000, "texts")]
-WindowHours = Annotated[int, _whole_number(1, 24 * 366, "hours")]
+PerNumberCap = Annotated[int, _whole_number(0, PER_NUMBER_CAP_MAX, "texts (0: no limit)")]
+WindowHours = Annotated[int, _whole_number(1, PER_NUMBER_WINDOW_HOURS_MAX, "hours")]

@@ -17,16 +17,19 @@ from lib.field_rules import (
     AppointmentIdOrder,
     DisplayName,
     EncryptedMaxAge,
+    Flag,
     FrameOrigins,
     GraceMinutes,
     HorizonMinutes,
     PerNumberCap,
     ReminderMinutes,
+    SendingFacilities,
     SmsRate,
     TimeZoneName,
     VendorName,
     VisitsPerMonth,
     WindowHours,
+    sending_facilities_problem,
 )
 
 EnvironmentKind = Literal["test", "production"]
@@ -169,11 +172,11 @@ class SmsSettings:
             the organization's behalf, and its patients agreed to receive texts. SMS cannot be on without them.
     """
 
-    enabled: bool = False
+    enabled: Flag = False
     sender: str | None = None
-    confirm_booked: bool = True
-    confirm_changed: bool = True
-    confirm_cancelled: bool = True
+    confirm_booked: Flag = True
+    confirm_changed: Flag = True
+    confirm_cancelled: Flag = True
     reminder_offsets_minutes: tuple[ReminderMinutes, ...] = (1440, 60)
     quiet_hours: tuple[str, str] = ("21:00", "08:00")
     join_link_base_url: str | None = None
@@ -286,7 +289,7 @@ class EnvironmentConfig:
     kind: EnvironmentKind
     display_name: DisplayName
     fhir_base_urls: tuple[str, ...]
-    approved: bool
+    approved: Flag
     epic_client_id: str
     time_zone: TimeZoneName = "America/New_York"
     default_region: str = "US"
@@ -298,7 +301,7 @@ class EnvironmentConfig:
     hl7_certificates: tuple[str, ...] = ()
     conference_id_field: str | None = None
     department_organizers: dict[str, str] = field(default_factory=dict)
-    provider_signin: bool = True
+    provider_signin: Flag = True
     client_assertion_alg: ClientAssertionAlg = "RS384"
     launch_mode: LaunchMode = "smart"
     encrypted_fields: dict[str, str] = field(default_factory=dict)
@@ -307,14 +310,14 @@ class EnvironmentConfig:
     writeback_retry_horizon_minutes: HorizonMinutes = DEFAULT_WRITEBACK_HORIZON_MINUTES
     frame_origins: FrameOrigins = ()
     monthly_visit_allocation: VisitsPerMonth | None = None
-    report_clinician_names: bool = False
+    report_clinician_names: Flag = False
     lobby_bypass_scope: LobbyScope = "organization"
     presence_source: PresenceSource = "auto"
-    disabled: bool = False
+    disabled: Flag = False
     csn_identifier_systems: tuple[str, ...] = (EPIC_CSN_OID_SUFFIX,)
     approvers: dict[str, str] = field(default_factory=dict)
     approvals: dict[str, UrlReview] = field(default_factory=dict)
-    hl7_sending_facilities: tuple[str, ...] = ()
+    hl7_sending_facilities: SendingFacilities = ()
 
     def __post_init__(self) -> None:
         check_sending_facilities(self.hl7_sending_facilities)
@@ -374,38 +377,16 @@ class EnvironmentConfig:
         return cls(**own, sms=SmsSettings(**sms_fields))
 
 
-#: Most MSH-4 values one environment can be bound to, and the longest one.
-MAX_SENDING_FACILITIES = 20
-MAX_SENDING_FACILITY_CHARS = 180
-
-
 def check_sending_facilities(values: tuple[str, ...]) -> None:
-    """Validate :attr:`EnvironmentConfig.hl7_sending_facilities`.
+    """Validate :attr:`EnvironmentConfig.hl7_sending_facilities` (the rule is
+    :func:`lib.field_rules.sending_facilities_problem`).
 
     Raises:
-        ValueError: not a tuple of strings; more than 20 entries; an entry empty, longer than 180 characters,
-            not printable ASCII, holding an HL7 delimiter other than ``^`` (``|~\\&``), or repeated (case-
-            insensitively). The message names the entry's position, for the portal's error summary.
+        ValueError: the rule's message, e.g. ``hl7_sending_facilities entry 2: ...``.
     """
-    if not isinstance(values, tuple) or not all(isinstance(v, str) for v in values):
-        raise ValueError("hl7_sending_facilities must be a list of text values")
-    if len(values) > MAX_SENDING_FACILITIES:
-        raise ValueError(f"hl7_sending_facilities: at most {MAX_SENDING_FACILITIES} sending facilities")
-    seen: set[str] = set()
-    for position, value in enumerate(values, start=1):
-        text = value.strip()
-        if not text or len(text) > MAX_SENDING_FACILITY_CHARS:
-            raise ValueError(
-                f"hl7_sending_facilities entry {position}: 1 to {MAX_SENDING_FACILITY_CHARS} characters"
-            )
-        if text != value or not all(" " <= c <= "~" for c in text) or any(c in "|~\\&" for c in text):
-            raise ValueError(
-                f"hl7_sending_facilities entry {position}: printable characters without surrounding spaces "
-                "and without | ~ \\ & (components are joined by ^, as in MSH-4)"
-            )
-        if text.upper() in seen:
-            raise ValueError(f"hl7_sending_facilities entry {position} repeats an earlier entry")
-        seen.add(text.upper())
+    problem = sending_facilities_problem(values)
+    if problem:
+        raise ValueError(f"hl7_sending_facilities {problem}")
 
 
 @dataclass

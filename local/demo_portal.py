@@ -28,10 +28,11 @@ from typing import Any
 import requests
 
 from local.demo import Trace, follow
+from local.seed import LOCAL_EPIC_PASSWORD, LOCAL_EPIC_USER
 
 ADMIN_NAME = "admin@contoso.example"
 ANALYST_NAME = "analyst@contoso.example"
-EPIC_USER, EPIC_PASSWORD = "ANALYST", "demo-analyst"
+EPIC_USER, EPIC_PASSWORD = LOCAL_EPIC_USER, LOCAL_EPIC_PASSWORD
 
 
 class PortalUser:

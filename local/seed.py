@@ -19,6 +19,8 @@ DEMO_CLIENT_ID = "open-virtual-visits-demo"
 DEMO_PROVIDER = "E1001"
 DEMO_ORGANIZER = "5b4e6f0a-0c1d-4e2f-9a3b-0d1e2f3a4b5c"
 DEMO_SENDER = "+18005550100"
+#: The Epic stand-in's user an approver signs in with on the runner (docs/portal.md "Try it locally").
+LOCAL_EPIC_USER, LOCAL_EPIC_PASSWORD, LOCAL_EPIC_PRACTITIONER = "ANALYST", "demo-analyst", "E9001"
 
 
 def demo_environment(settings: dict[str, str]) -> EnvironmentConfig:
@@ -55,7 +57,8 @@ def demo_environment(settings: dict[str, str]) -> EnvironmentConfig:
 
 
 def register_in_standins(settings: dict[str, str]) -> None:
-    """Register our SMART client in the Epic stand-in and our Entra app and organizer in the Graph stand-in.
+    """Register our SMART client (both redirect URIs: launches and the portal's approvals) and an Epic analyst in
+    the Epic stand-in, and our Entra app and organizer in the Graph stand-in.
 
     Raises:
         requests.HTTPError: a stand-in refused a registration.
@@ -65,7 +68,13 @@ def register_in_standins(settings: dict[str, str]) -> None:
     requests.post(
         f"{settings['EPIC_STANDIN_URL']}/_standin/clients",
         json={"client_id": DEMO_CLIENT_ID, "jwks_url": f"{base}/api/.well-known/jwks.json",
-              "redirect_uris": [f"{base}/api/launch/callback"]},
+              "redirect_uris": [f"{base}/api/launch/callback", f"{base}/api/portal/approvals/callback"]},
+        verify=verify, timeout=10,
+    ).raise_for_status()
+    requests.post(  # the Epic analyst who approves new environments' URLs in the portal
+        f"{settings['EPIC_STANDIN_URL']}/_standin/users",
+        json={"username": LOCAL_EPIC_USER, "password": LOCAL_EPIC_PASSWORD,
+              "practitioner_id": LOCAL_EPIC_PRACTITIONER},
         verify=verify, timeout=10,
     ).raise_for_status()
     graph = settings["GRAPH_STANDIN_URL"]

@@ -1,6 +1,6 @@
 // Alerts for the on-call engineer: an action group (e-mail and/or webhook) and one rule per runbook
 // section of README.md ("Runbook"). The log alerts query the custom metrics the app emits through
-// OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.hl7.control_id_reused, vv.sms.messages,
+// OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.hl7.control_id_reused, vv.hl7.stale, vv.sms.messages,
 // vv.sms.delivery, vv.launches, vv.writebacks, vv.queue.depth, vv.queue.malformed, vv.reminder.lag,
 // vv.clock.skew, vv.sms.events_malformed) in
 // Application Insights' customMetrics table. The availability
@@ -149,6 +149,13 @@ var logAlerts = [
     severity: 2
     description: 'A sender reused an MSH-10 for a different message (README: Runbook, "HL7 control ID reused").'
     query: 'customMetrics | where name == "vv.hl7.control_id_reused" | summarize measured = sum(valueSum)'
+    threshold: 0
+  }
+  {
+    name: 'hl7-cancel-ignored'
+    severity: 2
+    description: 'An S15/S17/S26 for a booked visit was older than a message the visit had applied, so the visit stayed booked (README: Runbook, "HL7 cancel ignored").'
+    query: 'customMetrics | where name == "vv.hl7.stale" | extend event = tostring(customDimensions.trigger_event), visit = tostring(customDimensions.visit_status) | summarize measured = sumif(valueSum, event in ("S15", "S17", "S26") and visit == "booked")'
     threshold: 0
   }
   {

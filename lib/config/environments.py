@@ -31,15 +31,14 @@ from lib.store.errors import ConcurrencyConflict
 
 #: Fields changed only through their own actions (approval, certificate upload, SMS page, disable/enable).
 OWN_ACTIONS = frozenset({"id", "approved", "approvals", "hl7_certificates", "sms", "disabled"})
-#: Fields a new environment must have.
-REQUIRED_ON_CREATE = ("id", "kind", "display_name", "fhir_base_urls", "epic_client_id")
 ENVIRONMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 #: Words the portal's URLs use after /environments/.
 RESERVED_IDS = frozenset({"new"})
 #: Epic's FHIR base URLs end with the API and version (connector 1.3+: R4; 1.1-1.2: DSTU2).
 FHIR_SUFFIX = re.compile(r"/api/FHIR/(R4|DSTU2)$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_UPN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}$|^[A-Za-z0-9._+-]{1,120}$")
+#: A Microsoft 365 sign-in name (UPN), shaped as an e-mail address: name@domain.tld.
+_UPN = re.compile(r"^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,63}$")
 _SEGMENT_FIELD = re.compile(r"^[A-Z][A-Z0-9]{2}-\d{1,3}(\.\d{1,3})?$")
 _OID_SUFFIX = re.compile(r"^(\.\d+)+$")
 _SYSTEM = re.compile(r"^(urn:oid:\d+(\.\d+)*|urn:[a-z0-9-]+:\S+|https?://\S+)$")
@@ -100,14 +99,67 @@ class EditConflict(Exception):
                "to see their change, then make yours again.")
 
 
-def pydantic_problems(error: ValidationError) -> list[Problem]:
-    """The problems of a pydantic validation error, one per failing field."""
+#: What a new environment must have, and what to write when it is missing.
+REQUIRED_MESSAGES = {
+    "id": "enter an environment ID, e.g. contoso-tst",
+    "kind": "choose test or production",
+    "display_name": "enter the organization's name as patients know it",
+    "fhir_base_urls": "enter at least one FHIR base URL",
+    "epic_client_id": "enter the client ID of our app in this Epic environment (Epic Connection Hub)",
+}
+#: Fields a new environment must have.
+REQUIRED_ON_CREATE = tuple(REQUIRED_MESSAGES)
+#: pydantic error types in plain words (the value's JSON type was wrong).
+_TYPE_WORDS = {
+    "string_type": "must be text (a JSON string)",
+    "int_type": "must be a whole number (a JSON integer)",
+    "int_parsing": "must be a whole number (a JSON integer)",
+    "int_from_float": "must be a whole number (a JSON integer)",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "tuple_type": "must be a list of text values, e.g. [\"a\", \"b\"]",
+    "list_type": "must be a list of text values, e.g. [\"a\", \"b\"]",
+    "dict_type": "must be an object of names and text values, e.g. {\"name\": \"value\"}",
+    "model_type": "must be an object",
+    "dataclass_type": "must be an object",
+    "none_required": "must be left out (null)",
+}
+
+
+def _plain(item: Any) -> str:
+    """One pydantic error as a sentence an admin understands (no pydantic wording)."""
+    kind, ctx = item["type"], item.get("ctx") or {}
+    if kind == "missing":
+        return "required: give a value"
+    if kind == "extra_forbidden":
+        return "unknown field: this is not a setting that can be sent here"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', 'one of the listed values')}"
+    if kind in ("string_too_long", "too_long"):
+        unit = "characters" if kind.startswith("string") else "entries"
+        return f"is too long (at most {ctx.get('max_length')} {unit})"
+    if kind in ("string_too_short", "too_short"):
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return "has characters or a form that is not allowed here"
+    if kind == "value_error":
+        return str(item["msg"]).removeprefix("Value error, ")
+    return _TYPE_WORDS.get(kind, str(item["msg"]))
+
+
+def pydantic_problems(error: ValidationError, *, prefix: str = "") -> list[Problem]:
+    """The problems of a pydantic validation error, one per error: ``field`` is the setting's path
+    (``sms.per_number_cap``; ``prefix`` is put before it), the message a plain sentence (an entry of a list
+    named by its position: "entry 2: ...")."""
     out = []
     for item in error.errors():
-        loc = [str(part) for part in item["loc"] if not isinstance(part, int)]
-        field = loc[0] if loc else "body"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
-        out.append(Problem(field, f"{'.'.join(loc) or 'body'}: {message}"))
+        names = [str(part) for part in item["loc"] if not isinstance(part, int)]
+        positions = [part for part in item["loc"] if isinstance(part, int)]
+        field = prefix + (".".join(names) or "body")
+        message = _plain(item)
+        if positions and item["type"] != "extra_forbidden":
+            message = f"entry {positions[-1] + 1}: {message}"
+        out.append(Problem(field, message))
     return out
 
 
@@ -148,12 +200,13 @@ def invalid_stored_fields(doc: dict[str, Any]) -> dict[str, str]:
     try:
         STORED.validate_python({k: v for k, v in doc.items() if k in EnvironmentConfig.__dataclass_fields__})
     except ValidationError as exc:
-        return {p.field: p.message for p in pydantic_problems(exc)}
+        return {p.field.split(".")[0]: p.message for p in pydantic_problems(exc)}
     return {}
 
 
 def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], public_base_url: str,
-             discover: Callable[[str, str], str | None] | None, new_urls: set[str]) -> list[Problem]:
+             discover: Callable[[str, str], str | None] | None, new_urls: set[str],
+             sms_save: bool = False) -> list[Problem]:
     """Every rule an environment breaks (empty: it may be stored).
 
     Args:
@@ -162,6 +215,8 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
         public_base_url: the app's public URL (SMS template checks).
         discover: ``(url, client_id) -> problem or None``: SMART discovery of a newly added URL must answer.
         new_urls: the URLs added by this change (only those are fetched).
+        sms_save: the SMS settings are being saved: the texts are rendered and measured even with SMS off
+            (otherwise only when SMS is on; every text is measured again before it is sent).
     """
     out: list[Problem] = []
     if not ENVIRONMENT_ID.fullmatch(config.id) or config.id in RESERVED_IDS:
@@ -193,9 +248,10 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
     for url, approver in config.approvers.items():
         if url not in config.fhir_base_urls:
             out.append(Problem("approvers", f"{url}: an approver is named for a URL the environment does not list"))
-        if not _UPN.fullmatch(approver):
-            out.append(Problem("approvers", f"{url}: name the approver by their Microsoft 365 sign-in name, "
-                                            "e.g. analyst@contoso.example"))
+        if not isinstance(approver, str) or not _UPN.fullmatch(approver):
+            out.append(Problem("approvers", f"{url}: '{str(approver)[:80]}' is not a Microsoft 365 sign-in name; "
+                                            "write the analyst's sign-in name as an e-mail address, e.g. "
+                                            "analyst@contoso.example"))
     if config.default_region not in phonenumbers.SUPPORTED_REGIONS:
         out.append(Problem("default_region", f"'{config.default_region}' is not a phone region (ISO 3166 code "
                                              "such as US)"))
@@ -220,14 +276,21 @@ def problems(config: EnvironmentConfig, *, others: list[EnvironmentConfig], publ
     if any(p.field == "time_zone" for p in out):
         return out  # the SMS checks render texts in the zone
     if config.sms.enabled and not config.sms.consented_at:
-        out.append(Problem("sms", "SMS can be switched on only with both consents (we send on the organization's "
-                                  "behalf; your patients agreed to receive texts)"))
+        out.append(Problem("sms.enabled", "SMS can be switched on only with both consents (we send on the "
+                                          "organization's behalf; your patients agreed to receive texts)"))
     # The display name is in every text: once it failed, the texts are not rendered (a 70,000-character name
     # would only make every template too long, after rendering each for a year of dates).
-    out += [Problem(p.setting, p.message) for p in sms_problems(config, public_base_url=public_base_url,
-                                                                 check_templates=name_ok)]
+    texts = name_ok and (config.sms.enabled or sms_save)
+    out += [Problem(sms_path(p.setting), p.message)
+            for p in sms_problems(config, public_base_url=public_base_url, check_templates=texts)]
     out += writeback_problems(config)
     return out
+
+
+def sms_path(setting: str) -> str:
+    """The field path of an SMS setting's problem (``per_number_cap`` -> ``sms.per_number_cap``); a problem of
+    the environment (``display_name``) or of the settings as a whole (``sms``) keeps its name."""
+    return setting if setting in ("sms", "display_name") else f"sms.{setting}"
 
 
 def writeback_problems(config: EnvironmentConfig) -> list[Problem]:
@@ -284,20 +347,46 @@ class EnvironmentAdmin:
             raise NotFound(environment_id)
         return found
 
+    def checked_body(self, body: Any, *, environment_id: str | None = None,
+                     found: list[Problem] | None = None) -> dict[str, Any]:
+        """``body`` validated by :data:`EnvironmentCreate` (``environment_id`` is ``None``) or
+        :data:`EnvironmentChange` (only the fields sent), or a refusal listing every problem at once: ``found``
+        (what the form could not read), the model's, the required fields missing on create, and the rules of
+        the other fields (a field with a problem is left out of those, so an ``id`` sent in a change is not
+        taken for another environment's).
+
+        Raises:
+            ConfigurationRefused: anything is wrong. NotFound: ``environment_id`` is unknown.
+        """
+        creating = environment_id is None
+        found = list(found or [])
+        if not isinstance(body, dict):
+            raise ConfigurationRefused([Problem("body", "the body must be a JSON object of settings")])
+        missing = [Problem(name, message) for name, message in REQUIRED_MESSAGES.items()
+                   if creating and body.get(name) in (None, "", [], ())]
+        typed: dict[str, Any] = {}
+        try:
+            typed = (EnvironmentCreate if creating else EnvironmentChange).model_validate(body).model_dump(
+                exclude_unset=True)
+        except ValidationError as exc:
+            found += [p for p in pydantic_problems(exc) if p.field not in {m.field for m in missing}]
+        found += missing
+        if not found:
+            return typed
+        flagged = {p.field.split(".")[0] for p in found}
+        sound = {k: v for k, v in body.items() if k not in flagged}
+        base = _PLACEHOLDERS if creating else self.get(environment_id or "").to_doc()
+        raise ConfigurationRefused(found + self._other_problems({**base, **sound}, flagged, creating=creating))
+
     def create(self, body: dict[str, Any], actor: Principal) -> EnvironmentConfig:
-        """Create an environment from a validated :data:`EnvironmentCreate` body.
+        """Create an environment from a body (checked with :meth:`checked_body`).
 
         Raises:
             ConfigurationRefused: a rule is broken, or the ID exists.
         """
-        missing = [Problem(name, "required") for name in REQUIRED_ON_CREATE if body.get(name) in (None, "", [], ())]
-        if missing:
-            raise ConfigurationRefused(missing)
-        if any(e.id == body["id"] for e in self._environments.all()):
-            raise ConfigurationRefused([Problem("id", f"an environment '{body['id']}' already exists")])
-        defaults = {"approved": False}
-        config = self._validated({**defaults, **body})
-        self._check(config, new_urls=set(config.fhir_base_urls))
+        body = self.checked_body(body)
+        config = self._validated({"approved": False, **body})
+        self._check(config, new_urls=set(config.fhir_base_urls), creating=True)
         config = with_summary(config)
         self._environments.put(config)
         self._audit.record(environment_id=config.id, at=self._clock.now(), actor_id=actor.user_id,
@@ -355,14 +444,18 @@ class EnvironmentAdmin:
         return after
 
     def replace_checked(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *,
-                        action: str, version: str | None = None, summary: str | None = None) -> EnvironmentConfig:
+                        action: str, version: str | None = None, summary: str | None = None,
+                        sms_save: bool = False, found: list[Problem] | None = None) -> EnvironmentConfig:
         """Check every rule on ``after`` (no new URL), then store and audit it (``version``: as :meth:`store`;
-        ``summary``: the audit entry's, else the changed fields).
+        ``summary``: the audit entry's, else the changed fields; ``sms_save``: the SMS settings' save, whose
+        texts are measured even with SMS off; ``found``: problems the caller already has, refused together
+        with the rules' own).
 
         Raises:
             ConfigurationRefused, EditConflict.
         """
-        self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls))
+        self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls), sms_save=sms_save,
+                    found=found)
         return self.store(before, after, actor, action=action, version=version, summary=summary)
 
     def set_disabled(self, environment_id: str, disabled: bool, reason: str, actor: Principal) -> EnvironmentConfig:
@@ -373,18 +466,6 @@ class EnvironmentAdmin:
         return self.store(current, after, actor, action=f"environment.{word[:-1]}",
                           summary=f"{word} environment {environment_id}" + (f": {reason}" if reason else ""))
 
-    def refusal(self, body: dict[str, Any], error: ValidationError, *,
-                environment_id: str | None = None) -> ConfigurationRefused:
-        """The refusal of a body that :data:`EnvironmentCreate` / :data:`EnvironmentChange` refused: the model's
-        problems, plus the rule problems of the other fields (the form lists every mistake at once).
-
-        Raises:
-            NotFound: ``environment_id`` is given and unknown.
-        """
-        found = pydantic_problems(error)
-        base = self.get(environment_id).to_doc() if environment_id else {"approved": False}
-        return ConfigurationRefused(found + self._other_problems({**base, **body}, {p.field for p in found}))
-
     # ---- helpers ---------------------------------------------------------------------------------------------
     def _validated(self, doc: dict[str, Any]) -> EnvironmentConfig:
         try:
@@ -392,26 +473,43 @@ class EnvironmentAdmin:
                                            if k in EnvironmentConfig.__dataclass_fields__})
         except ValidationError as exc:
             found = pydantic_problems(exc)
-        raise ConfigurationRefused(found + self._other_problems(doc, {p.field for p in found}))
+        raise ConfigurationRefused(found + self._other_problems(doc, {p.field.split(".")[0] for p in found}))
 
-    def _other_problems(self, doc: dict[str, Any], flagged: set[str]) -> list[Problem]:
-        """The rule problems of the fields pydantic did not flag (those read with their defaults), so the form
-        lists every mistake at once; no SMART discovery (nothing is saved anyway)."""
+    def _other_problems(self, doc: dict[str, Any], flagged: set[str], *, creating: bool = False) -> list[Problem]:
+        """The rule problems of the fields not in ``flagged`` (those are read with their defaults), so every
+        mistake is listed at once; no SMART discovery (nothing is saved anyway)."""
         repaired, _ = without_broken_values(doc, keep=set())
         try:
             config = STORED.validate_python(repaired)
         except ValidationError:
             return []  # a required field is missing or broken: its own message says so
-        others = [e for e in self._environments.all() if e.id != config.id]
-        found = problems(config, others=others, public_base_url=self._public, discover=None, new_urls=set())
-        return [p for p in found if p.field not in flagged]
+        everyone = self._environments.all()
+        found = problems(config, others=[e for e in everyone if e.id != config.id], public_base_url=self._public,
+                         discover=None, new_urls=set())
+        if creating and any(e.id == config.id for e in everyone):
+            found.append(Problem("id", f"an environment '{config.id}' already exists"))
+        return [p for p in found if p.field.split(".")[0] not in flagged]
 
-    def _check(self, config: EnvironmentConfig, *, new_urls: set[str]) -> None:
-        others = [e for e in self._environments.all() if e.id != config.id]
-        found = problems(config, others=others, public_base_url=self._public, discover=self._discover,
-                         new_urls=new_urls)
-        if found:
-            raise ConfigurationRefused(found)
+    def _check(self, config: EnvironmentConfig, *, new_urls: set[str], creating: bool = False,
+               sms_save: bool = False, found: list[Problem] | None = None) -> None:
+        everyone = self._environments.all()
+        out = list(found or [])
+        if creating and any(e.id == config.id for e in everyone):
+            out.append(Problem("id", f"an environment '{config.id}' already exists"))
+        flagged = {p.field for p in out}
+        out += [p for p in problems(config, others=[e for e in everyone if e.id != config.id],
+                                    public_base_url=self._public, discover=self._discover, new_urls=new_urls,
+                                    sms_save=sms_save)
+                if p.field not in flagged]
+        if out:
+            raise ConfigurationRefused(out)
+
+
+#: Values standing in for a new environment's required fields while the other fields' rules are checked (the
+#: missing ones are reported by their own message).
+_PLACEHOLDERS: dict[str, Any] = {"approved": False, "id": "new-environment", "kind": "test",
+                                 "display_name": "New environment", "fhir_base_urls": (),
+                                 "epic_client_id": "client"}
 
 
 def _default(cls: Any, name: str) -> Any:

@@ -9,11 +9,12 @@ area with one value per line, ``dict[str, str]`` a text area with ``key = value`
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lib.config.environments import OWN_ACTIONS
+from lib.config.environments import OWN_ACTIONS, Problem
 from lib.models import EnvironmentConfig
 
 Widget = Literal["text", "number", "checkbox", "radios", "lines", "pairs"]
@@ -71,7 +72,10 @@ COPY: dict[str, FieldCopy] = {
                                                         "for production)."),
     "client_assertion_alg": FieldCopy("Client assertion algorithm", "RS384 or ES384."),
     "encrypted_fields": FieldCopy("Encrypted link field names", "One per line: our name = the name Epic sends."),
-    "encrypted_max_age_seconds": FieldCopy("Encrypted link maximum age (seconds)"),
+    "encrypted_max_age_seconds": FieldCopy("Encrypted link maximum age (seconds)", "How old an encrypted link's "
+                                                                                  "timestamp may be when it "
+                                                                                  "arrives (1 to 3600; default "
+                                                                                  "300)."),
     "presence_source": FieldCopy("Meeting presence source", "auto: live from Teams call events and the call "
                                                              "record, or the meeting's attendance report after the "
                                                              "visit where the tenant allows neither; "
@@ -170,24 +174,17 @@ def defaults() -> dict[str, Any]:
     return out
 
 
-class FormProblem(ValueError):
-    """A value could not be read from the form (``field``, ``message``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field, self.message = field, message
-
-
-def parse_form(form: dict[str, list[str]], *, creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
-    """The typed body (for ``EnvironmentCreate``/``EnvironmentChange``) and the raw texts of the form. An
-    unticked checkbox is ``False``; a field absent from the post is left out.
-
-    Raises:
-        FormProblem: a ``key = value`` line without ``=``.
-    """
+def parse_form(form: dict[str, list[str]], *,
+               creating: bool) -> tuple[dict[str, Any], dict[str, str], list[Problem]]:
+    """The typed body (for :meth:`lib.config.environments.EnvironmentAdmin.checked_body`), the raw texts of the
+    form, and what could not be read (a ``key = value`` line without ``=``: that field is left out of the
+    body, so the other fields are still checked). An unticked checkbox is ``False``; a field absent from the
+    post is left out (a new environment's required ones are then named as missing); a number field's digits
+    become a JSON integer (anything else is left as text, for the field's rule to refuse)."""
     hints = typing.get_type_hints(EnvironmentConfig)
     body: dict[str, Any] = {}
     raw: dict[str, str] = {}
+    problems: list[Problem] = []
     for name in editable_names(creating):
         widget = "text" if name == "id" else _widget(hints[name])[0]
         if name not in form and widget != "checkbox":
@@ -199,17 +196,23 @@ def parse_form(form: dict[str, list[str]], *, creating: bool) -> tuple[dict[str,
         elif widget == "lines":
             body[name] = [line.strip() for line in text.splitlines() if line.strip()]
         elif widget == "pairs":
-            pairs = {}
+            pairs, bad = {}, []
             for line in (ln.strip() for ln in text.splitlines()):
                 if not line:
                     continue
                 key, sep, value = line.partition("=") if " = " not in line else line.partition(" = ")
                 if not sep:
-                    raise FormProblem(name, f"'{line}': write key = value")
+                    bad.append(f"'{line[:80]}'")
                 pairs[key.strip()] = value.strip()
-            body[name] = pairs
-        else:  # text and number: pydantic reads the number; an empty optional field means "not set"
+            if bad:
+                problems.append(Problem(name, f"{', '.join(bad)}: write each line as key = value"))
+            else:
+                body[name] = pairs
+        else:  # text and number: an empty optional field means "not set"
             stripped = text.strip()
             optional = type(None) in typing.get_args(hints.get(name, str))
-            body[name] = stripped if stripped or not optional else None
-    return body, raw
+            if widget == "number" and re.fullmatch(r"[+-]?\d{1,15}", stripped):
+                body[name] = int(stripped)
+            else:
+                body[name] = stripped if stripped or not optional else None
+    return body, raw, problems

@@ -85,7 +85,9 @@ def document(public_base_url: str) -> dict[str, Any]:
             "responses": {
                 "200": {"description": "OK"}, "401": {"description": "Not signed in, or a forged principal header"},
                 "403": {"description": "Role missing, not the named approver, or CSRF token missing"},
-                "422": {"description": "Refused with the reasons (problem+json with errors[])"}},
+                "422": {"description": "Refused with every reason at once (problem+json with errors[], each "
+                                       "{field: the setting's path, label: as the portal shows it, message: a "
+                                       "sentence})"}},
             "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                            for name in _path_parameters(op.path)],
         }

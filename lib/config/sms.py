@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from lib.config.environments import STORED, ConfigurationRefused, Problem, pydantic_problems, without_broken_values
+from lib.config.environments import STORED, Problem, pydantic_problems, without_broken_values
 from lib.models import EnvironmentConfig, SmsSettings, iso
 from lib.sms.configuration import MAX_HELP_CONTACT_CHARS, MAX_TEMPLATE_CHARS, sample_text
 from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
@@ -28,11 +28,19 @@ def _sms_fields() -> dict[str, Any]:
 
 
 #: Body of ``PUT /api/config/environments/{id}/sms``: the SMS settings (absent = unchanged) and the consents.
+#: ``sender``, ``consented_by`` and ``consented_at`` are read-only (set by their own actions): accepted when
+#: they equal the stored values, so the ``sms`` object of a GET can be sent back as it is.
 SmsChange: type[BaseModel] = create_model(
     "SmsChange", __config__=ConfigDict(extra="forbid"),
     consentSendOnBehalf=(Optional[bool], Field(None, description="we send texts on the organization's behalf")),  # noqa: UP045
     consentPatientsAgreed=(Optional[bool], Field(None, description="the patients agreed to receive texts")),  # noqa: UP045
-    **_sms_fields())
+    **_sms_fields(),
+    **{name: (Optional[str], Field(None, description="read-only: accepted when unchanged"))  # noqa: UP045
+       for name in sorted(SMS_OWN_ACTIONS)})
+#: How each read-only SMS field is changed instead.
+_READ_ONLY_HOW = {"sender": "link a number instead (POST .../sms/sender, or the portal's SMS page)",
+                  "consented_by": "it is set by giving both consents (consentSendOnBehalf, consentPatientsAgreed)",
+                  "consented_at": "it is set by giving both consents (consentSendOnBehalf, consentPatientsAgreed)"}
 
 
 class PreviewBody(BaseModel):
@@ -47,32 +55,59 @@ class PreviewBody(BaseModel):
                                     description="an unsaved help contact")
 
 
-def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: Any, *,
-                     now: datetime) -> EnvironmentConfig:
-    """``config`` with the SMS change applied (validated by pydantic; the rules run when it is stored).
+def read_sms_change(body: Any) -> tuple[dict[str, Any], list[Problem]]:
+    """A ``PUT .../sms`` body read with :data:`SmsChange`: the fields that are sound (only those sent), and
+    the problems of the others (``sms.<setting>``, ``consents``), so every problem is reported at once."""
+    if not isinstance(body, dict):
+        return {}, [Problem("body", "the body must be a JSON object of SMS settings")]
+    try:
+        return SmsChange.model_validate(body).model_dump(exclude_unset=True), []
+    except ValidationError as exc:
+        found = [Problem("consents" if p.field.startswith("consent") else f"sms.{p.field}", p.message)
+                 for p in pydantic_problems(exc)]
+    broken = {p.field.removeprefix("sms.") for p in found}
+    sound = {k: v for k, v in body.items() if k not in broken and not (k.startswith("consent") and
+                                                                        "consents" in broken)}
+    return sound, found
 
-    Raises:
-        ConfigurationRefused: a field has the wrong type, or only one consent was given.
+
+def apply_sms_change(config: EnvironmentConfig, change: dict[str, Any], actor: Any, *,
+                     now: datetime) -> tuple[EnvironmentConfig, list[Problem]]:
+    """``config`` with the SMS change applied, and the change's problems (empty: it may be checked by the
+    environment's rules and stored). A setting with a problem keeps its stored value, so the rules can still
+    be checked on the others and every mistake reported at once.
+
+    The problems: a field of the wrong type or range (pydantic, named ``sms.<setting>``), only one consent
+    given, a read-only field (``sender``, ``consented_*``) sent with another value than the stored one.
     """
     change = dict(change)
     consent = (change.pop("consentSendOnBehalf", None), change.pop("consentPatientsAgreed", None))
     stored, _ = without_broken_values(config.to_doc(), keep=set())  # an older version's values never block
     sms = dict(stored["sms"])
+    found: list[Problem] = []
+    for name in sorted(SMS_OWN_ACTIONS & set(change)):
+        sent = change.pop(name)
+        if sent != sms.get(name):
+            found.append(Problem(f"sms.{name}", f"is read-only here (stored: {sms.get(name)!r}); "
+                                                f"{_READ_ONLY_HOW[name]}. Send the stored value or leave it out"))
     if consent != (None, None):
         if consent == (True, True):
             sms.update(consented_by=actor.name, consented_at=iso(now))
         elif consent == (False, False):
             sms.update(consented_by=None, consented_at=None, enabled=False)
         else:
-            raise ConfigurationRefused([Problem(
-                "consents", "give both consents (or neither): we send on the organization's behalf, and your "
-                            "patients agreed to texts")])
-    sms.update(change)
+            found.append(Problem("consents", "give both consents (or neither): we send on the organization's "
+                                             "behalf, and your patients agreed to texts"))
     try:
-        validated = STORED.validate_python({**stored, "sms": sms})
+        return STORED.validate_python({**stored, "sms": {**sms, **change}}), found
     except ValidationError as exc:
-        raise ConfigurationRefused(pydantic_problems(exc)) from None
-    return validated
+        found += pydantic_problems(exc)
+    broken = {p.field.removeprefix("sms.").split(".")[0] for p in found}
+    sound = {k: v for k, v in change.items() if k not in broken}
+    try:
+        return STORED.validate_python({**stored, "sms": {**sms, **sound}}), found
+    except ValidationError:
+        return config, found
 
 
 def sms_change_summary(before: EnvironmentConfig, after: EnvironmentConfig) -> str:

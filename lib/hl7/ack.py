@@ -4,7 +4,7 @@ Layout::
 
     MSH|^~\\&|<in MSH-5>|<in MSH-6>|<in MSH-3>|<in MSH-4>|<now>+0000||ACK^<in MSH-9.2>^ACK|<control_id>|
         <in MSH-11>|<in MSH-12>|||||<in MSH-18>         (one line)
-    MSA|<code>|<in MSH-10>|<reason, max 80 chars>
+    MSA|<code>|<in MSH-10>|<reason, shortened to 80 characters at a word, "..." added>
     ERR|...                                    (only when code is not AA/CA)
 
 - Acknowledgement mode: original (AA/AE/AR) unless inbound MSH-15 or MSH-16 is valued, then
@@ -15,7 +15,12 @@ Layout::
 - ERR, v2.5 and later: ``ERR||<location>|<code>^<table 0357 text>^HL70357|E||||<reason>``: ERR-2
   location (``SCH^1^2``), ERR-3 error code (CWE), ERR-4 severity ``E``, ERR-8 user message.
 - ERR, before v2.5 (2.1-2.4, ERR-1 only, CM_ELD = segment^sequence^field^code as CE in
-  sub-components): ``ERR|SCH^1^2^101&Required field missing&HL70357``. The reason is in MSA-3.
+  sub-components): ``ERR|SCH^1^2^101&Required field missing&HL70357&&<reason>``: the CE keeps the table
+  0357 code and text (CE.1-3) and carries the whole reason as its alternate text (CE.5), the one place a
+  pre-2.5 ACK (MSH, MSA, [ERR]: no NTE) can hold text longer than MSA-3's 80 characters (the NIST/IHE
+  PIX test ACKs put it there: ``ERR|^^^205&DuplicateKeyIdentifier&&&Patient's Id is duplicated``).
+- MSA-3 (80 characters): a longer reason is cut at the last word that fits and ends with ``...``
+  (ASCII, representable in every charset an ACK is encoded in); the whole text is in ERR (CE.5 or ERR-8).
 - Text from the caller (reason) is escaped (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``); newlines become spaces.
 - Segments end with ``\\r`` (trailing ``\\r`` included); bytes in the inbound codec (utf-8 default).
 """
@@ -28,11 +33,28 @@ from lib.hl7.er7 import Separators
 from lib.hl7.errors import ERR_CODE_TEXT
 from lib.hl7.header import MessageHeader
 
-__all__ = ["build_ack", "escape"]
+__all__ = ["build_ack", "escape", "shorten"]
 
 _ORIGINAL = {"AA": "AA", "AE": "AE", "AR": "AR", "CA": "AA", "CE": "AE", "CR": "AR"}
 _ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR", "CA": "CA", "CE": "CE", "CR": "CR"}
 _MSA3_MAX = 80
+_ELLIPSIS = "..."
+
+
+def shorten(text: str, limit: int = _MSA3_MAX) -> str:
+    """``text`` within ``limit`` characters: whole when it fits, else its longest run of whole words that
+    leaves room for ``...`` (trailing ``,;:`` dropped); cut inside a word only when the first word alone is
+    too long."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(_ELLIPSIS)
+    head = ""
+    for word in text.split(" "):
+        candidate = f"{head} {word}" if head else word
+        if len(candidate.rstrip(",;:-(")) > room:
+            break
+        head = candidate
+    return (head.rstrip(" ,;:-(") or text[:room]) + _ELLIPSIS
 
 
 def escape(text: str, seps: Separators) -> str:
@@ -96,7 +118,8 @@ def build_ack(
         header: the inbound MSH (:func:`lib.hl7.header.read_header`), or None when it could not be
             read (then MSH-3..6 and MSA-2 are empty, MSH-11 ``P``, MSH-12 ``2.5``).
         code: AA/AE/AR (or CA/CE/CR), mapped to the inbound acknowledgement mode.
-        reason: text for MSA-3 (truncated to 80 characters) and ERR; no PHI (HL7Rejected.reason).
+        reason: text for MSA-3 (shortened to 80 characters at a word, :func:`shorten`) and, whole, for ERR
+            (ERR-8 from v2.5, ERR-1's CE alternate text before); no PHI (HL7Rejected.reason).
         err_code: HL7 table 0357 code for ERR (``101``...); defaults to ``207`` for AE/AR when a
             reason or location is given; ignored for AA/CA.
         now: current time, aware (converted to UTC for MSH-7).
@@ -152,7 +175,7 @@ def build_ack(
     clean_reason = " ".join(reason.split()) if reason else ""
     msa = ["MSA", msa1, in_control]
     if clean_reason:
-        msa.append(escape(clean_reason[:_MSA3_MAX], seps))
+        msa.append(escape(shorten(clean_reason), seps))
     segments = [fs.join(msh), fs.join(msa)]
 
     if msa1 not in ("AA", "CA"):
@@ -163,7 +186,10 @@ def build_ack(
             sub = seps.subcomponent
             loc_parts = location.split(cs) if location else []
             loc_parts = [*loc_parts, "", "", ""][:3]
-            segments.append(fs.join(["ERR", cs.join([*loc_parts, f"{ecode}{sub}{escape(etext, seps)}{sub}HL70357"])]))
+            code = [ecode, escape(etext, seps), "HL70357"]
+            if clean_reason:
+                code += ["", escape(clean_reason, seps)]
+            segments.append(fs.join(["ERR", cs.join([*loc_parts, sub.join(code)])]))
         else:
             err = ["ERR", "", location, f"{ecode}{cs}{escape(etext, seps)}{cs}HL70357", "E"]
             if clean_reason:

@@ -5,6 +5,10 @@
 - ``vv.hl7.control_id_reused`` (counter): ``environment``; a sender used one MSH-10 for two different
   messages (the second was refused with AR 205): its control IDs are not unique, so resends and new
   messages cannot be told apart;
+- ``vv.hl7.stale`` (counter): ``environment``, ``trigger_event`` and ``visit_status`` (the stored visit's
+  status); an accepted message older than what its visit applied, so it changed nothing (answered ``AA``:
+  it was received). A stale S15/S17/S26 with ``visit_status`` ``booked`` is a cancel that did not take
+  effect (alert "HL7 cancel ignored");
 - ``vv.sms.messages`` (counter): ``kind`` (confirmation, reminder...) and ``outcome`` (sent, failed, pending
   = retry later, unknown, skipped);
 - ``vv.launches`` (counter): ``kind`` (provider, patient, callback, join), ``outcome`` (ok, error) and
@@ -41,6 +45,7 @@ __all__ = [
     "CLOCK_SKEW",
     "HL7_CONTROL_ID_REUSED",
     "HL7_MESSAGES",
+    "HL7_STALE",
     "LAUNCHES",
     "QUEUE_DEPTH",
     "QUEUE_MALFORMED",
@@ -49,10 +54,12 @@ __all__ = [
     "SMS_EVENTS_MALFORMED",
     "SMS_MESSAGES",
     "WRITEBACKS",
+    "bounded_token",
     "clock_skew",
     "hl7_control_id_reused",
     "hl7_message",
     "hl7_outcome_from_ack",
+    "hl7_stale",
     "launch",
     "queue_depth",
     "queue_malformed",
@@ -68,6 +75,7 @@ __all__ = [
 
 HL7_MESSAGES = "vv.hl7.messages"
 HL7_CONTROL_ID_REUSED = "vv.hl7.control_id_reused"
+HL7_STALE = "vv.hl7.stale"
 SMS_MESSAGES = "vv.sms.messages"
 LAUNCHES = "vv.launches"
 WRITEBACKS = "vv.writebacks"
@@ -81,6 +89,12 @@ CLOCK_SKEW = "vv.clock.skew"
 _lock = threading.Lock()
 _tally: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 _instruments: dict[str, Any] | None = None
+
+
+def bounded_token(value: object) -> str:
+    """``value`` as a bounded token (letters, digits, ``_-.^``, at most 40 characters), else ``other``:
+    what a metric dimension or a log field may carry when the value comes from outside."""
+    return _token(value)
 
 
 def _token(value: object) -> str:
@@ -124,6 +138,9 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
         HL7_CONTROL_ID_REUSED: meter.create_counter(
             HL7_CONTROL_ID_REUSED, unit="1", description="MSH-10 reused by a sender for a different message"
         ),
+        HL7_STALE: meter.create_counter(
+            HL7_STALE, unit="1", description="HL7 messages older than what their visit applied (not applied)"
+        ),
         SMS_MESSAGES: meter.create_counter(SMS_MESSAGES, unit="1", description="SMS by kind and outcome"),
         LAUNCHES: meter.create_counter(LAUNCHES, unit="1", description="Launches and joins by outcome and error code"),
         WRITEBACKS: meter.create_counter(WRITEBACKS, unit="1", description="EHR write-backs by outcome"),
@@ -151,6 +168,12 @@ def hl7_message(trigger_event: str | None, ack_code: str | None) -> None:
 def hl7_control_id_reused(environment_id: str) -> None:
     """A sender reused an MSH-10 for a different message in environment ``environment_id``."""
     _record(HL7_CONTROL_ID_REUSED, 1, {"environment": environment_id}, mode="add")
+
+
+def hl7_stale(environment_id: str, trigger_event: str | None, visit_status: str | None) -> None:
+    """An accepted message was older than what its visit applied (``visit_status``: the stored status)."""
+    _record(HL7_STALE, 1, {"environment": environment_id, "trigger_event": trigger_event,
+                           "visit_status": visit_status}, mode="add")
 
 
 def hl7_outcome_from_ack(body: bytes, status: int) -> tuple[str | None, str]:

@@ -1,9 +1,15 @@
 """Apply one SIU message to the stored appointment: pure decisions, no I/O.
 
-Ordering rule: a message is applied only if its order key (MSH-7 as UTC ISO, then MSH-10 to break ties
-deterministically) sorts after the one the appointment last applied. The same key again is a redelivery:
-nothing changes but its side effects are re-run (they are idempotent). So a cancel or delete is never undone
-by an older S12/S14 arriving late, whatever order the feed delivers in.
+Ordering rule: a message is applied only if its order key (MSH-7, then MSH-10 on a tie: see
+:mod:`lib.scheduling.ordering`) is newer than the one the appointment last applied. The same key again is a
+redelivery: nothing changes but its side effects are re-run (they are idempotent). So a cancel or delete is
+never undone by an older S12/S14 arriving late, whatever order the feed delivers in.
+
+Lifecycle rule (HL7 v2.5 ch. 10): S12 books (a newer S12 for a cancelled, deleted or no-show appointment ID
+books it again: the documented way to reinstate), S13 reschedules and S14 modifies a booked appointment.
+SIU has no "reinstate" event, so an S13/S14 about a cancelled, deleted or no-show visit keeps it so: what it
+changes (times, department, provider...) is stored, no schedule revision is started, no text is planned and
+no number is kept. SCH-25 (filler status) is read as a hint only and never books a visit again.
 
 Phone rule ("kept only until the visit"): the number of a visit is kept only while the visit is booked and
 still ahead. A cancel (S15), delete (S17) or no-show (S26) removes it at once (a cancellation text due now
@@ -18,10 +24,13 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal, Protocol
 
 from lib.models import Appointment
+from lib.scheduling.ordering import OrderKey, compare, order_key
+
+__all__ = ["ENDED", "Applied", "SiuFields", "apply_message", "forgets_phone", "keeps_phone", "order_key", "visit_over"]
 
 Outcome = Literal["created", "updated", "redelivered", "stale"]
 
@@ -30,6 +39,7 @@ class SiuFields(Protocol):
     """What this module reads from a parsed SIU message (``lib.hl7.siu.SiuMessage``)."""
 
     appointment_id: str
+    event: str
     status: str
     start_utc: datetime | None
     end_utc: datetime | None
@@ -44,6 +54,11 @@ class SiuFields(Protocol):
     conference_id: str | None
 
 
+#: Statuses of a visit that will not take place; only a newer S12 books it again.
+ENDED = frozenset({"cancelled", "deleted", "noshow"})
+#: Events that change a booked appointment without booking it (S13 reschedule, S14 modification).
+_CHANGES = frozenset({"S13", "S14"})
+
 #: How long a visit that was already over when its message arrived is kept (ordering and tombstone only).
 PAST_VISIT_TTL_SECONDS = 7 * 24 * 3600
 
@@ -53,18 +68,15 @@ class Applied:
     """The result of :func:`apply_message`.
 
     ``before`` is the stored appointment (``None`` when new), ``after`` the one to store (``None`` when
-    the message is stale), ``time_changed`` whether the start moved (a new schedule revision).
+    the message is stale), ``time_changed`` whether the start moved (a new schedule revision);
+    ``kept_ended`` an S13/S14 changed a cancelled, deleted or no-show visit without booking it again.
     """
 
     outcome: Outcome
     before: Appointment | None
     after: Appointment | None
     time_changed: bool
-
-
-def order_key(message_time: datetime, control_id: str) -> str:
-    """The ordering key of a message: MSH-7 in UTC (microseconds) + ``|`` + MSH-10."""
-    return f"{message_time.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}|{control_id}"
+    kept_ended: bool = False
 
 
 def visit_over(appointment: Appointment, now: datetime) -> bool:
@@ -89,11 +101,12 @@ def apply_message(
 ) -> Applied:
     """Decide what ``message`` (with ordering key ``key``) does to ``existing``.
 
-    Times missing from a cancel/no-show message keep the stored ones. A newer S12 after a cancel books the
-    appointment again with a new schedule revision. With ``now``, a visit already over gets
-    :data:`PAST_VISIT_TTL_SECONDS` as its ``ttl`` (and loses it when a later message moves it ahead). A new
-    appointment gets ``new_link_id`` as its join-link ID (the message's partition, so that its link is
-    recorded with the message: ``lib.store.messages``), or a random one.
+    Times missing from a cancel/no-show message keep the stored ones. A newer S12 after a cancel, delete or
+    no-show books the appointment again with a new schedule revision; a newer S13/S14 does not (module
+    docstring). With ``now``, a visit already over gets :data:`PAST_VISIT_TTL_SECONDS` as its ``ttl`` (and
+    loses it when a later message moves it ahead). A new appointment gets ``new_link_id`` as its join-link ID
+    (the message's partition, so that its link is recorded with the message: ``lib.store.messages``), or a
+    random one.
     """
     applied = _apply(existing, message, environment_id=environment_id, key=key, new_link_id=new_link_id)
     if now is None or applied.after is None or applied.outcome == "redelivered":
@@ -110,7 +123,7 @@ def _apply(
     if existing is not None:
         if key == existing.order_key:
             return Applied("redelivered", existing, existing, time_changed=False)
-        if key < existing.order_key:
+        if _older(key, message, existing):
             return Applied("stale", existing, None, time_changed=False)
 
     start = message.start_utc or (existing.start_utc if existing else None)
@@ -140,12 +153,15 @@ def _apply(
             time_changed=True,
         )
 
-    time_changed = start != existing.start_utc
+    kept_ended = existing.status in ENDED and message.event in _CHANGES
+    status = existing.status if kept_ended else message.status
+    # A visit that stays cancelled, deleted or a no-show starts no schedule revision: nothing is announced.
+    time_changed = start != existing.start_utc and not (existing.status in ENDED and status in ENDED)
     # A record opened by a launch before any SIU (empty order key) gets its first schedule revision now.
-    rebooked = (existing.status != "booked" or not existing.order_key) and message.status == "booked"
+    rebooked = (existing.status != "booked" or not existing.order_key) and status == "booked"
     after = dataclasses.replace(
         existing,
-        status=message.status,  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]
         start_utc=start,
         end_utc=end,
         duration_minutes=duration,
@@ -159,4 +175,12 @@ def _apply(
         outbox_refs=list(existing.outbox_refs),
         conference_id=message.conference_id or existing.conference_id,
     )
-    return Applied("updated", existing, after, time_changed=time_changed or rebooked)
+    return Applied("updated", existing, after, time_changed=time_changed or rebooked, kept_ended=kept_ended)
+
+
+def _older(key: str, message: SiuFields, existing: Appointment) -> bool:
+    """Whether the message with ``key`` is older than the one ``existing`` last applied (parsed keys)."""
+    new, stored = OrderKey.parse(key), OrderKey.parse(existing.order_key)
+    if new is None or stored is None:
+        return False  # a stored key that cannot be read never blocks a message (none is written that way)
+    return compare(new, message.status in ENDED, stored, existing.status in ENDED) < 0

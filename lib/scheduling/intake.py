@@ -31,7 +31,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from lib.clock import Clock
 from lib.hl7.ack import build_ack
@@ -40,12 +39,13 @@ from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
 from lib.hl7.header import MessageHeader, read_message
 from lib.hl7.siu import ConfigurationProblem, SiuMessage, siu_from_message
-from lib.hl7.times import to_utc
 from lib.models import Appointment, EnvironmentConfig, OutboxItem, appointment_key
 from lib.observability import metrics
 from lib.observability.safe_ids import log_control_id
-from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone, order_key
+from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone
 from lib.scheduling.keep_limit import KeepLimiter
+from lib.scheduling.message_time import message_instant
+from lib.scheduling.ordering import order_key
 from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
@@ -308,6 +308,7 @@ class IntakeService:
                             environment.id, problem)
                 raise HL7Rejected(f"portal setting wrong: {problem}", "207") from None  # MSA-3 holds 80 chars
             check_visit_window(message, now)
+            sent_at = message_instant(header, environment.time_zone, now)
         except HL7Rejected as rejected:
             if header.control_id and signed is not None:
                 self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
@@ -322,8 +323,9 @@ class IntakeService:
         if message.offset_disagreement:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
                         environment.id, log_control_id(header.control_id), message.offset_disagreement)
-        key = order_key(_message_instant(header, environment) or now, header.control_id or "")
+        key = order_key(sent_at, header.control_id or "")
         applied, to_send, link = self._apply(environment, message, key, partition)
+        _report(environment, header, message, applied)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
         if partition is not None and not self._processed.record(
             partition, signed, ack, code=_msa(ack) or "AA", now=now, body_sha256=digest, link=link
@@ -580,11 +582,26 @@ def _visit_of(
     return appointment_key(environment.id, message.appointment_id), over
 
 
-def _message_instant(header: MessageHeader, environment: EnvironmentConfig) -> datetime | None:
-    """MSH-7 as an instant: its own offset when it has one, else the environment's zone."""
-    if header.message_datetime is None:
-        return None
-    return to_utc(header.message_datetime, ZoneInfo(environment.time_zone))
+def _report(environment: EnvironmentConfig, header: MessageHeader, message: SiuMessage, applied: Applied) -> None:
+    """Make the accepted messages that changed less than they say visible (no PHI: IDs, events, statuses).
+
+    A stale message (older than what the visit applied) is answered ``AA``, since it was received, but is
+    counted (``vv.hl7.stale``) and logged; a stale S15/S17/S26 for a visit that stays booked is a warning
+    (the "HL7 cancel ignored" alert). An S13/S14 that changed a cancelled, deleted or no-show visit without
+    booking it again is logged with SCH-25 as sent (a filler status saying "booked" there means the sender
+    expects a reinstatement, which SIU does only with a new S12).
+    """
+    stored = applied.before.status if applied.before is not None else None
+    if applied.outcome == "stale":
+        metrics.hl7_stale(environment.id, message.event, stored)
+        level = logging.WARNING if message.status != "booked" and stored == "booked" else logging.INFO
+        log.log(level, "hl7 stale message not applied env=%s msh10=%s event=%s visit_status=%s: a newer message "
+                "for this visit was applied before it", environment.id, log_control_id(header.control_id),
+                message.event, stored)
+    elif applied.kept_ended:
+        log.info("hl7 change to an ended visit stored without booking it again env=%s msh10=%s event=%s "
+                 "visit_status=%s sch25=%s", environment.id, log_control_id(header.control_id), message.event,
+                 stored, metrics.bounded_token(message.filler_status_hint))
 
 
 def _msa(ack: bytes) -> str | None:

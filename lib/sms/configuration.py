@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from lib.field_rules import PER_NUMBER_CAP_MAX, PER_NUMBER_WINDOW_HOURS_MAX
 from lib.models import EnvironmentConfig, SmsSettings
 from lib.sms.keywords import names_opt_out, template_opt_out_keywords
-from lib.sms.segments import MAX_SEGMENTS, count_segments, non_gsm7_characters
+from lib.sms.segments import MAX_SEGMENTS, count_segments, gsm7_spelling, non_gsm7_characters
 from lib.sms.templates import (
     KINDS,
     PLACEHOLDERS,
@@ -49,9 +50,9 @@ _WEB_OR_EMAIL = re.compile(r"(https?://)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-
                            r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 #: Longest help contact: it goes into every HELP reply, which must stay within the segment budget.
 HELP_CONTACT_MAX = 60
-#: Bounds of the per-number cap: texts, and the window in hours (30 days).
-MAX_CAP_TEXTS = 50
-MAX_CAP_WINDOW_HOURS = 720
+#: Bounds of the per-number cap: texts, and the window in hours (30 days); one place with the field's rule.
+MAX_CAP_TEXTS = PER_NUMBER_CAP_MAX
+MAX_CAP_WINDOW_HOURS = PER_NUMBER_WINDOW_HOURS_MAX
 #: Longest template override (characters): a text is at most ``MAX_SEGMENTS`` segments, so a longer template
 #: cannot fit whatever it renders to (the live preview takes the same limit).
 MAX_TEMPLATE_CHARS = 1000
@@ -234,7 +235,7 @@ def template_problems(
                 in_name = non_gsm7_characters(display_name)
                 if in_name:
                     why = (f"; the organization name has characters outside the SMS alphabet (GSM-7): {in_name}; "
-                           "spell them without accents or symbols, e.g. e for ê")
+                           "spell them as plain letters and punctuation (' for ’, - for —, i for í)")
                 problems.append(
                     f"{language}/{kind}: can take {worst.segments} segments ({worst.units} {worst.encoding} "
                     f"units), more than {MAX_SEGMENTS}{why}"
@@ -299,14 +300,16 @@ def _placeholder_problems(sms: SmsSettings) -> list[str]:
 def sms_problems(config: EnvironmentConfig, *, public_base_url: str,
                  check_templates: bool = True) -> list[SmsProblem]:
     """Every problem of ``config.sms``, each with the setting it concerns (empty when it may be stored).
-    Disabled SMS is checked too, so it can be switched on later without surprises.
+    The caller decides whether the texts themselves are rendered (``check_templates``): the environment's
+    rules do it when texts are on or at the SMS settings' save (``lib.config.environments.problems``).
 
     Args:
         config: the environment (its display name and zone are part of every text, its phone region reads a
             help contact's number).
         public_base_url: ``Settings.public_base_url``, the join-link base when the environment has none.
         check_templates: ``False`` when a field every text contains (the display name) already failed its
-            own check: the texts are then not rendered (the answer would only repeat that problem).
+            own check (the answer would only repeat that problem), or when no text can be sent (SMS off,
+            outside the SMS settings' own save): the texts are then not rendered.
     """
     sms = config.sms
     problems: list[SmsProblem] = []
@@ -348,11 +351,25 @@ def sms_problems(config: EnvironmentConfig, *, public_base_url: str,
     link_problems = join_link_problems(sms.join_link_base_url)
     add("join_link_base_url", link_problems)
     if not link_problems and check_templates:
-        add("templates", template_problems(
-            sms, display_name=config.display_name, time_zone=config.time_zone,
-            link_base=sms.join_link_base_url or public_base_url,
-        ))
+        problems += _budget_problems(config, link_base=sms.join_link_base_url or public_base_url)
     return problems
+
+
+def _budget_problems(config: EnvironmentConfig, *, link_base: str) -> list[SmsProblem]:
+    """The templates' problems; when only the organization name's characters outside GSM-7 push the texts
+    over the budget, one problem on ``display_name`` with the spelling that fits (’ -> ', é -> e)."""
+    def check(name: str) -> list[str]:
+        return template_problems(config.sms, display_name=name, time_zone=config.time_zone, link_base=link_base)
+
+    found = check(config.display_name)
+    spelled, made = gsm7_spelling(config.display_name)
+    if not found or not made or check(spelled):
+        return [SmsProblem("templates", message) for message in found]
+    pairs = ", ".join(f"{a} -> {b}" for a, b in made.items())
+    return [SmsProblem("display_name", f"texts are checked with this name and it has characters outside the SMS "
+                                       f"alphabet (GSM-7): {''.join(made)}; each would make a text take more "
+                                       f"than {MAX_SEGMENTS} segments. Write it as \"{spelled}\" ({pairs}), "
+                                       "or keep this spelling with texts switched off")]
 
 
 def validate_sms_settings(config: EnvironmentConfig, *, public_base_url: str,

@@ -16,6 +16,7 @@ Carriers bill and deliver per segment; this project refuses templates that can t
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,3 +83,28 @@ def non_gsm7_characters(text: str) -> str:
         if ch not in GSM7_BASIC and ch not in GSM7_EXTENSION and ch not in seen:
             seen.append(ch)
     return "".join(seen)
+
+
+#: Typographic characters word processors type for their plain counterparts (outside GSM-7 -> inside).
+_TYPOGRAPHIC = {**dict.fromkeys("‘’‚‛′`´", "'"), **dict.fromkeys("“”„‟″«»", '"'),
+                **dict.fromkeys("‐‑‒–—―−", "-"), **dict.fromkeys("\u00a0\u2007\u2009\u202f", " "), "…": "..."}
+
+
+def gsm7_spelling(text: str) -> tuple[str, dict[str, str]]:
+    """``text`` spelled in GSM-7 where a plain counterpart exists (’ -> ', — -> -, í -> i: the accent dropped
+    by Unicode decomposition), and the substitutions made; a character without one is kept (the text then
+    still needs UCS-2)."""
+    out: list[str] = []
+    made: dict[str, str] = {}
+    for ch in text:
+        if is_gsm7(ch):
+            out.append(ch)
+            continue
+        plain = _TYPOGRAPHIC.get(ch) or "".join(c for c in unicodedata.normalize("NFKD", ch)
+                                                 if not unicodedata.combining(c))
+        if plain and is_gsm7(plain):
+            made[ch] = plain
+            out.append(plain)
+        else:
+            out.append(ch)
+    return "".join(out), made

@@ -15,9 +15,11 @@ Real contract (SMART App Launch v2 ``app-launch.md``, ``client-confidential-asym
   unused ``launch`` (else a redirect with ``error``/``error_description``/``state``).
 - Standalone launch (no ``launch``; the analyst's approval sign-in): ``GET {base}/oauth2/authorize`` answers
   Epic's login page; ``POST {base}/oauth2/login`` with the user's credentials (``/_standin/users``) redirects with
-  ``code``; refused: a ``launch`` scope without a launch, no ``openid``, ``aud`` != iss, no PKCE S256 (redirect
-  with ``error``), wrong credentials (the page again, 401; ``access_denied`` after 5 tries). The token answer has
-  an id_token (``fhirUser`` = the user's Practitioner) and no launch context.
+  ``code``; refused: a ``launch`` scope without a launch, no ``openid``, an ``aud`` that is not a FHIR base of
+  this server (the main iss, or an organization's ``{base}/{org}/api/FHIR/R4``, whose discovery answers too),
+  no PKCE S256 (redirect with ``error``), wrong credentials (the page again, 401; ``access_denied`` after 5
+  tries). The token answer has an id_token (``fhirUser`` = the user's Practitioner under the ``aud`` signed in
+  to) and no launch context.
 - ``POST {base}/oauth2/token``: ``authorization_code`` (one-time code, exact ``redirect_uri``, PKCE verifier)
   and ``client_credentials`` (backend, ``system/...`` scopes), both with a ``private_key_jwt`` client
   assertion (RS384/RS256/ES384, ``kid``) checked against the client's registered JWK Set URL.
@@ -143,6 +145,8 @@ class Grant:
     used: bool = False
     tokens: list[str] = field(default_factory=list)
     user: EpicUser | None = None
+    #: the FHIR base the sign-in was for (``aud``): the ``fhirUser`` of its id_token is under it.
+    aud: str | None = None
 
 
 @dataclass
@@ -242,6 +246,13 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
         st.basic_users["emp$TELEHEALTH"] = emp_password
     app.on_reset(st.reset)
     iss_path = "/api/FHIR/R4"
+    #: An organization's FHIR base on this Epic server (``{base}/{org}/api/FHIR/R4``), as each organization of
+    #: a shared Epic instance has its own: discovery and the approver's standalone sign-in serve it. A base of
+    #: another shape is unknown here and gets Epic's answers (404 on discovery; ``aud`` refused on authorize).
+    org_base = re.compile(re.escape(st.base) + r"/[A-Za-z0-9-]{1,40}/api/FHIR/(?:R4|DSTU2)")
+
+    def served(aud: str | None) -> bool:
+        return aud == st.iss or bool(aud and org_base.fullmatch(aud))
 
     # ---- discovery -------------------------------------------------------------------------------
     def smart_configuration() -> dict[str, Any]:
@@ -270,7 +281,8 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
     @app.route("GET", r"/[A-Za-z0-9-]{1,40}/api/FHIR/(?:R4|DSTU2)/\.well-known/smart-configuration")
     def _other_base_config(req: Request, m: re.Match[str]) -> Response:
         # Other FHIR bases of the same Epic server (one per organization or version): discovery answers,
-        # so a portal can register them; launches use the main iss.
+        # so a portal can register them, and an approver can sign in against them; EHR launches use the
+        # main iss.
         return json_response(smart_configuration(), headers={"Access-Control-Allow-Origin": "*"})
 
     @app.route("GET", r"/oauth2/\.well-known/openid-configuration|/api/FHIR/R4/\.well-known/openid-configuration")
@@ -386,8 +398,8 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
                                          "launch asks for launch/patient or no launch scope")
         if "openid" not in scopes:
             return fail("invalid_scope", "scope must include openid")
-        if params.get("aud") != st.iss:
-            return fail("invalid_request", "aud must equal the FHIR base URL (iss) exactly")
+        if not served(params.get("aud")):
+            return fail("invalid_request", "aud must equal a FHIR base URL of this server exactly")
         if params.get("code_challenge_method") != "S256" or not re.fullmatch(r"[A-Za-z0-9_-]{43}",
                                                                               params.get("code_challenge", "")):
             return fail("invalid_request", "PKCE with code_challenge_method S256 is required")
@@ -437,7 +449,8 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
             st.grants[code] = Grant(
                 code=code, client_id=params["client_id"], redirect_uri=params["redirect_uri"],
                 code_challenge=params["code_challenge"], scope=params.get("scope", ""),
-                nonce=params.get("nonce") or None, launch=None, issued=time.time(), user=user)
+                nonce=params.get("nonce") or None, launch=None, issued=time.time(), user=user,
+                aud=params.get("aud"))
         return redirect(_with_query(params["redirect_uri"], {"code": code, "state": params.get("state", "")}))
 
     # ---- token -------------------------------------------------------------------------------------
@@ -517,7 +530,8 @@ def build_app(base_url: str, *, ca_verify: str | bool = True, emp_password: str 
             assert grant.user is not None
             pract = grant.user.practitioner_id
             claims = {"iss": f"{st.base}/oauth2", "aud": client.client_id, "sub": pract,
-                      "fhirUser": f"{st.iss}/Practitioner/{pract}", "iat": now, "exp": now + ID_TOKEN_TTL}
+                      "fhirUser": f"{grant.aud or st.iss}/Practitioner/{pract}", "iat": now,
+                      "exp": now + ID_TOKEN_TTL}
             if grant.nonce:
                 claims["nonce"] = grant.nonce
             return json_response({"access_token": tok.value, "token_type": "bearer", "expires_in": USER_TOKEN_TTL,

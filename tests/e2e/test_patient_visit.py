@@ -309,9 +309,26 @@ def test_offline_is_said_and_the_page_comes_back(page: Any, visit: Callable[...,
     page.context.set_offline(True)
     wait_state(page, "offline")
     assert notice(page)[1] == "You are offline"
+    page.click("#join")  # tapped while offline: still the offline state, not "cannot reach the video service"
+    assert notice(page) == ("offline", "You are offline")
+    assert page.locator("#app").get_attribute("data-call-stage") is None
     save_screenshot(page, "patient-offline-desktop")
     page.context.set_offline(False)
     wait_state(page, "open")
+
+
+def test_a_page_left_open_past_the_visit_says_it_is_over_without_buttons(phone_page: Any, visit: Callable[..., Any],
+                                                                        clock: Any) -> None:
+    appointment, url = visit()
+    phone_page.goto(url)
+    wait_state(phone_page, "open")
+    clock.set(appointment.start_utc + timedelta(hours=2))  # past the end and its grace; the link still valid
+    phone_page.click("#join")
+    wait_state(phone_page, "over")
+    for button in ("#join", "#retry", "#rejoin", "#start-test"):
+        assert phone_page.locator(button).is_hidden(), button
+    assert phone_page.locator("#device-test").is_hidden()
+    save_screenshot(phone_page, "patient-over-while-open-phone")
 
 
 def test_a_browser_without_webrtc_is_told_which_browsers_work(phone_page: Any, visit: Callable[..., Any]) -> None:

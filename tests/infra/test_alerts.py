@@ -21,6 +21,7 @@ EXPECTED_LOG_ALERTS = {
     "reminder-lag": (metrics.REMINDER_LAG, "Reminder lag"),
     "hl7-reject-rate": (metrics.HL7_MESSAGES, "HL7 AR/AE spike"),
     "hl7-control-id-reused": (metrics.HL7_CONTROL_ID_REUSED, "HL7 control ID reused"),
+    "hl7-cancel-ignored": (metrics.HL7_STALE, "HL7 cancel ignored"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
     "writeback-failures": (metrics.WRITEBACKS, "Write-back failures"),
 }

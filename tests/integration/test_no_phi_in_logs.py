@@ -102,7 +102,8 @@ def _record_texts(records: list[logging.LogRecord]) -> list[str]:
 def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
     from datetime import UTC, datetime
 
-    clock.set(datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    clock.set(now)
     caplog.set_level(logging.DEBUG)
     names, phones, raws = sample_phi()
     env = make_environment(app, environment_id)
@@ -113,14 +114,14 @@ def test_bad_inputs_leave_no_phi_in_logs(app, environment_id, clock, caplog):
     bad = [
         b'{"hello": "world"}',
         b"\x00\xff garbage " + DEMO_PHONE.encode(),
-        siu("S12", csn="8900001", start=start, control_id="B1", sent=start, processing_id="P", phone=DEMO_PHONE),
-        siu("S12", csn="8900002", start=start, control_id="B2", sent=start, phone=DEMO_PHONE).replace(b"SCH|", b"XXX|"),
-        siu("S99", csn="8900003", start=start, control_id="B3", sent=start, phone=DEMO_PHONE),
+        siu("S12", csn="8900001", start=start, control_id="B1", sent=now, processing_id="P", phone=DEMO_PHONE),
+        siu("S12", csn="8900002", start=start, control_id="B2", sent=now, phone=DEMO_PHONE).replace(b"SCH|", b"XXX|"),
+        siu("S99", csn="8900003", start=start, control_id="B3", sent=now, phone=DEMO_PHONE),
         b"MSH|^~\\&|A|B|C|D|20260101||ACK^S12^ACK|X|P|2.3\rMSA|AA|B1\rPID|1||Z999001||PATIENT^DEMO\r",
         # a sender writing personal data into MSH-10: accepted, refused (MSH-11), and a visit in year 2200
-        siu("S12", csn="8900004", start=start, control_id="JOHNSMITH-DOB19800101", sent=start, phone=DEMO_PHONE),
-        siu("S12", csn="8900005", start=start, control_id="JANEDOE-DOB19750505", sent=start, processing_id="P"),
-        siu("S12", csn="8900006", start=start.replace(year=2200), control_id="ROEMARY-DOB19600101", sent=start),
+        siu("S12", csn="8900004", start=start, control_id="JOHNSMITH-DOB19800101", sent=now, phone=DEMO_PHONE),
+        siu("S12", csn="8900005", start=start, control_id="JANEDOE-DOB19750505", sent=now, processing_id="P"),
+        siu("S12", csn="8900006", start=start.replace(year=2200), control_id="ROEMARY-DOB19600101", sent=now),
     ]
     for body in bad:
         post_hl7(env.id, body)

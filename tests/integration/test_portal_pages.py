@@ -224,19 +224,20 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
     unreadable = admin.session.post(f"{admin.base}{path}", allow_redirects=False,
                                     data=sms_form(shown, per_number_cap="six"))
     assert unreadable.status_code == 422
-    assert '<a href="#per_number_cap">Write the number of texts as a whole number, e.g. 6 (0: no limit)</a>' in (
-        unreadable.text)
+    assert ('<a href="#per_number_cap">Most texts to one phone number: write the number of texts as a whole number, '
+            'e.g. 6 (0: no limit)</a>') in unreadable.text
     assert 'id="per_number_cap-error"' in unreadable.text and 'value="six"' in unreadable.text
 
     refused = admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=sms_form(
         shown, help_contact="ask at the front desk", reachable_countries="US, XX", per_number_window_hours="1000"))
     assert refused.status_code == 422
     summary = refused.text.split('id="error-summary"')[1].split("</div>")[0]
-    assert ('<a href="#help_contact">the help contact must give patients a phone number, web address or email '
-            'address of your organization, e.g. 800-555-0199 or contoso.example/help</a>') in summary
-    assert ("<a href=\"#reachable_countries\">&#39;XX&#39; is not a country code: write two-letter ISO 3166 codes "
-            "such as US or CA</a>") in summary
-    assert '<a href="#per_number_window_hours">the cap&#39;s period is a number of hours from 1 to 720' in summary
+    assert ('<a href="#help_contact">Help contact: the help contact must give patients a phone number, web address '
+            'or email address of your organization, e.g. 800-555-0199 or contoso.example/help</a>') in summary
+    assert ("<a href=\"#reachable_countries\">Countries the sender number can text: &#39;XX&#39; is not a country "
+            "code: write two-letter ISO 3166 codes such as US or CA</a>") in summary
+    assert ('<a href="#per_number_window_hours">Most texts to one phone number: period (hours): use a whole number of '
+            'hours from 1 to 720</a>') in summary
     assert 'id="help_contact-error"' in refused.text and 'value="ask at the front desk"' in refused.text
     after = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
     assert (after["help_contact"], after["reachable_countries"], after["per_number_window_hours"]) == (

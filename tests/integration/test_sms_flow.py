@@ -125,8 +125,8 @@ def test_two_dispatchers_at_once_send_each_due_reminder_exactly_once(app, env, c
 def test_cancel_sends_one_cancellation_and_no_reminder_follows(app, env, clock, acs):
     book(env)
     send_queued(app, env)
-    book(env, event="S15", control="C2", sent=NOW + timedelta(hours=1))
     clock.set(NOW + timedelta(hours=1))
+    book(env, event="S15", control="C2", sent=NOW + timedelta(hours=1))
     send_queued(app, env)
     texts = acs.texts(env.id)
     assert "has been cancelled" in texts[-1]["message"]

@@ -39,9 +39,9 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def _check(config: EnvironmentConfig) -> dict[str, list[str]]:
+def _check(config: EnvironmentConfig, *, sms_save: bool = False) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for p in problems(config, others=[], public_base_url=BASE, discover=None, new_urls=set()):
+    for p in problems(config, others=[], public_base_url=BASE, discover=None, new_urls=set(), sms_save=sms_save):
         found.setdefault(p.field, []).append(p.message)
     return found
 
@@ -53,9 +53,18 @@ def test_a_70000_character_name_is_refused_by_its_length_without_rendering_a_tex
     assert renders == []
 
 
-def test_a_valid_name_still_has_its_texts_checked(renders: list[int]) -> None:
-    assert _check(env()) == {}
+def test_a_valid_name_still_has_its_texts_checked_at_the_sms_save_or_with_texts_on(renders: list[int]) -> None:
+    assert _check(env(), sms_save=True) == {}
     assert len(renders) > 100  # every kind and language, for a year of dates
+    renders.clear()
+    assert _check(dataclasses.replace(env(), sms=SmsSettings(enabled=True, sender="+18005550100",
+                                                             consented_at="2026-01-01T00:00:00+00:00"))) == {}
+    assert len(renders) > 100
+
+
+def test_with_texts_off_the_environment_save_renders_no_text(renders: list[int]) -> None:
+    assert _check(env("Clínica San José — Telehealth")) == {}
+    assert renders == []
 
 
 def test_a_50000_character_help_answer_is_refused_by_its_length_without_rendering(renders: list[int]) -> None:

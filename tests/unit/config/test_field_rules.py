@@ -82,6 +82,8 @@ def test_only_the_refused_frame_page_may_be_framed_by_anyone():
     ("writeback_retry_horizon_minutes", -1), ("writeback_retry_horizon_minutes", True),
     ("writeback_retry_horizon_minutes", 4), ("writeback_retry_horizon_minutes", 10081),
     ("writeback_retry_horizon_minutes", 60.5), ("writeback_retry_horizon_minutes", "1e3"),
+    ("writeback_retry_horizon_minutes", "60"), ("encrypted_max_age_seconds", 1e3),
+    ("encrypted_max_age_seconds", 1000.0),
     ("monthly_visit_allocation", -5), ("monthly_visit_allocation", 10**20), ("monthly_visit_allocation", False),
     ("encrypted_max_age_seconds", 0), ("encrypted_max_age_seconds", True),
 ])
@@ -90,8 +92,8 @@ def test_whole_number_settings_refuse_odd_values_with_their_range(field: str, va
     assert "use a whole number of" in message and " from " in message
 
 
-def test_whole_numbers_from_the_form_or_json_within_range_are_read():
-    assert accepted(writeback_retry_horizon_minutes="10080").writeback_retry_horizon_minutes == 10080
+def test_whole_numbers_are_json_integers_within_range():
+    assert accepted(writeback_retry_horizon_minutes=10080).writeback_retry_horizon_minutes == 10080
     assert accepted(writeback_retry_horizon_minutes=5).writeback_retry_horizon_minutes == 5
     assert accepted(monthly_visit_allocation=0).monthly_visit_allocation == 0
     assert accepted(monthly_visit_allocation=None).monthly_visit_allocation is None
@@ -100,7 +102,8 @@ def test_whole_numbers_from_the_form_or_json_within_range_are_read():
 @pytest.mark.parametrize("offsets", [[525600000], [0], [-60], [True], [43201]])
 def test_reminder_times_are_whole_minutes_within_30_days(offsets: list[Any]):
     problems = refusal(sms={"reminder_offsets_minutes": offsets})
-    assert "from 1 to 43200" in problems["sms"]
+    assert "from 1 to 43200" in problems["sms.reminder_offsets_minutes"]
+    assert problems["sms.reminder_offsets_minutes"].startswith("entry 1: ")
 
 
 def test_the_api_body_refuses_a_boolean_horizon_before_it_is_merged():

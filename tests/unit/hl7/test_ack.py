@@ -106,22 +106,76 @@ def test_v23_error_ack_puts_location_and_code_in_err1():
         control_id="C1",
         error_location="SCH^1^2",
     )
-    assert segments(ack)[2] == ["ERR", "SCH^1^2^101&Required field missing&HL70357"]
+    assert segments(ack)[2] == ["ERR", "SCH^1^2^101&Required field missing&HL70357&&no appointment ID"]
 
 
 def test_v24_error_ack_without_location():
     ack = build_ack(read_header(load_sample("27")), code="AR", reason="r", err_code="200", now=NOW, control_id="C1")
-    assert segments(ack)[2] == ["ERR", "^^^200&Unsupported message type&HL70357"]
+    assert segments(ack)[2] == ["ERR", "^^^200&Unsupported message type&HL70357&&r"]
 
 
-def test_reason_separators_are_escaped_and_msa3_is_truncated_to_80():
+def test_reason_separators_are_escaped_and_msa3_is_shortened_to_80():
     reason = "bad | field ^ with ~ and & and \\ " + "x" * 100
     ack = build_ack(read_header(load_sample("19")), code="AE", reason=reason, err_code="207", now=NOW, control_id="C1")
     msa = segments(ack)[1]
-    assert msa[3].startswith("bad \\F\\ field \\S\\ with \\R\\ and \\T\\ and \\E\\ x")
+    assert msa[3].startswith("bad \\F\\ field \\S\\ with \\R\\ and \\T\\ and \\E\\...")
     parsed = hl7.parse(ack.decode())
-    assert parsed.extract_field("MSA", 1, 3) == reason[:80]
+    assert parsed.extract_field("MSA", 1, 3) == "bad | field ^ with ~ and & and \\..."
     assert parsed.extract_field("ERR", 1, 8) == " ".join(reason.split())
+
+
+# A reason of 150 characters whose 80th character falls inside a word ("connector").
+LONG_REASON = (
+    "MSH-7 (date/time of message) is 300 days ahead of the connector's clock (at most 5 min allowed): "
+    "check the sending system's clock and time zone"
+)
+
+
+def _fields(ack: bytes) -> dict[str, list[str]]:
+    return {seg[0]: seg for seg in segments(ack)}
+
+
+@pytest.mark.parametrize("sample", ["01", "27"])  # v2.3 (Epic's example) and v2.4
+def test_pre_v25_ack_shortens_msa3_at_a_word_and_keeps_the_whole_reason_in_err1(sample):
+    ack = build_ack(read_header(load_sample(sample)), code="AR", reason=LONG_REASON, err_code="102", now=NOW,
+                    control_id="C1", error_location="MSH^1^7")
+    fields = _fields(ack)
+    msa3 = fields["MSA"][3]
+    assert len(msa3) <= 80
+    assert msa3.endswith("...")
+    assert LONG_REASON.startswith(msa3[:-3])
+    assert LONG_REASON[len(msa3) - 3] == " "  # cut between two words, never inside one
+    code = fields["ERR"][1].split("^")[3].split("&")
+    assert code == ["102", "Data type error", "HL70357", "", LONG_REASON]
+    assert fields["ERR"][1].startswith("MSH^1^7^")
+
+
+def test_v251_ack_shortens_msa3_the_same_way_and_has_the_whole_reason_in_err8():
+    ack = build_ack(read_header(load_sample("17")), code="AR", reason=LONG_REASON, err_code="102", now=NOW,
+                    control_id="C1", error_location="MSH^1^7")
+    fields = _fields(ack)
+    assert fields["MSH"][11] == "2.5.1"
+    assert fields["MSA"][3].endswith("...") and len(fields["MSA"][3]) <= 80
+    assert fields["ERR"][8] == LONG_REASON
+    assert fields["ERR"][3] == "102^Data type error^HL70357"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("short reason", "short reason"),
+        ("x" * 80, "x" * 80),
+        ("word " * 20, ("word " * 15).rstrip() + "..."),
+        ("supported are 2.3, 2.3.1, 2.4, 2.5, 2.5.1, 2.6, 2.7, 2.7.1, 2.8, 2.8.1, 2.8.2, 2.9, 2.9.1 (v2.1...)",
+         "supported are 2.3, 2.3.1, 2.4, 2.5, 2.5.1, 2.6, 2.7, 2.7.1, 2.8, 2.8.1, 2.8.2..."),  # exactly 80
+        ("y" * 120, "y" * 77 + "..."),  # one word longer than the field: cut inside it, marked
+    ],
+)
+def test_shorten_cuts_at_the_last_whole_word_and_marks_the_cut(text, expected):
+    from lib.hl7.ack import shorten
+
+    assert shorten(text) == expected
+    assert len(shorten(text)) <= 80
 
 
 def test_error_ack_defaults_to_207():

@@ -75,6 +75,10 @@ function start() {
   let visit = null;
   let audioOnly = false;
   async function go() {
+    if (navigator.onLine === false) {
+      showState("offline"); // the page continues when the connection is back (watchConnection)
+      return;
+    }
     join.disabled = true;
     try {
       if (!visit) {
@@ -99,7 +103,8 @@ function start() {
       if (!joined) byId("retry").hidden = false;
       else join.hidden = true;
     } catch (error) {
-      if (!(error instanceof MediaProblem)) showState("unreachable");
+      // Offline, the Calling SDK's chunk itself cannot load: that is the offline state, not the network's fault.
+      if (!(error instanceof MediaProblem)) showState(navigator.onLine === false ? "offline" : "unreachable");
     } finally {
       join.disabled = false;
     }

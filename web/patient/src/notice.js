@@ -3,6 +3,13 @@
 import { has, t } from "./i18n.js";
 
 const root = () => document.getElementById("notice");
+// States after which nothing on the page can help: the buttons (join, try again, test my devices) go, so the
+// page says only what to do (contact the clinic, open the newest link).
+const FINAL = new Set(["over", "expired", "cancelled", "invalid"]);
+
+export function isFinal(name) {
+  return FINAL.has(name);
+}
 
 export function showState(name, values = {}, extra = "") {
   const box = root();
@@ -17,6 +24,12 @@ export function showState(name, values = {}, extra = "") {
   action.textContent = actionText;
   action.hidden = !actionText;
   document.getElementById("app").dataset.state = name;
+  if (FINAL.has(name)) {
+    for (const id of ["actions", "device-test"]) {
+      const element = document.getElementById(id);
+      if (element) element.hidden = true;
+    }
+  }
 }
 
 export function currentState() {
