@@ -80,8 +80,10 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     except ReplayRefused as exc:
         return problem(exc.status, "Not replayed", exc.reason, correlation=correlation, code=exc.code)
     except StoreUnavailable:
-        return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
+        busy = problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = "30"
+        return busy
     except Exception as exc:  # a bug: logged with its type, answered as a problem
         log.error("config api failed type=%s correlation=%s", type(exc).__name__, correlation)
         return problem(500, "Internal error", "Something went wrong; the correlation ID helps your IT team.",

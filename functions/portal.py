@@ -106,8 +106,10 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
                       next_link=_failures_url(req.route_params.get("environmentId", "")),
                       next_text="Back to the write-back failures")
     except StoreUnavailable:
-        return _error(req, _quiet_principal(req), 503, "Try again in a moment",
+        busy = _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = "30"
+        return busy
     except Exception as exc:
         log.error("portal page failed type=%s correlation=%s", type(exc).__name__, correlation_id(req))
         return _error(req, _quiet_principal(req), 500, "Something went wrong",

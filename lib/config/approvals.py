@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from lib.models import EnvironmentConfig, UrlReview, iso
+from lib.smart.oauth_errors import OAuthError
 
 
 def approval(config: EnvironmentConfig, url: str, *, by_id: str, by_name: str, at: datetime,
@@ -68,6 +69,27 @@ class ApprovalFailed(Exception):
 def approval_callback_url(public_base_url: str) -> str:
     """The ``redirect_uri`` of the analyst's standalone launch (register it for the client in Epic)."""
     return public_base_url.rstrip("/") + APPROVAL_CALLBACK_PATH
+
+
+def approval_refusal(error: OAuthError, *, url: str, client_id: str, redirect_uri: str) -> str:
+    """Why Epic refused the approver's sign-in, in Epic's own words, and what to do about it."""
+    said = f"Epic refused the sign-in. {error.quoted()}"
+    fixes = {
+        "audience": f"Epic accepts only its own FHIR base URL as 'aud': the URL being approved ({url}) must be "
+                    "exactly this Epic environment's FHIR base URL (scheme, host, path with its R4 suffix, no "
+                    "trailing slash). Correct it on the environment's page, then approve again.",
+        "redirect_uri": f"Register {redirect_uri} as a redirect URI of client {client_id} in Epic, then start the "
+                        "approval again.",
+        "scope": f"Grant client {client_id} the scopes openid and fhirUser in Epic, then start the approval again.",
+        "client": f"The client ID {client_id} is not registered or not activated in this Epic environment: check "
+                  "the environment's Epic client ID, or ask Epic to activate it.",
+        "denied": "Your Epic user declined, or lacks the security to sign in to this app.",
+        "launch_used": "The sign-in expired or was already used. Start the approval again.",
+    }
+    fix = fixes.get(error.cause, "An OAuth2 error here usually means our client's keys (JWKS URL) or redirect URI "
+                                 "are not set up in Epic yet, or your Epic user lacks the security to sign in to "
+                                 "this app.")
+    return f"{said} {fix}"
 
 
 def assigned_to(config: EnvironmentConfig, url: str, principal: Any) -> bool:
@@ -169,12 +191,11 @@ class ApprovalService:
             raise ApprovalFailed("This Epic sign-in was started by another portal user. Start it yourself.")
         if not self._ops.consume(pending):
             raise ApprovalFailed("This Epic sign-in was already used. Start the approval again.")
-        if query.get("error"):
-            error = "".join(c for c in query["error"] if c.isalnum() or c == "_")[:64]
-            raise ApprovalFailed(f"Epic refused the sign-in ({error}). An OAuth2 error here usually means our "
-                                 "client's keys (JWKS URL) or redirect URI are not set up in Epic yet, or your Epic "
-                                 "user lacks the security to sign in to this app.")
         config = self._assigned(pending["environmentId"], pending["url"], principal)
+        if query.get("error"):
+            raise ApprovalFailed(approval_refusal(OAuthError.read(query.get("error"), query.get("error_description")),
+                                                  url=pending["url"], client_id=config.epic_client_id,
+                                                  redirect_uri=approval_callback_url(self._public)))
         if config.approval_fingerprint(pending["url"]) != pending["fingerprint"]:
             raise ApprovalFailed("The environment changed during the sign-in. Start the approval again.")
         try:
