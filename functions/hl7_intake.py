@@ -30,8 +30,10 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
 
     Guessing is limited per client address (``GUESS_RATE_LIMIT``, shared with the other secret guesses): a
     request to an environment that does not exist (404) or whose signature fails (401) counts as a failed
-    guess, and an address over the limit is answered 429 with ``Retry-After`` before any work. An engine whose
-    requests authenticate never counts.
+    guess, and while an address is over the limit such a request is answered 429 with ``Retry-After``
+    instead. A request that authenticates is never counted nor refused, even from an address over the limit
+    (an engine behind the same NAT as a misbehaving client, a test run that sent bad signatures first); an
+    address cannot keep more than a few bodies for unknown environments (``lib/scheduling/keep_limit.py``).
     """
     from lib.scheduling.unavailable import store_unavailable_response, unavailable_response
     from lib.settings import SettingsError
@@ -55,13 +57,6 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
             correlation=correlation,
         )
     client = client_address(req.headers)
-    refusal = svc.throttle.guesses_exhausted(client)
-    if refusal is not None:
-        response = problem(429, "Too many requests", "Too many requests to unknown environments or with failed "
-                           "signatures from this address; wait and send again.", correlation=correlation,
-                           code="rate_limited")
-        response.headers["Retry-After"] = str(refusal.retry_after)
-        return response
     environment_id = req.route_params.get("environmentId", "")
     try:
         result = intake.handle(environment_id, body, dict(req.headers), client=client)
@@ -72,7 +67,13 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
         log.exception("hl7 intake failed correlation=%s", correlation)
         return _answer(unavailable_response(body, "The message was not accepted; send it again later."), correlation)
     if result.status in (401, 404):  # a failed signature or an environment that does not exist: a guess
-        svc.throttle.failed_guess(client)
+        refusal = svc.throttle.presented(client, issued=False)  # refused while over the limit, else counted
+        if refusal is not None:
+            response = problem(429, "Too many requests", "Too many requests to unknown environments or with "
+                               "failed signatures from this address; wait and send again.", correlation=correlation,
+                               code="rate_limited")
+            response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
     if result.outbox_to_send:
         try:
             for item_id in result.outbox_to_send:

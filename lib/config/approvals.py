@@ -8,11 +8,36 @@ fingerprint no longer matches and the URL cannot be launched against until it is
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from lib.models import EnvironmentConfig, UrlReview, iso
 from lib.smart.oauth_errors import OAuthError
+
+
+@dataclass(frozen=True)
+class RevokedApproval:
+    """A URL that was approved before a change and is not after it (its kind or Epic client ID changed): every
+    launch against it is refused until ``approver`` (``None``: nobody is named yet) approves it again."""
+
+    url: str
+    approver: str | None
+
+    @property
+    def message(self) -> str:
+        """What the admin must know and do next (safe to show)."""
+        if self.approver:
+            return (f"Launches against {self.url} are refused until {self.approver} signs in to Epic and approves "
+                    "it again (portal: Approvals).")
+        return (f"Launches against {self.url} are refused until it is approved again, and no approver is named for "
+                "it: name one under Edit settings, Approvers; they then sign in to Epic and approve it.")
+
+
+def revoked_approvals(before: EnvironmentConfig, after: EnvironmentConfig) -> list[RevokedApproval]:
+    """The URLs approved in ``before`` that ``after`` still lists but no longer counts as approved."""
+    return [RevokedApproval(url, after.approvers.get(url)) for url in before.fhir_base_urls
+            if before.url_approved(url) and url in after.fhir_base_urls and not after.url_approved(url)]
 
 
 def approval(config: EnvironmentConfig, url: str, *, by_id: str, by_name: str, at: datetime,
@@ -138,7 +163,11 @@ class ApprovalService:
                 if assigned_to(env, url, principal)]
 
     def _assigned(self, environment_id: str, url: str, principal: Any) -> EnvironmentConfig:
-        config = self._admin.get(environment_id)
+        return self._assigned_in(self._admin.get(environment_id), url, principal)
+
+    @staticmethod
+    def _assigned_in(config: EnvironmentConfig, url: str, principal: Any) -> EnvironmentConfig:
+        environment_id = config.id
         if url not in config.fhir_base_urls:
             raise ApprovalFailed(f"Environment {environment_id} does not list {url}.")
         if not assigned_to(config, url, principal):
@@ -239,10 +268,18 @@ class ApprovalService:
         if proof["fingerprint"] != config.approval_fingerprint(url):
             raise ApprovalFailed("The URL's registration changed after your Epic sign-in. Sign in again.")
         self._ops.consume(proof)
-        review = approval(config, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
-                          fhir_user=proof["fhirUser"])
-        return self._admin.store(config, with_review(config, url, review), principal, action="approval.approve",
-                                 summary=f"approved {url} (Epic user {proof['fhirUser']})")
+
+        def approved(current: EnvironmentConfig) -> EnvironmentConfig:
+            # Re-checked on the version written: an edit of the URL's registration in between voids the sign-in.
+            self._assigned_in(current, url, principal)
+            if proof["fingerprint"] != current.approval_fingerprint(url):
+                raise ApprovalFailed("The URL's registration changed after your Epic sign-in. Sign in again.")
+            review = approval(current, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
+                              fhir_user=proof["fhirUser"])
+            return with_review(current, url, review)
+
+        return self._admin.modify(environment_id, approved, principal, action="approval.approve",
+                                  summary=f"approved {url} (Epic user {proof['fhirUser']})")
 
     def send_back(self, environment_id: str, url: str, comment: str, principal: Any) -> EnvironmentConfig:
         """Send ``url`` back to the admin with ``comment`` (the URL stays unlaunchable).
@@ -254,7 +291,13 @@ class ApprovalService:
         comment = comment.strip()
         if not comment or len(comment) > MAX_COMMENT:
             raise ApprovalFailed(f"Say what the admin must change (1 to {MAX_COMMENT} characters).")
-        review = sent_back(config, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
-                           comment=comment)
-        return self._admin.store(config, with_review(config, url, review), principal, action="approval.send_back",
-                                 summary=f"sent back {url}: {comment}")
+        del config
+
+        def returned(current: EnvironmentConfig) -> EnvironmentConfig:
+            self._assigned_in(current, url, principal)
+            review = sent_back(current, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
+                               comment=comment)
+            return with_review(current, url, review)
+
+        return self._admin.modify(environment_id, returned, principal, action="approval.send_back",
+                                  summary=f"sent back {url}: {comment}")

@@ -26,7 +26,9 @@
 - ``vv.sms.events_malformed`` (counter): ``event_type`` (one of ours, or ``other``); Event Grid events the
   webhook could not read (skipped; the valid events of their batch are applied);
 - ``vv.clock.skew`` (histogram, seconds): ``source`` (hl7_jws, eventgrid); how far a signed timestamp we
-  received is from our clock (absolute value).
+  received is from our clock (absolute value);
+- ``vv.certificate.days_left`` (gauge, days): ``environment``; recorded by each readiness probe for an
+  environment whose HL7 signing certificate ends within 30 days (negative once it has ended).
 
 Every call also adds to an in-process tally (:func:`snapshot`) that tests read. With telemetry on
 (:func:`use_opentelemetry`, called by :mod:`lib.observability.logging_setup`), calls also go to the
@@ -42,6 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "CERTIFICATE_DAYS_LEFT",
     "CLOCK_SKEW",
     "HL7_CONTROL_ID_REUSED",
     "HL7_MESSAGES",
@@ -55,6 +58,7 @@ __all__ = [
     "SMS_MESSAGES",
     "WRITEBACKS",
     "bounded_token",
+    "certificate_days_left",
     "clock_skew",
     "hl7_control_id_reused",
     "hl7_message",
@@ -85,6 +89,7 @@ QUEUE_MALFORMED = "vv.queue.malformed"
 SMS_DELIVERY = "vv.sms.delivery"
 SMS_EVENTS_MALFORMED = "vv.sms.events_malformed"
 CLOCK_SKEW = "vv.clock.skew"
+CERTIFICATE_DAYS_LEFT = "vv.certificate.days_left"
 
 _lock = threading.Lock()
 _tally: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -151,6 +156,8 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
         SMS_EVENTS_MALFORMED: meter.create_counter(SMS_EVENTS_MALFORMED, unit="1",
                                                    description="Event Grid SMS events the webhook could not read"),
         CLOCK_SKEW: meter.create_histogram(CLOCK_SKEW, unit="s", description="Signed timestamps vs our clock"),
+        CERTIFICATE_DAYS_LEFT: meter.create_gauge(CERTIFICATE_DAYS_LEFT, unit="d",
+                                                  description="Days until an HL7 signing certificate ends"),
     }
 
 
@@ -218,6 +225,11 @@ def writeback(outcome: str, reason: str | None = None) -> None:
 def queue_depth(queue: str, count: int) -> None:
     """The approximate number of messages in ``queue`` now (a gauge)."""
     _record(QUEUE_DEPTH, float(count), {"queue": queue}, mode="set")
+
+
+def certificate_days_left(environment_id: str, days: int) -> None:
+    """Days until ``environment_id``'s HL7 signing certificate ends (only reported within 30 days; a gauge)."""
+    _record(CERTIFICATE_DAYS_LEFT, float(days), {"environment": environment_id}, mode="set")
 
 
 def reminder_lag(kind: str | None, seconds: float) -> None:

@@ -47,7 +47,7 @@ _ATTEMPT = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Link and visit problems shown as a state of the page (in the patient's language).
 _PAGE_STATES = {"LINK_INVALID": "invalid", "LINK_EXPIRED": "expired", "APPOINTMENT_NOT_FOUND": "invalid",
-                "APPOINTMENT_CANCELLED": "cancelled"}
+                "APPOINTMENT_CANCELLED": "cancelled", "ENVIRONMENT_DISABLED": "unavailable"}
 
 
 class InvalidEvent(Exception):
@@ -268,4 +268,6 @@ class JoinService:
         environment = self._environments.get(appointment.environment_id)
         if environment is None:
             raise LaunchError("APPOINTMENT_NOT_FOUND", "The visit's environment is no longer configured.")
+        if environment.disabled:  # switched off in the portal: no patient joins (docs/portal.md)
+            raise LaunchError("ENVIRONMENT_DISABLED")
         return environment, appointment

@@ -26,7 +26,8 @@ ACS_CONNECT_SOURCES = ("https://*.microsoft.com", "wss://*.microsoft.com", "http
                        "wss://*.skype.com", "https://*.communication.azure.com")
 #: The problem states a visit page can show instead of a visit (link, visit or service problems; too many
 #: wrong links from this address), with their HTTP status.
-PROBLEM_STATUS = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503, "rate_limited": 429}
+PROBLEM_STATUS = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503, "rate_limited": 429,
+                  "unavailable": 403}
 PROBLEMS = tuple(PROBLEM_STATUS)
 PING_PATH = "/api/devicetest/ping"
 PAYLOAD_PATH = "/api/devicetest/payload"

@@ -56,6 +56,8 @@ def test_failed_signatures_are_limited_per_address_and_an_authentic_engine_is_no
     answers = [post_hl7(env.id, body(control=f"X{i}"), {**guesser, **forged.headers(env.id, body(control=f"X{i}"))})
                for i in range(LIMIT + 1)]
     assert [a.status_code for a in answers] == [401] * LIMIT + [429]
+    # A request that authenticates is never refused, even from the address over the limit (one NAT).
+    assert msa(post_hl7(env.id, body(control="G1"), dict(guesser)))[1] == "AA"
     assert msa(post_hl7(env.id, body(), dict(ENGINE)))[1] == "AA"
     # Every resend of an authentic engine passes, however many (a resend is signed anew).
     for _ in range(LIMIT + 1):
