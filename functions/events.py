@@ -25,11 +25,17 @@ MAX_BODY_BYTES = 1_048_576
 def acs_events(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a batch of Event Grid events (EventGridSchema JSON array).
 
-    Answers: 200 (applied, or the handshake), 400 (not an event array), 401/403 (caller not authenticated;
-    Event Grid does not retry these), 413, 503 (store down: Event Grid retries, effects are idempotent).
-    Never logs phone numbers or message texts.
+    Each event is validated on its own (``lib/sms/event_schema.py``): a malformed one is skipped, counted and
+    logged by position and failed fields, and every valid one beside it is applied (Event Grid retries a
+    failed batch for 24 hours, so one bad event must not hold back a STOP).
+
+    Answers: 200 (every valid event applied, malformed ones skipped; or the handshake), 400 (not an event
+    array, or no event of the batch is usable: a problem naming each one; Event Grid does not retry 400),
+    401/403 (caller not authenticated; not retried either), 413, 503 (store down: Event Grid retries, effects
+    are idempotent). Never logs phone numbers or message texts.
     """
-    from lib.sms.events import SUBSCRIPTION_VALIDATION, WebhookRejected, check_caller
+    from lib.sms.event_schema import SUBSCRIPTION_VALIDATION, ValidationData, parse_batch
+    from lib.sms.events import WebhookRejected, check_caller
     from lib.store.errors import StoreUnavailable
 
     correlation = correlation_id(req)
@@ -61,15 +67,21 @@ def acs_events(req: func.HttpRequest) -> func.HttpResponse:
         log.warning("acs events rejected status=%d reason=%s correlation=%s", rejected.status, rejected.reason,
                     correlation)
         return problem(rejected.status, "Not authenticated", rejected.reason, correlation=correlation)
-    for event in events:
-        if event.get("eventType") == SUBSCRIPTION_VALIDATION:
-            code = str((event.get("data") or {}).get("validationCode") or "")
+    valid, malformed = parse_batch(events)
+    for event in valid:
+        if event.event_type == SUBSCRIPTION_VALIDATION and isinstance(event.data, ValidationData):
             log.info("acs events subscription validation answered correlation=%s", correlation)
-            return func.HttpResponse(json.dumps({"validationResponse": code}), status_code=200,
-                                     mimetype="application/json")
+            return func.HttpResponse(json.dumps({"validationResponse": event.data.validation_code}),
+                                     status_code=200, mimetype="application/json")
+    if malformed and not valid:
+        svc.acs_events.handle([], malformed)  # counted and logged like the ones skipped beside valid events
+        return problem(400, "No usable event", "No event of the batch could be read: "
+                       + "; ".join(bad.describe() for bad in malformed[:20]), correlation=correlation,
+                       malformed=[bad.describe() for bad in malformed[:100]])
     try:
-        report = svc.acs_events.handle(events)
+        report = svc.acs_events.handle(valid, malformed)
     except StoreUnavailable:
         return problem(503, "Store unavailable", "Deliver the events again later.", correlation=correlation)
-    log.info("acs events applied=%d outcomes=%s correlation=%s", len(report.outcomes), report.outcomes, correlation)
+    log.info("acs events applied=%d skipped_malformed=%d outcomes=%s correlation=%s", len(report.outcomes),
+             len(report.malformed), report.outcomes, correlation)
     return func.HttpResponse(status_code=200)

@@ -10,6 +10,8 @@ the storage queues.
     hl7 rejected show    --env ID --id REJECTED_ID
     hl7 rejected replay  --env ID --id REJECTED_ID [--trust-unauthenticated [--operator NAME]]
     hl7 log-id           (MSH-10 on stdin) how that control ID appears in this deployment's logs
+    sms review list      [--env ID] [--capped]
+    sms review resolve   --text TEXT_ID --as sent|resend
     writeback poison list   [--env ID]
     writeback poison replay (--event ID --appointment-key KEY | --all [--env ID])
                          (--all skips events that may already be in Epic, one line each on stderr)
@@ -65,6 +67,14 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     # The control ID comes on stdin, not the command line (process lists and shell history keep arguments).
     hl7.add_parser("log-id", parents=[late], help="print how an MSH-10 read from stdin appears in the logs")
 
+    sms = area.add_parser("sms").add_subparsers(dest="what", required=True)
+    review = sms.add_parser("review", parents=[late])
+    review.add_argument("action", choices=["list", "resolve"])
+    review.add_argument("--env")
+    review.add_argument("--capped", action="store_true", help="also list reminders skipped by the per-number cap")
+    review.add_argument("--text", help="the text's ID (textId in the list)")
+    review.add_argument("--as", dest="outcome", choices=["sent", "resend"])
+
     writeback = area.add_parser("writeback").add_subparsers(dest="what", required=True)
     poison = writeback.add_parser("poison", parents=[late])
     poison.add_argument("action", choices=["list", "replay"])
@@ -106,6 +116,8 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
             return _hl7(svc, args, parser)
         if args.area == "writeback":
             return _writeback(svc, args, parser)
+        if args.area == "sms":
+            return _sms(svc, args, parser)
         return _timeline(svc, args)
     except AzureError as exc:
         # The SDK's message can be pages long; the class says enough to act on (no PHI either way).
@@ -176,6 +188,19 @@ def _writeback(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentPars
     outcome = poison.replay(svc, args.event, args.appointment_key)
     _print({"eventId": args.event, "outcome": outcome})
     return 1 if outcome == "missing" else 0
+
+
+def _sms(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lib.operations import texts
+
+    if args.action == "list":
+        _print([t.to_json() for t in texts.list_for_review(svc, args.env, capped=args.capped)])
+        return 0
+    if not (args.text and args.outcome):
+        parser.error("sms review resolve needs --text and --as sent|resend")
+    outcome = texts.resolve(svc, args.text, args.outcome)
+    _print({"textId": args.text, "outcome": outcome})
+    return 0 if outcome in ("sent", "requeued") else 1
 
 
 def _timeline(svc: Any, args: argparse.Namespace) -> int:

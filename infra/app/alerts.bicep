@@ -2,7 +2,7 @@
 // section of README.md ("Runbook"). The log alerts query the custom metrics the app emits through
 // OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.hl7.control_id_reused, vv.hl7.stale, vv.sms.messages,
 // vv.sms.delivery, vv.launches, vv.writebacks, vv.queue.depth, vv.queue.malformed, vv.reminder.lag,
-// vv.clock.skew, vv.certificate.days_left) in
+// vv.clock.skew, vv.certificate.days_left, vv.sms.events_malformed) in
 // Application Insights' customMetrics table. The availability
 // tests probe /api/health/live and /api/health/ready (functions/health.py).
 
@@ -107,6 +107,13 @@ var logAlerts = [
     severity: 2
     description: 'Queue messages their trigger could not read, on their way to a poison queue (README: Runbook, "Malformed queue messages").'
     query: 'customMetrics | where name == "vv.queue.malformed" | summarize measured = sum(valueSum)'
+    threshold: 0
+  }
+  {
+    name: 'sms-events-malformed'
+    severity: 2
+    description: 'Event Grid SMS events (delivery reports, STOP/START) the webhook could not read and skipped (README: Runbook, "Malformed SMS events").'
+    query: 'customMetrics | where name == "vv.sms.events_malformed" | summarize measured = sum(valueSum)'
     threshold: 0
   }
   {

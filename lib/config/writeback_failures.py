@@ -43,6 +43,8 @@ OUTCOMES = {
 #: Why an event failed, for people (by the start of its reason code).
 REASONS = (
     ("retry_horizon_exceeded", "Epic kept failing (time-outs, busy or down) until the retry horizon passed"),
+    ("outcome_unknown_epic_timeout", "Epic did not answer in time: the status may or may not be in Epic (the "
+     "participant's later statuses were written after it, so Epic ends on the latest)"),
     ("outcome_unknown", "a worker stopped while calling Epic: the status may or may not be in Epic"),
     ("poisoned", "the queue gave up on it after repeated errors"),
     ("environment_missing", "its environment no longer exists"),

@@ -21,7 +21,8 @@ down) makes the message retry; :class:`PermanentWritebackError` (other 4xx, refu
 ``Success: false``) will not get better by retrying. Both carry Epic's own reason when it sent one
 (``detail``: its ``Message``/``Error``/OperationOutcome text, at most 200 characters, stored for the operator
 and never logged); a transient error carries ``retry_after`` (seconds) from Epic's ``Retry-After``, and
-``ambiguous`` when the request may have reached Epic (a read time-out).
+``ambiguous`` when the request may have reached Epic (a read time-out, not a connect time-out): the caller
+decides what to do with such an outcome (``lib/visits/writeback.py``: never resent blindly).
 """
 
 from __future__ import annotations
@@ -140,8 +141,12 @@ class EpicWritebackClient:
             try:
                 response = self._http.get(url, params=params, headers=headers)
             except TransportError as exc:
-                # A read time-out may have reached Epic: retried, and the ambiguity is recorded.
-                raise TransientWritebackError(f"epic_{exc.kind}", ambiguous=exc.kind == "timeout") from exc
+                # A read time-out may have reached Epic (it may even land later than a newer call): the
+                # caller must not resend it blindly. A connect time-out never left: safe to retry.
+                import requests
+
+                ambiguous = exc.kind == "timeout" and not isinstance(exc.__cause__, requests.exceptions.ConnectTimeout)
+                raise TransientWritebackError(f"epic_{exc.kind}", ambiguous=ambiguous) from exc
             if response.status_code == 401 and attempt == 1:
                 continue  # the cached token may have been revoked: one more try with a fresh one
             _check(response)

@@ -14,7 +14,8 @@
 - ``vv.launches`` (counter): ``kind`` (provider, patient, callback, join), ``outcome`` (ok, error) and
   ``error_code``;
 - ``vv.writebacks`` (counter): ``outcome`` (written, retry = transient failure, will retry later, failed,
-  unknown = a worker died mid-call, superseded, error = the trigger raised) and ``reason`` (the failure code
+  unknown = a worker died mid-call or Epic did not answer in time,
+  superseded, error = the trigger raised) and ``reason`` (the failure code
   without its detail: ``epic_http_403``, ``poisoned``, ``retry_horizon_exceeded``...);
 - ``vv.queue.depth`` (gauge): ``queue`` (sms-outbox, visit-events and their ``-poison`` queues);
 - ``vv.reminder.lag`` (histogram, seconds): ``kind``; from an SMS's due time to its sending;
@@ -22,6 +23,8 @@
   wrong JSON or fields): they go on to the host's poison queue;
 - ``vv.sms.delivery`` (counter): ``status`` of ACS delivery reports (Delivered, Failed...), and ``missing``
   for sent texts whose report has not come within the expected time;
+- ``vv.sms.events_malformed`` (counter): ``event_type`` (one of ours, or ``other``); Event Grid events the
+  webhook could not read (skipped; the valid events of their batch are applied);
 - ``vv.clock.skew`` (histogram, seconds): ``source`` (hl7_jws, eventgrid); how far a signed timestamp we
   received is from our clock (absolute value);
 - ``vv.certificate.days_left`` (gauge, days): ``environment``; recorded by each readiness probe for an
@@ -51,6 +54,7 @@ __all__ = [
     "QUEUE_MALFORMED",
     "REMINDER_LAG",
     "SMS_DELIVERY",
+    "SMS_EVENTS_MALFORMED",
     "SMS_MESSAGES",
     "WRITEBACKS",
     "bounded_token",
@@ -66,6 +70,7 @@ __all__ = [
     "reminder_lag",
     "reset",
     "sms_delivery",
+    "sms_event_malformed",
     "sms_message",
     "snapshot",
     "use_opentelemetry",
@@ -82,6 +87,7 @@ QUEUE_DEPTH = "vv.queue.depth"
 REMINDER_LAG = "vv.reminder.lag"
 QUEUE_MALFORMED = "vv.queue.malformed"
 SMS_DELIVERY = "vv.sms.delivery"
+SMS_EVENTS_MALFORMED = "vv.sms.events_malformed"
 CLOCK_SKEW = "vv.clock.skew"
 CERTIFICATE_DAYS_LEFT = "vv.certificate.days_left"
 
@@ -147,6 +153,8 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
         REMINDER_LAG: meter.create_histogram(REMINDER_LAG, unit="s", description="SMS due time to send time"),
         QUEUE_MALFORMED: meter.create_counter(QUEUE_MALFORMED, unit="1", description="Malformed queue messages"),
         SMS_DELIVERY: meter.create_counter(SMS_DELIVERY, unit="1", description="SMS delivery reports by status"),
+        SMS_EVENTS_MALFORMED: meter.create_counter(SMS_EVENTS_MALFORMED, unit="1",
+                                                   description="Event Grid SMS events the webhook could not read"),
         CLOCK_SKEW: meter.create_histogram(CLOCK_SKEW, unit="s", description="Signed timestamps vs our clock"),
         CERTIFICATE_DAYS_LEFT: meter.create_gauge(CERTIFICATE_DAYS_LEFT, unit="d",
                                                   description="Days until an HL7 signing certificate ends"),
@@ -238,6 +246,11 @@ def sms_delivery(status: str | None, *, count: int = 1) -> None:
     """ACS delivery reports by ``deliveryStatus`` (``missing``: a sent text whose report never came)."""
     if count:
         _record(SMS_DELIVERY, count, {"status": status}, mode="add")
+
+
+def sms_event_malformed(event_type: str | None) -> None:
+    """One Event Grid event the webhook could not read (``event_type`` when it is one we know)."""
+    _record(SMS_EVENTS_MALFORMED, 1, {"event_type": (event_type or "other").rsplit(".", 1)[-1]}, mode="add")
 
 
 def clock_skew(source: str, seconds: float) -> None:

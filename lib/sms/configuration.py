@@ -20,6 +20,7 @@ import phonenumbers
 
 from lib.field_rules import PER_NUMBER_CAP_MAX, PER_NUMBER_WINDOW_HOURS_MAX
 from lib.models import EnvironmentConfig, SmsSettings
+from lib.sms.keywords import names_opt_out, template_opt_out_keywords
 from lib.sms.segments import MAX_SEGMENTS, count_segments, gsm7_spelling, non_gsm7_characters
 from lib.sms.templates import (
     KINDS,
@@ -57,6 +58,8 @@ MAX_CAP_WINDOW_HOURS = PER_NUMBER_WINDOW_HOURS_MAX
 MAX_TEMPLATE_CHARS = 1000
 #: Longest help contact (a phone number or a web page).
 MAX_HELP_CONTACT_CHARS = 200
+#: Kinds whose text must name an opt-out keyword (the texts that start or restart a conversation).
+OPT_OUT_REQUIRED_KINDS: tuple[str, ...] = ("booked", "changed")
 #: Kinds whose text must carry the join link.
 _NEEDS_LINK = ("booked", "changed", "reminder")
 
@@ -209,6 +212,7 @@ def template_problems(
     problems = _placeholder_problems(sms)
     if problems:
         return problems
+    problems = opt_out_problems(sms)
     for language in sorted(set(TEMPLATES) | set(sms.templates)):
         whens = worst_case_whens(time_zone, language)
         for kind in KINDS:
@@ -236,6 +240,28 @@ def template_problems(
                     f"{language}/{kind}: can take {worst.segments} segments ({worst.units} {worst.encoding} "
                     f"units), more than {MAX_SEGMENTS}{why}"
                 )
+    return problems
+
+
+def opt_out_problems(sms: SmsSettings) -> list[str]:
+    """Problems of booked/changed template overrides that do not tell patients how to opt out.
+
+    The booked text is usually the first a patient gets from the sender, and a changed text may be the
+    first after a long gap; US A2P and toll-free traffic is expected to carry opt-out instructions in it
+    (CTIA Messaging Principles and Best Practices; toll-free verification reviews sample messages for it).
+    Checked when settings are saved (not before each send: a stored template is never silently dropped).
+    """
+    problems = []
+    for language, kinds in sorted(sms.templates.items()):
+        keywords = template_opt_out_keywords(language)
+        for kind in OPT_OUT_REQUIRED_KINDS:
+            template = kinds.get(kind)
+            if template is not None and not names_opt_out(template, language):
+                shown = " or ".join(keywords)
+                example = ("Responda STOP para no recibir mensajes." if language == "es"
+                           else "Reply STOP to opt out.")
+                problems.append(f"{language}/{kind}: the text must tell patients how to opt out: add the keyword "
+                                f"{shown} in capitals, e.g. \"{example}\"")
     return problems
 
 

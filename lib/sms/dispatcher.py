@@ -8,20 +8,25 @@ State machine of an outbox item (every move is an ETag-guarded replace, so only 
     pending --> blocked   (the recipient opted out of this sender)
     sending --(left behind by a crash for STALE_SENDING)--> unknown
 
-A worker that loses the claim race does nothing. A send whose outcome is unknown (a timeout after the
-request left, or a worker that died between the claim and the record) is never resent automatically: an
-operator reviews it, or a delivery report for its tag reconciles it to ``sent``.
+A worker that loses the claim race does nothing.
 
 Every attempt carries an ACS repeatable request (``lib/sms/repeatability.py``) stored in the claim, before
-the call. After a 5xx (ACS may have sent the text before failing) the retry repeats the *same* request ID
-and first-sent time, so ACS answers the first result instead of texting twice; once ACS's tracking window
-has passed, the item goes to ``unknown`` instead of being resent. After an answer that proves nothing was
-sent (429, connection refused) the next attempt is a new request.
+the call. After an answer that leaves open whether ACS took the text (a 5xx, a read time-out or a connection
+dropped after the request left, a 409 "original request still in progress") the retry repeats the *same*
+request ID and first-sent time within a minute, so ACS answers the first result instead of texting twice
+(ACS "Repeatable requests": requests are tracked for 5 minutes). Once that window has passed (4 minutes on
+our side, for clock skew) the item goes to ``unknown`` for an operator (``./dev ops sms review``) instead
+of being resent; a delivery report for its tag reconciles it to ``sent``. A worker that died between the
+claim and the record leaves the item ``sending``: after :data:`STALE_SENDING` it is ``unknown`` too. After
+an answer that proves nothing was sent (429, connection refused) the next attempt is a new request.
 
 The environment is read fresh (never the per-process cache) before deciding, so SMS switched off in the
 portal stops the next send; its settings are checked again (``sending_problems``) and the rendered text must
 fit the segment budget. A number the sender cannot reach, a number that opted out or whose texts failed
-("Failed" delivery report), and a number over its per-number cap are not texted, with the reason recorded.
+("Failed" delivery report) are not texted, with the reason recorded. The per-number cap limits reminders
+only: a booked, changed or cancelled text is always sent and counts toward the cap, so it takes the place
+of a later reminder; a reminder over the cap is ``skipped`` with the reason and counted (outcome
+``capped``).
 
 Before each claim: the appointment is checked (status, revision, start), the number must be E.164 and not
 opted out, reminders respect quiet hours at send time too (a catch-up after downtime at 23:00 waits for
@@ -74,10 +79,14 @@ STALE_SENDING = timedelta(minutes=5)
 #: Items read per query, and at most this many pages per run (a timer run is a minute apart).
 PAGE_SIZE = 200
 MAX_PAGES = 25
-#: Outcomes that moved an item out of ``pending``-and-due (so the next page shows new items).
-#: States of a text that reached the patient, or may have (a send in flight, an outcome ACS left unknown).
+#: States of a text that reached the patient, or may have (a send in flight, an outcome ACS left unknown;
+#: also a ``pending`` repeat after a time-out, ``maybe_accepted``).
 _MAY_HAVE_REACHED_THE_PATIENT = frozenset({"sent", "sending", "unknown"})
-_PROGRESS = frozenset({"sent", "skipped", "blocked", "failed", "unknown", "retry", "quiet-hours"})
+#: Outcomes that moved an item out of ``pending``-and-due (so the next page shows new items).
+_PROGRESS = frozenset({"sent", "skipped", "capped", "blocked", "failed", "unknown", "retry", "quiet-hours"})
+#: Texts that change what the patient must do: the per-number cap never drops them (it limits reminders),
+#: but they count toward it, so they take the place of the reminders that would come after them.
+NEVER_CAPPED = frozenset({"booked", "changed", "cancelled"})
 #: ACS texts the per-recipient error message of a number that sent STOP to a toll-free sender
 #: (ACS ``sms-faq.md``: "Sender blocked for given recipient").
 _BLOCKED_MARKERS = ("blocked", "opted out", "opt-out", "optout")
@@ -101,7 +110,7 @@ class OptOuts(Protocol):
     def record(self, sender: str, recipient: str, *, opted_out: bool, event_time: datetime, keyword: str) -> bool: ...
 
     def take_cap_slot(self, environment_id: str, item_id: str, sender: str, recipient: str, *, now: datetime,
-                      limit: int, window: timedelta) -> bool: ...
+                      limit: int, window: timedelta, always: bool = False) -> bool: ...
 
 
 class MessageIndex(Protocol):
@@ -198,8 +207,9 @@ class Dispatcher:
     def send_one(self, item_id: str) -> str:
         """Send one outbox item if it is still pending and due; returns the outcome word.
 
-        Outcomes: ``sent``, ``skipped``, ``blocked``, ``retry``, ``failed``, ``unknown``, ``not-due``,
-        ``done-already``, ``lost-race``, ``missing``, ``rate-limited``, ``quiet-hours``.
+        Outcomes: ``sent``, ``skipped``, ``capped`` (skipped by the per-number cap), ``blocked``, ``retry``,
+        ``failed``, ``unknown``, ``not-due``, ``done-already``, ``lost-race``, ``missing``, ``rate-limited``,
+        ``quiet-hours``.
 
         Raises:
             StoreUnavailable: the store is down (the queue message comes back later).
@@ -362,7 +372,8 @@ class Dispatcher:
         confirmation went out) would only confuse them. One query in the visit's partition, for cancellation
         notices only."""
         return any(
-            text.kind != "cancelled" and text.state in _MAY_HAVE_REACHED_THE_PATIENT
+            text.kind != "cancelled"
+            and (text.state in _MAY_HAVE_REACHED_THE_PATIENT or (text.state == "pending" and text.maybe_accepted))
             for text in self._outbox.for_appointment(cancellation.appointment_key)
         )
 
@@ -372,16 +383,19 @@ class Dispatcher:
         environment, appointment, phone = facts.environment, facts.appointment, facts.phone
         sms = environment.sms
         sender = sms.sender or ""
-        if (self._opt_outs is not None and sms.per_number_cap > 0 and item.kind != "cancelled"
+        if (self._opt_outs is not None and sms.per_number_cap > 0
                 and not self._opt_outs.take_cap_slot(
                     item.environment_id, item.id, sender, phone, now=now, limit=sms.per_number_cap,
-                    window=timedelta(hours=sms.per_number_window_hours))):
-            return self._finish(item, "skipped", reason=f"this number already got {sms.per_number_cap} texts in "
-                                f"{sms.per_number_window_hours} hours (per-number cap)")
+                    window=timedelta(hours=sms.per_number_window_hours), always=item.kind in NEVER_CAPPED)):
+            log.warning("sms capped appointment=%s kind=%s revision=%d", item.appointment_key.split("|", 1)[-1],
+                        item.kind, item.revision)
+            outcome = self._finish(item, "skipped", reason=f"this number already got {sms.per_number_cap} texts "
+                                   f"in {sms.per_number_window_hours} hours (per-number cap)")
+            return "capped" if outcome == "skipped" else outcome  # counted as vv.sms.messages outcome=capped
         repeat = self._repeatability(item)
         if repeat is None:
-            return self._finish(item, "unknown", reason="ACS answered 5xx and no longer tracks that attempt, so it "
-                                "may have sent the text: not resent")
+            return self._finish(item, "unknown", reason="ACS may have sent the text (5xx or no answer) and no longer "
+                                "tracks that attempt: not resent")
         language = template_language(appointment.language, sms.default_language, sms.templates)
         # The text is composed before the claim: a failure here provably sent nothing, so it is recorded as
         # failed with its cause instead of leaving a claim behind that would read as "outcome unknown".
@@ -432,7 +446,7 @@ class Dispatcher:
                 self._finish(claimed, "pending", due_utc=now + delay, reason=result.reason,
                              maybe_accepted=claimed.maybe_accepted or result.maybe_accepted)
                 return "retry"
-            if claimed.maybe_accepted or result.maybe_accepted:  # ACS may have sent it before one of its 5xx
+            if claimed.maybe_accepted or result.maybe_accepted:  # ACS may have sent it (a 5xx, no answer)
                 return self._finish(claimed, "unknown", maybe_accepted=True,
                                     reason=f"gave up after {claimed.attempts} attempts, ACS may have sent it: "
                                     f"{result.reason}")

@@ -25,7 +25,6 @@ Phone numbers and message texts are never logged and never stored in clear (``li
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +35,8 @@ from lib.clock import Clock, SystemClock
 from lib.models import EnvironmentConfig, OutboxItem
 from lib.observability import metrics
 from lib.sms.configuration import is_e164
-from lib.sms.keywords import FREE_TEXT_OPT_OUT, OPT_IN_WORDS, OPT_OUT_WORDS, keyword
+from lib.sms.event_schema import SUBSCRIPTION_VALIDATION, DeliveryReportData, MalformedEvent, ReceivedData, SmsEvent
+from lib.sms.keywords import OPT_IN_WORDS, is_opt_out, keyword
 from lib.sms.sender import SendResult
 from lib.sms.templates import help_contact, render, texts_per_visit
 from lib.store.environments import EnvironmentRepository
@@ -47,9 +47,6 @@ from lib.store.sms_messages import SmsMessageRepository
 
 log = logging.getLogger(__name__)
 
-DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
-SMS_RECEIVED = "Microsoft.Communication.SMSReceived"
-SUBSCRIPTION_VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 
 #: ACS's per-recipient refusal and delivery-report detail of a number that sent STOP to a toll-free sender
 #: (ACS ``sms-faq.md``: "Sender blocked for given recipient").
@@ -64,9 +61,11 @@ class Sender(Protocol):
 
 @dataclass
 class EventsReport:
-    """Outcome words per event, in order (``delivery-recorded``, ``opted-out``, ``help-sent``, ...)."""
+    """Outcome words per valid event, in order (``delivery-recorded``, ``opted-out``, ``help-sent``, ...), and
+    the malformed events that were skipped."""
 
     outcomes: list[str] = field(default_factory=list)
+    malformed: list[MalformedEvent] = field(default_factory=list)
 
 
 class AcsEventHandler:
@@ -93,53 +92,58 @@ class AcsEventHandler:
         self._sender = sender
         self._clock = clock
 
-    def handle(self, events: Iterable[dict[str, Any]]) -> EventsReport:
-        """Apply each event; unknown event types are ignored (``ignored``).
+    def handle(self, events: Iterable[SmsEvent], malformed: Iterable[MalformedEvent] = ()) -> EventsReport:
+        """Apply each valid event (:func:`lib.sms.event_schema.parse_batch`); unknown event types are ignored
+        (``ignored``). ``malformed`` events are counted (``vv.sms.events_malformed``) and logged by position,
+        type and failed fields only (never a value: they are phone numbers and texts), so they never hold back
+        the valid events of their batch.
 
         Raises:
             StoreUnavailable: the store is down (the webhook answers 503; Event Grid retries the batch,
                 which is harmless because every effect is idempotent).
         """
         report = EventsReport()
+        for bad in malformed:
+            metrics.sms_event_malformed(bad.event_type)
+            log.warning("acs event skipped, malformed: %s", bad.describe())
+            report.malformed.append(bad)
         wall_now = SystemClock().now()
         for event in events:
-            event_type = event.get("eventType")
             # Event Grid retries deliver old events, so only a time ahead of ours shows a skewed clock.
-            metrics.clock_skew("eventgrid", max(0.0, (_event_time(event) - wall_now).total_seconds()))
-            data = event.get("data") or {}
-            if event_type == DELIVERY_REPORT:
-                outcome = self._delivery_report(data, _event_time(event))
-            elif event_type == SMS_RECEIVED:
-                outcome = self._received(data, _event_time(event))
+            metrics.clock_skew("eventgrid", max(0.0, (event.event_time - wall_now).total_seconds()))
+            if isinstance(event.data, DeliveryReportData):
+                outcome = self._delivery_report(event.data, event.event_time)
+            elif isinstance(event.data, ReceivedData):
+                outcome = self._received(event.data, event.event_time)
             else:
                 outcome = "ignored"
-            log.info("acs event id=%s type=%s outcome=%s", event.get("id"), event_type, outcome)
+            log.info("acs event id=%s type=%s outcome=%s", event.id, event.event_type, outcome)
             report.outcomes.append(outcome)
         return report
 
     # ---- delivery reports ------------------------------------------------------------------------
-    def _delivery_report(self, data: dict[str, Any], event_time: datetime) -> str:
-        message_id = str(data.get("messageId") or "")
+    def _delivery_report(self, data: DeliveryReportData, event_time: datetime) -> str:
+        message_id = data.message_id or ""
         item: OutboxItem | None = None
         outbox_id = self._messages.get(message_id) if message_id else None
         if outbox_id is not None:
             item = self._outbox.get(outbox_id)
-        elif data.get("tag"):
-            item = self._outbox.get(str(data["tag"]))  # a send whose outcome was unknown: no message ID kept
+        elif data.tag:
+            item = self._outbox.get(data.tag)  # a send whose outcome was unknown: no message ID kept
         if item is None:
             return "unknown-message"
-        status = str(data.get("deliveryStatus") or "")
-        detail = str(data.get("deliveryStatusDetails") or "")[:200] or None
+        status = data.delivery_status
+        detail = (data.delivery_status_details or "")[:200] or None
         if status.lower() == "failed":
-            self._stop_texting(str(data.get("from") or ""), str(data.get("to") or ""), detail, event_time)
+            self._stop_texting(data.sender, data.recipient, detail, event_time)
         for _ in range(5):
             if item.delivery_event_utc is not None and item.delivery_event_utc >= event_time:
                 return "delivery-stale"
             changes: dict[str, object] = {
                 "delivery_status": status, "delivery_detail": detail, "delivery_event_utc": event_time,
             }
-            if item.state in ("unknown", "sending"):
-                # ACS has the text, so it was sent: the review question is answered.
+            if item.state in ("unknown", "sending") or (item.state == "pending" and item.maybe_accepted):
+                # ACS has the text, so it was sent: the review question (or the pending repeat) is answered.
                 changes.update(
                     state="sent", message_id=message_id or item.message_id, reason="reconciled by a delivery report"
                 )
@@ -169,14 +173,14 @@ class AcsEventHandler:
             self._opt_outs.record(ours, patient, opted_out=True, event_time=event_time, keyword="ACS-BLOCKED")
 
     # ---- inbound texts ---------------------------------------------------------------------------
-    def _received(self, data: dict[str, Any], event_time: datetime) -> str:
-        patient, ours = str(data.get("from") or ""), str(data.get("to") or "")
-        word = keyword(data.get("message"))
+    def _received(self, data: ReceivedData, event_time: datetime) -> str:
+        patient, ours = data.sender, data.recipient
+        word = keyword(data.message)
         if word is None:
             return "no-keyword"
         if not (is_e164(patient) and is_e164(ours)):
             return "bad-number"
-        if word in OPT_OUT_WORDS or word == FREE_TEXT_OPT_OUT:
+        if is_opt_out(word):
             changed = self._opt_outs.record(ours, patient, opted_out=True, event_time=event_time, keyword=word)
             return "opted-out" if changed else "opt-out-stale"
         if word in OPT_IN_WORDS:
@@ -208,13 +212,6 @@ class AcsEventHandler:
             if environment.sms.enabled and environment.sms.sender == number:
                 return environment
         return None
-
-
-def _event_time(event: dict[str, Any]) -> datetime:
-    """The event's ``eventTime`` (Event Grid writes 7 fractional digits; Python reads 6)."""
-    text = str(event.get("eventTime") or "1970-01-01T00:00:00Z").replace("Z", "+00:00")
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    return datetime.fromisoformat(text)
 
 
 class WebhookRejected(Exception):

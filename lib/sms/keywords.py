@@ -11,7 +11,13 @@ A revocation "by any reasonable means" must be honoured (FCC 24-24), so when in 
 - look-alikes count: the text is NFKC-normalised (full-width ``ＳＴＯＰ`` -> ``STOP``) and each letter
   that Unicode lists as confusable with a Latin one (Cyrillic ``СТОР``, Greek ``ΤΟΡ``) is read as that
   letter (``confusable-homoglyphs``, the Unicode TR39 confusables data);
-- an opt-out intent wins over a HELP or START in the same text.
+- an opt-out intent wins over a HELP or START in the same text;
+- Spanish texts may tell patients to reply PARA (``TEMPLATE_OPT_OUT_KEYWORDS``), so PARA (and PARAR) opt
+  out too, but only as the whole text: "para" is also the preposition "for" ("Para mañana?").
+
+Templates that open a conversation (booked, changed) must name an opt-out keyword in capitals, as carriers
+print it ("Reply STOP to opt out"; CTIA Messaging Principles: the first message carries opt-out
+instructions): :func:`names_opt_out`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ OPT_OUT_WORDS: frozenset[str] = frozenset(
 )
 OPT_IN_WORDS: frozenset[str] = frozenset({"START", "UNSTOP"})
 HELP_WORDS: frozenset[str] = frozenset({"HELP", "INFO"})
+#: Opt-out keywords that count only as the whole text (common words inside a sentence).
+WHOLE_TEXT_OPT_OUT_WORDS: frozenset[str] = frozenset({"PARA", "PARAR"})
+#: The opt-out keywords a booked/changed template may name, per language; STOP, which every US carrier
+#: honours, for the others.
+TEMPLATE_OPT_OUT_KEYWORDS: dict[str, tuple[str, ...]] = {"es": ("STOP", "PARA")}
+DEFAULT_TEMPLATE_OPT_OUT_KEYWORDS: tuple[str, ...] = ("STOP",)
 #: The keyword recorded for an opt-out read from free text rather than a carrier keyword.
 FREE_TEXT_OPT_OUT = "FREETEXT"
 
@@ -80,10 +92,35 @@ def keyword(message: str | None) -> str | None:
     if len(words) >= 2 and words[0] == "OPT" and words[1] == "OUT":
         return "OPTOUT"
     joined = "".join(words)
-    if joined in known:
+    if joined in known or joined in WHOLE_TEXT_OPT_OUT_WORDS:
         return joined
     if words[0] in OPT_OUT_WORDS:
         return words[0]
     if _OPT_OUT_INTENT.search(text):
         return FREE_TEXT_OPT_OUT
     return words[0] if words[0] in known else None
+
+
+def is_opt_out(word: str | None) -> bool:
+    """Whether :func:`keyword`'s answer asks to stop texting."""
+    return word is not None and (word in OPT_OUT_WORDS or word in WHOLE_TEXT_OPT_OUT_WORDS
+                                 or word == FREE_TEXT_OPT_OUT)
+
+
+def template_opt_out_keywords(language: str) -> tuple[str, ...]:
+    """The opt-out keywords a ``language`` template may name (``("STOP", "PARA")`` for ``es``)."""
+    return TEMPLATE_OPT_OUT_KEYWORDS.get(language, DEFAULT_TEMPLATE_OPT_OUT_KEYWORDS)
+
+
+def names_opt_out(template: str, language: str) -> bool:
+    """Whether ``template`` names one of the ``language``'s opt-out keywords as a word in capitals.
+
+    >>> names_opt_out("{org}: visit {when}. {link} Reply STOP to opt out.", "en")
+    True
+    >>> names_opt_out("{org}: visit {when}. {link} Reply stop to opt out.", "en")
+    False
+    >>> names_opt_out("{org}: visita {when}. {link} Responda PARA para no recibir mensajes.", "es")
+    True
+    """
+    words = set(re.findall(r"[A-Z]+", template))
+    return any(word in words for word in template_opt_out_keywords(language))

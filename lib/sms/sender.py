@@ -2,13 +2,14 @@
 
 Outcomes are classified for the outbox state machine:
 - ``sent``: ACS accepted it (HTTP 202 per recipient); delivery comes later through Event Grid.
-- ``retry``: try later (429 with Retry-After, 5xx, connection refused). ``maybe_accepted`` says whether ACS
-  may have taken the text anyway (a 5xx can come after the send went through): such a retry must reuse the
-  same repeatable request (:mod:`lib.sms.repeatability`) so ACS answers the first result instead of texting
-  twice, and must not happen once ACS has forgotten it.
+- ``retry``: try later (429 with Retry-After, 5xx, connection refused, no answer). ``maybe_accepted`` says
+  whether ACS may have taken the text anyway (a 5xx can come after the send went through; a read time-out or
+  a dropped connection after the request left; a 409 "original request still in progress"): such a retry
+  must reuse the same repeatable request (:mod:`lib.sms.repeatability`) so ACS answers the first result
+  instead of texting twice, and must not happen once ACS has forgotten it.
 - ``permanent``: ACS refused this recipient or sender for good (invalid number, blocked sender...).
-- ``unknown``: the request may have reached ACS but no answer came (read timeout), or ACS refused a repeat
-  whose first attempt is outside its tracking window (412): never resent blindly.
+- ``unknown``: ACS refused a repeat whose first attempt is outside its tracking window (412): it may have
+  been sent, so it is never resent blindly.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ class AcsSmsSender:
             return SendResult("permanent", reason=f"ACS refused the request: HTTP {status}")
         except ServiceRequestError as exc:  # the request never left: safe to try again
             return SendResult("retry", reason=f"ACS unreachable: {type(exc).__name__}")
-        except (ServiceResponseError, TimeoutError) as exc:
-            return SendResult("unknown", reason=f"no answer from ACS: {type(exc).__name__}")
+        except (ServiceResponseError, TimeoutError) as exc:  # the request left: only a same-ID repeat is safe
+            return SendResult("retry", reason=f"no answer from ACS: {type(exc).__name__}", maybe_accepted=True)
         result = results[0]
         if result.successful:
             return SendResult("sent", message_id=result.message_id)
@@ -105,6 +106,9 @@ class AcsSmsSender:
         detail = result.error_message or "no detail"
         if code == 412:  # a repeat whose first attempt ACS no longer tracks: it may have been sent
             return SendResult("unknown", reason=f"ACS no longer tracks the first attempt (412): {detail}")
+        if code == 409:  # our repeat arrived while ACS still handles the first attempt: ask again later
+            return SendResult("retry", reason=f"ACS is still handling the first attempt (409): {detail}",
+                              maybe_accepted=True)
         if code == 429 or code >= 500:
             return SendResult("retry", reason=f"ACS answered {code} for the recipient: {detail}")
         return SendResult("permanent", reason=f"ACS refused the recipient ({code}): {detail}")

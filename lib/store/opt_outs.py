@@ -156,10 +156,12 @@ class OptOutRepository:
 
     def take_cap_slot(
         self, environment_id: str, item_id: str, sender: str, recipient: str, *, now: datetime, limit: int,
-        window: timedelta,
+        window: timedelta, always: bool = False,
     ) -> bool:
         """``True`` when fewer than ``limit`` other texts of ``environment_id`` went from ``sender`` to
         ``recipient`` in the ``window`` before ``now`` (and counts outbox item ``item_id``), else ``False``.
+        ``always``: count ``item_id`` and answer ``True`` even over the limit (a text the cap must not drop
+        still uses up the budget of the reminders after it).
 
         Counted per outbox item, so a retry of the same text takes no second slot; ETag-guarded, so two
         workers cannot both take the last slot.
@@ -174,7 +176,7 @@ class OptOutRepository:
             sent = {k: v for k, v in (doc.get("sent") or {} if doc else {}).items() if v > since}
             if item_id in sent:
                 return True
-            if len(sent) >= limit:
+            if len(sent) >= limit and not always:
                 return False
             body = {"id": doc_id, "sent": {**sent, item_id: iso(now)}, "ttl": int(window.total_seconds()) + 3600}
             try:

@@ -12,7 +12,12 @@ Exactly once, in order, surviving Epic outages (docs/writeback.md):
   written (the writer of that earlier one enqueues it when done); an event older than one already written for
   that participant is ``superseded``, so a disconnect processed before its connect never leaves someone shown
   as connected.
-- **Backoff with the queue.** Transient failures (429 with ``Retry-After``, 5xx, time-outs) are retried after
+- **A time-out is not resent.** ``SetExternalConnectionStatus`` has no idempotency key: a call that timed out
+  may be in Epic already, or land later (after a newer status). So it is ``unknown`` at once (at most once,
+  the ambiguity recorded, listed on the write-back failures page for an operator to check in Epic), and
+  the participant's next status waits until :data:`AMBIGUOUS_SETTLE` after it, so whatever Epic applies
+  last is the participant's latest state.
+- **Backoff with the queue.** Transient failures (429 with ``Retry-After``, 5xx, connect failures) are retried after
   ``min(BACKOFF_BASE * 2^(attempts-1), BACKOFF_CAP)`` or Epic's ``Retry-After`` when longer, by enqueuing the
   message again with that visibility timeout (no sleeping); past the environment's retry horizon (default a
   day from the first attempt) the event is ``failed``. The sweep (timer ``writeback_sweep``) re-enqueues any
@@ -44,6 +49,12 @@ log = logging.getLogger(__name__)
 SWEEP_AFTER = timedelta(seconds=60)
 #: A ``sending`` claim older than this belongs to a worker that died mid-call (functionTimeout is 10 min).
 CLAIM_LEASE = timedelta(minutes=11)
+#: How long after a call that timed out (its claim) Epic may still apply it. The participant's next status
+#: waits this long, so it lands after any slow original and Epic ends on the latest state. Assumption:
+#: Interconnect is an ASP.NET application, whose default request execution timeout is 110 s.
+AMBIGUOUS_SETTLE = timedelta(minutes=2)
+#: The reason of an event whose call timed out (it may or may not be in Epic).
+TIMEOUT_UNKNOWN = "outcome_unknown_epic_timeout"
 #: First retry delay and the longest one between two attempts.
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
@@ -164,6 +175,9 @@ class WritebackService:
                                 correlation_id=correlation_id)
         if any(_order(e) < _order(event) and e.writeback in ("pending", "sending") for e in siblings):
             return WritebackOutcome("waiting")
+        settling = self._settling_until(event, siblings, now)
+        if settling is not None:
+            return self._wait_for_settle(event, settling, correlation_id)
         claimed = self._claim(event, now)
         if claimed is None:
             return WritebackOutcome("in_progress")
@@ -173,6 +187,10 @@ class WritebackService:
         except PermanentWritebackError as exc:
             outcome = self._fail(claimed, exc.reason, exc.detail, correlation_id)
         except TransientWritebackError as exc:
+            if exc.ambiguous:  # Epic may have it, or may still apply it: never resent blindly
+                outcome = self._timed_out(claimed, exc, correlation_id)
+                self._release_successors(claimed, siblings)
+                return outcome
             return self._retry_later(claimed, exc, environment, correlation_id)
         else:
             outcome = self._finish(claimed, "written", correlation_id=correlation_id)
@@ -208,6 +226,37 @@ class WritebackService:
                      last_error=exc.reason, epic_detail=exc.detail, ambiguous_attempts=ambiguous)
         metrics.writeback("retry", exc.reason)
         return WritebackOutcome("retry", exc.reason, retry_in=max(1, int(delay.total_seconds())))
+
+    def _timed_out(self, event: VisitEvent, exc: TransientWritebackError,
+                   correlation_id: str | None) -> WritebackOutcome:
+        """Epic did not answer in time: the status may be in Epic, or arrive there later. ``SetExternalConnection
+        Status`` has no idempotency key, so a resend could reach Epic twice, and a slow original could land
+        after a newer status. The event is ``unknown`` (at most once, the ambiguity recorded and listed on the
+        write-back failures page); the participant's next status waits :data:`AMBIGUOUS_SETTLE`."""
+        log.error("writeback timed out, outcome unknown reason=%s environment=%s correlation=%s", exc.reason,
+                  event.environment_id, correlation_id)
+        return self._finish(event, "unknown", reason=TIMEOUT_UNKNOWN, correlation_id=correlation_id,
+                            last_error=exc.reason, ambiguous_attempts=event.ambiguous_attempts + 1)
+
+    @staticmethod
+    def _settling_until(event: VisitEvent, siblings: Iterable[VisitEvent], now: datetime) -> datetime | None:
+        """When the last earlier call of the same participant that timed out can no longer land in Epic, if
+        that is still ahead (``None`` otherwise)."""
+        ends = [e.claimed_utc + AMBIGUOUS_SETTLE for e in siblings
+                if e.writeback == "unknown" and e.claimed_utc is not None and _order(e) < _order(event)]
+        latest = max(ends, default=None)
+        return latest if latest is not None and latest > now else None
+
+    def _wait_for_settle(self, event: VisitEvent, until: datetime, correlation_id: str | None) -> WritebackOutcome:
+        """Come back at ``until`` (the message is enqueued again with that delay; ``due_utc`` tells the sweep)."""
+        try:
+            self._events.update(event, due_utc=until)
+        except ConcurrencyConflict:
+            return WritebackOutcome("in_progress")
+        seconds = max(1, int((until - self._clock.now()).total_seconds()) + 1)
+        log.info("writeback waits %ss for an earlier timed-out call to settle environment=%s correlation=%s",
+                 seconds, event.environment_id, correlation_id)
+        return WritebackOutcome("waiting", "earlier_call_timed_out", retry_in=seconds)
 
     def _abandon(self, event: VisitEvent, correlation_id: str | None) -> WritebackOutcome:
         """A dead worker's claim: the call may or may not have reached Epic. Record that; never call again."""

@@ -21,7 +21,10 @@ Contract (from the SDK: ``_generated/operations/_sms_operations.py`` and ``_shar
 - Repeatable requests per recipient (ACS "Repeatable requests", OASIS Repeatable Requests 1.0): a
   ``repeatabilityRequestId`` seen within the tracking window (5 minutes) with the same sender, recipient and
   message returns the first result again and is not sent twice (a first result that was a 5xx is executed
-  again); the same ID with a different body is a per-recipient 400; a ``repeatabilityFirstSent`` older than
+  again); a repeat that arrives while the first request is still being handled gets a per-recipient 409
+  (ACS "Repeatable requests": "if original request is still in progress: 409"; the lookup and the
+  in-progress mark are one step, so two racing requests never both send); the same ID with a different
+  body is a per-recipient 400; a ``repeatabilityFirstSent`` older than
   the window is a per-recipient 412 ("rejected"); a malformed one is a per-recipient 400.
 
 The phone numbers REST contract (search, purchase, operations) is served on the same endpoint by
@@ -63,9 +66,9 @@ class RecipientFault:
     """A scripted fault for requests that include recipient ``to``.
 
     Either a per-recipient result (``http_status_code`` + ``error_message``, answered inside a 202) or a
-    whole-request answer (``status`` with ``retry_after``, and/or ``delay`` seconds). ``after_send`` answers
-    ``status`` only after the texts were accepted (a gateway error after ACS took the request: the client
-    cannot tell). ``times`` None = always.
+    whole-request answer (``status`` with ``retry_after``, and/or ``delay`` seconds). ``after_send`` waits
+    ``delay`` and answers ``status`` (or the normal 202) only after the texts were accepted (a gateway error or
+    a slow answer after ACS took the request: the client cannot tell). ``times`` None = always.
     """
 
     to: str
@@ -221,31 +224,66 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
         for rcpt in recipients:
             if not isinstance(rcpt, dict) or not isinstance(rcpt.get("to"), str):
                 return _acs_error(400, "BadRequest", "every recipient needs a 'to' string.")
-        # Whole-request faults scripted for one of the recipients (429, 500, a delay); ``after_send`` ones
-        # answer only once the texts are accepted.
-        late: RecipientFault | None = None
+        # Each recipient's repeatable request is looked up and marked in progress in one step (under the lock),
+        # before any scripted delay: a repeat that arrives while the first is still being handled gets a 409,
+        # one that arrives after it gets the first result; never a second text.
+        results: list[dict[str, Any] | None] = []
+        mine: list[str] = []  # the request IDs this request executes (marked in progress)
         for rcpt in recipients:
-            fault = st.take_fault(rcpt["to"], request_level=True)
-            if fault is not None:
-                if fault.delay > 0:
-                    time.sleep(fault.delay)
-                if fault.after_send:
-                    late = fault
-                elif fault.status is not None:
-                    return _request_fault(fault)
-        results = []
-        for rcpt in recipients:
-            to = rcpt["to"]
-            rid = rcpt.get("repeatabilityRequestId")
             refused = _repeatability_problem(st, rcpt, sender, message)
             if refused is not None:
                 results.append(refused)
                 continue
-            with st.lock:
-                earlier = st.repeatability.get(rid) if rid else None
-            if earlier is not None and earlier["result"]["httpStatusCode"] < 500:
-                results.append(earlier["result"])
+            rid = rcpt.get("repeatabilityRequestId")
+            if not rid:
+                results.append(None)
                 continue
+            with st.lock:
+                earlier = st.repeatability.get(rid)
+                if earlier is not None and earlier.get("in_progress"):
+                    results.append({"to": rcpt["to"], "messageId": None, "httpStatusCode": 409, "successful": False,
+                                    "repeatabilityResult": "accepted",
+                                    "errorMessage": "The original request is still in progress."})
+                    continue
+                if earlier is not None and earlier["result"]["httpStatusCode"] < 500:
+                    results.append(earlier["result"])
+                    continue
+                st.repeatability[rid] = {"in_progress": True, "body": (sender, rcpt["to"], message),
+                                         "result": None}
+                mine.append(rid)
+            results.append(None)
+        try:
+            return _execute(sender, recipients, message, options, version, results)
+        finally:
+            with st.lock:  # a request that ended without a result (a scripted 5xx) may be executed again
+                for rid in mine:
+                    entry = st.repeatability.get(rid)
+                    if entry is not None and entry.get("in_progress"):
+                        entry.update(in_progress=False, result={"httpStatusCode": 500})
+
+    def _execute(sender: str, recipients: list[dict[str, Any]], message: str, options: dict[str, Any],
+                 version: str | None, results: list[dict[str, Any] | None]) -> Response:
+        """Send to the recipients whose ``results`` entry is still ``None`` (the others were answered by their
+        repeatable request), after the scripted whole-request faults; ``after_send`` ones (with a status, or
+        only a ``delay``: ACS took the texts and answers late) come after the texts are accepted."""
+        late: RecipientFault | None = None
+        for rcpt in recipients:
+            fault = st.take_fault(rcpt["to"], request_level=True)
+            if fault is not None:
+                if fault.after_send:
+                    late = fault
+                    continue
+                if fault.delay > 0:
+                    time.sleep(fault.delay)
+                if fault.status is not None:
+                    return _request_fault(fault)
+        answered: list[dict[str, Any]] = []
+        for rcpt, known in zip(recipients, results, strict=True):
+            if known is not None:
+                answered.append(known)
+                continue
+            to = rcpt["to"]
+            rid = rcpt.get("repeatabilityRequestId")
             item: dict[str, Any] = {"to": to, "messageId": f"Outgoing_{time.strftime('%Y%m%d%H%M%S')}"
                                     f"{uuid.uuid4().hex[:8]}_noam", "httpStatusCode": 202,
                                     "repeatabilityResult": "accepted", "successful": True}
@@ -259,7 +297,7 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
                             repeatabilityResult="rejected")
             with st.lock:
                 if rid:
-                    st.repeatability[rid] = {"result": item, "body": (sender, to, message)}
+                    st.repeatability[rid] = {"result": item, "body": (sender, to, message), "in_progress": False}
                 st.messages.append({
                     "messageId": item["messageId"], "from": sender, "to": to, "message": message,
                     "enableDeliveryReport": options.get("enableDeliveryReport", False),
@@ -268,10 +306,13 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
                     "errorMessage": item.get("errorMessage"), "apiVersion": version,
                     "receivedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 })
-            results.append(item)
-        if late is not None and late.status is not None:
-            return _request_fault(late)
-        return json_response({"value": results}, 202)
+            answered.append(item)
+        if late is not None:
+            if late.delay > 0:
+                time.sleep(late.delay)
+            if late.status is not None:
+                return _request_fault(late)
+        return json_response({"value": answered}, 202)
 
     def _request_fault(fault: RecipientFault) -> Response:
         assert fault.status is not None
@@ -324,8 +365,8 @@ def build_app(base_url: str, *, access_key: str) -> StandinApp:
             delay=float(body.get("delay", 0) or 0), times=body.get("times"), after_send=bool(body.get("after_send")))
         if fault.http_status_code is None and fault.status is None and fault.delay <= 0:
             return json_response({"error": "give httpStatusCode (per recipient), status or delay"}, 400)
-        if fault.after_send and fault.status is None:
-            return json_response({"error": "after_send needs a status"}, 400)
+        if fault.after_send and fault.status is None and fault.delay <= 0:
+            return json_response({"error": "after_send needs a status or a delay"}, 400)
         if fault.http_status_code is not None and (fault.status is not None or fault.delay):
             return json_response({"error": "httpStatusCode cannot be combined with status or delay"}, 400)
         with st.lock:

@@ -16,6 +16,7 @@ EXPECTED_LOG_ALERTS = {
     "sms-failure-rate": (metrics.SMS_MESSAGES, "SMS failure rate"),
     "sms-undelivered": (metrics.SMS_DELIVERY, "SMS not delivered"),
     "malformed-queue-messages": (metrics.QUEUE_MALFORMED, "Malformed queue messages"),
+    "sms-events-malformed": (metrics.SMS_EVENTS_MALFORMED, "Malformed SMS events"),
     "clock-skew": (metrics.CLOCK_SKEW, "Clock skew"),
     "reminder-lag": (metrics.REMINDER_LAG, "Reminder lag"),
     "hl7-reject-rate": (metrics.HL7_MESSAGES, "HL7 AR/AE spike"),

@@ -462,6 +462,13 @@ def test_sms_needs_both_consents_and_checks_templates(admin: PortalUser, epic: d
     refused = admin.send("PUT", path, {"consentSendOnBehalf": True, "consentPatientsAgreed": True,
                                        "templates": {"en": {"booked": long}}})
     assert "segments" in messages(refused)
+    no_stop = admin.send("PUT", path, {"consentSendOnBehalf": True, "consentPatientsAgreed": True, "templates": {
+        "en": {"booked": "{org}: visit {when}. Join: {link}"},
+        "es": {"changed": "{org}: su visita se movio al {when}. Enlace: {link}"}}})
+    assert messages(no_stop) == (
+        'en/booked: the text must tell patients how to opt out: add the keyword STOP in capitals, e.g. "Reply STOP '
+        'to opt out." | es/changed: the text must tell patients how to opt out: add the keyword STOP or PARA in '
+        'capitals, e.g. "Responda STOP para no recibir mensajes."')
     ok = admin.send("PUT", path, {"consentSendOnBehalf": True, "consentPatientsAgreed": True,
                                   "reminder_offsets_minutes": [1440, 120], "quiet_hours": ["20:00", "08:00"],
                                   "confirm_changed": False})

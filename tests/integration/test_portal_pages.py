@@ -243,6 +243,14 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
     assert (after["help_contact"], after["reachable_countries"], after["per_number_window_hours"]) == (
         "800-555-0199", ["US", "CA"], 48)  # nothing stored
 
+    no_opt_out = admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=sms_form(
+        shown, **{"tpl-en-booked": "{org}: your video visit is booked for {when}. Join here: {link}"}))
+    assert no_opt_out.status_code == 422
+    summary = no_opt_out.text.split('id="error-summary"')[1].split("</div>")[0]
+    assert ("en/booked: the text must tell patients how to opt out: add the keyword STOP in capitals, e.g. "
+            "&#34;Reply STOP to opt out.&#34;") in summary
+    assert admin.get(f"/api/config/environments/{created['id']}").json()["sms"]["templates"] == {}
+
     entries = [e for e in admin.get(f"/api/config/audit?environmentId={created['id']}").json()
                if e["action"] == "sms.update"]
     assert len(entries) == 1 and entries[0]["actor"] == "admin@contoso.example"

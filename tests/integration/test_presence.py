@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -420,6 +421,44 @@ def test_a_redelivery_racing_a_slow_epic_writes_once(app: Any, env: Any, urls: d
         thread.join(timeout=30)
     assert epic_calls(urls, appointment.appointment_id) == [("patient", "1")]
     assert app.repos.visit_events.get(event.appointment_key, event.id).writeback == "written"
+
+
+def test_a_timed_out_write_is_not_resent_and_the_next_status_lands_after_it(
+        app: Any, env: Any, urls: dict[str, str], clock: Any) -> None:
+    """Epic (the stand-in) takes 2.5 s to apply a connect, our client gives up after 1 s: the connect is never
+    sent again, the disconnect waits until the slow original has landed, and Epic ends on "disconnected"."""
+    from lib.clock import SystemClock
+    from lib.ehr.writeback import EpicWritebackClient
+    from lib.operations.poison import list_poison
+    from lib.smart.transport import HttpClient
+    from lib.visits.writeback import AMBIGUOUS_SETTLE, WritebackService
+
+    impatient = WritebackService(
+        visit_events=app.repos.visit_events, environments=app.repos.environments, clock=app.clock,
+        queues=app.queues, ehr=EpicWritebackClient(http=HttpClient(verify=urls["ca"], timeout=(3.05, 1.0)),
+                                                   discovery=app.smart_discovery, keys=app.smart_keyring,
+                                                   clock=SystemClock()))
+    appointment = new_visit(app, env)
+    start = datetime.now(UTC).replace(microsecond=0)
+    clock.set(start)
+    script(urls, appointment, [{"action": "join", "participant": PAT}, {"action": "leave", "participant": PAT}])
+    written = sorted((e for e in app.repos.visit_events.for_appointment(appointment.key) if e.writeback != "none"),
+                     key=lambda e: e.at_utc)
+    connected, disconnected = written
+    assert (connected.type, disconnected.type) == ("connected", "disconnected")
+    control(urls, "epic", "POST", "faults", {"path_prefix": "/api/epic/2018/Telehealth", "responses": [{"delay": 2.5}]})
+    first = impatient.write(connected.id, appointment.key)
+    assert (first.outcome, first.reason) == ("unknown", "outcome_unknown_epic_timeout")
+    waiting = impatient.write(disconnected.id, appointment.key)
+    assert waiting.outcome == "waiting" and 110 <= (waiting.retry_in or 0) <= 121
+    assert impatient.write(connected.id, appointment.key).outcome == "skipped"  # a redelivery is never resent
+    time.sleep(2.5)  # meanwhile Epic applies the slow original
+    clock.set(start + AMBIGUOUS_SETTLE + timedelta(seconds=1))
+    assert impatient.write(disconnected.id, appointment.key).outcome == "written"
+    assert epic_calls(urls, appointment.appointment_id) == [("patient", "1"), ("patient", "2")]
+    # The ambiguity is where an operator looks (the portal's write-back failures page reads the same list).
+    (listed,) = [p for p in list_poison(app, env.id) if p.event_id == connected.id]
+    assert (listed.writeback, listed.reason) == ("unknown", "outcome_unknown_epic_timeout")
 
 
 def test_a_permanent_refusal_is_failed_with_epics_reason_and_replayable(

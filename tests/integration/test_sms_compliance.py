@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import json
 import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -56,7 +57,7 @@ def fresh_sms_state(app):
     opt_outs, timer_state = app.store.container("opt_outs"), app.store.container("timer_state")
     for sender in (SENDER, "+12015550190"):
         delete_if_exists(timer_state, f"sms-rate|{sender}", f"sms-rate|{sender}")
-    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(176, 190), 192)]
+    pairs = [(SENDER, f"+12015550{n}") for n in (*range(140, 148), 151, 152, 153, 156, *range(170, 190), 192)]
     pairs += [("+12015550154", "+12015550155"), ("+12015550157", "+12015550158")]
     for sender, phone in pairs:
         pair = app.opt_outs.pair_hash(sender, phone)
@@ -172,6 +173,49 @@ def test_webhook_refuses_a_body_that_is_not_an_event_array(webhook):
     assert post_events({"not": "an array"}).status_code == 400  # type: ignore[arg-type]
 
 
+def test_a_malformed_event_is_skipped_and_the_stop_beside_it_is_applied(webhook, clock, acs, environment_id,
+                                                                          caplog):
+    from lib.observability import metrics
+
+    caplog.set_level(logging.INFO)
+    env = make_environment(webhook, environment_id)
+    start_clock(webhook, clock, NOW)
+    phone = "+12015550170"
+    bad = inbound("STOP", phone, at=NOW)
+    bad["data"]["message"] = ["STOP"]  # a list where ACS sends a string
+    no_time = inbound("START", phone, at=NOW + timedelta(seconds=5))
+    del no_time["eventTime"]
+    before = metrics.total(metrics.SMS_EVENTS_MALFORMED, event_type="SMSReceived")
+    response = post_events([bad, inbound("STOP", phone, at=NOW + timedelta(seconds=1)), no_time])
+    assert (response.status_code, response.get_body()) == (200, b"")
+    assert webhook.opt_outs.is_opted_out(SENDER, phone)  # the START without a time was not applied either
+    assert metrics.total(metrics.SMS_EVENTS_MALFORMED, event_type="SMSReceived") - before == 2
+    assert "event 0 (Microsoft.Communication.SMSReceived): data.message" in caplog.text
+    assert "event 2 (Microsoft.Communication.SMSReceived): eventTime" in caplog.text
+    assert "5550170" not in caplog.text
+    # The patient's STOP holds: the booking text of a new visit is not sent.
+    book(env, "8200020", "(201)555-0170")
+    send_queued(webhook, env, "8200020")
+    item = items(webhook, env, "8200020")["booked|1"]
+    assert (item.state, item.reason) == ("blocked", "the recipient opted out (STOP) of texts from this number")
+    assert acs.texts(env.id) == []
+
+
+def test_a_batch_with_no_usable_event_is_refused_naming_each_event(webhook):
+    first = inbound("STOP", "+12015550171")
+    first["data"]["message"] = 7
+    second = delivery("m1", "Delivered", at=NOW)
+    second["data"]["to"] = None
+    response = post_events([first, second])
+    assert response.status_code == 400
+    problem = json.loads(response.get_body())
+    assert problem["title"] == "No usable event"
+    assert problem["malformed"] == ["event 0 (Microsoft.Communication.SMSReceived): data.message",
+                                    "event 1 (Microsoft.Communication.SMSDeliveryReportReceived): data.to"]
+    assert "5550171" not in response.get_body().decode()
+    assert not webhook.opt_outs.is_opted_out(SENDER, "+12015550171")
+
+
 # ---- opt-out, opt-in, HELP -------------------------------------------------------------------------
 
 
@@ -270,15 +314,29 @@ def test_delivery_report_updates_the_outbox_by_message_id_and_ignores_older_repo
     assert metrics.total(metrics.SMS_DELIVERY, status="Failed") == failed_before + 1
 
 
-def test_delivery_report_reconciles_a_send_whose_outcome_was_unknown(webhook, env, acs):
-    acs.fail_next({"delay": 12})
+def test_delivery_report_reconciles_a_send_whose_outcome_was_unknown(webhook, env, clock, acs):
+    to = "+12015550157"
     book(env, "8200003", "(201)555-0157")
-    send_queued(webhook, env, "8200003")
+    script_fault(acs, to, delay=1, after_send=True)  # ACS takes the text and answers after our time-out
+    assert short_timeout_dispatcher(webhook, 0.5).send_one(items(webhook, env, "8200003")["booked|1"].id) == "retry"
     item = items(webhook, env, "8200003")["booked|1"]
-    assert item.state == "unknown"
-    post_events([delivery("Outgoing_late_1", "Delivered", at=NOW + timedelta(minutes=1), tag=item.id)])
+    assert (item.state, item.maybe_accepted) == ("pending", True)
+    (text,) = [t for t in acs.texts(env.id) if t["to"] == to]
+    # Its delivery report (found by the tag: we never got the message ID) answers the question before the repeat.
+    post_events([delivery(text["messageId"], "Delivered", at=NOW + timedelta(minutes=1), tag=item.id)])
     item = items(webhook, env, "8200003")["booked|1"]
-    assert (item.state, item.message_id, item.delivery_status) == ("sent", "Outgoing_late_1", "Delivered")
+    assert (item.state, item.message_id, item.delivery_status) == ("sent", text["messageId"], "Delivered")
+    clock.set(NOW + timedelta(minutes=2))
+    run_timer()
+    assert len([t for t in acs.texts(env.id) if t["to"] == to]) == 1
+    # An item already in review is reconciled the same way.
+    book(env, "8200004", "(201)555-0157")
+    review = items(webhook, env, "8200004")["booked|1"]
+    webhook.repos.outbox.transition(review, state="unknown", reason="the worker sending it stopped before recording "
+                                    "the outcome")
+    post_events([delivery("Outgoing_late_1", "Delivered", at=NOW + timedelta(minutes=1), tag=review.id)])
+    review = items(webhook, env, "8200004")["booked|1"]
+    assert (review.state, review.message_id, review.delivery_status) == ("sent", "Outgoing_late_1", "Delivered")
 
 
 # ---- dispatcher rules --------------------------------------------------------------------------------
@@ -424,7 +482,8 @@ def test_scripted_faults_give_exactly_the_outcome_the_rules_say(app, clock, acs,
                          "failed", 1, 0),
         "+12015550185": ([{"httpStatusCode": 403, "errorMessage": "Sender blocked for given recipient"}],
                          "blocked", 1, 0),
-        "+12015550186": ([{"delay": 12}], "unknown", 1, None),
+        # ACS took the text and answered after our 10 s read time-out: the repeat gets the first result.
+        "+12015550186": ([{"delay": 12, "after_send": True}], "sent", 2, 1),
         "+12015550187": ([{"httpStatusCode": 400, "errorMessage": "Unverified toll-free number limits reached"}],
                          "failed", 1, 0),
         "+12015550188": ([], "sent", 1, 1),
@@ -475,8 +534,123 @@ def test_a_5xx_retry_after_acs_forgot_the_request_goes_to_review_not_out_again(a
     run_timer()
     item = items(app, env, "830100")["reminder-60|1"]
     assert (item.state, item.attempts) == ("unknown", 1)
-    assert item.reason.startswith("ACS answered 5xx and no longer tracks that attempt")
+    assert item.reason.startswith("ACS may have sent the text (5xx or no answer) and no longer tracks that attempt")
     assert len([t for t in acs.texts(env.id) if t["to"] == to]) == 1
+
+
+def short_timeout_dispatcher(app, seconds: float):
+    """The app's dispatcher with an ACS client whose read time-out is ``seconds`` (10 s in the app), so a
+    time-out costs the test half a second."""
+    from lib.sms.dispatcher import Dispatcher
+    from lib.sms.sender import AcsSmsSender
+
+    sender = AcsSmsSender(connection_string=app.settings.acs_connection_string, verify=app.settings.tls_verify,
+                          timeout=seconds)
+    r = app.repos
+    return Dispatcher(outbox=r.outbox, appointments=r.appointments, contacts=r.contacts,
+                      environments=r.environments, sender=sender, links=app.join_links,
+                      public_base_url=app.settings.public_base_url, clock=app.clock, opt_outs=app.opt_outs,
+                      messages=app.sms_messages, rate_limiter=app.sender_rate)
+
+
+def script_fault(acs, to: str, **fault) -> None:
+    import requests
+
+    requests.post(f"{acs.url}/_standin/recipient-faults", json={"to": to, "times": 1, **fault}, verify=acs.verify,
+                  timeout=10).raise_for_status()
+
+
+@pytest.mark.parametrize("acs_sent_it", [False, True], ids=["gateway-hung-nothing-sent", "acs-sent-answer-late"])
+def test_a_timed_out_send_is_repeated_with_the_same_request_and_texts_exactly_once(app, clock, acs, environment_id,
+                                                                                     acs_sent_it):
+    env = make_environment(app, environment_id)
+    start_clock(app, clock, NOW)
+    to, csn = ("+12015550174", "831001") if acs_sent_it else ("+12015550173", "831000")
+    book(env, csn, to)
+    if acs_sent_it:  # ACS accepts the text, then answers after our read time-out
+        script_fault(acs, to, delay=1.5, after_send=True)
+    else:  # the gateway holds the request, then fails it: nothing was sent
+        script_fault(acs, to, delay=1.5, status=503)
+    dispatcher = short_timeout_dispatcher(app, 0.5)
+    item_id = items(app, env, csn)["booked|1"].id
+    assert dispatcher.send_one(item_id) == "retry"
+    first = items(app, env, csn)["booked|1"]
+    assert (first.state, first.maybe_accepted, first.attempts) == ("pending", True, 1)
+    assert first.reason == "no answer from ACS: ServiceResponseTimeoutError"
+    assert first.due_utc == NOW + timedelta(seconds=30)  # within ACS's 5-minute tracking window
+    time.sleep(1.5)  # the first request ends at ACS (the stand-in), as it would while we wait
+    clock.set(NOW + timedelta(seconds=30))
+    assert dispatcher.run_due().outcomes == {"sent": 1}
+    item = items(app, env, csn)["booked|1"]
+    assert (item.state, item.attempts, item.repeat_id, item.repeat_first_sent) == (
+        "sent", 2, first.repeat_id, first.repeat_first_sent)
+    texts = [t for t in acs.texts(env.id) if t["to"] == to]
+    assert len(texts) == 1 and texts[0]["repeatabilityRequestId"] == first.repeat_id
+    assert item.message_id == texts[0]["messageId"]  # the first result, answered again
+
+
+def test_a_timed_out_send_goes_to_review_once_acs_forgot_the_request(app, clock, acs, environment_id, capsys):
+    env = make_environment(app, environment_id)
+    start_clock(app, clock, NOW)
+    to = "+12015550175"
+    book(env, "831002", to)
+    script_fault(acs, to, delay=1, status=503)
+    dispatcher = short_timeout_dispatcher(app, 0.5)
+    item = items(app, env, "831002")["booked|1"]
+    assert dispatcher.send_one(item.id) == "retry"
+    # The timer was down: by the next run ACS's tracking window of that request has passed.
+    item = items(app, env, "831002")["booked|1"]
+    app.repos.outbox.transition(item, repeat_first_sent=item.repeat_first_sent - timedelta(minutes=6))
+    clock.set(NOW + timedelta(minutes=10))
+    assert dispatcher.run_due().outcomes == {"unknown": 1}
+    item = items(app, env, "831002")["booked|1"]
+    assert (item.state, item.attempts) == ("unknown", 1)
+    assert item.reason == "ACS may have sent the text (5xx or no answer) and no longer tracks that attempt: not resent"
+    assert [t for t in acs.texts(env.id) if t["to"] == to] == []
+    # The operator finds it (no number), checks ACS's logs, and asks for it to be sent.
+    from local import ops
+
+    assert ops.run(["sms", "review", "list", "--env", env.id], services=app) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(t["textId"], t["kind"], t["state"], t["appointmentId"], t["recipientLast2"]) for t in listed] == [
+        (item.id, "booked", "unknown", "831002", "75")]
+    assert "5550175" not in json.dumps(listed)
+    assert ops.run(["sms", "review", "resolve", "--text", item.id, "--as", "resend"], services=app) == 0
+    assert json.loads(capsys.readouterr().out) == {"textId": item.id, "outcome": "requeued"}
+    assert ops.run(["sms", "review", "resolve", "--text", item.id, "--as", "resend"], services=app) == 1
+    assert json.loads(capsys.readouterr().out) == {"textId": item.id, "outcome": "not-unknown:pending"}
+    assert dispatcher.run_due().outcomes == {"sent": 1}
+    item = items(app, env, "831002")["booked|1"]
+    assert (item.state, item.attempts) == ("sent", 2) and item.repeat_id != listed[0]["repeatabilityRequestId"]
+    assert len([t for t in acs.texts(env.id) if t["to"] == to]) == 1
+    assert ops.run(["sms", "review", "list", "--env", env.id], services=app) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_acs_answers_409_to_a_repeat_while_the_first_request_is_in_progress(app, acs):
+    from lib.sms.repeatability import Repeatability
+    from lib.sms.sender import AcsSmsSender
+
+    sender = AcsSmsSender(connection_string=app.settings.acs_connection_string, verify=app.settings.tls_verify,
+                          timeout=0.5)
+    to = "+12015550176"
+    script_fault(acs, to, delay=2, status=503)
+    repeat = Repeatability(str(uuid.uuid4()), datetime.now(UTC).replace(microsecond=0))
+    prefix = f"t409-{uuid.uuid4().hex[:6]}"
+    tag = f"{prefix}|x|booked|1"
+    send = {"sender": SENDER, "to": to, "message": "Contoso: visit at 3 PM. Reply STOP to opt out.", "tag": tag,
+            "repeat": repeat}
+    timed_out = sender.send(**send)
+    assert (timed_out.status, timed_out.maybe_accepted) == ("retry", True)
+    in_progress = sender.send(**send)  # the first request is still held by the gateway
+    assert (in_progress.status, in_progress.maybe_accepted, in_progress.reason) == (
+        "retry", True, "ACS is still handling the first attempt (409): The original request is still in progress.")
+    time.sleep(2)
+    done = sender.send(**send)  # the first ended in a 503: ACS executes the repeat, once
+    assert done.status == "sent"
+    again = sender.send(**send)
+    assert (again.status, again.message_id) == ("sent", done.message_id)
+    assert len(acs.texts(prefix)) == 1
 
 
 def test_acs_refuses_a_repeat_outside_its_window_and_the_sender_calls_it_unknown(app, acs):
@@ -659,6 +833,54 @@ def test_the_per_number_cap_holds_over_a_rolling_window(app, clock, acs, environ
     send_queued(app, env, "830802")
     assert items(app, env, "830802")["booked|1"].state == "sent"
     assert len(acs.texts(env.id)) == 4
+
+
+def test_the_cap_never_drops_a_change_notice_and_reminders_give_way(app, clock, acs, environment_id, capsys):
+    """A busy scheduler moves one visit four times and books a second one for the same number: every change
+    notice reaches the patient (the last one names the time that holds); the cap takes reminders instead."""
+    from lib.observability import metrics
+
+    phone, to = "(201)555-0172", "+12015550172"
+    sms = SmsSettings(enabled=True, sender=SENDER, reminder_offsets_minutes=(60,), per_number_cap=6,
+                      per_number_window_hours=72)
+    env = make_environment(app, environment_id, sms=sms)
+    booked_at = START - timedelta(days=1)  # all within one 72-hour window
+    start_clock(app, clock, booked_at)
+    starts = [START + timedelta(hours=h) for h in (0, 1, 2, 3, 4)]
+    book(env, "830900", phone, start=starts[0], sent=booked_at)
+    send_queued(app, env, "830900")
+    book(env, "830901", phone, start=START + timedelta(days=1), sent=booked_at + timedelta(minutes=1))
+    send_queued(app, env, "830901")
+    book(env, "830901", phone, event="S14", start=START + timedelta(days=1, hours=1),
+         sent=booked_at + timedelta(minutes=2))
+    send_queued(app, env, "830901")
+    before = metrics.total(metrics.SMS_MESSAGES, outcome="capped")
+    for n, start in enumerate(starts[1:], start=1):  # four moves of the first visit: texts 4 to 7 to the number
+        book(env, "830900", phone, event="S14", start=start, sent=booked_at + timedelta(minutes=2 + n))
+        send_queued(app, env, "830900")
+    first = items(app, env, "830900")
+    assert {k: i.state for k, i in first.items() if k.startswith("changed")} == {
+        "changed|2": "sent", "changed|3": "sent", "changed|4": "sent", "changed|5": "sent"}
+    texts = [t for t in acs.texts(env.id) if t["to"] == to]
+    assert len(texts) == 7
+    assert texts[-1]["message"].startswith(f"{env.display_name}: your video visit has moved to ")
+    assert "7:00 PM" in texts[-1]["message"]  # the time that holds (3:00 PM EST + 4 h)
+    # The reminders of both visits are over the cap now: skipped with the reason, and counted.
+    for at in (starts[-1] - timedelta(minutes=60), START + timedelta(days=1, minutes=0)):
+        clock.set(at)
+        run_timer()
+    reminders = {csn: items(app, env, csn)[key] for csn, key in (("830900", "reminder-60|5"),
+                                                                 ("830901", "reminder-60|2"))}
+    for item in reminders.values():
+        assert (item.state, item.reason) == ("skipped", "this number already got 6 texts in 72 hours (per-number cap)")
+    assert metrics.total(metrics.SMS_MESSAGES, outcome="capped") - before == 2
+    assert len([t for t in acs.texts(env.id) if t["to"] == to]) == 7
+    from local import ops  # an operator sees what the cap held back
+
+    assert ops.run(["sms", "review", "list", "--env", env.id, "--capped"], services=app) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted((t["appointmentId"], t["kind"], t["state"]) for t in listed) == [
+        ("830900", "reminder", "skipped"), ("830901", "reminder", "skipped")]
 
 
 def test_an_event_time_ahead_of_our_clock_is_measured_as_skew(webhook):

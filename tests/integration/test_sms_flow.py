@@ -156,13 +156,3 @@ def test_permanent_recipient_error_is_recorded_and_not_retried(app, env, clock, 
     clock.set(NOW + timedelta(minutes=5))
     run_timer(app)
     assert acs.texts(env.id) == []
-
-
-def test_timeout_after_sending_is_marked_unknown_for_review_not_resent(app, env, clock, acs):
-    book(env)
-    acs.fail_next({"delay": 15})
-    assert send_queued(app, env) == ["unknown"]
-    clock.set(NOW + timedelta(minutes=5))
-    run_timer(app)
-    item = next(i for i in app.repos.outbox.for_appointment(appointment_key(env.id, CSN)) if i.kind == "booked")
-    assert item.state == "unknown"

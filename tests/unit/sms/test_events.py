@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lib.sms.events import WebhookRejected, _event_time, check_caller, keyword
+from lib.sms.event_schema import DeliveryReportData, MalformedEvent, ReceivedData, parse_batch
+from lib.sms.events import WebhookRejected, check_caller, keyword
 
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/communicationServices/acs"
 
@@ -27,6 +28,8 @@ TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/co
         ("Help me stop these texts", "FREETEXT"), ("don't text me again", "FREETEXT"),
         ("No more messages please", "FREETEXT"), ("wrong number", "FREETEXT"), ("Please unsubscribe me", "FREETEXT"),
         ("I can stop by at 3", None), ("Can I cancel my appointment?", None), ("Thanks, see you Tuesday", None),
+        # Spanish templates may say "Responda PARA": alone it opts out; "para" inside a sentence is "for"
+        ("PARA", "PARA"), ("para.", "PARA"), ("Parar", "PARAR"), ("Para mañana a qué hora?", None),
     ],
 )
 def test_keywords(text, word):
@@ -57,7 +60,54 @@ def test_validation_event_needs_the_key_but_not_the_topic():
     check_caller(expected_key="k", given_key="k", expected_topic=TOPIC, events=[event])
 
 
+def _received(message: object, **changes: object) -> dict:
+    event = {"id": "e1", "topic": TOPIC, "eventType": "Microsoft.Communication.SMSReceived",
+             "eventTime": "2026-11-29T17:00:00.1234567Z", "dataVersion": "1.0",
+             "data": {"messageId": "Incoming_1", "from": "+12015550141", "to": "+18005550100", "message": message}}
+    event.update(changes)
+    return event
+
+
 def test_event_grid_times_with_seven_fraction_digits_are_read():
-    assert _event_time({"eventTime": "2026-11-29T17:00:00.1234567Z"}) == datetime(
-        2026, 11, 29, 17, 0, 0, 123456, tzinfo=UTC
-    )
+    valid, malformed = parse_batch([_received("STOP")])
+    assert malformed == []
+    assert valid[0].event_time == datetime(2026, 11, 29, 17, 0, 0, 123456, tzinfo=UTC)
+    assert valid[0].data == ReceivedData.model_validate({"from": "+12015550141", "to": "+18005550100",
+                                                          "message": "STOP"})
+
+
+def test_each_malformed_event_is_named_by_position_type_and_field_never_by_value():
+    delivery = {"id": "e3", "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+                "eventTime": "2026-11-29T17:00:00Z",
+                "data": {"messageId": "m", "from": "+18005550100", "to": "+12015550141",
+                         "deliveryStatus": {"status": "Delivered"}}}
+    batch = [
+        _received(["STOP"]),  # a list where ACS sends a string
+        _received("STOP"),
+        delivery,
+        _received("STOP", eventTime="2026-11-29T17:00:00"),  # no zone: cannot be ordered against others
+        "not an object",
+        _received("START", eventType="Microsoft.Storage.BlobCreated", data=[1, 2]),  # not ours: ignored, not read
+    ]
+    valid, malformed = parse_batch(batch)
+    assert [(e.id, e.event_type) for e in valid] == [
+        ("e1", "Microsoft.Communication.SMSReceived"), ("e1", "Microsoft.Storage.BlobCreated")]
+    assert valid[1].data is None
+    assert malformed == [
+        MalformedEvent(0, "Microsoft.Communication.SMSReceived", ("data.message",)),
+        MalformedEvent(2, "Microsoft.Communication.SMSDeliveryReportReceived", ("data.deliveryStatus",)),
+        MalformedEvent(3, "Microsoft.Communication.SMSReceived", ("eventTime",)),
+        MalformedEvent(4, None, ()),
+    ]
+    assert malformed[0].describe() == "event 0 (Microsoft.Communication.SMSReceived): data.message"
+    assert "+1201" not in " ".join(m.describe() for m in malformed)
+
+
+def test_a_delivery_report_without_message_id_keeps_its_tag():
+    event = {"id": "e", "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+             "eventTime": "2026-11-29T17:00:00Z",
+             "data": {"messageId": None, "from": "+18005550100", "to": "+12015550141", "deliveryStatus": "Delivered",
+                      "tag": "env|csn|booked|1"}}
+    (parsed,), () = parse_batch([event])
+    assert isinstance(parsed.data, DeliveryReportData)
+    assert (parsed.data.message_id, parsed.data.tag) == (None, "env|csn|booked|1")

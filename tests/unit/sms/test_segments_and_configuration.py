@@ -220,3 +220,38 @@ def test_a_long_help_contact_that_pushes_help_over_two_segments_is_refused_on_th
     long = dataclasses.replace(short.sms, help_contact="https://contoso-regional-health.example/patients/help-desk")
     found = sms_problems(dataclasses.replace(short, sms=long), public_base_url=BASE)
     assert [(p.setting, p.message[:28]) for p in found] == [("templates", "en/help: can take 3 segments")]
+
+
+@pytest.mark.parametrize(
+    ("language", "kind", "template", "problem"),
+    [
+        ("en", "booked", "{org}: visit {when}. {link}",
+         'en/booked: the text must tell patients how to opt out: add the keyword STOP in capitals, e.g. "Reply STOP '
+         'to opt out."'),
+        ("en", "changed", "{org}: moved to {when}. {link} Reply stop to opt out.",
+         'en/changed: the text must tell patients how to opt out: add the keyword STOP in capitals, e.g. "Reply '
+         'STOP to opt out."'),
+        ("es", "booked", "{org}: su visita es el {when}. {link} Gracias.",
+         'es/booked: the text must tell patients how to opt out: add the keyword STOP or PARA in capitals, e.g. '
+         '"Responda STOP para no recibir mensajes."'),
+        ("fr", "booked", "{org}: visite le {when}. {link} Repondez ARRET.",
+         'fr/booked: the text must tell patients how to opt out: add the keyword STOP in capitals, e.g. "Reply STOP '
+         'to opt out."'),
+        ("en", "booked", "{org}: visit {when}. {link} Reply STOP to opt out.", None),
+        ("en", "changed", "{org}: moved to {when}. {link} Text STOP to end texts.", None),
+        ("es", "changed", "{org}: su visita se movio al {when}. {link} Responda PARA para no recibir mensajes.", None),
+        # reminders and cancellations are not the first text of a conversation: no keyword required
+        ("en", "reminder", "{org}: visit {when}. {link}", None),
+        ("en", "cancelled", "{org}: your visit on {when} is cancelled.", None),
+    ],
+)
+def test_a_booked_or_changed_template_must_name_the_opt_out_keyword(language, kind, template, problem):
+    problems = validate_sms_settings(env(templates={language: {kind: template}}), public_base_url=BASE)
+    assert problems == ([problem] if problem else [])
+
+
+def test_a_stored_template_without_opt_out_wording_is_still_sent():
+    """The check is made when settings are saved; a template stored before it existed keeps sending."""
+    from lib.sms.configuration import sending_problems
+
+    assert sending_problems(env(templates={"en": {"booked": "{org}: visit {when}. {link}"}})) == []

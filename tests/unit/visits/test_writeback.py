@@ -10,7 +10,7 @@ import pytest
 from lib.ehr.writeback import PermanentWritebackError, TransientWritebackError
 from lib.models import EnvironmentConfig
 from lib.store.visit_events import VisitEvent
-from lib.visits.writeback import CLAIM_LEASE, WritebackService
+from lib.visits.writeback import AMBIGUOUS_SETTLE, CLAIM_LEASE, WritebackService
 from tests.unit.visits import fakes
 
 NOW = datetime(2026, 3, 3, 19, 0, tzinfo=UTC)
@@ -225,3 +225,44 @@ def test_writeback_settings_are_validated(codes, horizon, problems):
     from lib.models import writeback_settings_problems
 
     assert writeback_settings_problems(codes, horizon) == problems
+
+
+def test_a_timed_out_call_is_never_resent_and_the_next_status_waits_for_it_to_settle():
+    """Epic may apply a call that timed out later than a newer one: the connect is not sent again, and the
+    disconnect waits until the connect can no longer land, so Epic ends on the latest state."""
+    connect = _event("c1", "connected", NOW)
+    disconnect = _event("d1", "disconnected", NOW + timedelta(minutes=1))
+    ehr = Ehr(TransientWritebackError("epic_timeout", ambiguous=True))
+    service, events, clock, _queue = world(ehr, connect, disconnect)
+    first = service.write("c1", "env1|777")
+    assert (first.outcome, first.reason) == ("unknown", "outcome_unknown_epic_timeout")
+    stored = events.get("env1|777", "c1")
+    assert (stored.writeback, stored.ambiguous_attempts, stored.last_error) == (  # type: ignore[union-attr]
+        "unknown", 1, "epic_timeout")
+    assert service.write("c1", "env1|777").outcome == "skipped"  # a redelivery: never sent again
+    clock.at = NOW + timedelta(seconds=30)
+    waiting = service.write("d1", "env1|777")
+    assert (waiting.outcome, waiting.retry_in) == ("waiting", 91)
+    assert events.get("env1|777", "d1").due_utc == NOW + AMBIGUOUS_SETTLE  # type: ignore[union-attr]
+    clock.at = NOW + AMBIGUOUS_SETTLE
+    assert service.write("d1", "env1|777").outcome == "written"
+    assert ehr.calls == [("E1001", "connected"), ("E1001", "disconnected")]
+
+
+def test_a_timed_out_device_test_is_unknown_at_most_once():
+    ehr = Ehr(TransientWritebackError("epic_timeout", ambiguous=True))
+    service, _events, clock, _ = world(ehr, _event("t1", "device_test_passed", participant="patient", role="patient"))
+    assert service.write("t1", "env1|777").outcome == "unknown"
+    clock.at = NOW + timedelta(hours=1)
+    service.sweep()
+    assert service.write("t1", "env1|777").outcome == "skipped"
+    assert ehr.calls == [("patient", "device_test_passed")]
+
+
+def test_a_failure_that_never_reached_epic_is_retried():
+    ehr = Ehr(TransientWritebackError("epic_connect"), None)
+    service, _events, clock, _ = world(ehr)
+    assert service.write("ev1", "env1|777").outcome == "retry"
+    clock.at = NOW + timedelta(seconds=30)
+    assert service.write("ev1", "env1|777").outcome == "written"
+    assert len(ehr.calls) == 2
