@@ -45,10 +45,12 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
     detail of a 422 (a route that saves nothing says so differently)."""
     from lib.config.access import Forbidden
     from lib.config.approvals import ApprovalFailed
+    from lib.config.audit import AuditQueryRefused
     from lib.config.certificates import CertificateRefused
-    from lib.config.environments import ConfigurationRefused, EditConflict, NotFound
+    from lib.config.environments import ConfigurationRefused, EditConflict, EnvironmentExists, NotFound
     from lib.config.phone_numbers import PhoneNumberError
     from lib.config.writeback_failures import ReplayRefused
+    from lib.store.environments import ConfigurationConflict
     from lib.store.errors import StoreUnavailable
 
     correlation = correlation_id(req)
@@ -66,10 +68,21 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
                                for p in exc.problems])
     except NotFound as exc:
         return problem(404, "Not found", f"No environment '{exc}'.", correlation=correlation, code="NOT_FOUND")
-    except EditConflict:
+    except EditConflict as exc:
+        if not exc.stale:  # sent without If-Match and re-applied, but it kept losing the race
+            return problem(409, "Changed by someone else", EditConflict.BUSY, correlation=correlation,
+                           code="BUSY_CONFLICT")
         return problem(412, "Changed by someone else", "This environment was changed by someone else since you "
                        "read it (If-Match no longer matches its ETag); nothing was saved. GET it again, then "
                        "reapply your change.", correlation=correlation, code="EDIT_CONFLICT")
+    except EnvironmentExists as exc:
+        return problem(409, "Already exists", f"An environment '{exc}' already exists; nothing was saved. Choose "
+                       "another ID, or PATCH that environment to change it.", correlation=correlation,
+                       code="ALREADY_EXISTS", errors=[{"field": "id", "message": f"an environment '{exc}' already "
+                                                                                 "exists"}])
+    except ConfigurationConflict as exc:
+        return problem(422, "Not valid", refused, correlation=correlation, code="INVALID",
+                       errors=[{"field": "fhir_base_urls", "message": str(exc)}])
     except CertificateRefused as exc:
         return problem(422, "Certificate refused", exc.reason, correlation=correlation, code="CERTIFICATE_REFUSED",
                        errors=[{"field": "certificate", "message": exc.reason}])
@@ -79,9 +92,14 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
         return problem(exc.status, "Phone numbers", exc.reason, correlation=correlation, code=exc.code)
     except ReplayRefused as exc:
         return problem(exc.status, "Not replayed", exc.reason, correlation=correlation, code=exc.code)
+    except AuditQueryRefused as exc:
+        return problem(422, "Not valid", "A query parameter is not valid; nothing was read.", correlation=correlation,
+                       code="INVALID_QUERY", errors=[{"field": p.split(":")[0], "message": p} for p in exc.problems])
     except StoreUnavailable:
-        return problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
+        busy = problem(503, "Unavailable", "The database is busy; try again in a moment.", correlation=correlation,
                        code="STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = "30"
+        return busy
     except Exception as exc:  # a bug: logged with its type, answered as a problem
         log.error("config api failed type=%s correlation=%s", type(exc).__name__, correlation)
         return problem(500, "Internal error", "Something went wrong; the correlation ID helps your IT team.",
@@ -150,9 +168,12 @@ def config_environment(req: func.HttpRequest) -> func.HttpResponse:
         principal = authorize(req, ADMIN, change=True)
         body = portal.environments.checked_body(_object(json_body(req)), environment_id=env_id)
         _, stored = portal.environments.get_versioned(env_id)
-        portal.environments.update(env_id, body, principal, version=_expected_version(req, stored))
+        _, revoked = portal.environments.edit(env_id, body, principal, version=_expected_version(req, stored))
         changed, version = portal.environments.get_versioned(env_id)
-        return _json(environment_view(changed, portal), req=req, etag=version)
+        # A change of kind or client ID revokes the URL's approval: say so, and who must renew it.
+        answer = {**environment_view(changed, portal),
+                  "approvalsRevoked": [{"url": r.url, "approver": r.approver, "message": r.message} for r in revoked]}
+        return _json(answer, req=req, etag=version)
     return _call(req, run)
 
 
@@ -267,15 +288,22 @@ def config_records(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="config/audit", methods=["GET"], auth_level=ANON)
 @observed("config_audit")
 def config_audit(req: func.HttpRequest) -> func.HttpResponse:
-    """The newest changes first (Admin); ``?environmentId=`` for one environment."""
+    """One page of changes, newest first (Admin): ``?environmentId=`` one environment, ``from`` / ``to`` a date
+    range, ``limit`` (1-200, default 50); the next (older) page is the ``Link: <...>; rel="next"`` header."""
     def run() -> func.HttpResponse:
+        import urllib.parse
+
+        from lib.config.audit import AuditQuery
         from lib.config.views import audit_view
 
         authorize(req, ADMIN)
-        audit = services().portal.audit
-        env_id = req.params.get("environmentId")
-        entries = audit.for_environment(env_id) if env_id else audit.recent()
-        return _json([audit_view(e) for e in entries], req=req)
+        params = dict(req.params)
+        page = services().portal.audit.page(AuditQuery.parse(params))
+        answer = _json([audit_view(e) for e in page.entries], req=req)
+        if page.older:
+            older = urllib.parse.urlencode({**params, "before": page.older})
+            answer.headers["Link"] = f'</api/config/audit?{older}>; rel="next"'
+        return answer
     return _call(req, run)
 
 
@@ -397,22 +425,24 @@ def config_sms(req: func.HttpRequest) -> func.HttpResponse:
     """Change an environment's SMS settings and consents (Admin; body ``SmsChange``); every rule of
     ``lib/sms/configuration.py`` is checked before anything is stored."""
     def run() -> func.HttpResponse:
-        from lib.config.environments import EditConflict
         from lib.config.sms import apply_sms_change, read_sms_change, sms_change_summary
         from lib.config.views import environment_view
 
         principal = authorize(req, ADMIN, change=True)
         portal = services().portal
         env_id = req.route_params.get("environmentId", "")
-        current, version = portal.environments.get_versioned(env_id)
-        expected = _expected_version(req, version)
-        if expected is not None and expected != version:
-            raise EditConflict(env_id)
+        _, stored = portal.environments.get_versioned(env_id)
+        expected = _expected_version(req, stored)
         change, unreadable = read_sms_change(_object(json_body(req)))
-        after, found = apply_sms_change(current, change, principal, now=services().clock.now())
-        portal.environments.replace_checked(current, after, principal, action="sms.update", version=version,
-                                            summary=sms_change_summary(current, after), sms_save=True,
-                                            found=unreadable + found)
+        now = services().clock.now()
+
+        def applied(current: Any) -> Any:  # re-applied on the newest version when sent without If-Match
+            after, found = apply_sms_change(current, change, principal, now=now)
+            portal.environments.check(current, after, sms_save=True, found=unreadable + found)
+            return after
+
+        portal.environments.modify(env_id, applied, principal, action="sms.update", version=expected,
+                                   summary=sms_change_summary)
         stored, version = portal.environments.get_versioned(env_id)
         return _json(environment_view(stored, portal), req=req, etag=version)
     return _call(req, run)

@@ -27,9 +27,18 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
     The body size is checked before anything is read into the parser (413); the request signature
     (docs/hl7-intake.md) is checked before the body is parsed (401/403 with a reason ``code``). Texts
     that are due at once (confirmations) are handed to the ``sms-outbox`` queue after the ACK is decided.
+
+    Guessing is limited per client address (``GUESS_RATE_LIMIT``, shared with the other secret guesses): a
+    request to an environment that does not exist (404) or whose signature fails (401) counts as a failed
+    guess, and while an address is over the limit such a request is answered 429 with ``Retry-After``
+    instead. A request that authenticates is never counted nor refused, even from an address over the limit
+    (an engine behind the same NAT as a misbehaving client, a test run that sent bad signatures first); an
+    address cannot keep more than a few bodies for unknown environments (``lib/scheduling/keep_limit.py``).
     """
-    from lib.scheduling.unavailable import unavailable_response
+    from lib.scheduling.unavailable import store_unavailable_response, unavailable_response
     from lib.settings import SettingsError
+    from lib.store.errors import StoreUnavailable
+    from lib.visits.throttle import client_address
 
     correlation = correlation_id(req)
     body = req.get_body() or b""
@@ -47,12 +56,24 @@ def hl7_intake(req: func.HttpRequest) -> func.HttpResponse:
             f"The message is {len(body)} bytes; this connector accepts at most {svc.settings.hl7_max_bytes}.",
             correlation=correlation,
         )
+    client = client_address(req.headers)
     environment_id = req.route_params.get("environmentId", "")
     try:
-        result = intake.handle(environment_id, body, dict(req.headers))
+        result = intake.handle(environment_id, body, dict(req.headers), client=client)
+    except StoreUnavailable:  # a step the intake does not answer itself (the signature's jti, keeping a refusal)
+        log.warning("hl7 intake store unavailable correlation=%s", correlation)
+        return _answer(store_unavailable_response(body), correlation)
     except Exception:
         log.exception("hl7 intake failed correlation=%s", correlation)
         return _answer(unavailable_response(body, "The message was not accepted; send it again later."), correlation)
+    if result.status in (401, 404):  # a failed signature or an environment that does not exist: a guess
+        refusal = svc.throttle.presented(client, issued=False)  # refused while over the limit, else counted
+        if refusal is not None:
+            response = problem(429, "Too many requests", "Too many requests to unknown environments or with "
+                               "failed signatures from this address; wait and send again.", correlation=correlation,
+                               code="rate_limited")
+            response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
     if result.outbox_to_send:
         try:
             for item_id in result.outbox_to_send:

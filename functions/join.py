@@ -20,7 +20,7 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import UnreadableJson, correlation_id, problem, read_json
-from functions.launch import _client, _count_guess, _error, _frame, _rate_limited, _respond
+from functions.launch import STORE_RETRY_SECONDS, _client, _error, _frame, _respond
 from functions.observability import observed
 
 bp = func.Blueprint()
@@ -51,15 +51,14 @@ def _json_body(req: func.HttpRequest, correlation: str) -> tuple[Any, func.HttpR
 
 
 def _body_or_link_problem(req: func.HttpRequest, correlation: str) -> tuple[Any, func.HttpResponse | None]:
-    """As :func:`_json_body`, but an unreadable body on a link we never issued answers as the link (404
-    ``LINK_INVALID``, counted as a guess): the token is judged before the body."""
+    """As :func:`_json_body`, but an unreadable body on a link that leads nowhere answers as the link (404
+    ``LINK_INVALID``...): the token is judged before the body."""
     body, failed = _json_body(req, correlation)
     if failed is None:
         return body, None
     try:
         services().join.check_link(req.route_params.get("token", ""))
     except Exception as exc:
-        _count_guess(exc, _client(req))
         return None, _api_error(exc, correlation)
     return None, failed
 
@@ -84,16 +83,25 @@ def _api_error(exc: Exception, correlation: str) -> func.HttpResponse:
         return problem(503, "Unavailable", "The video service is not reachable. Try again in a moment.",
                        correlation=correlation, code="ACS_UNAVAILABLE")
     if isinstance(exc, StoreUnavailable):
-        return problem(503, "Unavailable", "Try again in a moment.", correlation=correlation, code="STORE_UNAVAILABLE")
+        busy = problem(503, "Unavailable", "Try again in a moment.", correlation=correlation, code="STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = str(STORE_RETRY_SECONDS)
+        return busy
     log.error("join API failed code=INTERNAL_ERROR type=%s correlation=%s",
                                       type(exc).__name__, correlation)
     return problem(500, "Internal error", "Something went wrong on our side. Try again in a moment.",
                    correlation=correlation, code="INTERNAL_ERROR")
 
 
+def _presented(req: func.HttpRequest) -> Any:
+    """The guess limit's answer for the join link in the URL, checked before any work (``Refusal`` or ``None``):
+    a link we signed (its HMAC, no store) is never counted nor refused; any other counts as a failed guess."""
+    svc = services()
+    return svc.throttle.presented(_client(req), issued=svc.join_links.issued(req.route_params.get("token") or ""))
+
+
 def _guess_refusal(req: func.HttpRequest, correlation: str) -> func.HttpResponse | None:
-    """The 429 problem for an address over the guess limit (join links presented that we never issued)."""
-    refusal = services().throttle.guesses_exhausted(_client(req))
+    """The 429 problem for a link we never issued from an address over the guess limit."""
+    refusal = _presented(req)
     if refusal is None:
         return None
     response = problem(429, "Too many requests", "Too many invalid join links from this address; wait and retry.",
@@ -108,23 +116,25 @@ def _language(req: func.HttpRequest) -> str | None:
 
 
 @bp.function_name("join_page")
-@bp.route(route="join/{token}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="join/{token?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @observed("join_page")
 def join_page(req: func.HttpRequest) -> func.HttpResponse:
-    """The patient's join page for the visit behind an SMS or MyChart link token."""
+    """The patient's join page for the visit behind an SMS or MyChart link token (``/api/join/`` alone, a link
+    an SMS app cut short, gets the page's "This link does not work" state like any other bad link)."""
     correlation = correlation_id(req)
-    client = _client(req)
+    language, accept_language = _language(req), req.headers.get("accept-language")
     try:
-        refusal = services().throttle.guesses_exhausted(client)
+        refusal = _presented(req)
         if refusal is not None:
-            raise _rate_limited(refusal)
-        result = services().join.page(req.route_params.get("token", ""), language=_language(req),
-                                       accept_language=req.headers.get("accept-language"),
-                                       correlation_id=correlation, frame=_frame(req))
+            log.warning("join_page refused code=RATE_LIMITED correlation=%s", correlation)
+            result = services().join.rate_limited_page(retry_after=refusal.retry_after, language=language,
+                                                       accept_language=accept_language)
+        else:
+            result = services().join.page(req.route_params.get("token") or "", language=language,
+                                           accept_language=accept_language, correlation_id=correlation,
+                                           frame=_frame(req))
     except Exception as exc:
         return _error(exc, correlation, "join_page")
-    if result.status == 404:  # a link we never issued: counted as a guess
-        services().throttle.failed_guess(client)
     return _respond(result, correlation)
 
 
@@ -144,7 +154,6 @@ def join_call(req: func.HttpRequest) -> func.HttpResponse:
     try:
         grant = services().join.call(req.route_params.get("token", ""), correlation_id=correlation)
     except Exception as exc:
-        _count_guess(exc, _client(req))
         return _api_error(exc, correlation)
     body = {"token": grant.token, "expiresOn": grant.expires_utc.isoformat(), "meetingLink": grant.meeting_link,
             "displayName": grant.display_name}
@@ -167,7 +176,6 @@ def join_events(req: func.HttpRequest) -> func.HttpResponse:
     try:
         recorded = services().join.record_event(req.route_params.get("token", ""), body, correlation_id=correlation)
     except Exception as exc:
-        _count_guess(exc, _client(req))
         return _api_error(exc, correlation)
     return func.HttpResponse(json.dumps({"eventId": recorded.event_id, "writeback": recorded.writeback}),
                              status_code=202, mimetype="application/json",

@@ -28,6 +28,8 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 LAUNCH_COOKIE = "vv_launch"
+#: The ``Retry-After`` of every answer given while the store cannot be reached (seconds).
+STORE_RETRY_SECONDS = 30
 
 
 def _cookie(req: func.HttpRequest, name: str) -> str | None:
@@ -78,7 +80,7 @@ def _error(exc: Exception, correlation: str, where: str) -> func.HttpResponse:
         error = _with_urls(exc)
         log.warning("%s failed code=%s correlation=%s", where, error.code, correlation)
     elif isinstance(exc, StoreUnavailable):
-        error = LaunchError("STORE_UNAVAILABLE")
+        error = LaunchError("STORE_UNAVAILABLE", retry_after=STORE_RETRY_SECONDS)
         log.warning("%s failed code=STORE_UNAVAILABLE correlation=%s", where, correlation)
     else:
         error = LaunchError("INTERNAL_ERROR")
@@ -118,8 +120,9 @@ def _frame(req: func.HttpRequest) -> Any:
     return FrameContext.from_headers(req.headers)
 
 
-#: Codes that mean "the secret presented (state, join link) is not one we issued": counted as guesses.
-GUESS_CODES = frozenset({"STATE_INVALID", "STATE_MISSING", "LINK_INVALID"})
+#: Codes that mean "the state presented is not one we issued": counted as guesses. (Join links and status
+#: passes are signed: their triggers check the signature first, ``AnonymousThrottle.presented``.)
+GUESS_CODES = frozenset({"STATE_INVALID", "STATE_MISSING"})
 
 
 def _count_guess(exc: Exception, client: str) -> None:

@@ -13,7 +13,10 @@ Per invocation it:
 2. runs the function under the correlation ID that came in (HTTP ``x-correlation-id`` header, queue
    message ``correlationId``) or a new one; ``functions.http.correlation_id`` answers the same ID;
 3. records the metrics the trigger's answer shows (``hl7_intake``: trigger event and ACK code from the
-   ACK; launch and join pages: ``ok`` or ``error`` with the page's error code).
+   ACK; launch and join pages: ``ok`` or ``error`` with the page's error code);
+4. answers an HTTP request whose trigger let :class:`lib.store.errors.StoreUnavailable` escape with a 503
+   problem (``STORE_UNAVAILABLE``, ``Retry-After``), never the host's bare 500: the last line behind each
+   trigger's own mapping. Queue and timer triggers still raise (the host delivers the message again).
 
 Only the standard library is imported at module level (``function_app`` import stays cheap).
 """
@@ -90,7 +93,8 @@ def _record_failure(name: str) -> None:
 
 
 def observed(name: str) -> Callable[[F], F]:
-    """Decorate the trigger function ``name`` (see the module docstring). Exceptions pass through."""
+    """Decorate the trigger function ``name`` (see the module docstring). Exceptions pass through, except an
+    HTTP trigger's ``StoreUnavailable``."""
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
@@ -104,9 +108,11 @@ def observed(name: str) -> Callable[[F], F]:
             with correlation.scope(incoming):
                 try:
                     answer = function(*args, **kwargs)
-                except Exception:
-                    _record_failure(name)
-                    raise
+                except Exception as exc:
+                    answer = _store_unavailable_answer(exc, (*args, *kwargs.values()))
+                    if answer is None:
+                        _record_failure(name)
+                        raise
                 try:
                     _record_answer(name, answer)
                 except Exception:  # metrics never change the answer
@@ -116,6 +122,25 @@ def observed(name: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _store_unavailable_answer(exc: Exception, arguments: tuple[Any, ...]) -> Any:
+    """The 503 problem for an HTTP invocation that raised ``StoreUnavailable``; ``None`` otherwise."""
+    from lib.store.errors import StoreUnavailable
+
+    if not isinstance(exc, StoreUnavailable):
+        return None
+    request = next((a for a in arguments if hasattr(a, "route_params") and hasattr(a, "headers")), None)
+    if request is None:
+        return None
+    from functions.http import correlation_id, problem
+
+    correlation = correlation_id(request)
+    logging.getLogger(__name__).warning("store unavailable code=STORE_UNAVAILABLE correlation=%s", correlation)
+    answer = problem(503, "Unavailable", "The connector's store is busy; nothing was lost. Try again in a moment.",
+                     correlation=correlation, code="STORE_UNAVAILABLE")
+    answer.headers["Retry-After"] = "30"
+    return answer
 
 
 def sms_outcome(item_id: str, outcome: str) -> None:

@@ -74,11 +74,13 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
     """Run a page action; map every failure to a page that says what to do (never a bare 500)."""
     from lib.config.access import Forbidden
     from lib.config.approvals import ApprovalFailed
-    from lib.config.environments import NotFound
+    from lib.config.environments import ConfigurationRefused, EditConflict, EnvironmentExists, NotFound
     from lib.config.phone_numbers import PhoneNumberError
     from lib.config.writeback_failures import ReplayRefused
+    from lib.store.environments import ConfigurationConflict
     from lib.store.errors import StoreUnavailable
 
+    back = _environment_url(req.route_params.get("environmentId", ""))
     try:
         return action()
     except Denied as exc:
@@ -105,13 +107,31 @@ def _guarded(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> 
         return _error(req, _quiet_principal(req), exc.status, "Not replayed", exc.reason, exc.code,
                       next_link=_failures_url(req.route_params.get("environmentId", "")),
                       next_text="Back to the write-back failures")
+    except EditConflict as exc:  # a button (disable, certificate...) whose change kept losing the race
+        return _error(req, _quiet_principal(req), 409, "Changed by someone else",
+                      EditConflict.MESSAGE if exc.stale else EditConflict.BUSY, "EDIT_CONFLICT",
+                      next_link=back, next_text="Back to the environment")
+    except EnvironmentExists as exc:
+        return _error(req, _quiet_principal(req), 409, "Already exists",
+                      f"An environment '{exc}' already exists; nothing was saved.", "ALREADY_EXISTS",
+                      next_link=_environment_url(str(exc)), next_text="Open it")
+    except (ConfigurationConflict, ConfigurationRefused) as exc:
+        detail = str(exc) if isinstance(exc, ConfigurationConflict) else "; ".join(p.message for p in exc.problems)
+        return _error(req, _quiet_principal(req), 422, "Not saved", detail, "INVALID", next_link=back,
+                      next_text="Back to the environment")
     except StoreUnavailable:
-        return _error(req, _quiet_principal(req), 503, "Try again in a moment",
+        busy = _error(req, _quiet_principal(req), 503, "Try again in a moment",
                       "The database is busy; nothing was lost. Try again in a moment.", "STORE_UNAVAILABLE")
+        busy.headers["Retry-After"] = "30"
+        return busy
     except Exception as exc:
         log.error("portal page failed type=%s correlation=%s", type(exc).__name__, correlation_id(req))
         return _error(req, _quiet_principal(req), 500, "Something went wrong",
                       "Nothing was changed. Give the reference below to your IT team.", "INTERNAL_ERROR")
+
+
+def _environment_url(env_id: str) -> str:
+    return f"/api/portal/environments/{urllib.parse.quote(env_id)}" if env_id else "/api/portal/environments"
 
 
 def _quiet_principal(req: func.HttpRequest) -> Any:
@@ -216,7 +236,7 @@ def portal_signout(req: func.HttpRequest) -> func.HttpResponse:
 def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, values: dict[str, Any],
                       env_id: str | None = None, problems: list[Any] | None = None,
                       raw: dict[str, str] | None = None, status: int = 200,
-                      version: str | None = None) -> func.HttpResponse:
+                      version: str | None = None, revoked: list[Any] | None = None) -> func.HttpResponse:
     from lib.config.forms import form_fields
     from lib.config.labels import shown
 
@@ -230,7 +250,7 @@ def _environment_form(req: func.HttpRequest, principal: Any, *, creating: bool, 
     return _page(req, "portal/environment_form.html", principal, status, title=title, fields=fields, action=action,
                  cancel=cancel, problems=summary, section="environments", version=version, sms_errors=sms_errors,
                  sms_url=None if creating else f"/api/portal/environments/{env_id}/sms",
-                 reload_url=f"/api/portal/environments/{env_id}/edit" if conflict else None)
+                 reload_url=f"/api/portal/environments/{env_id}/edit" if conflict else None, revoked=revoked or [])
 
 
 @bp.function_name("portal_environments")
@@ -255,7 +275,13 @@ def portal_environments(req: func.HttpRequest) -> func.HttpResponse:
 
 def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, list[str]],
                       env_id: str | None) -> func.HttpResponse:
-    from lib.config.environments import ConfigurationRefused, EditConflict, Problem
+    from lib.config.environments import (
+        ApprovalWouldBeRevoked,
+        ConfigurationRefused,
+        EditConflict,
+        EnvironmentExists,
+        Problem,
+    )
     from lib.config.forms import defaults, parse_form
 
     portal = services().portal
@@ -267,15 +293,24 @@ def _save_environment(req: func.HttpRequest, principal: Any, form: dict[str, lis
         typed = portal.environments.checked_body(body, environment_id=env_id, found=unreadable)
         if creating:
             saved = portal.environments.create(typed, principal)
-        else:
-            saved = portal.environments.update(env_id or "", typed, principal, version=version)
+        else:  # a change that stops launches (approval revoked) is saved only once confirmed
+            saved, _ = portal.environments.edit(env_id or "", typed, principal, version=version,
+                                                confirm_revoke=_first(form, "confirm_revoke") == "yes")
+    except ApprovalWouldBeRevoked as exc:
+        return _environment_form(req, principal, creating=creating, values=values, env_id=env_id, raw=raw,
+                                 version=version, revoked=exc.revoked)
     except ConfigurationRefused as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
                                  problems=_problems(exc), raw=raw, status=422, version=version)
-    except EditConflict:
+    except EditConflict as exc:
         return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
-                                 problems=[Problem("reload", EditConflict.MESSAGE)], raw=raw, status=409,
-                                 version=version)
+                                 problems=[Problem("reload", EditConflict.MESSAGE if exc.stale else EditConflict.BUSY)],
+                                 raw=raw, status=409, version=version)
+    except EnvironmentExists as exc:  # also a double-clicked Save: the first click created it
+        return _environment_form(req, principal, creating=creating, values=values, env_id=env_id,
+                                 problems=[Problem("id", f"An environment '{exc}' already exists: open it from the "
+                                                         "list of environments, or choose another ID.")],
+                                 raw=raw, status=409, version=version)
     return _redirect(f"/api/portal/environments/{saved.id}?saved=1")
 
 
@@ -466,17 +501,36 @@ def portal_records(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="portal/audit", methods=["GET"], auth_level=ANON)
 @observed("portal_audit")
 def portal_audit(req: func.HttpRequest) -> func.HttpResponse:
-    """Every change, newest first (Admin); ``?environmentId=`` for one environment."""
+    """Every change, newest first, a page at a time with "Older" (Admin); ``?environmentId=`` one environment,
+    ``from`` / ``to`` a date range (the filter form)."""
     def run() -> func.HttpResponse:
+        from lib.config.audit import AuditQuery, AuditQueryRefused
         from lib.config.views import audit_view
 
         principal = authorize(req, ADMIN)
-        audit = services().portal.audit
-        env_id = req.params.get("environmentId")
-        entries = audit.for_environment(env_id) if env_id else audit.recent()
-        return _page(req, "portal/audit.html", principal, title="Audit trail",
-                     audit=[audit_view(e) for e in entries], section="audit")
+        params = {k: v for k, v in req.params.items() if k in ("environmentId", "from", "to", "limit", "before")}
+        shown = {k: v for k, v in params.items() if k != "before"}
+        try:
+            query = AuditQuery.parse(params)
+        except AuditQueryRefused as exc:
+            return _page(req, "portal/audit.html", principal, 400, title="Audit trail", audit=[], section="audit",
+                         older=None, newest=None,
+                         filters=shown, problems=[_AuditProblem(p) for p in exc.problems])
+        page = services().portal.audit.page(query)
+        older = ("/api/portal/audit?" + urllib.parse.urlencode({**shown, "before": page.older})) if page.older else None
+        newest = ("/api/portal/audit?" + urllib.parse.urlencode(shown)) if query.before else None
+        return _page(req, "portal/audit.html", principal, title="Audit trail", section="audit", filters=shown,
+                     audit=[audit_view(e) for e in page.entries], older=older, newest=newest)
     return _guarded(req, run)
+
+
+class _AuditProblem:
+    """A refused filter of the audit page, shaped like a form problem (its field's input ID and the message)."""
+
+    def __init__(self, text: str) -> None:
+        name = text.split(":")[0]
+        self.field = {"from": "from", "to": "to"}.get(name, "environmentId" if name == "environmentId" else "from")
+        self.message = text
 
 
 # ---- approvals -----------------------------------------------------------------------------------------------
@@ -917,5 +971,6 @@ def portal_writeback_replay(req: func.HttpRequest) -> func.HttpResponse:
                     raise
                 return _failures_page(req, principal, env_id, status=409, checked=event_id,
                                       problems=[Problem(f"checked-{event_id}", exc.reason)])
-        return _redirect(_failures_url(env_id) + "?" + urllib.parse.urlencode({"replay": result.audit_id or "none"}))
+        return _redirect(_failures_url(env_id) + "?" + urllib.parse.urlencode(
+            {"replay": result.audit_id if result.outcomes else "none"}))
     return _guarded(req, run)

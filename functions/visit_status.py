@@ -20,6 +20,23 @@ log = logging.getLogger(__name__)
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
+def _guess_refusal(req: func.HttpRequest) -> Any:
+    """The guess limit's answer for the pass in the URL (``Refusal`` or ``None``), checked before any work: a
+    pass we signed is never counted nor refused; any other counts as a failed guess (docs/launch.md)."""
+    from functions.launch import _client
+
+    svc = services()
+    return svc.throttle.presented(_client(req), issued=svc.status_passes.issued(req.route_params.get("token") or ""))
+
+
+def _too_many(correlation: str, retry_after: int) -> func.HttpResponse:
+    log.warning("visit status refused code=RATE_LIMITED correlation=%s", correlation)
+    answer = problem(429, "Too many requests", "Too many invalid status links from this address; wait and retry.",
+                     correlation=correlation, code="RATE_LIMITED")
+    answer.headers["Retry-After"] = str(retry_after)
+    return answer
+
+
 def _status(token: str) -> tuple[Any, Any] | None:
     """``(pass, VisitStatus)`` or ``None`` when the pass is not valid now."""
     from lib.presence.live_status import visit_status
@@ -54,6 +71,14 @@ def visit_status_page(req: func.HttpRequest) -> func.HttpResponse:
 
     correlation = correlation_id(req)
     token = req.route_params.get("token") or ""
+    refusal = _guess_refusal(req)
+    if refusal is not None:
+        from lib.smart.errors import LaunchError
+        from lib.visits.pages import error_page
+
+        page = error_page(LaunchError("RATE_LIMITED", retry_after=refusal.retry_after), correlation)
+        return func.HttpResponse(page.html, status_code=page.status, headers={**page.headers, **NO_STORE},
+                                 mimetype="text/html", charset="utf-8")
     try:
         found = _status(token)
         if found is None:
@@ -93,6 +118,9 @@ def visit_status_json(req: func.HttpRequest) -> func.HttpResponse:
     from lib.store.errors import StoreUnavailable
 
     correlation = correlation_id(req)
+    refusal = _guess_refusal(req)
+    if refusal is not None:
+        return _too_many(correlation, refusal.retry_after)
     try:
         found = _status(req.route_params.get("token") or "")
     except StoreUnavailable:

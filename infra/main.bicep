@@ -62,8 +62,13 @@ param teamsJoinOrigins string = 'https://teams.microsoft.com'
 @description('Anonymous launch attempts per client address and instance (LAUNCH_RATE_LIMIT, e.g. 120/minute).')
 param launchRateLimit string = '120/minute'
 
-@description('Wrong state or join-link guesses per client address and instance (GUESS_RATE_LIMIT, e.g. 20/minute).')
+@description('Wrong state or join-link guesses and failed HL7 requests (unknown environment, failed signature) per client address and instance (GUESS_RATE_LIMIT, e.g. 20/minute).')
 param guessRateLimit string = '20/minute'
+
+@description('Seconds a store call waits for Cosmos DB\'s answer (COSMOS_READ_TIMEOUT_SECONDS; docs/hl7-intake.md "When the store hangs").')
+@minValue(1)
+@maxValue(300)
+param cosmosReadTimeoutSeconds int = 5
 
 @description('Upper bound of Function App instances (bounds SMS and Cosmos request rates).')
 param maximumInstanceCount int = 10
@@ -279,6 +284,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     TEAMS_JOIN_ORIGINS: teamsJoinOrigins
     LAUNCH_RATE_LIMIT: launchRateLimit
     GUESS_RATE_LIMIT: guessRateLimit
+    COSMOS_READ_TIMEOUT_SECONDS: string(cosmosReadTimeoutSeconds)
     CALL_RELAY_URLS: callRelayUrls
   }
   // Key Vault references resolve only once the identity may read the vault.

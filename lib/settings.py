@@ -51,6 +51,9 @@ class Settings:
             topic are refused.
         hl7_rejected_ttl_days: days a rejected HL7 message is kept for an operator's replay
             (``HL7_REJECTED_TTL_DAYS``, default 30, 1..365).
+        cosmos_read_timeout: seconds a store call waits for Cosmos DB's answer (``COSMOS_READ_TIMEOUT_SECONDS``,
+            default 5, 1..300; ``lib/store/cosmos.py``, docs/hl7-intake.md "When the store hangs"). The local
+            profiles set 60: the single-threaded local Cosmos-compatible server can take seconds on a loaded machine.
         smart_private_keys_production_pem: PEM of the SMART keys of *production* environments
             (``SMART_PRIVATE_KEYS_PRODUCTION``, Key Vault reference); the ``SMART_PRIVATE_KEYS*`` keys serve test
             environments only (Epic: separate non-production and production JWKS URLs and keys).
@@ -99,6 +102,7 @@ class Settings:
     eventgrid_webhook_key: str | None = None
     acs_resource_id: str | None = None
     hl7_rejected_ttl_days: int = 30
+    cosmos_read_timeout: float = 5.0
     smart_private_keys_production_pem: bytes | None = None
     smart_private_keys_production_file: Path | None = None
     epic_cal_keys: dict[str, bytes] = field(default_factory=dict)
@@ -253,6 +257,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be a whole number of days") from exc
     if not 1 <= rejected_ttl_days <= 365:
         raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be between 1 and 365")
+    try:
+        read_timeout = float(env.get("COSMOS_READ_TIMEOUT_SECONDS", "5"))
+    except ValueError as exc:
+        raise SettingsError("setting COSMOS_READ_TIMEOUT_SECONDS must be a number of seconds") from exc
+    if not 1 <= read_timeout <= 300:
+        raise SettingsError("setting COSMOS_READ_TIMEOUT_SECONDS must be between 1 and 300")
 
     settings = Settings(
         cosmos_endpoint=required("COSMOS_ENDPOINT"),
@@ -279,6 +289,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         eventgrid_webhook_key=env.get("EVENTGRID_WEBHOOK_KEY") or None,
         acs_resource_id=env.get("ACS_RESOURCE_ID") or None,
         hl7_rejected_ttl_days=rejected_ttl_days,
+        cosmos_read_timeout=read_timeout,
         smart_private_keys_production_pem=_optional_pem(
             "SMART_PRIVATE_KEYS_PRODUCTION", env.get("SMART_PRIVATE_KEYS_PRODUCTION")),
         smart_private_keys_production_file=_path(env.get("SMART_PRIVATE_KEYS_PRODUCTION_FILE")),

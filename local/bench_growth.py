@@ -88,7 +88,7 @@ def _intake_case(endpoint: str, *, visits: int, in_flight: int, messages: int) -
                 "store_calls_per_message": round(counter.total / messages, 2),
                 "ms_p50": round(statistics.median(latencies) * 1000, 1)}
     finally:
-        app.store._client.delete_database(app.settings.cosmos_database)
+        app.store.client.delete_database(app.settings.cosmos_database)
 
 
 def run(*, visits: int = 300, messages: int = 40, due: int = 100, stored: int = 1_000) -> dict[str, Any]:

@@ -190,7 +190,7 @@ def run(stored: int, due: int, *, endpoint: str | None = None) -> dict[str, Any]
             "store_calls_per_due": round(counter.total / max(1, due), 2),
         }
     finally:
-        store._client.delete_database(database)  # the bench owns this database
+        store.client.delete_database(database)  # the bench owns this database
 
 
 def main(argv: list[str] | None = None) -> int:

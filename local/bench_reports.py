@@ -169,7 +169,7 @@ def run(stored: int, in_range: int, per_day: int, *, endpoint: str | None = None
                                                                            event=event)))
         return results
     finally:
-        store._client.delete_database(database)  # the bench owns this database
+        store.client.delete_database(database)  # the bench owns this database
 
 
 def run_all(stored: list[int], in_range: int, per_day: int, *, progress: Any = None) -> list[dict[str, Any]]:

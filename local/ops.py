@@ -8,7 +8,7 @@ the storage queues.
 
     hl7 rejected list    --env ID [--limit N]
     hl7 rejected show    --env ID --id REJECTED_ID
-    hl7 rejected replay  --env ID --id REJECTED_ID
+    hl7 rejected replay  --env ID --id REJECTED_ID [--trust-unauthenticated [--operator NAME]]
     writeback poison list   [--env ID]
     writeback poison replay (--event ID --appointment-key KEY | --all [--env ID])
     visit timeline --env ID (--appointment ID | --correlation ID)
@@ -56,6 +56,10 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     rejected.add_argument("--env", required=True)
     rejected.add_argument("--id")
     rejected.add_argument("--limit", type=int, default=100)
+    rejected.add_argument("--trust-unauthenticated", action="store_true",
+                          help="replay a message sent before its environment existed even though its signature does "
+                               "not verify (confirm with the sender first; written to the audit log)")
+    rejected.add_argument("--operator", help="who trusts it, for the audit log (default: user@host)")
 
     writeback = area.add_parser("writeback").add_subparsers(dest="what", required=True)
     poison = writeback.add_parser("poison", parents=[late])
@@ -127,12 +131,19 @@ def _hl7(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             return 1
         _print(found.to_json())
         return 0
-    from lib.scheduling.replay import RejectedNotFound
+    from lib.scheduling.replay import RejectedNotFound, ReplayNotAuthenticated
 
     try:
-        result = rejected.replay(svc, args.env, args.id)
+        result = rejected.replay(svc, args.env, args.id, trust_unauthenticated=args.trust_unauthenticated,
+                                 operator=args.operator)
     except RejectedNotFound as exc:
         print(f"ops: {exc}", file=sys.stderr)
+        return 1
+    except ReplayNotAuthenticated as exc:
+        print(f"ops: not replayed: message {args.id} was sent before environment {args.env} existed, so nothing "
+              f"authenticated it, and its signature does not verify now ({exc.code}: {exc.detail}). Ask the sender "
+              "to send it again (signed anew, now that the environment exists); or, once the sender confirms it is "
+              "theirs, replay it with --trust-unauthenticated (recorded in the audit log).", file=sys.stderr)
         return 1
     _print(result.to_json())
     return 0 if result.accepted else 1

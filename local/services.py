@@ -179,6 +179,9 @@ def settings_for(profile: str, root: Path | None = None) -> dict[str, str]:
         "COSMOS_KEY": COSMOS_EMULATOR_KEY,
         "COSMOS_DATABASE": COSMOS_DATABASE,
         "COSMOS_EMULATOR": "1",
+        # The single-threaded local Cosmos-compatible server can take seconds per call on a loaded machine; the
+        # production budget (5 s, lib/store/cosmos.py) is tested on its own (test_intake_store_faults.py).
+        "COSMOS_READ_TIMEOUT_SECONDS": "60",
         "AzureWebJobsStorage": storage,
         "ACS_CONNECTION_STRING": f"endpoint=https://{HOST}:{p.acs}/;accesskey={m.read_acs_key()}",
         "PUBLIC_BASE_URL": f"http://{HOST}:{p.runner}",

@@ -2,7 +2,7 @@
 // section of README.md ("Runbook"). The log alerts query the custom metrics the app emits through
 // OpenTelemetry (lib/observability/metrics.py: vv.hl7.messages, vv.hl7.control_id_reused, vv.hl7.stale, vv.sms.messages,
 // vv.sms.delivery, vv.launches, vv.writebacks, vv.queue.depth, vv.queue.malformed, vv.reminder.lag,
-// vv.clock.skew) in
+// vv.clock.skew, vv.certificate.days_left) in
 // Application Insights' customMetrics table. The availability
 // tests probe /api/health/live and /api/health/ready (functions/health.py).
 
@@ -157,6 +157,13 @@ var logAlerts = [
     description: 'A spike of launch or join errors (README: Runbook, "Launch error spike").'
     query: 'customMetrics | where name == "vv.launches" | extend outcome = tostring(customDimensions.outcome) | summarize total = sum(valueSum), errors = sumif(valueSum, outcome == "error") | where total >= ${launchMinimumCount} | extend measured = 100.0 * errors / total'
     threshold: launchErrorPercent
+  }
+  {
+    name: 'certificate-expiry'
+    severity: 2
+    description: 'The HL7 signing certificate of an environment ends within 30 days or has ended (README: Runbook, "HL7 certificate expiring").'
+    query: 'customMetrics | where name == "vv.certificate.days_left" | summarize measured = dcount(tostring(customDimensions.environment))'
+    threshold: 0
   }
 ]
 

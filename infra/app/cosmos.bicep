@@ -34,6 +34,7 @@ var cosmosContainers = [
   { name: 'report_days', partitionKey: '/id' }
   { name: 'audit', partitionKey: '/environmentId' }
   { name: 'portal_operations', partitionKey: '/id', defaultTtl: -1 }
+  { name: 'fhir_url_claims', partitionKey: '/id' }
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {

@@ -8,10 +8,36 @@ fingerprint no longer matches and the URL cannot be launched against until it is
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from lib.models import EnvironmentConfig, UrlReview, iso
+from lib.smart.oauth_errors import OAuthError
+
+
+@dataclass(frozen=True)
+class RevokedApproval:
+    """A URL that was approved before a change and is not after it (its kind or Epic client ID changed): every
+    launch against it is refused until ``approver`` (``None``: nobody is named yet) approves it again."""
+
+    url: str
+    approver: str | None
+
+    @property
+    def message(self) -> str:
+        """What the admin must know and do next (safe to show)."""
+        if self.approver:
+            return (f"Launches against {self.url} are refused until {self.approver} signs in to Epic and approves "
+                    "it again (portal: Approvals).")
+        return (f"Launches against {self.url} are refused until it is approved again, and no approver is named for "
+                "it: name one under Edit settings, Approvers; they then sign in to Epic and approve it.")
+
+
+def revoked_approvals(before: EnvironmentConfig, after: EnvironmentConfig) -> list[RevokedApproval]:
+    """The URLs approved in ``before`` that ``after`` still lists but no longer counts as approved."""
+    return [RevokedApproval(url, after.approvers.get(url)) for url in before.fhir_base_urls
+            if before.url_approved(url) and url in after.fhir_base_urls and not after.url_approved(url)]
 
 
 def approval(config: EnvironmentConfig, url: str, *, by_id: str, by_name: str, at: datetime,
@@ -70,6 +96,27 @@ def approval_callback_url(public_base_url: str) -> str:
     return public_base_url.rstrip("/") + APPROVAL_CALLBACK_PATH
 
 
+def approval_refusal(error: OAuthError, *, url: str, client_id: str, redirect_uri: str) -> str:
+    """Why Epic refused the approver's sign-in, in Epic's own words, and what to do about it."""
+    said = f"Epic refused the sign-in. {error.quoted()}"
+    fixes = {
+        "audience": f"Epic accepts only its own FHIR base URL as 'aud': the URL being approved ({url}) must be "
+                    "exactly this Epic environment's FHIR base URL (scheme, host, path with its R4 suffix, no "
+                    "trailing slash). Correct it on the environment's page, then approve again.",
+        "redirect_uri": f"Register {redirect_uri} as a redirect URI of client {client_id} in Epic, then start the "
+                        "approval again.",
+        "scope": f"Grant client {client_id} the scopes openid and fhirUser in Epic, then start the approval again.",
+        "client": f"The client ID {client_id} is not registered or not activated in this Epic environment: check "
+                  "the environment's Epic client ID, or ask Epic to activate it.",
+        "denied": "Your Epic user declined, or lacks the security to sign in to this app.",
+        "launch_used": "The sign-in expired or was already used. Start the approval again.",
+    }
+    fix = fixes.get(error.cause, "An OAuth2 error here usually means our client's keys (JWKS URL) or redirect URI "
+                                 "are not set up in Epic yet, or your Epic user lacks the security to sign in to "
+                                 "this app.")
+    return f"{said} {fix}"
+
+
 def assigned_to(config: EnvironmentConfig, url: str, principal: Any) -> bool:
     """Whether ``principal`` is the approver named for ``url`` (sign-in names compare case-insensitively)."""
     named = config.approvers.get(url)
@@ -116,7 +163,11 @@ class ApprovalService:
                 if assigned_to(env, url, principal)]
 
     def _assigned(self, environment_id: str, url: str, principal: Any) -> EnvironmentConfig:
-        config = self._admin.get(environment_id)
+        return self._assigned_in(self._admin.get(environment_id), url, principal)
+
+    @staticmethod
+    def _assigned_in(config: EnvironmentConfig, url: str, principal: Any) -> EnvironmentConfig:
+        environment_id = config.id
         if url not in config.fhir_base_urls:
             raise ApprovalFailed(f"Environment {environment_id} does not list {url}.")
         if not assigned_to(config, url, principal):
@@ -169,12 +220,11 @@ class ApprovalService:
             raise ApprovalFailed("This Epic sign-in was started by another portal user. Start it yourself.")
         if not self._ops.consume(pending):
             raise ApprovalFailed("This Epic sign-in was already used. Start the approval again.")
-        if query.get("error"):
-            error = "".join(c for c in query["error"] if c.isalnum() or c == "_")[:64]
-            raise ApprovalFailed(f"Epic refused the sign-in ({error}). An OAuth2 error here usually means our "
-                                 "client's keys (JWKS URL) or redirect URI are not set up in Epic yet, or your Epic "
-                                 "user lacks the security to sign in to this app.")
         config = self._assigned(pending["environmentId"], pending["url"], principal)
+        if query.get("error"):
+            raise ApprovalFailed(approval_refusal(OAuthError.read(query.get("error"), query.get("error_description")),
+                                                  url=pending["url"], client_id=config.epic_client_id,
+                                                  redirect_uri=approval_callback_url(self._public)))
         if config.approval_fingerprint(pending["url"]) != pending["fingerprint"]:
             raise ApprovalFailed("The environment changed during the sign-in. Start the approval again.")
         try:
@@ -218,10 +268,18 @@ class ApprovalService:
         if proof["fingerprint"] != config.approval_fingerprint(url):
             raise ApprovalFailed("The URL's registration changed after your Epic sign-in. Sign in again.")
         self._ops.consume(proof)
-        review = approval(config, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
-                          fhir_user=proof["fhirUser"])
-        return self._admin.store(config, with_review(config, url, review), principal, action="approval.approve",
-                                 summary=f"approved {url} (Epic user {proof['fhirUser']})")
+
+        def approved(current: EnvironmentConfig) -> EnvironmentConfig:
+            # Re-checked on the version written: an edit of the URL's registration in between voids the sign-in.
+            self._assigned_in(current, url, principal)
+            if proof["fingerprint"] != current.approval_fingerprint(url):
+                raise ApprovalFailed("The URL's registration changed after your Epic sign-in. Sign in again.")
+            review = approval(current, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
+                              fhir_user=proof["fhirUser"])
+            return with_review(current, url, review)
+
+        return self._admin.modify(environment_id, approved, principal, action="approval.approve",
+                                  summary=f"approved {url} (Epic user {proof['fhirUser']})")
 
     def send_back(self, environment_id: str, url: str, comment: str, principal: Any) -> EnvironmentConfig:
         """Send ``url`` back to the admin with ``comment`` (the URL stays unlaunchable).
@@ -233,7 +291,13 @@ class ApprovalService:
         comment = comment.strip()
         if not comment or len(comment) > MAX_COMMENT:
             raise ApprovalFailed(f"Say what the admin must change (1 to {MAX_COMMENT} characters).")
-        review = sent_back(config, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
-                           comment=comment)
-        return self._admin.store(config, with_review(config, url, review), principal, action="approval.send_back",
-                                 summary=f"sent back {url}: {comment}")
+        del config
+
+        def returned(current: EnvironmentConfig) -> EnvironmentConfig:
+            self._assigned_in(current, url, principal)
+            review = sent_back(current, url, by_id=principal.user_id, by_name=principal.name, at=self._clock.now(),
+                               comment=comment)
+            return with_review(current, url, review)
+
+        return self._admin.modify(environment_id, returned, principal, action="approval.send_back",
+                                  summary=f"sent back {url}: {comment}")

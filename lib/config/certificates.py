@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -28,6 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 MAX_BYTES = 64 * 1024
 MAX_CERTIFICATES = 2
+#: A certificate with fewer days left is accepted with a warning and marked on the portal's pages and in the
+#: readiness details (docs/operations.md "Certificate expiry").
+EXPIRY_WARNING_DAYS = 30
 _MIN_RSA_BITS = 2048
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 _PRIVATE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----")
@@ -85,6 +88,40 @@ def describe(cert: x509.Certificate) -> CertificateInfo:
         issuer=cert.issuer.rfc4514_string() or "(empty issuer)",
         thumbprint_sha256=":".join(digest[i:i + 2] for i in range(0, len(digest), 2)),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, key=key)
+
+
+def days_left(info: CertificateInfo, now: datetime) -> int:
+    """Days until ``info`` expires, counting a started day (4 days and 2 hours: 5); 0 or less once expired."""
+    return -((now - info.not_after) // timedelta(days=1))
+
+
+def expiry_warning(info: CertificateInfo, now: datetime) -> str | None:
+    """What to tell the admin about a certificate that expires within :data:`EXPIRY_WARNING_DAYS` (or has
+    expired); ``None`` when it has longer."""
+    if info.not_after - now >= timedelta(days=EXPIRY_WARNING_DAYS):
+        return None
+    left = days_left(info, now)
+    when = f"{info.not_after:%Y-%m-%d %H:%M} UTC"
+    if info.not_after <= now:
+        return (f"The certificate {info.subject} expired on {when}: every HL7 request signed with it is refused. "
+                "Upload the interface engine's current certificate.")
+    span = f"{left} day" + ("s" if left != 1 else "")
+    return (f"The certificate {info.subject} expires in {span} ({when}): from then on every HL7 request signed "
+            "with it is refused and no text is sent. Ask the interface engine team for its successor and upload "
+            "it now (two certificates may be configured during the switch).")
+
+
+def soonest_expiry(texts: Any, now: datetime) -> tuple[int, str] | None:
+    """``(days left, subject)`` of the stored certificate that expires first, when it is within
+    :data:`EXPIRY_WARNING_DAYS` (expired ones included, as negative days); else ``None``. When two are
+    configured (a rotation), the one that expires *last* decides: the feed stops only when both have."""
+    infos = [info for info in (parse_stored(t) for t in texts or ()) if info]
+    if not infos:
+        return None
+    latest = max(infos, key=lambda i: i.not_after)
+    if latest.not_after - now >= timedelta(days=EXPIRY_WARNING_DAYS):
+        return None
+    return days_left(latest, now), latest.subject
 
 
 def parse_stored(text: str) -> CertificateInfo | None:
@@ -219,41 +256,50 @@ class CertificateAdmin:
         return [info for info in (parse_stored(text) for text in config.hl7_certificates) if info]
 
     def add(self, environment_id: str, data: bytes, actor: Any) -> CertificateInfo:
-        """Check and add an uploaded certificate.
+        """Check and add an uploaded certificate. The write is ETag-guarded; when another change of the
+        environment wins the race, the certificate is added to the newest list (its checks, and the cap of
+        :data:`MAX_CERTIFICATES`, run again on it).
 
         Raises:
-            NotFound (lib.config.environments), CertificateRefused.
+            NotFound (lib.config.environments), CertificateRefused, EditConflict: lost the race every time.
         """
-        config = self._admin.get(environment_id)
+        self._admin.get(environment_id)  # an unknown environment is named before the file is judged
         info = parse_upload(data, now=self._clock.now())
-        present = self.listed(config)
-        if any(p.thumbprint_sha256 == info.thumbprint_sha256 for p in present):
-            raise CertificateRefused("This certificate is already configured for the environment.")
-        if len(config.hl7_certificates) >= MAX_CERTIFICATES:
-            raise CertificateRefused(f"The environment already has {MAX_CERTIFICATES} certificates (the most, for a "
-                                     "rotation). Remove the one being replaced first.")
-        after = dataclasses.replace(config, hl7_certificates=(*config.hl7_certificates, info.pem))
-        self._admin.store(config, after, actor, action="certificate.add",
-                          summary=f"added HL7 certificate {info.subject} (SHA-256 {info.thumbprint_sha256})")
+
+        def added(config: Any) -> Any:
+            if any(p.thumbprint_sha256 == info.thumbprint_sha256 for p in self.listed(config)):
+                raise CertificateRefused("This certificate is already configured for the environment.")
+            if len(config.hl7_certificates) >= MAX_CERTIFICATES:
+                raise CertificateRefused(f"The environment already has {MAX_CERTIFICATES} certificates (the most, "
+                                         "for a rotation). Remove the one being replaced first.")
+            return dataclasses.replace(config, hl7_certificates=(*config.hl7_certificates, info.pem))
+
+        self._admin.modify(environment_id, added, actor, action="certificate.add",
+                           summary=f"added HL7 certificate {info.subject} (SHA-256 {info.thumbprint_sha256})")
         return info
 
     def remove(self, environment_id: str, thumbprint_id: str, actor: Any) -> CertificateInfo:
-        """Remove the certificate whose thumbprint (plain hex) is ``thumbprint_id``.
+        """Remove the certificate whose thumbprint (plain hex) is ``thumbprint_id`` (from the newest version, as
+        :meth:`add`).
 
         Raises:
-            NotFound (lib.config.environments), CertificateRefused: no such certificate.
+            NotFound (lib.config.environments), CertificateRefused: no such certificate. EditConflict.
         """
-        config = self._admin.get(environment_id)
-        keep, removed = [], None
-        for text in config.hl7_certificates:
-            info = parse_stored(text)
-            if info and info.thumbprint_id == thumbprint_id.lower():
-                removed = info
-            else:
-                keep.append(text)
-        if removed is None:
-            raise CertificateRefused("No certificate with this thumbprint is configured for the environment.")
-        after = dataclasses.replace(config, hl7_certificates=tuple(keep))
-        self._admin.store(config, after, actor, action="certificate.remove",
-                          summary=f"removed HL7 certificate {removed.subject} (SHA-256 {removed.thumbprint_sha256})")
-        return removed
+        found: list[CertificateInfo] = []
+
+        def removed(config: Any) -> Any:
+            keep, found[:] = [], []
+            for text in config.hl7_certificates:
+                info = parse_stored(text)
+                if info and info.thumbprint_id == thumbprint_id.lower():
+                    found.append(info)
+                else:
+                    keep.append(text)
+            if not found:
+                raise CertificateRefused("No certificate with this thumbprint is configured for the environment.")
+            return dataclasses.replace(config, hl7_certificates=tuple(keep))
+
+        self._admin.modify(environment_id, removed, actor, action="certificate.remove",
+                           summary=lambda _b, _a: f"removed HL7 certificate {found[0].subject} "
+                                                  f"(SHA-256 {found[0].thumbprint_sha256})")
+        return found[0]

@@ -10,7 +10,9 @@ disabled flag) have their own actions. The stored configuration is validated wit
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
+import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,15 +24,20 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from lib.config.access import Principal
-from lib.config.approvals import with_summary
+from lib.config.approvals import RevokedApproval, revoked_approvals, with_summary
 from lib.config.audit import AuditLog, changed_fields
 from lib.models import DEFAULT_WRITEBACK_HORIZON_MINUTES, EnvironmentConfig, SmsSettings, writeback_settings_problems
 from lib.sms.configuration import sms_problems
-from lib.store.environments import EnvironmentRepository
+from lib.store.environments import ConfigurationConflict, EnvironmentExists, EnvironmentRepository
 from lib.store.errors import ConcurrencyConflict
+
+__all__ = ["EnvironmentExists"]  # re-exported: the portal and the API map it to 409 "already exists"
 
 #: Fields changed only through their own actions (approval, certificate upload, SMS page, disable/enable).
 OWN_ACTIONS = frozenset({"id", "approved", "approvals", "hl7_certificates", "sms", "disabled"})
+#: Attempts of a change that is re-applied on the newest version when another save won the race (each round
+#: of a race has a winner, so N writers saving once each all succeed while N <= ATTEMPTS).
+ATTEMPTS = 8
 ENVIRONMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 #: Words the portal's URLs use after /environments/.
 RESERVED_IDS = frozenset({"new"})
@@ -91,12 +98,30 @@ class NotFound(Exception):
     """No environment with that ID."""
 
 
+class ApprovalWouldBeRevoked(Exception):
+    """The change would revoke the approval of ``revoked`` (every launch against them would be refused) and was
+    not confirmed: nothing was written. The form asks "save anyway?"."""
+
+    def __init__(self, revoked: list[RevokedApproval]) -> None:
+        super().__init__("; ".join(r.message for r in revoked))
+        self.revoked = revoked
+
+
 class EditConflict(Exception):
     """The environment was saved by someone else since this edit read it (its version differs): nothing was
-    written. The editor reloads and applies the change again."""
+    written. The editor reloads and applies the change again.
+
+    ``stale``: the version the editor sent (form field, ``If-Match``) is no longer the stored one; otherwise a
+    change sent without a version kept losing the race (:data:`ATTEMPTS` times) or cannot be re-applied."""
 
     MESSAGE = ("This environment was changed by someone else since you opened it; nothing was saved. Reload it "
                "to see their change, then make yours again.")
+    BUSY = ("This environment was being changed by someone else at the same moment; nothing was saved. Try again "
+            "(GET it to see their change first).")
+
+    def __init__(self, environment_id: str, *, stale: bool = True) -> None:
+        super().__init__(environment_id)
+        self.stale = stale
 
 
 #: What a new environment must have, and what to write when it is missing.
@@ -382,13 +407,19 @@ class EnvironmentAdmin:
         """Create an environment from a body (checked with :meth:`checked_body`).
 
         Raises:
-            ConfigurationRefused: a rule is broken, or the ID exists.
+            ConfigurationRefused: a rule is broken (also: a URL another environment holds, even one saved a
+                moment ago). EnvironmentExists: the ID exists (also: created by a racing request).
         """
         body = self.checked_body(body)
+        if any(e.id == body["id"] for e in self._environments.all()):
+            raise EnvironmentExists(body["id"])
         config = self._validated({"approved": False, **body})
         self._check(config, new_urls=set(config.fhir_base_urls), creating=True)
         config = with_summary(config)
-        self._environments.put(config)
+        try:
+            self._environments.create(config)  # create-only: a racing create of the same ID loses here
+        except ConfigurationConflict as exc:
+            raise ConfigurationRefused([Problem("fhir_base_urls", str(exc))]) from None
         self._audit.record(environment_id=config.id, at=self._clock.now(), actor_id=actor.user_id,
                            actor_name=actor.name, action="environment.create",
                            summary=f"created environment {config.id} ({config.kind})", before=None,
@@ -397,31 +428,74 @@ class EnvironmentAdmin:
 
     def update(self, environment_id: str, change: dict[str, Any], actor: Principal, *,
                action: str = "environment.update", version: str | None = None) -> EnvironmentConfig:
-        """Apply a validated :data:`EnvironmentChange` body (only the fields given).
+        """:meth:`edit` without the revoked approvals (they are allowed)."""
+        return self.edit(environment_id, change, actor, action=action, version=version)[0]
+
+    def edit(self, environment_id: str, change: dict[str, Any], actor: Principal, *,
+             action: str = "environment.update", version: str | None = None,
+             confirm_revoke: bool = True) -> tuple[EnvironmentConfig, list[RevokedApproval]]:
+        """Apply a validated :data:`EnvironmentChange` body (only the fields given); the saved environment and
+        the approvals the change revoked (``confirm_revoke=False``: refuse such a change instead, see
+        :class:`ApprovalWouldBeRevoked`).
 
         Approvals of removed URLs are dropped; an approval whose URL's kind or client ID changed stops counting
-        (its fingerprint differs) until the analyst approves again. The write is guarded by ``version`` (the
-        one the editor read) or, without one, by the version read here: a save in between is never overwritten.
+        (its fingerprint differs) until the analyst approves again. With ``version`` (the one the editor read)
+        a save in between refuses the edit; without one the change is applied to the newest version, and
+        re-applied (up to :data:`ATTEMPTS` times) when another save wins the race: it changes only its fields.
 
         Raises:
-            NotFound, ConfigurationRefused, EditConflict.
+            NotFound, ConfigurationRefused, EditConflict, ApprovalWouldBeRevoked.
         """
-        current, stored_version = self.get_versioned(environment_id)
-        if version is not None and version != stored_version:
-            raise EditConflict(environment_id)
-        stored, reset = without_broken_values(current.to_doc(), keep=set(change))
-        config = self._validated({**stored, **change})
-        config = dataclasses.replace(
-            config, approvals={u: r for u, r in config.approvals.items() if u in config.fhir_base_urls},
-            approvers={u: a for u, a in config.approvers.items() if u in config.fhir_base_urls}
-            if "approvers" not in change else config.approvers)
-        self._check(config, new_urls=set(config.fhir_base_urls) - set(current.fhir_base_urls))
-        config = with_summary(config)
-        summary = None
-        if reset:  # say so in the audit trail: the user did not send these
-            fields = changed_fields(current.to_doc(), config.to_doc())
-            summary = f"changed {', '.join(fields)}; reset invalid stored {', '.join(reset)} to the default"
-        return self.store(current, config, actor, action=action, summary=summary, version=stored_version)
+        revoked: list[RevokedApproval] = []
+
+        def apply(current: EnvironmentConfig) -> EnvironmentConfig:
+            stored, reset = without_broken_values(current.to_doc(), keep=set(change))
+            config = self._validated({**stored, **change})
+            config = dataclasses.replace(
+                config, approvals={u: r for u, r in config.approvals.items() if u in config.fhir_base_urls},
+                approvers={u: a for u, a in config.approvers.items() if u in config.fhir_base_urls}
+                if "approvers" not in change else config.approvers)
+            self._check(config, new_urls=set(config.fhir_base_urls) - set(current.fhir_base_urls))
+            config = with_summary(config)
+            revoked[:] = revoked_approvals(current, config)
+            if revoked and not confirm_revoke:
+                raise ApprovalWouldBeRevoked(list(revoked))
+            notes.clear()
+            if reset:  # say so in the audit trail: the user did not send these
+                fields = changed_fields(current.to_doc(), config.to_doc())
+                notes.append(f"changed {', '.join(fields)}; reset invalid stored {', '.join(reset)} to the default")
+            return config
+
+        notes: list[str] = []
+        saved = self.modify(environment_id, apply, actor, action=action, version=version,
+                            summary=lambda _before, _after: notes[0] if notes else None)
+        return saved, revoked
+
+    def modify(self, environment_id: str, change: Callable[[EnvironmentConfig], EnvironmentConfig],
+               actor: Principal, *, action: str,
+               summary: Callable[[EnvironmentConfig, EnvironmentConfig], str | None] | str | None = None,
+               version: str | None = None, retry: bool = True) -> EnvironmentConfig:
+        """Read the environment, compute ``change(current)`` and write it ETag-guarded; audit only what was
+        stored. When another save wins the race, the change is computed again on the newest version (``retry``:
+        for a change that is right on any version, e.g. adding a certificate: its checks run again) up to
+        :data:`ATTEMPTS` times; with ``version`` (the editor's), a newer stored version refuses it at once.
+        ``summary``: the audit entry's sentence (or ``(before, after) -> sentence``; default: the changed fields).
+
+        Raises:
+            NotFound, EditConflict, and whatever ``change`` raises.
+        """
+        for _ in range(ATTEMPTS if retry and version is None else 1):
+            current, stored_version = self.get_versioned(environment_id)
+            if version is not None and version != stored_version:
+                raise EditConflict(environment_id)
+            after = change(current)
+            try:
+                return self.store(current, after, actor, action=action, version=stored_version,
+                                  summary=summary(current, after) if callable(summary) else summary)
+            except EditConflict:
+                time.sleep(random.uniform(0, 0.02))  # noqa: S311 (jitter: racing retries do not meet in lockstep)
+                continue
+        raise EditConflict(environment_id, stale=version is not None)
 
     def store(self, before: EnvironmentConfig, after: EnvironmentConfig, actor: Principal, *, action: str,
               summary: str | None = None, version: str | None = None) -> EnvironmentConfig:
@@ -435,6 +509,8 @@ class EnvironmentAdmin:
             self._environments.put(after, version=version)
         except ConcurrencyConflict:
             raise EditConflict(after.id) from None
+        except ConfigurationConflict as exc:
+            raise ConfigurationRefused([Problem("fhir_base_urls", str(exc))]) from None
         fields = changed_fields(before.to_doc(), after.to_doc())
         self._audit.record(environment_id=after.id, at=self._clock.now(), actor_id=actor.user_id,
                            actor_name=actor.name, action=action,
@@ -454,17 +530,30 @@ class EnvironmentAdmin:
         Raises:
             ConfigurationRefused, EditConflict.
         """
-        self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls), sms_save=sms_save,
-                    found=found)
+        self.check(before, after, sms_save=sms_save, found=found)
         return self.store(before, after, actor, action=action, version=version, summary=summary)
 
+    def check(self, before: EnvironmentConfig, after: EnvironmentConfig, *, sms_save: bool = False,
+              found: list[Problem] | None = None) -> None:
+        """Check every rule on ``after``, a change of ``before`` (SMART discovery only for URLs it adds;
+        ``sms_save``, ``found``: as :meth:`replace_checked`).
+
+        Raises:
+            ConfigurationRefused.
+        """
+        self._check(after, new_urls=set(after.fhir_base_urls) - set(before.fhir_base_urls), sms_save=sms_save,
+                    found=found)
+
     def set_disabled(self, environment_id: str, disabled: bool, reason: str, actor: Principal) -> EnvironmentConfig:
-        """Disable (no launch accepted; configuration kept) or enable an environment."""
+        """Disable (what it stops: docs/portal.md "Disabling an environment"; configuration kept) or enable an
+        environment. Already in that state: nothing is written or audited."""
         current = self.get(environment_id)
-        after = dataclasses.replace(current, disabled=disabled)
+        if current.disabled == disabled:
+            return current
         word = "disabled" if disabled else "enabled"
-        return self.store(current, after, actor, action=f"environment.{word[:-1]}",
-                          summary=f"{word} environment {environment_id}" + (f": {reason}" if reason else ""))
+        return self.modify(environment_id, lambda config: dataclasses.replace(config, disabled=disabled), actor,
+                           action=f"environment.{word[:-1]}",
+                           summary=f"{word} environment {environment_id}" + (f": {reason}" if reason else ""))
 
     # ---- helpers ---------------------------------------------------------------------------------------------
     def _validated(self, doc: dict[str, Any]) -> EnvironmentConfig:

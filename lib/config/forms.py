@@ -41,7 +41,9 @@ COPY: dict[str, FieldCopy] = {
     "approvers": FieldCopy("Approver of each FHIR base URL", "One per line: URL = the Epic analyst's Microsoft "
                                                              "365 sign-in name, e.g. https://.../api/FHIR/R4 = "
                                                              "analyst@contoso.example"),
-    "epic_client_id": FieldCopy("Epic client ID", "Our app's client ID in this Epic environment (Connection Hub)."),
+    "epic_client_id": FieldCopy("Epic client ID", "Our app's client ID in this Epic environment (Connection Hub). "
+                                "Changing it on an approved environment stops every launch until the approver "
+                                "approves again."),
     "launch_mode": FieldCopy("Launch mode", "SMART on FHIR EHR launch, or Epic's encrypted link."),
     "time_zone": FieldCopy("Time zone", "IANA name such as America/Chicago: HL7 times without an offset, texts."),
     "default_region": FieldCopy("Phone region", "ISO 3166 code for phone numbers without a country code, e.g. US."),

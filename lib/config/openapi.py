@@ -21,6 +21,7 @@ class Operation:
     body: str | None = None
     change: bool = False
     raw_body: bool = False
+    query: str | None = None
 
 
 _A, _P = ("Admin",), ("Approver",)
@@ -44,7 +45,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", _ENV + "/sms/sender", "Link an ACS number as the SMS sender", _A,
               "lib.config.phone_numbers:LinkBody", True),
     Operation("post", "/api/config/sms/preview", "Preview a text and its segments", _A, "lib.config.sms:PreviewBody"),
-    Operation("get", "/api/config/audit", "Audit trail, newest first", _A),
+    Operation("get", "/api/config/audit", "Audit trail, newest first, a page at a time (next page: the Link header "
+              "with rel=next)", _A, query="lib.config.audit:AuditQuery"),
     Operation("get", _ENV + "/writeback-failures", "Failed write-backs to Epic and write-back settings problems",
               _A),
     Operation("post", _ENV + "/writeback-failures/replay", "Replay one failed write-back, or all (audited)", _A,
@@ -85,12 +87,18 @@ def document(public_base_url: str) -> dict[str, Any]:
             "responses": {
                 "200": {"description": "OK"}, "401": {"description": "Not signed in, or a forged principal header"},
                 "403": {"description": "Role missing, not the named approver, or CSRF token missing"},
+                "409": {"description": "ALREADY_EXISTS (create), or BUSY_CONFLICT: other saves kept winning; retry"},
+                "412": {"description": "EDIT_CONFLICT: If-Match names an older version; GET it again"},
                 "422": {"description": "Refused with every reason at once (problem+json with errors[], each "
                                        "{field: the setting's path, label: as the portal shows it, message: a "
                                        "sentence})"}},
             "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                            for name in _path_parameters(op.path)],
         }
+        if op.query:
+            properties = _model(op.query).model_json_schema(by_alias=True)["properties"]
+            entry["parameters"] += [{"name": name, "in": "query", "required": False, "schema": schema}
+                                    for name, schema in properties.items()]
         if op.change:
             entry["parameters"].append({"name": "X-CSRF-Token", "in": "header", "required": True,
                                         "schema": {"type": "string"}})

@@ -217,10 +217,10 @@ class PhoneNumberService:
                                                      "first, or buy it in the Azure portal.")
         if "outbound" not in owned[number]["sms"]:
             raise PhoneNumberError(422, "NO_SMS", f"{number} cannot send SMS.")
-        config = self._admin.get(environment_id)
-        after = dataclasses.replace(config, sms=dataclasses.replace(config.sms, sender=number))
-        return self._admin.store(config, after, actor, action="sms.link_number",
-                                 summary=f"linked SMS sender {number}")
+        return self._admin.modify(
+            environment_id, lambda config: dataclasses.replace(config, sms=dataclasses.replace(config.sms,
+                                                                                               sender=number)),
+            actor, action="sms.link_number", summary=f"linked SMS sender {number}")
 
 
 class _acs_errors:

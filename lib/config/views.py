@@ -3,13 +3,14 @@ configuration holds none, and :func:`lib.config.audit.without_secrets` strips an
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lib.config.approvals import url_status
 from lib.config.audit import AuditEntry, without_secrets
-from lib.config.certificates import CertificateInfo, parse_stored
+from lib.config.certificates import CertificateInfo, days_left, expiry_warning, parse_stored, soonest_expiry
 from lib.config.records import IntegrationRecord
 from lib.models import EnvironmentConfig
 
@@ -35,12 +36,14 @@ def session_view(principal: Any, csrf_token: str) -> dict[str, Any]:
                      "source": principal.source}, "csrfToken": csrf_token}
 
 
-def certificate_view(info: CertificateInfo) -> dict[str, Any]:
+def certificate_view(info: CertificateInfo, now: datetime | None = None) -> dict[str, Any]:
     """A certificate as shown: subject, issuer, SHA-256 thumbprint, validity, key (never a private key: none is
-    ever accepted)."""
+    ever accepted), the whole days it has left and, within 30 days of its end, a warning."""
+    now = now or datetime.now(UTC)
     return {"subject": info.subject, "issuer": info.issuer, "thumbprintSha256": info.thumbprint_sha256,
             "thumbprintId": info.thumbprint_id, "notBefore": info.not_before.isoformat(),
-            "notAfter": info.not_after.isoformat(), "key": info.key}
+            "notAfter": info.not_after.isoformat(), "key": info.key, "expiresInDays": days_left(info, now),
+            "warning": expiry_warning(info, now)}
 
 
 def url_view(config: EnvironmentConfig, url: str) -> dict[str, Any]:
@@ -59,8 +62,11 @@ def environment_view(config: EnvironmentConfig, portal: Any = None) -> dict[str,
     doc.pop("approvals", None)
     doc.pop("hl7_certificates", None)
     doc["fhirBaseUrls"] = [url_view(config, url) for url in config.fhir_base_urls]
-    doc["certificates"] = [certificate_view(info) for info in
+    now = datetime.now(UTC)
+    doc["certificates"] = [certificate_view(info, now) for info in
                            (parse_stored(text) for text in config.hl7_certificates) if info]
+    soonest = soonest_expiry(config.hl7_certificates, now)
+    doc["certificateExpiresInDays"] = soonest[0] if soonest else None
     return without_secrets(doc)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from lib.config.access import Principal
 from lib.config.audit import AuditEntry, AuditLog
@@ -66,10 +66,10 @@ class ReplayBody(BaseModel):
     checked that its status is not in Epic."""
 
     model_config = ConfigDict(extra="forbid")
-    all: bool = False
+    all: StrictBool = False  # JSON true/false only: "yes" or 1 is refused, not read as true
     eventId: str | None = Field(default=None, min_length=1, max_length=200)
     appointmentKey: str | None = Field(default=None, min_length=1, max_length=400)
-    checkedInEpic: bool = False
+    checkedInEpic: StrictBool = False
 
     @model_validator(mode="after")
     def _one_target(self) -> ReplayBody:
@@ -300,13 +300,14 @@ class WritebackFailures:
 
     def _audited(self, environment_id: str, actor: Principal, targets: list[dict[str, Any]],
                  outcomes: dict[str, str]) -> ReplayResult:
-        if not targets:
-            return ReplayResult({}, None)
+        """Record the request in the audit trail, even a replay of all with nothing waiting (every replay request
+        is one entry: who asked, when, and that nothing was sent)."""
         queued = sum(1 for o in outcomes.values() if o == "requeued")
         entry = self._audit.record(
             environment_id=environment_id, at=self._clock.now(), actor_id=actor.user_id, actor_name=actor.name,
             action=REPLAY_ACTION,
-            summary=f"Replayed {len(targets)} write-back(s): {queued} queued to be written to Epic again",
+            summary=(f"Replayed {len(targets)} write-back(s): {queued} queued to be written to Epic again" if targets
+                     else "Asked to replay all write-back failures: there was nothing to replay"),
             before={"events": targets},
             after={"outcomes": outcomes})
         return ReplayResult.from_audit(entry)

@@ -35,7 +35,7 @@ from lib.hl7.phone import choose_sms_phone
 from lib.hl7.times import format_offset, parse_dtm, parse_duration, parse_duration_text, to_utc
 from lib.hl7.wellformed import check_wellformed
 
-__all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu", "siu_from_message"]
+__all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu", "siu_from_message", "visit_times"]
 
 #: Appointment status per trigger event (hl7.md §1): the event is authoritative, SCH-25 is a hint.
 STATUS_BY_EVENT: dict[str, str] = {
@@ -529,3 +529,16 @@ def _offset_disagreement(
     if expected == tz_text:
         return None
     return f"{label} offset {tz_text} differs from {zone_name} ({expected} at that time)"
+
+
+def visit_times(msg: Er7Message, time_zone: str) -> tuple[datetime | None, datetime | None]:
+    """(start, end) in UTC of a message's visit, by the same rules as :func:`parse_siu` (hl7.md §4), without
+    checking anything else; ``(None, None)`` when no start parses (:mod:`lib.hl7.salvage` reads refused messages
+    with it).
+
+    Raises:
+        ConfigurationProblem: ``time_zone`` is not an IANA zone.
+    """
+    start, end, _minutes, _label, _zone_text = _Times(msg, msg.first("SCH") or [], _zone(time_zone),
+                                                      time_zone).resolve()
+    return start, end

@@ -23,7 +23,9 @@
 - ``vv.sms.delivery`` (counter): ``status`` of ACS delivery reports (Delivered, Failed...), and ``missing``
   for sent texts whose report has not come within the expected time;
 - ``vv.clock.skew`` (histogram, seconds): ``source`` (hl7_jws, eventgrid); how far a signed timestamp we
-  received is from our clock (absolute value).
+  received is from our clock (absolute value);
+- ``vv.certificate.days_left`` (gauge, days): ``environment``; recorded by each readiness probe for an
+  environment whose HL7 signing certificate ends within 30 days (negative once it has ended).
 
 Every call also adds to an in-process tally (:func:`snapshot`) that tests read. With telemetry on
 (:func:`use_opentelemetry`, called by :mod:`lib.observability.logging_setup`), calls also go to the
@@ -39,6 +41,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "CERTIFICATE_DAYS_LEFT",
     "CLOCK_SKEW",
     "HL7_CONTROL_ID_REUSED",
     "HL7_MESSAGES",
@@ -51,6 +54,7 @@ __all__ = [
     "SMS_MESSAGES",
     "WRITEBACKS",
     "bounded_token",
+    "certificate_days_left",
     "clock_skew",
     "hl7_control_id_reused",
     "hl7_message",
@@ -79,6 +83,7 @@ REMINDER_LAG = "vv.reminder.lag"
 QUEUE_MALFORMED = "vv.queue.malformed"
 SMS_DELIVERY = "vv.sms.delivery"
 CLOCK_SKEW = "vv.clock.skew"
+CERTIFICATE_DAYS_LEFT = "vv.certificate.days_left"
 
 _lock = threading.Lock()
 _tally: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -143,6 +148,8 @@ def use_opentelemetry(meter_provider: Any | None = None) -> None:
         QUEUE_MALFORMED: meter.create_counter(QUEUE_MALFORMED, unit="1", description="Malformed queue messages"),
         SMS_DELIVERY: meter.create_counter(SMS_DELIVERY, unit="1", description="SMS delivery reports by status"),
         CLOCK_SKEW: meter.create_histogram(CLOCK_SKEW, unit="s", description="Signed timestamps vs our clock"),
+        CERTIFICATE_DAYS_LEFT: meter.create_gauge(CERTIFICATE_DAYS_LEFT, unit="d",
+                                                  description="Days until an HL7 signing certificate ends"),
     }
 
 
@@ -210,6 +217,11 @@ def writeback(outcome: str, reason: str | None = None) -> None:
 def queue_depth(queue: str, count: int) -> None:
     """The approximate number of messages in ``queue`` now (a gauge)."""
     _record(QUEUE_DEPTH, float(count), {"queue": queue}, mode="set")
+
+
+def certificate_days_left(environment_id: str, days: int) -> None:
+    """Days until ``environment_id``'s HL7 signing certificate ends (only reported within 30 days; a gauge)."""
+    _record(CERTIFICATE_DAYS_LEFT, float(days), {"environment": environment_id}, mode="set")
 
 
 def reminder_lag(kind: str | None, seconds: float) -> None:

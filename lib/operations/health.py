@@ -16,8 +16,9 @@ that passed the 2.5 s a check could take, so the first probe answered "timeout" 
 Checks:
 - ``configuration``: the settings load (a :class:`lib.settings.SettingsError` names the setting), queue
   storage and SMS are configured;
-- ``cosmos``: reads the ``environments`` container (the IDs only, and counts them: at least one must be
-  configured for the app to do anything), and how long the oldest due text has waited
+- ``cosmos``: reads the ``environments`` container (the IDs and HL7 certificates only, and counts them: at
+  least one must be configured for the app to do anything; ``certificatesExpiringSoon`` names each environment
+  whose certificate ends within 30 days, with the days left), and how long the oldest due text has waited
   (:func:`sms_backlog_seconds`, the ``vv.reminder.lag`` metric with kind ``backlog``);
 - ``queues``: the properties of ``sms-outbox``, ``visit-events`` and their poison queues (depths are
   reported, and recorded as the ``vv.queue.depth`` metric; poison messages do not make the app unready,
@@ -133,16 +134,25 @@ def all_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
 
 def check_cosmos(services: Any) -> Check:
     """The store answers: the environments (at least one) and the SMS backlog, read at the same time."""
+    from lib.config.certificates import soonest_expiry
     from lib.store.environments import EnvironmentRepository
 
     check = Check("cosmos")
     store = services.store  # built here, once, before the reads fan out
-    environments, backlog = all_at_once([lambda: EnvironmentRepository(store, cache_seconds=0).ids(),
+    environments, backlog = all_at_once([lambda: EnvironmentRepository(store, cache_seconds=0).certificates(),
                                          lambda: sms_backlog_seconds(services)])
     check.data["environments"] = len(environments)
     if not environments:
         check.status, check.detail = "failed", "no environment is configured"
     check.data["smsBacklogSeconds"] = round(backlog)
+    # Environments whose HL7 certificate ends within 30 days (negative: ended): a warning, not unreadiness
+    # (the app still serves everything else); the "HL7 certificate expiry" alert reads it (docs/operations.md).
+    now = services.clock.now()
+    expiring = {env_id: found[0] for env_id, texts in environments.items()
+                if (found := soonest_expiry(texts, now)) is not None}
+    check.data["certificatesExpiringSoon"] = dict(sorted(expiring.items()))
+    for env_id, days in expiring.items():
+        metrics.certificate_days_left(env_id, days)
     return check
 
 

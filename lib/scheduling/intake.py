@@ -46,11 +46,12 @@ from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_ph
 from lib.scheduling.keep_limit import KeepLimiter
 from lib.scheduling.message_time import message_instant
 from lib.scheduling.ordering import order_key
+from lib.scheduling.refused_keep import keep_terms
 from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
 from lib.store.environments import EnvironmentRepository
-from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreUnavailable
+from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreError, StoreUnavailable
 from lib.store.links import LinkRepository, link_document
 from lib.store.messages import ProcessedMessages, RejectedMessages, processed_id
 from lib.store.messages import Signature as SignedRequest
@@ -77,6 +78,12 @@ def ack_content_type(header: MessageHeader | None) -> str:
 CONTACT_GRACE = timedelta(hours=2)
 #: Longest a cancelled visit's number is kept for its cancellation text (deleted as soon as the text is done).
 CANCEL_NOTICE_WINDOW = timedelta(hours=2)
+
+
+#: Every 503 of the intake asks the sender to wait this long before sending again (``Retry-After``, seconds).
+RETRY_LATER: tuple[tuple[str, str], ...] = (("Retry-After", "30"),)
+#: MSA-3 of the ``AE`` answered while the store cannot be reached.
+STORE_UNAVAILABLE_REASON = "The connector's store is unavailable; send the message again."
 
 
 @dataclass(frozen=True)
@@ -114,18 +121,33 @@ class Problem(Exception):
         self.code, self.headers = code, headers
 
 
+@dataclass(frozen=True)
+class PresentedSignature:
+    """A request's signature kept unchecked (its environment did not exist yet): the compact JWS and the wall
+    time it arrived, as of which it is checked on replay."""
+
+    token: str
+    received: datetime
+
+
 class RequestVerifier(Protocol):
     """Authenticates an intake request before anything is parsed (:mod:`lib.scheduling.signature`)."""
 
     def authenticate(
-        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes
+        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes, *, at: datetime | None = None
     ) -> SignedRequest | None:
         """Check the request's signature and claims, all but the single use of its ``jti``; returns what
-        that single use needs (``None`` when the environment takes unsigned requests).
+        that single use needs (``None`` when the environment takes unsigned requests). ``at``: judge the
+        signature's and certificate's times as of that moment (a kept request replayed later) instead of now.
 
         Raises:
             Problem: the request is not authentic (reason code in ``Problem.code``).
         """
+        ...
+
+    def presented(self, headers: Mapping[str, str]) -> PresentedSignature | None:
+        """The request's credential as sent (the compact JWS) and when, by the verifier's clock, to keep with a
+        body that cannot be checked yet; None when there is none (or it is too long to be one)."""
         ...
 
     def claim(self, environment_id: str, signed: SignedRequest) -> None:
@@ -170,32 +192,44 @@ class IntakeService:
         self._clock = clock
         self._unknown_keeps = unknown_keeps or KeepLimiter()
 
-    def handle(self, environment_id: str, body: bytes, headers: Mapping[str, str]) -> IntakeResponse:
+    def handle(
+        self, environment_id: str, body: bytes, headers: Mapping[str, str], *, client: str = "unknown"
+    ) -> IntakeResponse:
         """Process one request to ``POST /api/hl7/{environmentId}``; never raises for bad input.
 
         Args:
             environment_id: the environment of the URL.
             body: the request body, exactly as received (the signature covers these bytes).
             headers: the request headers (names in any case).
+            client: the client's address (``lib.visits.throttle.client_address``): bodies for an environment
+                that does not exist are kept within a per-address budget (``lib.scheduling.keep_limit``).
 
         Raises:
             StoreUnavailable: only while keeping a rejected message fails too (the trigger answers 503).
         """
-        return self._process(environment_id, body, headers, trusted=False)
+        return self._process(environment_id, body, headers, trusted=False, client=client)
 
-    def replay(self, environment_id: str, body: bytes) -> IntakeResponse:
-        """Run the intake again on a kept message, as an operator (trusted: no signature check).
+    def replay(
+        self, environment_id: str, body: bytes, *, signature: str | None = None, received: datetime | None = None,
+    ) -> IntakeResponse:
+        """Run the intake again on a kept message, as an operator.
 
-        A message rejected again is not kept a second time (the operator still holds the original
-        record). Used by :func:`lib.scheduling.replay.replay_rejected`.
+        A message that was authenticated when it arrived is trusted (no signature check). One that could not be
+        (``received`` given: it was sent before its environment existed) must carry a ``signature`` that verifies
+        with the environment's configuration now, its times judged as of ``received``; the ``jti`` is not claimed
+        again (the kept record is the single use). A message rejected again is not kept a second time (the
+        operator still holds the original record). Used by :func:`lib.scheduling.replay.replay_rejected`.
 
         Raises:
+            Problem: ``received`` given and the signature does not verify (or is missing); nothing was applied.
             StoreUnavailable: as :meth:`handle`.
         """
-        return self._process(environment_id, body, {}, trusted=True)
+        headers = {"x-hl7-signature": signature} if signature else {}
+        return self._process(environment_id, body, headers, trusted=True, verify_at=received)
 
     def _process(
-        self, environment_id: str, body: bytes, headers: Mapping[str, str], *, trusted: bool
+        self, environment_id: str, body: bytes, headers: Mapping[str, str], *, trusted: bool,
+        verify_at: datetime | None = None, client: str = "unknown",
     ) -> IntakeResponse:
         keep = not trusted
         if not _ENVIRONMENT_ID.fullmatch(environment_id):
@@ -203,13 +237,17 @@ class IntakeService:
                             "digits, '.', '_' or '-'. Check the URL the interface sends to.")
         try:
             environment = self._environments.get(environment_id)
-        except StoreUnavailable:
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+        except StoreUnavailable:  # e.g. a process that started while the store was unreachable
+            from lib.scheduling.unavailable import store_unavailable_response
+
+            log.warning("hl7 intake store unavailable env=%s", environment_id)
+            return store_unavailable_response(body)
         if environment is None:
             # Kept for replay once the environment exists, but nothing authenticates it yet: only a body the
             # size of a real SIU message is stored, and only so many a minute (lib/scheduling/keep_limit.py).
-            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES and self._unknown_keeps.take()
-            rejected_id = self._keep(environment_id, body, "unknown environment", "207", None) if keep else None
+            keep = keep and len(body) <= UNKNOWN_ENVIRONMENT_KEEP_BYTES and self._unknown_keeps.take(client)
+            rejected_id = self._keep(environment_id, None, body, "unknown environment", "207", None,
+                                     headers=headers) if keep else None
             return _problem(
                 404,
                 "Unknown environment",
@@ -218,6 +256,8 @@ class IntakeService:
                 rejected_id,
             )
         signed: SignedRequest | None = None
+        if trusted and verify_at is not None:  # never authenticated: raises Problem to the operator's replay
+            self._verifier.authenticate(environment, headers, body, at=verify_at)
         try:
             if not trusted:
                 signed = self._verifier.authenticate(environment, headers, body)
@@ -230,14 +270,15 @@ class IntakeService:
             if (refused := self._claim(environment_id, signed)) is not None:
                 return refused
             reason = getattr(exc, "reason", str(exc))
-            rejected_id = self._keep(environment_id, body, reason, "100", None) if keep else None
+            rejected_id = self._keep(environment_id, environment, body, reason, "100", None) if keep else None
             return _problem(400, "Not an HL7 v2 message", reason, rejected_id)
         if header.is_ack:
             if (refused := self._claim(environment_id, signed)) is not None:
                 return refused
             # hl7.md §8: never acknowledge an acknowledgement (two engines would ACK each other forever).
             reason = "an ACK message was sent to the intake; acknowledgements are not acknowledged"
-            rejected_id = self._keep(environment_id, body, reason, "200", header.control_id) if keep else None
+            rejected_id = self._keep(environment_id, environment, body, reason, "200", header.control_id) if keep \
+                else None
             log.info("hl7 ack refused env=%s msh10=%s", environment_id, log_control_id(header.control_id))
             return _problem(
                 400, "Acknowledgement sent to the intake",
@@ -262,8 +303,8 @@ class IntakeService:
         except StoreUnavailable:
             log.warning("hl7 intake store unavailable env=%s msh10=%s", environment_id,
                         log_control_id(header.control_id))
-            ack = self._ack(header, "AE", "The connector's store is unavailable; send the message again.", "207")
-            return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack))
+            ack = self._ack(header, "AE", STORE_UNAVAILABLE_REASON, "207")
+            return IntakeResponse(503, ack, ack_content_type(header), ack_code=_msa(ack), headers=RETRY_LATER)
 
     def _handle_message(
         self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, raw: bytes,
@@ -364,11 +405,8 @@ class IntakeService:
         rejected: HL7Rejected,
     ) -> str:
         """Keep a refused message for replay, tied to its visit when that can be read (purged with it)."""
-        visit = _visit_of(environment, decoded, header)
-        return self._keep(
-            environment.id, original, rejected.reason, rejected.err_code, header.control_id,
-            delete_after=visit[1] if visit else None, appointment_key=visit[0] if visit else None,
-        )
+        return self._keep(environment.id, environment, original, rejected.reason, rejected.err_code,
+                          header.control_id)
 
     def _apply(
         self, environment: EnvironmentConfig, message: SiuMessage, key: str, partition: str | None
@@ -505,17 +543,40 @@ class IntakeService:
             return _refused(environment_id, problem)
         except StoreUnavailable:
             log.warning("hl7 intake replay store unavailable env=%s", environment_id)
-            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.")
+            return _problem(503, "Store unavailable", "The connector cannot reach its store; send again later.",
+                            headers=RETRY_LATER)
         return None
 
     def _keep(
-        self, environment_id: str, body: bytes, reason: str, err_code: str, control_id: str | None,
-        *, delete_after: datetime | None = None, appointment_key: str | None = None,
+        self, environment_id: str, environment: EnvironmentConfig | None, body: bytes, reason: str, err_code: str,
+        control_id: str | None, *, headers: Mapping[str, str] | None = None,
     ) -> str:
+        """Keep a refused body for the operator, tied to its visit and kept no longer than the rules of
+        :mod:`lib.scheduling.refused_keep` allow. A body for an environment that does not exist (``environment``
+        None) was not authenticated: its signature is kept with it, to be checked when it is replayed
+        (:mod:`lib.scheduling.replay`); any other was authenticated (or the environment takes unsigned requests)."""
+        now = self._clock.now()
+        terms = keep_terms(environment_id, environment, body, now,
+                           stored=self._stored_appointment if environment is not None else None)
+        signature = None
+        if environment is None:
+            authentication, signature = "unverified", self._verifier.presented(headers or {})
+        else:
+            authentication = "not-required" if environment.hl7_auth == "none" else "verified"
         return self._rejected.add(
-            environment_id, body, reason=reason, err_code=err_code, control_id=control_id, now=self._clock.now(),
-            delete_after=delete_after, appointment_key=appointment_key,
+            environment_id, body, reason=reason, err_code=err_code, control_id=control_id, now=now,
+            delete_after=terms.delete_after, appointment_key=terms.appointment_key, authentication=authentication,
+            signature=signature.token if signature else None, signature_received=signature.received if signature
+            else None,
         )
+
+    def _stored_appointment(self, key: str) -> Appointment | None:
+        """The stored appointment of a refused message's visit (one read, only on the refusal path), or None
+        when there is none or the store cannot say (the message alone then decides how long it is kept)."""
+        try:
+            return self._visits.read(key, now=self._clock.now())[0]
+        except StoreError:
+            return None
 
     def _ack(
         self, header: MessageHeader, code: str, reason: str | None, err_code: str | None, location: str | None = None
@@ -559,27 +620,6 @@ def _check_processing_id(environment: EnvironmentConfig, header: MessageHeader) 
             err_code="202",
             location="MSH^1^11",
         )
-
-
-def _visit_of(
-    environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader
-) -> tuple[str, datetime | None] | None:
-    """(appointment key, when the visit is over: end + the phone grace) of a refused message, if readable.
-
-    A refused message keeps its raw bytes (PHI, a phone number perhaps) for the operator; like the phone
-    number of an accepted one, it must not outlive the visit: it goes when the visit is over and when the
-    visit is cancelled, deleted or a no-show. Read with the SIU reader regardless of why the message was
-    refused (wrong MSH-11, a reused MSH-10...); ``None`` when even that fails (the store's TTL then applies).
-    """
-    try:
-        message = siu_from_message(decoded, header, time_zone=environment.time_zone,
-                                   default_region=environment.default_region,
-                                   appointment_id_order=environment.appointment_id_order)
-    except (HL7Rejected, NotHL7, ValueError):
-        return None
-    end = message.end_utc or message.start_utc
-    over = end + timedelta(minutes=environment.sms.phone_grace_minutes) if end else None
-    return appointment_key(environment.id, message.appointment_id), over
 
 
 def _report(environment: EnvironmentConfig, header: MessageHeader, message: SiuMessage, applied: Applied) -> None:

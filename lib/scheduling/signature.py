@@ -61,7 +61,7 @@ from joserfc.jwk import ECKey, RSAKey
 from lib.clock import Clock
 from lib.models import EnvironmentConfig
 from lib.observability import metrics
-from lib.scheduling.intake import Problem, SignedRequest
+from lib.scheduling.intake import PresentedSignature, Problem, SignedRequest
 
 __all__ = [
     "ALGORITHMS",
@@ -208,11 +208,14 @@ class JwsRequestVerifier:
             self.claim(environment.id, signed)
 
     def authenticate(
-        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes
+        self, environment: EnvironmentConfig, headers: Mapping[str, str], body: bytes, *, at: datetime | None = None
     ) -> SignedRequest | None:
         """Check everything but the single use of the ``jti``; returns what the single-use claim needs
         (``None`` for an environment that accepts unsigned requests). The caller claims the ``jti`` with
         :meth:`claim`, or records it with the message it carries (``lib.store.messages``).
+
+        ``at`` judges the times (``iat``/``exp``, the certificate's validity) as of that moment instead of now:
+        the moment a kept request was received, when an operator replays it (:mod:`lib.scheduling.replay`).
 
         Raises:
             Problem: 401 (with ``WWW-Authenticate``) or 403 with one reason code of the module table.
@@ -240,18 +243,29 @@ class JwsRequestVerifier:
                 "signature_missing", "The request carries no X-HL7-Signature header (or Authorization: HL7-JWS)."
             )
         header, claims = _decode(token)
-        now = self._clock.now()
+        now = at or self._clock.now()
         candidates = self._candidates(header, certificates, now)
         if not any(_verifies(token, c) for c in candidates):
             raise _refuse(
                 "signature_invalid",
                 "The signature does not verify with the certificate(s) configured for this environment.",
             )
-        # An authentic iat tells how far the sender's clock is from ours (plus transit): the clock-skew alert.
-        metrics.clock_skew("hl7_jws", now.timestamp() - claims["iat"])
+        if at is None:
+            # An authentic iat tells how far the sender's clock is from ours (plus transit): the clock-skew alert.
+            metrics.clock_skew("hl7_jws", now.timestamp() - claims["iat"])
         self._check_claims(environment, claims, body, now)
         expires = datetime.fromtimestamp(claims["exp"], UTC) + CLOCK_SKEW
         return SignedRequest(jti=claims["jti"], expires=expires, now=now)
+
+    def presented(self, headers: Mapping[str, str]) -> PresentedSignature | None:
+        """The compact JWS the request carries (``X-HL7-Signature`` or ``Authorization: HL7-JWS``) and the wall
+        time now, or None; kept with a body sent to an environment that does not exist yet, and checked as of
+        that time when it is replayed. It holds no secret: a signature over one body for one environment, with
+        a five-minute lifetime."""
+        token = _token(headers)
+        if token is None or len(token) > _MAX_TOKEN:
+            return None
+        return PresentedSignature(token, self._clock.now())
 
     def claim(self, environment_id: str, signed: SignedRequest) -> None:
         """Record the request's ``jti`` (single use).

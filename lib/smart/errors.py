@@ -93,6 +93,12 @@ CATALOG: dict[str, ErrorInfo] = {
                                       "The EHR's authorize endpoint answered with an error. Check the client "
                                       "ID, the redirect URI ({public}/api/launch/callback) and the scopes "
                                       "registered for this app in Epic."),
+    "EPIC_AUDIENCE_REFUSED": ErrorInfo(403, f"The EHR did not allow the video visit to start. {_ADMIN}",
+                                       "Epic refused the authorize request's 'aud', which is the launch's iss: the "
+                                       "FHIR base URL registered for the environment. Epic accepts only its own "
+                                       "FHIR base URL, exactly (scheme, host, path with its R4 suffix, no trailing "
+                                       "slash). Compare the URL at {public}/api/portal/environments with the iss "
+                                       "Epic's launch sends."),
     "EPIC_OAUTH_ERROR": ErrorInfo(502, f"The video visit could not be started. {_ADMIN}",
                                   "The EHR's token endpoint refused the request. Check that the app's JWKS URL "
                                   "({public}/api/.well-known/jwks.json for test, .../jwks/production.json for "

@@ -479,6 +479,8 @@ def _skip_reason(
 ) -> str | None:
     if environment is None or not environment.sms.enabled or not environment.sms.sender:
         return "SMS is not enabled for this environment"
+    if environment.disabled:  # switched off in the portal: no texts (docs/portal.md "Disabling an environment")
+        return "the environment is disabled"
     if appointment is None:
         return "appointment no longer exists"
     if appointment.start_utc is None or appointment.start_utc <= now:

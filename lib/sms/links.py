@@ -53,6 +53,27 @@ class JoinLinks:
         Raises:
             InvalidLink: malformed, wrong signature, or expired.
         """
+        body = self._signed_body(token)
+        (expires,) = struct.unpack(">I", body[16:20])
+        if datetime.fromtimestamp(expires, UTC) <= now:
+            raise InvalidLink("the link has expired")
+        return base64.urlsafe_b64encode(body[:16]).rstrip(b"=").decode()
+
+    def issued(self, token: str) -> bool:
+        """Whether ``token`` is one we signed (expired or not): an HMAC check, no store. A token that is not is
+        a guess; one that is never counts as one (its link may have expired, or its visit gone)."""
+        try:
+            self._signed_body(token)
+        except InvalidLink:
+            return False
+        return True
+
+    def _signed_body(self, token: str) -> bytes:
+        """The link ID and expiry of a token whose signature is ours.
+
+        Raises:
+            InvalidLink: malformed or wrong signature.
+        """
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError) as exc:
@@ -62,10 +83,7 @@ class JoinLinks:
         body, tag = raw[:-self._TAG_BYTES], raw[-self._TAG_BYTES:]
         if not hmac.compare_digest(tag, self._tag(body)):
             raise InvalidLink("the link is not valid")
-        (expires,) = struct.unpack(">I", body[16:20])
-        if datetime.fromtimestamp(expires, UTC) <= now:
-            raise InvalidLink("the link has expired")
-        return base64.urlsafe_b64encode(body[:16]).rstrip(b"=").decode()
+        return body
 
     def _tag(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[: self._TAG_BYTES]

@@ -2,17 +2,25 @@
 
 Uses the real ``azure-cosmos`` SDK everywhere. Locally it talks to the Cosmos-compatible server, whose
 bundled certificate expired in 2021, so ``COSMOS_EMULATOR=1`` switches verification off for this client only.
+
+The SDK's ``CosmosClient`` reads the database account while it is *constructed*: building it in a process that
+starts while the store is unreachable raises a connection error outside any request's error handling. So the
+client is built on the store's first call instead (:class:`CosmosStore`), under :func:`translated_errors` like
+every other call: each trigger then sees :class:`~lib.store.errors.StoreUnavailable` and answers as it does when
+the store fails later (HL7 ``AE`` + 503, the patient's "service busy" page, ``STORE_UNAVAILABLE``), and a
+failed construction is not remembered, so the next call tries again and the process recovers by itself.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import CosmosClient, PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 
@@ -21,6 +29,27 @@ from lib.store.errors import AlreadyExists, ConcurrencyConflict, StoreError, Sto
 from lib.store.schema import CONTAINERS
 
 _TRANSIENT_STATUS = {408, 429, 449, 500, 502, 503, 504}
+
+# The time budget of one store call (docs/hl7-intake.md, "When the store hangs"). Every face that answers a
+# waiting client (the HL7 intake, whose interface engines give up after 30 to 60 s; the launch, join and portal
+# pages) and the timers and queue triggers share one client, and each already retries at its own level (the
+# engine resends an AE, a person reloads, a timer runs again next minute, a queue message comes back), so a store
+# that does not answer fails the call quickly rather than being waited on: the SDK's defaults (65 s read
+# timeout, then retried up to three times, and up to 30 s of waiting on throttling) held an HL7 request 65 s.
+#: Seconds to open a connection to Cosmos DB (SDK default 5).
+STORE_CONNECT_TIMEOUT = 3
+#: Seconds to wait for an answer once the request is sent (SDK default 65); a point operation takes
+#: milliseconds, and a query page is cut by Cosmos DB itself after about 5 s of work. The setting
+#: ``COSMOS_READ_TIMEOUT_SECONDS`` (``Settings.cosmos_read_timeout``) replaces it; the local profiles set 60.
+STORE_READ_TIMEOUT = 5
+#: Read time-outs are not retried by the SDK (each caller's own retry decides; default 3 retries).
+STORE_READ_RETRIES = 0
+#: Most seconds spent waiting on throttling (429) retries in one call (SDK default 30).
+STORE_THROTTLE_WAIT = 5
+STORE_CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": STORE_CONNECT_TIMEOUT, "read_timeout": STORE_READ_TIMEOUT,
+    "retry_read": STORE_READ_RETRIES, "retry_backoff_max": STORE_THROTTLE_WAIT,
+}
 
 
 @contextmanager
@@ -46,28 +75,35 @@ def translated_errors() -> Iterator[None]:
             raise StoreUnavailable(f"Cosmos DB answered {exc.status_code}") from exc
         raise StoreError(f"Cosmos DB answered {exc.status_code}") from exc
     except (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError) as exc:
+        # ServiceRequestError also wraps DNS failures and refused connections; the timeouts are subclasses.
         raise StoreUnavailable(f"Cosmos DB unreachable: {type(exc).__name__}") from exc
+    except ClientAuthenticationError as exc:  # the managed identity's token endpoint did not answer (Azure)
+        raise StoreUnavailable(f"Cosmos DB credential unavailable: {type(exc).__name__}") from exc
 
 
 class CosmosStore:
     """The database and its containers, shared by the repositories.
 
     Args:
-        client: a ready ``CosmosClient``.
+        connect: builds the ``CosmosClient`` (it contacts the account); called on the first store call, and
+            again on the next one when it failed.
         database: database name.
     """
 
-    def __init__(self, client: CosmosClient, database: str) -> None:
-        self._db = client.get_database_client(database)
-        self._client = client
+    def __init__(self, connect: Callable[[], CosmosClient], database: str) -> None:
+        self._connect = connect
+        self._database_name = database
+        self._connected: tuple[CosmosClient, Any] | None = None
+        self._lock = threading.Lock()
         self._containers: dict[str, Any] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, **client_options: Any) -> CosmosStore:
-        """Open the account named by the settings (key locally, managed identity in Azure).
+        """The account named by the settings (key locally, managed identity in Azure); nothing is contacted
+        until the first store call.
 
-        ``client_options`` go to ``CosmosClient`` as they are (e.g. ``read_timeout`` in seconds for a
-        benchmark against the slow local server).
+        The call budget is :data:`STORE_CLIENT_OPTIONS`; ``client_options`` go to ``CosmosClient`` over it
+        (e.g. a longer ``read_timeout`` in seconds for a benchmark against the slow local server).
         """
         credential: Any
         if settings.cosmos_key:
@@ -76,7 +112,8 @@ class CosmosStore:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        options: dict[str, Any] = {"transport": _transport(settings.cosmos_endpoint, emulator=settings.cosmos_emulator)}
+        options: dict[str, Any] = {**STORE_CLIENT_OPTIONS, "read_timeout": settings.cosmos_read_timeout,
+                                   "transport": _transport(settings.cosmos_endpoint, emulator=settings.cosmos_emulator)}
         if ca_bundle := os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
             options["connection_verify"] = ca_bundle  # what requests would have read from the environment per call
         if settings.cosmos_emulator:
@@ -89,15 +126,61 @@ class CosmosStore:
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
             options["connection_verify"] = False
             options["enable_endpoint_discovery"] = False
-        client = CosmosClient(settings.cosmos_endpoint, credential=credential, **{**options, **client_options})
-        return cls(client, settings.cosmos_database)
+        endpoint = settings.cosmos_endpoint
 
-    def container(self, name: str) -> Any:
-        """The ``ContainerProxy`` for ``name`` (cached)."""
+        def connect() -> CosmosClient:
+            return CosmosClient(endpoint, credential=credential, **{**options, **client_options})
+
+        return cls(connect, settings.cosmos_database)
+
+    def _client_and_database(self) -> tuple[CosmosClient, Any]:
+        """The client and database proxy, built now if no call built them yet.
+
+        Raises:
+            StoreUnavailable: the account cannot be reached (nothing is remembered: the next call tries again).
+            StoreError: the account refused us (e.g. a wrong key).
+        """
+        connected = self._connected
+        if connected is not None:
+            return connected
+        with translated_errors():  # built outside the lock: a hanging store must not queue every caller
+            client = self._connect()
+        with self._lock:
+            if self._connected is None:
+                self._connected = (client, client.get_database_client(self._database_name))
+            return self._connected
+
+    @property
+    def client(self) -> CosmosClient:
+        """The ``CosmosClient``, connecting first when needed (the local benchmarks delete their database with it).
+
+        Raises:
+            StoreUnavailable, StoreError: as :meth:`_client_and_database`.
+        """
+        return self._client_and_database()[0]
+
+    @property
+    def database(self) -> Any:
+        """The SDK's ``DatabaseProxy``, connecting first when needed (raises as :attr:`client`)."""
+        return self._client_and_database()[1]
+
+    def container_proxy(self, name: str) -> Any:
+        """The SDK's ``ContainerProxy`` for ``name`` (cached), connecting first when needed.
+
+        Raises:
+            StoreUnavailable, StoreError: as :meth:`_client_and_database`.
+        """
         proxy = self._containers.get(name)
         if proxy is None:
-            proxy = self._containers[name] = self._db.get_container_client(name)
+            proxy = self.database.get_container_client(name)
+            with self._lock:
+                proxy = self._containers.setdefault(name, proxy)
         return proxy
+
+    def container(self, name: str) -> Any:
+        """A handle on container ``name`` that repositories keep: it connects on its first call
+        (:class:`Container`), so building a repository never contacts the store."""
+        return Container(self, name)
 
     def warm_up(self) -> int:
         """Fetch every container's properties now (the SDK caches them per client and would otherwise fetch
@@ -111,7 +194,7 @@ class CosmosStore:
         with translated_errors():
             for spec in CONTAINERS:
                 try:
-                    self.container(spec.name).read()
+                    self.container_proxy(spec.name).read()
                     read += 1
                 except cosmos_errors.CosmosResourceNotFoundError:
                     continue
@@ -123,14 +206,35 @@ class CosmosStore:
         For local servers and tests; in Azure, Bicep creates them (data-plane RBAC cannot).
         """
         with translated_errors():
-            self._client.create_database_if_not_exists(self._db.id)
+            self.client.create_database_if_not_exists(self._database_name)
             for spec in CONTAINERS:
                 kwargs: dict[str, Any] = {}
                 if spec.default_ttl is not None:
                     kwargs["default_ttl"] = spec.default_ttl
-                self._db.create_container_if_not_exists(
+                self.database.create_container_if_not_exists(
                     id=spec.name, partition_key=PartitionKey(path=spec.partition_key), **kwargs
                 )
+
+
+class Container:
+    """Container ``name`` of ``store``: every attribute is the SDK ``ContainerProxy``'s (``read_item``,
+    ``query_items``...), looked up when used, so the store is contacted on the first call, not when a
+    repository is built. Getting the attribute raises ``StoreUnavailable`` while the store cannot be reached.
+    """
+
+    def __init__(self, store: CosmosStore, name: str) -> None:
+        self._store = store
+        self._name = name
+
+    @property
+    def id(self) -> str:
+        """The container's name (known without contacting the store)."""
+        return self._name
+
+    def __getattr__(self, attribute: str) -> Any:  # called only for what this object does not hold itself
+        if attribute.startswith("_"):  # our own fields, before __init__ set them (copy, pickle)
+            raise AttributeError(attribute)
+        return getattr(self._store.container_proxy(self._name), attribute)
 
 
 # Single-partition queries also name their partition key in the WHERE clause: Cosmos DB is indifferent,

@@ -22,7 +22,8 @@ claims the ``jti`` only for a duplicate; :meth:`record` claims the ``jti``, upse
 ``ack`` (the ACK always last).
 
 ``rejected``: the raw bytes of a message we could not accept, restricted to operators, kept for ``ttl``
-seconds, never logged.
+seconds, never logged; with how the request was authenticated (``authentication``, see :class:`RejectedMessage`)
+and, for a body sent to an environment that did not exist yet, the signature it came with.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from azure.cosmos import exceptions as cosmos_errors
 
@@ -42,6 +43,10 @@ from lib.store.cosmos import CosmosStore, delete_if_exists, read_or_none, transl
 from lib.store.errors import AlreadyExists
 
 Seen = Literal["new", "duplicate", "replayed", "reused"]
+#: How the request of a kept message was authenticated when it arrived: ``verified`` (its signature was checked),
+#: ``not-required`` (the environment took unsigned requests), ``unverified`` (the environment did not exist: nothing
+#: to check it against; its signature, if any, is kept and checked on replay).
+Authentication = Literal["verified", "not-required", "unverified"]
 _ACK_ID = "ack"
 
 
@@ -191,7 +196,10 @@ def _seen(doc: dict[str, Any], body_sha256: str | None) -> tuple[Seen, bytes | N
 class RejectedMessage:
     """A message we did not accept: enough for an operator to see why and replay it.
 
-    ``raw`` holds the original bytes (PHI): it is only returned to operators, never logged.
+    ``raw`` holds the original bytes (PHI): it is only returned to operators, never logged. ``authentication``
+    (:data:`Authentication`) says how its request was authenticated on arrival; ``signature`` is the compact JWS
+    it came with when that could not be checked then (``unverified``), else None, and ``signature_received`` the
+    wall time (ISO UTC) it arrived, by the signature checker's clock.
     """
 
     id: str
@@ -201,6 +209,16 @@ class RejectedMessage:
     err_code: str
     control_id: str | None
     raw: bytes
+    authentication: Authentication = "verified"
+    signature: str | None = None
+    signature_received: str | None = None
+    appointment_key: str | None = None
+    delete_after: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the request was authenticated as its environment required when it arrived."""
+        return self.authentication != "unverified"
 
 
 class RejectedMessages:
@@ -213,8 +231,12 @@ class RejectedMessages:
     def add(
         self, environment_id: str, raw: bytes, *, reason: str, err_code: str, control_id: str | None, now: datetime,
         delete_after: datetime | None = None, appointment_key: str | None = None,
+        authentication: Authentication = "verified", signature: str | None = None,
+        signature_received: datetime | None = None,
     ) -> str:
         """Keep a rejected message; returns its ID (quoted in the ACK / problem response).
+
+        ``authentication``, ``signature`` and ``signature_received``: see :class:`RejectedMessage`.
 
         ``delete_after`` (UTC): when its visit is over; the message then goes sooner than its TTL (Cosmos
         ``ttl`` shortened, and :meth:`expired` lists it for the purge timer). ``appointment_key``: the visit it
@@ -237,6 +259,9 @@ class RejectedMessages:
                     "raw": base64.b64encode(raw).decode(),
                     "delete_after": iso(delete_after),
                     "appointmentKey": appointment_key,
+                    "authentication": authentication,
+                    "signature": signature,
+                    "signature_received": iso(signature_received),
                     "ttl": ttl,
                 }
             )
@@ -289,6 +314,10 @@ class RejectedMessages:
 
 
 def _rejected(doc: dict[str, Any]) -> RejectedMessage:
+    authentication = doc.get("authentication")
+    if authentication not in get_args(Authentication):
+        # Kept before authentication was recorded: only a body for a missing environment went unchecked.
+        authentication = "unverified" if doc.get("reason") == "unknown environment" else "verified"
     return RejectedMessage(
         id=doc["id"],
         environment_id=doc["environmentId"],
@@ -297,4 +326,9 @@ def _rejected(doc: dict[str, Any]) -> RejectedMessage:
         err_code=doc["err_code"],
         control_id=doc.get("control_id"),
         raw=base64.b64decode(doc["raw"]),
+        authentication=authentication,
+        signature=doc.get("signature"),
+        signature_received=doc.get("signature_received"),
+        appointment_key=doc.get("appointmentKey"),
+        delete_after=doc.get("delete_after"),
     )

@@ -45,4 +45,6 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("report_days", "/id"),
     ContainerSpec("audit", "/environmentId"),
     ContainerSpec("portal_operations", "/id", default_ttl=-1),
+    # One document per normalised FHIR base URL naming the environment that holds it (lib/store/fhir_url_claims.py).
+    ContainerSpec("fhir_url_claims", "/id"),
 )

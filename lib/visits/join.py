@@ -47,7 +47,7 @@ _ATTEMPT = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Link and visit problems shown as a state of the page (in the patient's language).
 _PAGE_STATES = {"LINK_INVALID": "invalid", "LINK_EXPIRED": "expired", "APPOINTMENT_NOT_FOUND": "invalid",
-                "APPOINTMENT_CANCELLED": "cancelled"}
+                "APPOINTMENT_CANCELLED": "cancelled", "ENVIRONMENT_DISABLED": "unavailable"}
 
 
 class InvalidEvent(Exception):
@@ -152,19 +152,33 @@ class JoinService:
         return visit_page(context, environment=environment, appointment=appointment, state=state,
                           attempt=secrets.token_urlsafe(12), frame_ancestors=environment.frame_origins)
 
+    def rate_limited_page(self, *, retry_after: int, language: str | None = None,
+                          accept_language: str | None = None) -> Page:
+        """The join page's ``rate_limited`` state (429): this address opened too many links that are not ours.
+        In the patient's language like every state of the page; nothing of the link is looked at."""
+        context = PatientPageContext(requested_language=language, accept_language=accept_language, token=None,
+                                     relay_urls=self._relay_urls, now=self._clock.now())
+        return visit_page(context, problem="rate_limited", retry_after=retry_after,
+                          frame_ancestors=self._known_frame_origins())
+
     def device_test(self, environment_id: str | None, *, language: str | None = None,
                     accept_language: str | None = None) -> Page:
         """The device test on its own, opened from the EHR's device-test record (its context token names the
         environment: ``?env=<environment ID>``). No visit: the result is shown, not written back.
 
-        Raises:
-            StoreUnavailable: Cosmos DB is down.
+        The test itself needs no store: while Cosmos DB cannot be reached it still runs, without the
+        organization's name (the environment is not checked then).
         """
         context = PatientPageContext(requested_language=language, accept_language=accept_language, token=None,
                                      relay_urls=self._relay_urls, now=self._clock.now())
-        environment = None
-        if environment_id and _ENVIRONMENT_ID.fullmatch(environment_id):
+        if not (environment_id and _ENVIRONMENT_ID.fullmatch(environment_id)):
+            return device_test_page(context, environment=None, frame_ancestors=self._known_frame_origins())
+        try:
             environment = self._environments.get(environment_id)
+        except StoreUnavailable:
+            log.warning("device test page without its environment: the store is unavailable")
+            return device_test_page(context, environment=None, unchecked=True,
+                                    frame_ancestors=self._known_frame_origins())
         origins = environment.frame_origins if environment is not None else self._known_frame_origins()
         return device_test_page(context, environment=environment, frame_ancestors=origins)
 
@@ -254,4 +268,6 @@ class JoinService:
         environment = self._environments.get(appointment.environment_id)
         if environment is None:
             raise LaunchError("APPOINTMENT_NOT_FOUND", "The visit's environment is no longer configured.")
+        if environment.disabled:  # switched off in the portal: no patient joins (docs/portal.md)
+            raise LaunchError("ENVIRONMENT_DISABLED")
         return environment, appointment

@@ -70,6 +70,7 @@ from lib.smart.encrypted_link import FUTURE_SKEW, decrypt_link
 from lib.smart.errors import CATALOG, LaunchError
 from lib.smart.id_token import Identity, IdTokenVerifier
 from lib.smart.keys import SmartKeys
+from lib.smart.oauth_errors import OAuthError, authorize_refusal
 from lib.smart.token import exchange_code
 from lib.smart.transport import HttpClient
 from lib.sms.links import JoinLinks
@@ -96,16 +97,10 @@ LAUNCH_COOKIE_PATH = "/api/launch"
 LINK_GRACE = timedelta(hours=2)
 _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 _HINT = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
 PROVIDER_USER_TYPES = frozenset({"Practitioner"})
 PATIENT_USER_TYPES = frozenset({"Patient", "RelatedPerson"})
 _FHIR_VERSION = re.compile(r"^(?P<prefix>.+/api/FHIR/)(?P<version>DSTU2|STU3|R4)/?$", re.IGNORECASE)
 _ENV_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-#: Authorize-endpoint ``error`` values (RFC 6749 §4.1.2.1) with their own page.
-AUTHORIZE_ERROR_CODES: dict[str, str] = {
-    "unauthorized_client": "EPIC_CLIENT_NOT_MAPPED",
-    "invalid_scope": "EPIC_SCOPE_NOT_GRANTED",
-}
 
 
 def browser_binding(cookie_value: str) -> str:
@@ -308,13 +303,8 @@ class LaunchService:
         environment = self._environment_of(launch_state)
         config = self._discovery.discover(launch_state.iss, environment.epic_client_id)
         check_callback_issuer(query.get("iss"), config, launch_state.iss)
-        error = query.get("error")
-        if error:
-            code = error if _OAUTH_ERROR.fullmatch(error) else "unknown"
-            if code in AUTHORIZE_ERROR_CODES:
-                raise LaunchError(AUTHORIZE_ERROR_CODES[code])
-            hint = CATALOG["EPIC_AUTHORIZE_ERROR"].admin_hint
-            raise LaunchError("EPIC_AUTHORIZE_ERROR", f"The EHR's authorize endpoint answered '{code}'. {hint}")
+        if query.get("error"):  # Epic's words decide the page: a used launch is not a registration problem
+            raise authorize_refusal(OAuthError.read(query.get("error"), query.get("error_description")))
         code_value = query.get("code") or ""
         if not code_value:
             raise LaunchError("STATE_MISSING")

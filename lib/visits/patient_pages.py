@@ -24,8 +24,11 @@ from lib.web.strings import accept_language, languages, local_datetime, local_ti
 #: ``connect-src`` when it joins calls.
 ACS_CONNECT_SOURCES = ("https://*.microsoft.com", "wss://*.microsoft.com", "https://*.skype.com",
                        "wss://*.skype.com", "https://*.communication.azure.com")
-#: The problem states a visit page can show instead of a visit (link, visit or service problems).
-PROBLEMS = ("invalid", "expired", "cancelled", "busy")
+#: The problem states a visit page can show instead of a visit (link, visit or service problems; too many
+#: wrong links from this address), with their HTTP status.
+PROBLEM_STATUS = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503, "rate_limited": 429,
+                  "unavailable": 403}
+PROBLEMS = tuple(PROBLEM_STATUS)
 PING_PATH = "/api/devicetest/ping"
 PAYLOAD_PATH = "/api/devicetest/payload"
 
@@ -72,8 +75,10 @@ def _common(context: PatientPageContext, language: str) -> dict[str, Any]:
 
 def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | None = None,
                appointment: Appointment | None = None, state: VisitState | None = None,
-               problem: str | None = None, attempt: str = "", frame_ancestors: tuple[str, ...] = ()) -> Page:
-    """The join page: a ``problem`` (one of :data:`PROBLEMS`) without a visit, or the visit in ``state``."""
+               problem: str | None = None, attempt: str = "", frame_ancestors: tuple[str, ...] = (),
+               retry_after: int = 30) -> Page:
+    """The join page: a ``problem`` (one of :data:`PROBLEMS`) without a visit, or the visit in ``state``.
+    ``retry_after``: the ``Retry-After`` (seconds) of a ``busy`` or ``rate_limited`` page."""
     default = environment.sms.default_language if environment is not None else None
     language = _language(context, appointment.language if appointment else None, default)
     page = _common(context, language)
@@ -95,19 +100,22 @@ def visit_page(context: PatientPageContext, *, environment: EnvironmentConfig | 
         events_url=f"./{context.token}/events" if context.token and not problem else "",
         call_url=f"./{context.token}/call" if context.token and not problem else "",
     )
-    status = {"invalid": 404, "expired": 410, "cancelled": 410, "busy": 503}.get(phase, 200)
-    headers = {**PERMISSIONS, **({"Retry-After": "30"} if phase == "busy" else {})}
+    status = PROBLEM_STATUS.get(phase, 200)
+    headers = {**PERMISSIONS, **({"Retry-After": str(retry_after)} if status in (429, 503) else {})}
     return render("patient/visit.html", page, status=status, headers=headers,
                   policy=content_security_policy(calls=phase == "open", frame_ancestors=frame_ancestors))
 
 
 def device_test_page(context: PatientPageContext, *, environment: EnvironmentConfig | None,
-                     frame_ancestors: tuple[str, ...] = ()) -> Page:
-    """The device test on its own (Epic's device-test record): no visit, nothing written back."""
+                     unchecked: bool = False, frame_ancestors: tuple[str, ...] = ()) -> Page:
+    """The device test on its own (Epic's device-test record): no visit, nothing written back. Without an
+    ``environment`` the page says the link does not work (404), unless the environment is ``unchecked`` (it
+    could not be read): then the test runs without the organization's name."""
     default = environment.sms.default_language if environment is not None else None
     language = _language(context, None, default)
     page = _common(context, language)
-    page.update(mode="standalone", phase="open" if environment else "invalid", opens=None,
+    runs = environment is not None or unchecked
+    page.update(mode="standalone", phase="open" if runs else "invalid", opens=None,
                 organization=environment.display_name if environment else None)
-    return render("patient/device_test.html", page, status=200 if environment else 404, headers=PERMISSIONS,
+    return render("patient/device_test.html", page, status=200 if runs else 404, headers=PERMISSIONS,
                   policy=content_security_policy(calls=False, frame_ancestors=frame_ancestors))

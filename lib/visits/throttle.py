@@ -3,9 +3,12 @@ sign-in ``state``, join-link tokens), per client address (docs/launch.md "Rate l
 
 - **Launch attempts** (``GET /api/launch/provider|patient``): every attempt counts, refused or not (each one
   that passes the checks stores a launch state and sets a cookie).
-- **Guesses** (a callback or sign-in with an unknown ``state``, a join link that does not verify): only the
-  failures count, so people with a valid link are never slowed; once an address is over the limit, its
-  further requests of that kind are refused before any work until the window moves on.
+- **Guesses** (a callback or sign-in with an unknown ``state``, a join link or status pass whose signature is
+  not ours, an HL7 request to an environment that does not exist or with a failed signature): only the failures
+  count; once an address is over the limit, its further requests of that kind are refused before any work until
+  the window moves on. A join link or status pass is checked first (its HMAC,
+  no store): one we issued is never counted nor refused (:meth:`AnonymousThrottle.presented`), so a patient
+  sharing an address with a misbehaving device still gets in.
 
 **Per process, in memory** (the ``limits`` library's moving window), on purpose: the secrets guessed are
 128 to 256 random bits, so the limit is not what stops guessing; it stops an address from making us do work
@@ -64,6 +67,18 @@ class AnonymousThrottle:
         if self._limiter.test(self._items["guess"], "guess", client):
             return None
         return self._refusal("guess", client)
+
+    def presented(self, client: str, *, issued: bool) -> Refusal | None:
+        """Account for a secret ``client`` presented whose signature the caller checked (an HMAC, no store): one
+        we ``issued`` is never refused nor counted, even from an address over the limit (patients behind one
+        carrier NAT or clinic Wi-Fi share it). Any other is a failed guess: refused while the address is over
+        the limit, else counted."""
+        if issued:
+            return None
+        refusal = self.guesses_exhausted(client)
+        if refusal is None:
+            self.failed_guess(client)
+        return refusal
 
     def failed_guess(self, client: str) -> None:
         """Count one failed guess of ``client`` (unknown state, invalid join link)."""

@@ -305,3 +305,17 @@ def test_a_refused_frame_without_a_referer_is_blocked_by_the_browser(
     page.wait_for_timeout(1500)
     assert frame.query_selector("form#authorize") is None and frame.query_selector("#error-code") is None
     assert [m for m in console_messages if "frame-ancestors" in m], console_messages
+
+
+def test_reopening_a_used_launch_url_says_start_again_from_epic_with_a_400(
+        live_app: str, standins: dict[str, str], env: Any, page: Any) -> None:
+    url = _launch_url(live_app, standins, "provider", _epic_launch(standins, env, _csn()))
+    _settled(_open(page, url, "top", standins), "#standin-meeting")
+    callbacks: list[int] = []
+    page.on("response", lambda r: callbacks.append(r.status) if "/api/launch/callback" in r.url else None)
+    frame = _settled(_open(page, url, "top", standins), "#error-code")  # a reload / a restored tab
+    assert frame.inner_text("#error-code") == "LAUNCH_EXPIRED"
+    assert "start the visit again from Epic" in frame.inner_text("#message")
+    frame.click("summary")  # "For your IT team": Epic's own words, not a guess at the cause
+    assert '"launch has already been used"' in frame.inner_text("#admin-hint")
+    assert callbacks == [400]  # what the browser (and its monitoring) sees, not the auto-submitting form's 200

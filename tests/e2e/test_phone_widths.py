@@ -31,3 +31,11 @@ def test_environment_and_sms_pages_fit_a_390px_phone(live_app: str, app: Any, ph
     save_screenshot(phone_page, f"portal-environment{path.replace('/', '-')}-390")
     overflow = horizontal_overflow(phone_page)
     assert overflow == {"extra": 0, "sticking_out": [], "wide_tables": []}, overflow
+
+
+def test_a_join_link_cut_after_join_slash_gets_the_patient_page_on_a_phone(live_app: str, phone_page: Any) -> None:
+    answer = phone_page.goto(f"{live_app}/api/join/")  # an SMS app that cut the link after "join/"
+    assert answer is not None and answer.status == 404
+    assert phone_page.inner_text("#notice-title") == "This link does not work"
+    assert "newest link your clinic sent you" in phone_page.inner_text("#notice-action")
+    assert horizontal_overflow(phone_page)["extra"] == 0

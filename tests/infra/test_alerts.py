@@ -23,6 +23,7 @@ EXPECTED_LOG_ALERTS = {
     "hl7-cancel-ignored": (metrics.HL7_STALE, "HL7 cancel ignored"),
     "launch-error-rate": (metrics.LAUNCHES, "Launch error spike"),
     "writeback-failures": (metrics.WRITEBACKS, "Write-back failures"),
+    "certificate-expiry": (metrics.CERTIFICATE_DAYS_LEFT, "HL7 certificate expiring"),
 }
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_a_fhir_base_url_can_belong_to_one_environment_only(app, environment_id):
     url = f"https://epic.example.org/{environment_id}/api/FHIR/R4"
     make_environment(app, environment_id, fhir_base_urls=(url,))
-    with pytest.raises(ConfigurationConflict, match=f"already configured for environment '{environment_id}'"):
+    with pytest.raises(ConfigurationConflict, match=f"already used by environment '{environment_id}'"):
         make_environment(app, environment_id + "-b", fhir_base_urls=(url,))
     assert app.repos.environments.find_by_fhir_base_url(url).id == environment_id
 

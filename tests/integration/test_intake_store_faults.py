@@ -32,6 +32,7 @@ import requests
 from lib.models import appointment_key
 from local.siu_builder import siu
 from tests.conftest import ROOT
+from tests.support.calls import msa, post_hl7
 from tests.support.environments import make_environment
 from tests.support.hl7_signing import default_signer
 from tests.support.store_fault_proxy import StoreCall, StoreFaultProxy
@@ -66,13 +67,23 @@ def runner_one_by_one(
     yield from _runner(service_settings, proxy, clock_file, batch=False)
 
 
+@pytest.fixture(scope="module")
+def runner_production_budget(
+        app: Any, service_settings: dict[str, str], proxy: StoreFaultProxy, clock_file: Path) -> Iterator[str]:
+    """The batch runner with the production store-call budget (``COSMOS_READ_TIMEOUT_SECONDS`` unset: 5 s; the
+    local profiles set 60 for the slow local server)."""
+    yield from _runner(service_settings, proxy, clock_file, batch=True, production_budget=True)
+
+
 def _runner(service_settings: dict[str, str], proxy: StoreFaultProxy, clock_file: Path, *, batch: bool,
-            ) -> Iterator[str]:
+            production_budget: bool = False) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, **service_settings, "COSMOS_ENDPOINT": proxy.endpoint, "DEV_CLOCK_FILE": str(clock_file),
            "COSMOS_TRANSACTIONAL_BATCH": "1" if batch else "0"}
+    if production_budget:
+        env.pop("COSMOS_READ_TIMEOUT_SECONDS", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "local.devrunner", "--port", str(port), "--settings", "no-such-settings.json",
          "--no-timers", "--no-queues"],
@@ -184,3 +195,40 @@ def test_the_proxy_really_lets_the_failed_write_reach_the_store(
         assert msa_code(first) == "AE"
         assert app.repos.appointments.get(key) is not None
         assert texts(app, key) == stored_texts
+
+
+# ---- a store that stops answering --------------------------------------------------------------------
+
+#: An interface engine's HTTP timeout at the short end (Bridges, Mirth, Rhapsody: commonly 30 to 60 s).
+ENGINE_TIMEOUT = 30
+
+
+@pytest.mark.parametrize("hung", ["hl7_messages", "visits", "environments"])
+def test_a_store_that_stops_answering_is_answered_503_before_the_engine_gives_up_and_the_resend_completes(
+        app: Any, clock: Any, environment_id: str, runner_production_budget: str, proxy: StoreFaultProxy,
+        hung: str) -> None:
+    """The engine gets its answer (AE and Retry-After, whichever store step hangs) within
+    its own timeout instead of timing out, because each store call has a budget (lib/store/cosmos.py). The
+    resend goes to the in-process app (its store is not behind the proxy)."""
+    runner = runner_production_budget
+    clock.set(NOW)
+    make_environment(app, environment_id)
+    csn = {"hl7_messages": "9200001", "visits": "9200002", "environments": "9200003"}[hung]
+    key = appointment_key(environment_id, csn)
+    message = siu("S12", csn=csn, start=START, control_id=f"PW-HANG-{hung}", sent=NOW)
+    headers = {"Content-Type": "application/hl7-v2+er7", **default_signer().headers(environment_id, message)}
+    proxy.arm(lambda call: call.collection == hung, "hang")
+    try:
+        first = requests.post(f"{runner}/api/hl7/{environment_id}", data=message, headers=headers,
+                              timeout=ENGINE_TIMEOUT)
+    finally:
+        proxy.disarm()
+    assert proxy.faulted and proxy.faulted[0].collection == hung
+    assert first.status_code == 503
+    assert first.headers["Retry-After"] == "30"
+    assert msa_code(first) == "AE"
+
+    resend = post_hl7(environment_id, message)
+    assert (resend.status_code, msa(resend)[1]) == (200, "AA")
+    assert app.repos.appointments.get(key).status == "booked"
+    assert texts(app, key) == EXPECTED_TEXTS

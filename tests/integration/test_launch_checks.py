@@ -225,7 +225,7 @@ def test_300_anonymous_launch_attempts_from_one_address_are_cut_off_at_the_limit
     assert _get_from("127.0.0.1", f"{runner}/api/launch/provider?iss=https%3A%2F%2Fguess.invalid&launch=x")[0] == 403
 
 
-def test_300_join_link_guesses_from_one_address_are_cut_off_and_a_real_link_still_works_elsewhere(
+def test_300_join_link_guesses_from_one_address_are_cut_off_but_a_real_link_from_it_still_works(
         app: Any, runner: str, standins: dict[str, str], visit_env: Any) -> None:
     limit = int(app.settings.guess_rate_limit.split("/")[0])
     address = _fresh_address()
@@ -233,15 +233,45 @@ def test_300_join_link_guesses_from_one_address_are_cut_off_and_a_real_link_stil
     statuses = [status for status, _, _ in answers]
     assert statuses[:limit] == [404] * limit  # LINK_INVALID
     assert statuses[limit:] == [429] * (300 - limit)
-    assert _code_in(answers[-1][2]) == "RATE_LIMITED" and int(answers[-1][1]["retry-after"]) >= 1
-    # Guessed callback states from the same address are refused as well, before any store read.
+    _, headers, body = answers[-1]  # the patient's page, in the patient's language, not the clinician's
+    assert 'data-phase="rate_limited"' in body and "Too many tries" in body and _code_in(body) is None
+    assert int(headers["retry-after"]) >= 1
+    status, _, body = _get_from(address, f"{runner}/api/join/{secrets.token_urlsafe(36)}?lang=es")
+    assert status == 429 and "Demasiados intentos" in body and 'lang="es"' in body
+    # Guessed callback states and status passes from the same address are refused as well, before any store read.
     status, _, body = _get_from(address, f"{runner}/api/launch/callback?code=c&state={secrets.token_urlsafe(32)}")
     assert status == 429 and _code_in(body) == "RATE_LIMITED"
-    # A real join link from another address is served.
+    status, headers, body = _get_from(address, f"{runner}/api/visits/{secrets.token_urlsafe(40)}.x/status.json")
+    assert status == 429 and '"code": "RATE_LIMITED"' in body and int(headers["retry-after"]) >= 1
+    # A real join link is served, from another address and from the guessing one alike (patients behind one
+    # carrier NAT or clinic Wi-Fi): its signature is checked first, and a link we issued is never refused.
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
     _, token = visit_with_join_link(app, visit_env.id, _csn(), start)
     assert _get_from("127.0.0.1", f"{runner}/api/join/{token}")[0] == 200
-    assert _get_from(address, f"{runner}/api/join/{token}")[0] == 429  # the guessing address waits its window
+    assert _get_from(address, f"{runner}/api/join/{token}")[0] == 200
+    expired = app.join_links.token(secrets.token_urlsafe(16), datetime.now(UTC) - timedelta(days=1))
+    assert _get_from(address, f"{runner}/api/join/{expired}")[0] == 410  # ours, though expired: not a guess
+
+
+def test_status_pass_guesses_are_cut_off_at_the_guess_limit_and_a_real_pass_still_works(
+        app: Any, runner: str, visit_env: Any) -> None:
+    limit = int(app.settings.guess_rate_limit.split("/")[0])
+    address = _fresh_address()
+    forged = app.status_passes.issue(f"{visit_env.id}|{_csn()}", "E1001", datetime.now(UTC) + timedelta(hours=1))
+    forged = forged[:-4] + ("AAAA" if not forged.endswith("AAAA") else "BBBB")
+    statuses = [_get_from(address, f"{runner}/api/visits/{forged}/status.json")[0] for _ in range(limit + 5)]
+    assert statuses == [404] * limit + [429] * 5
+    status, _, body = _get_from(address, f"{runner}/api/visits/{forged}/status")
+    assert status == 429 and _code_in(body) == "RATE_LIMITED"
+    real = app.status_passes.issue(f"{visit_env.id}|{_csn()}", "E1001", datetime.now(UTC) + timedelta(hours=1))
+    assert _get_from(address, f"{runner}/api/visits/{real}/status.json")[0] == 200
+
+
+def test_a_join_link_cut_after_join_slash_gets_the_patient_page(runner: str) -> None:
+    for path in ("/api/join/", "/api/join"):
+        status, headers, body = _get_from(_fresh_address(), f"{runner}{path}")
+        assert status == 404 and headers["content-type"].startswith("text/html"), path
+        assert 'data-phase="invalid"' in body and "This link does not work" in body
 
 
 def test_guessed_callback_states_are_cut_off_at_the_guess_limit(app: Any, runner: str) -> None:

@@ -431,3 +431,58 @@ def test_a_test_iss_through_another_environments_launch_url_is_tenant_config_not
     resp = browser.get(f"{runner}/api/launch/provider", allow_redirects=False,
                        params={"iss": standins["iss"], "launch": "x", "env": production.id})
     assert resp.status_code == 403 and _error_code(resp) == "TENANT_CONFIG_NOT_FOUND"
+
+
+# ---- Epic's refusals and the statuses of the callback's error pages ----------------------------------------
+def _callback_after_refusal(browser: requests.Session, runner: str, standins: dict[str, str], iss: str,
+                            launch: str, kind: str = "provider") -> requests.Response:
+    """Launch URL -> authorize form -> Epic's redirect back with ``error`` -> our callback's answer."""
+    page = browser.get(f"{runner}/api/launch/{kind}", params={"iss": iss, "launch": launch}, allow_redirects=False)
+    refused = _submit_authorize(browser, page)
+    assert refused.status_code == 302 and "error=" in refused.headers["Location"], refused.text
+    return browser.get(refused.headers["Location"], allow_redirects=False)
+
+
+def test_a_reused_launch_says_start_again_from_epic_in_epics_words(
+        runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    launch = _epic_launch(standins, visit_env, _csn())
+    first = browser.get(_launch_until_callback(browser, runner, standins, launch), allow_redirects=False)
+    assert first.status_code == 302  # into the meeting
+
+    again = _callback_after_refusal(browser, runner, standins, standins["iss"], launch["launch"])  # a reload
+    assert again.status_code == 400 and _error_code(again) == "LAUNCH_EXPIRED"
+    shown = html.unescape(again.text)
+    assert "Please start the visit again from Epic." in shown
+    assert "Epic answered 'invalid_request': \"launch has already been used\"." in shown
+    assert "Check the client ID, the redirect URI" not in shown  # no registration problem to chase
+
+
+def test_an_aud_epic_refuses_gets_the_fhir_url_page_in_epics_words(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    # Served by the Epic stand-in (discovery answers) but not its FHIR base URL: Epic refuses it as aud.
+    iss = f"{standins['epic']}/org{uuid.uuid4().hex[:8]}/api/FHIR/R4"
+    make_environment(app, f"aud-{uuid.uuid4().hex[:8]}", fhir_base_urls=(iss,), epic_client_id=visit_env.epic_client_id,
+                     fallback_organizer_id=visit_env.fallback_organizer_id, provider_signin=False)
+    answer = _callback_after_refusal(browser, runner, standins, iss, "x")
+    assert answer.status_code == 403 and _error_code(answer) == "EPIC_AUDIENCE_REFUSED"
+    shown = html.unescape(answer.text)
+    assert "\"aud must equal the FHIR base URL (iss) exactly\"" in shown
+    assert f"{runner}/api/portal/environments" in shown
+
+
+def test_error_pages_reached_through_the_callback_carry_their_status(
+        app: Any, runner: str, standins: dict[str, str], visit_env: Any, browser: requests.Session) -> None:
+    from lib.models import Appointment
+
+    cancelled = _csn()
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    app.repos.appointments.create(Appointment(visit_env.id, cancelled, "cancelled", start,
+                                              start + timedelta(minutes=30), 30, "America/New_York"))
+    callback = _launch_until_callback(browser, runner, standins, _epic_launch(standins, visit_env, cancelled))
+    gone = browser.get(callback, allow_redirects=False)
+    assert gone.status_code == 410 and _error_code(gone) == "APPOINTMENT_CANCELLED"
+
+    provider_context = _epic_launch(standins, visit_env, _csn())
+    callback = _launch_until_callback(browser, runner, standins, provider_context, kind="patient")
+    wrong = browser.get(callback, allow_redirects=False)
+    assert wrong.status_code == 400 and _error_code(wrong) == "WRONG_LAUNCH_KIND"

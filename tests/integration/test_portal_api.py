@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import html
 import re
 import time
 import uuid
@@ -417,6 +418,24 @@ def test_approve_after_epic_sign_in_then_records_appear_and_a_change_needs_new_a
                           allow_redirects=False, timeout=10)
     assert 'id="error-code">ENVIRONMENT_NOT_APPROVED<' in launch.text
     admin.send("PATCH", f"/api/config/environments/{env_id}", {"epic_client_id": approvable["epic_client_id"]})
+
+
+def test_epic_refusing_the_approval_sign_in_shows_its_own_words_and_the_fix(
+        approvable: dict, analyst: PortalUser, epic: dict[str, str]):
+    started = analyst.send("POST", "/api/config/approvals/signin", {"environmentId": approvable["id"],
+                                                                    "url": epic["iss"]})
+    login = analyst.session.get(started.json()["authorizeUrl"], allow_redirects=False)
+    pending = re.search(r'name="pending" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+    for _ in range(5):  # Epic gives up after five wrong passwords and sends the analyst back with its reason
+        back = analyst.session.post(login.url.split("/oauth2/")[0] + "/oauth2/login", allow_redirects=False,
+                                    data={"pending": pending, "username": "analyst1", "password": "nope"})
+    assert back.status_code == 302 and "error=access_denied" in back.headers["Location"]
+    page = analyst.session.get(back.headers["Location"], allow_redirects=False)
+    assert page.status_code == 422
+    shown = html.unescape(page.text)
+    assert "Epic answered 'access_denied': \"too many failed sign-ins\"." in shown
+    assert "Your Epic user declined, or lacks the security to sign in to this app." in shown
+    assert "JWKS URL" not in shown  # no guess at another cause
 
 
 def test_send_back_needs_a_comment_and_keeps_the_url_unlaunchable(admin: PortalUser, analyst: PortalUser,

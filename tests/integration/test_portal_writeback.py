@@ -236,6 +236,24 @@ def test_replay_all_replays_each_failure_once_then_there_is_nothing_to_replay(
     assert first.id not in rows(page.text) and second.id not in rows(page.text)
 
 
+def test_replay_flags_must_be_json_booleans_and_an_empty_replay_all_is_still_audited(
+        app: Any, admin: PortalUser) -> None:
+    quiet = make_environment(app, f"wbq-{uuid.uuid4().hex[:8]}")  # nothing ever failed here
+    path = f"/api/config/environments/{quiet.id}/writeback-failures/replay"
+    for wrong in ({"all": "yes"}, {"all": 1}, {"all": "true"}, {"eventId": "e", "appointmentKey": "k",
+                                                               "checkedInEpic": "on"}):
+        refused = admin.send("POST", path, wrong)
+        assert refused.status_code == 422 and problem_code(refused) == "INVALID", wrong
+        assert "must be true or false" in refused.text
+    assert not app.portal.audit.for_environment(quiet.id)  # refused: nothing done, nothing audited
+
+    empty = admin.send("POST", path, {"all": True})
+    assert empty.status_code == 200 and empty.json()["outcomes"] == {}
+    [entry] = app.portal.audit.for_environment(quiet.id)
+    assert empty.json()["auditId"] == entry.id and entry.actor_name == "ops-admin@contoso.example"
+    assert entry.summary == "Asked to replay all write-back failures: there was nothing to replay"
+
+
 def test_write_back_settings_problems_are_shown_with_a_link_to_fix_them_and_refused_on_save(
         app: Any, admin: PortalUser, runner: str, service_settings: dict[str, str]):
     from lib.models import SmsSettings

@@ -58,30 +58,37 @@ def test_an_unknown_id_is_forgotten_after_a_few_seconds_so_a_new_environment_is_
     assert repo.get(environment_id) is not None
 
 
-def test_launch_routing_reads_the_environment_list_once_per_cache_age(app, environment_id):
+def test_launch_routing_reads_the_store_once_per_cache_age_not_once_per_launch(app, environment_id):
+    """A launch is routed by its URL's claim (a point read), an unclaimed ``iss`` by the cached list: five
+    launches of each cost what one does, until the cache ages."""
     clock = FakeMonotonic()
     repo = EnvironmentRepository(app.store, monotonic=clock)
     url = f"https://fhir.example.org/{environment_id}/api/FHIR/R4"
     make_environment(app, environment_id, fhir_base_urls=(url,))
-    queries = []
-    container = repo._container
-    original = container.query_items
+    calls: list[str] = []
+    patched = []
+    for container in (repo._container, repo._claims._container):
+        for name in ("query_items", "read_item"):
+            original = getattr(container, name)
 
-    def counted(*args, **kwargs):
-        queries.append(args)
-        return original(*args, **kwargs)
+            def counted(*args, _original=original, _name=name, **kwargs):
+                calls.append(_name)
+                return _original(*args, **kwargs)
 
-    container.query_items = counted
+            setattr(container, name, counted)
+            patched.append((container, name, original))
     try:
         for _ in range(5):
             assert repo.find_by_fhir_base_url(url).id == environment_id
             assert repo.find_by_fhir_base_url(url + "/other") is None
-        assert len(queries) == 1
+        # url: its claim and its environment; url/other: no claim, then the list of environments (once)
+        assert sorted(calls) == ["query_items", "read_item", "read_item", "read_item"]
         clock.now += 31
-        repo.find_by_fhir_base_url(url)
-        assert len(queries) == 2
+        assert repo.find_by_fhir_base_url(url).id == environment_id
+        assert len(calls) == 6
     finally:
-        container.query_items = original
+        for container, name, original in patched:
+            setattr(container, name, original)
 
 
 def test_bodies_sent_to_unknown_environments_are_kept_only_up_to_the_budget(app, clock):

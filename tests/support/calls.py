@@ -12,12 +12,19 @@ def post_hl7(
 
     ``sign`` adds an ``X-HL7-Signature`` from the test interface engine
     (:func:`tests.support.hl7_signing.default_signer`, the certificate :func:`make_environment` configures)
-    unless ``headers`` already carry one.
+    unless ``headers`` already carry one. Unless ``headers`` name the client's address (``X-Forwarded-For``),
+    each call comes from an address of its own, so the per-address guess limit of the session-wide services
+    (``functions/hl7_intake.py``) counts only what a test sends from the address it names.
     """
+    import uuid
+
     from functions.hl7_intake import hl7_intake
     from tests.support.hl7_signing import default_signer
 
     all_headers = {"content-type": "application/hl7-v2+er7", **(headers or {})}
+    if not any(k.lower() == "x-forwarded-for" for k in all_headers):
+        address = uuid.uuid4().hex
+        all_headers["X-Forwarded-For"] = f"2001:db8::{address[:4]}:{address[4:8]}"
     if sign and not any(k.lower() in ("x-hl7-signature", "authorization") for k in all_headers):
         all_headers.update(default_signer().headers(environment_id, body))
     req = func.HttpRequest(

@@ -5,7 +5,8 @@ error. :class:`StoreFaultProxy` terminates TLS (the app's local-only Cosmos clie
 server), forwards every request to the real server, and, once armed, lets the first matching request reach
 the server and then answers ``503`` or drops the connection without an answer; every later request is
 refused the same way (without reaching the server) until :meth:`disarm`, as when the store stays down for the
-rest of the caller's request.
+rest of the caller's request. The ``hang`` fault is a store that stops answering: the first matching request
+and every later one are held, unanswered and without reaching the server, until :meth:`disarm` (then closed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 
-Fault = Literal["503", "drop"]
+Fault = Literal["503", "drop", "hang"]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -59,6 +60,8 @@ class StoreFaultProxy:
         self._rule: Callable[[StoreCall], bool] | None = None
         self._fault: Fault = "503"
         self._tripped = False
+        self._released = threading.Event()
+        self._released.set()
         self.faulted: list[StoreCall] = []
         self._upstream_context = ssl.create_default_context()
         self._upstream_context.check_hostname = False
@@ -94,11 +97,14 @@ class StoreFaultProxy:
         with self._lock:
             self._rule, self._fault, self._tripped = rule, fault, False
             self.faulted = []
+            if fault == "hang":
+                self._released.clear()
 
     def disarm(self) -> None:
-        """Forward everything again (the store is back)."""
+        """Forward everything again (the store is back); held requests are closed unanswered."""
         with self._lock:
             self._rule, self._tripped = None, False
+            self._released.set()
 
     def close(self) -> None:
         """Stop listening."""
@@ -117,6 +123,10 @@ class StoreFaultProxy:
             fault = self._fault
             if refuse_now or trip_after:
                 self.faulted.append(call)
+        if (refuse_now or trip_after) and fault == "hang":  # held before it reaches the store
+            self._released.wait(timeout=300)
+            self._answer_fault(handler, "drop")
+            return
         if refuse_now:
             self._answer_fault(handler, fault)
             return

@@ -10,12 +10,14 @@ class CuttableProxy:
     """Forwards ``127.0.0.1:<port>`` to ``target``; :meth:`cut` closes every connection and the listener.
 
     After :meth:`cut`, new connections are refused (nothing listens), so clients fail fast with
-    "connection refused" exactly as when the real server is down.
+    "connection refused" exactly as when the real server is down. ``port`` (default: any free one) lets a
+    test start the proxy on an address a client was already given while nothing listened there (the server
+    "comes up").
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, port: int = 0) -> None:
         self._target = (target_host, target_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self.port: int = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()

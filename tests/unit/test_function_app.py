@@ -22,7 +22,7 @@ EXPECTED_HTTP = {
     "jwks_test": (".well-known/jwks/test.json", ["GET"]),
     "jwks_production": (".well-known/jwks/production.json", ["GET"]),
     "launch_signin": ("launch/signin", ["GET"]),
-    "join_page": ("join/{token}", ["GET"]),
+    "join_page": ("join/{token?}", ["GET"]),
     "join_events": ("join/{token}/events", ["POST"]),
     "join_call": ("join/{token}/call", ["POST"]),
     "device_test_page": ("devicetest", ["GET"]),

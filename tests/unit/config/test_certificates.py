@@ -74,3 +74,35 @@ def test_a_binary_der_file_is_still_refused_as_binary():
     der = x509.load_pem_x509_certificate(_certificate("x", ca=False)).public_bytes(serialization.Encoding.DER)
     with pytest.raises(CertificateRefused, match="binary file"):
         parse_upload(der, now=NOW)
+
+
+# ---- expiry warnings -------------------------------------------------------------------------------------------
+def _valid_until(end: dt.datetime) -> str:
+    from tests.support.hl7_signing import certificate, rsa_key
+
+    return certificate(rsa_key(), not_before=NOW - dt.timedelta(days=300), not_after=end).decode()
+
+
+@pytest.mark.parametrize(("left", "days", "says"), [
+    (dt.timedelta(days=4, hours=2), 5, "expires in 5 days"),
+    (dt.timedelta(hours=3), 1, "expires in 1 day ("),
+    (dt.timedelta(days=29, hours=23), 30, "expires in 30 days"),
+    (dt.timedelta(hours=-2), 0, "expired on 2026-12-06 10:00 UTC"),
+])
+def test_a_certificate_within_30_days_of_its_end_gets_a_warning_with_the_days_left(left, days, says):
+    from lib.config.certificates import days_left, expiry_warning, parse_stored
+
+    info = parse_stored(_valid_until(NOW + left))
+    assert days_left(info, NOW) == days
+    assert says in expiry_warning(info, NOW)
+
+
+def test_a_certificate_with_more_than_30_days_left_gets_no_warning_and_a_rotation_counts_the_newer():
+    from lib.config.certificates import expiry_warning, parse_stored, soonest_expiry
+
+    later = _valid_until(NOW + dt.timedelta(days=31))
+    assert expiry_warning(parse_stored(later), NOW) is None
+    soon = _valid_until(NOW + dt.timedelta(days=5))
+    assert soonest_expiry([soon], NOW) == (5, "CN=test-interface-engine")
+    assert soonest_expiry([soon, later], NOW) is None  # the new one keeps the feed going
+    assert soonest_expiry([], NOW) is None

@@ -7,6 +7,7 @@ import json
 import logging
 
 import azure.functions as func
+import pytest
 from azure.functions.queue import QueueMessage
 
 from functions.observability import observed
@@ -167,3 +168,23 @@ def test_outbound_http_client_sends_the_correlation_id_header():
     with correlation.scope("corr-http-1"):
         client.get("https://ehr.example/fhir/metadata")
     assert seen["x-correlation-id"] == "corr-http-1"
+
+
+def test_observed_http_trigger_answers_503_for_a_store_failure_it_did_not_map_and_queue_triggers_raise():
+    from lib.store.errors import StoreUnavailable
+
+    @observed("portal_page")
+    def page(req: func.HttpRequest) -> func.HttpResponse:
+        raise StoreUnavailable("Cosmos DB unreachable: ServiceRequestError")
+
+    @observed("writeback")
+    def queue(msg: QueueMessage) -> None:
+        raise StoreUnavailable("Cosmos DB unreachable: ServiceRequestError")
+
+    req = func.HttpRequest("GET", "http://localhost/api/portal", headers={"x-correlation-id": "c-503"}, body=b"")
+    answer = page(req)
+    assert (answer.status_code, answer.headers["Retry-After"], answer.headers["x-correlation-id"]) == (503, "30",
+                                                                                                     "c-503")
+    assert json.loads(answer.get_body())["code"] == "STORE_UNAVAILABLE"
+    with pytest.raises(StoreUnavailable):  # a queue trigger raises: the host delivers the message again
+        queue(QueueMessage(body=b"{}"))

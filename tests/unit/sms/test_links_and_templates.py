@@ -35,6 +35,18 @@ def test_token_signed_with_another_key_is_refused():
         JoinLinks(KEY).verify(token, now=NOW)
 
 
+def test_issued_checks_only_the_signature_so_an_expired_link_is_ours_and_a_tampered_one_is_not():
+    links = JoinLinks(secrets.token_bytes(32))
+    expired = links.token(secrets.token_urlsafe(16), datetime.now(UTC) - timedelta(days=3))
+    assert links.issued(expired)
+    with pytest.raises(InvalidLink):
+        links.verify(expired, now=datetime.now(UTC))
+    tampered = expired[:-2] + ("AA" if not expired.endswith("AA") else "BB")
+    assert not links.issued(tampered)
+    assert not links.issued("") and not links.issued("<script>") and not links.issued("A" * 5000)
+    assert not JoinLinks(secrets.token_bytes(32)).issued(expired)
+
+
 def test_expiry_past_2106_is_clamped_not_a_crash():
     link_id = secrets.token_urlsafe(16)
     token = JoinLinks(KEY).token(link_id, datetime(2200, 1, 6, tzinfo=UTC))

@@ -90,6 +90,17 @@ def test_only_failed_guesses_count():
     assert throttle.guesses_exhausted("b") is None
 
 
+def test_a_secret_we_issued_is_never_counted_nor_refused_and_any_other_is_a_guess():
+    throttle = AnonymousThrottle(guess_limit="2/minute")
+    assert [throttle.presented("a", issued=False) for _ in range(2)] == [None, None]  # counted, answered
+    refusal = throttle.presented("a", issued=False)
+    assert refusal is not None and refusal.kind == "guess" and 1 <= refusal.retry_after <= 60
+    assert throttle.presented("a", issued=True) is None  # the address is over the limit; the real link is not
+    assert throttle.guesses_exhausted("a") is not None
+    assert [throttle.presented("b", issued=True) for _ in range(10)] == [None] * 10
+    assert throttle.guesses_exhausted("b") is None  # issued secrets were never counted
+
+
 @pytest.mark.parametrize(("header", "client"), [
     ("203.0.113.9", "203.0.113.9"), ("203.0.113.9:51234", "203.0.113.9"),
     ("6.6.6.6, 203.0.113.9", "203.0.113.9"),  # the client's own entry first, the front end's last
