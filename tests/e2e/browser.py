@@ -74,3 +74,20 @@ def save_screenshot(page: Any, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def sign_in(page: Any, base: str, name: str = "admin@contoso.example", roles: tuple[str, ...] = ("Admin",)) -> None:
+    """Sign ``page`` in to the portal at ``base`` through the local sign-in form, as ``name`` with ``roles``."""
+    page.goto(f"{base}/api/portal/signin")
+    page.fill("#name", name)
+    for role in roles:
+        page.check(f"#role-{role}")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+def assert_clean(page: Any, name: str, console: list[str]) -> None:
+    """No serious accessibility violation (axe), no CSP report in ``console``; then a screenshot ``name``."""
+    assert axe_violations(page) == [], name
+    assert not [m for m in console if "Content Security Policy" in m], console
+    save_screenshot(page, name)

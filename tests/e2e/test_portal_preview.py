@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import DESKTOP, save_screenshot
+from tests.e2e.browser import DESKTOP, save_screenshot, sign_in
 from tests.support.environments import make_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -23,10 +23,7 @@ def test_a_refused_preview_shows_why_instead_of_zero_segments(live_app: str, bro
     page = context.new_page()
     page.on("console", lambda m: console_messages.append(f"{m.type}: {m.text}"))
     try:
-        page.goto(f"{live_app}/api/portal/signin")
-        page.fill("#name", "admin@contoso.example")
-        page.check("#role-Admin")
-        page.click("button[type=submit]")
+        sign_in(page, live_app)
         page.goto(f"{live_app}/api/portal/environments/{environment.id}/sms")
         preview = page.locator("#preview-en-reminder")
         page.fill("#tpl-en-reminder", "{org}: your video visit is {when}. Join: {link} " + "x" * 1200)

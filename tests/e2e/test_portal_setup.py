@@ -15,27 +15,12 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.e2e.browser import DESKTOP, axe_violations, save_screenshot
+from tests.e2e.browser import DESKTOP, assert_clean, sign_in
 from tests.support.hl7_signing import signer
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 EPIC_USER, EPIC_PASSWORD = "ANALYST7", "epic-pass-7"
-
-
-def check(page: Any, name: str, console: list[str]) -> None:
-    """No serious accessibility violation, no CSP violation, and a screenshot."""
-    assert axe_violations(page) == [], name
-    assert not [m for m in console if "Content Security Policy" in m], console
-    save_screenshot(page, f"portal-{name}")
-
-
-def sign_in(page: Any, base: str, name: str, roles: list[str]) -> None:
-    page.goto(f"{base}/api/portal/signin")
-    page.fill("#name", name)
-    for role in roles:
-        page.check(f"#role-{role}")
-    page.click("button[type=submit]")
 
 
 def new_page(browser: Any, console: list[str]) -> tuple[Any, Any]:
@@ -75,9 +60,9 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
 
     # ---- the admin ------------------------------------------------------------------------------------------
     admin_context, page = new_page(browser, console_messages)
-    sign_in(page, live_app, "admin@contoso.example", ["Admin"])
+    sign_in(page, live_app)
     page.wait_for_url(re.compile(r".*/api/portal/environments$"))
-    check(page, "01-environments", console_messages)
+    assert_clean(page, "portal-01-environments", console_messages)
     page.click("#add-environment")
     page.fill("#id", env_id)
     page.fill("#display_name", "Contoso Health")
@@ -87,7 +72,7 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
     page.fill("#time_zone", "America/Chicago")
     page.fill("#fallback_organizer_id", organizer)
     page.uncheck("#provider_signin")
-    check(page, "02-new-environment", console_messages)
+    assert_clean(page, "portal-02-new-environment", console_messages)
     page.click("#save")
     page.wait_for_load_state()
     assert page.locator("#error-summary").count() == 0, page.locator("#error-summary").inner_text()
@@ -99,20 +84,20 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
     page.click("#upload-certificate")
     page.wait_for_selector("tr.certificate")
     assert "CN=test-interface-engine" in page.locator("tr.certificate").inner_text()
-    check(page, "03-environment-with-certificate", console_messages)
+    assert_clean(page, "portal-03-environment-with-certificate", console_messages)
 
     page.goto(f"{live_app}/api/portal/phone-numbers")
     page.click("#search-number")
     page.wait_for_selector("#offer-number")
     number = page.locator("#offer-number").inner_text()
     assert re.fullmatch(r"\+180055501\d\d", number)
-    check(page, "04-number-offer", console_messages)
+    assert_clean(page, "portal-04-number-offer", console_messages)
     page.check("#consentToCosts")
     page.click("#buy")
     assert "In progress" in page.locator("#purchase-status").inner_text()
-    check(page, "05-purchase-in-progress", console_messages)
+    assert_clean(page, "portal-05-purchase-in-progress", console_messages)
     expect(page.locator("#purchase-status")).to_contain_text("Done", timeout=30000)  # the script polled
-    check(page, "06-purchase-done", console_messages)
+    assert_clean(page, "portal-06-purchase-done", console_messages)
 
     page.goto(f"{live_app}/api/portal/environments/{env_id}/sms")
     page.select_option("#number", number)
@@ -131,7 +116,7 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
     expect(page.locator("#preview-en-help .preview-text")).to_contain_text("Help: 800-555-0199.")  # HELP's answer
     page.fill("#reachable_countries", "US, CA")
     page.fill("#per_number_cap", "4")
-    check(page, "07-sms-settings", console_messages)
+    assert_clean(page, "portal-07-sms-settings", console_messages)
     page.click("#save-sms")
     page.wait_for_selector("#notice")
     stored = app.portal.environments.get(env_id)
@@ -145,9 +130,9 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
 
     # ---- the Epic analyst -----------------------------------------------------------------------------------
     context, approver = new_page(browser, console_messages)
-    sign_in(approver, live_app, analyst, ["Approver"])
+    sign_in(approver, live_app, analyst, ("Approver",))
     approver.wait_for_url(re.compile(r".*/api/portal/approvals$"))
-    check(approver, "08-approvals", console_messages)
+    assert_clean(approver, "portal-08-approvals", console_messages)
     approver.click("section.approval button.primary")
     approver.wait_for_selector("#username")  # the Epic stand-in's login page
     approver.fill("#username", EPIC_USER.lower())
@@ -155,7 +140,7 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
     approver.click("button[type=submit]")
     approver.wait_for_url(re.compile(r".*/api/portal/approvals/review\?.*"))
     assert "Practitioner/E7001" in approver.locator("#epic-signin-ok").inner_text()
-    check(approver, "09-approval-review", console_messages)
+    assert_clean(approver, "portal-09-approval-review", console_messages)
     approver.click("#approve")
     approver.wait_for_selector("#notice")
     assert "Approved" in approver.locator("#notice").inner_text()
@@ -167,7 +152,7 @@ def test_admin_configures_analyst_approves_records_appear_and_a_launch_works(
     provider = page.locator("#record-provider-launch").inner_text()
     assert f"{live_app}/api/launch/provider" in provider and "%CSN%" in provider
     assert "%CONFERENCEID%" in page.locator("#record-group-provider-launch").inner_text()
-    check(page, "10-integration-records", console_messages)
+    assert_clean(page, "portal-10-integration-records", console_messages)
 
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     launch = requests.post(f"{epic}/_standin/launch", verify=ca, timeout=10, json={

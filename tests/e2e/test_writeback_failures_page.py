@@ -14,7 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.e2e.browser import axe_violations, save_screenshot
+from tests.e2e.browser import assert_clean, sign_in
 from tests.support.writeback import (
     WRITEBACK_PREFIX,
     drain_writeback,
@@ -39,12 +39,6 @@ def env(app: Any, live_app: str, service_settings: dict[str, str]) -> Iterator[A
                     verify=service_settings["REQUESTS_CA_BUNDLE"], timeout=10)
 
 
-def check(page: Any, name: str, console: list[str]) -> None:
-    assert axe_violations(page) == [], name
-    assert not [m for m in console if "Content Security Policy" in m], console
-    save_screenshot(page, f"writeback-{name}")
-
-
 def test_admin_sees_a_refused_write_back_replays_it_after_the_fix_and_epic_gets_it_once(
         live_app: str, page: Any, console_messages: list[str], app: Any, env: Any,
         service_settings: dict[str, str]) -> None:
@@ -61,17 +55,14 @@ def test_admin_sees_a_refused_write_back_replays_it_after_the_fix_and_epic_gets_
                                     attempt="1")
     drain_writeback(app, visit.key)  # the real write-back trigger: Epic answers 400
 
-    page.goto(f"{live_app}/api/portal/signin")
-    page.fill("#name", "ops-admin@contoso.example")
-    page.check("#role-Admin")
-    page.click("button[type=submit]")
+    sign_in(page, live_app, "ops-admin@contoso.example")
     page.get_by_role("link", name="Write-back failures").click()
     page.locator(f'a[href="/api/portal/environments/{env.id}/writeback-failures"]').click()
     row = page.locator(f'tr[data-event-id="{event.id}"]')
     assert csn in row.inner_text() and "Clinician E1001" in row.inner_text() and "Connected" in row.inner_text()
     assert row.locator(".epic-detail").inner_text() == "scripted fault 400"
     assert page.locator("#settings-ok").is_visible()
-    check(page, "01-failure-listed", console_messages)
+    assert_clean(page, "writeback-01-failure-listed", console_messages)
 
     # Replayed while Epic still refuses: it leaves the list, then comes back with its second attempt.
     # Each click posts a form and follows the redirect: wait for that page, never read the one before it.
@@ -89,7 +80,7 @@ def test_admin_sees_a_refused_write_back_replays_it_after_the_fix_and_epic_gets_
         page.click("#replay-all")
     expect(page.locator("#no-failures")).to_be_visible(timeout=WAIT)
     expect(page.locator("#replay-result")).to_contain_text("queued to be written to Epic again", timeout=WAIT)
-    check(page, "02-replayed", console_messages)
+    assert_clean(page, "writeback-02-replayed", console_messages)
     drain_writeback(app, visit.key)
     assert [(c["ExternalID"], c["ConnectionStatus"]) for c in epic_status_calls(epic, ca, csn)] == [("E1001", "1")]
     page.reload()

@@ -99,7 +99,7 @@ def test_a_refused_write_back_is_listed_with_epics_reason_for_admins_only(
     assert event.id in rows(page.text)
     row = page.text.split(f'data-event-id="{event.id}"')[1].split("</tr>")[0]
     assert f"<code>{csn}</code>" in row and "Clinician <code>E1001</code>" in row and "Connected" in row
-    assert "<td>1</td>" in row  # one attempt
+    assert '<td data-label="Attempts">1</td>' in row  # one attempt
     assert "Epic refused it" in row and "epic_http_400" in row and "scripted fault 400" in row
     assert 'id="settings-ok"' in page.text and 'href="/api/portal/writeback-failures" aria-current="page"' in page.text
 

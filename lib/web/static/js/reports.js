@@ -104,9 +104,15 @@
 
   function shortDay(day) { return day.slice(5); }
 
+  // A table row; each cell carries its column's header as data-label (the phone layout shows it in the card).
   function row(table, cells) {
     var tr = el("tr");
-    cells.forEach(function (cell) { tr.appendChild(el("td", cell)); });
+    var heads = table.querySelectorAll("thead th");
+    cells.forEach(function (cell, i) {
+      var td = el("td", cell);
+      if (heads[i]) { td.setAttribute("data-label", heads[i].textContent); }
+      tr.appendChild(td);
+    });
     table.querySelector("tbody").appendChild(tr);
   }
 
