@@ -597,7 +597,7 @@ class EnvironmentAdmin:
         everyone = self._environments.all()
         out = list(found or [])
         if creating and any(e.id == config.id for e in everyone):
-            out.append(Problem("id", f"an environment '{config.id}' already exists"))
+            raise EnvironmentExists(config.id)  # created meanwhile by a racing request: the create's own answer
         flagged = {p.field for p in out}
         out += [p for p in problems(config, others=[e for e in everyone if e.id != config.id],
                                     public_base_url=self._public, discover=self._discover, new_urls=new_urls,
