@@ -256,8 +256,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_bytes = int(env.get("HL7_MAX_BYTES", "1048576"))
     except ValueError as exc:
         raise SettingsError("setting HL7_MAX_BYTES must be a whole number of bytes") from exc
-    rejected_ttl_days = int(_bounded(env, "HL7_REJECTED_TTL_DAYS", "30", int, "a whole number of days", 1, 365))
-    read_timeout = _bounded(env, "COSMOS_READ_TIMEOUT_SECONDS", "5", float, "a number of seconds", 1, 300)
+    try:
+        rejected_ttl_days = int(env.get("HL7_REJECTED_TTL_DAYS", "30"))
+    except ValueError as exc:
+        raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be a whole number of days") from exc
+    if not 1 <= rejected_ttl_days <= 365:
+        raise SettingsError("setting HL7_REJECTED_TTL_DAYS must be between 1 and 365")
+    try:
+        read_timeout = float(env.get("COSMOS_READ_TIMEOUT_SECONDS", "5"))
+    except ValueError as exc:
+        raise SettingsError("setting COSMOS_READ_TIMEOUT_SECONDS must be a number of seconds") from exc
+    if not 1 <= read_timeout <= 300:
+        raise SettingsError("setting COSMOS_READ_TIMEOUT_SECONDS must be between 1 and 300")
 
     settings = Settings(
         cosmos_endpoint=required("COSMOS_ENDPOINT"),
@@ -359,18 +369,3 @@ def _rate(name: str, value: str) -> str:
     except ValueError as exc:
         raise SettingsError(f"setting {name} must be a rate such as 120/minute") from exc
     return value.strip()
-
-
-def _bounded(env: Mapping[str, str], name: str, default: str, kind: type, unit: str, low: float, high: float) -> float:
-    """The number the setting ``name`` holds (``default`` when unset), of ``kind`` and within ``[low, high]``.
-
-    Raises:
-        SettingsError: not a number of that kind (the message says ``unit``), or out of range.
-    """
-    try:
-        value = kind(env.get(name, default))
-    except ValueError as exc:
-        raise SettingsError(f"setting {name} must be {unit}") from exc
-    if not low <= value <= high:
-        raise SettingsError(f"setting {name} must be between {low} and {high}")
-    return value
