@@ -12,6 +12,7 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import UnreadableJson, correlation_id, problem, read_json
+from functions.observability import observed
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ MAX_BODY_BYTES = 1_048_576
 
 @bp.function_name("acs_events")
 @bp.route(route="events/acs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("acs_events")
 def acs_events(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a batch of Event Grid events (EventGridSchema JSON array).
 

@@ -24,6 +24,7 @@ _HEADERS = {"Cache-Control": "no-store"}
 
 @bp.function_name("health_live")
 @bp.route(route="health/live", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("health_live")
 def health_live(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness: answers 200 at once (the process and the worker are up)."""
     return func.HttpResponse('{"status": "live"}', status_code=200, mimetype="application/json", headers=_HEADERS)

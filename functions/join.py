@@ -204,6 +204,7 @@ def device_test_page(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("device_test_ping")
 @bp.route(route="devicetest/ping", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("device_test_ping")
 def device_test_ping(req: func.HttpRequest) -> func.HttpResponse:
     """A tiny answer: the device test's round-trip time to the app."""
     return func.HttpResponse("ok", status_code=200, mimetype="text/plain", headers=NO_STORE)
@@ -211,6 +212,7 @@ def device_test_ping(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("device_test_payload")
 @bp.route(route="devicetest/payload", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("device_test_payload")
 def device_test_payload(req: func.HttpRequest) -> func.HttpResponse:
     """1 MiB of random bytes: the device test's download speed."""
     return func.HttpResponse(PAYLOAD, status_code=200, mimetype="application/octet-stream", headers=NO_STORE)

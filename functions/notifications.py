@@ -13,6 +13,7 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import correlation_id, problem
+from functions.observability import observed
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
 
 @bp.function_name("graph_notifications")
 @bp.route(route="notifications/graph", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("graph_notifications")
 def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
     """Meeting call events: 202 applied, 403 the delivery or a notification failed its checks, 400 not a
     delivery, 503 store down or the identity platform's keys unreadable (Graph retries; effects are
@@ -79,6 +81,7 @@ def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("graph_lifecycle")
 @bp.route(route="notifications/graph/lifecycle", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("graph_lifecycle")
 def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
     """Lifecycle events (reauthorizationRequired, subscriptionRemoved, missed); answers as
     :func:`graph_notifications`."""

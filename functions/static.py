@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.observability import observed
+
 bp = func.Blueprint()
 
 
 @bp.route(route="static/{*path}", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("static_files")
 def static_files(req: func.HttpRequest) -> func.HttpResponse:
     from lib.web.static import static_file
 

@@ -13,6 +13,7 @@ import azure.functions as func
 
 from functions.dependencies import services
 from functions.http import correlation_id, problem
+from functions.observability import observed
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def call_state_label(status: Any) -> str:
 
 @bp.function_name("visit_status_page")
 @bp.route(route="visits/{token}/status", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("visit_status_page")
 def visit_status_page(req: func.HttpRequest) -> func.HttpResponse:
     """The page: the participants table, redrawn from the JSON every 3 seconds by a static script."""
     from zoneinfo import ZoneInfo
@@ -112,6 +114,7 @@ def visit_status_page(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("visit_status_json")
 @bp.route(route="visits/{token}/status.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@observed("visit_status_json")
 def visit_status_json(req: func.HttpRequest) -> func.HttpResponse:
     """``{"callStartedUtc", "callEndedUtc", "callStateLabel", "updatedUtc", "participants": [{"role",
     "label", "state", "stateLabel", "sinceUtc"}]}``; 404 without a valid pass."""

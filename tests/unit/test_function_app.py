@@ -156,6 +156,14 @@ def test_every_binding_name_is_a_parameter_of_its_function(functions):
         assert names == params, name
 
 
+def test_every_function_wears_observed_under_its_own_name(functions):
+    """``functions.observability.observed`` is what turns an escaped store failure into a 503 problem instead of
+    the host's bare 500, and what counts outcomes: a trigger without it would do neither."""
+    unobserved = {name: getattr(fn.get_user_function(), "observed_as", None) for name, fn in functions.items()
+                  if getattr(fn.get_user_function(), "observed_as", None) != name}
+    assert unobserved == {}
+
+
 def test_import_has_no_side_effects_with_an_empty_environment():
     result = subprocess.run(
         [sys.executable, "-c", "import function_app; print(len(function_app.app.get_functions()))"],
