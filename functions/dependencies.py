@@ -126,10 +126,10 @@ class Services:
         """The queue service client of the readiness check (``lib.operations.health``): one per process, so a
         probe reuses its connections and credential; no retry, short timeouts (the probe answers on time)."""
         from lib.operations.health import DEFAULT_CHECK_TIMEOUT
-        from lib.operations.queues import queue_service_client
+        from lib.operations.queues import WATCHED_QUEUES, queue_service_client
 
-        return queue_service_client(self.settings, retry_total=0, connection_timeout=DEFAULT_CHECK_TIMEOUT,
-                                    read_timeout=DEFAULT_CHECK_TIMEOUT)
+        return queue_service_client(self.settings, parallel_reads=len(WATCHED_QUEUES), retry_total=0,
+                                    connection_timeout=DEFAULT_CHECK_TIMEOUT, read_timeout=DEFAULT_CHECK_TIMEOUT)
 
     @cached_property
     def join_links(self) -> Any:

@@ -60,15 +60,23 @@ def queue_client(settings: Settings, queue: str, **options: Any) -> Any:
     raise RuntimeError("no queue storage configured: set AzureWebJobsStorage")
 
 
-def queue_service_client(settings: Settings, **options: Any) -> Any:
+def queue_service_client(settings: Settings, *, parallel_reads: int | None = None, **options: Any) -> Any:
     """A ``QueueServiceClient`` for the app's storage: every queue it hands out (``get_queue_client``) shares
     its connection pool and credential. ``options`` go to the SDK client.
+
+    ``parallel_reads``: how many requests the caller sends at the same time. The SDK's pool keeps 10
+    connections; more callers at once would each open one and have it dropped afterwards, so the next round
+    connects again. Given, the pool keeps that many (then ``connection_timeout`` and ``read_timeout`` go to the
+    transport, since the SDK leaves a given transport's settings alone).
 
     Raises:
         RuntimeError: no queue storage is configured.
     """
     from azure.storage.queue import QueueServiceClient
 
+    if parallel_reads is not None:
+        options["transport"] = _pooled_transport(parallel_reads, options.pop("connection_timeout", None),
+                                                 options.pop("read_timeout", None))
     if settings.storage_connection:
         return QueueServiceClient.from_connection_string(settings.storage_connection, **options)
     if settings.storage_queue_uri:
@@ -76,6 +84,24 @@ def queue_service_client(settings: Settings, **options: Any) -> Any:
 
         return QueueServiceClient(settings.storage_queue_uri, credential=DefaultAzureCredential(), **options)
     raise RuntimeError("no queue storage configured: set AzureWebJobsStorage")
+
+
+def _pooled_transport(connections: int, connection_timeout: float | None, read_timeout: float | None) -> Any:
+    """An azure-core requests transport whose session keeps ``connections`` connections per host, with the
+    SDK's own session settings otherwise (no urllib3 retries: the pipeline's retry policy decides)."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections,
+                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    timeouts = {key: value for key, value in (("connection_timeout", connection_timeout),
+                                              ("read_timeout", read_timeout)) if value is not None}
+    return RequestsTransport(session=session, session_owner=True, **timeouts)
 
 
 def depth(client: Any) -> int:

@@ -141,14 +141,16 @@ def test_a_due_unsent_text_shows_as_sms_backlog_and_reminder_lag(app, environmen
 
 def test_a_second_probe_reuses_the_queue_connections_of_the_first(service_settings):
     """The queue check opens its connections once per process (one client for every queue), so a probe does
-    not pay nine connection set-ups (and, in Azure, nine managed-identity tokens) each time. The checks are
-    called without a deadline: this counts connections, it does not time anything."""
+    not pay a connection set-up per queue (and, in Azure, a managed-identity token) each time. The proxy holds
+    each answer a moment, so every queue's read is in flight at once, as on a busy instance: the pool must keep
+    a connection for each of them. The checks are called without a deadline: this counts connections, it does
+    not time anything."""
     from lib.operations.health import check_queues
     from lib.operations.queues import WATCHED_QUEUES
 
     storage = service_settings["AzureWebJobsStorage"]
     port = int(storage.split("QueueEndpoint=http://127.0.0.1:")[1].split("/")[0])
-    proxy = CuttableProxy("127.0.0.1", port)
+    proxy = CuttableProxy("127.0.0.1", port, answer_delay=0.3)
     try:
         svc = Services({**service_settings, "AzureWebJobsStorage": storage.replace(f":{port}/", f":{proxy.port}/")})
         first = check_queues(svc)

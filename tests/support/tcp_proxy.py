@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class CuttableProxy:
@@ -12,11 +13,13 @@ class CuttableProxy:
     After :meth:`cut`, new connections are refused (nothing listens), so clients fail fast with
     "connection refused" exactly as when the real server is down. ``port`` (default: any free one) lets a
     test start the proxy on an address a client was already given while nothing listened there (the server
-    "comes up").
+    "comes up"). ``answer_delay`` holds each chunk the server sends for that many seconds, so requests sent at
+    once are all in flight at once, however busy the machine.
     """
 
-    def __init__(self, target_host: str, target_port: int, *, port: int = 0) -> None:
+    def __init__(self, target_host: str, target_port: int, *, port: int = 0, answer_delay: float = 0.0) -> None:
         self._target = (target_host, target_port)
+        self._answer_delay = answer_delay
         self._listener = socket.create_server(("127.0.0.1", port))
         self.port: int = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
@@ -43,13 +46,15 @@ class CuttableProxy:
                     return
                 self._sockets += [client, upstream]
                 self.connections += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, delay in ((client, upstream, 0.0), (upstream, client, self._answer_delay)):
+                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, delay: float) -> None:
         try:
             while data := src.recv(65536):
+                if delay:
+                    time.sleep(delay)
                 dst.sendall(data)
         except OSError:
             pass
