@@ -682,6 +682,7 @@ def _sms_page(req: func.HttpRequest, principal: Any, config: Any, *, status: int
     shown = {"reminder_offsets_minutes": ", ".join(str(m) for m in sms.reminder_offsets_minutes),
              "reachable_countries": ", ".join(sms.reachable_countries), "help_contact": sms.help_contact or "",
              "per_number_cap": str(sms.per_number_cap), "per_number_window_hours": str(sms.per_number_window_hours),
+             "rate_per_minute": str(sms.rate_per_minute), "phone_grace_minutes": str(sms.phone_grace_minutes),
              "default_language": sms.default_language, "join_link_base_url": sms.join_link_base_url or ""}
     form = {name: (typed or {}).get(name, value) for name, value in shown.items()}
     return _page(req, "portal/sms.html", principal, status, title=f"Text messages: {config.id}",
@@ -736,6 +737,11 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
                                       "write whole minutes separated by commas, e.g. 1440, 60"))
         cap = whole("per_number_cap", "write the number of texts as a whole number, e.g. 6 (0: no limit)")
         window = whole("per_number_window_hours", "write the period as a whole number of hours, e.g. 72 for 3 days")
+        # A form without these (a page opened before they existed) keeps what is stored.
+        rate = whole("rate_per_minute", "write the number of texts a minute as a whole number, e.g. 200") \
+            if "rate_per_minute" in form else None
+        grace = whole("phone_grace_minutes", "write the minutes as a whole number, e.g. 120") \
+            if "phone_grace_minutes" in form else None
         overrides: dict[str, dict[str, str]] = {}
         for language in sorted(set(TEMPLATES) | set(config.sms.templates)):
             for kind in KINDS:
@@ -760,6 +766,8 @@ def portal_sms(req: func.HttpRequest) -> func.HttpResponse:
             "help_contact": _first(form, "help_contact").strip() or None,
             "per_number_cap": cap,
             "per_number_window_hours": window,
+            "rate_per_minute": rate,
+            "phone_grace_minutes": grace,
         }
         change = {k: v for k, v in change.items() if v is not None or k in ("join_link_base_url", "help_contact")}
         if config.sms.consented_at and change["consentSendOnBehalf"] and change["consentPatientsAgreed"]:

@@ -39,7 +39,7 @@ _SMS_ANCHORS = {"sms": "enabled", "sender": "sender-heading", "templates": "temp
                 "confirm_changed": "confirm_changed", "confirm_cancelled": "confirm_cancelled"}
 _SMS_INPUTS = frozenset({"enabled", "reminder_offsets_minutes", "quiet_hours", "default_language",
                          "join_link_base_url", "help_contact", "reachable_countries", "per_number_cap",
-                         "per_number_window_hours"})
+                         "per_number_window_hours", "rate_per_minute", "phone_grace_minutes"})
 
 
 def label(field: str) -> str:

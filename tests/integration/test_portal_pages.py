@@ -259,3 +259,39 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
     before, changed = entries[0]["before"]["sms"], entries[0]["after"]["sms"]
     assert (before["help_contact"], changed["help_contact"]) == (None, "800-555-0199")
     assert (before["per_number_cap"], changed["per_number_cap"]) == (6, 4)
+
+
+def test_the_sms_page_sets_the_sending_rate_and_how_long_phone_numbers_are_kept(
+        admin: PortalUser, service_settings: dict[str, str]):
+    created = form_of(admin, service_settings["EPIC_STANDIN_URL"])
+    assert admin.session.post(f"{admin.base}/api/portal/environments", data=created,
+                              allow_redirects=False).status_code == 303
+    path = f"/api/portal/environments/{created['id']}/sms"
+    page = admin.get(path)
+    assert 'name="rate_per_minute" value="200"' in page.text and 'name="phone_grace_minutes" value="120"' in page.text
+
+    saved = admin.session.post(f"{admin.base}{path}", allow_redirects=False,
+                               data=sms_form(page, rate_per_minute="100", phone_grace_minutes="30"))
+    assert saved.status_code == 303, saved.text
+    sms = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    assert (sms["rate_per_minute"], sms["phone_grace_minutes"]) == (100, 30)
+    entry = next(e for e in admin.get(f"/api/config/audit?environmentId={created['id']}").json()
+                 if e["action"] == "sms.update")
+    assert "rate_per_minute, phone_grace_minutes" in entry["summary"]
+
+    shown = admin.get(path)
+    refused = admin.session.post(f"{admin.base}{path}", allow_redirects=False,
+                                 data=sms_form(shown, rate_per_minute="0", phone_grace_minutes="two hours"))
+    assert refused.status_code == 422
+    summary = refused.text.split('id="error-summary"')[1].split("</div>")[0]
+    assert ('<a href="#rate_per_minute">Sending rate (texts a minute): use a whole number of texts a minute from 1 '
+            'to 1000000</a>') in summary
+    assert ('<a href="#phone_grace_minutes">Phone number kept after the visit (minutes): write the minutes as a '
+            'whole number, e.g. 120</a>') in summary
+    assert 'id="phone_grace_minutes-error"' in refused.text and 'value="two hours"' in refused.text
+    assert 'id="rate_per_minute" name="rate_per_minute" value="0"' in refused.text
+
+    older_page = {k: v for k, v in sms_form(shown).items() if k not in ("rate_per_minute", "phone_grace_minutes")}
+    assert admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=older_page).status_code == 303
+    kept = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    assert (kept["rate_per_minute"], kept["phone_grace_minutes"]) == (100, 30)
