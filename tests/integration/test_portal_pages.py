@@ -199,13 +199,19 @@ def sms_form(page: requests.Response, **over: str) -> dict[str, str]:
             "confirm_cancelled": "on", "default_language": "en", **over}
 
 
-def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and_audits(
-        admin: PortalUser, service_settings: dict[str, str]):
+def new_environments_sms_page(admin: PortalUser, service_settings: dict[str, str]
+                              ) -> tuple[str, str, requests.Response]:
+    """A new environment made with the form: its ID, its SMS page's path, and that page."""
     created = form_of(admin, service_settings["EPIC_STANDIN_URL"])
     assert admin.session.post(f"{admin.base}/api/portal/environments", data=created,
                               allow_redirects=False).status_code == 303
     path = f"/api/portal/environments/{created['id']}/sms"
-    page = admin.get(path)
+    return created["id"], path, admin.get(path)
+
+
+def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and_audits(
+        admin: PortalUser, service_settings: dict[str, str]):
+    environment_id, path, page = new_environments_sms_page(admin, service_settings)
     assert page.status_code == 200
     assert 'id="help_contact"' in page.text and 'id="reachable_countries"' in page.text
     assert 'name="per_number_cap" value="6"' in page.text and 'name="per_number_window_hours" value="72"' in page.text
@@ -214,7 +220,7 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
         page, help_contact="800-555-0199", reachable_countries="us, ca", per_number_cap="4",
         per_number_window_hours="48"))
     assert saved.status_code == 303, saved.text
-    sms = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    sms = admin.get(f"/api/config/environments/{environment_id}").json()["sms"]
     assert (sms["help_contact"], sms["reachable_countries"], sms["per_number_cap"],
             sms["per_number_window_hours"]) == ("800-555-0199", ["US", "CA"], 4, 48)
     shown = admin.get(path)
@@ -239,7 +245,7 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
     assert ('<a href="#per_number_window_hours">Most texts to one phone number: period (hours): use a whole number of '
             'hours from 1 to 720</a>') in summary
     assert 'id="help_contact-error"' in refused.text and 'value="ask at the front desk"' in refused.text
-    after = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    after = admin.get(f"/api/config/environments/{environment_id}").json()["sms"]
     assert (after["help_contact"], after["reachable_countries"], after["per_number_window_hours"]) == (
         "800-555-0199", ["US", "CA"], 48)  # nothing stored
 
@@ -249,9 +255,9 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
     summary = no_opt_out.text.split('id="error-summary"')[1].split("</div>")[0]
     assert ("en/booked: the text must tell patients how to opt out: add the keyword STOP in capitals, e.g. "
             "&#34;Reply STOP to opt out.&#34;") in summary
-    assert admin.get(f"/api/config/environments/{created['id']}").json()["sms"]["templates"] == {}
+    assert admin.get(f"/api/config/environments/{environment_id}").json()["sms"]["templates"] == {}
 
-    entries = [e for e in admin.get(f"/api/config/audit?environmentId={created['id']}").json()
+    entries = [e for e in admin.get(f"/api/config/audit?environmentId={environment_id}").json()
                if e["action"] == "sms.update"]
     assert len(entries) == 1 and entries[0]["actor"] == "admin@contoso.example"
     assert entries[0]["summary"] == ("changed SMS settings: reachable_countries, help_contact, per_number_cap, "
@@ -263,19 +269,15 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
 
 def test_the_sms_page_sets_the_sending_rate_and_how_long_phone_numbers_are_kept(
         admin: PortalUser, service_settings: dict[str, str]):
-    created = form_of(admin, service_settings["EPIC_STANDIN_URL"])
-    assert admin.session.post(f"{admin.base}/api/portal/environments", data=created,
-                              allow_redirects=False).status_code == 303
-    path = f"/api/portal/environments/{created['id']}/sms"
-    page = admin.get(path)
+    environment_id, path, page = new_environments_sms_page(admin, service_settings)
     assert 'name="rate_per_minute" value="200"' in page.text and 'name="phone_grace_minutes" value="120"' in page.text
 
     saved = admin.session.post(f"{admin.base}{path}", allow_redirects=False,
                                data=sms_form(page, rate_per_minute="100", phone_grace_minutes="30"))
     assert saved.status_code == 303, saved.text
-    sms = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    sms = admin.get(f"/api/config/environments/{environment_id}").json()["sms"]
     assert (sms["rate_per_minute"], sms["phone_grace_minutes"]) == (100, 30)
-    entry = next(e for e in admin.get(f"/api/config/audit?environmentId={created['id']}").json()
+    entry = next(e for e in admin.get(f"/api/config/audit?environmentId={environment_id}").json()
                  if e["action"] == "sms.update")
     assert "rate_per_minute, phone_grace_minutes" in entry["summary"]
 
@@ -293,5 +295,5 @@ def test_the_sms_page_sets_the_sending_rate_and_how_long_phone_numbers_are_kept(
 
     older_page = {k: v for k, v in sms_form(shown).items() if k not in ("rate_per_minute", "phone_grace_minutes")}
     assert admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=older_page).status_code == 303
-    kept = admin.get(f"/api/config/environments/{created['id']}").json()["sms"]
+    kept = admin.get(f"/api/config/environments/{environment_id}").json()["sms"]
     assert (kept["rate_per_minute"], kept["phone_grace_minutes"]) == (100, 30)
