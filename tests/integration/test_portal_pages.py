@@ -62,8 +62,7 @@ def test_a_form_with_mistakes_comes_back_with_an_error_summary_linking_to_the_fi
     form = form_of(admin, service_settings["EPIC_STANDIN_URL"], fhir_base_urls="http://ehr.example/fhir",
                    time_zone="Nowhere/City")
     answer = admin.session.post(f"{admin.base}/api/portal/environments", data=form, allow_redirects=False)
-    assert answer.status_code == 422
-    summary = answer.text.split('id="error-summary"')[1].split("</div>")[0]
+    summary = refusal_summary(answer)
     assert '<a href="#fhir_base_urls">' in summary and "must start with https://" in summary
     assert '<a href="#time_zone">' in summary
     assert 'id="time_zone-error"' in answer.text and 'aria-invalid="true"' in answer.text
@@ -199,6 +198,12 @@ def sms_form(page: requests.Response, **over: str) -> dict[str, str]:
             "confirm_cancelled": "on", "default_language": "en", **over}
 
 
+def refusal_summary(answer: requests.Response) -> str:
+    """The error summary of a save the page refused (422)."""
+    assert answer.status_code == 422
+    return answer.text.split('id="error-summary"')[1].split("</div>")[0]
+
+
 def new_environments_sms_page(admin: PortalUser, service_settings: dict[str, str]
                               ) -> tuple[str, str, requests.Response]:
     """A new environment made with the form: its ID, its SMS page's path, and that page."""
@@ -236,8 +241,7 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
 
     refused = admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=sms_form(
         shown, help_contact="ask at the front desk", reachable_countries="US, XX", per_number_window_hours="1000"))
-    assert refused.status_code == 422
-    summary = refused.text.split('id="error-summary"')[1].split("</div>")[0]
+    summary = refusal_summary(refused)
     assert ('<a href="#help_contact">Help contact: the help contact must give patients a phone number, web address '
             'or email address of your organization, e.g. 800-555-0199 or contoso.example/help</a>') in summary
     assert ("<a href=\"#reachable_countries\">Countries the sender number can text: &#39;XX&#39; is not a country "
@@ -251,8 +255,7 @@ def test_the_sms_page_sets_help_contact_countries_and_cap_refuses_bad_values_and
 
     no_opt_out = admin.session.post(f"{admin.base}{path}", allow_redirects=False, data=sms_form(
         shown, **{"tpl-en-booked": "{org}: your video visit is booked for {when}. Join here: {link}"}))
-    assert no_opt_out.status_code == 422
-    summary = no_opt_out.text.split('id="error-summary"')[1].split("</div>")[0]
+    summary = refusal_summary(no_opt_out)
     assert ("en/booked: the text must tell patients how to opt out: add the keyword STOP in capitals, e.g. "
             "&#34;Reply STOP to opt out.&#34;") in summary
     assert admin.get(f"/api/config/environments/{environment_id}").json()["sms"]["templates"] == {}
@@ -284,8 +287,7 @@ def test_the_sms_page_sets_the_sending_rate_and_how_long_phone_numbers_are_kept(
     shown = admin.get(path)
     refused = admin.session.post(f"{admin.base}{path}", allow_redirects=False,
                                  data=sms_form(shown, rate_per_minute="0", phone_grace_minutes="two hours"))
-    assert refused.status_code == 422
-    summary = refused.text.split('id="error-summary"')[1].split("</div>")[0]
+    summary = refusal_summary(refused)
     assert ('<a href="#rate_per_minute">Sending rate (texts a minute): use a whole number of texts a minute from 1 '
             'to 1000000</a>') in summary
     assert ('<a href="#phone_grace_minutes">Phone number kept after the visit (minutes): write the minutes as a '
