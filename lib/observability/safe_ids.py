@@ -6,10 +6,10 @@ a counter or a UUID and the log redaction (:mod:`lib.observability.redaction`) l
 is logged as ``#`` and the first 12 hex digits of its HMAC-SHA256 under the deployment's ``LOG_ID_KEY``
 (:attr:`lib.settings.Settings.log_id_key`). So a counter of 10 or 11 digits (``2015550123``, ``7001234567-1``)
 or one shaped like a phone number (``201-555-0123``) is hashed: the redaction would have shown it as
-``[phone]``, alike for every such message and found by no search; hashed, each message keeps its own mark. Keyed, because a plain hash of a
-short value can be reversed by trying every value; stable per deployment, so an operator can still match
-repeated log lines, and, with the sender's value in hand, find them (``./dev ops hl7 log-id``, which reads the
-value from stdin and hashes it with the same key).
+``[phone]``, alike for every such message and found by no search; hashed, each message keeps its own mark.
+Keyed, because a plain hash of a short value can be reversed by trying every value; stable per deployment, so
+an operator can still match repeated log lines, and, with the sender's value in hand, find them (``./dev ops
+hl7 log-id``, which reads the value from stdin and prints what the log shows for it).
 
 The key is set once per process when the app's services are built (:func:`use_key`). Until then (a tool that
 builds no services) a random per-process key is used: hashes are still keyed, only not comparable across
