@@ -306,7 +306,8 @@ def _timeline(svc: Any, args: argparse.Namespace) -> int:
         found = timeline(svc, args.env, args.appointment)
         if found["appointment"] is None and not found["entries"]:
             print(f"ops: no visit with appointment ID {args.appointment} in environment {args.env} (the appointment "
-                  "ID is Epic's CSN, as in the HL7 message's SCH-1 and the launch URL; check both IDs)", file=sys.stderr)
+                  "ID is Epic's CSN, as in the HL7 message's SCH-1 and the launch URL; check both IDs)",
+                  file=sys.stderr)
             return 1
         _print(found)
         return 0
