@@ -152,19 +152,20 @@ class RosterService:
                 return created
             try:
                 self._presence.save(dataclasses.replace(presence, updated_utc=self._clock.now(), **changes))
-                if kind == "callEnded" and presence.call_ended_utc is None:
-                    self._look_for_call_record(appointment_key)
+                if kind == "callEnded" and snapshots != presence.snapshots:  # each call of the meeting, once
+                    self._look_for_call_record(appointment_key, at)
                 return created
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another notification of this visit landed first: recompute on the fresh roster
         raise ConcurrencyConflict("presence kept changing")
 
-    def _look_for_call_record(self, appointment_key: str) -> None:
-        """The call ended: look for its call record in a few minutes (queue ``call-records``)."""
+    def _look_for_call_record(self, appointment_key: str, ended_at: datetime) -> None:
+        """A call ended: look for its call record in a few minutes (queue ``call-records``)."""
+        from lib.presence.after_meeting import AfterMeetingWork
         from lib.presence.call_records import CALL_RECORDS_QUEUE, FIRST_LOOK_AFTER
 
         try:
-            self._queues.send(CALL_RECORDS_QUEUE, {"appointmentKey": appointment_key},
+            self._queues.send(CALL_RECORDS_QUEUE, AfterMeetingWork(appointment_key, call_ended_utc=ended_at).message(),
                               visibility_timeout=int(FIRST_LOOK_AFTER.total_seconds()))
         except Exception:  # best effort: the report can trigger the pull later
             log.warning("call-record look-up not enqueued")
