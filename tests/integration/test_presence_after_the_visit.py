@@ -323,7 +323,8 @@ def test_each_call_of_a_meeting_is_looked_for_and_settled_with_its_own_record(
                                {"action": "end", "at": at(10)}])
     assert queue.get_queue_properties().approximate_message_count == 1  # the first call's look (in 2 minutes)
     # Forty minutes later both come back: a second call of the same meeting (the patient's stay in it unseen).
-    script(urls, appointment, [{"action": "start", "at": at(50)}, {"action": "join", "participant": CLIN, "at": at(50)}])
+    script(urls, appointment, [{"action": "start", "at": at(50)},
+                               {"action": "join", "participant": CLIN, "at": at(50)}])
     script(urls, appointment, [{"action": "join", "participant": PAT, "at": at(51)},
                                {"action": "leave", "participant": PAT, "at": at(58)}], delivery="drop")
     # The second call's look, before Graph made its record: it waits, though the first call's record is there.
