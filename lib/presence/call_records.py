@@ -137,6 +137,12 @@ class CallRecordService:
         added = self._apply(appointment_key, appointment.environment_id, appointment.appointment_id, records, now)
         return SettleOutcome("settled", added_events=added)
 
+    def _later(self, ended: datetime, now: datetime, seconds: int, appointment_key: str) -> SettleOutcome:
+        if now - ended > GIVE_UP_AFTER:
+            self._quality.put({"id": appointment_key, "status": "not_available", "checked_utc": iso(now)})
+            return SettleOutcome("not_available")
+        return SettleOutcome("retry", retry_in=max(1, seconds))
+
     def _apply(self, appointment_key: str, environment_id: str, appointment_id: str,
                records: list[tuple[str, dict[str, Any]]], now: datetime) -> int:
         stays: dict[str, dict[str, Any]] = {}
