@@ -1,7 +1,10 @@
 """EHR user -> Entra object ID (container ``users``, partition key ``/id`` = ``{environmentId}|{ehrUserId}``).
 
 Written after a clinician's first Microsoft 365 sign-in (a later issue), read to choose the organizer of a
-visit's Teams meeting. Holds no name and no e-mail: only the two IDs and when the mapping was made.
+visit's Teams meeting. Holds no name and no e-mail: only the two IDs and when the mapping was made. A clinician
+who signs in with another Entra account (a second account of the same person) gets the new one as the
+organizer; the earlier ones (at most :data:`EARLIER_ACCOUNTS`) are kept in ``earlierEntraObjectIds`` so the
+meeting roster still knows that account as the same clinician (:meth:`UserRepository.by_entra_object_id`).
 
 Reads are cached per process, bounded in size and age (a clinician launching visit after visit costs one
 read per few minutes): a mapping for ``CACHE_SECONDS``, the absence of one for ``UNKNOWN_CACHE_SECONDS``. The
@@ -58,6 +61,9 @@ class UserMapping:
         )
 
 
+#: Earlier Entra accounts of one clinician still recognised in the meeting roster.
+EARLIER_ACCOUNTS = 4
+
 #: How long this process trusts a mapping it read, and the absence of one (seconds); how many it keeps.
 CACHE_SECONDS = 120.0
 UNKNOWN_CACHE_SECONDS = 30.0
@@ -90,23 +96,31 @@ class UserRepository:
         return mapping
 
     def put(self, mapping: UserMapping) -> None:
-        """Create or replace a mapping (last sign-in wins)."""
-        with translated_errors():
-            self._container.upsert_item(mapping.to_doc())
+        """Create or replace a mapping (last sign-in wins; an earlier, different account is kept as one of the
+        clinician's ``earlierEntraObjectIds``)."""
         key = user_key(mapping.environment_id, mapping.ehr_user_id)
+        with translated_errors():
+            current = read_or_none(self._container, key, key) or {}
+            earlier = [current["entraObjectId"]] if current.get("entraObjectId") else []
+            earlier += [oid for oid in current.get("earlierEntraObjectIds") or [] if isinstance(oid, str)]
+            earlier = list(dict.fromkeys(o for o in earlier if o != mapping.entra_object_id))[:EARLIER_ACCOUNTS]
+            self._container.upsert_item({**mapping.to_doc(), "earlierEntraObjectIds": earlier})
         with self._lock:
             self._unknown.pop(key, None)
             self._found[key] = mapping
 
     def by_entra_object_id(self, environment_id: str, entra_object_id: str) -> UserMapping | None:
-        """The clinician of ``environment_id`` with Entra object ID ``entra_object_id`` (roster -> EHR user), or
-        ``None``. A cross-partition query over the small ``users`` container."""
+        """The clinician of ``environment_id`` with Entra object ID ``entra_object_id`` as its current or one of its
+        earlier accounts (roster -> EHR user), or ``None``; a current mapping wins over an earlier one. A
+        cross-partition query over the small ``users`` container."""
         with translated_errors():
             docs = list(self._container.query_items(
-                "SELECT * FROM c WHERE c.environmentId = @env AND c.entraObjectId = @oid",
+                "SELECT * FROM c WHERE c.environmentId = @env AND (c.entraObjectId = @oid"
+                " OR ARRAY_CONTAINS(c.earlierEntraObjectIds, @oid))",
                 parameters=[{"name": "@env", "value": environment_id}, {"name": "@oid", "value": entra_object_id}],
                 enable_cross_partition_query=True,
             ))
         if not docs:
             return None
-        return UserMapping.from_doc(max(docs, key=lambda d: d.get("updated_utc") or ""))
+        best = max(docs, key=lambda d: (d.get("entraObjectId") == entra_object_id, d.get("updated_utc") or ""))
+        return UserMapping.from_doc(best)

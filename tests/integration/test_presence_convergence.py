@@ -139,6 +139,34 @@ def test_a_clinician_signed_in_with_two_entra_accounts_is_one_participant(
                                                                              "patient": ["1", "2"]}
 
 
+def test_a_clinicians_earlier_entra_account_is_still_that_clinician_in_the_roster(
+        app: Any, env: Any, urls: dict[str, str]) -> None:
+    """E4004 signed in with one account, later with another (the later one organizes meetings); then joins
+    the visit with the earlier account first: connected from that join, disconnected when the second leaves."""
+    from lib.store.users import UserMapping
+
+    earlier, later = str(uuid.uuid4()), str(uuid.uuid4())
+    app.users.put(UserMapping(env.id, "E4004", earlier, datetime.now(UTC)))
+    app.users.put(UserMapping(env.id, "E4004", later, datetime.now(UTC)))
+    assert app.users.get(env.id, "E4004").entra_object_id == later
+    appointment = new_visit(app, env)
+    script(urls, appointment, [
+        {"action": "start"}, {"action": "join", "participant": {"user": earlier}},
+        {"action": "join", "participant": PAT}, {"action": "join", "participant": {"user": later}},
+        {"action": "leave", "participant": {"user": earlier}}, {"action": "leave", "participant": PAT},
+        {"action": "leave", "participant": {"user": later}}, {"action": "end"}])
+    drain(app, appointment.key)
+
+    assert per_participant(epic_calls(urls, appointment.appointment_id)) == {"E4004": ["1", "2"],
+                                                                             "patient": ["1", "2"]}
+    events = app.repos.visit_events.for_appointment(appointment.key)
+    clinician = [e for e in events if e.role == "provider"]
+    patient_joined = next(e.at_utc for e in events if e.role == "patient" and e.type == "connected")
+    assert [e.type for e in clinician] == ["connected", "disconnected"]
+    assert clinician[0].at_utc < patient_joined  # from the earlier account's join, not the later one's
+    assert not [e for e in events if e.role == "other"]
+
+
 def test_an_interpreter_registered_as_one_person_on_two_identities_is_one_interpreter(
         app: Any, env: Any, urls: dict[str, str]) -> None:
     appointment = new_visit(app, env)
