@@ -34,7 +34,10 @@ def _registered() -> list[tuple[re.Pattern[str], frozenset[str], str]]:
     prefix = json.loads((ROOT / "host.json").read_text())["extensions"]["http"]["routePrefix"]
     assert prefix == "api"
     routes = []
-    for function in function_app.app.get_functions():
+    # Built here rather than by get_functions(), which the host calls once: a second call in the same process
+    # refuses every name as a duplicate (tests/unit/test_function_app.py makes that call).
+    app = function_app.app
+    for function in (builder.build(app.auth_level) for builder in app._function_builders):
         trigger = next(b for b in json.loads(function.get_function_json())["bindings"] if b["type"].endswith("Trigger"))
         if trigger["type"] == "httpTrigger":
             pattern, _ = compile_route(trigger["route"])
