@@ -373,6 +373,9 @@ class IntakeService:
         if message.offset_disagreement:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
                         environment.id, log_control_id(header.control_id), message.offset_disagreement)
+        if message.language_note:
+            log.info("hl7 %s: texts use the default language env=%s msh10=%s", message.language_note,
+                     environment.id, log_control_id(header.control_id))
         key = order_key(sent_at, header.control_id or "")
         applied, to_send, link = self._apply(environment, message, key, partition)
         _report(environment, header, message, applied)

@@ -370,12 +370,27 @@ def test_reschedule_sends_one_changed_text_and_moves_the_reminders(app, env, clo
     assert texts[2]["message"].startswith("Contoso Health: reminder of your video visit Fri Dec 4, 4:00 PM EST. ")
 
 
-def test_spanish_text_is_chosen_by_pid15(app, env, acs):
-    book(env, "8200005", "(201)555-0159", language="SPA")
+@pytest.mark.parametrize(
+    "pid15", ["SPA", "es-US", "ES-MX", "Spanish", "SPANISH", "Español", "^^^^Spanish", "10^Spanish"])
+def test_spanish_text_is_chosen_by_pid15(app, env, acs, pid15):
+    book(env, "8200005", "(201)555-0159", language=pid15)
     send_queued(app, env, "8200005")
     [text] = acs.texts(env.id)
     assert text["message"].startswith("Contoso Health: su visita por video es el jue 3 dic, 15:00 EST. Enlace: ")
     assert text["message"].endswith(" Responda STOP para no recibir mensajes.")
+    assert app.repos.appointments.get(appointment_key(env.id, "8200005")).language == "es"
+
+
+def test_an_unknown_pid15_language_gets_the_default_language_and_a_log_line(app, env, acs, caplog):
+    caplog.set_level(logging.INFO)
+    book(env, "8200015", "(201)555-0159", language="KLI^Klingonese")
+    send_queued(app, env, "8200015")
+    [text] = acs.texts(env.id)
+    assert text["message"].startswith("Contoso Health: your video visit is booked for Thu Dec 3, 3:00 PM EST. ")
+    [line] = [r.getMessage() for r in caplog.records if "PID-15" in r.getMessage()]
+    assert line.startswith("hl7 PID-15 not understood: component 1 'KLI', component 2 a text of 10 characters: "
+                           f"texts use the default language env={env.id} msh10=")
+    assert "Klingonese" not in caplog.text and "5550159" not in caplog.text
 
 
 def test_catch_up_inside_quiet_hours_waits_for_morning_and_never_texts_after_the_start(app, env, clock, acs):
