@@ -402,8 +402,9 @@ def test_a_visit_moved_before_its_booking_text_went_out_is_texted_once_as_a_book
     [text] = acs.texts(env.id)
     assert text["message"].startswith("Contoso Health: your video visit is booked for Thu Dec 3, 6:00 PM EST. Join ")
     states = {k: v.state for k, v in items(app, env, "8200018").items()}
-    assert states == {"booked|1": "skipped", "changed|2": "skipped", "changed|3": "skipped", "changed|4": "sent",
-                      "reminder-1440|4": "pending", "reminder-60|4": "pending"}
+    assert (states["booked|1"], states["changed|2"], states["changed|3"]) == ("skipped",) * 3
+    assert {k: v for k, v in states.items() if v != "skipped"} == {
+        "changed|4": "sent", "reminder-1440|4": "pending", "reminder-60|4": "pending"}
     # Once the patient knows the visit, a later change is worded as a move.
     book(env, "8200018", "(201)555-0163", event="S14", sent=NOW + timedelta(seconds=9), start=START)
     send_queued(app, env, "8200018")
