@@ -97,6 +97,9 @@ class SiuMessage:
             deleted the number, so the stored one goes (an empty field leaves it as it is).
         offset_disagreement: when the start's ``+/-ZZZZ`` differs from the environment zone's offset at
             that instant, a note without PHI (field, both offsets) for the log; else None.
+        patient_identifiers: CX.1 of every PID-3 repetition (the patient's identifiers: MRN, enterprise ID...),
+            in order, without repeats. Transient: only a keyed hash of them is stored
+            (:mod:`lib.scheduling.visit_identity`), to tell whether a message is about the visit's patient.
     """
 
     header: MessageHeader
@@ -123,6 +126,7 @@ class SiuMessage:
     visit_type: str | None
     phone_cleared: bool = False
     offset_disagreement: str | None = None
+    patient_identifiers: tuple[str, ...] = ()
 
 
 class ConfigurationProblem(UnusableSetting):
@@ -447,6 +451,8 @@ def siu_from_message(
     pv1 = msg.first("PV1")
     v = msg.value
 
+    for item in appointment_id_order:
+        _check_single_id(msg, sch if item != "PV1-19" else pv1, item)
     filler = v(sch, 2) or None
     placer = v(sch, 1) or None
     visit = v(pv1, 19) or None
@@ -517,7 +523,29 @@ def siu_from_message(
         visit_type=visit_type,
         phone_cleared=phone_cleared,
         offset_disagreement=_offset_disagreement(start_utc, tz_text, start_source, zone, time_zone),
+        patient_identifiers=tuple(dict.fromkeys(
+            value for rep in msg.repetitions(pid, 3) if (value := msg.rep_value(rep, 1)))),
     )
+
+
+def _check_single_id(msg: Er7Message, seg: list[str] | None, source: str) -> None:
+    """Refuse an appointment ID field that names several appointments (``X~Y``).
+
+    SCH-1, SCH-2 (EI) and PV1-19 (CX) do not repeat (v2.5 chapter 10, chapter 3): the visit's identity would
+    depend on which repetition is read, so a cancel listing the same IDs in another order would miss the
+    visit. Empty repetitions (``X~``) name one appointment and are read as it.
+
+    Raises:
+        HL7Rejected: ``AR`` 102 at the field.
+    """
+    named = {value for rep in msg.repetitions(seg, int(source.split("-")[1])) if (value := msg.rep_value(rep, 1))}
+    if len(named) > 1:
+        segment, _, field = source.partition("-")
+        raise HL7Rejected(
+            f"{source} holds {len(named)} appointment IDs (repetitions separated by '~'); it identifies one "
+            "appointment and does not repeat: send one ID",
+            "102", segment=segment, field=int(field),
+        )
 
 
 def _offset_disagreement(
