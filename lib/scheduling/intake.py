@@ -44,7 +44,7 @@ from lib.observability import metrics
 from lib.observability.safe_ids import log_control_id
 from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone
 from lib.scheduling.keep_limit import KeepLimiter
-from lib.scheduling.message_time import message_instant
+from lib.scheduling.message_time import message_time
 from lib.scheduling.ordering import order_key
 from lib.scheduling.refused_keep import keep_terms
 from lib.scheduling.visit_identity import MessageIdentity
@@ -363,14 +363,14 @@ class IntakeService:
                             environment.id, ", ".join(p.setting for p in problem.problems))
                 raise HL7Rejected(problem.reason, "207") from None  # MSA-3 holds 80 chars, ERR the rest
             check_visit_window(message, now)
-            sent_at = message_instant(header, environment.time_zone, now)
+            sent_at = message_time(header, environment.time_zone, now)
         except HL7Rejected as rejected:
             return self._refuse(environment, decoded, header, original, signed, rejected, keep=keep)
 
         if message.offset_disagreement:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
                         environment.id, log_control_id(header.control_id), message.offset_disagreement)
-        key = order_key(sent_at, header.control_id or "")
+        key = order_key(sent_at.earliest, header.control_id or "", latest=sent_at.latest)
         identity = MessageIdentity.of(header.sending_facility, header.separators.component,
                                       message.patient_identifiers, self._patient_id_key)
         applied, to_send, link = self._apply(environment, message, key, partition, identity)
