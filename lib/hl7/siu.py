@@ -451,11 +451,10 @@ def siu_from_message(
     pv1 = msg.first("PV1")
     v = msg.value
 
+    named = {"SCH-2": _named_ids(msg, sch, 2), "SCH-1": _named_ids(msg, sch, 1), "PV1-19": _named_ids(msg, pv1, 19)}
     for item in appointment_id_order:
-        _check_single_id(msg, sch if item != "PV1-19" else pv1, item)
-    filler = v(sch, 2) or None
-    placer = v(sch, 1) or None
-    visit = v(pv1, 19) or None
+        _check_single_id(named[item], item)
+    filler, placer, visit = (next(iter(named[source]), None) for source in ("SCH-2", "SCH-1", "PV1-19"))
     by_source = {"SCH-2": filler, "SCH-1": placer, "PV1-19": visit}
     appointment_id = source = None
     for item in appointment_id_order:
@@ -528,7 +527,13 @@ def siu_from_message(
     )
 
 
-def _check_single_id(msg: Er7Message, seg: list[str] | None, source: str) -> None:
+def _named_ids(msg: Er7Message, seg: list[str] | None, field: int) -> tuple[str, ...]:
+    """The distinct IDs (component 1) the repetitions of an ID field name, in order; empty repetitions and the
+    HL7 null skipped, so ``~X1`` and ``X1~`` name ``X1``."""
+    return tuple(dict.fromkeys(value for rep in msg.repetitions(seg, field) if (value := msg.rep_value(rep, 1))))
+
+
+def _check_single_id(named: tuple[str, ...], source: str) -> None:
     """Refuse an appointment ID field that names several appointments (``X~Y``).
 
     SCH-1, SCH-2 (EI) and PV1-19 (CX) do not repeat (v2.5 chapter 10, chapter 3): the visit's identity would
@@ -538,7 +543,6 @@ def _check_single_id(msg: Er7Message, seg: list[str] | None, source: str) -> Non
     Raises:
         HL7Rejected: ``AR`` 102 at the field.
     """
-    named = {value for rep in msg.repetitions(seg, int(source.split("-")[1])) if (value := msg.rep_value(rep, 1))}
     if len(named) > 1:
         segment, _, field = source.partition("-")
         raise HL7Rejected(
