@@ -367,7 +367,7 @@ class Services:
         return PresenceSubscriptions(repo=GraphSubscriptionRepository(self.store), graph=client,
                                      certificate=next(iter(certificates.values()), None),
                                      public_base_url=self.settings.public_base_url, clock=SystemClock(),
-                                     queues=self.queues)
+                                     queues=self.queues, presence=self.presence_repo)
 
     @cached_property
     def meeting_times(self) -> Any:

@@ -69,8 +69,13 @@ def _api_error(exc: Exception, correlation: str) -> func.HttpResponse:
     from lib.store.errors import StoreUnavailable
     from lib.stored_settings import UnusableSetting
     from lib.visits.call_identity import CallIdentityUnavailable
+    from lib.visits.device_test_limits import TooManyDeviceTests
     from lib.visits.join import InvalidEvent, VisitNotOpen
 
+    if isinstance(exc, TooManyDeviceTests):
+        log.warning("join event refused code=TOO_MANY_DEVICE_TESTS correlation=%s", correlation)
+        return problem(429, "Too many device tests", f"{exc} The result is still shown on the page.",
+                       correlation=correlation, code="TOO_MANY_DEVICE_TESTS")
     if isinstance(exc, UnusableSetting):  # a stored environment document that cannot even be read
         exc = unusable_settings_error(exc)
     if isinstance(exc, InvalidEvent):

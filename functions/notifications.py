@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 #: Graph's validation tokens are short sentences; anything longer is not one.
 MAX_VALIDATION_TOKEN = 512
+#: Seconds Graph is asked to wait before delivering again a notification we could not apply now.
+RETRY_AFTER_SECONDS = 5
 
 
 def _validation(req: func.HttpRequest) -> func.HttpResponse | None:
@@ -45,7 +47,7 @@ def _answer(report: object, correlation: str) -> func.HttpResponse:
 def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
     from lib.presence.encrypted_content import NotificationRefused
     from lib.presence.validation_tokens import SigningKeysUnavailable
-    from lib.store.errors import StoreUnavailable
+    from lib.store.errors import ConcurrencyConflict, StoreUnavailable
 
     handshake = _validation(req)
     if handshake is not None:
@@ -65,8 +67,21 @@ def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
                        "delivery; Graph delivers again.", correlation=correlation)
     except StoreUnavailable:
         log.warning("graph notification deferred: store unavailable correlation=%s", correlation)
-        return problem(503, "Try again", "The store is unavailable; Graph delivers again.", correlation=correlation)
+        return _try_again("The store is unavailable; Graph delivers again.", correlation)
+    except ConcurrencyConflict:
+        # A burst of notifications for one visit kept changing its roster through every retry: what was
+        # stored stays (idempotent), and Graph's redelivery applies the rest.
+        log.warning("graph notification deferred: the visit's roster kept changing correlation=%s", correlation)
+        return _try_again("Other notifications of the same meeting were being applied; Graph delivers again.",
+                          correlation)
     return _answer(report, correlation)
+
+
+def _try_again(detail: str, correlation: str) -> func.HttpResponse:
+    """503 with ``Retry-After``: Graph delivers the notification again later."""
+    response = problem(503, "Try again", detail, correlation=correlation)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 @bp.function_name("graph_notifications")
@@ -74,8 +89,8 @@ def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
 @observed("graph_notifications")
 def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
     """Meeting call events: 202 applied, 403 the delivery or a notification failed its checks, 400 not a
-    delivery, 503 store down or the identity platform's keys unreadable (Graph retries; effects are
-    idempotent)."""
+    delivery, 503 with ``Retry-After`` store down, the identity platform's keys unreadable, or the visit's
+    roster busy with concurrent notifications (Graph retries; effects are idempotent)."""
     return _handle(req, "changes")
 
 

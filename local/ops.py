@@ -15,6 +15,10 @@ the storage queues.
     writeback poison list   [--env ID]
     writeback poison replay (--event ID --appointment-key KEY | --all [--env ID])
                          (--all skips events that may already be in Epic, one line each on stderr)
+    queue poison list    [--queue QUEUE] [--env ID] [--limit N]
+    queue poison replay  --queue QUEUE (--message MESSAGE_ID | --all [--env ID])
+                         (QUEUE: launch-followup, call-records, report-updates, sms-outbox; the write-back's
+                         visit-events poison is replayed with writeback poison replay)
     visit timeline --env ID (--appointment ID | --correlation ID)
     health ready
 
@@ -28,6 +32,17 @@ import argparse
 import json
 import sys
 from typing import Any
+
+
+def _limit(text: str) -> int:
+    """``--limit``: a whole number from 1 to 1000."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (1 to 1000)") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give 1 to 1000")
+    return value
 
 
 def _services(profile: str | None) -> Any:
@@ -83,6 +98,17 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     poison.add_argument("--appointment-key")
     poison.add_argument("--all", action="store_true")
 
+    from lib.operations.queue_poison import POISONED
+
+    queue = area.add_parser("queue").add_subparsers(dest="what", required=True)
+    queue_poison = queue.add_parser("poison", parents=[late])
+    queue_poison.add_argument("action", choices=["list", "replay"])
+    queue_poison.add_argument("--queue", choices=sorted(POISONED), help="the work queue whose poison queue to read")
+    queue_poison.add_argument("--env")
+    queue_poison.add_argument("--message", help="the poison message's ID (messageId in the list)")
+    queue_poison.add_argument("--all", action="store_true")
+    queue_poison.add_argument("--limit", type=_limit, default=100)
+
     visit = area.add_parser("visit").add_subparsers(dest="what", required=True)
     tl = visit.add_parser("timeline", parents=[late])
     tl.add_argument("--env", required=True)
@@ -118,6 +144,8 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
             return _writeback(svc, args, parser)
         if args.area == "sms":
             return _sms(svc, args, parser)
+        if args.area == "queue":
+            return _queue_poison(svc, args, parser)
         return _timeline(svc, args)
     except AzureError as exc:
         # The SDK's message can be pages long; the class says enough to act on (no PHI either way).
@@ -188,6 +216,33 @@ def _writeback(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentPars
     outcome = poison.replay(svc, args.event, args.appointment_key)
     _print({"eventId": args.event, "outcome": outcome})
     return 1 if outcome == "missing" else 0
+
+
+def _queue_poison(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lib.operations import queue_poison
+
+    if args.action == "list":
+        _print([m.to_json() for m in queue_poison.list_poison(svc, args.queue, args.env, limit=args.limit)])
+        return 0
+    if not args.queue or not (args.message or args.all) or (args.message and args.all):
+        parser.error("queue poison replay needs --queue and either --message or --all")
+    try:
+        outcomes = queue_poison.replay(svc, args.queue, message_id=args.message, environment_id=args.env)
+    except queue_poison.NotReplayable as exc:
+        print(f"ops: {exc}", file=sys.stderr)
+        return 1
+    poison = queue_poison.POISONED[args.queue].poison
+    if args.message and args.message not in outcomes:
+        print(f"ops: no message {args.message} in {poison} (replayed already, deleted, or mistyped: list them with "
+              f"./dev ops queue poison list --queue {args.queue})", file=sys.stderr)
+        _print({args.message: "missing"})
+        return 1
+    for message_id, outcome in outcomes.items():
+        if outcome == "malformed":
+            print(f"ops: message {message_id} left in {poison}: its trigger cannot read it (the list says why); fix "
+                  "its producer, then delete it", file=sys.stderr)
+    _print(outcomes)
+    return 1 if "malformed" in outcomes.values() else 0
 
 
 def _sms(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

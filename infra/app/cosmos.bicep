@@ -26,7 +26,7 @@ var cosmosContainers = [
   { name: 'sms_messages', partitionKey: '/id', defaultTtl: -1 }
   { name: 'opt_outs', partitionKey: '/id', defaultTtl: -1 }
   { name: 'hl7_jti', partitionKey: '/id', defaultTtl: -1 }
-  { name: 'graph_subscriptions', partitionKey: '/id' }
+  { name: 'graph_subscriptions', partitionKey: '/id', defaultTtl: -1 }
   { name: 'presence', partitionKey: '/id', defaultTtl: -1 }
   { name: 'participant_identities', partitionKey: '/id', defaultTtl: -1 }
   { name: 'call_quality', partitionKey: '/id' }

@@ -31,7 +31,7 @@ from typing import Any
 
 from lib.clock import Clock
 from lib.models import Appointment, iso, parse_iso
-from lib.presence.roster import WRITTEN_BACK_ROLES, WRITTEN_BACK_TYPES, tell_reports
+from lib.presence.roster import WRITTEN_BACK_ROLES, WRITTEN_BACK_TYPES, merged_stays, participant_ref, tell_reports
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.store.appointments import AppointmentRepository
 from lib.store.call_quality import CallQualityRepository
@@ -88,10 +88,11 @@ class Stay:
     intervals: list[tuple[datetime, datetime | None]] = field(default_factory=list)
 
 
-def stays(records: list[dict[str, Any]], classify: Classify) -> dict[str, Stay]:
-    """The attendance records of every report, per participant (their :attr:`RosterEntry.key`), intervals
-    sorted; an interval without a join time is skipped (Graph leaves times it lacks ``null``)."""
-    found: dict[str, Stay] = {}
+def stays(records: list[dict[str, Any]], classify: Classify) -> dict[tuple[str, str], Stay]:
+    """The attendance records of every report, per participant (:attr:`RosterEntry.participant`: the patient's
+    two devices are one participant), overlapping intervals of its identities merged, sorted; an interval
+    without a join time is skipped (Graph leaves times it lacks ``null``)."""
+    found: dict[tuple[str, str], Stay] = {}
     for record in records:
         who = classify(roster_identity(record.get("identity")))
         if who is None:
@@ -102,15 +103,15 @@ def stays(records: list[dict[str, Any]], classify: Classify) -> dict[str, Stay]:
             joined, left = _when(interval.get("joinDateTime")), _when(interval.get("leaveDateTime"))
             if joined is None:
                 continue
-            stay = found.setdefault(who.key, Stay(who))
+            stay = found.setdefault(who.participant, Stay(who))
             if (joined, left) not in stay.intervals:  # the same session in two reports counts once
                 stay.intervals.append((joined, left))
     for stay in found.values():
-        stay.intervals.sort(key=lambda i: i[0])
+        stay.intervals[:] = merged_stays(stay.intervals)
     return found
 
 
-def participant_events(found: dict[str, Stay]) -> list[tuple[RosterEntry, str, datetime]]:
+def participant_events(found: dict[tuple[str, str], Stay]) -> list[tuple[RosterEntry, str, datetime]]:
     """``(participant, connected|disconnected, at)`` for every interval, in time order per participant."""
     events: list[tuple[RosterEntry, str, datetime]] = []
     for stay in found.values():
@@ -206,7 +207,8 @@ class AttendanceReportService:
         doc["attendance_report"] = state
         self._quality.put(doc)
 
-    def _apply(self, appointment: Appointment, found: dict[str, Stay], now: datetime, report_count: int) -> int:
+    def _apply(self, appointment: Appointment, found: dict[tuple[str, str], Stay], now: datetime,
+               report_count: int) -> int:
         existing = self._events.for_appointment(appointment.key)
         added: list[VisitEvent] = []
         for who, kind, at in participant_events(found):
@@ -238,7 +240,7 @@ class AttendanceReportService:
             appointment_id=appointment.appointment_id, type=kind, role=who.role,  # type: ignore[arg-type]
             participant_id=who.participant_id, at_utc=at, source="attendance_report",
             writeback="pending" if written else "none", due_utc=now,
-            participant_ref=who.key if who.role not in WRITTEN_BACK_ROLES else None)
+            participant_ref=participant_ref(who))
         stored, created = self._events.create_once(event)
         if created and stored.writeback == "pending":
             try:

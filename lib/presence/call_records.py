@@ -25,7 +25,7 @@ from typing import Any
 from lib import queues
 from lib.clock import Clock
 from lib.models import iso, parse_iso
-from lib.presence.roster import WRITTEN_BACK_ROLES, RosterService, tell_reports
+from lib.presence.roster import WRITTEN_BACK_ROLES, RosterService, merged_stays, tell_reports
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.reports.inputs import duration_ms
 from lib.store.appointments import AppointmentRepository
@@ -139,7 +139,7 @@ class CallRecordService:
 
     def _apply(self, appointment_key: str, environment_id: str, appointment_id: str, record_id: str,
                record: dict[str, Any], now: datetime) -> int:
-        stays: dict[str, dict[str, Any]] = {}
+        stays: dict[tuple[str, str], dict[str, Any]] = {}  # per participant: all its identities' sessions
         for session in record.get("sessions") or []:
             caller = (session.get("caller") or {}) if isinstance(session, dict) else {}
             identity = caller.get("identity") if isinstance(caller.get("identity"), dict) else {}
@@ -147,9 +147,11 @@ class CallRecordService:
             start, end = parse_iso(_z(session.get("startDateTime"))), parse_iso(_z(session.get("endDateTime")))
             if who is None or start is None or end is None:
                 continue
-            stay = stays.setdefault(who.key, {"who": who, "intervals": [], "segments": []})
+            stay = stays.setdefault(who.participant, {"who": who, "intervals": [], "segments": []})
             stay["intervals"].append((start, end))
             stay["segments"].extend(session.get("segments") or [])
+        for stay in stays.values():  # two devices' overlapping sessions are one stay
+            stay["intervals"] = merged_stays(stay["intervals"])
         existing = self._events.for_appointment(appointment_key)
         added_events: list[VisitEvent] = []
         for stay in stays.values():
@@ -180,7 +182,7 @@ class CallRecordService:
                  environment_id)
         return added
 
-    def _send_quality(self, appointment_key: str, stays: dict[str, dict[str, Any]]) -> None:
+    def _send_quality(self, appointment_key: str, stays: dict[tuple[str, str], dict[str, Any]]) -> None:
         """Every stream of every participant to the reports (``ReportFeed.call_quality``); best effort."""
         if self._reports is None:
             return

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from lib.models import iso
+from lib.presence.roster import participants
 from lib.store.presence import Presence
 
 ROLE_LABELS = {"patient": "Patient", "interpreter": "Interpreter", "other": "Other participant"}
@@ -55,20 +56,22 @@ def _label(role: str, participant_id: str) -> str:
 
 
 def visit_status(presence: Presence | None) -> VisitStatus:
-    """The status of each participant after the newest snapshot, in order of first appearance."""
+    """The status of each participant after the newest snapshot, in order of first appearance. A participant
+    is a person, not an identity (the patient on two devices is one row, in the meeting while either is)."""
     if presence is None:
         return VisitStatus(None, None, (), None)
-    current: dict[str, ParticipantStatus] = {}
-    for snapshot in presence.snapshots:
-        seen = {entry.key for entry in snapshot.entries}
-        for entry in snapshot.entries:
+    current: dict[tuple[str, str], ParticipantStatus] = {}
+    history = ((presence.baseline,) if presence.baseline is not None else ()) + presence.snapshots
+    for snapshot in history:
+        now = participants(snapshot.entries)
+        for who, entry in now.items():
             state = "lobby" if entry.lobby else "in_meeting"
-            before = current.get(entry.key)
+            before = current.get(who)
             if before is None or before.state != state:
-                current[entry.key] = ParticipantStatus(entry.key, entry.role, _label(entry.role, entry.participant_id),
-                                                       state, snapshot.at_utc)
-        for key, before in list(current.items()):
-            if key not in seen and before.state != "left":
-                current[key] = ParticipantStatus(key, before.role, before.label, "left", snapshot.at_utc)
+                current[who] = ParticipantStatus(entry.key, entry.role, _label(entry.role, entry.participant_id),
+                                                 state, snapshot.at_utc)
+        for who, before in list(current.items()):
+            if who not in now and before.state != "left":
+                current[who] = ParticipantStatus(before.key, before.role, before.label, "left", snapshot.at_utc)
     return VisitStatus(presence.call_started_utc, presence.call_ended_utc, tuple(current.values()),
                        presence.updated_utc)

@@ -6,6 +6,15 @@ between a snapshot and the one before it, so a duplicate changes nothing and a l
 slotted in and its differences with both neighbours computed. Event IDs are deterministic (visit, participant,
 type, time), so recomputing never stores an event twice.
 
+A participant is a person, not a meeting identity: the patient on two devices (or after a reload, or a
+relative on a second phone with the same link), a clinician whose two Entra accounts map to one EHR user, an
+interpreter with several identities of one ``person``: each is one participant, in the meeting while any of
+its identities is, so it connects when the first identity joins and disconnects when the last one leaves.
+
+The stored events always converge on what the snapshots give, whatever order the notifications came in:
+events no longer wanted are marked ``superseded`` (if not written yet), and a superseded event that a
+later-arriving snapshot proves right again is revived (it was never sent, so Epic gets it once).
+
 Who a participant is comes from IDs only, never a name: a clinician by Entra object ID mapped back to the EHR
 user ID (the one-time sign-in's mapping), the patient (or an interpreter) by the ACS identity our join page
 issued (:mod:`lib.store.participant_identities`); anyone else is ``other`` with an opaque reference.
@@ -18,6 +27,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import secrets
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +38,7 @@ from lib.models import parse_iso
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 from lib.store.participant_identities import ParticipantIdentityRepository
-from lib.store.presence import Presence, PresenceRepository, RosterEntry, Snapshot
+from lib.store.presence import MAX_SNAPSHOTS, Presence, PresenceRepository, RosterEntry, Snapshot
 from lib.store.users import UserRepository
 from lib.store.visit_events import VisitEvent, VisitEventRepository
 from lib.visits.events import QueueSender, event_id
@@ -36,6 +48,15 @@ log = logging.getLogger(__name__)
 
 WRITTEN_BACK_ROLES = frozenset({"provider", "patient"})
 WRITTEN_BACK_TYPES = frozenset({"connected", "disconnected"})
+#: ``writeback_reason`` of an event a later snapshot proved wrong (revived if another proves it right again).
+ROSTER_REORDERED = "roster_reordered"
+#: Attempts to store a roster change against concurrent notifications of the same visit, with jittered
+#: exponential backoff between them (``BACKOFF_BASE * 2^attempt``, at most ``BACKOFF_CAP`` seconds).
+SAVE_ATTEMPTS = 8
+BACKOFF_BASE = 0.025
+BACKOFF_CAP = 0.4
+#: Rounds of "make the events match the snapshots, then check nobody stored a newer snapshot meanwhile".
+CONVERGE_ROUNDS = 4
 
 
 class InvalidCallEvent(Exception):
@@ -66,11 +87,29 @@ def _ref(kind: str, raw_id: str) -> str:
     return hashlib.sha256(f"{kind}:{raw_id}".encode()).hexdigest()[:16]
 
 
+def participant_ref(who: RosterEntry) -> str | None:
+    """The opaque reference stored with an interpreter's or other participant's events (``None`` for the
+    clinician and the patient, named by ``participant_id``)."""
+    if who.role in WRITTEN_BACK_ROLES:
+        return None
+    return who.participant_id.partition(":")[2] or who.key
+
+
+def participants(entries: tuple[RosterEntry, ...]) -> dict[tuple[str, str], RosterEntry]:
+    """One entry per participant (``RosterEntry.participant``) of a roster: in the meeting when any of its
+    identities is, else in the lobby (the entry of the lowest key stands for it, so the choice is stable)."""
+    found: dict[tuple[str, str], RosterEntry] = {}
+    for entry in sorted(entries, key=lambda e: (e.lobby, e.key)):
+        found.setdefault(entry.participant, entry)
+    return found
+
+
 def transitions(before: tuple[RosterEntry, ...], after: tuple[RosterEntry, ...]) -> list[tuple[RosterEntry, str]]:
     """The participant events between two rosters: ``(participant, type)`` with type ``in_lobby``,
-    ``connected`` (joined, or admitted from the lobby), ``disconnected`` (left the meeting) or ``left_lobby``."""
-    old = {e.key: e for e in before}
-    new = {e.key: e for e in after}
+    ``connected`` (joined, or admitted from the lobby), ``disconnected`` (left the meeting) or ``left_lobby``.
+    Compared per participant, not per identity: a second device joining or one of two leaving changes nothing."""
+    old = participants(before)
+    new = participants(after)
     found: list[tuple[RosterEntry, str]] = []
     for key in sorted(old.keys() | new.keys()):
         was, now = old.get(key), new.get(key)
@@ -91,6 +130,25 @@ def transitions(before: tuple[RosterEntry, ...], after: tuple[RosterEntry, ...])
     return found
 
 
+def merged_stays(intervals: list[tuple[datetime, datetime | None]]) -> list[tuple[datetime, datetime | None]]:
+    """One participant's stays from those of all its identities (sessions of two devices, a reload's old and
+    new identity): overlapping or touching stays become one; a stay without a leave (``None``) lasts."""
+    merged: list[tuple[datetime, datetime | None]] = []
+    for start, end in sorted(intervals, key=lambda i: i[0]):
+        if merged and (merged[-1][1] is None or start <= merged[-1][1]):
+            first, last = merged[-1]
+            merged[-1] = (first, None if last is None or end is None else max(last, end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _backoff(attempt: int) -> float:
+    """Full-jitter delay before save attempt ``attempt`` (1-based), in seconds."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt)
+    return secrets.randbelow(int(ceiling * 1000) + 1) / 1000
+
+
 class RosterService:
     """Applies one decrypted call event to a visit.
 
@@ -98,11 +156,16 @@ class RosterService:
         presence, visit_events, users, identities: repositories.
         queues: the write-back queue producer.
         clock: the app's clock (only for ``updated_utc``; event times are Graph's).
+        max_snapshots: the roster history kept per visit (older snapshots fold into the baseline).
+        sleep: waits between save attempts (tests pass their own).
     """
 
     def __init__(self, *, presence: PresenceRepository, visit_events: VisitEventRepository, users: UserRepository,
                  identities: ParticipantIdentityRepository, queues: QueueSender, clock: Clock,
-                 reports: Any = None) -> None:
+                 reports: Any = None, max_snapshots: int = MAX_SNAPSHOTS,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._max_snapshots = max_snapshots
+        self._sleep = sleep
         self._presence = presence
         self._reports = reports
         self._events = visit_events
@@ -114,11 +177,13 @@ class RosterService:
 
     def apply(self, appointment_key: str, call_event: dict[str, Any], *, correlation_id: str | None = None) \
             -> list[VisitEvent]:
-        """Record what ``call_event`` changes; returns the events created now (duplicates create none).
+        """Record what ``call_event`` changes; returns the events created or revived now (duplicates: none).
 
         Raises:
             InvalidCallEvent: not a call event (no type, time or ID).
             StoreUnavailable: Cosmos DB is down (Graph retries the notification).
+            ConcurrencyConflict: other notifications of the visit kept changing its roster through every retry
+                (answer 503: Graph delivers again, and every effect is idempotent).
         """
         kind = call_event.get("callEventType")
         at = _event_time(call_event.get("eventDateTime"))
@@ -130,33 +195,62 @@ class RosterService:
         entries: tuple[RosterEntry, ...] = ()
         if kind == "rosterUpdated":
             entries = self._entries(environment_id, appointment_key, call_event.get("participants"))
-        for _ in range(5):
+        presence, first_end = self._record(appointment_key, kind, Snapshot(at, graph_event_id, entries))
+        call_events: list[tuple[RosterEntry | None, str, datetime]] = []
+        if kind == "callStarted":
+            call_events.append((None, "call_started", at))
+        elif kind == "callEnded":
+            call_events.append((None, "call_ended", at))
+        created = self._converge(appointment_key, environment_id, appointment_id, presence, call_events,
+                                 correlation_id)
+        if first_end:
+            self._look_for_call_record(appointment_key)
+        return created
+
+    def _record(self, appointment_key: str, kind: str, snapshot: Snapshot) -> tuple[Presence, bool]:
+        """Store the call event in the visit's presence document (ETag-guarded, retried with jittered backoff
+        while other notifications of the visit land first). Returns the stored document and whether this was
+        the call's first end."""
+        at = snapshot.at_utc
+        for attempt in range(SAVE_ATTEMPTS):
+            if attempt:
+                self._sleep(_backoff(attempt))
             presence = self._presence.get(appointment_key) or Presence(appointment_key)
             changes: dict[str, Any] = {}
-            call_events: list[tuple[RosterEntry | None, str, datetime]] = []
-            snapshots = presence.snapshots
             if kind == "callStarted":
                 if presence.call_started_utc is None or at < presence.call_started_utc:
                     changes["call_started_utc"] = at
-                call_events.append((None, "call_started", at))
             else:
-                if kind == "callEnded":
-                    changes["call_ended_utc"] = max(at, presence.call_ended_utc or at)
-                    call_events.append((None, "call_ended", at))
-                snapshots = _insert(presence.snapshots, Snapshot(at, graph_event_id, entries))
+                if kind == "callEnded" and (presence.call_ended_utc is None or at > presence.call_ended_utc):
+                    changes["call_ended_utc"] = at
+                snapshots = _insert(presence, snapshot)
                 if snapshots != presence.snapshots:
                     changes["snapshots"] = snapshots
-            created = self._sync(appointment_key, environment_id, appointment_id, snapshots, call_events,
-                                 correlation_id)
             if not changes:
-                return created
+                return presence, False
+            updated = dataclasses.replace(presence, updated_utc=self._clock.now(), **changes)
             try:
-                self._presence.save(dataclasses.replace(presence, updated_utc=self._clock.now(), **changes))
-                if kind == "callEnded" and presence.call_ended_utc is None:
-                    self._look_for_call_record(appointment_key)
-                return created
+                saved = self._presence.save(updated.trimmed(self._max_snapshots))
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another notification of this visit landed first: recompute on the fresh roster
+            return saved, kind == "callEnded" and presence.call_ended_utc is None
+        raise ConcurrencyConflict("presence kept changing")
+
+    def _converge(self, appointment_key: str, environment_id: str, appointment_id: str, presence: Presence,
+                  call_events: list[tuple[RosterEntry | None, str, datetime]],
+                  correlation_id: str | None) -> list[VisitEvent]:
+        """Make the stored events those of the newest roster history. A notification that stored its snapshot
+        may sync after a newer one was stored (and undo part of its sync), so after each sync the document is
+        read again and, if it changed, synced again."""
+        created: list[VisitEvent] = []
+        for _ in range(CONVERGE_ROUNDS):
+            created += self._sync(appointment_key, environment_id, appointment_id, presence, call_events,
+                                  correlation_id)
+            call_events = []
+            fresh = self._presence.get(appointment_key)
+            if fresh is None or fresh.etag == presence.etag:
+                return created
+            presence = fresh
         raise ConcurrencyConflict("presence kept changing")
 
     def _look_for_call_record(self, appointment_key: str) -> None:
@@ -179,43 +273,66 @@ class RosterService:
             appointment_key=appointment_key, environment_id=environment_id, appointment_id=appointment_id,
             type=event_type, role=role, participant_id=participant_id, at_utc=at,  # type: ignore[arg-type]
             correlation_id=correlation_id, source="roster", writeback="pending" if written else "none",
-            due_utc=self._clock.now(), participant_ref=who.key if who and role not in WRITTEN_BACK_ROLES else None)
+            due_utc=self._clock.now(), participant_ref=participant_ref(who) if who else None)
 
-    def _sync(self, appointment_key: str, environment_id: str, appointment_id: str,
-              snapshots: tuple[Snapshot, ...], call_events: list[tuple[RosterEntry | None, str, datetime]],
+    def _sync(self, appointment_key: str, environment_id: str, appointment_id: str, presence: Presence,
+              call_events: list[tuple[RosterEntry | None, str, datetime]],
               correlation_id: str | None) -> list[VisitEvent]:
         """Make the stored roster events those the snapshots give: create the missing ones (enqueueing those to
-        write back), and mark ``superseded`` the ones a late snapshot made wrong that are not written yet."""
-        derived = [(who, kind, at) for who, kind, at in _derive(snapshots)] + call_events
+        write back), mark ``superseded`` the ones a late snapshot made wrong that are not written yet, and
+        revive the ones superseded that way which the snapshots now give again."""
+        derived = [*_derive(presence.baseline, presence.snapshots), *call_events]
         wanted = {e.id: e for e in (self._event(appointment_key, environment_id, appointment_id, who, kind, at,
                                                 correlation_id) for who, kind, at in derived)}
         existing = {e.id: e for e in self._events.for_appointment(appointment_key)}
-        oldest = snapshots[0].at_utc if snapshots else None
         for stale in existing.values():
             if (stale.id not in wanted and stale.source == "roster" and stale.role != "call"
-                    and stale.writeback in ("pending", "none") and oldest is not None and stale.at_utc >= oldest):
+                    and stale.writeback in ("pending", "none") and _derived_span(presence, stale.at_utc)):
                 try:
-                    self._events.update(stale, writeback="superseded", writeback_reason="roster_reordered")
+                    self._events.update(stale, writeback="superseded", writeback_reason=ROSTER_REORDERED)
                 except ConcurrencyConflict:
                     pass  # the write-back claimed it meanwhile: the order rule settles it
         created_now: list[VisitEvent] = []
+        revived: list[VisitEvent] = []
         for event in wanted.values():
-            if event.id in existing:
+            found = existing.get(event.id)
+            if found is not None:
+                if found.writeback == "superseded" and found.writeback_reason == ROSTER_REORDERED:
+                    back = self._revive(found, event)
+                    if back is not None:
+                        revived.append(back)
                 continue
             stored, created = self._events.create_once(event)
-            if not created:
-                continue
-            created_now.append(stored)
-            if stored.writeback == "pending":
-                try:
-                    self._queues.send(VISIT_EVENTS_QUEUE, message_for(stored))
-                except Exception:  # stored and pending: the write-back sweep enqueues it
-                    log.warning("presence event not enqueued environment=%s", environment_id)
+            if created:
+                created_now.append(stored)
+                self._enqueue(stored, environment_id)
+        if revived:
+            log.info("presence events revived=%s environment=%s correlation=%s",
+                     ",".join(f"{e.role}:{e.type}" for e in revived), environment_id, correlation_id)
         if created_now:
             log.info("presence events=%s environment=%s correlation=%s",
                      ",".join(f"{e.role}:{e.type}" for e in created_now), environment_id, correlation_id)
             tell_reports(self._reports, appointment_key, created_now)
-        return created_now
+        return created_now + revived
+
+    def _revive(self, superseded: VisitEvent, wanted: VisitEvent) -> VisitEvent | None:
+        """A snapshot that arrived later proved a superseded (never sent) event right again: pending again (or
+        ``none`` for what is not written back), enqueued for the write-back."""
+        try:
+            back = self._events.update(superseded, writeback=wanted.writeback, writeback_reason=None,
+                                       writeback_utc=None, due_utc=self._clock.now())
+        except ConcurrencyConflict:
+            return None  # another notification's sync revived it first
+        self._enqueue(back, back.environment_id)
+        return back
+
+    def _enqueue(self, event: VisitEvent, environment_id: str) -> None:
+        if event.writeback != "pending":
+            return
+        try:
+            self._queues.send(VISIT_EVENTS_QUEUE, message_for(event))
+        except Exception:  # stored and pending: the write-back sweep enqueues it
+            log.warning("presence event not enqueued environment=%s", environment_id)
 
     # ---- who is who -----------------------------------------------------------------------------
     def _entries(self, environment_id: str, appointment_key: str, participants: Any) -> tuple[RosterEntry, ...]:
@@ -229,7 +346,7 @@ class RosterService:
             identity = info.get("identity") if isinstance(info.get("identity"), dict) else {}
             entry = self.classify(environment_id, appointment_key, identity, bool(participant.get("isInLobby")))
             if entry is not None:
-                # One person on two devices is one participant: in the meeting if either device is.
+                # The same identity listed twice: in the meeting if either listing is.
                 current = entries.get(entry.key)
                 entries[entry.key] = entry if current is None or current.lobby else current
         return tuple(sorted(entries.values(), key=lambda e: e.key))
@@ -252,7 +369,8 @@ class RosterService:
                 if issued.role == "patient":
                     return RosterEntry(key, "patient", "patient", lobby)
                 if issued.role == "interpreter":
-                    return RosterEntry(key, "interpreter", f"interpreter:{key}", lobby)
+                    person = _ref("person", issued.person) if issued.person else key
+                    return RosterEntry(key, "interpreter", f"interpreter:{person}", lobby)
             return RosterEntry(key, "other", f"other:{key}", lobby)
         for kind in ("guest", "phone", "application", "device", "encrypted"):
             value = identity.get(kind)
@@ -282,17 +400,32 @@ def _event_time(value: Any) -> datetime | None:
     return at if at is not None and at.tzinfo is not None else None
 
 
-def _insert(snapshots: tuple[Snapshot, ...], snapshot: Snapshot) -> tuple[Snapshot, ...]:
-    """``snapshots`` with ``snapshot`` in its event-time place (a duplicate changes nothing)."""
+def _insert(presence: Presence, snapshot: Snapshot) -> tuple[Snapshot, ...]:
+    """The visit's snapshots with ``snapshot`` in its event-time place (a duplicate changes nothing; one older
+    than the kept history's baseline cannot be slotted in any more and changes nothing either)."""
+    snapshots = presence.snapshots
     if any(s.event_id == snapshot.event_id for s in snapshots):
+        return snapshots
+    baseline = presence.baseline
+    if baseline is not None and (snapshot.at_utc, snapshot.event_id) <= (baseline.at_utc, baseline.event_id):
+        log.info("roster update older than the kept roster history ignored")
         return snapshots
     return tuple(sorted((*snapshots, snapshot), key=lambda s: (s.at_utc, s.event_id)))
 
 
-def _derive(snapshots: tuple[Snapshot, ...]) -> list[tuple[RosterEntry, str, datetime]]:
-    """Every participant event the snapshots give, each at the time of the snapshot that shows it."""
+def _derived_span(presence: Presence, at: datetime) -> bool:
+    """Whether the snapshots (from the baseline on) decide events at ``at``: events older than the kept history
+    were derived before it was cut and are left as they are."""
+    if presence.baseline is not None:
+        return at > presence.baseline.at_utc
+    return bool(presence.snapshots) and at >= presence.snapshots[0].at_utc
+
+
+def _derive(baseline: Snapshot | None, snapshots: tuple[Snapshot, ...]) -> list[tuple[RosterEntry, str, datetime]]:
+    """Every participant event the snapshots give, each at the time of the snapshot that shows it, starting
+    from the baseline's roster (empty when the whole history is kept)."""
     found: list[tuple[RosterEntry, str, datetime]] = []
-    before: tuple[RosterEntry, ...] = ()
+    before: tuple[RosterEntry, ...] = baseline.entries if baseline is not None else ()
     for snapshot in snapshots:
         found.extend((who, kind, snapshot.at_utc) for who, kind in transitions(before, snapshot.entries))
         before = snapshot.entries

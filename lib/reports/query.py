@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from lib.reports.reader import RangeError, check_range
+from lib.reports.reader import EARLIEST, LATEST, OUTSIDE, RangeError, check_range
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes "²", which int() refuses
 _DEPARTMENT = re.compile(r"[^\x00-\x1f<>\"']{1,64}")
 #: Rows per page of the JSON API (the CSV has them all).
 PAGE_SIZE = 200
@@ -45,8 +46,9 @@ def parse_query(params: Mapping[str, str], *, today: date) -> ReportQuery:
     Raises:
         RangeError: a value is not valid; the message says which and what to send instead.
     """
+    chosen_first = _date(params.get("from"), "from")
     last = _date(params.get("to"), "to") or today
-    first = _date(params.get("from"), "from") or last - timedelta(days=DEFAULT_DAYS - 1)
+    first = chosen_first or max(EARLIEST, last - timedelta(days=DEFAULT_DAYS - 1))
     check_range(first, last)
     environment = (params.get("environment") or "").strip() or None
     if environment is not None and not _ID.fullmatch(environment):
@@ -63,14 +65,17 @@ def _date(value: str | None, name: str) -> date | None:
     if not value:
         return None
     try:
-        return datetime.strptime(value.strip(), "%Y-%m-%d").date()
+        day = datetime.strptime(value.strip(), "%Y-%m-%d").date()
     except ValueError:
         raise RangeError(f"'{name}' must be a date written YYYY-MM-DD, e.g. 2026-03-02.") from None
+    if not EARLIEST <= day <= LATEST:
+        raise RangeError(f"'{name}' is outside the dates reports cover: {OUTSIDE}.")
+    return day
 
 
 def _int(value: str | None, name: str, low: int, high: int, *, default: int | None = None) -> int:
     if value is None or value == "":
         return default if default is not None else low
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not _DIGITS.fullmatch(value) or not low <= int(value) <= high:
         raise RangeError(f"'{name}' must be a whole number from {low} to {high}.")
     return int(value)

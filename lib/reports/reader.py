@@ -20,6 +20,11 @@ from lib.store.reports import part_id, totals_id
 
 #: The longest range one request may ask for.
 MAX_DAYS = 366
+#: The dates a report may cover. Visits are never older or later, and the date arithmetic (the month before a
+#: range, for a monthly allocation; the default week before a date) stays far from year 1 and year 9999.
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)
+#: What to choose instead, for every date outside them.
+OUTSIDE = f"choose dates from {EARLIEST.isoformat()} to {LATEST.isoformat()}"
 
 
 class RangeError(ValueError):
@@ -33,7 +38,10 @@ class Sheets(Protocol):
 
 
 def check_range(first: date, last: date) -> None:
-    """Raises :class:`RangeError` when ``last`` is before ``first`` or the range is longer than a year."""
+    """Raises :class:`RangeError` when ``last`` is before ``first``, the range is longer than a year, or it
+    reaches outside :data:`EARLIEST`..:data:`LATEST`."""
+    if first < EARLIEST or last > LATEST:
+        raise RangeError(f"Reports cover {EARLIEST.year} to {LATEST.year}: {OUTSIDE}.")
     if last < first:
         raise RangeError("The end date is before the start date.")
     if (last - first).days + 1 > MAX_DAYS:

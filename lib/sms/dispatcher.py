@@ -52,7 +52,7 @@ from lib.clock import Clock, SystemClock
 from lib.models import Appointment, EnvironmentConfig, OutboxItem
 from lib.sms.configuration import is_e164, sending_problems, unreachable_reason
 from lib.sms.links import JoinLinks
-from lib.sms.quiet_hours import first_allowed_after, is_quiet
+from lib.sms.quiet_hours import first_allowed_after, reminder_may_go
 from lib.sms.repeatability import Repeatability
 from lib.sms.segments import MAX_SEGMENTS, count_segments
 from lib.sms.sender import SendResult
@@ -358,7 +358,8 @@ class Dispatcher:
             return self._finish(item, "skipped", reason=unreachable)
         if facts.stop is not None:
             return self._finish(item, "blocked", reason=facts.stop)
-        if item.kind == "reminder" and is_quiet(now, environment.time_zone, sms.quiet_hours):
+        if item.kind == "reminder" and not reminder_may_go(now, _planned_instant(item), environment.time_zone,
+                                                           sms.quiet_hours):
             later = first_allowed_after(now, environment.time_zone, sms.quiet_hours)
             if appointment.start_utc is None or later >= appointment.start_utc:
                 return self._finish(item, "skipped", reason="quiet hours last until the visit starts")
@@ -507,6 +508,14 @@ class Dispatcher:
             if len(items) < PAGE_SIZE or not any(o in _PROGRESS for o in outcomes):
                 break
         return report
+
+
+def _planned_instant(item: OutboxItem) -> datetime:
+    """The instant a reminder's quiet-hours check is made for: its due time, or for a retry (ACS 429, a
+    connection refused, a repeat) the earlier attempt's claim, which was allowed when it was made."""
+    if item.claimed_utc is not None and item.claimed_utc < item.due_utc:
+        return item.claimed_utc
+    return item.due_utc
 
 
 def _skip_reason(

@@ -36,7 +36,7 @@ from lib.models import EnvironmentConfig, OutboxItem
 from lib.observability import metrics
 from lib.sms.configuration import is_e164
 from lib.sms.event_schema import SUBSCRIPTION_VALIDATION, DeliveryReportData, MalformedEvent, ReceivedData, SmsEvent
-from lib.sms.keywords import OPT_IN_WORDS, is_opt_out, keyword
+from lib.sms.keywords import HELP_LANGUAGES, OPT_IN_WORDS, is_opt_out, keyword
 from lib.sms.sender import SendResult
 from lib.sms.templates import help_contact, render, texts_per_visit
 from lib.store.environments import EnvironmentRepository
@@ -186,9 +186,9 @@ class AcsEventHandler:
         if word in OPT_IN_WORDS:
             changed = self._opt_outs.record(ours, patient, opted_out=False, event_time=event_time, keyword=word)
             return "opted-in" if changed else "opt-in-stale"
-        return self._help(ours, patient)
+        return self._help(ours, patient, word)
 
-    def _help(self, ours: str, patient: str) -> str:
+    def _help(self, ours: str, patient: str, word: str) -> str:
         environment = self._environment_for_sender(ours)
         if environment is None:
             return "help-unknown-sender"
@@ -199,10 +199,11 @@ class AcsEventHandler:
         if not self._opt_outs.claim_help_reply(ours, patient, day):
             return "help-already-answered"
         sms = environment.sms
+        language = HELP_LANGUAGES.get(word, sms.default_language)  # AYUDA is answered in Spanish
         text = render(
-            "help", language=sms.default_language, org=environment.display_name, start_utc=None,
+            "help", language=language, org=environment.display_name, start_utc=None,
             time_zone=environment.time_zone, link=None, overrides=sms.templates, default_language=sms.default_language,
-            contact=help_contact(sms, self._public_base_url), frequency=texts_per_visit(sms, sms.default_language),
+            contact=help_contact(sms, self._public_base_url), frequency=texts_per_visit(sms, language),
         )
         result = self._sender.send(sender=ours, to=patient, message=text, tag=f"{environment.id}|help")
         return "help-sent" if result.status == "sent" else f"help-{result.status}"

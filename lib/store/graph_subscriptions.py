@@ -1,12 +1,16 @@
 """Graph subscriptions to a visit's meeting call events (container ``graph_subscriptions``, partition ``/id``).
 
 One document per visit (ID :func:`subscription_doc_id`), created when its meeting is created. ``state``:
-``pending`` (to create), ``active`` (Graph accepted it), ``ended`` (deleted after the visit), ``not_allowed``
+``pending`` (to create), ``active`` (Graph accepted it), ``ended`` (the visit is over: deleted at Graph, or never
+created), ``not_allowed``
 (Graph refused it as not permitted: the visit's attendance is read after the meeting instead), ``not_used``
 (the environment's ``presence_source`` is ``attendance_report``). ``source`` is that setting when the document
 was made (``auto``, ``notifications``, ``attendance_report``). ``secret`` is the
 random half of the ``clientState`` we gave Graph (``{doc id}.{secret}``): a notification names its document
-through the first half and proves itself with the second.
+through the first half and proves itself with the second. ``claimed_utc`` is when a run started creating the
+Graph subscription (two runs never create two: :meth:`lib.presence.subscriptions.PresenceSubscriptions`).
+Every document carries a ``ttl``: Cosmos DB deletes it :data:`KEEP_AFTER_VISIT` after its visit is over, whatever
+state it is left in.
 """
 
 from __future__ import annotations
@@ -14,12 +18,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from lib.models import iso, parse_iso
+from lib.clock import Clock, SystemClock
+from lib.models import cosmos_ttl, iso, parse_iso
 from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
 from lib.store.errors import AlreadyExists
+
+#: How long a document is kept after its visit is over (``end_after_utc``), for ``./dev ops visit timeline``.
+KEEP_AFTER_VISIT = timedelta(days=30)
+#: Without a known end (never the case for documents the app writes): kept this long from each write.
+KEEP_WITHOUT_END = timedelta(days=60)
 
 
 def subscription_doc_id(appointment_key: str) -> str:
@@ -44,14 +54,17 @@ class GraphSubscription:
     missed_utc: datetime | None = None
     last_error: str | None = None
     source: str = "auto"
+    claimed_utc: datetime | None = None
     etag: str | None = None
 
-    def to_doc(self) -> dict[str, Any]:
-        """The Cosmos document."""
+    def to_doc(self, now: datetime) -> dict[str, Any]:
+        """The Cosmos document, with the ``ttl`` that deletes it :data:`KEEP_AFTER_VISIT` after the visit."""
+        keep = (self.end_after_utc + KEEP_AFTER_VISIT - now) if self.end_after_utc else KEEP_WITHOUT_END
         return {"id": self.id, "appointmentKey": self.appointment_key, "resource": self.resource,
                 "secret": self.secret, "state": self.state, "graph_id": self.graph_id,
                 "expires_utc": iso(self.expires_utc), "end_after_utc": iso(self.end_after_utc),
-                "missed_utc": iso(self.missed_utc), "last_error": self.last_error, "source": self.source}
+                "missed_utc": iso(self.missed_utc), "last_error": self.last_error, "source": self.source,
+                "claimed_utc": iso(self.claimed_utc), "ttl": cosmos_ttl(keep.total_seconds(), minimum=3600)}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> GraphSubscription:
@@ -60,14 +73,21 @@ class GraphSubscription:
                    secret=doc["secret"], state=doc.get("state", "pending"), graph_id=doc.get("graph_id"),
                    expires_utc=parse_iso(doc.get("expires_utc")), end_after_utc=parse_iso(doc.get("end_after_utc")),
                    missed_utc=parse_iso(doc.get("missed_utc")), last_error=doc.get("last_error"),
-                   source=doc.get("source") or "auto", etag=doc.get("_etag"))
+                   source=doc.get("source") or "auto", claimed_utc=parse_iso(doc.get("claimed_utc")),
+                   etag=doc.get("_etag"))
 
 
 class GraphSubscriptionRepository:
-    """Point reads, create-once and ETag-guarded updates of :class:`GraphSubscription`."""
+    """Point reads, create-once and ETag-guarded updates of :class:`GraphSubscription`.
 
-    def __init__(self, store: CosmosStore) -> None:
+    Args:
+        store: the Cosmos store.
+        clock: for the documents' ``ttl`` (the system clock: Cosmos DB expires documents in real time).
+    """
+
+    def __init__(self, store: CosmosStore, clock: Clock | None = None) -> None:
         self._container = store.container("graph_subscriptions")
+        self._clock = clock or SystemClock()
 
     def get(self, doc_id: str) -> GraphSubscription | None:
         """One subscription document, or ``None``."""
@@ -78,7 +98,7 @@ class GraphSubscriptionRepository:
         """Store it unless its ID exists; ``(stored, created?)``."""
         try:
             with translated_errors():
-                doc = self._container.create_item(subscription.to_doc())
+                doc = self._container.create_item(subscription.to_doc(self._clock.now()))
             return GraphSubscription.from_doc(doc), True
         except AlreadyExists:
             existing = self.get(subscription.id)
@@ -93,7 +113,7 @@ class GraphSubscriptionRepository:
         """
         updated = dataclasses.replace(subscription, **changes)
         with translated_errors():
-            doc = self._container.replace_item(item=subscription.id, body=updated.to_doc(),
+            doc = self._container.replace_item(item=subscription.id, body=updated.to_doc(self._clock.now()),
                                                **if_match(subscription.etag))
         return GraphSubscription.from_doc(doc)
 

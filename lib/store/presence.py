@@ -2,12 +2,15 @@
 key): every roster snapshot received, in event time order, and when the call started and ended.
 
 Keeping the snapshots (not only the latest) lets a late, out-of-order notification be slotted into its place,
-so joins and leaves come out right whatever order Graph delivered them in. Shape: ``docs/presence.md``.
+so joins and leaves come out right whatever order Graph delivered them in. The history is bounded: when it
+grows past its cap, the oldest snapshots are dropped and the newest dropped one is kept as the ``baseline``
+(the roster at the cut), so participant events are still derived from the true roster before the first kept
+snapshot, never from an empty one. Shape: ``docs/presence.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +18,8 @@ from lib.models import iso, parse_iso
 from lib.store.cosmos import CosmosStore, if_match, read_or_none, translated_errors
 from lib.store.errors import AlreadyExists
 
-#: Snapshots kept per visit (a visit has a few dozen roster changes; the oldest go first).
+#: Snapshots kept per visit (a visit has a few dozen roster changes; the oldest go first, the newest of them
+#: staying as the baseline).
 MAX_SNAPSHOTS = 300
 
 
@@ -28,6 +32,11 @@ class RosterEntry:
     role: str
     participant_id: str
     lobby: bool = False
+
+    @property
+    def participant(self) -> tuple[str, str]:
+        """Who this is, whatever identity (device, account) it came with: ``(role, participant_id)``."""
+        return self.role, self.participant_id
 
     def to_doc(self) -> dict[str, Any]:
         """Document form."""
@@ -60,7 +69,8 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Presence:
-    """A visit's roster history."""
+    """A visit's roster history: ``snapshots`` in event-time order and, once older ones were dropped,
+    ``baseline``: the newest dropped snapshot (the roster just before the first kept one)."""
 
     appointment_key: str
     snapshots: tuple[Snapshot, ...] = ()
@@ -69,19 +79,32 @@ class Presence:
     updated_utc: datetime | None = None
     etag: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    baseline: Snapshot | None = None
+
+    def trimmed(self, max_snapshots: int = MAX_SNAPSHOTS) -> Presence:
+        """At most ``max_snapshots`` snapshots: the oldest are dropped and the newest dropped one becomes the
+        baseline."""
+        if len(self.snapshots) <= max_snapshots:
+            return self
+        cut = len(self.snapshots) - max_snapshots
+        return replace(self, snapshots=self.snapshots[cut:], baseline=self.snapshots[cut - 1])
 
     def to_doc(self) -> dict[str, Any]:
-        """The Cosmos document."""
-        return {"id": self.appointment_key, "snapshots": [s.to_doc() for s in self.snapshots[-MAX_SNAPSHOTS:]],
+        """The Cosmos document (a history longer than :data:`MAX_SNAPSHOTS` is trimmed first)."""
+        kept = self.trimmed() if len(self.snapshots) > MAX_SNAPSHOTS else self
+        return {"id": self.appointment_key, "snapshots": [s.to_doc() for s in kept.snapshots],
+                "baseline": kept.baseline.to_doc() if kept.baseline else None,
                 "call_started_utc": iso(self.call_started_utc), "call_ended_utc": iso(self.call_ended_utc),
                 "updated_utc": iso(self.updated_utc)}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Presence:
         """Build from a stored document, keeping its ``_etag``."""
+        baseline = doc.get("baseline")
         return cls(doc["id"], tuple(Snapshot.from_doc(s) for s in doc.get("snapshots") or ()),
                    parse_iso(doc.get("call_started_utc")), parse_iso(doc.get("call_ended_utc")),
-                   parse_iso(doc.get("updated_utc")), doc.get("_etag"))
+                   parse_iso(doc.get("updated_utc")), doc.get("_etag"),
+                   baseline=Snapshot.from_doc(baseline) if isinstance(baseline, dict) else None)
 
 
 class PresenceRepository:

@@ -37,7 +37,8 @@ CONTAINERS: tuple[ContainerSpec, ...] = (
     ContainerSpec("sms_messages", "/id", default_ttl=-1),
     ContainerSpec("opt_outs", "/id", default_ttl=-1),
     ContainerSpec("hl7_jti", "/id", default_ttl=-1),
-    ContainerSpec("graph_subscriptions", "/id"),
+    # Each document deletes itself 30 days after its visit (lib/store/graph_subscriptions.py).
+    ContainerSpec("graph_subscriptions", "/id", default_ttl=-1),
     ContainerSpec("presence", "/id", default_ttl=-1),
     ContainerSpec("participant_identities", "/id", default_ttl=-1),
     ContainerSpec("call_quality", "/id"),

@@ -55,12 +55,19 @@ class VisitEventRecorder:
         self._clock = clock
         self._identities = identities
 
+    def of_visit(self, appointment_key: str) -> list[VisitEvent]:
+        """Every event of one visit, oldest first (one single-partition query)."""
+        return self._events.for_appointment(appointment_key)
+
     def record(self, appointment: Appointment, *, event_type: EventType, role: ParticipantRole,
                participant_id: str, attempt: str, correlation_id: str | None = None,
-               details: dict[str, Any] | None = None, at_utc: datetime | None = None) -> VisitEvent:
+               details: dict[str, Any] | None = None, at_utc: datetime | None = None,
+               hold_writeback: str | None = None) -> VisitEvent:
         """Store the event (once per deterministic ID) and enqueue it while its write-back is pending.
 
         ``at_utc``: when it happened, when that was before now (a click recorded later by a queue trigger).
+        ``hold_writeback``: why an event Epic has a status for is nevertheless not written back (stored with
+        ``writeback="none"`` and this reason).
 
         Events the EHR has no status for (``page_opened``, ``call_identity_issued``) are stored with
         ``writeback="none"`` and never enqueued.
@@ -81,7 +88,9 @@ class VisitEventRecorder:
             at_utc=at_utc or self._clock.now(),
             correlation_id=correlation_id,
             source="click" if event_type in CLICK_TYPES else "device_test",
-            writeback="pending" if event_type in CONNECTION_STATUS and event_type not in CLICK_TYPES else "none",
+            writeback="pending" if event_type in CONNECTION_STATUS and event_type not in CLICK_TYPES
+            and hold_writeback is None else "none",
+            writeback_reason=hold_writeback,
             details=details,
         )
         stored, created = self._events.create_once(event)

@@ -31,7 +31,8 @@ from lib.store.links import LinkRepository
 from lib.stored_settings import NOT_FOR_VISITS, UnusableSetting, check_usable
 from lib.visits.call_identity import AcsCallIdentityIssuer, CallIdentityUnavailable
 from lib.visits.device_test import InvalidDeviceTest, parse_device_test
-from lib.visits.events import VisitEventRecorder
+from lib.visits.device_test_limits import writeback_hold
+from lib.visits.events import VisitEventRecorder, event_id
 from lib.visits.framing import FrameContext, check_frame, origin_of
 from lib.visits.meetings import MeetingService
 from lib.visits.pages import Page
@@ -218,6 +219,7 @@ class JoinService:
 
         Raises:
             InvalidEvent: the body is not an object with an accepted ``type`` and shape.
+            lib.visits.device_test_limits.TooManyDeviceTests: the visit has the most device tests it records.
             LaunchError: the token or its visit is not valid (as :meth:`page`).
             StoreUnavailable: Cosmos DB is down.
         """
@@ -235,9 +237,17 @@ class JoinService:
         attempt = body.get("attempt")
         if not isinstance(attempt, str) or not _ATTEMPT.fullmatch(attempt):
             attempt = self._clock.now().strftime("minute-%Y%m%dT%H%M")
+        hold = None
+        if details is not None:  # a device test: limited per visit (lib/visits/device_test_limits.py)
+            known = self._events.of_visit(appointment.key)
+            wanted = event_id(appointment.key, "patient", "patient", event_type, attempt)
+            again = next((e for e in known if e.id == wanted), None)
+            if again is not None:  # a retried POST: answered as the first time, never counted twice
+                return RecordedEvent(event_id=again.id, writeback=again.writeback)
+            hold = writeback_hold(known)
         event = self._events.record(appointment, event_type=event_type, role="patient",  # type: ignore[arg-type]
                                     participant_id="patient", attempt=attempt, correlation_id=correlation_id,
-                                    details=details)
+                                    details=details, hold_writeback=hold)
         return RecordedEvent(event_id=event.id, writeback=event.writeback)
 
     def check_link(self, token: str) -> None:

@@ -196,18 +196,31 @@ def test_replay_all_skips_every_write_back_that_may_already_be_in_epic_and_says_
                                                                                     "failed")
 
 
-def test_ops_log_id_prints_the_keyed_form_the_intake_logged_for_a_control_id(app, env, capsys, caplog, monkeypatch):
+@pytest.mark.parametrize(("control", "hashed"), [
+    ("SMITHJ-X", True),  # not a counter or a UUID
+    ("2015550123", True),  # counters the log redaction would take for phone numbers: [phone] for each of them
+    ("12345678901", True),
+    ("7001234567-1", True),
+    ("201-555-0123", True),
+    ("7001234-1", False),  # a counter the redaction leaves whole: as it is
+])
+def test_ops_log_id_prints_exactly_what_the_intake_logged_for_a_control_id(app, env, capsys, caplog, monkeypatch,
+                                                                           control, hashed):
     import io
     import logging
 
-    control = "SMITHJ-X"  # not a counter or a UUID: logged only as its keyed hash
+    from lib.observability.redaction import redact
+
     with caplog.at_level(logging.INFO, logger="lib.scheduling.intake"):
         response = post_hl7(env.id, siu("S12", csn="8600001", start=START, control_id=control, sent=NOW,
                                         processing_id="P"))  # a test environment refuses production messages
     assert msa(response)[1] == "AR"
-    logged = " ".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("hl7 rejected"))
+    logged = " ".join(redact(r.getMessage()) for r in caplog.records if r.getMessage().startswith("hl7 rejected"))
     monkeypatch.setattr("sys.stdin", io.StringIO(control + "\n"))
     assert ops.run(["hl7", "log-id"], services=app) == 0
     printed = capsys.readouterr().out.strip()
-    assert printed.startswith("#") and len(printed) == 13
-    assert f"msh10={printed} " in logged and control not in logged
+    assert f"msh10={printed} " in logged and "[phone]" not in logged
+    if hashed:
+        assert printed.startswith("#") and len(printed) == 13 and control not in logged
+    else:
+        assert printed == control

@@ -775,10 +775,18 @@ def test_acs_blocked_answer_records_an_opt_out_in_the_history(app, clock, acs, e
 @pytest.mark.parametrize(("text", "phone"), [
     ("please stop texting me", "+12015550178"), ("Remove me", "+12015550179"),
     ("ＳＴＯＰ", "+12015550180"), ("\u0405\u0422\u041e\u0420", "+12015550181"),
+    # a lone STOP anywhere in a short text, the Canadian French ARRÊT, a Spanish free-text opt-out
+    ("Please stop", "+12015550185"), ("I want to stop.", "+12015550186"), ("Arrêt", "+12015550187"),
+    ("No más mensajes por favor", "+12015550188"),
 ])
 def test_free_text_full_width_and_look_alike_opt_outs_are_honoured(webhook, text, phone):
     assert post_events([inbound(text, phone)]).status_code == 200
     assert webhook.opt_outs.stop_reason(SENDER, phone) == "the recipient opted out (STOP) of texts from this number"
+
+
+def test_a_text_asking_to_keep_the_reminders_does_not_opt_out(webhook):
+    assert post_events([inbound("Please don't stop my reminders", "+12015550189")]).status_code == 200
+    assert webhook.opt_outs.stop_reason(SENDER, "+12015550189") is None
 
 
 def test_opt_out_and_opt_in_history_is_kept_not_overwritten(webhook):
@@ -790,7 +798,7 @@ def test_opt_out_and_opt_in_history_is_kept_not_overwritten(webhook):
     assert webhook.opt_outs.history(SENDER, phone) == [
         {"event_time": "2026-11-29T17:00:00+00:00", "opted_out": True, "keyword": "STOP"},
         {"event_time": "2026-11-29T18:00:00+00:00", "opted_out": False, "keyword": "START"},
-        {"event_time": "2026-11-29T19:00:00+00:00", "opted_out": True, "keyword": "FREETEXT"},
+        {"event_time": "2026-11-29T19:00:00+00:00", "opted_out": True, "keyword": "REMOVE"},
     ]
     stored = json.dumps(webhook.store.container("opt_outs").read_item(
         f"optout|{webhook.opt_outs.pair_hash(SENDER, phone)}", f"optout|{webhook.opt_outs.pair_hash(SENDER, phone)}"))
@@ -807,6 +815,18 @@ def test_help_answers_with_programme_frequency_and_contact(webhook, clock, acs, 
     assert [t["message"] for t in texts] == [
         "Contoso Health video visit notices: up to 4 msgs per visit. Help: call 800-555-0199. Msg&data rates may "
         "apply. Reply STOP to opt out."]
+
+
+def test_ayuda_is_answered_with_the_spanish_help_text(webhook, clock, acs, environment_id):
+    sms = SmsSettings(enabled=True, sender="+12015550157", help_contact="call 800-555-0199")
+    make_environment(webhook, environment_id, sms=sms)
+    clock.set(NOW)
+    before = len(help_replies(acs, "+12015550158"))
+    assert post_events([inbound("Ayuda por favor", "+12015550158", ours="+12015550157")]).status_code == 200
+    texts = help_replies(acs, "+12015550158")[before:]
+    assert [t["message"] for t in texts] == [
+        "Contoso Health avisos de visitas por video: hasta 4 mensajes por visita. Ayuda: call 800-555-0199. Pueden "
+        "aplicar tarifas de mensajes y datos. Responda STOP para no recibir mensajes."]
 
 
 def test_the_per_number_cap_holds_over_a_rolling_window(app, clock, acs, environment_id):

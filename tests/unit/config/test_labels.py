@@ -25,7 +25,8 @@ def test_a_field_path_is_named_by_the_pages_label(field: str, expected: str):
 @pytest.mark.parametrize(("field", "anchor"), [
     ("sms.per_number_cap", "per_number_cap"), ("sms.templates", "templates"), ("display_name", "templates"),
     ("sms.templates.es.help", "tpl-es-help"), ("sms.sender", "sender-heading"), ("sms.enabled", "enabled"),
-    ("sms.rate_per_minute", "sms-form"), ("time_zone", "sms-form"),
+    ("sms.rate_per_minute", "rate_per_minute"), ("sms.phone_grace_minutes", "phone_grace_minutes"),
+    ("sms.consented_at", "sms-form"), ("time_zone", "sms-form"),
 ])
 def test_every_sms_problem_points_at_an_element_of_the_sms_page(field: str, anchor: str):
     assert sms_anchor(field) == anchor

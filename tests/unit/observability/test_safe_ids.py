@@ -44,6 +44,24 @@ def test_anything_else_is_logged_as_a_short_hash_under_the_deployment_key(value)
     assert value not in log_control_id(value)
 
 
+@pytest.mark.parametrize("value", ["2015550123", "12345678901", "7001234567-1", "7001234567.2", "1-2015550123",
+                                   "201-555-0123", "201.555.0123", "555-0123", "MSG-2015550123"])
+def test_a_counter_the_log_redaction_would_mask_is_logged_as_its_keyed_hash(value):
+    from lib.observability.redaction import redact
+
+    assert redact(f"msh10={value}") != f"msh10={value}"  # the redaction takes it for a phone number
+    assert log_control_id(value) == keyed(value)
+    assert redact(f"hl7 accepted msh10={log_control_id(value)} event=S12") == \
+        f"hl7 accepted msh10={keyed(value)} event=S12"  # the log shows the hash, as log-id prints it
+
+
+@pytest.mark.parametrize("value", ["7001234-1", "123456789", "123456789012", "4294967295", "MSG2015550123"])
+def test_a_counter_the_log_redaction_keeps_is_logged_as_it_is(value):
+    from lib.observability.redaction import redact
+
+    assert log_control_id(value) == value == redact(value)
+
+
 def test_the_same_value_under_the_same_key_gives_the_same_hash_so_log_lines_can_be_matched():
     first = log_control_id("SMITH^JOHN")
     use_key(bytes(KEY))  # another process of the same deployment

@@ -35,12 +35,15 @@ class _Users:
 
 
 class _Identities:
+    patients: tuple[str, ...] = (PATIENT_ACS,)
+
     def get(self, acs_id: str) -> _Issued | None:
-        return _Issued(KEY, "patient") if acs_id == PATIENT_ACS else None
+        return _Issued(KEY, "patient") if acs_id in self.patients else None
 
 
-def _classify() -> Any:
-    roster = RosterService(presence=None, visit_events=None, users=_Users(), identities=_Identities(),  # type: ignore[arg-type]
+def _classify(identities: _Identities | None = None) -> Any:
+    roster = RosterService(presence=None, visit_events=None, users=_Users(),  # type: ignore[arg-type]
+                           identities=identities or _Identities(),  # type: ignore[arg-type]
                            queues=None, clock=None)  # type: ignore[arg-type]
     return lambda identity: roster.classify("env-1", KEY, identity, False)
 
@@ -98,6 +101,17 @@ def test_the_same_session_in_two_reports_counts_once_and_intervals_sort():
     found = stays([_record({"id": CLINICIAN_OID}, late), _record({"id": CLINICIAN_OID}, early, late)], _classify())
     (stay,) = found.values()
     assert [(a.hour, b.hour) for a, b in stay.intervals] == [(19, 19), (20, 20)]
+
+
+def test_the_patients_two_devices_are_one_stay_connected_once_disconnected_once():
+    second_device = "8:acs:11111111-2222-3333-4444-555555555555_0000001a-cccc"
+    identities = _Identities()
+    identities.patients = (PATIENT_ACS, second_device)
+    found = stays([_record({"id": PATIENT_ACS}, ("2026-03-03T19:01:00Z", "2026-03-03T19:20:00Z")),
+                   _record({"id": second_device}, ("2026-03-03T19:10:00Z", "2026-03-03T19:29:00Z"))],
+                  _classify(identities))
+    assert [(who.participant_id, kind, at.minute) for who, kind, at in participant_events(found)] == [
+        ("patient", "connected", 1), ("patient", "disconnected", 29)]
 
 
 def test_an_acs_identity_of_another_visit_is_not_this_visits_patient():

@@ -120,3 +120,55 @@ def test_media_quality_averages_each_participants_audio_and_video_streams_and_sk
         "audio": {"jitter_ms": 20.0, "packet_loss_rate": 0.02, "round_trip_ms": 50.0},
         "video": {"jitter_ms": 60000.0, "packet_loss_rate": 0.2, "round_trip_ms": None},
     }
+
+
+PAT_PHONE = RosterEntry("k-pat-phone", "patient", "patient")
+PAT_LAPTOP = RosterEntry("k-pat-laptop", "patient", "patient")
+PAT_LAPTOP_LOBBY = RosterEntry("k-pat-laptop", "patient", "patient", lobby=True)
+CLIN_SECOND_ACCOUNT = RosterEntry("k-clin-2", "provider", "E1001")
+
+
+@pytest.mark.parametrize(("before", "after", "expected"), [
+    ((CLIN, PAT_PHONE), (CLIN, PAT_PHONE, PAT_LAPTOP), []),                 # a second device joins
+    ((CLIN, PAT_PHONE, PAT_LAPTOP), (CLIN, PAT_LAPTOP), []),                # one of two devices leaves
+    ((CLIN, PAT_LAPTOP), (CLIN,), [("patient", "disconnected")]),           # the last device leaves
+    ((CLIN, PAT_PHONE), (CLIN, PAT_LAPTOP), []),                            # a reload swaps identities
+    ((CLIN,), (CLIN, PAT_PHONE, PAT_LAPTOP_LOBBY), [("patient", "connected")]),
+    ((CLIN, PAT_PHONE), (CLIN, PAT_LAPTOP_LOBBY), [("patient", "disconnected"), ("patient", "in_lobby")]),
+    ((CLIN,), (CLIN, CLIN_SECOND_ACCOUNT), []),                             # two Entra accounts, one EHR user
+    ((CLIN, CLIN_SECOND_ACCOUNT), (CLIN_SECOND_ACCOUNT,), []),
+])
+def test_one_person_with_several_identities_is_one_participant(before, after, expected):
+    assert [(who.participant_id, kind) for who, kind in transitions(before, after)] == expected
+
+
+def test_a_participants_stays_from_several_identities_merge_where_they_overlap():
+    from lib.presence.roster import merged_stays
+
+    t = [T0 + timedelta(minutes=m) for m in range(10)]
+    assert merged_stays([(t[3], t[6]), (t[1], t[4])]) == [(t[1], t[6])]           # two devices overlap
+    assert merged_stays([(t[1], t[3]), (t[3], t[5])]) == [(t[1], t[5])]           # reload: touching stays
+    assert merged_stays([(t[1], t[2]), (t[4], t[5])]) == [(t[1], t[2]), (t[4], t[5])]  # a real gap stays a gap
+    assert merged_stays([(t[1], None), (t[2], t[3])]) == [(t[1], None)]           # no leave time: still there
+    assert merged_stays([(t[1], t[4]), (t[2], None)]) == [(t[1], None)]
+
+
+def test_a_trimmed_roster_history_keeps_the_roster_at_the_cut_as_its_baseline():
+    snaps = tuple(Snapshot(T0 + timedelta(minutes=i), f"s{i}", (CLIN,) if i % 2 else (CLIN, PAT)) for i in range(7))
+    presence = Presence("env|777", snaps).trimmed(3)
+    assert [s.event_id for s in presence.snapshots] == ["s4", "s5", "s6"]
+    assert presence.baseline == snaps[3]
+    stored = Presence.from_doc({**presence.to_doc(), "_etag": "e"})
+    assert stored.baseline == snaps[3] and stored.snapshots == presence.snapshots
+    assert Presence("env|777", snaps).trimmed(7) == Presence("env|777", snaps)
+
+
+def test_live_status_shows_a_patient_on_two_devices_once_and_starts_from_the_baseline():
+    presence = Presence("env|777", (
+        Snapshot(T0 + timedelta(minutes=2), "b", (CLIN, PAT_PHONE, PAT_LAPTOP)),
+        Snapshot(T0 + timedelta(minutes=3), "c", (CLIN, PAT_LAPTOP)),
+    ), baseline=Snapshot(T0, "a", (CLIN, PAT_PHONE)))
+    assert [(p.label, p.state, p.since_utc) for p in visit_status(presence).participants] == [
+        ("Clinician E1001", "in_meeting", T0),
+        ("Patient", "in_meeting", T0),
+    ]

@@ -24,7 +24,7 @@ TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Communication/co
         ("ＳＴＯＰ", "STOP"), ("ｓｔｏｐ", "STOP"), ("\u0405\u0422\u041e\u0420", "STOP"),
         ("S\u03a4\u039f\u03a1", "STOP"),
         # free-text intent, anywhere in the text, winning over HELP
-        ("please stop texting me", "FREETEXT"), ("Remove me from this list", "FREETEXT"),
+        ("please stop texting me", "FREETEXT"), ("Remove me from this list", "REMOVE"),
         ("Help me stop these texts", "FREETEXT"), ("don't text me again", "FREETEXT"),
         ("No more messages please", "FREETEXT"), ("wrong number", "FREETEXT"), ("Please unsubscribe me", "FREETEXT"),
         ("I can stop by at 3", None), ("Can I cancel my appointment?", None), ("Thanks, see you Tuesday", None),
