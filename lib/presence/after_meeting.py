@@ -2,7 +2,9 @@
 
 Messages (IDs only):
 
-- ``{"appointmentKey"}``: read the call record (queued by the roster when the call ended).
+- ``{"appointmentKey", "callEndedUtc"?}``: read the call records (queued by the roster each time a call of the
+  meeting ended, with that ``callEnded``'s time: its record is waited for; by the subscription timer when the
+  roster may have missed the end, without it).
 - ``{"appointmentKey", "read": "call_record", "then": "attendance_report"}``: read the call record; if the tenant
   refuses it (403), read the attendance report instead. Queued when the environment's ``presence_source`` is
   ``auto`` and Graph refused the visit's call-events subscription as not permitted.
@@ -22,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from lib.clock import Clock
+from lib.models import iso, parse_iso
 from lib.queues import CALL_RECORDS_QUEUE
 from lib.store.appointments import AppointmentRepository
 from lib.store.presence import PresenceRepository
@@ -43,6 +46,7 @@ class AfterMeetingWork:
     appointment_key: str
     read: Read = "call_record"
     then: Read | None = None
+    call_ended_utc: datetime | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> AfterMeetingWork:
@@ -58,7 +62,14 @@ class AfterMeetingWork:
         then = body.get("then")
         if read not in ("call_record", "attendance_report") or then not in (None, "attendance_report"):
             raise ValueError("call-records message with an unknown read")
-        return cls(key, read, then)
+        ended = body.get("callEndedUtc")
+        try:
+            call_ended = parse_iso(ended) if isinstance(ended, str) else None
+        except ValueError:
+            raise ValueError("call-records message with an unreadable callEndedUtc") from None
+        if ended is not None and (call_ended is None or call_ended.tzinfo is None):
+            raise ValueError("call-records message with an unreadable callEndedUtc")
+        return cls(key, read, then, call_ended)
 
     def message(self) -> dict[str, str]:
         """The queue message of this work."""
@@ -67,6 +78,8 @@ class AfterMeetingWork:
             body["read"] = self.read
         if self.then:
             body["then"] = self.then
+        if self.call_ended_utc is not None:
+            body["callEndedUtc"] = iso(self.call_ended_utc) or ""
         return body
 
 
@@ -121,7 +134,7 @@ class AfterMeeting:
         if wait is not None:
             return AfterMeetingOutcome(work.read, "not_yet", retry=work, retry_in=wait)
         if work.read == "call_record":
-            settled = self._call_records.settle(work.appointment_key)
+            settled = self._call_records.settle(work.appointment_key, call_ended=work.call_ended_utc)
             if settled.outcome == "not_allowed" and work.then == "attendance_report":
                 log.info("call record not allowed: the attendance report fills the visit")
                 return self._pull(AfterMeetingWork(work.appointment_key, "attendance_report"))

@@ -1,10 +1,11 @@
 """After the meeting: the Graph call record settles the final attendance and keeps media quality per
-participant (queue ``call-records``, enqueued when the call ends).
+participant (queue ``call-records``, enqueued each time a call of the meeting ends).
 
-- The record is found by a window around the call's start and the meeting's ``joinWebUrl``
-  (:class:`lib.teams.call_records.CallRecordsClient`). Graph makes it minutes to hours after the call: until
-  it exists, and on 429/5xx (after ``Retry-After``), the message comes back later (visibility timeout), for
-  up to :data:`GIVE_UP_AFTER` after the call ended.
+- The records are found from shortly before the first call's start on, matched on the meeting's ``joinWebUrl``
+  (:class:`lib.teams.call_records.CallRecordsClient`): one per call (everyone left and came back later is a
+  second call), all read and applied together. Graph makes a record minutes to hours after its call: until the
+  one of the call that just ended exists, and on 429/5xx (after ``Retry-After``), the message comes back later
+  (visibility timeout), for up to :data:`GIVE_UP_AFTER` after the call ended.
 - **Attendance.** Each session of the record is one participant's stay (caller = the participant). A stay
   whose join or leave the roster notifications did not show (a missed notification, a lost subscription) is
   added as a ``connected`` / ``disconnected`` event (``source`` ``call_record``) and written back like the
@@ -32,7 +33,7 @@ from lib.store.appointments import AppointmentRepository
 from lib.store.call_quality import CallQualityRepository
 from lib.store.presence import PresenceRepository, RosterEntry
 from lib.store.visit_events import VisitEvent, VisitEventRepository
-from lib.teams.call_records import CallRecordsClient, CallRecordsError
+from lib.teams.call_records import CallRecordsClient, CallRecordsError, RecordSummary
 from lib.visits.events import QueueSender, event_id
 from lib.visits.writeback import message_for
 
@@ -100,8 +101,10 @@ class CallRecordService:
         self._queues = queues
         self._clock = clock
 
-    def settle(self, appointment_key: str) -> SettleOutcome:
-        """Find, read and apply the call record of one visit.
+    def settle(self, appointment_key: str, *, call_ended: datetime | None = None) -> SettleOutcome:
+        """Find, read and apply every call record of one visit's meeting (one per call: a meeting everyone left
+        and came back to has two). ``call_ended``: a call that ended then (its ``callEnded``): its record is
+        waited for even when an earlier call's record is there.
 
         Raises:
             StoreUnavailable: Cosmos DB is down (the queue retries).
@@ -111,12 +114,16 @@ class CallRecordService:
             return SettleOutcome("no_meeting")
         presence = self._presence.get(appointment_key)
         now = self._clock.now()
-        ended = (presence.call_ended_utc if presence else None) or appointment.end_utc or now
+        ended = call_ended or (presence.call_ended_utc if presence else None) or appointment.end_utc or now
         started = (presence.call_started_utc if presence else None) or appointment.start_utc or ended
+        latest = max(ended, appointment.end_utc or ended)
         try:
-            record_id = self._client.find(since=started - WINDOW, until=started + WINDOW,
+            found = self._client.find_all(since=started - WINDOW, until=min(now, latest + GIVE_UP_AFTER),
                                           join_url=appointment.meeting.join_url)
-            record = self._client.get(record_id) if record_id else None
+            waiting = not found or (call_ended is not None and not any(_covers(r, call_ended) for r in found))
+            if waiting and now - ended <= GIVE_UP_AFTER:
+                return SettleOutcome("retry", retry_in=int(RETRY_EVERY.total_seconds()))
+            records = [(r.id, record) for r in found if (record := self._client.get(r.id)) is not None]
         except CallRecordsError as exc:
             if not exc.transient:
                 log.warning("call record refused reason=%s environment=%s", exc.reason, appointment.environment_id)
@@ -125,10 +132,9 @@ class CallRecordService:
                 return SettleOutcome("not_allowed")
             wait = max(60.0, exc.retry_after or 0.0)  # Graph said when; else a minute
             return self._later(ended, now, int(wait), appointment_key)
-        if record is None:
+        if not records:
             return self._later(ended, now, int(RETRY_EVERY.total_seconds()), appointment_key)
-        added = self._apply(appointment_key, appointment.environment_id, appointment.appointment_id, record_id or "",
-                            record, now)
+        added = self._apply(appointment_key, appointment.environment_id, appointment.appointment_id, records, now)
         return SettleOutcome("settled", added_events=added)
 
     def _later(self, ended: datetime, now: datetime, seconds: int, appointment_key: str) -> SettleOutcome:
@@ -137,10 +143,10 @@ class CallRecordService:
             return SettleOutcome("not_available")
         return SettleOutcome("retry", retry_in=max(1, seconds))
 
-    def _apply(self, appointment_key: str, environment_id: str, appointment_id: str, record_id: str,
-               record: dict[str, Any], now: datetime) -> int:
+    def _apply(self, appointment_key: str, environment_id: str, appointment_id: str,
+               records: list[tuple[str, dict[str, Any]]], now: datetime) -> int:
         stays: dict[tuple[str, str], dict[str, Any]] = {}  # per participant: all its identities' sessions
-        for session in record.get("sessions") or []:
+        for session in (s for _, record in records for s in record.get("sessions") or []):
             caller = (session.get("caller") or {}) if isinstance(session, dict) else {}
             identity = caller.get("identity") if isinstance(caller.get("identity"), dict) else {}
             who = self._roster.classify(environment_id, appointment_key, identity, False)
@@ -169,17 +175,23 @@ class CallRecordService:
         added = len(added_events)
         tell_reports(self._reports, appointment_key, added_events)
         self._send_quality(appointment_key, stays)
+        calls = [{"id": record_id, "version": record.get("version"),
+                  "start_utc": iso(parse_iso(_z(record.get("startDateTime")))),
+                  "end_utc": iso(parse_iso(_z(record.get("endDateTime"))))} for record_id, record in records]
+        starts = [c["start_utc"] for c in calls if c["start_utc"]]
+        ends = [c["end_utc"] for c in calls if c["end_utc"]]
         self._quality.put({
-            "id": appointment_key, "status": "settled", "call_record_id": record_id,
-            "call_record_version": record.get("version"), "start_utc": iso(parse_iso(_z(record.get("startDateTime")))),
-            "end_utc": iso(parse_iso(_z(record.get("endDateTime")))), "settled_utc": iso(now),
+            "id": appointment_key, "status": "settled", "call_record_id": calls[0]["id"],
+            "call_record_version": calls[0]["version"], "calls": calls,
+            "start_utc": min(starts) if starts else None, "end_utc": max(ends) if ends else None,
+            "settled_utc": iso(now),
             "participants": [{"role": s["who"].role, "participant_id": s["who"].participant_id,
                               "intervals": [[iso(a), iso(b)] for a, b in sorted(s["intervals"])],
                               "seconds_present": int(sum((b - a).total_seconds() for a, b in s["intervals"])),
                               **media_quality(s["segments"])} for s in stays.values()],
         })
-        log.info("call record settled participants=%s added_events=%s environment=%s", len(stays), added,
-                 environment_id)
+        log.info("call record settled calls=%s participants=%s added_events=%s environment=%s", len(records),
+                 len(stays), added, environment_id)
         return added
 
     def _send_quality(self, appointment_key: str, stays: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -220,6 +232,12 @@ class CallRecordService:
             except Exception:  # the write-back sweep enqueues it
                 log.warning("call-record event not enqueued environment=%s", environment_id)
         return stored if created else None
+
+
+def _covers(record: RecordSummary, call_ended: datetime) -> bool:
+    """Whether ``record`` is the record of the call that ended at ``call_ended``."""
+    return (record.end_utc is not None and record.end_utc >= call_ended - SAME_MOMENT
+            and (record.start_utc is None or record.start_utc <= call_ended + SAME_MOMENT))
 
 
 def _z(value: Any) -> str | None:

@@ -195,7 +195,7 @@ class RosterService:
         entries: tuple[RosterEntry, ...] = ()
         if kind == "rosterUpdated":
             entries = self._entries(environment_id, appointment_key, call_event.get("participants"))
-        presence, first_end = self._record(appointment_key, kind, Snapshot(at, graph_event_id, entries))
+        presence, call_end = self._record(appointment_key, kind, Snapshot(at, graph_event_id, entries))
         call_events: list[tuple[RosterEntry | None, str, datetime]] = []
         if kind == "callStarted":
             call_events.append((None, "call_started", at))
@@ -203,14 +203,14 @@ class RosterService:
             call_events.append((None, "call_ended", at))
         created = self._converge(appointment_key, environment_id, appointment_id, presence, call_events,
                                  correlation_id)
-        if first_end:
-            self._look_for_call_record(appointment_key)
+        if call_end:
+            self._look_for_call_record(appointment_key, at)
         return created
 
     def _record(self, appointment_key: str, kind: str, snapshot: Snapshot) -> tuple[Presence, bool]:
         """Store the call event in the visit's presence document (ETag-guarded, retried with jittered backoff
         while other notifications of the visit land first). Returns the stored document and whether this was
-        the call's first end."""
+        a call's end not seen before."""
         at = snapshot.at_utc
         for attempt in range(SAVE_ATTEMPTS):
             if attempt:
@@ -233,7 +233,7 @@ class RosterService:
                 saved = self._presence.save(updated.trimmed(self._max_snapshots))
             except (ConcurrencyConflict, AlreadyExists):
                 continue  # another notification of this visit landed first: recompute on the fresh roster
-            return saved, kind == "callEnded" and presence.call_ended_utc is None
+            return saved, kind == "callEnded" and "snapshots" in changes  # a new end: each call of the meeting
         raise ConcurrencyConflict("presence kept changing")
 
     def _converge(self, appointment_key: str, environment_id: str, appointment_id: str, presence: Presence,
@@ -253,12 +253,13 @@ class RosterService:
             presence = fresh
         raise ConcurrencyConflict("presence kept changing")
 
-    def _look_for_call_record(self, appointment_key: str) -> None:
-        """The call ended: look for its call record in a few minutes (queue ``call-records``)."""
+    def _look_for_call_record(self, appointment_key: str, ended_at: datetime) -> None:
+        """A call ended: look for its call record in a few minutes (queue ``call-records``)."""
+        from lib.presence.after_meeting import AfterMeetingWork
         from lib.presence.call_records import CALL_RECORDS_QUEUE, FIRST_LOOK_AFTER
 
         try:
-            self._queues.send(CALL_RECORDS_QUEUE, {"appointmentKey": appointment_key},
+            self._queues.send(CALL_RECORDS_QUEUE, AfterMeetingWork(appointment_key, call_ended_utc=ended_at).message(),
                               visibility_timeout=int(FIRST_LOOK_AFTER.total_seconds()))
         except Exception:  # best effort: the report can trigger the pull later
             log.warning("call-record look-up not enqueued")

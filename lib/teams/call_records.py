@@ -1,5 +1,5 @@
-"""Graph call records (v1.0, application permission ``CallRecords.Read.All``): find a meeting's record and
-read it with its sessions and segments (GRAPH ``api/callrecords-cloudcommunications-list-callrecords.md``,
+"""Graph call records (v1.0, application permission ``CallRecords.Read.All``): find a meeting's records (one per
+call) and read each with its sessions and segments (GRAPH ``api/callrecords-cloudcommunications-list-callrecords.md``,
 ``api/callrecords-callrecord-get.md``). A record exists only after the meeting ended (often minutes, up to
 hours later); the list is filtered on a window around the call's start (``startDateTime`` is one of the two
 filters
@@ -10,6 +10,7 @@ matched on ``joinWebUrl``.
 from __future__ import annotations
 
 import urllib.parse
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,25 @@ from lib.smart.transport import TransportError, json_or_none
 from lib.teams.graph import GraphCaller
 
 MAX_PAGES = 20
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """One call record as the list gives it: its ID and when the call started and ended (``None``: not given)."""
+
+    id: str
+    start_utc: datetime | None
+    end_utc: datetime | None
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class CallRecordsError(Exception):
@@ -59,9 +79,10 @@ class CallRecordsClient(GraphCaller):
             raise CallRecordsError("graph_bad_answer", transient=True)
         return doc
 
-    def find(self, *, since: datetime, until: datetime, join_url: str) -> str | None:
-        """The ID of the call record of meeting ``join_url`` that started between ``since`` and ``until``;
-        ``None`` when there is none yet.
+    def find_all(self, *, since: datetime, until: datetime, join_url: str) -> list[RecordSummary]:
+        """Every call record of meeting ``join_url`` that started between ``since`` and ``until`` (one per call
+        of the meeting: everyone left and came back later is a second call), oldest first; empty when there is
+        none yet.
 
         Raises:
             CallRecordsError.
@@ -72,18 +93,20 @@ class CallRecordsClient(GraphCaller):
         params: dict[str, str] | None = {
             "$filter": f"startDateTime ge {stamp(since)} and startDateTime le {stamp(until)}"}
         url = f"{self._base}/communications/callRecords"
+        found: dict[str, RecordSummary] = {}
         for _ in range(MAX_PAGES):
             doc = self._get(url, params)
             if doc is None:
-                return None
+                break
             for record in doc.get("value") or []:
                 if isinstance(record, dict) and record.get("joinWebUrl") == join_url and record.get("id"):
-                    return str(record["id"])
+                    found[str(record["id"])] = RecordSummary(str(record["id"]), _instant(record.get("startDateTime")),
+                                                             _instant(record.get("endDateTime")))
             link = doc.get("@odata.nextLink")
             if not isinstance(link, str) or urllib.parse.urlsplit(link).netloc != urllib.parse.urlsplit(url).netloc:
-                return None
+                break
             url, params = link, None
-        return None
+        return sorted(found.values(), key=lambda r: (r.start_utc or datetime.max.replace(tzinfo=UTC), r.id))
 
     def get(self, record_id: str) -> dict[str, Any] | None:
         """The record with its sessions and segments, or ``None`` when it is gone.

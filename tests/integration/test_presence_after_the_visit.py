@@ -303,3 +303,47 @@ def test_a_claim_left_by_a_run_that_died_is_taken_over_after_the_lease(
     app.presence_subscriptions.run_due()  # that run died: the claim has lapsed
     (live,) = live_graph_subscriptions(urls, appointment)
     assert subscription(app, appointment).graph_id == live
+
+
+# ---- every call of the meeting is settled --------------------------------------------------------------------
+
+def test_each_call_of_a_meeting_is_looked_for_and_settled_with_its_own_record(
+        app: Any, env: Any, urls: dict[str, str]) -> None:  # noqa: F811
+    appointment = past_visit(app, env, started_ago=timedelta(hours=3))
+    t = appointment.start_utc
+
+    def at(minute: int) -> str:
+        return (t + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+
+    queue = app.queues.client("call-records")
+    script(urls, appointment, [{"action": "start", "at": at(0)}, {"action": "join", "participant": CLIN, "at": at(0)},
+                               {"action": "join", "participant": PAT, "at": at(1)},
+                               {"action": "leave", "participant": PAT, "at": at(9)},
+                               {"action": "leave", "participant": CLIN, "at": at(10)},
+                               {"action": "end", "at": at(10)}])
+    assert queue.get_queue_properties().approximate_message_count == 1  # the first call's look (in 2 minutes)
+    # Forty minutes later both come back: a second call of the same meeting (the patient's stay in it unseen).
+    script(urls, appointment, [{"action": "start", "at": at(50)},
+                               {"action": "join", "participant": CLIN, "at": at(50)}])
+    script(urls, appointment, [{"action": "join", "participant": PAT, "at": at(51)},
+                               {"action": "leave", "participant": PAT, "at": at(58)}], delivery="drop")
+    # The second call's look, before Graph made its record: it waits, though the first call's record is there.
+    early = app.call_records.settle(appointment.key, call_ended=t + timedelta(minutes=60))
+    assert (early.outcome, early.retry_in) == ("retry", 900)
+    script(urls, appointment, [{"action": "leave", "participant": CLIN, "at": at(60)},
+                               {"action": "end", "at": at(60)}])
+    assert queue.get_queue_properties().approximate_message_count == 2  # each callEnded queued its own look
+    drain(app, appointment.key)
+
+    run_call_records(app, [{"appointmentKey": appointment.key, "callEndedUtc": at(10).replace("Z", "+00:00")},
+                           {"appointmentKey": appointment.key, "callEndedUtc": at(60).replace("Z", "+00:00")}])
+    drain(app, appointment.key)
+    assert per_participant(epic_calls(urls, appointment.appointment_id)) == {"E1001": ["1", "2", "1", "2"],
+                                                                              "patient": ["1", "2", "1", "2"]}
+    added = [e for e in app.repos.visit_events.for_appointment(appointment.key) if e.source == "call_record"]
+    assert sorted((e.type, e.at_utc) for e in added) == [("connected", t + timedelta(minutes=51)),
+                                                         ("disconnected", t + timedelta(minutes=58))]
+    quality = app.store.container("call_quality").read_item(item=appointment.key, partition_key=appointment.key)
+    assert len(quality["calls"]) == 2 and quality["start_utc"] < quality["end_utc"]
+    patient = next(p for p in quality["participants"] if p["role"] == "patient")
+    assert patient["seconds_present"] == 8 * 60 + 7 * 60  # both calls' stays

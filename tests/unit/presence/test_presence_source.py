@@ -169,3 +169,21 @@ def test_a_report_not_ready_is_none():
     client = AttendanceReportsClient(base_url="https://g.example/v1.0", tokens=_Tokens(),  # type: ignore[arg-type]
                                      http=_Http(_Response(404, {"error": {"code": "NotFound"}})))
     assert client.reports("o", "m") is None
+
+
+def test_a_call_records_message_keeps_the_end_of_the_call_it_looks_for():
+    from lib.presence.after_meeting import AfterMeetingWork
+
+    ended = datetime(2026, 3, 3, 16, 10, tzinfo=UTC)
+    work = AfterMeetingWork("env-1|4455", call_ended_utc=ended)
+    assert work.message() == {"appointmentKey": "env-1|4455", "callEndedUtc": "2026-03-03T16:10:00+00:00"}
+    assert AfterMeetingWork.parse(work.message()) == work
+    assert AfterMeetingWork.parse({"appointmentKey": "env-1|4455"}).call_ended_utc is None
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-03-03T16:10:00", 12])
+def test_a_call_records_message_with_an_unreadable_call_end_goes_to_the_poison_queue(value):
+    from lib.presence.after_meeting import AfterMeetingWork
+
+    with pytest.raises(ValueError, match="callEndedUtc"):
+        AfterMeetingWork.parse({"appointmentKey": "env-1|4455", "callEndedUtc": value})
