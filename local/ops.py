@@ -22,8 +22,9 @@ the storage queues.
     visit timeline --env ID (--appointment ID | --correlation ID)
     health ready
 
-Exit status: 0 done, 1 not found / not ready / replay not accepted, 2 usage or settings error, or Cosmos DB
-or the queues unreachable (one line on stderr, no traceback).
+Exit status: 0 done, 1 not found (an environment that is not configured, a visit, text, event or message that
+does not exist) / not ready / replay not accepted, 2 usage or settings error (``--limit`` outside 1..1000), or
+Cosmos DB or the queues unreachable. Every exit but 0 says why in one line on stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     rejected.add_argument("action", choices=["list", "show", "replay"])
     rejected.add_argument("--env", required=True)
     rejected.add_argument("--id")
-    rejected.add_argument("--limit", type=int, default=100)
+    rejected.add_argument("--limit", type=_limit, default=100)
     rejected.add_argument("--trust-unauthenticated", action="store_true",
                           help="replay a message sent before its environment existed even though its signature does "
                                "not verify (confirm with the sender first; written to the audit log)")
@@ -138,6 +139,11 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
     from azure.core.exceptions import AzureError
 
     try:
+        if getattr(args, "env", None) and not (args.area == "hl7" and args.what == "rejected"):
+            unknown = _unknown_environment(svc, args.env)
+            if unknown:
+                print(unknown, file=sys.stderr)
+                return 1
         if args.area == "hl7":
             return _hl7(svc, args, parser)
         if args.area == "writeback":
@@ -156,6 +162,19 @@ def run(argv: list[str] | None = None, *, services: Any = None) -> int:
         return 2
 
 
+def _unknown_environment(svc: Any, environment_id: str) -> str | None:
+    """``None`` when ``environment_id`` is configured, else the stderr line saying so (and the closest IDs)."""
+    import difflib
+
+    if svc.repos.environments.get(environment_id) is not None:
+        return None
+    known = sorted(e.id for e in svc.repos.environments.all())
+    close = difflib.get_close_matches(environment_id, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (f"ops: no environment {environment_id} is configured ({len(known)} are); {hint}the portal's "
+            "Environments page lists their IDs")
+
+
 def _health(svc: Any) -> int:
     from lib.operations.health import check_readiness
 
@@ -167,16 +186,24 @@ def _health(svc: Any) -> int:
 def _hl7(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from lib.operations import rejected
 
+    unknown = _unknown_environment(svc, args.env)
     if args.action == "list":
-        _print([r.to_json() for r in rejected.list_rejected(svc, args.env, limit=args.limit)])
+        listed = [r.to_json() for r in rejected.list_rejected(svc, args.env, limit=args.limit)]
+        if unknown and not listed:
+            print(unknown, file=sys.stderr)
+            return 1
+        if unknown:  # kept although the environment does not exist (yet): sent before it was configured
+            print(f"ops: environment {args.env} is not configured (yet): these messages were sent to it and kept "
+                  "unauthenticated (docs/hl7-intake.md)", file=sys.stderr)
+        _print(listed)
         return 0
     if not args.id:
         parser.error(f"hl7 rejected {args.action} needs --id")
     if args.action == "show":
         found = rejected.show_rejected(svc, args.env, args.id)
         if found is None:
-            print(f"ops: no rejected message {args.id} in environment {args.env} (already replayed, expired with "
-                  f"its visit, or mistyped: list them with hl7 rejected list --env {args.env})", file=sys.stderr)
+            print(unknown or f"ops: no rejected message {args.id} in environment {args.env} (already replayed, expired "
+                  f"with its visit, or mistyped: list them with hl7 rejected list --env {args.env})", file=sys.stderr)
             return 1
         _print(found.to_json())
         return 0
@@ -186,7 +213,8 @@ def _hl7(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         result = rejected.replay(svc, args.env, args.id, trust_unauthenticated=args.trust_unauthenticated,
                                  operator=args.operator)
     except RejectedNotFound as exc:
-        print(f"ops: {exc}", file=sys.stderr)
+        print(unknown or f"ops: {exc} (already replayed, expired with its visit, or mistyped: list them with hl7 "
+              f"rejected list --env {args.env})", file=sys.stderr)
         return 1
     except ReplayNotAuthenticated as exc:
         print(f"ops: not replayed: message {args.id} was sent before environment {args.env} existed, so nothing "
@@ -195,6 +223,10 @@ def _hl7(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
               "theirs, replay it with --trust-unauthenticated (recorded in the audit log).", file=sys.stderr)
         return 1
     _print(result.to_json())
+    if not result.accepted:
+        print(f"ops: not replayed: the intake refused message {args.id} again ({result.status} "
+              f"{result.ack_code or 'problem'}: {result.reason or 'no reason given'}); it stays kept: fix that, "
+              "then replay it again", file=sys.stderr)
     return 0 if result.accepted else 1
 
 
@@ -215,6 +247,9 @@ def _writeback(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error("writeback poison replay needs --event and --appointment-key, or --all")
     outcome = poison.replay(svc, args.event, args.appointment_key)
     _print({"eventId": args.event, "outcome": outcome})
+    if outcome == "missing":
+        print(f"ops: no visit event {args.event} in visit {args.appointment_key} (check both IDs: list them with "
+              "./dev ops writeback poison list)", file=sys.stderr)
     return 1 if outcome == "missing" else 0
 
 
@@ -255,6 +290,12 @@ def _sms(svc: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error("sms review resolve needs --text and --as sent|resend")
     outcome = texts.resolve(svc, args.text, args.outcome)
     _print({"textId": args.text, "outcome": outcome})
+    if outcome == "missing":
+        print(f"ops: no text {args.text} (mistyped, or deleted with its visit: list the texts to review with "
+              "./dev ops sms review list)", file=sys.stderr)
+    elif outcome.startswith("not-unknown:"):
+        print(f"ops: text {args.text} is {outcome.split(':', 1)[1]}, not unknown: only a text ACS may or may not "
+              "have sent is resolved; nothing changed", file=sys.stderr)
     return 0 if outcome in ("sent", "requeued") else 1
 
 
@@ -262,11 +303,21 @@ def _timeline(svc: Any, args: argparse.Namespace) -> int:
     from lib.operations.timeline import find_by_correlation, timeline
 
     if args.appointment:
-        _print(timeline(svc, args.env, args.appointment))
+        found = timeline(svc, args.env, args.appointment)
+        if found["appointment"] is None and not found["entries"]:
+            print(f"ops: no visit with appointment ID {args.appointment} in environment {args.env} (the appointment "
+                  "ID is Epic's CSN, as in the HL7 message's SCH-1 and the launch URL; check both IDs)",
+                  file=sys.stderr)
+            return 1
+        _print(found)
         return 0
     keys = find_by_correlation(svc, args.env, args.correlation)
+    if not keys:
+        print(f"ops: no visit event in environment {args.env} carries correlation ID {args.correlation} (take it "
+              "from a log line, an error page's Reference or a queue message)", file=sys.stderr)
+        return 1
     _print([timeline(svc, args.env, key.split("|", 1)[1]) for key in keys])
-    return 0 if keys else 1
+    return 0
 
 
 def main() -> int:

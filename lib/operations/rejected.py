@@ -63,17 +63,22 @@ def show_rejected(services: Any, environment_id: str, rejected_id: str) -> Rejec
 @dataclass(frozen=True)
 class ReplayResult:
     """The intake's answer to a replay: HTTP status, ACK code (``AA``...), whether the record was removed,
-    and how many texts were handed to the queue."""
+    how many texts were handed to the queue, and, refused again, the intake's reason (MSA-3 of its ACK, or the
+    problem document's ``detail``: our own text, as in the ACK the sender got)."""
 
     status: int
     ack_code: str | None
     accepted: bool
     texts_queued: int
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """JSON shape for ``local.ops``."""
-        return {"status": self.status, "ackCode": self.ack_code, "accepted": self.accepted,
-                "textsQueued": self.texts_queued}
+        """JSON shape for ``local.ops`` (``reason`` only when refused)."""
+        shown = {"status": self.status, "ackCode": self.ack_code, "accepted": self.accepted,
+                 "textsQueued": self.texts_queued}
+        if not self.accepted:
+            shown["reason"] = self.reason
+        return shown
 
 
 def replay(
@@ -104,7 +109,28 @@ def replay(
             queued += 1
         except Exception:  # the reminder timer sends due items anyway
             break
-    return ReplayResult(response.status, response.ack_code, response.ack_code in ("AA", "CA"), queued)
+    accepted = response.ack_code in ("AA", "CA")
+    return ReplayResult(response.status, response.ack_code, accepted, queued,
+                        None if accepted else _refusal_reason(response.body, response.content_type))
+
+
+def _refusal_reason(body: bytes, content_type: str) -> str | None:
+    """MSA-3 of an HL7 ACK, or the ``detail`` of a problem document; ``None`` when neither is there."""
+    import json
+
+    text = body.decode("utf-8", "replace")
+    if "json" in content_type:
+        try:
+            detail = json.loads(text).get("detail")
+        except (ValueError, AttributeError):
+            return None
+        return detail if isinstance(detail, str) else None
+    separator = text[3] if text.startswith("MSH") and len(text) > 3 else "|"
+    for segment in text.replace("\n", "\r").split("\r"):
+        fields = segment.split(separator)
+        if fields[0] == "MSA" and len(fields) > 3 and fields[3]:
+            return fields[3]
+    return None
 
 
 def _operator() -> str:

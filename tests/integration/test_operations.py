@@ -52,9 +52,13 @@ def test_rejected_message_is_listed_without_its_body_then_replayed_after_the_fix
     code, shown = run_ops(app, capsys, "hl7", "rejected", "show", "--env", env.id, "--id", entry["id"])
     assert code == 0 and shown["id"] == entry["id"]
 
-    # Still wrong: the replay is answered AR again and the record stays.
-    code, result = run_ops(app, capsys, "hl7", "rejected", "replay", "--env", env.id, "--id", entry["id"])
+    # Still wrong: the replay is answered AR again, says why, and the record stays.
+    code = ops.run(["hl7", "rejected", "replay", "--env", env.id, "--id", entry["id"]], services=app)
+    out, err = capsys.readouterr()
+    result = json.loads(out)
     assert code == 1 and result["ackCode"] == "AR" and result["accepted"] is False
+    assert result["reason"] and result["reason"] in err and entry["reason"][:40] in result["reason"]
+    assert err.startswith(f"ops: not replayed: the intake refused message {entry['id']} again (200 AR: ")
     assert rejected.show_rejected(app, env.id, entry["id"]) is not None
 
     make_environment(app, env.id, kind="production")  # the fix: production sends MSH-11 P
@@ -224,3 +228,67 @@ def test_ops_log_id_prints_exactly_what_the_intake_logged_for_a_control_id(app, 
         assert printed.startswith("#") and len(printed) == 13 and control not in logged
     else:
         assert printed == control
+
+
+# ---- what a wrong argument answers (exit 1 and a stderr line saying what to do; 2 for a usage error) ----------
+def run_wrong(app, capsys, *argv: str) -> tuple[int, str, str]:
+    code = ops.run(list(argv), services=app)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["writeback", "poison", "list", "--env", "{typo}"],
+    ["writeback", "poison", "replay", "--all", "--env", "{typo}"],
+    ["sms", "review", "list", "--env", "{typo}"],
+    ["visit", "timeline", "--env", "{typo}", "--appointment", "8300001"],
+    ["visit", "timeline", "--env", "{typo}", "--correlation", "corr-1"],
+    ["queue", "poison", "list", "--env", "{typo}"],
+    ["queue", "poison", "replay", "--queue", "launch-followup", "--all", "--env", "{typo}"],
+    ["hl7", "rejected", "list", "--env", "{typo}"],
+    ["hl7", "rejected", "show", "--env", "{typo}", "--id", "r1"],
+    ["hl7", "rejected", "replay", "--env", "{typo}", "--id", "r1"],
+])
+def test_an_unknown_environment_is_named_not_answered_with_an_empty_list(app, env, capsys, argv):
+    typo = env.id[:-1] + ("x" if env.id[-1] != "x" else "y")  # one letter off
+    code, out, err = run_wrong(app, capsys, *[a.format(typo=typo) for a in argv])
+    assert (code, out) == (1, "")
+    assert err.startswith(f"ops: no environment {typo} is configured (") and f"did you mean {env.id}?" in err
+
+
+def test_an_unknown_visit_or_correlation_id_says_so(app, env, capsys):
+    code, out, err = run_wrong(app, capsys, "visit", "timeline", "--env", env.id, "--appointment", "999999")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"ops: no visit with appointment ID 999999 in environment {env.id} (")
+    code, out, err = run_wrong(app, capsys, "visit", "timeline", "--env", env.id, "--correlation", "nope")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"ops: no visit event in environment {env.id} carries correlation ID nope (")
+
+
+@pytest.mark.parametrize("limit", ["-1", "0", "1001", "ten", "1e3"])
+@pytest.mark.parametrize("command", [["hl7", "rejected", "list", "--env", "e1"], ["queue", "poison", "list"]])
+def test_a_limit_out_of_range_is_a_usage_error_naming_the_range(app, capsys, command, limit):
+    with pytest.raises(SystemExit) as usage:
+        ops.run([*command, "--limit", limit], services=app)
+    err = capsys.readouterr().err
+    assert usage.value.code == 2 and "argument --limit:" in err and "1 to 1000" in err
+
+
+def test_a_missing_text_or_event_says_what_to_do_on_stderr(app, env, capsys):
+    code, out, err = run_wrong(app, capsys, "sms", "review", "resolve", "--text", "bogus", "--as", "sent")
+    assert code == 1 and json.loads(out) == {"textId": "bogus", "outcome": "missing"}
+    assert err.startswith("ops: no text bogus (") and "./dev ops sms review list" in err
+    key = appointment_key(env.id, "8700001")
+    code, out, err = run_wrong(app, capsys, "writeback", "poison", "replay", "--event", "nope",
+                               "--appointment-key", key)
+    assert code == 1 and json.loads(out)["outcome"] == "missing"
+    assert err.startswith(f"ops: no visit event nope in visit {key} (") and "writeback poison list" in err
+
+
+def test_a_text_that_is_not_unknown_is_not_resolved_and_the_command_says_why(app, env, capsys):
+    csn = "8700002"
+    assert msa(post_hl7(env.id, siu("S12", csn=csn, start=START, control_id="U1", sent=NOW, phone=PHONE)))[1] == "AA"
+    [text] = [i for i in app.repos.outbox.for_appointment(appointment_key(env.id, csn)) if i.state == "pending"][:1]
+    code, out, err = run_wrong(app, capsys, "sms", "review", "resolve", "--text", text.id, "--as", "resend")
+    assert code == 1 and json.loads(out)["outcome"] == "not-unknown:pending"
+    assert err.startswith(f"ops: text {text.id} is pending, not unknown: ")
