@@ -63,8 +63,8 @@ def _handle(req: func.HttpRequest, which: str) -> func.HttpResponse:
     except SigningKeysUnavailable as exc:
         log.warning("graph notification deferred: identity platform keys unavailable reason=%s correlation=%s",
                     exc.reason, correlation)
-        return problem(503, "Try again", "The identity platform's signing keys cannot be read to check the "
-                       "delivery; Graph delivers again.", correlation=correlation)
+        return _try_again("The identity platform's signing keys cannot be read to check the delivery; Graph "
+                          "delivers again.", correlation)
     except StoreUnavailable:
         log.warning("graph notification deferred: store unavailable correlation=%s", correlation)
         return _try_again("The store is unavailable; Graph delivers again.", correlation)

@@ -31,7 +31,8 @@ from typing import Any
 
 from lib.clock import Clock
 from lib.models import Appointment, iso, parse_iso
-from lib.presence.roster import WRITTEN_BACK_ROLES, WRITTEN_BACK_TYPES, merged_stays, participant_ref, tell_reports
+from lib.presence.participants import WRITTEN_BACK_ROLES, WRITTEN_BACK_TYPES, merged_stays, participant_ref
+from lib.presence.roster import tell_reports
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.store.appointments import AppointmentRepository
 from lib.store.call_quality import CallQualityRepository

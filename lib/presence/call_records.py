@@ -26,7 +26,8 @@ from typing import Any
 from lib import queues
 from lib.clock import Clock
 from lib.models import iso, parse_iso
-from lib.presence.roster import WRITTEN_BACK_ROLES, RosterService, merged_stays, tell_reports
+from lib.presence.participants import WRITTEN_BACK_ROLES, merged_stays
+from lib.presence.roster import RosterService, tell_reports
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.reports.inputs import duration_ms
 from lib.store.appointments import AppointmentRepository

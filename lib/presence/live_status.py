@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from lib.models import iso
-from lib.presence.roster import participants
+from lib.presence.participants import participants
 from lib.store.presence import Presence
 
 ROLE_LABELS = {"patient": "Patient", "interpreter": "Interpreter", "other": "Other participant"}

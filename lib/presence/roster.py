@@ -6,10 +6,8 @@ between a snapshot and the one before it, so a duplicate changes nothing and a l
 slotted in and its differences with both neighbours computed. Event IDs are deterministic (visit, participant,
 type, time), so recomputing never stores an event twice.
 
-A participant is a person, not a meeting identity: the patient on two devices (or after a reload, or a
-relative on a second phone with the same link), a clinician whose two Entra accounts map to one EHR user, an
-interpreter with several identities of one ``person``: each is one participant, in the meeting while any of
-its identities is, so it connects when the first identity joins and disconnects when the last one leaves.
+A participant is a person, not a meeting identity (:mod:`lib.presence.participants`): it connects when the
+first of its identities joins and disconnects when the last one leaves.
 
 The stored events always converge on what the snapshots give, whatever order the notifications came in:
 events no longer wanted are marked ``superseded`` (if not written yet), and a superseded event that a
@@ -35,6 +33,7 @@ from typing import Any
 
 from lib.clock import Clock
 from lib.models import parse_iso
+from lib.presence.participants import WRITTEN_BACK_ROLES, WRITTEN_BACK_TYPES, participant_ref, transitions
 from lib.queues import VISIT_EVENTS_QUEUE
 from lib.store.errors import AlreadyExists, ConcurrencyConflict
 from lib.store.participant_identities import ParticipantIdentityRepository
@@ -46,8 +45,6 @@ from lib.visits.writeback import message_for
 
 log = logging.getLogger(__name__)
 
-WRITTEN_BACK_ROLES = frozenset({"provider", "patient"})
-WRITTEN_BACK_TYPES = frozenset({"connected", "disconnected"})
 #: ``writeback_reason`` of an event a later snapshot proved wrong (revived if another proves it right again).
 ROSTER_REORDERED = "roster_reordered"
 #: Attempts to store a roster change against concurrent notifications of the same visit, with jittered
@@ -85,62 +82,6 @@ def tell_reports(reports: Any, appointment_key: str, events: list[VisitEvent]) -
 
 def _ref(kind: str, raw_id: str) -> str:
     return hashlib.sha256(f"{kind}:{raw_id}".encode()).hexdigest()[:16]
-
-
-def participant_ref(who: RosterEntry) -> str | None:
-    """The opaque reference stored with an interpreter's or other participant's events (``None`` for the
-    clinician and the patient, named by ``participant_id``)."""
-    if who.role in WRITTEN_BACK_ROLES:
-        return None
-    return who.participant_id.partition(":")[2] or who.key
-
-
-def participants(entries: tuple[RosterEntry, ...]) -> dict[tuple[str, str], RosterEntry]:
-    """One entry per participant (``RosterEntry.participant``) of a roster: in the meeting when any of its
-    identities is, else in the lobby (the entry of the lowest key stands for it, so the choice is stable)."""
-    found: dict[tuple[str, str], RosterEntry] = {}
-    for entry in sorted(entries, key=lambda e: (e.lobby, e.key)):
-        found.setdefault(entry.participant, entry)
-    return found
-
-
-def transitions(before: tuple[RosterEntry, ...], after: tuple[RosterEntry, ...]) -> list[tuple[RosterEntry, str]]:
-    """The participant events between two rosters: ``(participant, type)`` with type ``in_lobby``,
-    ``connected`` (joined, or admitted from the lobby), ``disconnected`` (left the meeting) or ``left_lobby``.
-    Compared per participant, not per identity: a second device joining or one of two leaving changes nothing."""
-    old = participants(before)
-    new = participants(after)
-    found: list[tuple[RosterEntry, str]] = []
-    for key in sorted(old.keys() | new.keys()):
-        was, now = old.get(key), new.get(key)
-        was_state = None if was is None else ("lobby" if was.lobby else "in")
-        now_state = None if now is None else ("lobby" if now.lobby else "in")
-        if was_state == now_state:
-            continue
-        who = now or was
-        assert who is not None
-        if now_state == "in":
-            found.append((who, "connected"))
-        elif now_state == "lobby":
-            if was_state == "in":
-                found.append((who, "disconnected"))
-            found.append((who, "in_lobby"))
-        else:
-            found.append((who, "disconnected" if was_state == "in" else "left_lobby"))
-    return found
-
-
-def merged_stays(intervals: list[tuple[datetime, datetime | None]]) -> list[tuple[datetime, datetime | None]]:
-    """One participant's stays from those of all its identities (sessions of two devices, a reload's old and
-    new identity): overlapping or touching stays become one; a stay without a leave (``None``) lasts."""
-    merged: list[tuple[datetime, datetime | None]] = []
-    for start, end in sorted(intervals, key=lambda i: i[0]):
-        if merged and (merged[-1][1] is None or start <= merged[-1][1]):
-            first, last = merged[-1]
-            merged[-1] = (first, None if last is None or end is None else max(last, end))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _backoff(attempt: int) -> float:
@@ -431,3 +372,7 @@ def _derive(baseline: Snapshot | None, snapshots: tuple[Snapshot, ...]) -> list[
         found.extend((who, kind, snapshot.at_utc) for who, kind in transitions(before, snapshot.entries))
         before = snapshot.entries
     return found
+
+
+__all__ = ["WRITTEN_BACK_ROLES", "WRITTEN_BACK_TYPES", "InvalidCallEvent", "RosterService", "tell_reports",
+           "transitions"]

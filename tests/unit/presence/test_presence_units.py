@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from lib.presence.encrypted_content import NotificationCertificate, NotificationRefused, decrypt_resource
 from lib.presence.live_status import visit_status
-from lib.presence.roster import transitions
+from lib.presence.participants import transitions
 from lib.presence.status_pass import InvalidPass, StatusPasses
 from lib.store.presence import Presence, RosterEntry, Snapshot
 
@@ -143,7 +143,7 @@ def test_one_person_with_several_identities_is_one_participant(before, after, ex
 
 
 def test_a_participants_stays_from_several_identities_merge_where_they_overlap():
-    from lib.presence.roster import merged_stays
+    from lib.presence.participants import merged_stays
 
     t = [T0 + timedelta(minutes=m) for m in range(10)]
     assert merged_stays([(t[3], t[6]), (t[1], t[4])]) == [(t[1], t[6])]           # two devices overlap
