@@ -144,6 +144,7 @@ class Services:
         from lib.clock import SystemClock
         from lib.scheduling.intake import IntakeService
         from lib.scheduling.signature import JwsRequestVerifier
+        from lib.scheduling.visit_identity import patient_key
         from lib.store.jti import JtiStore
 
         r = self.repos
@@ -159,6 +160,7 @@ class Services:
             # local demo clock (DEV_CLOCK_FILE).
             verifier=JwsRequestVerifier(jti=JtiStore(self.store), clock=SystemClock()),
             clock=self.clock,
+            patient_id_key=patient_key(self.settings.link_signing_key),
         )
 
     @cached_property

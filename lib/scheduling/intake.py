@@ -44,9 +44,10 @@ from lib.observability import metrics
 from lib.observability.safe_ids import log_control_id
 from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone
 from lib.scheduling.keep_limit import KeepLimiter
-from lib.scheduling.message_time import message_instant
+from lib.scheduling.message_time import message_time
 from lib.scheduling.ordering import order_key
 from lib.scheduling.refused_keep import keep_terms
+from lib.scheduling.visit_identity import MessageIdentity
 from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
@@ -75,6 +76,8 @@ def ack_content_type(header: MessageHeader | None) -> str:
     in, which is the inbound message's (``application/hl7-v2+er7; charset=ISO-8859-1`` for MSH-18 8859/1)."""
     codec = header.codec if header is not None else "utf-8"
     return f"{HL7_CONTENT_TYPE}; charset={_IANA_CHARSET.get(codec, codec)}"
+#: ERR-2 of the field an appointment ID was read from (``SiuMessage.appointment_id_source``).
+_ID_FIELD = {"SCH-2": ("SCH", 2), "SCH-1": ("SCH", 1), "PV1-19": ("PV1", 19)}
 #: Phone numbers are kept until the visit's end plus this grace period.
 CONTACT_GRACE = timedelta(hours=2)
 #: Longest a cancelled visit's number is kept for its cancellation text (deleted as soon as the text is done).
@@ -180,6 +183,7 @@ class IntakeService:
         rejected: RejectedMessages,
         verifier: RequestVerifier,
         clock: Clock,
+        patient_id_key: bytes,
         unknown_keeps: KeepLimiter | None = None,
     ) -> None:
         self._environments = environments
@@ -191,6 +195,7 @@ class IntakeService:
         self._rejected = rejected
         self._verifier = verifier
         self._clock = clock
+        self._patient_id_key = patient_id_key
         self._unknown_keeps = unknown_keeps or KeepLimiter()
 
     def handle(
@@ -358,23 +363,25 @@ class IntakeService:
                             environment.id, ", ".join(p.setting for p in problem.problems))
                 raise HL7Rejected(problem.reason, "207") from None  # MSA-3 holds 80 chars, ERR the rest
             check_visit_window(message, now)
-            sent_at = message_instant(header, environment.time_zone, now)
+            sent_at = message_time(header, environment.time_zone, now)
         except HL7Rejected as rejected:
-            if header.control_id and signed is not None:
-                self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
-            rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
-            log.info(
-                "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
-                environment.id, log_control_id(header.control_id), rejected.ack_code, rejected.err_code, rejected_id,
-            )
-            ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
-            return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
+            return self._refuse(environment, decoded, header, original, signed, rejected, keep=keep)
 
         if message.offset_disagreement:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
                         environment.id, log_control_id(header.control_id), message.offset_disagreement)
-        key = order_key(sent_at, header.control_id or "")
-        applied, to_send, link = self._apply(environment, message, key, partition)
+        key = order_key(sent_at.earliest, header.control_id or "", latest=sent_at.latest)
+        identity = MessageIdentity.of(header.sending_facility, header.separators.component,
+                                      message.patient_identifiers, self._patient_id_key)
+        applied, to_send, link = self._apply(environment, message, key, partition, identity)
+        if applied.conflict is not None:
+            # Another sender's or another patient's visit under the same appointment ID: never taken over.
+            log.warning("hl7 visit identity conflict env=%s msh10=%s event=%s conflict=%s: the message names a "
+                        "visit booked for another %s; refused", environment.id, log_control_id(header.control_id),
+                        message.event, applied.conflict.kind, applied.conflict.kind)
+            field = ("PID", 3) if applied.conflict.kind == "patient" else _ID_FIELD[message.appointment_id_source]
+            return self._refuse(environment, decoded, header, original, signed, HL7Rejected(
+                applied.conflict.reason, "205", segment=field[0], field=field[1]), keep=keep)
         _report(environment, header, message, applied)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
         if partition is not None and not self._processed.record(
@@ -390,6 +397,22 @@ class IntakeService:
         changed = appointment_key(environment.id, applied.after.appointment_id) if applied.after else None
         return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send,
                               changed_appointment=changed if applied.outcome != "stale" else None)
+
+    def _refuse(
+        self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, original: bytes,
+        signed: SignedRequest | None, rejected: HL7Rejected, *, keep: bool,
+    ) -> IntakeResponse:
+        """Answer a message that will not be applied: ``AR`` with the reason, kept for replay (tied to its visit),
+        its signature's ``jti`` claimed (a refused message is not recorded as processed)."""
+        if header.control_id and signed is not None:
+            self._verifier.claim(environment.id, signed)
+        rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
+        log.info(
+            "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
+            environment.id, log_control_id(header.control_id), rejected.ack_code, rejected.err_code, rejected_id,
+        )
+        ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
+        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 
     def _reused_control_id(
         self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, original: bytes,
@@ -418,7 +441,8 @@ class IntakeService:
                           header.control_id)
 
     def _apply(
-        self, environment: EnvironmentConfig, message: SiuMessage, key: str, partition: str | None
+        self, environment: EnvironmentConfig, message: SiuMessage, key: str, partition: str | None,
+        identity: MessageIdentity,
     ) -> tuple[Applied, tuple[str, ...], dict[str, object] | None]:
         """Apply ``message`` (recorded in ``partition``, ``None`` without an MSH-10) to its visit; returns what
         it did, the IDs of the texts due now, and the join link to record with the message.
@@ -438,8 +462,9 @@ class IntakeService:
             existing, stored_phone = (None, None) if optimistic else self._visits.read(doc_key, now=now)
             optimistic = False
             applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now,
-                                    new_link_id=partition)
-            if applied.outcome == "stale" or applied.after is None:
+                                    new_link_id=partition, identity=identity,
+                                    bound_facilities=environment.hl7_sending_facilities)
+            if applied.outcome in ("stale", "conflict") or applied.after is None:
                 return applied, (), None
             after = applied.after
             phone = keeps_phone(after, message)

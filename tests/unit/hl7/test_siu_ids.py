@@ -270,3 +270,26 @@ def test_siu_message_is_frozen():
     m = parse(siu(f"SCH||A1|||||||||{START}"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         m.appointment_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("fields", "location"), [
+    ({2: "X1~Y1", 11: START}, "SCH^1^2"),
+    ({2: "X1^EPIC~Y1^EPIC", 11: START}, "SCH^1^2"),
+    ({1: "P1~P2", 2: "F1", 11: START}, "SCH^1^1"),   # a field that did not give the ID names two visits too
+    ({1: "P1~P2", 11: START}, "SCH^1^1"),
+])
+def test_an_appointment_id_field_with_several_ids_is_refused_at_that_field(fields, location):
+    e = rejected(siu(seg("SCH", fields), seg("PV1", {2: "O", 19: "V1"})))
+    assert (e.ack_code, e.err_code, e.location) == ("AR", "102", location)
+    assert "holds 2 appointment IDs" in e.reason
+
+
+def test_a_visit_number_with_several_ids_is_refused_only_where_it_is_read():
+    raw = siu(seg("SCH", {2: "F1", 11: START}), seg("PV1", {2: "O", 19: "V1~V2"}))
+    assert rejected(raw).location == "PV1^1^19"
+    assert parse(raw, appointment_id_order=("SCH-2", "SCH-1")).appointment_id == "F1"
+
+
+@pytest.mark.parametrize("value", ["X1~", "X1~X1", "~X1", "X1~\"\""])
+def test_empty_or_repeated_repetitions_name_one_appointment(value):
+    assert parse(siu(seg("SCH", {2: value, 11: START}))).appointment_id == "X1"
