@@ -144,6 +144,7 @@ class Services:
         from lib.clock import SystemClock
         from lib.scheduling.intake import IntakeService
         from lib.scheduling.signature import JwsRequestVerifier
+        from lib.scheduling.visit_identity import patient_key
         from lib.store.jti import JtiStore
 
         r = self.repos
@@ -159,6 +160,7 @@ class Services:
             # local demo clock (DEV_CLOCK_FILE).
             verifier=JwsRequestVerifier(jti=JtiStore(self.store), clock=SystemClock()),
             clock=self.clock,
+            patient_id_key=patient_key(self.settings.link_signing_key),
         )
 
     @cached_property
@@ -322,8 +324,10 @@ class Services:
     # ---- presence from Graph (issue 13) -------------------------------------------------------------
     @cached_property
     def notification_certificates(self) -> dict[str, Any]:
-        """Our Graph notification encryption certificate(s) by ID: the Graph client certificate
-        (``GRAPH_CLIENT_CERT(_FILE)``, private key + certificate); empty when it is not configured."""
+        """Our Graph notification encryption certificates by ID, the current one first: the Graph client
+        certificate (``GRAPH_CLIENT_CERT(_FILE)``, private key + certificate) and, during a rotation, the previous
+        one (``GRAPH_CLIENT_CERT_PREVIOUS``: subscriptions made with it are renewed with the current one);
+        empty when none is configured."""
         from lib.presence.encrypted_content import NotificationCertificate
 
         s = self.settings
@@ -331,8 +335,12 @@ class Services:
                                           and s.graph_client_cert_file.exists() else None)
         if not pem:
             return {}
-        certificate = NotificationCertificate.from_pem(pem)
-        return {certificate.certificate_id: certificate}
+        found: dict[str, Any] = {}
+        for each in (pem, s.graph_client_cert_previous_pem):
+            if each:
+                certificate = NotificationCertificate.from_pem(each)
+                found.setdefault(certificate.certificate_id, certificate)
+        return found
 
     @cached_property
     def participant_identities(self) -> Any:

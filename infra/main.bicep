@@ -131,6 +131,8 @@ var linkSigningKeySecretName = 'link-signing-key'
 var logIdKeySecretName = 'log-id-key'
 var smartPrivateKeysSecretName = 'smart-private-keys'
 var graphClientCertSecretName = 'graph-client-cert'
+// Only during a rotation of the Graph client certificate (docs/deploy.md): an absent secret reads as unset.
+var graphClientCertPreviousSecretName = 'graph-client-cert-previous'
 // Optional secrets (docs/launch.md): production SMART keys (Epic wants separate non-production and production
 // keys and JWKS URLs) and the AES keys of Epic encrypted launch links, JSON {"environmentId": "<base64>"}.
 var smartPrivateKeysProductionSecretName = 'smart-private-keys-production'
@@ -273,6 +275,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // PEM text in Key Vault, not files: see docs/deploy.md "Settings that come from Key Vault".
     SMART_PRIVATE_KEYS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${smartPrivateKeysSecretName})'
     GRAPH_CLIENT_CERT: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${graphClientCertSecretName})'
+    GRAPH_CLIENT_CERT_PREVIOUS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${graphClientCertPreviousSecretName})'
     SMART_PRIVATE_KEYS_PRODUCTION: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${smartPrivateKeysProductionSecretName})'
     EPIC_CAL_KEYS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${epicCalKeysSecretName})'
     GRAPH_TENANT_ID: graphTenantId

@@ -419,6 +419,10 @@ class Appointment:
     (a redelivery, which plans nothing new) creates them from here (a transactional outbox).
     ``ttl`` (seconds, Cosmos) is set only while the visit was already over when its message arrived: such a
     visit is kept minimally and briefly (no phone, no texts); ``None`` = kept until purged otherwise.
+    ``sender`` (MSH-4 namespace ID of the messages applied) and ``patient_refs`` (keyed hashes of their PID-3
+    identifiers, never the identifiers) tell whether a later message is about this visit
+    (:mod:`lib.scheduling.visit_identity`). ``other_ids`` holds the appointment IDs the messages gave in the
+    other ID fields (``{"SCH-1": ..., "PV1-19": ...}``), so a message keyed by one of them finds this visit.
     """
 
     environment_id: str
@@ -442,6 +446,9 @@ class Appointment:
     meeting_organizer_id: str | None = None
     planned_outbox: list[dict[str, Any]] = field(default_factory=list)
     ttl: int | None = None
+    sender: str | None = None
+    patient_refs: list[str] = field(default_factory=list)
+    other_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -474,6 +481,9 @@ class Appointment:
             "conference_id": self.conference_id,
             "meeting_organizer_id": self.meeting_organizer_id,
             "planned_outbox": self.planned_outbox,
+            "sender": self.sender,
+            "patient_refs": self.patient_refs,
+            "other_ids": self.other_ids,
             **({"ttl": self.ttl} if self.ttl is not None else {}),
         }
 
@@ -503,6 +513,9 @@ class Appointment:
             meeting_organizer_id=doc.get("meeting_organizer_id"),
             planned_outbox=list(doc.get("planned_outbox") or []),
             ttl=doc.get("ttl"),
+            sender=doc.get("sender"),
+            patient_refs=list(doc.get("patient_refs") or []),
+            other_ids=dict(doc.get("other_ids") or {}),
         )
 
 

@@ -40,6 +40,9 @@ class Settings:
         graph_client_cert_file: PEM with private key and certificate (MSAL certificate credential).
         graph_client_cert_pem: the same PEM as text (``GRAPH_CLIENT_CERT``, a Key Vault reference in Azure);
             used instead of the file when set.
+        graph_client_cert_previous_pem: the certificate being rotated out (``GRAPH_CLIENT_CERT_PREVIOUS``, an
+            optional Key Vault reference): Graph notifications of subscriptions made with it are still decrypted
+            until they are renewed with the new one (docs/deploy.md "Rotating the Graph client certificate").
         graph_authority_host: Entra authority host URL.
         graph_base_url: Microsoft Graph base URL including the version segment.
         local_ca_bundle: local only; CA file that clients trust for the local stand-ins.
@@ -98,6 +101,7 @@ class Settings:
     graph_client_id: str | None
     graph_client_cert_file: Path | None
     graph_client_cert_pem: bytes | None
+    graph_client_cert_previous_pem: bytes | None
     graph_authority_host: str
     graph_base_url: str
     local_ca_bundle: Path | None
@@ -295,6 +299,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         graph_client_id=env.get("GRAPH_CLIENT_ID") or None,
         graph_client_cert_file=_path(env.get("GRAPH_CLIENT_CERT_FILE")),
         graph_client_cert_pem=_pem("GRAPH_CLIENT_CERT", env.get("GRAPH_CLIENT_CERT")),
+        graph_client_cert_previous_pem=_optional_pem("GRAPH_CLIENT_CERT_PREVIOUS",
+                                                     env.get("GRAPH_CLIENT_CERT_PREVIOUS")),
         graph_authority_host=env.get("GRAPH_AUTHORITY_HOST", "https://login.microsoftonline.com").rstrip("/"),
         graph_base_url=env.get("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0").rstrip("/"),
         local_ca_bundle=_path(env.get("LOCAL_CA_BUNDLE")),

@@ -8,7 +8,7 @@ Rules and their sources (hl7.md sections):
   AIL/AIP in message order); EVN, NTE, OBX, DG1 and Z-segments are ignored; order is never checked.
 - §3: appointment ID = first non-empty of the configured order (default SCH-2.1, SCH-1.1, PV1-19.1).
 - §4/§5: start/end/duration and time zones, see :func:`parse_siu`.
-- §6: SMS number (see :mod:`lib.hl7.phone`) and language PID-15.1.
+- §6: SMS number (see :mod:`lib.hl7.phone`) and language PID-15 (any CWE component, see :mod:`lib.languages`).
 - §7: department AIL-3 -> PV1-3 -> RGS-3; provider AIP-3 -> PV1-7.
 - §10: values are unescaped (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\ \\.br\\``), see
   :func:`lib.hl7.er7.unescape`.
@@ -34,6 +34,7 @@ from lib.hl7.header import MessageHeader, header_from_message
 from lib.hl7.phone import choose_sms_phone
 from lib.hl7.times import format_offset, parse_dtm, parse_duration, parse_duration_text, to_utc
 from lib.hl7.wellformed import check_wellformed
+from lib.languages import cwe_language
 from lib.stored_settings import UnusableSetting
 
 __all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu", "siu_from_message", "visit_times"]
@@ -87,7 +88,7 @@ class SiuMessage:
             fixed offset as ``+02:00``; None when there is no start.
         sms_phone_e164: the patient's SMS number in E.164 (PID-13/PID-40/PID-14), or None.
         sms_phone_reason: where the number came from or why there is none (never the number).
-        language: PID-15.1 lower-cased (``eng``, ``spa``, ``en``...), or None.
+        language: the ISO 639-1 code PID-15 names (``SPA``, ``es-US``, ``Spanish``, ``^^^^Spanish`` -> ``es``), or None.
         department: AIL-3.1 (AIL-3.4 when .1 is empty), else PV1-3.1, else RGS-3.1; or None.
         department_name: component 2 of the field the department came from, or None.
         provider_ehr_id: AIP-3.1, else PV1-7.1 (first repetition); or None.
@@ -95,8 +96,13 @@ class SiuMessage:
             procedure, so it is never stored (SCH-7, the free-text reason, is not read at all).
         phone_cleared: PID-13 or PID-14 is the HL7 null ``""`` and no SMS number was found: the sender
             deleted the number, so the stored one goes (an empty field leaves it as it is).
+        language_note: PID-15 was sent but names no language we know: a note without PHI for the log (texts use
+            the environment's default language); else None.
         offset_disagreement: when the start's ``+/-ZZZZ`` differs from the environment zone's offset at
             that instant, a note without PHI (field, both offsets) for the log; else None.
+        patient_identifiers: CX.1 of every PID-3 repetition (the patient's identifiers: MRN, enterprise ID...),
+            in order, without repeats. Transient: only a keyed hash of them is stored
+            (:mod:`lib.scheduling.visit_identity`), to tell whether a message is about the visit's patient.
     """
 
     header: MessageHeader
@@ -123,6 +129,8 @@ class SiuMessage:
     visit_type: str | None
     phone_cleared: bool = False
     offset_disagreement: str | None = None
+    language_note: str | None = None
+    patient_identifiers: tuple[str, ...] = ()
 
 
 class ConfigurationProblem(UnusableSetting):
@@ -447,9 +455,10 @@ def siu_from_message(
     pv1 = msg.first("PV1")
     v = msg.value
 
-    filler = v(sch, 2) or None
-    placer = v(sch, 1) or None
-    visit = v(pv1, 19) or None
+    named = {"SCH-2": _named_ids(msg, sch, 2), "SCH-1": _named_ids(msg, sch, 1), "PV1-19": _named_ids(msg, pv1, 19)}
+    for item in appointment_id_order:
+        _check_single_id(named[item], item)
+    filler, placer, visit = (next(iter(named[source]), None) for source in ("SCH-2", "SCH-1", "PV1-19"))
     by_source = {"SCH-2": filler, "SCH-1": placer, "PV1-19": visit}
     appointment_id = source = None
     for item in appointment_id_order:
@@ -485,7 +494,7 @@ def siu_from_message(
     phone = choose_sms_phone(msg, pid, region)
     # HL7 "" (explicit null) in PID-13 or PID-14 deletes the stored number; an empty field changes nothing.
     phone_cleared = phone.e164 is None and any(msg.raw(pid, f).strip() == '""' for f in (13, 14))
-    language = v(pid, 15).lower() or None
+    language, language_note = cwe_language([v(pid, 15, 1, c) for c in range(1, 6)])
     department, department_name = _department(msg, pv1)
     provider = _first_value(msg, "AIP", 3)[0] or v(pv1, 7) or None
     visit_type = _first_value(msg, "AIS", 3)[0] or v(sch, 8) or None
@@ -517,7 +526,35 @@ def siu_from_message(
         visit_type=visit_type,
         phone_cleared=phone_cleared,
         offset_disagreement=_offset_disagreement(start_utc, tz_text, start_source, zone, time_zone),
+        language_note=language_note,
+        patient_identifiers=tuple(dict.fromkeys(
+            value for rep in msg.repetitions(pid, 3) if (value := msg.rep_value(rep, 1)))),
     )
+
+
+def _named_ids(msg: Er7Message, seg: list[str] | None, field: int) -> tuple[str, ...]:
+    """The distinct IDs (component 1) the repetitions of an ID field name, in order; empty repetitions and the
+    HL7 null skipped, so ``~X1`` and ``X1~`` name ``X1``."""
+    return tuple(dict.fromkeys(value for rep in msg.repetitions(seg, field) if (value := msg.rep_value(rep, 1))))
+
+
+def _check_single_id(named: tuple[str, ...], source: str) -> None:
+    """Refuse an appointment ID field that names several appointments (``X~Y``).
+
+    SCH-1, SCH-2 (EI) and PV1-19 (CX) do not repeat (v2.5 chapter 10, chapter 3): the visit's identity would
+    depend on which repetition is read, so a cancel listing the same IDs in another order would miss the
+    visit. Empty repetitions (``X~``) name one appointment and are read as it.
+
+    Raises:
+        HL7Rejected: ``AR`` 102 at the field.
+    """
+    if len(named) > 1:
+        segment, _, field = source.partition("-")
+        raise HL7Rejected(
+            f"{source} holds {len(named)} appointment IDs (repetitions separated by '~'); it identifies one "
+            "appointment and does not repeat: send one ID",
+            "102", segment=segment, field=int(field),
+        )
 
 
 def _offset_disagreement(

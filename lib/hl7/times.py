@@ -13,6 +13,9 @@ configured IANA zone, resolved with ``fold=0``:
   America/New_York spring-forward day becomes 03:30 EDT (= 07:30 UTC);
 - ambiguous local time (fall-back): the FIRST occurrence, e.g. 01:30 on the America/New_York
   fall-back day is 01:30 EDT (= 05:30 UTC).
+
+MSH-7, which orders messages, is read with both readings of an ambiguous time and its precision
+(:func:`local_readings`, :func:`dtm_precision`, ``lib/scheduling/message_time.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
-__all__ = ["format_offset", "parse_dtm", "parse_duration", "parse_duration_text", "to_utc"]
+__all__ = ["dtm_precision", "format_offset", "parse_dtm", "parse_duration", "parse_duration_text", "to_utc"]
 
 _MAX_DURATION = timedelta(days=366)
 
@@ -99,6 +102,38 @@ def parse_dtm(value: str, *, min_digits: int = 4) -> datetime | None:
         except OverflowError:
             return None
     return dt
+
+
+def dtm_precision(value: str) -> timedelta | None:
+    """How much time a DTM value covers: the unit of its last digit (``202612061137`` a minute,
+    ``20261206113707`` a second, ``20261206113707.12`` and Epic's 16-digit ``2026120611370712`` 10 ms); None
+    when :func:`parse_dtm` would not read it. A value covers ``[its instant, instant + precision)``: HL7 DTM
+    "precision is to the last digit sent", so the missing digits are unknown, not zeros."""
+    m = _DTM.fullmatch(value.strip())
+    if m is None:
+        return None
+    digits, frac = m.group(1), m.group(2)
+    if len(digits) > 14:
+        digits, frac = digits[:14], digits[14:]
+    if frac:
+        return timedelta(microseconds=10 ** max(0, 6 - len(frac)))
+    unit = {4: timedelta(days=366), 6: timedelta(days=31), 8: timedelta(days=1), 10: timedelta(hours=1),
+            12: timedelta(minutes=1), 14: timedelta(seconds=1)}
+    return unit.get(len(digits))
+
+
+def local_readings(dt: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
+    """Both UTC readings of a wall-clock time without offset in ``zone``: ``(first, second)``, equal except in
+    the hour repeated when clocks go back (``01:30`` on America/New_York's fall-back day is 05:30 UTC and 06:30
+    UTC). A time in the spring-forward gap does not exist on a clock that follows the zone: it is read once, as
+    :func:`to_utc` does (shifted forward by the gap).
+
+    Raises:
+        OverflowError: as :func:`to_utc`.
+    """
+    first = dt.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = dt.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return (first, second) if second > first else (first, first)
 
 
 def to_utc(dt: datetime, zone: tzinfo) -> datetime:

@@ -154,22 +154,29 @@ class PresenceSubscriptions:
                 return self._read_after_meeting(claimed, "not_allowed", AfterMeetingWork(sub.appointment_key,
                                                                                          "call_record", then),
                                                 exc.reason)
-            return self._repo.update(claimed, state="pending", last_error=exc.reason, claimed_utc=None)
+            # (an active one being subscribed again with a new certificate keeps its subscription meanwhile)
+            return self._repo.update(claimed, last_error=exc.reason, claimed_utc=None)
         return self._record_created(claimed, graph_id, granted)
 
     def _record_created(self, claimed: GraphSubscription, graph_id: str, granted: datetime) -> GraphSubscription:
-        """Keep the new Graph subscription on the document we claimed. If the document changed meanwhile, keep
-        ours only when no other run recorded one; else delete ours (one subscription per visit)."""
+        """Keep the new Graph subscription on the document we claimed (deleting the one it replaces, after a
+        certificate rotation). If the document changed meanwhile, keep ours only when no other run recorded one;
+        else delete ours (one subscription per visit)."""
+        assert self._certificate is not None
         current = claimed
         for _ in range(3):
-            if current.graph_id not in (None, graph_id) or current.state not in ("pending", "active"):
+            if current.graph_id not in (None, graph_id, claimed.graph_id) or current.state not in ("pending",
+                                                                                                 "active"):
                 log.warning("presence subscription made twice: the later one is deleted")
                 self._delete_quietly(graph_id)
                 return current
             try:
                 updated = self._repo.update(current, state="active", graph_id=graph_id, expires_utc=granted,
-                                            last_error=None, claimed_utc=None)
+                                            last_error=None, claimed_utc=None,
+                                            certificate_id=self._certificate.certificate_id)
                 log.info("presence subscription active")
+                if current.graph_id and current.graph_id != graph_id:  # the one made with the old certificate
+                    self._delete_quietly(current.graph_id)
                 return updated
             except ConcurrencyConflict:  # a reschedule or another run wrote it: look again
                 current = self._repo.get(claimed.id) or claimed
@@ -226,6 +233,10 @@ class PresenceSubscriptions:
 
     def _renew(self, sub: GraphSubscription) -> bool:
         assert self._graph is not None and sub.graph_id is not None
+        if self._certificate is not None and sub.certificate_id != self._certificate.certificate_id:
+            # Made with a certificate being rotated out (or before we kept which): a renewal would keep Graph
+            # encrypting for it, so subscribe again with the current one and delete the old subscription.
+            return self._activate(sub).certificate_id == self._certificate.certificate_id
         now = self._clock.now()
         expires = min(now + LIFETIME, (sub.end_after_utc or now + LIFETIME) + timedelta(minutes=30))
         try:

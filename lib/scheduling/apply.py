@@ -29,10 +29,11 @@ from typing import Literal, Protocol
 
 from lib.models import Appointment
 from lib.scheduling.ordering import OrderKey, compare, order_key
+from lib.scheduling.visit_identity import IdentityConflict, MessageIdentity, identity_conflict, stored_identity
 
 __all__ = ["ENDED", "Applied", "SiuFields", "apply_message", "forgets_phone", "keeps_phone", "order_key", "visit_over"]
 
-Outcome = Literal["created", "updated", "redelivered", "stale"]
+Outcome = Literal["created", "updated", "redelivered", "stale", "conflict"]
 
 
 class SiuFields(Protocol):
@@ -52,6 +53,9 @@ class SiuFields(Protocol):
     sms_phone_e164: str | None
     phone_cleared: bool
     conference_id: str | None
+    placer_id: str | None
+    filler_id: str | None
+    visit_number: str | None
 
 
 #: Statuses of a visit that will not take place; only a newer S12 books it again.
@@ -69,7 +73,9 @@ class Applied:
 
     ``before`` is the stored appointment (``None`` when new), ``after`` the one to store (``None`` when
     the message is stale), ``time_changed`` whether the start moved (a new schedule revision);
-    ``kept_ended`` an S13/S14 changed a cancelled, deleted or no-show visit without booking it again.
+    ``kept_ended`` an S13/S14 changed a cancelled, deleted or no-show visit without booking it again;
+    ``conflict`` why the message may not change the stored visit (outcome ``conflict``: another sender or
+    another patient, :mod:`lib.scheduling.visit_identity`), the message is refused.
     """
 
     outcome: Outcome
@@ -77,6 +83,7 @@ class Applied:
     after: Appointment | None
     time_changed: bool
     kept_ended: bool = False
+    conflict: IdentityConflict | None = None
 
 
 def visit_over(appointment: Appointment, now: datetime) -> bool:
@@ -97,7 +104,7 @@ def keeps_phone(after: Appointment, message: SiuFields) -> str | None:
 
 def apply_message(
     existing: Appointment | None, message: SiuFields, *, environment_id: str, key: str, now: datetime | None = None,
-    new_link_id: str | None = None,
+    new_link_id: str | None = None, identity: MessageIdentity | None = None, bound_facilities: tuple[str, ...] = (),
 ) -> Applied:
     """Decide what ``message`` (with ordering key ``key``) does to ``existing``.
 
@@ -106,9 +113,24 @@ def apply_message(
     docstring). With ``now``, a visit already over gets :data:`PAST_VISIT_TTL_SECONDS` as its ``ttl`` (and
     loses it when a later message moves it ahead). A new appointment gets ``new_link_id`` as its join-link ID
     (the message's partition, so that its link is recorded with the message: ``lib.store.messages``), or a
-    random one.
+    random one. With ``identity`` (the message's sender and patient), a message about another sender's or
+    another patient's visit is a ``conflict`` and changes nothing (``bound_facilities``: the environment's
+    sending facilities, one feed whose members may change each other's visits); the visit records the identity
+    of the messages applied to it.
     """
+    if existing is not None and identity is not None:
+        conflict = identity_conflict(existing, identity, bound_facilities=bound_facilities)
+        if conflict is not None:
+            return Applied("conflict", existing, None, time_changed=False, conflict=conflict)
     applied = _apply(existing, message, environment_id=environment_id, key=key, new_link_id=new_link_id)
+    if applied.after is not None and applied.outcome != "redelivered":
+        sender, refs = stored_identity(existing, identity) if identity is not None else (
+            applied.after.sender, applied.after.patient_refs)
+        other_ids = dict(existing.other_ids) if existing is not None else {}
+        other_ids.update((source, value) for source, value in (
+            ("SCH-2", message.filler_id), ("SCH-1", message.placer_id), ("PV1-19", message.visit_number)) if value)
+        applied = dataclasses.replace(applied, after=dataclasses.replace(
+            applied.after, sender=sender, patient_refs=refs, other_ids=other_ids))
     if now is None or applied.after is None or applied.outcome == "redelivered":
         return applied
     ttl = PAST_VISIT_TTL_SECONDS if visit_over(applied.after, now) else None

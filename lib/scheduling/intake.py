@@ -44,9 +44,10 @@ from lib.observability import metrics
 from lib.observability.safe_ids import log_control_id
 from lib.scheduling.apply import Applied, apply_message, forgets_phone, keeps_phone
 from lib.scheduling.keep_limit import KeepLimiter
-from lib.scheduling.message_time import message_instant
+from lib.scheduling.message_time import message_time
 from lib.scheduling.ordering import order_key
 from lib.scheduling.refused_keep import keep_terms
+from lib.scheduling.visit_identity import MessageIdentity, identity_conflict
 from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
@@ -75,6 +76,8 @@ def ack_content_type(header: MessageHeader | None) -> str:
     in, which is the inbound message's (``application/hl7-v2+er7; charset=ISO-8859-1`` for MSH-18 8859/1)."""
     codec = header.codec if header is not None else "utf-8"
     return f"{HL7_CONTENT_TYPE}; charset={_IANA_CHARSET.get(codec, codec)}"
+#: ERR-2 of the field an appointment ID was read from (``SiuMessage.appointment_id_source``).
+_ID_FIELD = {"SCH-2": ("SCH", 2), "SCH-1": ("SCH", 1), "PV1-19": ("PV1", 19)}
 #: Phone numbers are kept until the visit's end plus this grace period.
 CONTACT_GRACE = timedelta(hours=2)
 #: Longest a cancelled visit's number is kept for its cancellation text (deleted as soon as the text is done).
@@ -180,6 +183,7 @@ class IntakeService:
         rejected: RejectedMessages,
         verifier: RequestVerifier,
         clock: Clock,
+        patient_id_key: bytes,
         unknown_keeps: KeepLimiter | None = None,
     ) -> None:
         self._environments = environments
@@ -191,6 +195,7 @@ class IntakeService:
         self._rejected = rejected
         self._verifier = verifier
         self._clock = clock
+        self._patient_id_key = patient_id_key
         self._unknown_keeps = unknown_keeps or KeepLimiter()
 
     def handle(
@@ -358,23 +363,28 @@ class IntakeService:
                             environment.id, ", ".join(p.setting for p in problem.problems))
                 raise HL7Rejected(problem.reason, "207") from None  # MSA-3 holds 80 chars, ERR the rest
             check_visit_window(message, now)
-            sent_at = message_instant(header, environment.time_zone, now)
+            sent_at = message_time(header, environment.time_zone, now)
         except HL7Rejected as rejected:
-            if header.control_id and signed is not None:
-                self._verifier.claim(environment.id, signed)  # a refused message is not recorded as processed
-            rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
-            log.info(
-                "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
-                environment.id, log_control_id(header.control_id), rejected.ack_code, rejected.err_code, rejected_id,
-            )
-            ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
-            return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
+            return self._refuse(environment, decoded, header, original, signed, rejected, keep=keep)
 
         if message.offset_disagreement:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
                         environment.id, log_control_id(header.control_id), message.offset_disagreement)
-        key = order_key(sent_at, header.control_id or "")
-        applied, to_send, link = self._apply(environment, message, key, partition)
+        if message.language_note:
+            log.info("hl7 %s: texts use the default language env=%s msh10=%s", message.language_note,
+                     environment.id, log_control_id(header.control_id))
+        key = order_key(sent_at.earliest, header.control_id or "", latest=sent_at.latest)
+        identity = MessageIdentity.of(header.sending_facility, header.separators.component,
+                                      message.patient_identifiers, self._patient_id_key)
+        applied, to_send, link = self._apply(environment, message, key, partition, identity)
+        if applied.conflict is not None:
+            # Another sender's or another patient's visit under the same appointment ID: never taken over.
+            log.warning("hl7 visit identity conflict env=%s msh10=%s event=%s conflict=%s: the message names a "
+                        "visit booked for another %s; refused", environment.id, log_control_id(header.control_id),
+                        message.event, applied.conflict.kind, applied.conflict.kind)
+            field = ("PID", 3) if applied.conflict.kind == "patient" else _ID_FIELD[message.appointment_id_source]
+            return self._refuse(environment, decoded, header, original, signed, HL7Rejected(
+                applied.conflict.reason, "205", segment=field[0], field=field[1]), keep=keep)
         _report(environment, header, message, applied)
         ack = self._ack(header, "AA", None, None)  # CA when the sender asked for enhanced mode
         if partition is not None and not self._processed.record(
@@ -390,6 +400,22 @@ class IntakeService:
         changed = appointment_key(environment.id, applied.after.appointment_id) if applied.after else None
         return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), outbox_to_send=to_send,
                               changed_appointment=changed if applied.outcome != "stale" else None)
+
+    def _refuse(
+        self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, original: bytes,
+        signed: SignedRequest | None, rejected: HL7Rejected, *, keep: bool,
+    ) -> IntakeResponse:
+        """Answer a message that will not be applied: ``AR`` with the reason, kept for replay (tied to its visit),
+        its signature's ``jti`` claimed (a refused message is not recorded as processed)."""
+        if header.control_id and signed is not None:
+            self._verifier.claim(environment.id, signed)
+        rejected_id = self._keep_rejected(environment, decoded, header, original, rejected) if keep else None
+        log.info(
+            "hl7 rejected env=%s msh10=%s code=%s err=%s rejected_id=%s",
+            environment.id, log_control_id(header.control_id), rejected.ack_code, rejected.err_code, rejected_id,
+        )
+        ack = self._ack(header, rejected.ack_code, rejected.reason, rejected.err_code, rejected.location)
+        return IntakeResponse(200, ack, ack_content_type(header), ack_code=_msa(ack), rejected_id=rejected_id)
 
     def _reused_control_id(
         self, environment: EnvironmentConfig, decoded: Er7Message, header: MessageHeader, original: bytes,
@@ -418,7 +444,8 @@ class IntakeService:
                           header.control_id)
 
     def _apply(
-        self, environment: EnvironmentConfig, message: SiuMessage, key: str, partition: str | None
+        self, environment: EnvironmentConfig, message: SiuMessage, key: str, partition: str | None,
+        identity: MessageIdentity,
     ) -> tuple[Applied, tuple[str, ...], dict[str, object] | None]:
         """Apply ``message`` (recorded in ``partition``, ``None`` without an MSH-10) to its visit; returns what
         it did, the IDs of the texts due now, and the join link to record with the message.
@@ -436,10 +463,17 @@ class IntakeService:
         optimistic = message.event == "S12"
         for _ in range(5):
             existing, stored_phone = (None, None) if optimistic else self._visits.read(doc_key, now=now)
+            if existing is None and not optimistic:
+                # Named by another of its IDs (booked by SCH-1, now named by SCH-2 and SCH-1): that visit.
+                found = self._visit_by_other_id(environment, message, identity, now=now)
+                if found is not None:
+                    existing, stored_phone = found
+                    doc_key = existing.key
             optimistic = False
             applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now,
-                                    new_link_id=partition)
-            if applied.outcome == "stale" or applied.after is None:
+                                    new_link_id=partition, identity=identity,
+                                    bound_facilities=environment.hl7_sending_facilities)
+            if applied.outcome in ("stale", "conflict") or applied.after is None:
                 return applied, (), None
             after = applied.after
             phone = keeps_phone(after, message)
@@ -505,6 +539,37 @@ class IntakeService:
             to_send = tuple(item.id for item in written.texts if item.state == "pending" and item.due_utc <= now)
             return applied, to_send, recorded_link
         raise StoreUnavailable("appointment kept changing under concurrent updates")
+
+    def _visit_by_other_id(
+        self, environment: EnvironmentConfig, message: SiuMessage, identity: MessageIdentity, *, now: datetime,
+    ) -> tuple[Appointment, str | None] | None:
+        """The stored visit (and its number) that the message names by another of its appointment IDs, when no
+        visit has the ID it is keyed by: a visit booked with SCH-1 alone and later named with SCH-2 and SCH-1.
+
+        The IDs are tried in the environment's ``appointment_id_order``; a visit found is this message's only when
+        it recorded no different value for an ID field both carry (``Appointment.other_ids``) and its sender and
+        patient agree (:mod:`lib.scheduling.visit_identity`). One that disagrees is another appointment: logged
+        (a cancel then leaves a tombstone under its own ID while that visit stays booked), never changed.
+        """
+        named = {"SCH-2": message.filler_id, "SCH-1": message.placer_id, "PV1-19": message.visit_number}
+        for source in environment.appointment_id_order:
+            value = named.get(source)
+            if not value or value == message.appointment_id:
+                continue
+            visit, phone = self._visits.read(appointment_key(environment.id, value), now=now)
+            if visit is None:
+                continue
+            differ = sorted(field for field, mine in named.items()
+                            if mine and visit.other_ids.get(field) not in (None, mine))
+            conflict = identity_conflict(visit, identity, bound_facilities=environment.hl7_sending_facilities)
+            if not differ and conflict is None:
+                return visit, phone
+            log.warning("hl7 message names no stored visit by %s, and its %s names a stored %s visit that %s; "
+                        "not applied to that visit env=%s msh10=%s event=%s", message.appointment_id_source, source,
+                        visit.status, f"recorded another {', '.join(differ)}" if differ else
+                        f"belongs to another {conflict.kind if conflict else ''}", environment.id,
+                        log_control_id(message.header.control_id), message.event)
+        return None
 
     def _phone_document(
         self, environment: EnvironmentConfig, after: Appointment, phone: str | None, notice_phone: str | None,
@@ -647,6 +712,9 @@ def _report(environment: EnvironmentConfig, header: MessageHeader, message: SiuM
         log.log(level, "hl7 stale message not applied env=%s msh10=%s event=%s visit_status=%s: a newer message "
                 "for this visit was applied before it", environment.id, log_control_id(header.control_id),
                 message.event, stored)
+    elif applied.outcome == "created" and message.status != "booked":
+        log.info("hl7 %s for a visit not stored before: kept as a tombstone env=%s msh10=%s id_field=%s",
+                 message.event, environment.id, log_control_id(header.control_id), message.appointment_id_source)
     elif applied.kept_ended:
         log.info("hl7 change to an ended visit stored without booking it again env=%s msh10=%s event=%s "
                  "visit_status=%s sch25=%s", environment.id, log_control_id(header.control_id), message.event,

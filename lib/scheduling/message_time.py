@@ -18,16 +18,24 @@ key, where one bad value would make every later message "older" (a cancel silent
 
 An old but plausible MSH-7 is accepted (an engine's backlog, an operator's replay): it loses to newer
 messages, which is what it should do.
+
+An accepted MSH-7 is a span of time, not an instant (:class:`MessageTime`): a value covers everything its
+precision leaves open (``202612061137`` the whole minute, ``20261206113707`` the whole second), and a local time
+without an offset that falls in the hour the environment's zone repeats when clocks go back (01:00-02:00 on
+America/New_York's and Europe/London's autumn night, 01:30-02:00 on Australia/Lord_Howe's) covers both of its
+readings. Two messages whose spans overlap are a tie (:mod:`lib.scheduling.ordering`), so a cancel stamped
+less precisely, or in the second pass of the repeated hour, is never judged older than its booking.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from lib.hl7.errors import HL7Rejected
 from lib.hl7.header import MessageHeader
-from lib.hl7.times import parse_dtm, to_utc
+from lib.hl7.times import dtm_precision, local_readings, parse_dtm
 
 #: How far an MSH-7 with its own UTC offset may be ahead of the connector's clock.
 FUTURE_ALLOWANCE = timedelta(minutes=5)
@@ -43,15 +51,40 @@ _MIN_DIGITS = 12  # YYYYMMDDHHMM
 _MSH7_OPTIONAL = frozenset({"2.3", "2.3.1"})
 
 
+_TICK = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class MessageTime:
+    """When a message was sent, as far as MSH-7 tells: from ``earliest`` to ``latest`` (UTC, both included).
+
+    ``earliest`` is the first instant the value can mean (its first reading, the missing digits zero);
+    ``latest`` the last (its second reading in a repeated hour, plus its precision less a microsecond).
+    Equal for a value to the microsecond and for a message ordered by its arrival."""
+
+    earliest: datetime
+    latest: datetime
+
+
 def message_instant(header: MessageHeader, time_zone: str, now: datetime) -> datetime:
-    """MSH-7 as a UTC instant: its own offset when it has one, else ``time_zone`` (the environment's).
+    """MSH-7 as a UTC instant (its earliest reading, :func:`message_time`).
+
+    Raises:
+        HL7Rejected: as :func:`message_time`.
+    """
+    return message_time(header, time_zone, now).earliest
+
+
+def message_time(header: MessageHeader, time_zone: str, now: datetime) -> MessageTime:
+    """MSH-7 as the span of UTC time it names: its own offset when it has one, else ``time_zone`` (the
+    environment's), where a local time in the repeated autumn hour has two readings; widened by its precision.
 
     Raises:
         HL7Rejected: ``AR`` 101 or 102 at ``MSH^1^7`` (module docstring), the reason saying what to fix.
     """
     raw = header.message_datetime_raw
     if not raw and header.version in _MSH7_OPTIONAL:
-        return now
+        return MessageTime(now, now)
     if not raw:
         raise HL7Rejected(
             "MSH-7 (date/time of message) is missing: it is required and orders the visit's messages; "
@@ -59,10 +92,11 @@ def message_instant(header: MessageHeader, time_zone: str, now: datetime) -> dat
             "101", location="MSH^1^7",
         )
     parsed = parse_dtm(raw, min_digits=_MIN_DIGITS)
-    instant = None
+    instant = last = None
     if parsed is not None:
         try:
-            instant = to_utc(parsed, ZoneInfo(time_zone))
+            instant, last = (parsed.astimezone(UTC),) * 2 if parsed.tzinfo is not None else local_readings(
+                parsed, ZoneInfo(time_zone))
         except (OverflowError, ValueError):
             instant = None
     if instant is None:
@@ -85,7 +119,12 @@ def message_instant(header: MessageHeader, time_zone: str, now: datetime) -> dat
             "the time the message was created",
             "102", location="MSH^1^7",
         )
-    return instant
+    precision = dtm_precision(raw) or _TICK
+    try:
+        latest = (last or instant) + precision - _TICK
+    except OverflowError:
+        latest = instant
+    return MessageTime(instant, latest)
 
 
 def _ahead(delta: timedelta) -> str:

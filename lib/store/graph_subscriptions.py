@@ -8,7 +8,9 @@ created), ``not_allowed``
 was made (``auto``, ``notifications``, ``attendance_report``). ``secret`` is the
 random half of the ``clientState`` we gave Graph (``{doc id}.{secret}``): a notification names its document
 through the first half and proves itself with the second. ``claimed_utc`` is when a run started creating the
-Graph subscription (two runs never create two: :meth:`lib.presence.subscriptions.PresenceSubscriptions`).
+Graph subscription (two runs never create two: :meth:`lib.presence.subscriptions.PresenceSubscriptions`);
+``certificate_id`` the encryption certificate Graph encrypts its notifications for (a renewal after a
+certificate rotation subscribes again with the new one).
 Every document carries a ``ttl``: Cosmos DB deletes it :data:`KEEP_AFTER_VISIT` after its visit is over, whatever
 state it is left in.
 """
@@ -55,6 +57,7 @@ class GraphSubscription:
     last_error: str | None = None
     source: str = "auto"
     claimed_utc: datetime | None = None
+    certificate_id: str | None = None
     etag: str | None = None
 
     def to_doc(self, now: datetime) -> dict[str, Any]:
@@ -64,7 +67,8 @@ class GraphSubscription:
                 "secret": self.secret, "state": self.state, "graph_id": self.graph_id,
                 "expires_utc": iso(self.expires_utc), "end_after_utc": iso(self.end_after_utc),
                 "missed_utc": iso(self.missed_utc), "last_error": self.last_error, "source": self.source,
-                "claimed_utc": iso(self.claimed_utc), "ttl": cosmos_ttl(keep.total_seconds(), minimum=3600)}
+                "claimed_utc": iso(self.claimed_utc), "certificate_id": self.certificate_id,
+                "ttl": cosmos_ttl(keep.total_seconds(), minimum=3600)}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> GraphSubscription:
@@ -74,7 +78,7 @@ class GraphSubscription:
                    expires_utc=parse_iso(doc.get("expires_utc")), end_after_utc=parse_iso(doc.get("end_after_utc")),
                    missed_utc=parse_iso(doc.get("missed_utc")), last_error=doc.get("last_error"),
                    source=doc.get("source") or "auto", claimed_utc=parse_iso(doc.get("claimed_utc")),
-                   etag=doc.get("_etag"))
+                   certificate_id=doc.get("certificate_id"), etag=doc.get("_etag"))
 
 
 class GraphSubscriptionRepository:

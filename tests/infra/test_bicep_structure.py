@@ -66,6 +66,8 @@ HOST_AND_SDK_SETTINGS: Mapping[str, str] = {
 KEY_VAULT_PEM_SETTINGS: Mapping[str, str] = {
     "SMART_PRIVATE_KEYS": "PEM of our SMART private_key_jwt signing key(s), first = active",
     "GRAPH_CLIENT_CERT": "PEM (private key + certificate) for the MSAL certificate credential",
+    "GRAPH_CLIENT_CERT_PREVIOUS": "PEM of the Graph certificate being rotated out (optional): still decrypts "
+                                  "notifications of subscriptions made with it",
     "SMART_PRIVATE_KEYS_PRODUCTION": "PEM of the signing key(s) of production environments, first = active",
 }
 
@@ -345,6 +347,7 @@ def test_no_secret_in_app_settings():
         "LOG_ID_KEY",
         "SMART_PRIVATE_KEYS",
         "GRAPH_CLIENT_CERT",
+        "GRAPH_CLIENT_CERT_PREVIOUS",
         "SMART_PRIVATE_KEYS_PRODUCTION",
         "EPIC_CAL_KEYS",
         "EVENTGRID_WEBHOOK_KEY",

@@ -225,3 +225,38 @@ def test_a_version_where_msh7_is_optional_may_omit_it_and_is_ordered_by_arrival(
     accepted(env, message("S12", "8001", csn=csn, msh7="", version=version))
     accepted(env, message("S15", "8002", csn=csn, msh7="", version=version))  # arrives later: newer
     assert app.repos.appointments.get(appointment_key(env.id, csn)).status == "cancelled"
+
+
+# ---- MSH-7 of different precision, and the hour the zone repeats ----------------------------------------------
+
+
+@pytest.mark.parametrize(("booking_msh7", "cancel_msh7"), [
+    ("20270302093005.123", "20270302093005"),   # the booking to the millisecond, its cancel to the second
+    ("2027030209300512", "20270302093005"),     # Epic's 16 digits
+    ("20270302093005", "202703020930"),         # to the second, then to the minute
+    ("20270302093059.9", "202703020930"),
+])
+def test_a_cancel_stamped_less_precisely_in_the_same_second_or_minute_cancels(app, env, booking_msh7, cancel_msh7):
+    csn = f"P{uuid.uuid4().hex[:8]}"
+    accepted(env, message("S12", str(uuid.uuid4()), csn=csn, msh7=booking_msh7))
+    accepted(env, message("S15", str(uuid.uuid4()), csn=csn, msh7=cancel_msh7))
+    assert_cancelled_for_good(app, env, csn)
+
+
+@pytest.mark.parametrize(("zone", "clock_utc", "first_pass", "second_pass"), [
+    ("America/New_York", datetime(2026, 11, 1, 6, 30, tzinfo=UTC), "20261101015000", "20261101011000"),
+    ("Europe/London", datetime(2026, 10, 25, 1, 30, tzinfo=UTC), "20261025015000", "20261025011000"),
+    ("Australia/Lord_Howe", datetime(2026, 4, 4, 15, 20, tzinfo=UTC), "20260405015500", "20260405014500"),
+])
+@pytest.mark.parametrize("ids", [("7001", "7002"), ("c0ffee-1", "beef-22")])  # a counter, unrelated IDs
+def test_a_cancel_sent_in_the_second_pass_of_the_repeated_hour_cancels(app, clock, zone, clock_utc, first_pass,
+                                                                       second_pass, ids):
+    clock.set(clock_utc)
+    env = make_environment(app, f"dst-{uuid.uuid4().hex[:8]}", time_zone=zone)
+    csn = f"D{uuid.uuid4().hex[:8]}"
+    start = clock_utc + timedelta(days=3)
+    accepted(env, message("S12", ids[0], csn=csn, msh7=first_pass, start=start))
+    accepted(env, message("S15", ids[1], csn=csn, msh7=second_pass, start=start))
+    stored, _, texts = visit(app, env, csn)
+    assert stored.status == "cancelled"
+    assert not [kind for kind, state in texts.items() if kind.startswith("reminder") and state == "pending"]

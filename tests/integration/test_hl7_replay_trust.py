@@ -70,7 +70,8 @@ def test_the_signature_is_judged_as_of_its_arrival_not_of_the_replay(app, later)
     r = app.repos
     intake = IntakeService(environments=r.environments, visits=r.visits, contacts=r.contacts, outbox=r.outbox,
                            links=r.links, processed=r.processed, rejected=r.rejected,
-                           verifier=JwsRequestVerifier(jti=JtiStore(app.store), clock=wall), clock=app.clock)
+                           verifier=JwsRequestVerifier(jti=JtiStore(app.store), clock=wall), clock=app.clock,
+                           patient_id_key=app.intake._patient_id_key)
     body = booking("8100002")
     headers = default_signer().headers(later, body, now=wall.now())
     rejected_id = json.loads(intake.handle(later, body, headers).body)["rejectedMessageId"]

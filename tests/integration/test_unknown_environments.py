@@ -97,7 +97,7 @@ def test_bodies_sent_to_unknown_environments_are_kept_only_up_to_the_budget(app,
     intake = IntakeService(
         environments=r.environments, visits=r.visits, contacts=r.contacts, outbox=r.outbox,
         links=r.links, processed=r.processed, rejected=r.rejected, verifier=app.intake._verifier,
-        clock=app.clock, unknown_keeps=KeepLimiter(per_minute=3),
+        clock=app.clock, patient_id_key=app.intake._patient_id_key, unknown_keeps=KeepLimiter(per_minute=3),
     )
     answers = [intake.handle("no-such-env-flood", siu("S12", csn="1", start=NOW, control_id=f"F{i}", sent=NOW), {})
                for i in range(5)]

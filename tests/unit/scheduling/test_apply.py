@@ -33,6 +33,9 @@ class Msg:
     filler_status_hint: str | None = None
     phone_cleared: bool = False
     sms_phone_e164: str | None = "+13125550142"
+    placer_id: str | None = None
+    filler_id: str | None = None
+    visit_number: str | None = None
 
     def __post_init__(self) -> None:
         if self.event:

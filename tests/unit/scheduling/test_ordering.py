@@ -65,3 +65,12 @@ def test_keys_parse_as_written_and_garbage_is_not_a_key():
     assert OrderKey.parse(key) == OrderKey(datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC), "a|b")
     assert OrderKey.parse("") is None
     assert OrderKey.parse("not a key|1") is None
+
+
+def test_a_key_stored_before_msh7_spans_existed_is_one_instant():
+    old = OrderKey.parse("2026-11-29T12:00:05.000000|4410099")
+    assert old is not None and old.last == old.instant == T
+    spanned = OrderKey.parse(order_key(T, "4410100", latest=T + timedelta(seconds=1)))
+    assert spanned is not None and spanned.last == T + timedelta(seconds=1)
+    assert compare(spanned, False, old, False) > 0  # a tie: the counter decides, as before
+    assert OrderKey.parse("2026-11-29T12:00:05.000000~not-a-time|1") is None
