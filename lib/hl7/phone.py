@@ -2,7 +2,7 @@
 
 XTN components used (v2.5.1 numbering): 1 formatted number, 2 use code (table 0201), 3 equipment
 type (table 0202), 4 e-mail / communication address, 5 country code, 6 area code, 7 local number,
-12 unformatted number.
+8 extension, 12 unformatted number.
 
 Rules, in order:
 
@@ -20,7 +20,10 @@ Rules, in order:
    form is tried first (v2.7 withdrew XTN-1), then XTN-1; the first that ``phonenumbers`` accepts
    with the configured default region is used, so a disagreement never loses a valid number. When
    both are valid and differ, the structured one is used and the reason says so.
-7. The first valid flagged-mobile number wins. Otherwise the first valid number of any other type
+7. A number with an extension (XTN-8, or ``x12`` / ``ext 12`` / ``;ext=12`` in XTN-1, as ``phonenumbers``
+   reads it) is a switchboard or office line, never a mobile: not texted, whatever its flags; reason
+   ``no SMS number: the number has an extension`` when nothing else is usable.
+8. The first valid flagged-mobile number wins. Otherwise the first valid number of any other type
    is used only when ``phonenumbers`` classifies it MOBILE or FIXED_LINE_OR_MOBILE (e.g. any US
    geographic number); landline-only numbers give no SMS number.
 
@@ -137,6 +140,22 @@ def _numbers(c1: str, c5: str, c6: str, c7: str, c12: str) -> list[str]:
     return out
 
 
+_EXTENSION_HINT = re.compile(r"[0-9][^0-9]*[A-Za-z#;,]")
+
+
+def _has_extension(c1: str, c8: str, region: str) -> bool:
+    """Whether the XTN carries an extension: XTN-8, or one written into XTN-1 (``x12``, ``ext. 12``,
+    ``;ext=12``...) as ``phonenumbers`` reads it."""
+    if c8:
+        return True
+    if not c1 or not _EXTENSION_HINT.search(c1) or len(c1) > _MAX_NUMBER_LEN:
+        return False
+    try:
+        return bool(phonenumbers.parse(c1, region).extension)
+    except NumberParseException:
+        return False
+
+
 def _first_valid(numbers: list[str], region: str) -> tuple[phonenumbers.PhoneNumber, str] | None:
     """The first number form that is valid, with a note when a valid later form disagrees."""
     for index, number in enumerate(numbers):
@@ -168,7 +187,7 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
     if pid is None:
         return PhoneChoice(None, "no SMS number: no PID segment")
     seps = msg.seps
-    seen_any = seen_email = seen_excluded = seen_invalid = seen_not_own = False
+    seen_any = seen_email = seen_excluded = seen_invalid = seen_not_own = seen_extension = False
     bad_mobile: str | None = None
     landline = False
     fallback: tuple[phonenumbers.PhoneNumber, str] | None = None
@@ -180,7 +199,7 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
         if not raw:
             continue
         for index, rep in enumerate(raw.split(seps.repetition), start=1):
-            c1, use, equip, c4, c5, c6, c7, _c8, _c9, _c10, _c11, c12 = _components(msg, rep)
+            c1, use, equip, c4, c5, c6, c7, c8, _c9, _c10, _c11, c12 = _components(msg, rep)
             equip = equip.upper()
             if not (c1 or c4 or c12 or c7):
                 continue
@@ -207,6 +226,9 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
                 continue
             if equip == "PH" and use_up != "PRS":
                 landline = True
+                continue
+            if _has_extension(c1, c8, default_region):
+                seen_extension = True  # a switchboard / office line: whoever answers it is not the patient
                 continue
             if equip == "CP":
                 why = "equipment CP"
@@ -244,6 +266,8 @@ def choose_sms_phone(msg: Er7Message, pid: list[str] | None, default_region: str
         return PhoneChoice(e164, fallback[1])
     if bad_mobile is not None:
         return PhoneChoice(None, f"no SMS number: the mobile number is not valid ({bad_mobile})")
+    if seen_extension:
+        return PhoneChoice(None, "no SMS number: the number has an extension")
     if landline:
         return PhoneChoice(None, "no SMS number: only a landline")
     if seen_not_own:

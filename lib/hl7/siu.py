@@ -8,7 +8,7 @@ Rules and their sources (hl7.md sections):
   AIL/AIP in message order); EVN, NTE, OBX, DG1 and Z-segments are ignored; order is never checked.
 - §3: appointment ID = first non-empty of the configured order (default SCH-2.1, SCH-1.1, PV1-19.1).
 - §4/§5: start/end/duration and time zones, see :func:`parse_siu`.
-- §6: SMS number (see :mod:`lib.hl7.phone`) and language PID-15.1.
+- §6: SMS number (see :mod:`lib.hl7.phone`) and language PID-15 (any CWE component, see :mod:`lib.languages`).
 - §7: department AIL-3 -> PV1-3 -> RGS-3; provider AIP-3 -> PV1-7.
 - §10: values are unescaped (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\ \\.br\\``), see
   :func:`lib.hl7.er7.unescape`.
@@ -34,6 +34,7 @@ from lib.hl7.header import MessageHeader, header_from_message
 from lib.hl7.phone import choose_sms_phone
 from lib.hl7.times import format_offset, parse_dtm, parse_duration, parse_duration_text, to_utc
 from lib.hl7.wellformed import check_wellformed
+from lib.languages import cwe_language
 from lib.stored_settings import UnusableSetting
 
 __all__ = ["STATUS_BY_EVENT", "SUPPORTED_VERSIONS", "SiuMessage", "parse_siu", "siu_from_message", "visit_times"]
@@ -87,7 +88,7 @@ class SiuMessage:
             fixed offset as ``+02:00``; None when there is no start.
         sms_phone_e164: the patient's SMS number in E.164 (PID-13/PID-40/PID-14), or None.
         sms_phone_reason: where the number came from or why there is none (never the number).
-        language: PID-15.1 lower-cased (``eng``, ``spa``, ``en``...), or None.
+        language: the ISO 639-1 code PID-15 names (``SPA``, ``es-US``, ``Spanish``, ``^^^^Spanish`` -> ``es``), or None.
         department: AIL-3.1 (AIL-3.4 when .1 is empty), else PV1-3.1, else RGS-3.1; or None.
         department_name: component 2 of the field the department came from, or None.
         provider_ehr_id: AIP-3.1, else PV1-7.1 (first repetition); or None.
@@ -95,6 +96,8 @@ class SiuMessage:
             procedure, so it is never stored (SCH-7, the free-text reason, is not read at all).
         phone_cleared: PID-13 or PID-14 is the HL7 null ``""`` and no SMS number was found: the sender
             deleted the number, so the stored one goes (an empty field leaves it as it is).
+        language_note: PID-15 was sent but names no language we know: a note without PHI for the log (texts use
+            the environment's default language); else None.
         offset_disagreement: when the start's ``+/-ZZZZ`` differs from the environment zone's offset at
             that instant, a note without PHI (field, both offsets) for the log; else None.
         patient_identifiers: CX.1 of every PID-3 repetition (the patient's identifiers: MRN, enterprise ID...),
@@ -126,6 +129,7 @@ class SiuMessage:
     visit_type: str | None
     phone_cleared: bool = False
     offset_disagreement: str | None = None
+    language_note: str | None = None
     patient_identifiers: tuple[str, ...] = ()
 
 
@@ -490,7 +494,7 @@ def siu_from_message(
     phone = choose_sms_phone(msg, pid, region)
     # HL7 "" (explicit null) in PID-13 or PID-14 deletes the stored number; an empty field changes nothing.
     phone_cleared = phone.e164 is None and any(msg.raw(pid, f).strip() == '""' for f in (13, 14))
-    language = v(pid, 15).lower() or None
+    language, language_note = cwe_language([v(pid, 15, 1, c) for c in range(1, 6)])
     department, department_name = _department(msg, pv1)
     provider = _first_value(msg, "AIP", 3)[0] or v(pv1, 7) or None
     visit_type = _first_value(msg, "AIS", 3)[0] or v(sch, 8) or None
@@ -522,6 +526,7 @@ def siu_from_message(
         visit_type=visit_type,
         phone_cleared=phone_cleared,
         offset_disagreement=_offset_disagreement(start_utc, tz_text, start_source, zone, time_zone),
+        language_note=language_note,
         patient_identifiers=tuple(dict.fromkeys(
             value for rep in msg.repetitions(pid, 3) if (value := msg.rep_value(rep, 1)))),
     )

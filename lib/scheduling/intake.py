@@ -47,7 +47,7 @@ from lib.scheduling.keep_limit import KeepLimiter
 from lib.scheduling.message_time import message_time
 from lib.scheduling.ordering import order_key
 from lib.scheduling.refused_keep import keep_terms
-from lib.scheduling.visit_identity import MessageIdentity
+from lib.scheduling.visit_identity import MessageIdentity, identity_conflict
 from lib.scheduling.visit_window import check_visit_window
 from lib.sms.planner import plan_texts
 from lib.store.contacts import ContactRepository, phone_document
@@ -370,6 +370,9 @@ class IntakeService:
         if message.offset_disagreement:
             log.warning("hl7 time offset disagrees with the environment zone env=%s msh10=%s %s",
                         environment.id, log_control_id(header.control_id), message.offset_disagreement)
+        if message.language_note:
+            log.info("hl7 %s: texts use the default language env=%s msh10=%s", message.language_note,
+                     environment.id, log_control_id(header.control_id))
         key = order_key(sent_at.earliest, header.control_id or "", latest=sent_at.latest)
         identity = MessageIdentity.of(header.sending_facility, header.separators.component,
                                       message.patient_identifiers, self._patient_id_key)
@@ -460,6 +463,12 @@ class IntakeService:
         optimistic = message.event == "S12"
         for _ in range(5):
             existing, stored_phone = (None, None) if optimistic else self._visits.read(doc_key, now=now)
+            if existing is None and not optimistic:
+                # Named by another of its IDs (booked by SCH-1, now named by SCH-2 and SCH-1): that visit.
+                found = self._visit_by_other_id(environment, message, identity, now=now)
+                if found is not None:
+                    existing, stored_phone = found
+                    doc_key = existing.key
             optimistic = False
             applied = apply_message(existing, message, environment_id=environment.id, key=key, now=now,
                                     new_link_id=partition, identity=identity,
@@ -530,6 +539,37 @@ class IntakeService:
             to_send = tuple(item.id for item in written.texts if item.state == "pending" and item.due_utc <= now)
             return applied, to_send, recorded_link
         raise StoreUnavailable("appointment kept changing under concurrent updates")
+
+    def _visit_by_other_id(
+        self, environment: EnvironmentConfig, message: SiuMessage, identity: MessageIdentity, *, now: datetime,
+    ) -> tuple[Appointment, str | None] | None:
+        """The stored visit (and its number) that the message names by another of its appointment IDs, when no
+        visit has the ID it is keyed by: a visit booked with SCH-1 alone and later named with SCH-2 and SCH-1.
+
+        The IDs are tried in the environment's ``appointment_id_order``; a visit found is this message's only when
+        it recorded no different value for an ID field both carry (``Appointment.other_ids``) and its sender and
+        patient agree (:mod:`lib.scheduling.visit_identity`). One that disagrees is another appointment: logged
+        (a cancel then leaves a tombstone under its own ID while that visit stays booked), never changed.
+        """
+        named = {"SCH-2": message.filler_id, "SCH-1": message.placer_id, "PV1-19": message.visit_number}
+        for source in environment.appointment_id_order:
+            value = named.get(source)
+            if not value or value == message.appointment_id:
+                continue
+            visit, phone = self._visits.read(appointment_key(environment.id, value), now=now)
+            if visit is None:
+                continue
+            differ = sorted(field for field, mine in named.items()
+                            if mine and visit.other_ids.get(field) not in (None, mine))
+            conflict = identity_conflict(visit, identity, bound_facilities=environment.hl7_sending_facilities)
+            if not differ and conflict is None:
+                return visit, phone
+            log.warning("hl7 message names no stored visit by %s, and its %s names a stored %s visit that %s; "
+                        "not applied to that visit env=%s msh10=%s event=%s", message.appointment_id_source, source,
+                        visit.status, f"recorded another {', '.join(differ)}" if differ else
+                        f"belongs to another {conflict.kind if conflict else ''}", environment.id,
+                        log_control_id(message.header.control_id), message.event)
+        return None
 
     def _phone_document(
         self, environment: EnvironmentConfig, after: Appointment, phone: str | None, notice_phone: str | None,
@@ -672,6 +712,9 @@ def _report(environment: EnvironmentConfig, header: MessageHeader, message: SiuM
         log.log(level, "hl7 stale message not applied env=%s msh10=%s event=%s visit_status=%s: a newer message "
                 "for this visit was applied before it", environment.id, log_control_id(header.control_id),
                 message.event, stored)
+    elif applied.outcome == "created" and message.status != "booked":
+        log.info("hl7 %s for a visit not stored before: kept as a tombstone env=%s msh10=%s id_field=%s",
+                 message.event, environment.id, log_control_id(header.control_id), message.appointment_id_source)
     elif applied.kept_ended:
         log.info("hl7 change to an ended visit stored without booking it again env=%s msh10=%s event=%s "
                  "visit_status=%s sch25=%s", environment.id, log_control_id(header.control_id), message.event,

@@ -378,6 +378,17 @@ class Dispatcher:
             for text in self._outbox.for_appointment(cancellation.appointment_key)
         )
 
+    def _told_before(self, change: OutboxItem) -> bool:
+        """Whether a text of an earlier schedule revision of the visit reached (or may have reached) the
+        patient. When none did (the visit moved before its booking text went out), the change is worded as
+        the booking, with the final time: "has moved" would tell of a time the patient never heard. Earlier
+        revisions only, so a retry of this very text is worded the same (ACS repeats need the same body)."""
+        return any(
+            text.revision < change.revision and text.kind != "cancelled"
+            and (text.state in _MAY_HAVE_REACHED_THE_PATIENT or (text.state == "pending" and text.maybe_accepted))
+            for text in self._outbox.for_appointment(change.appointment_key)
+        )
+
     def _deliver(self, item: OutboxItem, facts: _Facts, now: datetime, paused: dict[str, datetime] | None) -> str:
         """Claim ``item`` (ETag), send it through ACS and record the outcome."""
         assert facts.appointment is not None and facts.environment is not None and facts.phone is not None
@@ -398,11 +409,13 @@ class Dispatcher:
             return self._finish(item, "unknown", reason="ACS may have sent the text (5xx or no answer) and no longer "
                                 "tracks that attempt: not resent")
         language = template_language(appointment.language, sms.default_language, sms.templates)
+        wording = "booked" if item.kind == "changed" and sms.confirm_booked and not self._told_before(item) \
+            else item.kind
         # The text is composed before the claim: a failure here provably sent nothing, so it is recorded as
         # failed with its cause instead of leaving a claim behind that would read as "outcome unknown".
         try:
             text = render(
-                item.kind,
+                wording,
                 language=language,
                 org=environment.display_name,
                 start_utc=appointment.start_utc,

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from lib.languages import ISO_CODES, language_code
+
 #: Kinds of text with a template. ``help`` answers an inbound HELP (CTIA: programme name, message frequency,
 #: support contact, rates, opt-out).
 KINDS: tuple[str, ...] = ("booked", "changed", "cancelled", "reminder", "help")
@@ -51,14 +53,8 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
 }
 
-#: PID-15 values (ISO 639-1 and ISO 639-2/B and /T codes, as in HL7 table 0296) -> ISO 639-1.
-LANGUAGE_CODES: dict[str, str] = {
-    "en": "en", "eng": "en", "es": "es", "spa": "es", "fr": "fr", "fre": "fr", "fra": "fr",
-    "pt": "pt", "por": "pt", "de": "de", "ger": "de", "deu": "de", "it": "it", "ita": "it",
-    "zh": "zh", "chi": "zh", "zho": "zh", "vi": "vi", "vie": "vi", "ko": "ko", "kor": "ko",
-    "ru": "ru", "rus": "ru", "ar": "ar", "ara": "ar", "ht": "ht", "hat": "ht", "tl": "tl", "tgl": "tl",
-    "pl": "pl", "pol": "pl",
-}
+#: PID-15 codes (ISO 639-1 and ISO 639-2/B and /T, as in HL7 table 0296) -> ISO 639-1 (tags and names: lib.languages).
+LANGUAGE_CODES: dict[str, str] = ISO_CODES
 
 _MONTHS = {
     "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
@@ -73,13 +69,14 @@ _DAYS = {
 def template_language(
     pid15: str | None, default: str, overrides: Mapping[str, Mapping[str, str]] | None = None
 ) -> str:
-    """The template language for a PID-15 value (``SPA``, ``es``...), falling back to ``default``.
+    """The template language for the stored language (an ISO 639-1 code since the intake reads PID-15 with
+    :mod:`lib.languages`; older visits may hold ``spa``, ``es-US``...), falling back to ``default``.
 
     A language counts when it is shipped or the environment has templates for it; when ``default`` has
     neither, English.
     """
     available = set(TEMPLATES) | set(overrides or {})
-    language = LANGUAGE_CODES.get((pid15 or "").strip().lower())
+    language = language_code(pid15)
     if language in available:
         return language  # type: ignore[return-value]
     return default if default in available else "en"

@@ -24,7 +24,7 @@ from lib.models import SmsSettings, appointment_key
 from lib.queues import encode
 from lib.store.schema import CONTAINERS
 from local.siu_builder import siu
-from tests.support.calls import post_hl7
+from tests.support.calls import msa, post_hl7
 from tests.support.environments import SENDER, make_environment
 from tests.support.standins import AcsStandin
 
@@ -370,12 +370,70 @@ def test_reschedule_sends_one_changed_text_and_moves_the_reminders(app, env, clo
     assert texts[2]["message"].startswith("Contoso Health: reminder of your video visit Fri Dec 4, 4:00 PM EST. ")
 
 
-def test_spanish_text_is_chosen_by_pid15(app, env, acs):
-    book(env, "8200005", "(201)555-0159", language="SPA")
+@pytest.mark.parametrize(
+    "pid15", ["SPA", "es-US", "ES-MX", "Spanish", "SPANISH", "Español", "^^^^Spanish", "10^Spanish"])
+def test_spanish_text_is_chosen_by_pid15(app, env, acs, pid15):
+    book(env, "8200005", "(201)555-0159", language=pid15)
     send_queued(app, env, "8200005")
     [text] = acs.texts(env.id)
     assert text["message"].startswith("Contoso Health: su visita por video es el jue 3 dic, 15:00 EST. Enlace: ")
     assert text["message"].endswith(" Responda STOP para no recibir mensajes.")
+    assert app.repos.appointments.get(appointment_key(env.id, "8200005")).language == "es"
+
+
+@pytest.mark.parametrize("pid13", ["(201)555-0151 x12", "+1 201 555 0151;ext=12", "^PRS^CP^^1^201^5550151^12"])
+def test_a_number_with_an_extension_is_not_texted_and_the_reason_is_kept(app, env, acs, pid13):
+    response = book(env, "8200016", pid13)
+    assert msa(response)[1] == "AA"
+    key = appointment_key(env.id, "8200016")
+    assert app.repos.appointments.get(key).sms_phone_reason == "no SMS number: the number has an extension"
+    assert app.repos.contacts.phone(key, now=NOW) is None
+    assert items(app, env, "8200016") == {}
+    assert acs.texts(env.id) == []
+
+
+def test_a_visit_moved_before_its_booking_text_went_out_is_texted_once_as_a_booking_at_its_final_time(
+        app, env, acs):
+    for n, event in enumerate(["S12", "S14", "S14", "S14"]):  # rebooked three times within a few seconds
+        book(env, "8200018", "(201)555-0163", event=event, sent=NOW + timedelta(seconds=n),
+             start=START + timedelta(hours=n))
+    for _ in range(2):  # the queue delivers each message at least once
+        send_queued(app, env, "8200018")
+    [text] = acs.texts(env.id)
+    assert text["message"].startswith("Contoso Health: your video visit is booked for Thu Dec 3, 6:00 PM EST. Join ")
+    states = {k: v.state for k, v in items(app, env, "8200018").items()}
+    assert (states["booked|1"], states["changed|2"], states["changed|3"]) == ("skipped",) * 3
+    assert {k: v for k, v in states.items() if v != "skipped"} == {
+        "changed|4": "sent", "reminder-1440|4": "pending", "reminder-60|4": "pending"}
+    # Once the patient knows the visit, a later change is worded as a move.
+    book(env, "8200018", "(201)555-0163", event="S14", sent=NOW + timedelta(seconds=9), start=START)
+    send_queued(app, env, "8200018")
+    last = acs.texts(env.id)[-1]["message"]
+    assert last.startswith("Contoso Health: your video visit has moved to Thu Dec 3, 3:00 PM")
+    assert len(acs.texts(env.id)) == 2
+
+
+def test_without_booking_texts_a_change_keeps_its_wording(app, clock, acs, environment_id):
+    env = make_environment(app, environment_id, sms=SmsSettings(enabled=True, sender=SENDER, confirm_booked=False))
+    start_clock(app, clock, NOW)
+    for n, event in enumerate(["S12", "S14"]):  # the hospital tells patients of bookings itself (MyChart)
+        book(env, "8200019", "(201)555-0164", event=event, sent=NOW + timedelta(seconds=n),
+             start=START + timedelta(hours=n))
+    send_queued(app, env, "8200019")
+    [text] = acs.texts(env.id)
+    assert text["message"].startswith("Contoso Health: your video visit has moved to Thu Dec 3, 4:00 PM EST. ")
+
+
+def test_an_unknown_pid15_language_gets_the_default_language_and_a_log_line(app, env, acs, caplog):
+    caplog.set_level(logging.INFO)
+    book(env, "8200015", "(201)555-0159", language="KLI^Klingonese")
+    send_queued(app, env, "8200015")
+    [text] = acs.texts(env.id)
+    assert text["message"].startswith("Contoso Health: your video visit is booked for Thu Dec 3, 3:00 PM EST. ")
+    [line] = [r.getMessage() for r in caplog.records if "PID-15" in r.getMessage()]
+    assert line.startswith("hl7 PID-15 not understood: component 1 'KLI', component 2 a text of 10 characters: "
+                           f"texts use the default language env={env.id} msh10=")
+    assert "Klingonese" not in caplog.text and "5550159" not in caplog.text
 
 
 def test_catch_up_inside_quiet_hours_waits_for_morning_and_never_texts_after_the_start(app, env, clock, acs):

@@ -26,6 +26,7 @@ from lib.hl7.er7 import Er7Message
 from lib.hl7.errors import HL7Rejected, NotHL7
 from lib.hl7.framing import unframe
 from lib.hl7.siu import parse_siu
+from lib.languages import language_code
 from tests.unit.hl7.samples import load_sample, sample_names
 
 # (segment, field, max repetitions, components) read by lib.hl7
@@ -165,7 +166,7 @@ def test_extracted_fields_agree_with_python_hl7(name):
     pv1_19 = _oracle_value(theirs, "PV1", 19)
     assert m.appointment_id == (_oracle_value(theirs, "SCH", 2) or _oracle_value(theirs, "SCH", 1) or pv1_19)
     assert m.visit_number == (pv1_19 or None)
-    assert m.language == (_oracle_value(theirs, "PID", 15).lower() or None)
+    assert m.language == language_code(_oracle_value(theirs, "PID", 15))
     assert m.provider_ehr_id == (_oracle_value(theirs, "AIP", 3) or _oracle_value(theirs, "PV1", 7) or None)
     expected_visit = (
         _oracle_value(theirs, "AIS", 3) or _oracle_value(theirs, "SCH", 8) or None

@@ -110,7 +110,7 @@ def test_segment_order_does_not_matter_and_z_segments_are_ignored():
         "ZCH|1",
     )
     m = parse(raw)
-    assert (m.appointment_id, m.provider_ehr_id, m.language) == ("A1", "DOC9", "spa")
+    assert (m.appointment_id, m.provider_ehr_id, m.language) == ("A1", "DOC9", "es")
 
 
 def test_repeated_resource_groups_are_tolerated_first_valued_wins():
@@ -223,11 +223,24 @@ def test_visit_type_from_ais3_then_sch8_and_never_the_sch7_free_text_reason():
 
 
 @pytest.mark.parametrize(
-    ("pid15", "language"), [("ENG", "eng"), ("SPA^Spanish^HL70296", "spa"), ("EN", "en"), ("", None)]
+    ("pid15", "language", "note"),
+    [
+        ("ENG", "en", None), ("SPA^Spanish^HL70296", "es", None), ("EN", "en", None), ("", None, None),
+        # BCP-47 tags (any case, - or _), language names, the code or name in another CWE component
+        ("es-US", "es", None), ("ES-MX", "es", None), ("es_419", "es", None), ("zh-Hant-TW", "zh", None),
+        ("Spanish", "es", None), ("SPANISH", "es", None), ("Español", "es", None), ("ESPANOL", "es", None),
+        ("^Spanish", "es", None), ("^^^^Spanish", "es", None), ("^^^spa", "es", None), ("10^Spanish^LOCAL", "es", None),
+        ("Spanish (Mexico)", "es", None), ("Haitian Creole", "ht", None), ("vie^Vietnamese", "vi", None),
+        # not a language: the default applies, and the note names the components without repeating free text
+        ("KLI", None, "PID-15 not understood: component 1 'KLI'"),
+        ("99^Unknown Tongue", None, "PID-15 not understood: component 1 '99', component 2 a text of 14 characters"),
+        ("und", None, "PID-15 not understood: component 1 'und'"),
+    ],
 )
-def test_language_is_pid15_1_lower_cased(pid15, language):
+def test_language_is_read_from_any_pid15_component(pid15, language, note):
     raw = siu(f"SCH||A1|||||||||{START}", seg("PID", {1: "1", 3: "MRN1", 5: "DOE^JANE", 15: pid15}))
-    assert parse(raw).language == language
+    message = parse(raw)
+    assert (message.language, message.language_note) == (language, note)
 
 
 # --- escapes ------------------------------------------------------------------------------------

@@ -41,8 +41,41 @@ def test_xtn12_unformatted_number_is_preferred():
     assert sms("(201)555-0101^^CP^^^^^^^^^+1 201 555 0123")[0] == "+12015550123"
 
 
-def test_xtn5_6_7_are_combined_and_extension_ignored():
-    assert sms("^PRS^CP^^1^201^5550123^99")[0] == "+12015550123"
+def test_xtn5_6_7_are_combined():
+    assert sms("^PRS^CP^^1^201^5550123")[0] == "+12015550123"
+
+
+EXTENSION = "no SMS number: the number has an extension"
+
+
+@pytest.mark.parametrize(
+    "p13",
+    [
+        "(201)555-0151 x12", "(201)555-0151 X12", "201-555-0151 ext 12", "201-555-0151 Ext. 12",
+        "201.555.0151 extension 12", "+1 201 555 0151;ext=12", "(201)555-0151 #12", "201 555 0151, 12",
+        "^PRN^^^1^201^5550151^12",  # XTN-8
+        "^PRS^CP^^1^201^5550151^99",  # flagged mobile, but an extension: a switchboard line
+        "(201)555-0151 x12^PRS^CP", "(201)555-0151^PRN^^^^^^12", "(201)555-0151 x12^^^^^^^^^^^2015550151",
+    ],
+)
+def test_a_number_with_an_extension_is_not_texted(p13):
+    assert sms(p13) == (None, EXTENSION)
+
+
+def test_an_extension_in_pid14_or_pid40_is_not_texted_either():
+    assert sms(p14="(201)555-0151 x12") == (None, EXTENSION)
+    assert sms(p40="^PRN^^^1^201^5550151^12") == (None, EXTENSION)
+
+
+def test_another_repetition_without_an_extension_is_still_texted():
+    assert sms("(201)555-0151 x12^WPN~(201)555-0123^PRN~(201)555-0152 ext 3^PRS^CP") == (
+        "+12015550123", "phone of unspecified type (PID-13 rep 2, number type FIXED_LINE_OR_MOBILE)")
+    assert sms("(201)555-0151 ext 12~(201)555-0123^PRS") == ("+12015550123", "mobile (PID-13 rep 2, use PRS)")
+
+
+@pytest.mark.parametrize("p13", ["1-800-FLOWERS^PRS", "(201)555-0123 cell", "201-555-0123 (mobile)^PRN"])
+def test_letters_that_are_not_an_extension_do_not_count_as_one(p13):
+    assert sms(p13)[1] != EXTENSION
 
 
 def test_xtn1_digits_are_used_when_nothing_else():

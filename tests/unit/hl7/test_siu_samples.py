@@ -62,12 +62,12 @@ EXPECTED = {
            "no SMS number: only a landline"),
     "18": ("46374637", utc(2016, 1, 20, 20, 0), 37, "booked", None, None, None, None,
            "no SMS number: no PID segment"),
-    "19": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ara", "055", "1210", NO_MOBILE_REP1),
-    "21": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ara", "055", "1210", NO_MOBILE_REP1),
-    "22": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ara", "055", "1210", NO_MOBILE_REP1),
-    "23": ("36996", utc(2021, 9, 24, 7, 15), 50, "cancelled", None, "ara", "055", "1210", NO_MOBILE_REP1),
-    "24": ("36996", utc(2021, 9, 24, 7, 15), 50, "deleted", None, "ara", "055", "1210", NO_MOBILE_REP1),
-    "25": ("36996", utc(2021, 9, 24, 7, 15), 50, "noshow", None, "ara", "055", "1210", NO_MOBILE_REP1),
+    "19": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ar", "055", "1210", NO_MOBILE_REP1),
+    "21": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ar", "055", "1210", NO_MOBILE_REP1),
+    "22": ("36996", utc(2021, 9, 24, 7, 15), 50, "booked", None, "ar", "055", "1210", NO_MOBILE_REP1),
+    "23": ("36996", utc(2021, 9, 24, 7, 15), 50, "cancelled", None, "ar", "055", "1210", NO_MOBILE_REP1),
+    "24": ("36996", utc(2021, 9, 24, 7, 15), 50, "deleted", None, "ar", "055", "1210", NO_MOBILE_REP1),
+    "25": ("36996", utc(2021, 9, 24, 7, 15), 50, "noshow", None, "ar", "055", "1210", NO_MOBILE_REP1),
 }  # fmt: skip
 
 
