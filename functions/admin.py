@@ -17,7 +17,7 @@ from typing import Any
 import azure.functions as func
 
 from functions.dependencies import services
-from functions.http import correlation_id, problem
+from functions.http import correlation_id, problem, raised_at
 from functions.observability import observed
 from functions.portal_access import Denied, authorize, json_body, principal_of, problem_for
 
@@ -107,7 +107,7 @@ def _call(req: func.HttpRequest, action: Callable[[], func.HttpResponse], *,
         busy.headers["Retry-After"] = "30"
         return busy
     except Exception as exc:  # a bug: logged with its type, answered as a problem
-        log.error("config api failed type=%s correlation=%s", type(exc).__name__, correlation)
+        log.error("config api failed type=%s at=%s correlation=%s", type(exc).__name__, raised_at(exc), correlation)
         return problem(500, "Internal error", "Something went wrong; the correlation ID helps your IT team.",
                        correlation=correlation, code="INTERNAL_ERROR")
 

@@ -67,3 +67,15 @@ def read_json(raw: bytes, *, max_bytes: int, empty: object = None) -> object:
         raise UnreadableJson("too_deep") from None
     except ValueError:
         raise UnreadableJson("not_json") from None
+
+
+def raised_at(exc: BaseException) -> str:
+    """Where ``exc`` was raised, as ``file:line function`` of the innermost frame: enough to find a bug from a
+    log line, without the exception's message (which can hold request data)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{'/'.join(last.filename.split('/')[-3:])}:{last.lineno} {last.name}"
