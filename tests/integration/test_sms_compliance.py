@@ -863,28 +863,22 @@ def test_opt_out_and_opt_in_history_is_kept_not_overwritten(webhook):
     assert "2015550182" not in stored and "remove me" not in stored.lower()
 
 
-def test_help_answers_with_programme_frequency_and_contact(webhook, clock, acs, environment_id):
+@pytest.mark.parametrize(("asked", "answer"), [
+    ("HELP", "Contoso Health video visit notices: up to 4 msgs per visit. Help: call 800-555-0199. Msg&data rates "
+             "may apply. Reply STOP to opt out."),
+    ("Ayuda por favor", "Contoso Health avisos de visitas por video: hasta 4 mensajes por visita. Ayuda: call "
+                        "800-555-0199. Pueden aplicar tarifas de mensajes y datos. Responda STOP para no recibir "
+                        "mensajes."),  # AYUDA: the Spanish help text
+])
+def test_help_answers_with_programme_frequency_and_contact_in_the_patients_language(
+        webhook, clock, acs, environment_id, asked, answer):
     sms = SmsSettings(enabled=True, sender="+12015550157", help_contact="call 800-555-0199")
     make_environment(webhook, environment_id, sms=sms)
     clock.set(NOW)
     before = len(help_replies(acs, "+12015550158"))
-    assert post_events([inbound("HELP", "+12015550158", ours="+12015550157")]).status_code == 200
+    assert post_events([inbound(asked, "+12015550158", ours="+12015550157")]).status_code == 200
     texts = help_replies(acs, "+12015550158")[before:]
-    assert [t["message"] for t in texts] == [
-        "Contoso Health video visit notices: up to 4 msgs per visit. Help: call 800-555-0199. Msg&data rates may "
-        "apply. Reply STOP to opt out."]
-
-
-def test_ayuda_is_answered_with_the_spanish_help_text(webhook, clock, acs, environment_id):
-    sms = SmsSettings(enabled=True, sender="+12015550157", help_contact="call 800-555-0199")
-    make_environment(webhook, environment_id, sms=sms)
-    clock.set(NOW)
-    before = len(help_replies(acs, "+12015550158"))
-    assert post_events([inbound("Ayuda por favor", "+12015550158", ours="+12015550157")]).status_code == 200
-    texts = help_replies(acs, "+12015550158")[before:]
-    assert [t["message"] for t in texts] == [
-        "Contoso Health avisos de visitas por video: hasta 4 mensajes por visita. Ayuda: call 800-555-0199. Pueden "
-        "aplicar tarifas de mensajes y datos. Responda STOP para no recibir mensajes."]
+    assert [t["message"] for t in texts] == [answer]
 
 
 def test_the_per_number_cap_holds_over_a_rolling_window(app, clock, acs, environment_id):
